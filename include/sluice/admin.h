@@ -1,0 +1,28 @@
+/* The admin listener: /metrics, /healthz, /readyz and /config on their own thread and
+ * event loop, so that a slow scrape never delays proxied traffic. */
+#ifndef SLUICE_ADMIN_H
+#define SLUICE_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sluice/config.h"
+#include "sluice/metrics.h"
+
+struct sl_admin_hooks {
+    /* The current configuration with one reference the admin drops. Thread-safe. */
+    struct sl_config *(*config_ref)(void *arg);
+    /* True when listeners are up and, with failure_mode closed, Redis is connected. */
+    bool (*ready)(void *arg);
+    void *arg;
+};
+
+/* Binds `addr` and serves on a new thread. Returns NULL and writes a message to `err`
+ * when the address cannot be bound. `metrics` and `hooks->arg` are borrowed. */
+struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,
+                                const struct sl_admin_hooks *hooks, char *err, size_t errlen);
+
+/* Stops the thread and releases everything. Accepts NULL. */
+void sl_admin_stop(struct sl_admin *admin);
+
+#endif

@@ -1,0 +1,167 @@
+/* The configuration: one immutable, reference-counted snapshot of the YAML file.
+ *
+ * A snapshot is built by sl_cfg_load(), validated in full, and never changed after it
+ * is published to the workers (except for the metrics ids the metrics registry assigns
+ * before publication). In-flight requests hold a reference across a reload. */
+#ifndef SLUICE_CONFIG_H
+#define SLUICE_CONFIG_H
+
+#include <regex.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include "sluice/cidr.h"
+
+struct sl_algorithm_ops;
+
+/* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
+struct sl_sockaddr {
+    struct sockaddr_storage ss; /* AF_INET, AF_INET6 or AF_UNIX */
+    socklen_t len;
+    char *text; /* as written in the file; owned */
+};
+
+enum sl_key_kind {
+    SL_KEY_CLIENT_IP,
+    SL_KEY_HEADER,
+    SL_KEY_QUERY,
+    SL_KEY_COOKIE,
+    SL_KEY_METHOD,
+    SL_KEY_PATH,
+    SL_KEY_HOST,
+    SL_KEY_ROUTE,
+};
+
+/* One source of a limit's key. `name` is set for header/query/cookie only (owned). */
+struct sl_key_source {
+    enum sl_key_kind kind;
+    char *name;
+    size_t name_len;
+};
+
+enum sl_store_kind { SL_STORE_MEMORY, SL_STORE_REDIS };
+
+/* Upper bound on limits per route; the engine keeps per-request state for each. */
+#define SL_MAX_LIMITS_PER_ROUTE 16
+
+struct sl_route;
+
+struct sl_limit {
+    char *name;                      /* unique within the route; owned */
+    const struct sl_route *route;    /* the route holding this limit */
+    const struct sl_algorithm_ops *alg;
+    uint64_t count;                  /* N of "N/P" */
+    uint64_t period_us;              /* P of "N/P" */
+    uint64_t burst;                  /* defaulted per algorithm (see limit.h) */
+    bool delay;                      /* leaky_bucket: hold early requests (default true) */
+    char *rate_text;                 /* "5/1m", as written; owned */
+    struct sl_key_source *keys;      /* one or more sources; owned */
+    size_t nkeys;
+    enum sl_store_kind store;
+    size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
+    unsigned metrics_id;             /* assigned by sl_metrics_bind() */
+};
+
+enum sl_path_match { SL_MATCH_ANY, SL_MATCH_PATH, SL_MATCH_PREFIX, SL_MATCH_REGEX };
+
+struct sl_header_match {
+    char *name;  /* owned */
+    char *value; /* owned; compared exactly */
+};
+
+struct sl_route {
+    char *name;                      /* [A-Za-z0-9_-]+, unique; owned */
+    size_t index;                    /* position in cfg->routes */
+    enum sl_path_match path_match;
+    char *path;                      /* PATH/PREFIX: as written; REGEX: the pattern; owned */
+    regex_t regex;                   /* compiled when path_match == SL_MATCH_REGEX */
+    char **methods;                  /* upper-case method names; none = any; owned */
+    size_t nmethods;
+    char *host;                      /* lower-case, no port; NULL = any; owned */
+    struct sl_header_match *headers; /* all must match; owned */
+    size_t nheaders;
+    bool shadow;
+    struct sl_limit *limits;         /* owned, at most SL_MAX_LIMITS_PER_ROUTE */
+    size_t nlimits;
+    unsigned metrics_id;             /* assigned by sl_metrics_bind() */
+};
+
+enum sl_failure_mode { SL_FAILURE_OPEN, SL_FAILURE_CLOSED, SL_FAILURE_LOCAL };
+enum sl_header_mode { SL_HEADERS_BOTH, SL_HEADERS_DRAFT, SL_HEADERS_LEGACY, SL_HEADERS_NONE };
+enum sl_access_log { SL_ACCESS_LOG_STDOUT, SL_ACCESS_LOG_OFF, SL_ACCESS_LOG_FILE };
+enum sl_log_level { SL_LOG_ERROR, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };
+
+struct sl_upstream_config {
+    char *url;                       /* as written; owned */
+    struct sl_sockaddr addr;         /* resolved at load time */
+    uint64_t connect_timeout_ms;
+    uint64_t timeout_ms;
+    unsigned keepalive;              /* idle connections kept per worker */
+};
+
+struct sl_client_config {
+    uint64_t header_timeout_ms;
+    uint64_t idle_timeout_ms;
+    uint64_t max_header_bytes;
+    uint64_t max_body_bytes;         /* 0 = unlimited */
+    unsigned max_connections;
+};
+
+struct sl_redis_config {
+    bool enabled;                    /* the redis block is present */
+    char *url;                       /* as written; owned (password included: redact on output) */
+    char *host;                      /* TCP host, or NULL when unix_path is set; owned */
+    int port;
+    char *unix_path;                 /* owned or NULL */
+    char *user;                      /* owned or NULL */
+    char *password;                  /* owned or NULL */
+    int db;
+    uint64_t timeout_ms;
+    char *key_prefix;                /* owned */
+};
+
+struct sl_config {
+    atomic_int refs;
+    char *file;                      /* path the snapshot was loaded from; owned */
+    struct sl_sockaddr listen;
+    unsigned workers;                /* resolved: "auto" becomes the number of CPUs */
+    bool workers_auto;
+    bool admin_enabled;
+    struct sl_sockaddr admin_listen;
+    struct sl_upstream_config upstream;
+    struct sl_client_config client;
+    struct sl_cidr_list trusted_proxies;
+    struct sl_cidr_list exempt;
+    struct sl_redis_config redis;
+    enum sl_failure_mode failure_mode;
+    uint64_t memory_max_keys;
+    int response_status;
+    enum sl_header_mode response_headers;
+    enum sl_access_log access_log;
+    char *access_log_path;           /* SL_ACCESS_LOG_FILE only; owned */
+    enum sl_log_level log_level;
+    struct sl_route *routes;         /* owned, file order */
+    size_t nroutes;
+    size_t nlimits;                  /* limits over all routes */
+};
+
+/* Loads, expands ${VAR}, and validates the YAML file at `path`.
+ * Returns a new snapshot holding one reference, or NULL. On NULL, `*errors` (when
+ * `errors` is not NULL) receives a malloc'd string with every problem found, one per
+ * line as "file:line:column: key.path: message"; the caller frees it. */
+struct sl_config *sl_cfg_load(const char *path, char **errors);
+
+/* Takes one more reference; returns `cfg`. Thread-safe. */
+struct sl_config *sl_cfg_ref(struct sl_config *cfg);
+
+/* Drops one reference; the last one frees the snapshot. Accepts NULL. Thread-safe. */
+void sl_cfg_unref(struct sl_config *cfg);
+
+/* Writes the effective configuration as one JSON object, passwords redacted, to `out`
+ * (a malloc'd NUL-terminated string the caller frees). Returns 0, or -1 on ENOMEM. */
+int sl_cfg_to_json(const struct sl_config *cfg, char **out);
+
+#endif

@@ -1,0 +1,77 @@
+/* The limiter engine: the proxy's decision hook. For each parsed request head it matches
+ * a route, builds each limit's key, asks the limit's store, and says what to do:
+ * forward now, forward after a delay, or answer with a status of its own. */
+#ifndef SLUICE_ENGINE_H
+#define SLUICE_ENGINE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/cidr.h"
+#include "sluice/config.h"
+#include "sluice/limit.h"
+#include "sluice/request.h"
+#include "sluice/store.h"
+
+struct evbuffer;
+struct event_base;
+struct sl_metrics_slot;
+
+/* The `decision` label of sluice_requests_total. */
+enum sl_outcome {
+    SL_OUTCOME_ALLOWED,
+    SL_OUTCOME_LIMITED,
+    SL_OUTCOME_SHADOW_LIMITED,
+    SL_OUTCOME_EXEMPT,
+    SL_OUTCOME_UNMATCHED,
+    SL_OUTCOME_STORE_ERROR,
+};
+#define SL_OUTCOME_COUNT 6
+
+const char *sl_outcome_name(enum sl_outcome outcome);
+
+struct sl_verdict;
+typedef void (*sl_verdict_cb)(void *arg, struct sl_verdict *verdict);
+
+struct sl_verdict {
+    /* Set by the caller before sl_engine_decide(); owned by the caller. */
+    struct evbuffer *headers; /* receives "Name: value\r\n" lines for the client response */
+    struct evbuffer *body;    /* receives the body when `status` is set */
+
+    /* Results, valid when the callback runs. */
+    const struct sl_route *route; /* NULL when no route matched */
+    enum sl_outcome outcome;
+    int status;          /* 0: forward upstream; else answer this status with `body` */
+    uint64_t delay_us;   /* forward only after this long (leaky_bucket) */
+    struct sl_ip client; /* the client address limits saw (family 0 for unix peers) */
+
+    /* Engine-private: the decisions of the request in flight. */
+    struct {
+        sl_verdict_cb cb;
+        void *arg;
+        struct sl_engine *engine;
+        const struct sl_config *cfg;
+        unsigned pending;
+        bool applied[SL_MAX_LIMITS_PER_ROUTE];
+        enum sl_store_status status[SL_MAX_LIMITS_PER_ROUTE];
+        struct sl_decision decisions[SL_MAX_LIMITS_PER_ROUTE];
+        uint64_t started_us;
+    } priv;
+};
+
+/* One engine per worker thread. `memory` is the process's shared memory store
+ * (borrowed); `redis` is this worker's Redis store or NULL (borrowed); `metrics` is this
+ * worker's metrics slot (borrowed, may be NULL in tests). */
+struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory,
+                                struct sl_store *redis, struct sl_metrics_slot *metrics);
+void sl_engine_free(struct sl_engine *engine);
+
+/* Decides `req` under `cfg` and calls `cb(arg, v)` exactly once: before returning when
+ * every store involved answers at once, else later on the worker's event loop (at most
+ * redis.timeout later). `req` is borrowed for the call only; `cfg` and `v` must stay
+ * alive until the callback. Call only from the engine's worker thread. */
+void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
+                      const struct sl_request *req, struct sl_verdict *v, sl_verdict_cb cb,
+                      void *arg);
+
+#endif

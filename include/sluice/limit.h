@@ -1,0 +1,50 @@
+/* Limiter algorithms: one file per algorithm behind sl_algorithm_ops, plus the registry.
+ *
+ * An algorithm is state layout and arithmetic only: no I/O, no locking, no clock reads.
+ * The memory store calls decide() under its stripe lock with a zeroed state for a new
+ * key; the Redis store runs redis_script, which must make the same decision. */
+#ifndef SLUICE_LIMIT_H
+#define SLUICE_LIMIT_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+
+struct sl_decision {
+    bool allowed;
+    uint64_t limit;          /* N */
+    uint64_t remaining;      /* requests still admitted now, after this one */
+    uint64_t reset_us;       /* until the quota is fully restored (state is as new) */
+    uint64_t retry_after_us; /* denied: until a request would be admitted; else 0 */
+    uint64_t delay_us;       /* allowed: hold the request this long first (leaky_bucket) */
+};
+
+struct sl_algorithm_ops {
+    const char *name;                /* as in the configuration: "token_bucket" */
+    bool has_burst;                  /* accepts `burst` */
+    bool burst_defaults_to_count;    /* default burst: N when true, else 0 */
+    bool has_delay;                  /* accepts `delay` */
+
+    /* Bytes of per-key state for `lim`; a zeroed state is a fresh key. */
+    size_t (*state_size)(const struct sl_limit *lim);
+
+    /* Decides one request at `now_us` (monotonic, microseconds) and updates `state`. */
+    void (*decide)(const struct sl_limit *lim, void *state, uint64_t now_us,
+                   struct sl_decision *out);
+
+    /* The same decision as one Lua script for EVALSHA, touching only KEYS[1] and reading
+     * the time with TIME. ARGV: [1] N, [2] P in microseconds, [3] burst, [4] delay (0|1),
+     * [5] a member unique to this request (sliding_window). Returns the array
+     * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL. */
+    const char *redis_script;
+};
+
+/* The algorithm registered under `name`, or NULL. */
+const struct sl_algorithm_ops *sl_algorithm_find(const char *name);
+
+/* Every registered algorithm, NULL-terminated (for error messages listing the choices). */
+const struct sl_algorithm_ops *const *sl_algorithm_all(void);
+
+#endif

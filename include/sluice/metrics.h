@@ -1,0 +1,57 @@
+/* The metrics registry. Hot-path counters live in per-worker slots written only by their
+ * own thread (no locks, no shared cache lines); the admin thread sums the slots when
+ * /metrics is scraped. Names and labels follow SPEC.md section 8. */
+#ifndef SLUICE_METRICS_H
+#define SLUICE_METRICS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/engine.h"
+#include "sluice/store.h"
+
+struct evbuffer;
+struct sl_metrics;
+struct sl_metrics_slot;
+
+enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR };
+enum sl_upstream_error { SL_UPSTREAM_ERR_CONNECT, SL_UPSTREAM_ERR_TIMEOUT, SL_UPSTREAM_ERR_RESET };
+
+/* A registry with `nslots` worker slots. NULL on ENOMEM. */
+struct sl_metrics *sl_metrics_new(unsigned nslots);
+void sl_metrics_free(struct sl_metrics *metrics);
+
+/* Slot `i` (0 <= i < nslots), for worker i only. */
+struct sl_metrics_slot *sl_metrics_slot(struct sl_metrics *metrics, unsigned i);
+
+/* Gives cfg's routes and limits their metrics ids, stable by name across reloads, so a
+ * route's counters continue after a reload. Call before publishing `cfg`. Thread-safe.
+ * Returns 0, or -1 when the registry has no room for more names. */
+int sl_metrics_bind(struct sl_metrics *metrics, struct sl_config *cfg);
+
+/* The memory store whose key and eviction counts the gauges report (borrowed). */
+void sl_metrics_set_memory_store(struct sl_metrics *metrics, const struct sl_store *memory);
+
+/* Hot path: called only by the slot's worker. `route` is NULL for unmatched requests. */
+void sl_metrics_request(struct sl_metrics_slot *s, const struct sl_route *route,
+                        enum sl_outcome outcome, uint64_t duration_us);
+void sl_metrics_limit_check(struct sl_metrics_slot *s, const struct sl_limit *limit,
+                            enum sl_check_result result);
+void sl_metrics_response(struct sl_metrics_slot *s, const struct sl_route *route, int status);
+void sl_metrics_store_duration(struct sl_metrics_slot *s, enum sl_store_kind store,
+                               uint64_t duration_us);
+void sl_metrics_store_error(struct sl_metrics_slot *s, enum sl_store_kind store,
+                            enum sl_store_status kind);
+void sl_metrics_upstream_error(struct sl_metrics_slot *s, enum sl_upstream_error kind);
+void sl_metrics_connection_opened(struct sl_metrics_slot *s);
+void sl_metrics_connection_closed(struct sl_metrics_slot *s);
+void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected);
+
+/* Process-wide events. Thread-safe. */
+void sl_metrics_config_reload(struct sl_metrics *metrics, bool success);
+
+/* Appends the Prometheus text exposition (format 0.0.4) to `out`. Thread-safe. */
+int sl_metrics_render(struct sl_metrics *metrics, struct evbuffer *out);
+
+#endif

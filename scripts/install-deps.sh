@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs the Debian packages sluice needs. Idempotent; run as root on Debian 12.
+#   scripts/install-deps.sh           build and run
+#   scripts/install-deps.sh --test    also what the test suite needs
+#   scripts/install-deps.sh --bench   also what the benchmarks need
+set -euo pipefail
+
+packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
+          node-llhttp curl python3)
+for arg in "$@"; do
+    case "$arg" in
+    --test) packages+=(check redis-server python3-pytest) ;;
+    --bench) packages+=(nginx-light wrk redis-server) ;;
+    *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
+    esac
+done
+
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+if [ "$(id -u)" -ne 0 ]; then
+    echo "install-deps.sh: missing packages: ${missing[*]} (run as root to install them)" >&2
+    exit 1
+fi
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null

@@ -1,0 +1,101 @@
+/* sluice: argument parsing and start-up only. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/config.h"
+#include "sluice/log.h"
+#include "sluice/server.h"
+
+#define EXIT_CONFIG 1
+#define EXIT_USAGE 2
+
+static const char usage[] =
+    "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
+    "\n"
+    "A rate-limiting reverse proxy.\n"
+    "\n"
+    "  -c FILE    configuration file (default: $SLUICE_CONFIG, else /etc/sluice/sluice.yaml)\n"
+    "  -t         check the configuration, print \"configuration ok\" or every error, and exit\n"
+    "  -h         print this help and exit\n"
+    "  --version  print the version and exit\n"
+    "\n"
+    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT drain and exit.\n"
+    "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
+
+static const char *default_config_path(void)
+{
+    const char *env = getenv("SLUICE_CONFIG");
+    return env && *env ? env : "/etc/sluice/sluice.yaml";
+}
+
+/* The loader reports one problem per line; each becomes "sluice: <problem>". */
+static void print_errors(const char *errors)
+{
+    while (*errors) {
+        size_t n = strcspn(errors, "\n");
+        fprintf(stderr, "sluice: %.*s\n", (int)n, errors);
+        errors += n + (errors[n] == '\n');
+    }
+}
+
+int main(int argc, char **argv)
+{
+    static const struct option long_options[] = {
+        {"version", no_argument, NULL, 'V'},
+        {"help", no_argument, NULL, 'h'},
+        {NULL, 0, NULL, 0},
+    };
+    const char *path = NULL;
+    int test_only = 0;
+    int opt;
+
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, ":c:th", long_options, NULL)) != -1) {
+        switch (opt) {
+        case 'c':
+            path = optarg;
+            break;
+        case 't':
+            test_only = 1;
+            break;
+        case 'h':
+            fputs(usage, stdout);
+            return 0;
+        case 'V':
+            printf("sluice %s\n", SLUICE_VERSION);
+            return 0;
+        case ':':
+            fprintf(stderr, "sluice: option -%c needs an argument\n%s", optopt, usage);
+            return EXIT_USAGE;
+        default:
+            if (optopt)
+                fprintf(stderr, "sluice: unknown option -%c\n%s", optopt, usage);
+            else
+                fprintf(stderr, "sluice: unknown option %s\n%s", argv[optind - 1], usage);
+            return EXIT_USAGE;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "sluice: unexpected argument %s\n%s", argv[optind], usage);
+        return EXIT_USAGE;
+    }
+    if (!path)
+        path = default_config_path();
+
+    char *errors = NULL;
+    struct sl_config *cfg = sl_cfg_load(path, &errors);
+    if (!cfg) {
+        print_errors(errors ? errors : "configuration could not be loaded\n");
+        free(errors);
+        return EXIT_CONFIG;
+    }
+    if (test_only) {
+        printf("configuration ok\n");
+        sl_cfg_unref(cfg);
+        return 0;
+    }
+    sl_log_set_level(cfg->log_level);
+    return sl_server_run(cfg);
+}
