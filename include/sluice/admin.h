@@ -18,9 +18,15 @@ struct sl_admin_hooks {
 };
 
 /* Binds `addr` and serves on a new thread. Returns NULL and writes a message to `err`
- * when the address cannot be bound. `metrics` and `hooks->arg` are borrowed. */
+ * when the address cannot be bound. `metrics` and `hooks->arg` are borrowed; `*hooks` is
+ * copied. A hook left NULL means "always ready" and "/config unavailable" (503). The
+ * process must ignore SIGPIPE (a scraper may hang up mid-response). Paths other than the
+ * four answer 404; methods other than GET and HEAD answer 405. */
 struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,
                                 const struct sl_admin_hooks *hooks, char *err, size_t errlen);
+
+/* The TCP port the listener is bound to (useful with port 0); 0 for a unix socket. */
+unsigned sl_admin_port(const struct sl_admin *admin);
 
 /* Stops the thread and releases everything. Accepts NULL. */
 void sl_admin_stop(struct sl_admin *admin);
