@@ -39,8 +39,16 @@ static void reply(struct evhttp_request *req, int code, const char *reason,
     struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
     evhttp_add_header(headers, "Content-Type", content_type);
     evhttp_add_header(headers, "Cache-Control", "no-store");
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
     if (body)
-        evbuffer_add(evhttp_request_get_output_buffer(req), body, strlen(body));
+        evbuffer_add(out, body, strlen(body));
+    /* evhttp would send the body of a HEAD response: announce its length, send none. */
+    if (evhttp_request_get_command(req) == EVHTTP_REQ_HEAD) {
+        char len[24];
+        snprintf(len, sizeof len, "%zu", evbuffer_get_length(out));
+        evhttp_add_header(headers, "Content-Length", len);
+        evbuffer_drain(out, evbuffer_get_length(out));
+    }
     evhttp_send_reply(req, code, reason, NULL);
 }
 
