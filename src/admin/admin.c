@@ -29,7 +29,8 @@ struct sl_admin {
     unsigned port;
 };
 
-/* A scrape is a few hundred kilobytes at most; nothing the admin serves takes a body. */
+/* Admin requests are a request line and a few headers, never a body; a client that sends
+ * more, or stalls, is cut off. */
 #define ADMIN_MAX_HEADERS 8192
 #define ADMIN_TIMEOUT_S 10
 
@@ -106,7 +107,8 @@ static void handle(struct evhttp_request *req, void *arg)
         {"/healthz", NULL},
     };
     struct sl_admin *admin = arg;
-    const char *path = evhttp_uri_get_path(evhttp_request_get_evhttp_uri(req));
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    const char *path = uri ? evhttp_uri_get_path(uri) : NULL;
     enum evhttp_cmd_type method = evhttp_request_get_command(req);
 
     for (size_t i = 0; path && i < sizeof routes / sizeof routes[0]; i++) {
