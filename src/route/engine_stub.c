@@ -1,6 +1,5 @@
 /* Placeholder engine: forwards every request unlimited. */
 #include <stdlib.h>
-#include <strings.h>
 
 #include "sluice/engine.h"
 
@@ -13,16 +12,6 @@ const char *sl_outcome_name(enum sl_outcome outcome)
     static const char *const names[] = {"allowed",    "limited",   "shadow_limited",
                                         "exempt",     "unmatched", "store_error"};
     return names[outcome];
-}
-
-const struct sl_header *sl_request_header(const struct sl_request *req, const char *name,
-                                          size_t name_len)
-{
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (req->headers[i].name_len == name_len &&
-            strncasecmp(req->headers[i].name, name, name_len) == 0)
-            return &req->headers[i];
-    return NULL;
 }
 
 struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory,
