@@ -198,7 +198,7 @@ static void aggregate(struct sl_verdict *v)
     bool denied = false, errored = false;
     uint64_t delay = 0;
 
-    for (size_t i = 0; i < route->nlimits; i++) {
+    for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_verdict_check *c = &v->priv.checks[i];
         if (!c->applied)
             continue;
@@ -267,7 +267,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
     const struct sl_route *route = v->route;
     bool keep = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
 
-    for (size_t i = 0; i < route->nlimits && i < SL_MAX_LIMITS_PER_ROUTE; i++) {
+    for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_limit *lim = &route->limits[i];
         struct sl_verdict_check *c = &v->priv.checks[i];
         ssize_t n = sl_key_build(lim, ctx, s->key, s->key_cap);

@@ -97,7 +97,7 @@ static void add_legacy(struct evbuffer *out, const struct sl_verdict *v, size_t 
 
 void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdict *v)
 {
-    size_t n = v->route->nlimits;
+    size_t n = sl_verdict_nchecks(v->route);
     bool any = false;
 
     for (size_t i = 0; i < n && !any; i++)
@@ -115,7 +115,7 @@ void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v)
     const struct sl_verdict_check *first = NULL;
     uint64_t retry_us = 0;
 
-    for (size_t i = 0; i < v->route->nlimits; i++) {
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
         const struct sl_verdict_check *c = &v->priv.checks[i];
         if (!answered(c) || c->decision.allowed)
             continue;

@@ -5,6 +5,12 @@
 
 #include "sluice/engine.h"
 
+/* The checks a verdict holds for `route`: one per limit, up to SL_MAX_LIMITS_PER_ROUTE. */
+static inline size_t sl_verdict_nchecks(const struct sl_route *route)
+{
+    return route->nlimits < SL_MAX_LIMITS_PER_ROUTE ? route->nlimits : SL_MAX_LIMITS_PER_ROUTE;
+}
+
 /* Appends the rate-limit header fields of v's answered checks (those with a decision) to
  * v->headers in cfg->response_headers style. Writes nothing when no check answered. */
 void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdict *v);
