@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "sluice/engine.h"
+#include "sluice/metrics.h"
 #include "sluice/store_memory.h"
 
 static uint64_t now_us;
@@ -71,6 +72,7 @@ static const char base_yaml[] = "upstream:\n"
 static struct sl_config *cfg;
 static struct sl_store *memory;
 static struct sl_engine *engine;
+static struct sl_metrics *metrics;
 
 static struct sl_config *load(const char *extra)
 {
@@ -95,7 +97,10 @@ static void start_engine(const char *extra, struct sl_store *redis)
     cfg = load(extra);
     memory = sl_store_memory_new(1000, fake_clock);
     ck_assert_ptr_nonnull(memory);
-    engine = sl_engine_new(NULL, memory, redis, NULL);
+    metrics = sl_metrics_new(1);
+    ck_assert_ptr_nonnull(metrics);
+    ck_assert_int_eq(sl_metrics_bind(metrics, cfg), 0);
+    engine = sl_engine_new(NULL, memory, redis, sl_metrics_slot(metrics, 0));
     ck_assert_ptr_nonnull(engine);
 }
 
@@ -104,6 +109,21 @@ static void teardown(void)
     sl_engine_free(engine);
     sl_store_free(memory);
     sl_cfg_unref(cfg);
+    sl_metrics_free(metrics);
+}
+
+/* Fails unless the exposition holds `line` as a whole line. */
+static void assert_metric(const char *line)
+{
+    struct evbuffer *out = evbuffer_new();
+    ck_assert_int_eq(sl_metrics_render(metrics, out), 0);
+    evbuffer_add(out, "", 1);
+    const char *text = (const char *)evbuffer_pullup(out, -1);
+    char want[256];
+    snprintf(want, sizeof want, "\n%s\n", line);
+    if (!strstr(text, want))
+        ck_abort_msg("metric line missing: %s", line);
+    evbuffer_free(out);
 }
 
 struct result {
@@ -173,6 +193,8 @@ START_TEST(fixed_window_through_every_spelling)
     struct result r = decide("POST", "/api/%6Cogin", "198.51.100.1", NULL);
     ck_assert_int_eq(r.outcome, SL_OUTCOME_LIMITED);
     ck_assert_int_eq(r.status, 429);
+    assert_metric("sluice_limit_checks_total{route=\"login\",limit=\"per_ip\",result=\"deny\"} 1");
+    assert_metric("sluice_store_duration_seconds_count{store=\"memory\"} 4");
     ck_assert_str_eq(r.headers, "RateLimit-Policy: \"per_ip\";q=3;w=60\r\n"
                                 "RateLimit: \"per_ip\";r=0;t=50\r\n"
                                 "X-RateLimit-Limit: 3\r\n"
@@ -269,6 +291,13 @@ START_TEST(redis_down_local_mode_limits_in_memory)
     ck_assert_int_eq(r.outcome, SL_OUTCOME_LIMITED);
     ck_assert_int_eq(r.status, 429);
     ck_assert_uint_eq(dead_calls, 4);
+    /* The limit counts the memory store's answers; Redis's failures are store errors. */
+    assert_metric("sluice_limit_checks_total{route=\"login\",limit=\"per_ip\",result=\"allow\"} 3");
+    assert_metric("sluice_limit_checks_total{route=\"login\",limit=\"per_ip\",result=\"deny\"} 1");
+    assert_metric("sluice_limit_checks_total{route=\"login\",limit=\"per_ip\",result=\"error\"} 0");
+    assert_metric("sluice_store_errors_total{store=\"redis\",kind=\"connection\"} 4");
+    assert_metric("sluice_store_duration_seconds_count{store=\"redis\"} 4");
+    assert_metric("sluice_store_duration_seconds_count{store=\"memory\"} 4");
 }
 END_TEST
 
@@ -281,6 +310,8 @@ START_TEST(redis_down_open_and_closed)
         ck_assert_int_eq(r.status, 0);
         ck_assert_str_eq(r.headers, "");
     }
+    assert_metric("sluice_limit_checks_total{route=\"login\",limit=\"per_ip\",result=\"error\"} 5");
+    assert_metric("sluice_store_errors_total{store=\"redis\",kind=\"connection\"} 5");
     teardown();
     start_engine("redis:\n  url: \"redis://127.0.0.1:1/0\"\nfailure_mode: closed\n", &dead_redis);
     struct result r = decide("POST", "/api/login", "198.51.100.1", NULL);
