@@ -235,7 +235,7 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_SCRIPT);
         return;
     }
-    if (s->state != SL_REDIS_READY) {
+    if (s->state != SL_REDIS_READY || s->freeing) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }

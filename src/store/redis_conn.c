@@ -1,5 +1,7 @@
 /* The Redis connection's life cycle: connect, AUTH, SELECT, SCRIPT LOAD, then READY; after
- * any failure, drop the connection and try again after 100 ms, doubling to 5 s. */
+ * any failure, drop the connection and try again after 100 ms, doubling to 5 s.
+ * sluice_store_errors_total counts failed decisions (redis.c), not connection attempts, so
+ * that an idle instance retrying every 5 s does not count errors. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <string.h>
@@ -58,7 +60,6 @@ void sl_redis_conn_drop(struct sl_redis_store *s, const char *why)
     if (!ac)
         return;
     log_failure(s, "connection dropped", why);
-    sl_metrics_store_error(s->metrics, SL_STORE_REDIS, SL_STORE_ERR_CONNECTION);
     /* Idle first: the NULL-reply callbacks redisAsyncFree runs may start new decisions, which
      * must fail at once rather than reach the dying context. */
     become_idle(s);
@@ -73,9 +74,10 @@ static void handshake_done(struct sl_redis_store *s)
     s->backoff_ms = BACKOFF_FIRST_MS;
     s->quiet = false;
     set_connected(s, true);
-    sl_log_info("redis (worker %u): connected to %s%s%d", s->worker_id,
-                s->unix_path ? s->unix_path : s->host, s->unix_path ? "" : ":",
-                s->unix_path ? 0 : s->port);
+    if (s->unix_path)
+        sl_log_info("redis (worker %u): connected to unix:%s", s->worker_id, s->unix_path);
+    else
+        sl_log_info("redis (worker %u): connected to %s:%d", s->worker_id, s->host, s->port);
 }
 
 /* Replies to AUTH and SELECT (privdata NULL) and to SCRIPT LOAD (privdata the script). */
@@ -109,7 +111,6 @@ static void on_connect(const redisAsyncContext *ac, int status)
         return;
     /* hiredis frees the context after this callback. */
     log_failure(s, "cannot connect", ac->errstr);
-    sl_metrics_store_error(s->metrics, SL_STORE_REDIS, SL_STORE_ERR_CONNECTION);
     become_idle(s);
     schedule_retry(s);
 }
@@ -120,7 +121,6 @@ static void on_disconnect(const redisAsyncContext *ac, int status)
     if (ac != s->ac)
         return; /* freed by us: already handled */
     log_failure(s, "connection lost", ac->err ? ac->errstr : "closed by the server");
-    sl_metrics_store_error(s->metrics, SL_STORE_REDIS, SL_STORE_ERR_CONNECTION);
     become_idle(s);
     schedule_retry(s);
 }
@@ -158,7 +158,6 @@ static void connect_start(struct sl_redis_store *s)
         s->unix_path ? redisAsyncConnectUnix(s->unix_path) : redisAsyncConnect(s->host, s->port);
     if (!ac || ac->err) {
         log_failure(s, "cannot connect", ac ? ac->errstr : "out of memory");
-        sl_metrics_store_error(s->metrics, SL_STORE_REDIS, SL_STORE_ERR_CONNECTION);
         if (ac)
             redisAsyncFree(ac);
         schedule_retry(s);

@@ -20,6 +20,7 @@
 #include "sluice/limit.h"
 #include "sluice/lua_scripts.h"
 #include "sluice/sha256.h"
+#include "sluice/store_memory.h"
 #include "sluice/store_redis.h"
 
 #define MS 1000ull
@@ -66,10 +67,23 @@ static redisContext *client_auth(const char *password)
     return c;
 }
 
-static void server_start(const char *password)
+/* Starts redis-server on `port` (and on the unix socket `unix_path` when not NULL), requiring
+ * `password` when not NULL, and waits until it answers. */
+static void server_start_with(const char *password, const char *unix_path)
 {
     char portbuf[16];
     snprintf(portbuf, sizeof portbuf, "%d", port);
+    const char *argv[16] = {"redis-server", "--port", portbuf,        "--bind", "127.0.0.1",
+                            "--save",       "",       "--appendonly", "no"};
+    int argc = 9;
+    if (password) {
+        argv[argc++] = "--requirepass";
+        argv[argc++] = password;
+    }
+    if (unix_path) {
+        argv[argc++] = "--unixsocket";
+        argv[argc++] = unix_path;
+    }
     server = fork();
     ck_assert_int_ge(server, 0);
     if (server == 0) {
@@ -77,12 +91,7 @@ static void server_start(const char *password)
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         int devnull = open("/dev/null", O_WRONLY);
         dup2(devnull, STDOUT_FILENO);
-        if (password)
-            execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", "--requirepass", password, (char *)NULL);
-        else
-            execlp("redis-server", "redis-server", "--port", portbuf, "--bind", "127.0.0.1",
-                   "--save", "", "--appendonly", "no", (char *)NULL);
+        execvp("redis-server", (char *const *)argv);
         _exit(127);
     }
     /* Readiness by polling PING (a refused connection, or LOADING, means not yet). */
@@ -99,6 +108,11 @@ static void server_start(const char *password)
         ck_assert_msg(sl_clock_mono_us() < end, "redis-server did not start on port %d", port);
         usleep(10000);
     }
+}
+
+static void server_start(const char *password)
+{
+    server_start_with(password, NULL);
 }
 
 static void server_stop(void)
@@ -373,48 +387,58 @@ START_TEST(test_leaky_bucket)
 }
 END_TEST
 
-/* The same sequences on the C algorithms, at an instant in the middle of a window, as the
- * scripts give on Redis's clock. The decisions are milliseconds apart, so the times agree
- * to within that. */
-static void compare_with_c(struct sl_store *store, const char *alg, uint64_t n, uint64_t p,
-                           uint64_t burst, bool delay, int steps)
+/* The same sequences on the memory store (the C algorithms), on a clock set to the middle of
+ * a window, as the scripts give on Redis's clock. The decisions are milliseconds apart, so
+ * the times agree to within that. */
+static uint64_t memory_now;
+
+static uint64_t memory_clock(void)
+{
+    return memory_now;
+}
+
+static void compare_with_memory(struct sl_store *store, const char *alg, uint64_t n, uint64_t p,
+                                uint64_t burst, bool delay, int steps)
 {
     struct sl_limit lim = limit(alg, n, p, burst, delay);
-    uint64_t state[64] = {0};
-    ck_assert_uint_le(lim.alg->state_size(&lim), sizeof state);
-    uint64_t now = 1000 * p + p / 2;
+    struct sl_store *memory = sl_store_memory_new(100, memory_clock);
+    ck_assert_ptr_nonnull(memory);
+    memory_now = 1000 * p + p / 2;
     for (int i = 0; i < steps; i++) {
-        struct sl_decision c;
-        lim.alg->decide(&lim, state, now, &c);
+        struct result c = {0};
+        sl_store_decide(memory, &lim, alg, strlen(alg), on_result, &c);
+        ck_assert_int_eq(c.calls, 1);
+        ck_assert_int_eq(c.status, SL_STORE_OK);
         struct sl_decision r = decide_ok(store, &lim, alg);
-        ck_assert_msg(r.allowed == c.allowed, "%s step %d: allowed %d, C %d", alg, i, r.allowed,
-                      c.allowed);
-        ck_assert_uint_eq(r.remaining, c.remaining);
-        ck_assert_uint_eq(r.limit, c.limit);
+        ck_assert_msg(r.allowed == c.d.allowed, "%s step %d: allowed %d, memory %d", alg, i,
+                      r.allowed, c.d.allowed);
+        ck_assert_uint_eq(r.remaining, c.d.remaining);
+        ck_assert_uint_eq(r.limit, c.d.limit);
         /* Window-aligned algorithms depend on where in the window "now" is; the rest do not. */
         if (strcmp(alg, "token_bucket") == 0 || strcmp(alg, "leaky_bucket") == 0 ||
             strcmp(alg, "sliding_window") == 0) {
             uint64_t slack = 200 * MS;
-            ck_assert_uint_le(r.reset_us, c.reset_us);
-            ck_assert_uint_ge(r.reset_us + slack, c.reset_us);
-            ck_assert_uint_le(r.retry_after_us, c.retry_after_us);
-            ck_assert_uint_ge(r.retry_after_us + slack, c.retry_after_us);
-            ck_assert_uint_le(r.delay_us, c.delay_us);
-            ck_assert_uint_ge(r.delay_us + slack, c.delay_us);
+            ck_assert_uint_le(r.reset_us, c.d.reset_us);
+            ck_assert_uint_ge(r.reset_us + slack, c.d.reset_us);
+            ck_assert_uint_le(r.retry_after_us, c.d.retry_after_us);
+            ck_assert_uint_ge(r.retry_after_us + slack, c.d.retry_after_us);
+            ck_assert_uint_le(r.delay_us, c.d.delay_us);
+            ck_assert_uint_ge(r.delay_us + slack, c.d.delay_us);
         } else {
-            ck_assert_uint_eq(r.retry_after_us == 0, c.retry_after_us == 0);
+            ck_assert_uint_eq(r.retry_after_us == 0, c.d.retry_after_us == 0);
         }
     }
+    sl_store_free(memory);
 }
 
 START_TEST(test_same_as_c)
 {
     struct sl_store *store = store_new(1000, NULL);
-    compare_with_c(store, "fixed_window", 4, HOUR, 0, false, 6);
-    compare_with_c(store, "sliding_window", 4, HOUR, 0, false, 6);
-    compare_with_c(store, "sliding_window_counter", 4, HOUR, 0, false, 6);
-    compare_with_c(store, "token_bucket", 3, 10 * S, 5, false, 7);
-    compare_with_c(store, "leaky_bucket", 3, 10 * S, 2, true, 5);
+    compare_with_memory(store, "fixed_window", 4, HOUR, 0, false, 6);
+    compare_with_memory(store, "sliding_window", 4, HOUR, 0, false, 6);
+    compare_with_memory(store, "sliding_window_counter", 4, HOUR, 0, false, 6);
+    compare_with_memory(store, "token_bucket", 3, 10 * S, 5, false, 7);
+    compare_with_memory(store, "leaky_bucket", 3, 10 * S, 2, true, 5);
     sl_store_free(store);
 }
 END_TEST
@@ -558,6 +582,29 @@ START_TEST(test_server_restart)
 }
 END_TEST
 
+START_TEST(test_stalled_connection)
+{
+    /* The server stops answering but keeps the connection open (as a black-holed peer would):
+     * decisions time out, and after 2 s without a reply the store reconnects. */
+    struct sl_store *store = store_new(50, NULL);
+    struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    freeReplyObject(redisCommand(c, "CLIENT PAUSE 3000"));
+    redisFree(c);
+    uint64_t start = sl_clock_mono_us();
+    while (sl_store_redis_connected(store)) {
+        struct result r = decide(store, &lim, "a");
+        ck_assert_int_eq(r.status, SL_STORE_ERR_TIMEOUT);
+        ck_assert_uint_le(sl_clock_mono_us() - start, 2500 * MS);
+    }
+    ck_assert_uint_ge(sl_clock_mono_us() - start, 2 * S);
+    ck_assert_msg(run_until_connected(store, true, 5 * S), "no reconnection after the pause");
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_server_absent_at_start)
 {
     server_stop();
@@ -606,6 +653,25 @@ START_TEST(test_password)
 }
 END_TEST
 
+START_TEST(test_unix_socket)
+{
+    char path[64];
+    snprintf(path, sizeof path, "/tmp/sluice-test-%d.sock", port);
+    server_stop();
+    server_start_with(NULL, path);
+    struct sl_redis_config cfg = config(1000, NULL);
+    cfg.host = NULL;
+    cfg.unix_path = path;
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    ck_assert(run_until_connected(store, true, 3 * S));
+    struct sl_limit lim = limit("leaky_bucket", 10, S, 0, true);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    sl_store_free(store);
+    server_stop();
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_free_with_pending)
 {
     struct sl_store *store = store_new(1000, NULL);
@@ -645,8 +711,10 @@ int main(void)
     tcase_add_test(tc, test_noscript_reload);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_server_restart);
+    tcase_add_test(tc, test_stalled_connection);
     tcase_add_test(tc, test_server_absent_at_start);
     tcase_add_test(tc, test_password);
+    tcase_add_test(tc, test_unix_socket);
     tcase_add_test(tc, test_free_with_pending);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
