@@ -10,6 +10,7 @@
 
 #include "redis_internal.h"
 #include "sluice/clock.h"
+#include "sluice/log.h"
 #include "sluice/lua_scripts.h"
 #include "sluice/metrics.h"
 #include "sluice/sha256.h"
@@ -148,10 +149,16 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         goto done;
     }
     struct sl_decision d;
-    if (parse_decision(reply, p->count, &d) == 0)
+    if (parse_decision(reply, p->count, &d) == 0) {
         complete(p, &d, SL_STORE_OK);
-    else
-        complete(p, NULL, SL_STORE_ERR_SCRIPT);
+        goto done;
+    }
+    /* Said once per store at warn level: a script error repeats for every request. */
+    sl_log(s->script_warned ? SL_LOG_DEBUG : SL_LOG_WARN, "redis (worker %u): %s script: %s",
+           s->worker_id, p->script->alg->name,
+           reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
+    s->script_warned = true;
+    complete(p, NULL, SL_STORE_ERR_SCRIPT);
 done:
     free(p);
 }

@@ -197,6 +197,7 @@ int sl_redis_conn_init(struct sl_redis_store *s)
     s->conn_timer = evtimer_new(s->evbase, on_conn_timer, s);
     if (!s->conn_timer)
         return -1;
+    sl_metrics_redis_connected(s->metrics, false);
     connect_start(s);
     return 0;
 }

@@ -513,6 +513,19 @@ START_TEST(test_noscript_reload)
 }
 END_TEST
 
+START_TEST(test_script_error)
+{
+    /* Rates past the scripts' exact range are refused by the script, not decided wrongly. */
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_limit lim = limit("sliding_window_counter", 1000000000, 86400 * S, 0, false);
+    ck_assert_int_eq(decide(store, &lim, "a").status, SL_STORE_ERR_SCRIPT);
+    ck_assert(sl_store_redis_connected(store));
+    lim = limit("token_bucket", 5, HOUR, 5, false);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_timeout)
 {
     struct sl_store *store = store_new(50, NULL);
@@ -709,6 +722,7 @@ int main(void)
     tcase_add_test(tc, test_key_layout);
     tcase_add_test(tc, test_long_key_digest);
     tcase_add_test(tc, test_noscript_reload);
+    tcase_add_test(tc, test_script_error);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_server_restart);
     tcase_add_test(tc, test_stalled_connection);

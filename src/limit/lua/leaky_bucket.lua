@@ -22,6 +22,11 @@ local function cdiv(a, b) -- ceil(a / b), a >= 0
     local r = math.fmod(a, b)
     return (a - r) / b + (r > 0 and 1 or 0)
 end
+-- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
+-- replicate effects.
+if redis.replicate_commands then
+    redis.replicate_commands()
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local st = redis.call('HMGET', KEYS[1], 'u', 'f')

@@ -10,6 +10,11 @@ local p = tonumber(ARGV[2])
 if not n or not p or n < 1 or p < 1 then
     return redis.error_reply('ERR sluice: bad N or P')
 end
+-- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
+-- replicate effects.
+if redis.replicate_commands then
+    redis.replicate_commands()
+end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
