@@ -1,0 +1,20 @@
+# sluice: build with the same CMake and install script as a Debian 12 machine, run as non-root.
+FROM debian:12-slim AS build
+COPY scripts/install-deps.sh /src/scripts/install-deps.sh
+RUN /src/scripts/install-deps.sh
+COPY . /src
+RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF \
+ && cmake --build /build -j"$(nproc)"
+
+FROM debian:12-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends libevent-core-2.1-7 libevent-extra-2.1-7 \
+      libevent-pthreads-2.1-7 libhiredis0.14 libyaml-0-2 \
+ && rm -rf /var/lib/apt/lists/* \
+ && useradd --system --no-create-home --shell /usr/sbin/nologin sluice
+COPY --from=build /build/sluice /usr/local/bin/sluice
+COPY conf/sluice.yaml /etc/sluice/sluice.yaml
+USER sluice
+EXPOSE 8080 9901
+ENTRYPOINT ["/usr/local/bin/sluice"]
+CMD ["-c", "/etc/sluice/sluice.yaml"]
