@@ -159,6 +159,42 @@ static void load_rate(struct sl_loader *ld, const yaml_node_t *node, const char 
     lim->rate_text = sl_ld_strdup(ld, v, text);
 }
 
+/* Rates the decisions cannot hold exactly are refused here rather than failing at run
+ * time: the sliding log keeps 8 bytes per admitted request per key, and the Redis scripts
+ * compute in Lua numbers (doubles), exact only below 2^53. */
+static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                         const struct sl_limit *lim)
+{
+    static const uint64_t max_count = 1000000000, max_period_us = 366ull * 86400 * 1000000;
+    static const uint64_t max_log = 100000;
+    const double exact = 9007199254740992.0; /* 2^53 */
+    yaml_node_t *v = sl_ld_get(ld, node, "rate");
+    char vpath[SL_LD_PATH_MAX], got[96];
+    const char *alg = lim->alg->name;
+
+    sl_ld_path(vpath, path, "rate");
+    sl_ld_quote(lim->rate_text ? lim->rate_text : "", got, sizeof got);
+    if (lim->count > max_count || lim->period_us > max_period_us) {
+        sl_ld_error(ld, v, vpath, "expected at most %llu requests per at most 366d, got %s",
+                    (unsigned long long)max_count, got);
+    } else if (strcmp(alg, "sliding_window") == 0 && lim->count > max_log) {
+        sl_ld_error(ld, v, vpath,
+                    "expected at most %llu requests for sliding_window (it logs each one; "
+                    "use sliding_window_counter for more), got %s",
+                    (unsigned long long)max_log, got);
+    } else if (lim->store == SL_STORE_REDIS) {
+        double p = (double)lim->period_us, n = (double)lim->count, b = (double)lim->burst;
+        bool counter = strcmp(alg, "sliding_window_counter") == 0;
+        bool bucket = strcmp(alg, "token_bucket") == 0 || strcmp(alg, "leaky_bucket") == 0;
+        if ((counter && n * p >= exact) || (bucket && (b + 1) * p + n >= exact))
+            sl_ld_error(ld, v, vpath,
+                        "expected a smaller rate or burst for %s on the redis store (%s must "
+                        "stay below 2^53 microseconds), got %s",
+                        alg, counter ? "N times the period" : "(burst + 1) times the period",
+                        got);
+    }
+}
+
 /* Reports `option` (burst or delay) given to an algorithm that has no use for it. */
 static void reject_option(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                           const char *option, const struct sl_algorithm_ops *alg, bool burst)
@@ -254,6 +290,8 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
         reject_option(ld, node, path, "delay", lim->alg, false);
     else
         sl_ld_bool(ld, node, path, "delay", &lim->delay);
+    if (lim->count)
+        check_bounds(ld, node, path, lim);
 }
 
 void sl_ld_limits(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,

@@ -550,6 +550,20 @@ static void assert_limit_error(const char *limit_body, const char *expected)
     ASSERT_ERRORS(yaml, expected);
 }
 
+START_TEST(error_rate_beyond_exact_bounds)
+{
+    assert_limit_error("        algorithm: sliding_window\n"
+                       "        rate: 200000/s\n",
+                       "t.yaml:8:15: routes[0].limits[0].rate: expected at most 100000 requests "
+                       "for sliding_window (it logs each one; use sliding_window_counter for "
+                       "more), got \"200000/s\"\n");
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 2000000000/s\n",
+                       "t.yaml:8:15: routes[0].limits[0].rate: expected at most 1000000000 "
+                       "requests per at most 366d, got \"2000000000/s\"\n");
+}
+END_TEST
+
 START_TEST(error_burst_on_fixed_window)
 {
     assert_limit_error("        algorithm: fixed_window\n"
@@ -686,6 +700,7 @@ static Suite *suite(void)
     tcase_add_test(tc, error_bad_url);
     tcase_add_test(tc, error_out_of_range);
     tcase_add_test(tc, error_burst_on_fixed_window);
+    tcase_add_test(tc, error_rate_beyond_exact_bounds);
     tcase_add_test(tc, error_delay_on_token_bucket);
     tcase_add_test(tc, error_missing_upstream);
     tcase_add_test(tc, error_missing_routes);
