@@ -426,6 +426,7 @@ class Sluice:
         self.env = env
         self.proc = None
         self.exit_code = None
+        self.terminating = False
         self.write_config(yaml_text)
 
     def render(self, yaml_text):
@@ -518,6 +519,9 @@ class Sluice:
         return proc_status_kib(self.pid, "VmRSS")
 
     def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            # A second one could cut the drain short; stop() will only wait.
+            self.terminating = True
         self.proc.send_signal(sig)
 
     def reload(self, yaml_text=None, raw=False):
@@ -526,11 +530,13 @@ class Sluice:
         self.signal(signal.SIGHUP)
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, then waits; returns the exit code (None when it had to be killed)."""
+        """SIGTERM (unless one was sent already), then waits; returns the exit code
+        (None when it had to be killed)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self.terminating:
+                self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
