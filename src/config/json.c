@@ -1,0 +1,229 @@
+/* sl_cfg_to_json(): the effective configuration for the admin /config endpoint.
+ * Durations are in milliseconds and sizes in bytes; passwords never appear. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "sluice/config.h"
+#include "sluice/limit.h"
+
+static const char redacted[] = "***";
+
+static void json_str_or_null(struct sl_cfg_buf *b, const char *s)
+{
+    if (s)
+        sl_cfg_buf_json(b, s);
+    else
+        sl_cfg_buf_adds(b, "null");
+}
+
+/* The redis URL with the password of its user info replaced. */
+static void redis_url(struct sl_cfg_buf *b, const struct sl_redis_config *r)
+{
+    const char *url = r->url;
+    const char *scheme = strstr(url, "://");
+
+    if (!scheme || !r->password) {
+        sl_cfg_buf_json(b, url);
+        return;
+    }
+    const char *auth = scheme + 3;
+    size_t n = strcspn(auth, "/");
+    const char *at = memrchr(auth, '@', n);
+    const char *colon = at ? memchr(auth, ':', (size_t)(at - auth)) : NULL;
+    if (!colon) {
+        sl_cfg_buf_json(b, url);
+        return;
+    }
+    struct sl_cfg_buf tmp = {0};
+    sl_cfg_buf_add(&tmp, url, (size_t)(colon + 1 - url));
+    sl_cfg_buf_adds(&tmp, redacted);
+    sl_cfg_buf_adds(&tmp, at);
+    char *text = sl_cfg_buf_take(&tmp);
+    if (text)
+        sl_cfg_buf_json(b, text);
+    else
+        b->failed = true;
+    free(text);
+}
+
+static void cidr_list(struct sl_cfg_buf *b, const struct sl_cidr_list *list)
+{
+    char ip[64];
+
+    sl_cfg_buf_adds(b, "[");
+    for (size_t i = 0; i < list->count; i++) {
+        sl_ip_format(&list->items[i].net, ip, sizeof ip);
+        sl_cfg_buf_addf(b, "%s\"%s/%u\"", i ? "," : "", ip, list->items[i].prefix);
+    }
+    sl_cfg_buf_adds(b, "]");
+}
+
+static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
+{
+    static const char *const kinds[] = {
+        [SL_KEY_CLIENT_IP] = "client_ip", [SL_KEY_HEADER] = "header", [SL_KEY_QUERY] = "query",
+        [SL_KEY_COOKIE] = "cookie",       [SL_KEY_METHOD] = "method", [SL_KEY_PATH] = "path",
+        [SL_KEY_HOST] = "host",           [SL_KEY_ROUTE] = "route",
+    };
+    if (!k->name) {
+        sl_cfg_buf_json(b, kinds[k->kind]);
+        return;
+    }
+    struct sl_cfg_buf tmp = {0};
+    sl_cfg_buf_addf(&tmp, "%s:%s", kinds[k->kind], k->name);
+    char *text = sl_cfg_buf_take(&tmp);
+    if (text)
+        sl_cfg_buf_json(b, text);
+    else
+        b->failed = true;
+    free(text);
+}
+
+static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
+{
+    sl_cfg_buf_adds(b, "{\"name\":");
+    sl_cfg_buf_json(b, lim->name);
+    sl_cfg_buf_adds(b, ",\"algorithm\":");
+    sl_cfg_buf_json(b, lim->alg->name);
+    sl_cfg_buf_adds(b, ",\"rate\":");
+    sl_cfg_buf_json(b, lim->rate_text);
+    sl_cfg_buf_addf(b, ",\"count\":%llu,\"period_ms\":%llu", (unsigned long long)lim->count,
+                    (unsigned long long)(lim->period_us / 1000));
+    if (lim->alg->has_burst)
+        sl_cfg_buf_addf(b, ",\"burst\":%llu", (unsigned long long)lim->burst);
+    if (lim->alg->has_delay)
+        sl_cfg_buf_addf(b, ",\"delay\":%s", lim->delay ? "true" : "false");
+    sl_cfg_buf_adds(b, ",\"key\":[");
+    for (size_t k = 0; k < lim->nkeys; k++) {
+        if (k)
+            sl_cfg_buf_adds(b, ",");
+        key_source(b, &lim->keys[k]);
+    }
+    sl_cfg_buf_addf(b, "],\"store\":\"%s\"}", lim->store == SL_STORE_REDIS ? "redis" : "memory");
+}
+
+static void route(struct sl_cfg_buf *b, const struct sl_route *r)
+{
+    static const char *const path_keys[] = {[SL_MATCH_PATH] = "path",
+                                            [SL_MATCH_PREFIX] = "path_prefix",
+                                            [SL_MATCH_REGEX] = "path_regex"};
+
+    sl_cfg_buf_adds(b, "{\"name\":");
+    sl_cfg_buf_json(b, r->name);
+    sl_cfg_buf_adds(b, ",\"match\":{");
+    const char *sep = "";
+    if (r->path_match != SL_MATCH_ANY) {
+        sl_cfg_buf_addf(b, "\"%s\":", path_keys[r->path_match]);
+        sl_cfg_buf_json(b, r->path);
+        sep = ",";
+    }
+    if (r->nmethods) {
+        sl_cfg_buf_addf(b, "%s\"methods\":[", sep);
+        for (size_t i = 0; i < r->nmethods; i++) {
+            if (i)
+                sl_cfg_buf_adds(b, ",");
+            sl_cfg_buf_json(b, r->methods[i]);
+        }
+        sl_cfg_buf_adds(b, "]");
+        sep = ",";
+    }
+    if (r->host) {
+        sl_cfg_buf_addf(b, "%s\"host\":", sep);
+        sl_cfg_buf_json(b, r->host);
+        sep = ",";
+    }
+    if (r->nheaders) {
+        sl_cfg_buf_addf(b, "%s\"headers\":{", sep);
+        for (size_t i = 0; i < r->nheaders; i++) {
+            if (i)
+                sl_cfg_buf_adds(b, ",");
+            sl_cfg_buf_json(b, r->headers[i].name);
+            sl_cfg_buf_adds(b, ":");
+            sl_cfg_buf_json(b, r->headers[i].value);
+        }
+        sl_cfg_buf_adds(b, "}");
+    }
+    sl_cfg_buf_addf(b, "},\"shadow\":%s,\"limits\":[", r->shadow ? "true" : "false");
+    for (size_t i = 0; i < r->nlimits; i++) {
+        if (i)
+            sl_cfg_buf_adds(b, ",");
+        limit(b, &r->limits[i]);
+    }
+    sl_cfg_buf_adds(b, "]}");
+}
+
+static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
+{
+    if (!r->enabled) {
+        sl_cfg_buf_adds(b, "null");
+        return;
+    }
+    sl_cfg_buf_adds(b, "{\"url\":");
+    redis_url(b, r);
+    sl_cfg_buf_adds(b, ",\"host\":");
+    json_str_or_null(b, r->host);
+    sl_cfg_buf_addf(b, ",\"port\":%d,\"unix_path\":", r->port);
+    json_str_or_null(b, r->unix_path);
+    sl_cfg_buf_adds(b, ",\"user\":");
+    json_str_or_null(b, r->user);
+    sl_cfg_buf_adds(b, ",\"password\":");
+    json_str_or_null(b, r->password ? redacted : NULL);
+    sl_cfg_buf_addf(b, ",\"db\":%d,\"timeout_ms\":%llu,\"key_prefix\":", r->db,
+                    (unsigned long long)r->timeout_ms);
+    sl_cfg_buf_json(b, r->key_prefix);
+    sl_cfg_buf_adds(b, "}");
+}
+
+int sl_cfg_to_json(const struct sl_config *cfg, char **out)
+{
+    static const char *const failure_modes[] = {"open", "closed", "local"};
+    static const char *const header_modes[] = {"both", "draft", "legacy", "none"};
+    static const char *const log_levels[] = {"error", "warn", "info", "debug"};
+    const struct sl_upstream_config *up = &cfg->upstream;
+    const struct sl_client_config *c = &cfg->client;
+    struct sl_cfg_buf b = {0};
+
+    sl_cfg_buf_adds(&b, "{\"file\":");
+    json_str_or_null(&b, cfg->file);
+    sl_cfg_buf_adds(&b, ",\"listen\":");
+    sl_cfg_buf_json(&b, cfg->listen.text);
+    sl_cfg_buf_addf(&b, ",\"workers\":%u,\"admin\":{\"listen\":", cfg->workers);
+    sl_cfg_buf_json(&b, cfg->admin_enabled ? cfg->admin_listen.text : "off");
+    sl_cfg_buf_adds(&b, "},\"upstream\":{\"url\":");
+    sl_cfg_buf_json(&b, up->url);
+    sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u}",
+                    (unsigned long long)up->connect_timeout_ms, (unsigned long long)up->timeout_ms,
+                    up->keepalive);
+    sl_cfg_buf_addf(&b,
+                    ",\"client\":{\"header_timeout_ms\":%llu,\"idle_timeout_ms\":%llu,"
+                    "\"max_header_bytes\":%llu,\"max_body_bytes\":%llu,"
+                    "\"max_connections\":%u}",
+                    (unsigned long long)c->header_timeout_ms,
+                    (unsigned long long)c->idle_timeout_ms, (unsigned long long)c->max_header_bytes,
+                    (unsigned long long)c->max_body_bytes, c->max_connections);
+    sl_cfg_buf_adds(&b, ",\"trusted_proxies\":");
+    cidr_list(&b, &cfg->trusted_proxies);
+    sl_cfg_buf_adds(&b, ",\"exempt\":");
+    cidr_list(&b, &cfg->exempt);
+    sl_cfg_buf_adds(&b, ",\"redis\":");
+    redis(&b, &cfg->redis);
+    sl_cfg_buf_addf(&b,
+                    ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu},"
+                    "\"response\":{\"status\":%d,\"headers\":\"%s\"},\"access_log\":",
+                    failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
+                    cfg->response_status, header_modes[cfg->response_headers]);
+    if (cfg->access_log == SL_ACCESS_LOG_FILE)
+        sl_cfg_buf_json(&b, cfg->access_log_path);
+    else
+        sl_cfg_buf_adds(&b, cfg->access_log == SL_ACCESS_LOG_OFF ? "\"off\"" : "\"stdout\"");
+    sl_cfg_buf_addf(&b, ",\"log_level\":\"%s\",\"routes\":[", log_levels[cfg->log_level]);
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        if (i)
+            sl_cfg_buf_adds(&b, ",");
+        route(&b, &cfg->routes[i]);
+    }
+    sl_cfg_buf_adds(&b, "]}");
+    *out = sl_cfg_buf_take(&b);
+    return *out ? 0 : -1;
+}

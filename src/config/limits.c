@@ -1,0 +1,285 @@
+/* A route's limits: algorithm, rate, key sources, store and the algorithm's options. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader.h"
+#include "sluice/config_parse.h"
+#include "sluice/limit.h"
+
+static const char key_expected[] = "a key source (client_ip, header:NAME, query:NAME, "
+                                   "cookie:NAME, method, path, host or route)";
+
+static bool is_token_char(char c)
+{
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           (c && strchr("!#$%&'*+-.^_`|~", c));
+}
+
+static int parse_source(const char *text, struct sl_key_source *out)
+{
+    static const struct {
+        const char *name;
+        enum sl_key_kind kind;
+    } plain[] = {
+        {"client_ip", SL_KEY_CLIENT_IP}, {"method", SL_KEY_METHOD}, {"path", SL_KEY_PATH},
+        {"host", SL_KEY_HOST},           {"route", SL_KEY_ROUTE},
+    };
+    static const struct {
+        const char *prefix;
+        enum sl_key_kind kind;
+    } named[] = {
+        {"header:", SL_KEY_HEADER},
+        {"query:", SL_KEY_QUERY},
+        {"cookie:", SL_KEY_COOKIE},
+    };
+
+    for (size_t i = 0; i < sizeof plain / sizeof plain[0]; i++) {
+        if (strcmp(text, plain[i].name) == 0) {
+            *out = (struct sl_key_source){.kind = plain[i].kind};
+            return 0;
+        }
+    }
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        size_t plen = strlen(named[i].prefix);
+        if (strncmp(text, named[i].prefix, plen) != 0)
+            continue;
+        const char *name = text + plen;
+        if (!*name)
+            return -1;
+        if (named[i].kind == SL_KEY_HEADER)
+            for (const char *c = name; *c; c++)
+                if (!is_token_char(*c))
+                    return -1;
+        char *copy = strdup(name);
+        if (!copy)
+            return -1;
+        *out = (struct sl_key_source){named[i].kind, copy, strlen(copy)};
+        return 0;
+    }
+    return -1;
+}
+
+static void load_keys(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      struct sl_limit *lim)
+{
+    char kpath[SL_LD_PATH_MAX], ipath[SL_LD_PATH_MAX], got[96];
+    yaml_node_t *v = sl_ld_get(ld, node, "key");
+
+    if (!v)
+        return; /* the default, client_ip, is already in place */
+    sl_ld_path(kpath, path, "key");
+    bool single = v->type == YAML_SCALAR_NODE;
+    long n = single ? 1 : sl_ld_sequence(ld, v, kpath);
+    if (n < 0)
+        return;
+    if (n == 0) {
+        sl_ld_error(ld, v, kpath, "expected %s or a list of them, got an empty list", key_expected);
+        return;
+    }
+    struct sl_key_source *keys = calloc((size_t)n, sizeof *keys);
+    if (!keys) {
+        sl_ld_error(ld, v, kpath, "out of memory");
+        return;
+    }
+    size_t count = 0;
+    for (size_t i = 0; i < (size_t)n; i++) {
+        yaml_node_t *item = single ? v : sl_ld_item(ld, v, i);
+        if (single)
+            snprintf(ipath, sizeof ipath, "%s", kpath);
+        else
+            sl_ld_path_index(ipath, kpath, i);
+        const char *text = sl_ld_scalar(ld, item, ipath, key_expected);
+        if (!text)
+            continue;
+        if (parse_source(text, &keys[count]) < 0) {
+            sl_ld_error(ld, item, ipath, "expected %s, got %s", key_expected,
+                        sl_ld_quote(text, got, sizeof got));
+            continue;
+        }
+        count++;
+    }
+    if (count != (size_t)n) {
+        for (size_t i = 0; i < count; i++)
+            free(keys[i].name);
+        free(keys);
+        return;
+    }
+    free(lim->keys);
+    lim->keys = keys;
+    lim->nkeys = count;
+}
+
+static const struct sl_algorithm_ops *load_algorithm(struct sl_loader *ld, const yaml_node_t *node,
+                                                     const char *path)
+{
+    char vpath[SL_LD_PATH_MAX], got[96], expected[300];
+    const struct sl_algorithm_ops *const *all = sl_algorithm_all();
+    size_t n = (size_t)snprintf(expected, sizeof expected, "one of");
+
+    for (size_t i = 0; all[i] && n < sizeof expected; i++)
+        n += (size_t)snprintf(expected + n, sizeof expected - n, "%s %s", i ? "," : "",
+                              all[i]->name);
+    sl_ld_path(vpath, path, "algorithm");
+    yaml_node_t *v = sl_ld_get(ld, node, "algorithm");
+    if (!v) {
+        sl_ld_error(ld, node, vpath, "required key is missing; expected %s", expected);
+        return NULL;
+    }
+    const char *text = sl_ld_scalar(ld, v, vpath, expected);
+    if (!text)
+        return NULL;
+    const struct sl_algorithm_ops *alg = sl_algorithm_find(text);
+    if (!alg)
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    sl_ld_quote(text, got, sizeof got));
+    return alg;
+}
+
+static void load_rate(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      struct sl_limit *lim)
+{
+    static const char expected[] = "\"N/unit\" such as \"100/s\" or \"5/10m\"";
+    char vpath[SL_LD_PATH_MAX], got[96];
+    yaml_node_t *v = sl_ld_get(ld, node, "rate");
+
+    sl_ld_path(vpath, path, "rate");
+    if (!v) {
+        sl_ld_error(ld, node, vpath, "required key is missing; expected %s", expected);
+        return;
+    }
+    const char *text = sl_ld_scalar(ld, v, vpath, expected);
+    if (!text)
+        return;
+    if (sl_parse_rate(text, &lim->count, &lim->period_us) < 0) {
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    sl_ld_quote(text, got, sizeof got));
+        return;
+    }
+    lim->rate_text = sl_ld_strdup(ld, v, text);
+}
+
+/* Reports `option` (burst or delay) given to an algorithm that has no use for it. */
+static void reject_option(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                          const char *option, const struct sl_algorithm_ops *alg, bool burst)
+{
+    const struct sl_algorithm_ops *const *all = sl_algorithm_all();
+    char vpath[SL_LD_PATH_MAX], which[200];
+    size_t n = 0;
+
+    which[0] = '\0';
+    for (size_t i = 0; all[i] && n < sizeof which; i++)
+        if (burst ? all[i]->has_burst : all[i]->has_delay)
+            n += (size_t)snprintf(which + n, sizeof which - n, "%s%s", n ? ", " : "", all[i]->name);
+    sl_ld_path(vpath, path, option);
+    sl_ld_error(ld, sl_ld_get(ld, node, option), vpath, "%s is not supported by %s (only by %s)",
+                option, alg->name, which);
+}
+
+static void load_store(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                       const struct sl_config *cfg, struct sl_limit *lim)
+{
+    static const char *const stores[] = {"memory", "redis", NULL};
+    char vpath[SL_LD_PATH_MAX];
+    int store;
+
+    lim->store = cfg->redis.enabled ? SL_STORE_REDIS : SL_STORE_MEMORY;
+    if (!sl_ld_enum(ld, node, path, "store", stores, &store))
+        return;
+    lim->store = store == 1 ? SL_STORE_REDIS : SL_STORE_MEMORY;
+    if (lim->store == SL_STORE_REDIS && !cfg->redis.enabled) {
+        sl_ld_path(vpath, path, "store");
+        sl_ld_error(ld, sl_ld_get(ld, node, "store"), vpath,
+                    "expected memory, got \"redis\", which needs a top-level redis block");
+    }
+}
+
+static void load_name(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      const struct sl_route *route, struct sl_limit *lim)
+{
+    char vpath[SL_LD_PATH_MAX];
+    /* path is "routes[i].limits[j]": the earlier limits share its prefix. */
+    int prefix = (int)(strrchr(path, '[') - path);
+
+    if (!sl_ld_name(ld, node, path, &lim->name))
+        return;
+    for (size_t j = 0; j + 1 < route->nlimits; j++) {
+        if (route->limits[j].name && strcmp(route->limits[j].name, lim->name) == 0) {
+            sl_ld_path(vpath, path, "name");
+            sl_ld_error(ld, sl_ld_get(ld, node, "name"), vpath,
+                        "duplicate limit name \"%s\"; %.*s[%zu] has it already", lim->name, prefix,
+                        path, j);
+            return;
+        }
+    }
+}
+
+static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                       const struct sl_config *cfg, struct sl_route *route)
+{
+    static const char *const keys[] = {"name",  "algorithm", "rate",  "key",
+                                       "store", "burst",     "delay", NULL};
+    struct sl_limit *lim = &route->limits[route->nlimits++];
+    char got[96];
+
+    lim->route = route;
+    lim->delay = true;
+    lim->keys = calloc(1, sizeof *lim->keys);
+    if (lim->keys) {
+        lim->keys[0].kind = SL_KEY_CLIENT_IP;
+        lim->nkeys = 1;
+    }
+    if (node->type != YAML_MAPPING_NODE) {
+        sl_ld_error(ld, node, path,
+                    "expected a limit (a mapping with name, algorithm, rate, key), got %s",
+                    sl_ld_describe(ld, node, got, sizeof got));
+        return;
+    }
+    sl_ld_mapping(ld, node, path, keys);
+    load_name(ld, node, path, route, lim);
+    lim->alg = load_algorithm(ld, node, path);
+    load_rate(ld, node, path, lim);
+    load_keys(ld, node, path, lim);
+    load_store(ld, node, path, cfg, lim);
+    if (!lim->alg)
+        return;
+
+    bool has_burst = sl_ld_get(ld, node, "burst") != NULL;
+    if (has_burst && !lim->alg->has_burst)
+        reject_option(ld, node, path, "burst", lim->alg, true);
+    else if (!sl_ld_uint(ld, node, path, "burst", 0, 1000000000, &lim->burst))
+        lim->burst = lim->alg->burst_defaults_to_count ? lim->count : 0;
+
+    if (sl_ld_get(ld, node, "delay") && !lim->alg->has_delay)
+        reject_option(ld, node, path, "delay", lim->alg, false);
+    else
+        sl_ld_bool(ld, node, path, "delay", &lim->delay);
+}
+
+void sl_ld_limits(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,
+                  struct sl_config *cfg, struct sl_route *route)
+{
+    char lpath[SL_LD_PATH_MAX], ipath[SL_LD_PATH_MAX];
+    yaml_node_t *v = sl_ld_get(ld, route_node, "limits");
+
+    if (!v)
+        return;
+    sl_ld_path(lpath, path, "limits");
+    long n = sl_ld_sequence(ld, v, lpath);
+    if (n <= 0)
+        return;
+    if (n > SL_MAX_LIMITS_PER_ROUTE) {
+        sl_ld_error(ld, v, lpath, "expected at most %d limits per route, got %ld",
+                    SL_MAX_LIMITS_PER_ROUTE, n);
+        return;
+    }
+    route->limits = calloc((size_t)n, sizeof *route->limits);
+    if (!route->limits) {
+        sl_ld_error(ld, v, lpath, "out of memory");
+        return;
+    }
+    for (size_t i = 0; i < (size_t)n; i++) {
+        sl_ld_path_index(ipath, lpath, i);
+        load_limit(ld, sl_ld_item(ld, v, i), ipath, cfg, route);
+    }
+}

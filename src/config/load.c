@@ -1,0 +1,371 @@
+/* sl_cfg_load(): reads the file, parses it with libyaml, and builds a validated snapshot
+ * from the top-level sections. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "loader.h"
+#include "sluice/config_parse.h"
+
+/* A configuration is a few KiB; a bound keeps a wrong path (a log, a device) from being
+ * read whole into memory. */
+#define MAX_FILE_BYTES (16u << 20)
+
+static int read_file(struct sl_loader *ld, char **out, size_t *out_len)
+{
+    struct stat st;
+    char *data = NULL;
+    size_t len = 0, cap = 0;
+    int fd = open(ld->file, O_RDONLY | O_CLOEXEC);
+
+    if (fd < 0) {
+        sl_ld_report(ld, 0, 0, "cannot open: %s", strerror(errno));
+        goto fail;
+    }
+    if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
+        sl_ld_report(ld, 0, 0, "cannot open: %s", strerror(EISDIR));
+        goto fail;
+    }
+    for (;;) {
+        if (len == cap) {
+            cap = cap ? cap * 2 : 4096;
+            if (cap > MAX_FILE_BYTES + 1)
+                cap = MAX_FILE_BYTES + 1;
+            char *bigger = len == cap ? NULL : realloc(data, cap);
+            if (!bigger) {
+                sl_ld_report(ld, 0, 0, "cannot read: %s",
+                             len == cap ? "larger than 16 MiB" : strerror(ENOMEM));
+                goto fail;
+            }
+            data = bigger;
+        }
+        ssize_t n = read(fd, data + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n < 0) {
+            sl_ld_report(ld, 0, 0, "cannot read: %s", strerror(errno));
+            goto fail;
+        }
+        if (n == 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    *out = data;
+    *out_len = len;
+    return 0;
+
+fail:
+    if (fd >= 0)
+        close(fd);
+    free(data);
+    return -1;
+}
+
+static void yaml_error(struct sl_loader *ld, const yaml_parser_t *parser, const char *text,
+                       size_t len)
+{
+    size_t line = parser->problem_mark.line + 1, col = parser->problem_mark.column + 1;
+
+    /* Reader errors (bad encoding) carry a byte offset instead of a mark. */
+    if (parser->error == YAML_READER_ERROR) {
+        line = col = 1;
+        for (size_t i = 0; i < parser->problem_offset && i < len; i++, col++)
+            if (text[i] == '\n') {
+                line++;
+                col = 0;
+            }
+    }
+    char value[32] = "";
+    if (parser->error == YAML_READER_ERROR && parser->problem_value >= 0)
+        snprintf(value, sizeof value, " (#x%X)", (unsigned)parser->problem_value);
+    sl_ld_report(ld, line, col, "%s%s%s%s", parser->problem ? parser->problem : "not YAML", value,
+                 parser->context ? " " : "", parser->context ? parser->context : "");
+}
+
+/* Parses the first document into ld->doc; a second document is an error. */
+static int parse_yaml(struct sl_loader *ld, const char *text, size_t len)
+{
+    yaml_parser_t parser;
+    yaml_document_t extra;
+
+    if (!yaml_parser_initialize(&parser)) {
+        sl_ld_report(ld, 0, 0, "out of memory");
+        return -1;
+    }
+    yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+    if (!yaml_parser_load(&parser, &ld->doc)) {
+        yaml_error(ld, &parser, text, len);
+        yaml_parser_delete(&parser);
+        return -1;
+    }
+    if (!yaml_parser_load(&parser, &extra)) {
+        yaml_error(ld, &parser, text, len);
+    } else {
+        yaml_node_t *root = yaml_document_get_root_node(&extra);
+        if (root) {
+            sl_ld_report(ld, extra.start_mark.line + 1, extra.start_mark.column + 1,
+                         "expected one YAML document, found a second one");
+        }
+        yaml_document_delete(&extra);
+    }
+    yaml_parser_delete(&parser);
+    ld->nnodes = (size_t)(ld->doc.nodes.top - ld->doc.nodes.start);
+    ld->expanded = calloc(ld->nnodes ? ld->nnodes : 1, sizeof *ld->expanded);
+    ld->failed = calloc(ld->nnodes ? ld->nnodes : 1, 1);
+    if (!ld->expanded || !ld->failed) {
+        sl_ld_report(ld, 0, 0, "out of memory");
+    }
+    return 0;
+}
+
+static struct sl_config *new_defaults(void)
+{
+    struct sl_config *cfg = calloc(1, sizeof *cfg);
+
+    if (!cfg)
+        return NULL;
+    atomic_init(&cfg->refs, 1);
+    cfg->workers_auto = true;
+    cfg->admin_enabled = true;
+    cfg->upstream.connect_timeout_ms = 2000;
+    cfg->upstream.timeout_ms = 60000;
+    cfg->upstream.keepalive = 64;
+    cfg->client.header_timeout_ms = 10000;
+    cfg->client.idle_timeout_ms = 75000;
+    cfg->client.max_header_bytes = 16 * 1024;
+    cfg->client.max_body_bytes = 0;
+    cfg->client.max_connections = 10000;
+    cfg->redis.timeout_ms = 50;
+    cfg->failure_mode = SL_FAILURE_OPEN;
+    cfg->memory_max_keys = 1000000;
+    cfg->response_status = 429;
+    cfg->response_headers = SL_HEADERS_BOTH;
+    cfg->access_log = SL_ACCESS_LOG_STDOUT;
+    cfg->log_level = SL_LOG_INFO;
+    cfg->redis.key_prefix = strdup("sluice:");
+    if (!cfg->redis.key_prefix || sl_parse_sockaddr("0.0.0.0:8080", &cfg->listen) < 0 ||
+        sl_parse_sockaddr("127.0.0.1:9901", &cfg->admin_listen) < 0) {
+        sl_cfg_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static void load_workers(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
+{
+    static const char expected[] = "\"auto\" or an integer from 1 to 1024";
+    char got[96];
+    yaml_node_t *v = sl_ld_get(ld, root, "workers");
+    const char *text = v ? sl_ld_scalar(ld, v, "workers", expected) : NULL;
+    unsigned long n = 0;
+
+    if (!text || strcmp(text, "auto") == 0)
+        return;
+    for (const char *p = text; *p && n <= 1024; p++)
+        n = (*p >= '0' && *p <= '9') ? n * 10 + (unsigned long)(*p - '0') : 9999;
+    if (n < 1 || n > 1024) {
+        sl_ld_error(ld, v, "workers", "expected %s, got %s", expected,
+                    sl_ld_quote(text, got, sizeof got));
+        return;
+    }
+    cfg->workers_auto = false;
+    cfg->workers = (unsigned)n;
+}
+
+/* Two listeners on one address would fail to bind at start-up: say so now. */
+static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
+{
+    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
+    const struct sockaddr *sb = (const struct sockaddr *)&b->ss;
+
+    if (sa->sa_family != sb->sa_family)
+        return false;
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"listen", NULL};
+    yaml_node_t *node = sl_ld_get(ld, root, "admin");
+    char got[96];
+
+    if (!node || !sl_ld_mapping(ld, node, "admin", keys))
+        return;
+    yaml_node_t *v = sl_ld_get(ld, node, "listen");
+    if (!v)
+        return;
+    const char *text = sl_ld_scalar(ld, v, "admin.listen", "an address or \"off\"");
+    if (text && strcmp(text, "off") == 0) {
+        cfg->admin_enabled = false;
+        sl_sockaddr_deinit(&cfg->admin_listen);
+        return;
+    }
+    if (sl_ld_sockaddr(ld, node, "admin", "listen", &cfg->admin_listen) &&
+        same_address(&cfg->admin_listen, &cfg->listen))
+        sl_ld_error(ld, v, "admin.listen", "expected an address other than listen's, got %s",
+                    sl_ld_quote(cfg->admin_listen.text, got, sizeof got));
+}
+
+static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"header_timeout", "idle_timeout",    "max_header_bytes",
+                                       "max_body_bytes", "max_connections", NULL};
+    struct sl_client_config *c = &cfg->client;
+    yaml_node_t *node = sl_ld_get(ld, root, "client");
+    uint64_t max_conns = c->max_connections;
+
+    if (!node || !sl_ld_mapping(ld, node, "client", keys))
+        return;
+    sl_ld_duration(ld, node, "client", "header_timeout", 1, &c->header_timeout_ms);
+    sl_ld_duration(ld, node, "client", "idle_timeout", 1, &c->idle_timeout_ms);
+    sl_ld_size(ld, node, "client", "max_header_bytes", 1, &c->max_header_bytes);
+    sl_ld_size(ld, node, "client", "max_body_bytes", 0, &c->max_body_bytes);
+    if (sl_ld_uint(ld, node, "client", "max_connections", 1, 10000000, &max_conns))
+        c->max_connections = (unsigned)max_conns;
+}
+
+static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
+                                struct sl_config *cfg)
+{
+    static const char *const memory_keys[] = {"max_keys", NULL};
+    static const char *const response_keys[] = {"status", "headers", NULL};
+    static const char *const failure_modes[] = {"open", "closed", "local", NULL};
+    static const char *const header_modes[] = {"both", "draft", "legacy", "none", NULL};
+    static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
+    yaml_node_t *node;
+    uint64_t status = (uint64_t)cfg->response_status;
+    int choice;
+
+    if (sl_ld_enum(ld, root, "", "failure_mode", failure_modes, &choice))
+        cfg->failure_mode = (enum sl_failure_mode)choice;
+    if ((node = sl_ld_get(ld, root, "memory")) && sl_ld_mapping(ld, node, "memory", memory_keys))
+        sl_ld_uint(ld, node, "memory", "max_keys", 1, UINT64_MAX, &cfg->memory_max_keys);
+    if ((node = sl_ld_get(ld, root, "response")) &&
+        sl_ld_mapping(ld, node, "response", response_keys)) {
+        if (sl_ld_uint(ld, node, "response", "status", 400, 599, &status))
+            cfg->response_status = (int)status;
+        if (sl_ld_enum(ld, node, "response", "headers", header_modes, &choice))
+            cfg->response_headers = (enum sl_header_mode)choice;
+    }
+    if (sl_ld_enum(ld, root, "", "log_level", log_levels, &choice))
+        cfg->log_level = (enum sl_log_level)choice;
+
+    node = sl_ld_get(ld, root, "access_log");
+    const char *text =
+        node ? sl_ld_scalar(ld, node, "access_log", "\"stdout\", \"off\" or a file path") : NULL;
+    if (!text)
+        return;
+    if (strcmp(text, "stdout") == 0) {
+        cfg->access_log = SL_ACCESS_LOG_STDOUT;
+    } else if (strcmp(text, "off") == 0) {
+        cfg->access_log = SL_ACCESS_LOG_OFF;
+    } else if (!*text) {
+        sl_ld_error(ld, node, "access_log",
+                    "expected \"stdout\", \"off\" or a file path, got \"\"");
+    } else {
+        cfg->access_log = SL_ACCESS_LOG_FILE;
+        cfg->access_log_path = sl_ld_strdup(ld, node, text);
+    }
+}
+
+static void load_root(struct sl_loader *ld, struct sl_config *cfg)
+{
+    static const char *const keys[] = {
+        "listen",          "workers",    "admin",     "upstream",     "client",
+        "trusted_proxies", "exempt",     "redis",     "failure_mode", "memory",
+        "response",        "access_log", "log_level", "routes",       NULL,
+    };
+    yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
+    yaml_node_t *node;
+    char got[96];
+
+    if (!root) {
+        sl_ld_report(ld, 1, 1, "expected a mapping with upstream and routes, got an empty file");
+        return;
+    }
+    if (root->type != YAML_MAPPING_NODE) {
+        sl_ld_error(ld, root, "", "expected a mapping with upstream and routes, got %s",
+                    sl_ld_describe(ld, root, got, sizeof got));
+        return;
+    }
+    sl_ld_mapping(ld, root, "", keys);
+    sl_ld_sockaddr(ld, root, "", "listen", &cfg->listen);
+    load_workers(ld, root, cfg);
+    load_admin(ld, root, cfg);
+    if ((node = sl_ld_get(ld, root, "upstream")))
+        sl_ld_upstream(ld, node, cfg);
+    else
+        sl_ld_error(ld, root, "upstream",
+                    "required key is missing; expected a mapping with url such as "
+                    "\"http://127.0.0.1:3000\"");
+    load_client(ld, root, cfg);
+    sl_ld_cidrs(ld, root, "", "trusted_proxies", &cfg->trusted_proxies);
+    sl_ld_cidrs(ld, root, "", "exempt", &cfg->exempt);
+    /* Before routes: a limit's default store depends on whether redis is configured. */
+    if ((node = sl_ld_get(ld, root, "redis")))
+        sl_ld_redis(ld, node, cfg);
+    load_small_sections(ld, root, cfg);
+    if ((node = sl_ld_get(ld, root, "routes")))
+        sl_ld_routes(ld, node, cfg);
+    else
+        sl_ld_error(ld, root, "routes", "required key is missing; expected a list of routes");
+}
+
+static void finish(struct sl_config *cfg)
+{
+    if (cfg->workers_auto) {
+        long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = cpus > 0 ? (unsigned)cpus : 1;
+    }
+    for (size_t r = 0; r < cfg->nroutes; r++)
+        for (size_t l = 0; l < cfg->routes[r].nlimits; l++)
+            cfg->routes[r].limits[l].index = cfg->nlimits++;
+}
+
+struct sl_config *sl_cfg_load(const char *path, char **errors)
+{
+    struct sl_loader ld = {.file = path};
+    struct sl_config *cfg = NULL;
+    char *text = NULL;
+    size_t len = 0;
+    bool parsed = false;
+
+    if (errors)
+        *errors = NULL;
+    if (read_file(&ld, &text, &len) < 0)
+        goto done;
+    parsed = parse_yaml(&ld, text, len) == 0;
+    if (!parsed || ld.nerrors)
+        goto done;
+    cfg = new_defaults();
+    if (!cfg || !(cfg->file = strdup(path))) {
+        sl_ld_report(&ld, 0, 0, "out of memory");
+        goto done;
+    }
+    load_root(&ld, cfg);
+    if (ld.nerrors == 0)
+        finish(cfg);
+
+done:
+    if (ld.nerrors && cfg) {
+        sl_cfg_free(cfg);
+        cfg = NULL;
+    }
+    if (!cfg && errors)
+        *errors = sl_ld_take_errors(&ld);
+    sl_cfg_buf_deinit(&ld.errors);
+    free(ld.problems);
+    for (size_t i = 0; ld.expanded && i < ld.nnodes; i++)
+        free(ld.expanded[i]);
+    free(ld.expanded);
+    free(ld.failed);
+    if (parsed)
+        yaml_document_delete(&ld.doc);
+    free(text);
+    return cfg;
+}

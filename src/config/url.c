@@ -1,0 +1,261 @@
+/* The upstream and redis sections, whose addresses are written as URLs. */
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "loader.h"
+#include "sluice/config_parse.h"
+
+static const char default_redis_url[] = "redis://127.0.0.1:6379/0";
+
+/* "http://host[:port][/]" or "unix:/path" -> `out`. */
+static int parse_upstream_url(const char *url, struct sl_sockaddr *out)
+{
+    char hostport[300];
+
+    if (strncmp(url, "unix:", 5) == 0)
+        return sl_parse_sockaddr(url, out);
+    if (strncmp(url, "http://", 7) != 0)
+        return -1;
+    const char *auth = url + 7;
+    size_t n = strcspn(auth, "/?#");
+    /* The upstream receives the client's request target as it is: no path to prepend. */
+    if (auth[n] != '\0' && strcmp(auth + n, "/") != 0)
+        return -1;
+    if (n == 0 || n + sizeof ":80" > sizeof hostport)
+        return -1;
+    memcpy(hostport, auth, n);
+    hostport[n] = '\0';
+    const char *bracket = strrchr(hostport, ']');
+    const char *colon = strrchr(hostport, ':');
+    if (!colon || (bracket && colon < bracket))
+        strcat(hostport, ":80");
+    return sl_parse_sockaddr(hostport, out);
+}
+
+void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"url", "connect_timeout", "timeout", "keepalive", NULL};
+    static const char expected[] =
+        "\"http://host:port\" (numeric host or localhost, no path) or \"unix:/path\"";
+    struct sl_upstream_config *up = &cfg->upstream;
+    char vpath[] = "upstream.url", got[96];
+    uint64_t keepalive = up->keepalive;
+
+    if (!sl_ld_mapping(ld, node, "upstream", keys))
+        return;
+    sl_ld_duration(ld, node, "upstream", "connect_timeout", 1, &up->connect_timeout_ms);
+    sl_ld_duration(ld, node, "upstream", "timeout", 1, &up->timeout_ms);
+    if (sl_ld_uint(ld, node, "upstream", "keepalive", 0, 100000, &keepalive))
+        up->keepalive = (unsigned)keepalive;
+
+    yaml_node_t *v = sl_ld_get(ld, node, "url");
+    if (!v) {
+        sl_ld_error(ld, node, vpath, "required key is missing; expected %s", expected);
+        return;
+    }
+    const char *url = sl_ld_scalar(ld, v, vpath, expected);
+    if (!url)
+        return;
+    if (parse_upstream_url(url, &up->addr) < 0) {
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    sl_ld_quote(url, got, sizeof got));
+        return;
+    }
+    up->url = strdup(url);
+    if (!up->url)
+        sl_ld_error(ld, v, vpath, "out of memory");
+}
+
+static int hex_value(char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* Decodes the %XX escapes of a URL's user or password into a new string; NULL if
+ * malformed. */
+static char *percent_decode(const char *s, size_t n)
+{
+    char *out = malloc(n + 1);
+    size_t o = 0;
+
+    if (!out)
+        return NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (s[i] != '%') {
+            out[o++] = s[i];
+            continue;
+        }
+        int hi = i + 2 < n ? hex_value(s[i + 1]) : -1;
+        int lo = i + 2 < n ? hex_value(s[i + 2]) : -1;
+        if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+            free(out);
+            return NULL;
+        }
+        out[o++] = (char)(hi * 16 + lo);
+        i += 2;
+    }
+    out[o] = '\0';
+    return out;
+}
+
+static int parse_db(const char *s, int *out)
+{
+    long v = 0;
+
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9' || v > INT_MAX / 10)
+            return -1;
+        v = v * 10 + (*s - '0');
+    }
+    if (v > INT_MAX)
+        return -1;
+    *out = (int)v;
+    return 0;
+}
+
+static bool valid_host(const char *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '-' || c == '_' || c == ':'))
+            return false;
+    }
+    return true;
+}
+
+static int parse_redis_unix(const char *rest, struct sl_redis_config *r)
+{
+    size_t n = strcspn(rest, "?");
+
+    if (n == 0 || rest[0] != '/')
+        return -1;
+    if (rest[n] && (strncmp(rest + n, "?db=", 4) != 0 || parse_db(rest + n + 4, &r->db) < 0))
+        return -1;
+    r->unix_path = strndup(rest, n);
+    return r->unix_path ? 0 : -1;
+}
+
+static int parse_redis_tcp(const char *rest, struct sl_redis_config *r)
+{
+    size_t n = strcspn(rest, "/");
+    const char *at = memrchr(rest, '@', n);
+    const char *host = rest;
+
+    if (at) {
+        const char *colon = memchr(rest, ':', (size_t)(at - rest));
+        size_t ulen = colon ? (size_t)(colon - rest) : (size_t)(at - rest);
+        if (ulen > 0 && !(r->user = percent_decode(rest, ulen)))
+            return -1;
+        if (colon && !(r->password = percent_decode(colon + 1, (size_t)(at - colon - 1))))
+            return -1;
+        host = at + 1;
+    }
+    size_t hlen = (size_t)(rest + n - host);
+    const char *port = NULL;
+    if (hlen > 0 && host[0] == '[') {
+        const char *end = memchr(host, ']', hlen);
+        if (!end)
+            return -1;
+        if (end + 1 < rest + n) {
+            if (end[1] != ':')
+                return -1;
+            port = end + 2;
+        }
+        r->host = strndup(host + 1, (size_t)(end - host - 1));
+    } else {
+        const char *colon = memchr(host, ':', hlen);
+        if (colon)
+            port = colon + 1;
+        size_t len = colon ? (size_t)(colon - host) : hlen;
+        if (!valid_host(host, len) || memchr(host, ':', len))
+            return -1;
+        r->host = strndup(host, len);
+    }
+    if (!r->host || !valid_host(r->host, strlen(r->host)))
+        return -1;
+    r->port = 6379;
+    if (port) {
+        int p;
+        char buf[8];
+        size_t plen = (size_t)(rest + n - port);
+        if (plen == 0 || plen >= sizeof buf)
+            return -1;
+        memcpy(buf, port, plen);
+        buf[plen] = '\0';
+        if (parse_db(buf, &p) < 0 || p < 1 || p > 65535)
+            return -1;
+        r->port = p;
+    }
+    if (rest[n] == '/' && rest[n + 1] && parse_db(rest + n + 1, &r->db) < 0)
+        return -1;
+    return 0;
+}
+
+static void clear_redis_address(struct sl_redis_config *r)
+{
+    free(r->host);
+    free(r->unix_path);
+    free(r->user);
+    free(r->password);
+    r->host = r->unix_path = r->user = r->password = NULL;
+    r->port = 0;
+    r->db = 0;
+}
+
+/* "redis://[user:password@]host[:port][/db]" or "unix:/path[?db=N]" -> `r`. */
+static int parse_redis_url(const char *url, struct sl_redis_config *r)
+{
+    int rc = -1;
+
+    clear_redis_address(r);
+    if (strncmp(url, "unix:", 5) == 0)
+        rc = parse_redis_unix(url + 5, r);
+    else if (strncmp(url, "redis://", 8) == 0)
+        rc = parse_redis_tcp(url + 8, r);
+    if (rc < 0)
+        clear_redis_address(r);
+    return rc;
+}
+
+void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"url", "timeout", "key_prefix", NULL};
+    static const char expected[] =
+        "\"redis://[user:password@]host:port/db\" or \"unix:/path\" (optionally \"?db=N\")";
+    struct sl_redis_config *r = &cfg->redis;
+    char vpath[] = "redis.url", got[96];
+
+    r->enabled = true;
+    if (!sl_ld_mapping(ld, node, "redis", keys))
+        return;
+    sl_ld_duration(ld, node, "redis", "timeout", 1, &r->timeout_ms);
+    sl_ld_string(ld, node, "redis", "key_prefix", &r->key_prefix);
+
+    yaml_node_t *v = sl_ld_get(ld, node, "url");
+    const char *url = v ? sl_ld_scalar(ld, v, vpath, expected) : default_redis_url;
+    if (!url)
+        return;
+    if (parse_redis_url(url, r) < 0) {
+        /* The password is part of the URL: never echo it back. */
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    strchr(url, '@') ? "a URL that does not parse (not shown: it holds credentials)"
+                                     : sl_ld_quote(url, got, sizeof got));
+        return;
+    }
+    r->url = strdup(url);
+    if (!r->url)
+        sl_ld_error(ld, v, vpath, "out of memory");
+}
