@@ -47,7 +47,7 @@ void sl_conn_flush(struct sl_conn *c)
     /* Writing now rather than when the loop next polls saves two epoll_ctl calls and a
      * loop turn per response; the bufferevent takes over only when the socket is full. */
     if (!(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
-        evbuffer_write(out, bufferevent_getfd(c->bev));
+        sl_write_now(c->bev);
         if (evbuffer_get_length(out) == 0)
             return;
     }
@@ -417,6 +417,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 {
     struct sl_conn *c = arg;
     sl_conn_enter(c);
+    sl_read_more(bev);
     sl_conn_process(c);
     sl_conn_leave(c);
 }
@@ -555,6 +556,7 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
     bufferevent_set_max_single_read(c->bev, 64 * 1024);
     bufferevent_set_max_single_write(c->bev, SL_HIGH_WATER);
     set_read_timeout(c, false);
+    bufferevent_disable(c->bev, EV_WRITE); /* on by default; sl_conn_flush writes directly */
     bufferevent_enable(c->bev, EV_READ);
     arm_timer(c, c->cfg->client.header_timeout_ms);
 

@@ -147,6 +147,17 @@ struct sl_server {
     int unix_listen_fd;              /* listen: unix:/path, shared by the workers */
 };
 
+/* ---- io.c ---- */
+
+/* Tops up `bev`'s input from its socket. libevent 2.1 reads at most 4 KiB per readable
+ * event, so a 4 KiB POST would cost two loop turns and a stream one turn per 4 KiB; this
+ * reads what the socket holds now, up to SL_INPUT_MAX buffered. EOF and errors are left
+ * for the bufferevent to report on its next read. */
+void sl_read_more(struct bufferevent *bev);
+
+/* Writes what `bev`'s output holds to its socket now. Returns what evbuffer_write does. */
+int sl_write_now(struct bufferevent *bev);
+
 /* ---- listener.c ---- */
 
 /* A listening socket for `addr`: SO_REUSEPORT for TCP so each worker binds its own.
