@@ -18,9 +18,17 @@ struct sl_admin_hooks {
 };
 
 /* Binds `addr` and serves on a new thread. Returns NULL and writes a message to `err`
- * when the address cannot be bound. `metrics` and `hooks->arg` are borrowed. */
+ * when the address cannot be bound. `metrics` (not NULL) and `hooks->arg` are borrowed and
+ * must outlive sl_admin_stop(); `*hooks` is copied. A NULL `ready` hook means always
+ * ready; a NULL `config_ref` (or one returning NULL) makes /config answer 503. The process
+ * must ignore SIGPIPE (a scraper may hang up mid-response). Paths other than the four
+ * answer 404; methods other than GET and HEAD answer 405. A stale unix socket file
+ * (nothing listening) is replaced; the file is removed at stop. */
 struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,
                                 const struct sl_admin_hooks *hooks, char *err, size_t errlen);
+
+/* The TCP port the listener is bound to (useful with port 0); 0 for a unix socket. */
+unsigned sl_admin_port(const struct sl_admin *admin);
 
 /* Stops the thread and releases everything. Accepts NULL. */
 void sl_admin_stop(struct sl_admin *admin);

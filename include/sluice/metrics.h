@@ -15,6 +15,11 @@ struct evbuffer;
 struct sl_metrics;
 struct sl_metrics_slot;
 
+/* Capacity for distinct names over the life of the process (names are never forgotten, so
+ * that counters continue across reloads). Route id 0 is the unmatched route, "". */
+#define SL_METRICS_MAX_ROUTES 4096
+#define SL_METRICS_MAX_LIMITS 16384
+
 enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR };
 enum sl_upstream_error { SL_UPSTREAM_ERR_CONNECT, SL_UPSTREAM_ERR_TIMEOUT, SL_UPSTREAM_ERR_RESET };
 
@@ -27,13 +32,18 @@ struct sl_metrics_slot *sl_metrics_slot(struct sl_metrics *metrics, unsigned i);
 
 /* Gives cfg's routes and limits their metrics ids, stable by name across reloads, so a
  * route's counters continue after a reload. Call before publishing `cfg`. Thread-safe.
- * Returns 0, or -1 when the registry has no room for more names. */
+ * Also records whether `cfg` configures Redis, for sluice_redis_connected.
+ * Returns 0, or -1 when the registry has no room for more names; the routes and limits
+ * that did not fit get an id past the capacity, which the recording functions ignore. */
 int sl_metrics_bind(struct sl_metrics *metrics, struct sl_config *cfg);
 
 /* The memory store whose key and eviction counts the gauges report (borrowed). */
 void sl_metrics_set_memory_store(struct sl_metrics *metrics, const struct sl_store *memory);
 
-/* Hot path: called only by the slot's worker. `route` is NULL for unmatched requests. */
+/* Hot path: called only by the slot's worker; no locks, no allocation except once per
+ * route (and per 64 limits) the first time the worker records it. `s` may be NULL (nothing
+ * is recorded). `route` is NULL for unmatched requests. sl_metrics_request() also observes
+ * the route's request duration; statuses outside 100..599 are not recorded. */
 void sl_metrics_request(struct sl_metrics_slot *s, const struct sl_route *route,
                         enum sl_outcome outcome, uint64_t duration_us);
 void sl_metrics_limit_check(struct sl_metrics_slot *s, const struct sl_limit *limit,
@@ -46,12 +56,16 @@ void sl_metrics_store_error(struct sl_metrics_slot *s, enum sl_store_kind store,
 void sl_metrics_upstream_error(struct sl_metrics_slot *s, enum sl_upstream_error kind);
 void sl_metrics_connection_opened(struct sl_metrics_slot *s);
 void sl_metrics_connection_closed(struct sl_metrics_slot *s);
+/* Every worker with a Redis connection reports its state; sluice_redis_connected is 1 when
+ * Redis is configured and every slot reported "connected" last. */
 void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected);
 
 /* Process-wide events. Thread-safe. */
 void sl_metrics_config_reload(struct sl_metrics *metrics, bool success);
 
-/* Appends the Prometheus text exposition (format 0.0.4) to `out`. Thread-safe. */
+/* Appends the Prometheus text exposition (format 0.0.4) to `out`. Thread-safe; reads the
+ * slots while workers write them, so each series is exact but the series of one scrape
+ * are not one atomic snapshot. Returns 0, or -1 on ENOMEM. */
 int sl_metrics_render(struct sl_metrics *metrics, struct evbuffer *out);
 
 #endif

@@ -1,0 +1,295 @@
+/* The Prometheus text exposition (format 0.0.4) of the metrics registry: sums the worker
+ * slots series by series. Families are written in the order of SPEC.md section 8. */
+#include <event2/buffer.h>
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "metrics_internal.h"
+#include "sluice/store_memory.h"
+
+#ifndef SLUICE_VERSION
+#define SLUICE_VERSION "unknown"
+#endif
+
+struct emitter {
+    struct evbuffer *out;
+    int err;
+};
+
+__attribute__((format(printf, 2, 3))) static void emit(struct emitter *e, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    if (evbuffer_add_vprintf(e->out, fmt, ap) < 0)
+        e->err = -1;
+    va_end(ap);
+}
+
+/* A label value with backslash, double quote and line feed escaped, as the format demands.
+ * Route and limit names are restricted by the configuration; the escaping is what keeps a
+ * future relaxation of that rule from breaking the exposition. */
+static void emit_label(struct emitter *e, const char *name, const char *value)
+{
+    emit(e, "%s=\"", name);
+    for (const char *p = value; *p;) {
+        size_t n = strcspn(p, "\\\"\n");
+        if (n && evbuffer_add(e->out, p, n) < 0)
+            e->err = -1;
+        p += n;
+        if (*p) {
+            emit(e, "\\%c", *p == '\n' ? 'n' : *p);
+            p++;
+        }
+    }
+    emit(e, "\"");
+}
+
+static void emit_family(struct emitter *e, const char *name, const char *type, const char *help)
+{
+    emit(e, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* `name{k1="v1",k2="v2"} value`; k2 may be NULL. */
+static void emit_series(struct emitter *e, const char *name, const char *k1, const char *v1,
+                        const char *k2, const char *v2, uint64_t value)
+{
+    emit(e, "%s{", name);
+    emit_label(e, k1, v1);
+    if (k2) {
+        emit(e, ",");
+        emit_label(e, k2, v2);
+    }
+    emit(e, "} %" PRIu64 "\n", value);
+}
+
+static struct sl_route_counters *slot_route(struct sl_metrics *m, unsigned slot, unsigned id)
+{
+    return atomic_load_explicit(&m->slots[slot]->routes[id], memory_order_acquire);
+}
+
+struct hist_sum {
+    uint64_t buckets[SL_HIST_BUCKETS + 1];
+    uint64_t sum_us;
+};
+
+static void add_hist(struct hist_sum *h, const struct sl_hist *src)
+{
+    for (size_t b = 0; b <= SL_HIST_BUCKETS; b++)
+        h->buckets[b] += sl_metrics_load(&src->buckets[b]);
+    h->sum_us += sl_metrics_load(&src->sum_us);
+}
+
+/* The per-slot counters that are not indexed by a name, summed over the slots. */
+struct totals {
+    uint64_t opened, closed;
+    uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
+    uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
+    struct hist_sum store_duration[SL_STORE_KIND_COUNT];
+};
+
+static void sum_totals(struct sl_metrics *m, struct totals *t)
+{
+    memset(t, 0, sizeof *t);
+    for (unsigned i = 0; i < m->nslots; i++) {
+        const struct sl_metrics_slot *s = m->slots[i];
+        /* Closed before opened: a connection closed between the two reads can then only
+         * make the active gauge high for one scrape, never wrap below zero. */
+        t->closed += sl_metrics_load(&s->conn_closed);
+        t->opened += sl_metrics_load(&s->conn_opened);
+        for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
+            t->upstream_errors[k] += sl_metrics_load(&s->upstream_errors[k]);
+        for (size_t st = 0; st < SL_STORE_KIND_COUNT; st++) {
+            for (size_t k = 0; k < SL_STORE_ERR_KIND_COUNT; k++)
+                t->store_errors[st][k] += sl_metrics_load(&s->store_errors[st][k]);
+            add_hist(&t->store_duration[st], &s->store_duration[st]);
+        }
+    }
+}
+
+static void emit_hist(struct emitter *e, const char *name, const char *label, const char *value,
+                      const struct hist_sum *h)
+{
+    uint64_t cumulative = 0;
+    for (size_t b = 0; b <= SL_HIST_BUCKETS; b++) {
+        cumulative += h->buckets[b];
+        emit(e, "%s_bucket{", name);
+        emit_label(e, label, value);
+        emit(e, ",le=\"%s\"} %" PRIu64 "\n", b < SL_HIST_BUCKETS ? sl_hist_bounds[b].le : "+Inf",
+             cumulative);
+    }
+    /* Microseconds printed as exact decimal seconds. */
+    emit(e, "%s_sum{", name);
+    emit_label(e, label, value);
+    emit(e, "} %" PRIu64 ".%06" PRIu64 "\n", h->sum_us / 1000000, h->sum_us % 1000000);
+    emit(e, "%s_count{", name);
+    emit_label(e, label, value);
+    emit(e, "} %" PRIu64 "\n", cumulative);
+}
+
+static void emit_requests(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
+{
+    emit_family(e, "sluice_requests_total", "counter", "Requests by route and limiter decision.");
+    for (unsigned r = 0; r < nroutes; r++) {
+        uint64_t counts[SL_OUTCOME_COUNT] = {0};
+        for (unsigned i = 0; i < m->nslots; i++) {
+            const struct sl_route_counters *rc = slot_route(m, i, r);
+            for (size_t o = 0; rc && o < SL_OUTCOME_COUNT; o++)
+                counts[o] += sl_metrics_load(&rc->requests[o]);
+        }
+        for (size_t o = 0; o < SL_OUTCOME_COUNT; o++)
+            emit_series(e, "sluice_requests_total", "route", m->route_names[r], "decision",
+                        sl_outcome_name((enum sl_outcome)o), counts[o]);
+    }
+}
+
+static void emit_limit_checks(struct emitter *e, struct sl_metrics *m, unsigned nlimits)
+{
+    static const char *const results[SL_CHECK_RESULT_COUNT] = {"allow", "deny", "error"};
+
+    emit_family(e, "sluice_limit_checks_total", "counter",
+                "Limit evaluations by route, limit and result.");
+    for (unsigned l = 0; l < nlimits; l++) {
+        const struct sl_metrics_limit_name *name = &m->limit_names[l];
+        uint64_t counts[SL_CHECK_RESULT_COUNT] = {0};
+        for (unsigned i = 0; i < m->nslots; i++) {
+            const struct sl_limit_counters *lc = atomic_load_explicit(
+                &m->slots[i]->limits[l / SL_LIMIT_CHUNK], memory_order_acquire);
+            for (size_t k = 0; lc && k < SL_CHECK_RESULT_COUNT; k++)
+                counts[k] += sl_metrics_load(&lc->checks[l % SL_LIMIT_CHUNK][k]);
+        }
+        for (size_t k = 0; k < SL_CHECK_RESULT_COUNT; k++) {
+            emit(e, "sluice_limit_checks_total{");
+            emit_label(e, "route", m->route_names[name->route_id]);
+            emit(e, ",");
+            emit_label(e, "limit", name->name);
+            emit(e, ",result=\"%s\"} %" PRIu64 "\n", results[k], counts[k]);
+        }
+    }
+}
+
+/* Status codes are not enumerable up front: only codes actually sent appear. */
+static void emit_responses(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
+{
+    emit_family(e, "sluice_responses_total", "counter",
+                "Responses sent to clients by route and status code.");
+    for (unsigned r = 0; r < nroutes; r++) {
+        uint64_t counts[SL_STATUS_COUNT] = {0};
+        bool any = false;
+        for (unsigned i = 0; i < m->nslots; i++) {
+            const struct sl_route_counters *rc = slot_route(m, i, r);
+            for (size_t c = 0; rc && c < SL_STATUS_COUNT; c++)
+                counts[c] += sl_metrics_load(&rc->responses[c]);
+            any |= rc != NULL;
+        }
+        for (size_t c = 0; any && c < SL_STATUS_COUNT; c++) {
+            char code[12];
+            if (!counts[c])
+                continue;
+            snprintf(code, sizeof code, "%u", (unsigned)(c + SL_STATUS_MIN));
+            emit_series(e, "sluice_responses_total", "route", m->route_names[r], "code", code,
+                        counts[c]);
+        }
+    }
+}
+
+static void emit_request_durations(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
+{
+    emit_family(e, "sluice_request_duration_seconds", "histogram",
+                "Time from the request head to the end of the response, by route.");
+    for (unsigned r = 0; r < nroutes; r++) {
+        struct hist_sum h = {0};
+        for (unsigned i = 0; i < m->nslots; i++) {
+            const struct sl_route_counters *rc = slot_route(m, i, r);
+            if (rc)
+                add_hist(&h, &rc->duration);
+        }
+        emit_hist(e, "sluice_request_duration_seconds", "route", m->route_names[r], &h);
+    }
+}
+
+static const char *const store_names[SL_STORE_KIND_COUNT] = {"memory", "redis"};
+
+static void emit_store(struct emitter *e, const struct totals *t)
+{
+    static const char *const kinds[SL_STORE_ERR_KIND_COUNT] = {"timeout", "connection", "script"};
+
+    emit_family(e, "sluice_store_duration_seconds", "histogram",
+                "Time a store took to decide one limit, by store.");
+    for (size_t s = 0; s < SL_STORE_KIND_COUNT; s++)
+        emit_hist(e, "sluice_store_duration_seconds", "store", store_names[s],
+                  &t->store_duration[s]);
+    emit_family(e, "sluice_store_errors_total", "counter", "Store failures by store and kind.");
+    for (size_t s = 0; s < SL_STORE_KIND_COUNT; s++)
+        for (size_t k = 0; k < SL_STORE_ERR_KIND_COUNT; k++)
+            emit_series(e, "sluice_store_errors_total", "store", store_names[s], "kind", kinds[k],
+                        t->store_errors[s][k]);
+}
+
+/* 1 only when Redis is configured and every worker last reported its connection up: a
+ * worker that never reported counts as down. */
+static int redis_connected(struct sl_metrics *m)
+{
+    if (!atomic_load(&m->redis_enabled) || m->nslots == 0)
+        return 0;
+    for (unsigned i = 0; i < m->nslots; i++)
+        if (atomic_load_explicit(&m->slots[i]->redis_state, memory_order_relaxed) != SL_REDIS_UP)
+            return 0;
+    return 1;
+}
+
+static void emit_process(struct emitter *e, struct sl_metrics *m, const struct totals *t)
+{
+    static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout",
+                                                                      "reset"};
+    const struct sl_store *memory = atomic_load(&m->memory);
+
+    emit_family(e, "sluice_redis_connected", "gauge",
+                "1 when Redis is configured and every worker is connected to it, else 0.");
+    emit(e, "sluice_redis_connected %d\n", redis_connected(m));
+
+    emit_family(e, "sluice_upstream_errors_total", "counter", "Upstream failures by kind.");
+    for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
+        emit_series(e, "sluice_upstream_errors_total", "kind", upstream_kinds[k], NULL, NULL,
+                    t->upstream_errors[k]);
+    emit_family(e, "sluice_connections_active", "gauge", "Client connections open now.");
+    emit(e, "sluice_connections_active %" PRIu64 "\n",
+         t->opened > t->closed ? t->opened - t->closed : 0);
+    emit_family(e, "sluice_connections_accepted_total", "counter", "Client connections accepted.");
+    emit(e, "sluice_connections_accepted_total %" PRIu64 "\n", t->opened);
+
+    emit_family(e, "sluice_memory_keys", "gauge", "Keys held by the memory store.");
+    emit(e, "sluice_memory_keys %" PRIu64 "\n", memory ? sl_store_memory_keys(memory) : 0);
+    emit_family(e, "sluice_memory_evictions_total", "counter",
+                "Keys evicted from the memory store to stay within memory.max_keys.");
+    emit(e, "sluice_memory_evictions_total %" PRIu64 "\n",
+         memory ? sl_store_memory_evictions(memory) : 0);
+
+    emit_family(e, "sluice_config_reloads_total", "counter", "Configuration reloads by result.");
+    emit(e, "sluice_config_reloads_total{result=\"success\"} %" PRIu64 "\n",
+         atomic_load(&m->reloads[0]));
+    emit(e, "sluice_config_reloads_total{result=\"failure\"} %" PRIu64 "\n",
+         atomic_load(&m->reloads[1]));
+
+    emit_family(e, "sluice_build_info", "gauge", "The running version; the value is always 1.");
+    emit_series(e, "sluice_build_info", "version", SLUICE_VERSION, NULL, NULL, 1);
+}
+
+int sl_metrics_render(struct sl_metrics *m, struct evbuffer *out)
+{
+    struct emitter e = {out, 0};
+    /* Acquire: every name below these counts is complete. */
+    unsigned nroutes = atomic_load_explicit(&m->nroutes, memory_order_acquire);
+    unsigned nlimits = atomic_load_explicit(&m->nlimits, memory_order_acquire);
+
+    emit_requests(&e, m, nroutes);
+    emit_limit_checks(&e, m, nlimits);
+    emit_responses(&e, m, nroutes);
+    emit_request_durations(&e, m, nroutes);
+    struct totals t;
+    sum_totals(m, &t);
+    emit_store(&e, &t);
+    emit_process(&e, m, &t);
+    return e.err;
+}

@@ -1,0 +1,94 @@
+/* The layout of the metrics registry, shared by the recording side (metrics.c) and the
+ * exposition (exposition.c). Nothing outside src/admin/ includes this file. */
+#ifndef SLUICE_METRICS_INTERNAL_H
+#define SLUICE_METRICS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/metrics.h"
+
+/* Histogram upper bounds: from 100 us (a memory-store decision) to 10 s (a slow upstream). */
+#define SL_HIST_BUCKETS 16
+struct sl_hist_bound {
+    uint64_t le_us;
+    const char *le; /* the `le` label value */
+};
+extern const struct sl_hist_bound sl_hist_bounds[SL_HIST_BUCKETS];
+
+/* Per-bucket (not cumulative) counts; the last bucket is +Inf. The count of a histogram is
+ * the sum of its buckets, so _count and le="+Inf" always agree within one scrape. */
+struct sl_hist {
+    _Atomic uint64_t buckets[SL_HIST_BUCKETS + 1];
+    _Atomic uint64_t sum_us;
+};
+
+#define SL_STATUS_MIN 100
+#define SL_STATUS_COUNT 500 /* 100..599 */
+#define SL_CHECK_RESULT_COUNT 3
+#define SL_UPSTREAM_ERR_COUNT 3
+#define SL_STORE_KIND_COUNT 2
+#define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */
+
+/* One route's counters in one slot, allocated by the slot's worker on first use, so a slot
+ * costs memory only for the routes its worker has seen. */
+struct sl_route_counters {
+    _Atomic uint64_t requests[SL_OUTCOME_COUNT];
+    struct sl_hist duration;
+    _Atomic uint64_t responses[SL_STATUS_COUNT];
+};
+
+/* Limit check counters of SL_LIMIT_CHUNK consecutive limit ids in one slot. */
+#define SL_LIMIT_CHUNK 64
+struct sl_limit_counters {
+    _Atomic uint64_t checks[SL_LIMIT_CHUNK][SL_CHECK_RESULT_COUNT];
+};
+
+enum sl_redis_state { SL_REDIS_UNKNOWN, SL_REDIS_DOWN, SL_REDIS_UP };
+
+/* Written only by its worker, read by the scraping thread: plain relaxed loads and stores,
+ * no read-modify-write. Aligned so that no two slots share a cache line. */
+struct sl_metrics_slot {
+    alignas(64) _Atomic uint64_t conn_opened;
+    _Atomic uint64_t conn_closed;
+    _Atomic uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
+    _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
+    struct sl_hist store_duration[SL_STORE_KIND_COUNT];
+    _Atomic int redis_state;
+    _Atomic(struct sl_route_counters *) routes[SL_METRICS_MAX_ROUTES];
+    _Atomic(struct sl_limit_counters *) limits[SL_METRICS_MAX_LIMITS / SL_LIMIT_CHUNK];
+};
+
+struct sl_metrics_limit_name {
+    unsigned route_id;
+    char *name;
+};
+
+/* Names are appended under `lock` and never removed; `nroutes`/`nlimits` are published with
+ * release stores after the names they cover, so the exposition reads them without the lock. */
+struct sl_metrics {
+    unsigned nslots;
+    struct sl_metrics_slot **slots;
+
+    pthread_mutex_t lock;
+    _Atomic unsigned nroutes;
+    _Atomic unsigned nlimits;
+    char *route_names[SL_METRICS_MAX_ROUTES];
+    struct sl_metrics_limit_name limit_names[SL_METRICS_MAX_LIMITS];
+    uint32_t route_index[2 * SL_METRICS_MAX_ROUTES]; /* open addressing: id + 1, 0 = empty */
+    uint32_t limit_index[2 * SL_METRICS_MAX_LIMITS];
+
+    _Atomic bool redis_enabled; /* of the configuration bound last */
+    _Atomic(const struct sl_store *) memory;
+    _Atomic uint64_t reloads[2]; /* [0] success, [1] failure */
+};
+
+static inline uint64_t sl_metrics_load(const _Atomic uint64_t *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+#endif
