@@ -2,7 +2,12 @@
  *
  * An algorithm is state layout and arithmetic only: no I/O, no locking, no clock reads.
  * The memory store calls decide() under its stripe lock with a zeroed state for a new
- * key; the Redis store runs redis_script, which must make the same decision. */
+ * key; the Redis store runs redis_script, which must make the same decision.
+ *
+ * Every algorithm expects count ≥ 1 and period_us ≥ 1 (sl_parse_rate guarantees both) and
+ * decides in exact integer arithmetic, without floating point: results are exact while
+ * now_us·N and (burst + 1)·P stay below 2^127 (any now_us below 2^63 with N, burst and P
+ * below 2^62). Each algorithm's file says what remaining and reset mean for it. */
 #ifndef SLUICE_LIMIT_H
 #define SLUICE_LIMIT_H
 
@@ -27,10 +32,14 @@ struct sl_algorithm_ops {
     bool burst_defaults_to_count;    /* default burst: N when true, else 0 */
     bool has_delay;                  /* accepts `delay` */
 
-    /* Bytes of per-key state for `lim`; a zeroed state is a fresh key. */
+    /* Bytes of per-key state for `lim` (SIZE_MAX when it cannot be held); a zeroed state
+     * is a fresh key. The state needs 8-byte alignment. */
     size_t (*state_size)(const struct sl_limit *lim);
 
-    /* Decides one request at `now_us` (monotonic, microseconds) and updates `state`. */
+    /* Decides one request at `now_us` (monotonic, microseconds), updates `state` and fills
+     * every field of `out`. Not thread-safe on one state: the caller serialises. Once
+     * `out->reset_us` has passed the state is equivalent to a zeroed one and may be
+     * dropped. */
     void (*decide)(const struct sl_limit *lim, void *state, uint64_t now_us,
                    struct sl_decision *out);
 

@@ -1,0 +1,66 @@
+/* sliding_window: at most N admitted requests in (now − P, now], exactly.
+ *
+ * State: a ring buffer of the timestamps of the last (up to N) admitted requests, oldest
+ * first, so its size is O(N): 16 + 8·N bytes. Denied requests are not recorded, so a
+ * client that keeps knocking is not locked out for longer.
+ * remaining: N minus the requests admitted in (now − P, now].
+ * reset:     until the newest recorded request leaves the window (log empty again).
+ * retry_after (denied): until the oldest recorded request leaves the window, i.e. when
+ *            now − oldest reaches P. */
+#include "sluice/limit.h"
+
+#include "arith.h"
+
+struct sliding_window_state {
+    uint64_t head; /* index of the oldest timestamp */
+    uint64_t len;  /* timestamps held */
+    uint64_t ts[]; /* N slots */
+};
+
+static size_t sliding_window_state_size(const struct sl_limit *lim)
+{
+    size_t fixed = sizeof(struct sliding_window_state);
+    if (lim->count > (SIZE_MAX - fixed) / sizeof(uint64_t))
+        return SIZE_MAX; /* no allocation can satisfy it; the store reports the failure */
+    return fixed + (size_t)lim->count * sizeof(uint64_t);
+}
+
+/* A timestamp from the future (a clock step back) stays in the window. */
+static bool has_left_window(uint64_t ts, uint64_t now_us, uint64_t p)
+{
+    return ts <= now_us && now_us - ts >= p;
+}
+
+static void sliding_window_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
+                                  struct sl_decision *out)
+{
+    struct sliding_window_state *s = state;
+    uint64_t n = lim->count, p = lim->period_us;
+
+    while (s->len > 0 && has_left_window(s->ts[s->head], now_us, p)) {
+        s->head = s->head + 1 == n ? 0 : s->head + 1;
+        s->len--;
+    }
+
+    *out = (struct sl_decision){.limit = n};
+    if (s->len < n) {
+        uint64_t tail = s->head + s->len;
+        s->ts[tail >= n ? tail - n : tail] = now_us;
+        s->len++;
+        out->allowed = true;
+        out->remaining = n - s->len;
+        out->reset_us = p;
+        return;
+    }
+    uint64_t newest =
+        s->ts[s->head + s->len - 1 >= n ? s->head + s->len - 1 - n : s->head + s->len - 1];
+    out->reset_us = sl_sat64((sl_u128)newest + p - now_us);
+    out->retry_after_us = sl_sat64((sl_u128)s->ts[s->head] + p - now_us);
+}
+
+const struct sl_algorithm_ops sl_alg_sliding_window = {
+    .name = "sliding_window",
+    .state_size = sliding_window_state_size,
+    .decide = sliding_window_decide,
+    .redis_script = "",
+};

@@ -1,0 +1,433 @@
+/* The in-memory store: per-key limit state shared by every worker thread.
+ *
+ * Keys are spread by a seeded SipHash-1-3 over up to 256 stripes. A stripe is a mutex, a
+ * chained hash table and an LRU list, so a decision takes exactly one lock and threads
+ * working on different keys rarely meet. An entry is allocated once per new key with
+ * the algorithm state and the key's identity inline; deciding on a known key allocates
+ * nothing.
+ *
+ * A key's identity is (route name, limit name, algorithm, N, P, key bytes): a reload
+ * that keeps those finds the same entries, and a changed rate starts afresh.
+ *
+ * Expiry is lazy: an entry whose quota is fully restored (expires_at, from the
+ * decision's reset_us) is as good as a zeroed state. It is zeroed when found, and
+ * reclaimed when it reaches the cold end of its LRU list. */
+#include "sluice/store_memory.h"
+
+#include <pthread.h>
+#include <stdalign.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "sluice/clock.h"
+#include "sluice/siphash.h"
+
+#define MAX_STRIPES 256
+/* Below this many keys per stripe, fewer stripes: a tiny max_keys keeps an LRU order
+ * close to global instead of a stripe of one or two keys each. */
+#define MIN_KEYS_PER_STRIPE 64
+#define INITIAL_BUCKETS 8
+/* Expired entries reclaimed from the cold end of the LRU list per new key: more than one,
+ * so that the table shrinks back after a burst of keys that went quiet. */
+#define RECLAIM_PER_INSERT 2
+
+struct lru_link {
+    struct lru_link *prev, *next;
+};
+
+struct entry {
+    struct lru_link lru; /* first: an LRU link is its entry */
+    struct entry *hnext;
+    uint64_t hash;
+    uint64_t expires_at;
+    size_t state_size;
+    size_t ident_len;
+    uint64_t data[]; /* state_size bytes of state, then ident_len bytes of identity */
+};
+
+struct stripe {
+    alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
+    struct entry **buckets;
+    size_t mask;                    /* buckets - 1, a power of two minus one */
+    size_t count;                   /* entries held */
+    size_t max;                     /* entries allowed */
+    uint64_t last_now;              /* time never goes back within a stripe */
+    struct lru_link lru;            /* lru.next is the most recently used */
+    atomic_uint_fast64_t keys;      /* `count`, readable without the lock */
+    atomic_uint_fast64_t evictions; /* entries evicted for room */
+};
+
+struct memory_store {
+    struct sl_store base;
+    uint64_t (*clock_us)(void);
+    uint64_t k0, k1; /* hash key */
+    size_t nstripes; /* a power of two */
+    struct stripe *stripes;
+};
+
+/* Identities up to this size are laid out on the stack and hashed and compared in one
+ * piece; longer ones (very long keys) are handled piecewise, still without allocating. */
+#define FLAT_IDENT_MAX 256
+
+/* The identity of one decision's key, measured once per decision. */
+struct ident {
+    const char *route, *limit;
+    size_t route_len, limit_len; /* including the terminating NUL */
+    /* The algorithm, N and P. The algorithm is its ops: one static object per name for
+     * the life of the process, so across reloads too. */
+    unsigned char fixed[3 * sizeof(uint64_t)];
+    const char *key;
+    size_t key_len;
+    size_t len;
+    const unsigned char *flat; /* the whole identity, when len <= FLAT_IDENT_MAX */
+};
+
+/* The names are NUL-terminated and the rest has a fixed width but for the key, which
+ * comes last: pieces laid end to end cannot be confused with another identity's. */
+static void ident_lay_out(unsigned char *p, const struct ident *id)
+{
+    memcpy(p, id->route, id->route_len);
+    p += id->route_len;
+    memcpy(p, id->limit, id->limit_len);
+    p += id->limit_len;
+    memcpy(p, id->fixed, sizeof id->fixed);
+    p += sizeof id->fixed;
+    memcpy(p, id->key, id->key_len);
+}
+
+static void ident_init(struct ident *id, const struct sl_limit *lim, const char *key,
+                       size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
+{
+    id->route = lim->route ? lim->route->name : "";
+    id->limit = lim->name;
+    id->route_len = strlen(id->route) + 1;
+    id->limit_len = strlen(id->limit) + 1;
+    uint64_t fixed[3] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us};
+    memcpy(id->fixed, fixed, sizeof fixed);
+    id->key = key;
+    id->key_len = key_len;
+    id->len = id->route_len + id->limit_len + sizeof id->fixed + key_len;
+    id->flat = NULL;
+    if (id->len <= FLAT_IDENT_MAX) {
+        ident_lay_out(flat, id);
+        id->flat = flat;
+    }
+}
+
+static uint64_t ident_hash(const struct memory_store *ms, const struct ident *id)
+{
+    if (id->flat)
+        return sl_siphash(ms->k0, ms->k1, 1, 3, id->flat, id->len);
+    struct sl_siphash h;
+    sl_siphash_init(&h, ms->k0, ms->k1, 1, 3);
+    sl_siphash_update(&h, id->route, id->route_len);
+    sl_siphash_update(&h, id->limit, id->limit_len);
+    sl_siphash_update(&h, id->fixed, sizeof id->fixed);
+    sl_siphash_update(&h, id->key, id->key_len);
+    return sl_siphash_final(&h);
+}
+
+static unsigned char *entry_ident(struct entry *e)
+{
+    return (unsigned char *)e->data + e->state_size;
+}
+
+static bool ident_equal(struct entry *e, const struct ident *id)
+{
+    if (e->ident_len != id->len)
+        return false;
+    const unsigned char *p = entry_ident(e);
+    if (id->flat)
+        return memcmp(p, id->flat, id->len) == 0;
+    if (memcmp(p, id->route, id->route_len) != 0)
+        return false;
+    p += id->route_len;
+    if (memcmp(p, id->limit, id->limit_len) != 0)
+        return false;
+    p += id->limit_len;
+    if (memcmp(p, id->fixed, sizeof id->fixed) != 0)
+        return false;
+    p += sizeof id->fixed;
+    return memcmp(p, id->key, id->key_len) == 0;
+}
+
+static void lru_unlink(struct lru_link *l)
+{
+    l->prev->next = l->next;
+    l->next->prev = l->prev;
+}
+
+static void lru_push_front(struct stripe *s, struct lru_link *l)
+{
+    l->prev = &s->lru;
+    l->next = s->lru.next;
+    s->lru.next->prev = l;
+    s->lru.next = l;
+}
+
+static struct entry *lookup(struct stripe *s, uint64_t hash, const struct ident *id)
+{
+    for (struct entry *e = s->buckets[hash & s->mask]; e; e = e->hnext)
+        if (e->hash == hash && ident_equal(e, id))
+            return e;
+    return NULL;
+}
+
+/* Bytes allocated for an entry, or 0 when too large. Rounded up to a size class so that
+ * an entry removed to make room can often carry the next key as is: keys such as client
+ * addresses differ in length by a few bytes. */
+static size_t entry_alloc_size(size_t state_size, size_t ident_len)
+{
+    size_t size = sizeof(struct entry);
+    if (state_size > SIZE_MAX - 64 - size || ident_len > SIZE_MAX - 64 - size - state_size)
+        return 0;
+    size += state_size + ident_len;
+    return (size + 31) & ~(size_t)31;
+}
+
+/* Takes `e` out of the table and the LRU list; the caller frees or reuses it. */
+static void detach(struct stripe *s, struct entry *e)
+{
+    struct entry **pp = &s->buckets[e->hash & s->mask];
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    lru_unlink(&e->lru);
+    s->count--;
+    atomic_store_explicit(&s->keys, s->count, memory_order_relaxed);
+}
+
+/* Doubles the bucket array once the chains average more than one entry. On ENOMEM the
+ * table keeps working with longer chains. */
+static void maybe_grow(struct stripe *s)
+{
+    size_t n = s->mask + 1;
+    if (s->count < n || n > SIZE_MAX / 2 / sizeof *s->buckets)
+        return;
+    struct entry **nb = calloc(2 * n, sizeof *nb);
+    if (!nb)
+        return;
+    size_t mask = 2 * n - 1;
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = s->buckets[i];
+        while (e) {
+            struct entry *next = e->hnext;
+            e->hnext = nb[e->hash & mask];
+            nb[e->hash & mask] = e;
+            e = next;
+        }
+    }
+    free(s->buckets);
+    s->buckets = nb;
+    s->mask = mask;
+}
+
+static struct entry *lru_coldest(struct stripe *s)
+{
+    return s->lru.prev == &s->lru ? NULL : (struct entry *)s->lru.prev;
+}
+
+/* Keeps one removed entry for reuse by the next insert, frees any other. */
+static void keep_spare(struct entry **spare, struct entry *e)
+{
+    free(*spare);
+    *spare = e;
+}
+
+/* Makes room for one more entry: expired entries at the cold end go first, free of
+ * charge; if the stripe is still full, its least recently used entry is evicted. Returns
+ * a removed entry whose memory the insert may reuse, or NULL. */
+static struct entry *make_room(struct stripe *s, uint64_t now)
+{
+    struct entry *e, *spare = NULL;
+    for (int i = 0; i < RECLAIM_PER_INSERT && (e = lru_coldest(s)) && now >= e->expires_at; i++) {
+        detach(s, e);
+        keep_spare(&spare, e);
+    }
+    if (s->count >= s->max && (e = lru_coldest(s))) {
+        detach(s, e);
+        keep_spare(&spare, e);
+        atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
+    }
+    return spare;
+}
+
+/* Adds a zeroed entry for `id`, in `spare` (taken over) when its size class fits. */
+static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident *id,
+                            size_t state_size, struct entry *spare)
+{
+    size_t size = entry_alloc_size(state_size, id->len);
+    struct entry *e = NULL;
+    if (spare && size != 0 && entry_alloc_size(spare->state_size, spare->ident_len) == size) {
+        e = spare;
+        memset(e, 0, size);
+    } else {
+        free(spare);
+        if (size != 0)
+            e = calloc(1, size);
+    }
+    if (!e)
+        return NULL;
+    e->hash = hash;
+    e->state_size = state_size;
+    e->ident_len = id->len;
+    ident_lay_out(entry_ident(e), id);
+    e->hnext = s->buckets[hash & s->mask];
+    s->buckets[hash & s->mask] = e;
+    lru_push_front(s, &e->lru);
+    s->count++;
+    atomic_store_explicit(&s->keys, s->count, memory_order_relaxed);
+    maybe_grow(s);
+    return e;
+}
+
+static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
+                          size_t key_len, sl_store_cb cb, void *arg)
+{
+    struct memory_store *ms = (struct memory_store *)store;
+    unsigned char flat[FLAT_IDENT_MAX];
+    struct ident id;
+    ident_init(&id, lim, key, key_len, flat);
+    uint64_t hash = ident_hash(ms, &id);
+    /* The top bits pick the stripe, the low bits the bucket: independent of each other. */
+    struct stripe *s = &ms->stripes[(hash >> 56) & (ms->nstripes - 1)];
+    uint64_t now = ms->clock_us();
+    struct sl_decision d;
+
+    pthread_mutex_lock(&s->lock);
+    /* Clock reads race to the lock; keep the stripe's time monotonic so that a state is
+     * never decided at an instant before one it has already seen. */
+    if (now < s->last_now)
+        now = s->last_now;
+    s->last_now = now;
+
+    struct entry *e = lookup(s, hash, &id);
+    if (e) {
+        if (now >= e->expires_at)
+            memset(e->data, 0, e->state_size);
+        if (s->lru.next != &e->lru) {
+            lru_unlink(&e->lru);
+            lru_push_front(s, &e->lru);
+        }
+    } else {
+        struct entry *spare = make_room(s, now);
+        e = insert(s, hash, &id, lim->alg->state_size(lim), spare);
+        if (!e) {
+            pthread_mutex_unlock(&s->lock);
+            cb(arg, NULL, SL_STORE_ERR_CONNECTION);
+            return;
+        }
+    }
+    lim->alg->decide(lim, e->data, now, &d);
+    e->expires_at = d.reset_us > UINT64_MAX - now ? UINT64_MAX : now + d.reset_us;
+    pthread_mutex_unlock(&s->lock);
+
+    cb(arg, &d, SL_STORE_OK);
+}
+
+static void memory_free(struct sl_store *store)
+{
+    struct memory_store *ms = (struct memory_store *)store;
+    for (size_t i = 0; i < ms->nstripes; i++) {
+        struct stripe *s = &ms->stripes[i];
+        struct lru_link *l = s->lru.next;
+        while (l != &s->lru) {
+            struct lru_link *next = l->next;
+            free(l);
+            l = next;
+        }
+        free(s->buckets);
+        pthread_mutex_destroy(&s->lock);
+    }
+    free(ms->stripes);
+    free(ms);
+}
+
+static const struct sl_store_ops memory_ops = {
+    .name = "memory",
+    .decide = memory_decide,
+    .free = memory_free,
+};
+
+/* A secret hash key, so that clients cannot choose keys that land in one stripe or one
+ * chain. getrandom() only fails on kernels without it; the clock and an address are a
+ * weak but still per-process fallback. */
+static void seed(struct memory_store *ms)
+{
+    uint64_t k[2];
+    if (getrandom(k, sizeof k, 0) != (ssize_t)sizeof k) {
+        k[0] = sl_clock_real_us() ^ (uint64_t)(uintptr_t)ms;
+        k[1] = sl_clock_mono_us() * 0x9e3779b97f4a7c15ull;
+    }
+    ms->k0 = k[0];
+    ms->k1 = k[1];
+}
+
+struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(void))
+{
+    struct memory_store *ms = calloc(1, sizeof *ms);
+    if (!ms)
+        return NULL;
+    ms->base.ops = &memory_ops;
+    ms->clock_us = clock_us ? clock_us : sl_clock_mono_us;
+    seed(ms);
+
+    /* A decision needs a state to work on, so even max_keys 0 holds one key. */
+    if (max_keys == 0)
+        max_keys = 1;
+    ms->nstripes = 1;
+    while (ms->nstripes < MAX_STRIPES && max_keys / (2 * ms->nstripes) >= MIN_KEYS_PER_STRIPE)
+        ms->nstripes *= 2;
+    ms->stripes = aligned_alloc(alignof(struct stripe), ms->nstripes * sizeof *ms->stripes);
+    if (!ms->stripes)
+        goto fail;
+
+    size_t ready = 0;
+    for (; ready < ms->nstripes; ready++) {
+        struct stripe *s = &ms->stripes[ready];
+        memset(s, 0, sizeof *s);
+        /* max_keys split exactly: the first (max_keys mod stripes) stripes take one more. */
+        s->max = max_keys / ms->nstripes + (ready < max_keys % ms->nstripes);
+        s->lru.prev = s->lru.next = &s->lru;
+        s->mask = INITIAL_BUCKETS - 1;
+        s->buckets = calloc(INITIAL_BUCKETS, sizeof *s->buckets);
+        if (!s->buckets)
+            goto fail_stripes;
+        if (pthread_mutex_init(&s->lock, NULL) != 0) {
+            free(s->buckets);
+            goto fail_stripes;
+        }
+    }
+    return &ms->base;
+
+fail_stripes:
+    while (ready-- > 0) {
+        free(ms->stripes[ready].buckets);
+        pthread_mutex_destroy(&ms->stripes[ready].lock);
+    }
+    free(ms->stripes);
+fail:
+    free(ms);
+    return NULL;
+}
+
+uint64_t sl_store_memory_keys(const struct sl_store *store)
+{
+    const struct memory_store *ms = (const struct memory_store *)store;
+    uint64_t n = 0;
+    for (size_t i = 0; i < ms->nstripes; i++)
+        n += atomic_load_explicit(&ms->stripes[i].keys, memory_order_relaxed);
+    return n;
+}
+
+uint64_t sl_store_memory_evictions(const struct sl_store *store)
+{
+    const struct memory_store *ms = (const struct memory_store *)store;
+    uint64_t n = 0;
+    for (size_t i = 0; i < ms->nstripes; i++)
+        n += atomic_load_explicit(&ms->stripes[i].evictions, memory_order_relaxed);
+    return n;
+}
