@@ -31,7 +31,19 @@ enum sl_outcome {
 const char *sl_outcome_name(enum sl_outcome outcome);
 
 struct sl_verdict;
+struct sl_key_block;
 typedef void (*sl_verdict_cb)(void *arg, struct sl_verdict *verdict);
+
+/* Engine-private: one limit's decision in flight. */
+struct sl_verdict_check {
+    struct sl_verdict *verdict;
+    const struct sl_limit *limit;
+    enum sl_store_kind store; /* the store asked last */
+    bool applied;             /* every key source was present */
+    enum sl_store_status status;
+    struct sl_decision decision; /* valid when status is SL_STORE_OK */
+    uint64_t started_us;
+};
 
 struct sl_verdict {
     /* Set by the caller before sl_engine_decide(); owned by the caller. */
@@ -39,7 +51,7 @@ struct sl_verdict {
     struct evbuffer *body;    /* receives the body when `status` is set */
 
     /* Results, valid when the callback runs. */
-    const struct sl_route *route; /* NULL when no route matched */
+    const struct sl_route *route; /* the matched route (also for exempt clients), or NULL */
     enum sl_outcome outcome;
     int status;          /* 0: forward upstream; else answer this status with `body` */
     uint64_t delay_us;   /* forward only after this long (leaky_bucket) */
@@ -52,9 +64,8 @@ struct sl_verdict {
         struct sl_engine *engine;
         const struct sl_config *cfg;
         unsigned pending;
-        bool applied[SL_MAX_LIMITS_PER_ROUTE];
-        enum sl_store_status status[SL_MAX_LIMITS_PER_ROUTE];
-        struct sl_decision decisions[SL_MAX_LIMITS_PER_ROUTE];
+        struct sl_key_block *keys; /* keys kept for a failure_mode local retry, or NULL */
+        struct sl_verdict_check checks[SL_MAX_LIMITS_PER_ROUTE];
         uint64_t started_us;
     } priv;
 };

@@ -1,0 +1,82 @@
+/* What the engine reads from a request head: the normalised path and host, the matching
+ * route, the client address and each limit's key (SPEC.md sections 2 and 4).
+ *
+ * Every function here is pure: no allocation, no locking, safe from any thread. Outputs go
+ * to caller buffers whose required size each function states. */
+#ifndef SLUICE_ROUTE_H
+#define SLUICE_ROUTE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <sys/types.h>
+
+#include "sluice/cidr.h"
+#include "sluice/config.h"
+#include "sluice/request.h"
+
+/* Normalises the path of a request-target (`len` bytes, not NUL-terminated) into `out` and
+ * NUL-terminates it: the query is dropped, %XX of unreserved characters (ALPHA DIGIT - . _
+ * ~) decoded and other %XX upper-cased, repeated slashes merged, then "." and ".."
+ * segments resolved (RFC 3986 5.2.4, never above the root). Takes the path of an
+ * absolute-form target ("http://host/p"; an empty path is "/").
+ * Returns the length, or -1 when the target has no path ("*", authority-form, empty, a
+ * NUL byte) or `size` is too small; `size` = len + 2 always suffices. */
+ssize_t sl_path_normalize(const char *target, size_t len, char *out, size_t size);
+
+/* The request's authority: that of an absolute-form target (RFC 9112 3.2.2), else the
+ * first Host header. Sets `*host` (borrowed from `req`) and `*len`; returns false when the
+ * request names none (or an empty one). */
+bool sl_request_authority(const struct sl_request *req, const char **host, size_t *len);
+
+/* Normalises an authority for matching and keys: userinfo and port removed, one trailing
+ * dot removed, lower-cased; an IPv6 literal keeps its brackets ("[::1]"). Writes at most
+ * `len` + 1 bytes to `out` (NUL-terminated). Returns the length, or -1 when `size` is too
+ * small or nothing remains. */
+ssize_t sl_host_normalize(const char *authority, size_t len, char *out, size_t size);
+
+/* The first route of `cfg`, in file order, matching the request. `path` is the normalised
+ * path (NUL-terminated) or NULL when the target has none (then only routes without a path
+ * condition match); `host` is the normalised host or NULL. Path prefixes are
+ * segment-aware: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix ending in
+ * "/" matches every path that starts with it. Returns NULL when no route matches. */
+const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
+                                      const char *path, size_t path_len, const char *host,
+                                      size_t host_len);
+
+/* The client address (SPEC.md section 4): the peer, unless the peer is in `trusted`; then
+ * the X-Forwarded-For entries (every such header, in order, comma lists) are read from
+ * right to left and the first address not in `trusted` is the client, or the leftmost one
+ * when all are trusted. A malformed entry ends the walk and the peer is the client. A
+ * unix-socket peer counts as a loopback address (127.0.0.1) for the trust check.
+ * Returns 0, or -1 when no IP address results (a unix-socket peer without a believed
+ * X-Forwarded-For); then out->family is 0. */
+int sl_client_ip(const struct sl_cidr_list *trusted, const struct sl_request *req,
+                 struct sl_ip *out);
+
+/* What a key is built from: the request and the values the engine already computed. */
+struct sl_key_ctx {
+    const struct sl_request *req;
+    const struct sl_route *route;
+    const char *client; /* canonical client address text, or SL_KEY_UNIX_CLIENT */
+    size_t client_len;
+    const char *path; /* normalised path, NULL when the target has none */
+    size_t path_len;
+    const char *host; /* normalised host, NULL when the request names none */
+    size_t host_len;
+};
+
+/* The client_ip key of unix-socket clients without a believed X-Forwarded-For: they share
+ * one key, as clients behind one untrusted proxy share its address. */
+#define SL_KEY_UNIX_CLIENT "unix"
+
+/* Builds `lim`'s key into `buf`. One source gives its value as is; a list gives each
+ * value as "<length>:<value>", joined with ",", so that different tuples never give the
+ * same key. query:NAME values are percent-decoded ('+' is a space), as the application
+ * will see them, so that one value cannot be spread over many keys by re-encoding it.
+ * Returns the key length; when that exceeds `size`, the key is incomplete and the call
+ * must be repeated with a buffer that large. Returns -1 when a source is absent from the
+ * request: the limit does not apply. */
+ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, char *buf,
+                     size_t size);
+
+#endif

@@ -1,0 +1,385 @@
+/* The limiter engine: route, keys, store decisions and their aggregation into a verdict
+ * (SPEC.md sections 4, 5 and 6).
+ *
+ * A request's limits are all asked at once; a store may answer inside sl_store_decide()
+ * (memory) or later on the event loop (Redis). The verdict holds one reference for the
+ * issuing loop and one per decision in flight, and is finished when the last is dropped,
+ * so that it is finished exactly once, after every limit was issued and answered. */
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "response.h"
+#include "sluice/clock.h"
+#include "sluice/engine.h"
+#include "sluice/log.h"
+#include "sluice/metrics.h"
+#include "sluice/route.h"
+
+/* Per-worker buffers for what a request head yields, sized by the largest head seen. */
+struct scratch {
+    char *path;
+    size_t path_cap;
+    char *host;
+    size_t host_cap;
+    char *key;
+    size_t key_cap;
+};
+
+/* The keys of one request, kept past sl_store_decide() for a failure_mode local retry.
+ * Blocks are recycled through the engine, so steady traffic allocates nothing. */
+struct sl_key_block {
+    struct sl_key_block *next;
+    size_t cap, len;
+    size_t off[SL_MAX_LIMITS_PER_ROUTE];
+    size_t klen[SL_MAX_LIMITS_PER_ROUTE];
+    bool kept[SL_MAX_LIMITS_PER_ROUTE];
+    char data[];
+};
+
+struct sl_engine {
+    struct event_base *base;
+    struct sl_store *memory;
+    struct sl_store *redis;
+    struct sl_metrics_slot *metrics;
+    struct scratch scratch;
+    bool scratch_busy; /* a decision is being issued: a nested call needs its own */
+    struct sl_key_block *free_blocks;
+};
+
+const char *sl_outcome_name(enum sl_outcome outcome)
+{
+    static const char *const names[SL_OUTCOME_COUNT] = {"allowed", "limited",   "shadow_limited",
+                                                        "exempt",  "unmatched", "store_error"};
+    return (unsigned)outcome < SL_OUTCOME_COUNT ? names[outcome] : "unknown";
+}
+
+struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory,
+                                struct sl_store *redis, struct sl_metrics_slot *metrics)
+{
+    struct sl_engine *e = calloc(1, sizeof *e);
+
+    if (!e)
+        return NULL;
+    e->base = base;
+    e->memory = memory;
+    e->redis = redis;
+    e->metrics = metrics;
+    return e;
+}
+
+static void scratch_deinit(struct scratch *s)
+{
+    free(s->path);
+    free(s->host);
+    free(s->key);
+}
+
+void sl_engine_free(struct sl_engine *engine)
+{
+    if (!engine)
+        return;
+    scratch_deinit(&engine->scratch);
+    while (engine->free_blocks) {
+        struct sl_key_block *b = engine->free_blocks;
+        engine->free_blocks = b->next;
+        free(b);
+    }
+    free(engine);
+}
+
+/* Grows `*buf` to hold `need` bytes; doubling keeps growth rare. Returns 0 or -1. */
+static int reserve(char **buf, size_t *cap, size_t need)
+{
+    if (need <= *cap)
+        return 0;
+    size_t n = *cap * 2 > need ? *cap * 2 : need;
+    if (n < 256)
+        n = 256;
+    char *p = realloc(*buf, n);
+    if (!p)
+        return -1;
+    *buf = p;
+    *cap = n;
+    return 0;
+}
+
+static void metric_check(struct sl_engine *e, const struct sl_limit *lim,
+                         enum sl_check_result result)
+{
+    if (e->metrics)
+        sl_metrics_limit_check(e->metrics, lim, result);
+}
+
+/* Saves check `i`'s key for a local retry. Without room the retry is not possible and the
+ * limit is treated as failure_mode open would treat it. */
+static void keep_key(struct sl_engine *e, struct sl_verdict *v, size_t i, const char *key,
+                     size_t len)
+{
+    struct sl_key_block *b = v->priv.keys;
+
+    if (!b) {
+        b = e->free_blocks;
+        if (b) {
+            e->free_blocks = b->next;
+        } else {
+            b = malloc(sizeof *b + 256);
+            if (!b)
+                return;
+            b->cap = 256;
+        }
+        b->len = 0;
+        memset(b->kept, 0, sizeof b->kept);
+        v->priv.keys = b;
+    }
+    if (b->cap - b->len < len) {
+        size_t cap = b->cap * 2 > b->len + len ? b->cap * 2 : b->len + len;
+        struct sl_key_block *nb = realloc(b, sizeof *b + cap);
+        if (!nb)
+            return;
+        b = nb;
+        b->cap = cap;
+        v->priv.keys = b;
+    }
+    memcpy(b->data + b->len, key, len);
+    b->off[i] = b->len;
+    b->klen[i] = len;
+    b->kept[i] = true;
+    b->len += len;
+}
+
+static void finish(struct sl_verdict *v);
+
+static void release(struct sl_verdict *v)
+{
+    if (--v->priv.pending == 0)
+        finish(v);
+}
+
+static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_status status)
+{
+    struct sl_verdict_check *c = arg;
+    struct sl_verdict *v = c->verdict;
+    struct sl_engine *e = v->priv.engine;
+    uint64_t now = sl_clock_mono_us();
+
+    if (e->metrics)
+        sl_metrics_store_duration(e->metrics, c->store, now - c->started_us);
+    c->status = status;
+    if (status == SL_STORE_OK) {
+        c->decision = *d;
+        metric_check(e, c->limit, d->allowed ? SL_CHECK_ALLOW : SL_CHECK_DENY);
+        release(v);
+        return;
+    }
+    if (e->metrics)
+        sl_metrics_store_error(e->metrics, c->store, status);
+    size_t i = (size_t)(c - v->priv.checks);
+    struct sl_key_block *b = v->priv.keys;
+    if (v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && c->store == SL_STORE_REDIS && b &&
+        b->kept[i]) {
+        /* The same limit on this instance's memory: local quotas instead of none while
+         * Redis is away. The reference stays with the retry. */
+        c->store = SL_STORE_MEMORY;
+        c->started_us = now;
+        sl_store_decide(e->memory, c->limit, b->data + b->off[i], b->klen[i], on_decision, c);
+        return;
+    }
+    metric_check(e, c->limit, SL_CHECK_ERROR);
+    release(v);
+}
+
+/* Aggregates the answered checks. Every limit counts independently, as Envoy's
+ * descriptors do: a request denied by one limit has still used a unit of the others. */
+static void aggregate(struct sl_verdict *v)
+{
+    const struct sl_config *cfg = v->priv.cfg;
+    const struct sl_route *route = v->route;
+    bool denied = false, errored = false;
+    uint64_t delay = 0;
+
+    for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
+        const struct sl_verdict_check *c = &v->priv.checks[i];
+        if (!c->applied)
+            continue;
+        if (c->status != SL_STORE_OK)
+            errored = true;
+        else if (!c->decision.allowed)
+            denied = true;
+        else if (c->decision.delay_us > delay)
+            delay = c->decision.delay_us;
+    }
+    /* Shadow routes are measured, never enforced, and invisible to clients. */
+    if (route->shadow) {
+        v->outcome = denied    ? SL_OUTCOME_SHADOW_LIMITED
+                     : errored ? SL_OUTCOME_STORE_ERROR
+                               : SL_OUTCOME_ALLOWED;
+        return;
+    }
+    /* A denial stands whatever the store did for the other limits. */
+    if (denied) {
+        v->outcome = SL_OUTCOME_LIMITED;
+        sl_response_ratelimit_headers(cfg, v);
+        sl_response_limited(cfg, v);
+        return;
+    }
+    if (errored && cfg->failure_mode == SL_FAILURE_CLOSED) {
+        v->outcome = SL_OUTCOME_STORE_ERROR;
+        sl_response_store_unavailable(v);
+        return;
+    }
+    /* Open, or local without a retry: admitted, and reported as a store error. */
+    v->outcome = errored ? SL_OUTCOME_STORE_ERROR : SL_OUTCOME_ALLOWED;
+    v->delay_us = delay;
+    sl_response_ratelimit_headers(cfg, v);
+}
+
+static void finish(struct sl_verdict *v)
+{
+    struct sl_engine *e = v->priv.engine;
+
+    if (v->route && v->outcome == SL_OUTCOME_ALLOWED)
+        aggregate(v);
+    if (v->priv.keys) {
+        v->priv.keys->next = e->free_blocks;
+        e->free_blocks = v->priv.keys;
+        v->priv.keys = NULL;
+    }
+    /* Last: the callback may free `v`. */
+    v->priv.cb(v->priv.arg, v);
+}
+
+static struct sl_store *store_for(struct sl_engine *e, const struct sl_limit *lim,
+                                  enum sl_store_kind *kind)
+{
+    if (lim->store == SL_STORE_REDIS && e->redis) {
+        *kind = SL_STORE_REDIS;
+        return e->redis;
+    }
+    *kind = SL_STORE_MEMORY;
+    return e->memory;
+}
+
+/* Asks the store of every limit whose key sources are all present. */
+static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
+                  const struct sl_key_ctx *ctx)
+{
+    const struct sl_route *route = v->route;
+    bool keep = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
+
+    for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
+        const struct sl_limit *lim = &route->limits[i];
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        ssize_t n = sl_key_build(lim, ctx, s->key, s->key_cap);
+        if (n < 0)
+            continue;
+        c->verdict = v;
+        c->limit = lim;
+        c->applied = true;
+        struct sl_store *store = store_for(e, lim, &c->store);
+        if ((size_t)n > s->key_cap) {
+            if (reserve(&s->key, &s->key_cap, (size_t)n) < 0) {
+                /* The limit cannot be asked: as if its store had failed. */
+                sl_log_error("engine: out of memory building the key of limit %s", lim->name);
+                c->status = SL_STORE_ERR_CONNECTION;
+                metric_check(e, lim, SL_CHECK_ERROR);
+                continue;
+            }
+            sl_key_build(lim, ctx, s->key, s->key_cap);
+        }
+        if (keep && c->store == SL_STORE_REDIS)
+            keep_key(e, v, i, s->key, (size_t)n);
+        c->started_us = sl_clock_mono_us();
+        v->priv.pending++;
+        sl_store_decide(store, lim, s->key, (size_t)n, on_decision, c);
+    }
+}
+
+/* Reads the request head into `s`: client, path and host, then the route. */
+static int read_head(struct scratch *s, const struct sl_config *cfg, const struct sl_request *req,
+                     struct sl_verdict *v, struct sl_key_ctx *ctx, char *client, size_t client_size)
+{
+    ctx->req = req;
+    sl_client_ip(&cfg->trusted_proxies, req, &v->client);
+    if (v->client.family) {
+        ctx->client = client;
+        ctx->client_len = sl_ip_format(&v->client, client, client_size);
+    } else {
+        ctx->client = SL_KEY_UNIX_CLIENT;
+        ctx->client_len = strlen(SL_KEY_UNIX_CLIENT);
+    }
+
+    if (reserve(&s->path, &s->path_cap, req->target_len + 2) < 0)
+        return -1;
+    ssize_t n = sl_path_normalize(req->target, req->target_len, s->path, s->path_cap);
+    ctx->path = n >= 0 ? s->path : NULL;
+    ctx->path_len = n >= 0 ? (size_t)n : 0;
+
+    const char *authority;
+    size_t alen;
+    ctx->host = NULL;
+    ctx->host_len = 0;
+    if (sl_request_authority(req, &authority, &alen)) {
+        if (reserve(&s->host, &s->host_cap, alen + 1) < 0)
+            return -1;
+        n = sl_host_normalize(authority, alen, s->host, s->host_cap);
+        if (n >= 0) {
+            ctx->host = s->host;
+            ctx->host_len = (size_t)n;
+        }
+    }
+    v->route = sl_route_match(cfg, req, ctx->path, ctx->path_len, ctx->host, ctx->host_len);
+    ctx->route = v->route;
+    return 0;
+}
+
+void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
+                      const struct sl_request *req, struct sl_verdict *v, sl_verdict_cb cb,
+                      void *arg)
+{
+    struct scratch nested = {0};
+    struct scratch *s = &engine->scratch;
+    struct sl_key_ctx ctx;
+    char client[64];
+
+    /* A store answering inside sl_store_decide() may finish another request whose
+     * callback starts the next one: that call must not reuse buffers still in use. */
+    if (engine->scratch_busy)
+        s = &nested;
+    else
+        engine->scratch_busy = true;
+
+    v->route = NULL;
+    v->outcome = SL_OUTCOME_ALLOWED;
+    v->status = 0;
+    v->delay_us = 0;
+    memset(&v->client, 0, sizeof v->client);
+    v->priv.cb = cb;
+    v->priv.arg = arg;
+    v->priv.engine = engine;
+    v->priv.cfg = cfg;
+    v->priv.pending = 1; /* held by this call until every limit is issued */
+    v->priv.keys = NULL;
+    v->priv.started_us = sl_clock_mono_us();
+    memset(v->priv.checks, 0, sizeof v->priv.checks);
+
+    if (read_head(s, cfg, req, v, &ctx, client, sizeof client) < 0) {
+        /* Without the path no route can be chosen: as if the store had failed. */
+        sl_log_error("engine: out of memory reading a request head");
+        v->route = NULL;
+        v->outcome = SL_OUTCOME_STORE_ERROR;
+        if (cfg->failure_mode == SL_FAILURE_CLOSED)
+            sl_response_store_unavailable(v);
+    } else if (v->client.family && sl_cidr_list_contains(&cfg->exempt, &v->client)) {
+        v->outcome = SL_OUTCOME_EXEMPT;
+    } else if (!v->route) {
+        v->outcome = SL_OUTCOME_UNMATCHED;
+    } else {
+        issue(engine, s, v, &ctx);
+    }
+    if (s == &nested)
+        scratch_deinit(&nested);
+    else
+        engine->scratch_busy = false;
+    release(v);
+}
