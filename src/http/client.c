@@ -125,7 +125,15 @@ void sl_conn_request_done(struct sl_conn *c)
     c->first_request = false;
     c->has_verdict = false;
     sl_head_reset(&c->head);
-    llhttp_resume(&c->parser);
+    if (c->upgrade) {
+        /* The upstream declined the upgrade: the connection goes on as HTTP/1.1, and
+         * llhttp, which stopped at the upgrade, starts over. */
+        llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
+        c->parser.data = &c->head;
+        c->upgrade = false;
+    } else {
+        llhttp_resume(&c->parser);
+    }
     arm_timer(c, c->cfg->client.idle_timeout_ms);
     if (!c->in_process)
         sl_conn_process(c);

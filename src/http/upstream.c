@@ -210,7 +210,7 @@ static void send_response_head(struct sl_conn *c)
         up->tunnel = true;
         conn = SL_CONN_UPGRADE;
     } else {
-        if (c->upgrade || llhttp_message_needs_eof(&up->parser) || dechunk)
+        if (llhttp_message_needs_eof(&up->parser) || dechunk)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
