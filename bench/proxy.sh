@@ -86,16 +86,32 @@ nginx_conf upstream 2 "server {
         location /post { client_max_body_size 1m; client_body_buffer_size 16k; return 200 \"ok\n\"; }
     }"
 start_nginx upstream
+up_pid=$!
 wait_port "$UP_PORT"
 
-# Runs wrk once; appends "target method conns rps p50_ms p99_ms" to $out/results.txt.
-run_wrk() { # label port method conns
-    local label=$1 port=$2 method=$3 conns=$4 path=/ script=()
+# CPU time (utime + stime, in clock ticks) of processes and their children: on a busy
+# machine req/s is noisy, CPU time per request is not.
+cpu_ticks() { # pid...
+    local total=0 p
+    for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
+# Runs wrk once; appends "target method conns rps p50_ms p99_ms non2xx cpu_us_per_req" to
+# $out/results.txt.
+run_wrk() { # label port method conns pid
+    local label=$1 port=$2 method=$3 conns=$4 pid=$5 path=/ script=()
     if [ "$method" = POST ]; then path=/post; script=(-s "$out/post.lua"); fi
-    local threads=2
+    local threads=2 before after
+    before=$(cpu_ticks "$pid")
     wrk -t"$threads" -c"$conns" -d"${DURATION}s" --latency "${script[@]}" \
         "http://127.0.0.1:$port$path" >"$out/wrk.txt" 2>&1 || true
-    awk -v label="$label" -v method="$method" -v conns="$conns" '
+    after=$(cpu_ticks "$pid")
+    awk -v label="$label" -v method="$method" -v conns="$conns" -v ticks=$((after - before)) \
+        -v hz="$(getconf CLK_TCK)" -v secs="$DURATION" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -106,7 +122,10 @@ run_wrk() { # label port method conns
         /^ +99%/ { p99 = ms($2) }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx/ { bad = $NF }
-        END { printf "%s %s %s %s %s %s %s\n", label, method, conns, rps + 0, p50 + 0, p99 + 0, bad + 0 }
+        END {
+            cpu = (rps > 0) ? ticks / hz * 1e6 / (rps * secs) : 0
+            printf "%s %s %s %s %s %s %s %.1f\n", label, method, conns, rps + 0, p50 + 0, p99 + 0, bad + 0, cpu
+        }
     ' "$out/wrk.txt" >>"$out/results.txt"
 }
 
@@ -156,9 +175,9 @@ YAML
     for round in $(seq "$ROUNDS"); do
         for method in GET POST; do
             for conns in $CONNS; do
-                run_wrk upstream "$UP_PORT" "$method" "$conns"
-                run_wrk sluice "$SL_PORT" "$method" "$conns"
-                run_wrk nginx "$NG_PORT" "$method" "$conns"
+                run_wrk upstream "$UP_PORT" "$method" "$conns" "$up_pid"
+                run_wrk sluice "$SL_PORT" "$method" "$conns" "$sl_pid"
+                run_wrk nginx "$NG_PORT" "$method" "$conns" "$ng_pid"
             done
         done
         echo "workers=$workers: round $round of $ROUNDS done" >&2
@@ -169,23 +188,25 @@ YAML
 
     echo
     echo "== workers: $workers  (median of $ROUNDS rounds of ${DURATION}s; latency in ms)"
-    printf "%-6s %5s | %10s %7s %7s | %10s %7s %7s | %10s %7s %7s | %6s %6s\n" \
-        method conns "upstream" p50 p99 "sluice" p50 p99 "nginx" p50 p99 "rps x" "p99 x"
+    printf "%-6s %5s | %9s %6s %6s | %9s %6s %6s %6s | %9s %6s %6s %6s | %5s %5s %5s\n" \
+        method conns "upstream" p50 p99 "sluice" p50 p99 "cpu" "nginx" p50 p99 "cpu" \
+        "rps x" "p99 x" "cpu x"
     for method in GET POST; do
         for conns in $CONNS; do
             declare -A v=()
             for target in upstream sluice nginx; do
-                for col in 4 5 6; do
+                for col in 4 5 6 8; do
                     v[$target$col]=$(awk -v t="$target" -v m="$method" -v c="$conns" -v col="$col" \
                         '$1 == t && $2 == m && $3 == c { print $col }' "$out/results.txt" | median)
                 done
             done
-            printf "%-6s %5s | %10.0f %7.2f %7.2f | %10.0f %7.2f %7.2f | %10.0f %7.2f %7.2f | %6.2f %6.2f\n" \
+            ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
+            printf "%-6s %5s | %9.0f %6.2f %6.2f | %9.0f %6.2f %6.2f %6.1f | %9.0f %6.2f %6.2f %6.1f | %5.2f %5.2f %5.2f\n" \
                 "$method" "$conns" "${v[upstream4]}" "${v[upstream5]}" "${v[upstream6]}" \
-                "${v[sluice4]}" "${v[sluice5]}" "${v[sluice6]}" \
-                "${v[nginx4]}" "${v[nginx5]}" "${v[nginx6]}" \
-                "$(awk -v a="${v[sluice4]}" -v b="${v[nginx4]}" 'BEGIN { print (b > 0) ? a / b : 0 }')" \
-                "$(awk -v a="${v[sluice6]}" -v b="${v[nginx6]}" 'BEGIN { print (b > 0) ? a / b : 0 }')"
+                "${v[sluice4]}" "${v[sluice5]}" "${v[sluice6]}" "${v[sluice8]}" \
+                "${v[nginx4]}" "${v[nginx5]}" "${v[nginx6]}" "${v[nginx8]}" \
+                "$(ratio "${v[sluice4]}" "${v[nginx4]}")" "$(ratio "${v[sluice6]}" "${v[nginx6]}")" \
+                "$(ratio "${v[sluice8]}" "${v[nginx8]}")"
             unset v
         done
     done
@@ -193,4 +214,5 @@ YAML
     [ "$bad" -eq 0 ] || echo "warning: $bad runs saw non-2xx responses (see $out/results.txt)"
 done
 echo
-echo "rps x = sluice/nginx requests per second (higher is better); p99 x = sluice/nginx p99 (lower is better)"
+echo "cpu = CPU microseconds the proxy spent per request (user + system, all its threads or"
+echo "processes); rps x and cpu x, p99 x = sluice/nginx: rps higher is better, p99 and cpu lower"

@@ -235,6 +235,8 @@ void sl_conn_process(struct sl_conn *c);
 void sl_conn_flush(struct sl_conn *c);
 /* The request has a final response and both directions are done: log, count, go on. */
 void sl_conn_request_done(struct sl_conn *c);
+/* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
+void sl_conn_set_read_timeout(struct sl_conn *c, bool on);
 /* Answers `status` and closes; after the response head went out, just closes. */
 void sl_conn_fail(struct sl_conn *c, int status);
 

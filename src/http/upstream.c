@@ -366,7 +366,7 @@ void sl_upstream_pump_body(struct sl_conn *c)
         }
         if (c->head.msg_done) {
             c->req_done = true;
-            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            sl_conn_set_read_timeout(c, false);
             set_timeouts(c);
         }
         if (n == 0)
