@@ -44,4 +44,4 @@ for i in $(seq 8); do
 done
 echo
 echo "== http://$SLUICE_ADMIN/metrics"
-curl -s "http://$SLUICE_ADMIN/metrics" | grep -E '^sluice_requests_total'
+curl -s "http://$SLUICE_ADMIN/metrics" | grep -E '^sluice_(requests|responses)_total\{route="api"' | grep -v ' 0$'
