@@ -167,7 +167,13 @@ void sl_reader_set(struct event *rev, bool *active, bool want, const struct time
 
 /* ---- listener.c ---- */
 
-/* A listening socket for `addr`: SO_REUSEPORT for TCP so each worker binds its own.
+/* Fails, with a message in `err`, when another socket already listens on the TCP
+ * address `addr`: workers bind with SO_REUSEPORT, which would otherwise let a second
+ * process share the port silently and split the traffic (and the limits) with it. */
+int sl_listen_probe(const struct sl_sockaddr *addr, char *err, size_t errlen);
+
+/* A listening socket for `addr`: SO_REUSEPORT for TCP so each worker binds its own; a
+ * unix socket left by a previous run is replaced, one still served is not.
  * Returns the fd, or -1 with a message in `err`. */
 int sl_listen_socket(const struct sl_sockaddr *addr, char *err, size_t errlen);
 

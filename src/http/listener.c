@@ -1,5 +1,6 @@
 /* Listening sockets: host:port, [v6]:port, unix:/path. */
 #include <errno.h>
+#include <stdbool.h>
 #include <netinet/in.h>
 #include <stdio.h>
 #include <string.h>
@@ -11,6 +12,37 @@
 #include "http.h"
 
 #define BACKLOG 511
+
+/* True when something accepts connections at the unix socket `addr`. */
+static bool socket_is_live(const struct sl_sockaddr *addr)
+{
+    int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    bool live = fd >= 0 && connect(fd, (const struct sockaddr *)&addr->ss, addr->len) == 0;
+    if (fd >= 0)
+        close(fd);
+    return live;
+}
+
+int sl_listen_probe(const struct sl_sockaddr *addr, char *err, size_t errlen)
+{
+    int one = 1;
+    int family = addr->ss.ss_family;
+    if (family == AF_UNIX)
+        return 0;
+    /* Without SO_REUSEPORT this bind fails while any socket, even a SO_REUSEPORT one of
+     * another process, listens on the address. */
+    int fd = socket(family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) < 0 ||
+        (family == AF_INET6 && setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof one) < 0) ||
+        bind(fd, (const struct sockaddr *)&addr->ss, addr->len) < 0) {
+        snprintf(err, errlen, "listen %s: %s", addr->text, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    close(fd);
+    return 0;
+}
 
 int sl_listen_socket(const struct sl_sockaddr *addr, char *err, size_t errlen)
 {
@@ -24,8 +56,13 @@ int sl_listen_socket(const struct sl_sockaddr *addr, char *err, size_t errlen)
          * path is not ours to remove. */
         const char *path = ((const struct sockaddr_un *)&addr->ss)->sun_path;
         struct stat st;
-        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode))
+        if (stat(path, &st) == 0 && S_ISSOCK(st.st_mode)) {
+            if (socket_is_live(addr)) {
+                errno = EADDRINUSE;
+                goto fail;
+            }
             unlink(path);
+        }
     } else {
         /* SO_REUSEPORT: every worker binds its own socket and the kernel spreads
          * connections across them, with no shared accept lock. */

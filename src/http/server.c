@@ -196,6 +196,9 @@ int sl_server_run(struct sl_config *cfg)
             sl_log_error("%s", err);
             goto out;
         }
+    } else if (sl_listen_probe(&cfg->listen, err, sizeof err) < 0) {
+        sl_log_error("%s", err);
+        goto out;
     }
     for (; inited < s->nworkers; inited++) {
         if (sl_worker_init(&s->workers[inited], s, inited, err, sizeof err) < 0) {

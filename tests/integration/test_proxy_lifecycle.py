@@ -2,6 +2,7 @@
 import json
 import re
 import signal
+import subprocess
 import threading
 import time
 
@@ -155,6 +156,15 @@ def test_shutdown_waits_at_most_ten_seconds(sluice_factory, upstream):
     elapsed = time.monotonic() - t0
     assert 9 < elapsed < 13, f"drain took {elapsed:.1f}s, expected 10"
     c.close()
+
+
+def test_second_instance_on_the_same_port_refuses_to_start(proxy, sluice_binary):
+    # SO_REUSEPORT would let it share the port and split traffic and limits unnoticed.
+    second = subprocess.run([sluice_binary, "-c", proxy.config_path], capture_output=True,
+                            timeout=10)
+    assert second.returncode == 1
+    assert f"127.0.0.1:{proxy.port}: Address already in use" in second.stderr.decode()
+    assert http(proxy.port, request("GET", "/after")).status == 200
 
 
 # ---------------------------------------------------------------- reload
