@@ -93,6 +93,7 @@ struct sl_worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct sl_engine *engine;
+    struct sl_store *redis;          /* this worker's Redis store, or NULL without redis */
     struct sl_metrics_slot *metrics;
     struct sl_config *cfg;           /* this worker's reference to the current snapshot */
 

@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "sluice/log.h"
+#include "sluice/store_redis.h"
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
@@ -58,12 +59,21 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     sl_worker_maybe_done(w);
 }
 
+/* Closes every connection now. One still waiting for a Redis decision lives on until the
+ * decision calls back: at the latest when the store is freed. */
+static void close_all(struct sl_worker *w)
+{
+    for (struct sl_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_shutdown(c, false);
+    }
+}
+
 static void force_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_worker *w = arg;
     w->draining = true;
-    while (w->conns)
-        sl_conn_shutdown(w->conns, false);
+    close_all(w);
     event_base_loopbreak(w->base);
 }
 
@@ -125,7 +135,12 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     if (!w->base)
         goto nomem;
     w->metrics = sl_metrics_slot(s->metrics, index);
-    w->engine = sl_engine_new(w->base, s->memory, NULL, w->metrics);
+    if (s->cfg->redis.enabled) {
+        w->redis = sl_store_redis_new(w->base, &s->cfg->redis, index, w->metrics);
+        if (!w->redis)
+            goto nomem;
+    }
+    w->engine = sl_engine_new(w->base, s->memory, w->redis, w->metrics);
     w->cfg_ev = event_new(w->base, -1, 0, cfg_cb, w);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->force_ev = event_new(w->base, -1, 0, force_cb, w);
@@ -156,6 +171,11 @@ nomem:
 
 void sl_worker_deinit(struct sl_worker *w)
 {
+    close_all(w);
+    /* Completes the decisions still pending, which frees the connections waiting on them;
+     * the engine is not used after this. */
+    sl_store_free(w->redis);
+    w->redis = NULL;
     while (w->conns)
         sl_conn_shutdown(w->conns, false);
     sl_pool_clear(w);
