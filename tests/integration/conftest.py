@@ -613,17 +613,19 @@ def sluice_factory(request, sluice_binary, tmp_path):
 
 
 class Redis:
-    """redis-server on 127.0.0.1:port; stop() and start() keep the port."""
+    """redis-server on 127.0.0.1:port; stop() and start() keep the port. `args` are extra
+    command-line options, e.g. ("--requirepass", "secret")."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, args=(), port=None):
         self.tmp_dir = tmp_dir
-        self.port = pick_port()
+        self.port = port or pick_port()
+        self.args = list(args)
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.tmp_dir],
+             "--appendonly", "no", "--dir", self.tmp_dir] + self.args,
             stdout=open(os.path.join(self.tmp_dir, f"redis-{self.port}.log"), "ab"),
             stderr=subprocess.STDOUT)
 
@@ -634,6 +636,8 @@ class Redis:
                 return self.command("PING") == "PONG"
             except OSError:
                 return False
+            except RuntimeError as e:  # up, but wants AUTH (--requirepass)
+                return str(e).startswith("NOAUTH")
         wait_until(pong, READY_TIMEOUT, 0.02, "redis-server to answer PING")
         return self
 
@@ -650,19 +654,24 @@ class Redis:
         self.stop()
         return self.start()
 
-    def command(self, *args):
+    def command(self, *args, timeout=2):
         """Runs one command; returns str, int, None, list, or raises RuntimeError."""
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            s.sendall(out)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(resp_command(*args))
             return _resp_read(s.makefile("rb"))
 
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def resp_command(*args):
+    """One command in the Redis protocol (RESP), for tests that drive a raw socket."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def _resp_read(f):
@@ -683,15 +692,39 @@ def _resp_read(f):
     raise RuntimeError(f"bad reply {line!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def redis_version():
+    """redis-server's version as a tuple of ints, e.g. (7, 0, 15)."""
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def redis_debug_args():
+    """Options that let local clients run DEBUG (refused by default since Redis 7)."""
+    return ["--enable-debug-command", "local"] if redis_version() >= (7, 0, 0) else []
+
+
 @pytest.fixture
-def redis_server(tmp_path):
-    """A fresh redis-server: .port, .url, .command(...), .stop(), .start(), .restart()."""
+def redis_factory(tmp_path):
+    """start(args=(), port=None, start=True) -> Redis; every one is stopped at teardown."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    r = Redis(str(tmp_path))
-    r.start()
-    yield r
-    r.stop()
+    started = []
+
+    def start(args=(), port=None, start=True):
+        r = Redis(str(tmp_path), args, port)
+        started.append(r)
+        return r.start() if start else r
+    yield start
+    for r in started:
+        r.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory):
+    """A fresh redis-server: .port, .url, .command(...), .stop(), .start(), .restart()."""
+    return redis_factory()
 
 
 # ---------------------------------------------------------------- the base configuration
