@@ -189,6 +189,9 @@ int sl_server_run(struct sl_config *cfg)
     int rc = 1;
     sigset_t block, old_mask;
 
+    sigemptyset(&block);
+    for (int i = 0; i < 3; i++)
+        sigaddset(&block, signums[i]);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s->lock, NULL);
@@ -240,9 +243,6 @@ int sl_server_run(struct sl_config *cfg)
     }
 
     /* Workers never take process signals: they arrive on the main loop only. */
-    sigemptyset(&block);
-    for (int i = 0; i < 3; i++)
-        sigaddset(&block, signums[i]);
     pthread_sigmask(SIG_BLOCK, &block, &old_mask);
     for (; started < s->nworkers; started++)
         if (sl_worker_start(&s->workers[started]) < 0)
@@ -261,6 +261,9 @@ int sl_server_run(struct sl_config *cfg)
     rc = 0;
 
 out:
+    /* Freeing the signal events restores the default actions: a second SIGTERM during
+     * teardown would kill the process instead of letting it exit 0. */
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
     for (unsigned i = 0; i < started; i++)
         pthread_join(s->workers[i].thread, NULL);
     sl_admin_stop(admin);

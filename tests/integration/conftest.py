@@ -402,6 +402,10 @@ class Upstream:
 
 # ---------------------------------------------------------------- sluice
 
+class _PortTaken(Exception):
+    """sluice could not bind a port picked for it."""
+
+
 @functools.lru_cache(maxsize=None)
 def is_asan_binary(path):
     with open(path, "rb") as f:
@@ -441,6 +445,8 @@ class Sluice:
         return yaml_text
 
     def write_config(self, yaml_text, raw=False):
+        if not raw:
+            self.yaml_text = yaml_text
         text = yaml_text if raw else self.render(yaml_text)
         tmp = self.config_path + ".new"
         with open(tmp, "w") as f:
@@ -448,6 +454,22 @@ class Sluice:
         os.replace(tmp, self.config_path)
 
     def start(self, wait=True):
+        """Starts the process; with `wait`, until it serves. A port picked free may be taken
+        by another socket before sluice binds it: then new ports are picked (twice)."""
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(port_retry=attempt < 2)
+                return self
+            except _PortTaken:
+                self.port = pick_port()
+                self.admin_port = pick_port() if self.admin_port else None
+                self.write_config(self.yaml_text)
+        return self
+
+    def _spawn(self):
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -455,9 +477,6 @@ class Sluice:
         self.proc = subprocess.Popen([self.binary, "-c", self.config_path], env=env,
                                      stdout=open(self.stdout_path, "wb"),
                                      stderr=open(self.stderr_path, "wb"), cwd=self.tmp_dir)
-        if wait:
-            self.wait_ready()
-        return self
 
     @property
     def pid(self):
@@ -466,9 +485,11 @@ class Sluice:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout=READY_TIMEOUT):
+    def wait_ready(self, timeout=READY_TIMEOUT, port_retry=False):
         def ready():
             if not self.alive():
+                if port_retry and "Address already in use" in self.stderr_text():
+                    raise _PortTaken()
                 pytest.fail(f"sluice exited with {self.proc.returncode} before it was ready:\n"
                             + self.stderr_text()[-5000:])
             if not can_connect(self.port):
