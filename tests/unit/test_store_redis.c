@@ -356,24 +356,24 @@ END_TEST
 START_TEST(test_leaky_bucket)
 {
     struct sl_store *store = store_new(1000, NULL);
-    /* 10/s: one departure every 100 ms; two queue places. */
-    struct sl_limit lim = limit("leaky_bucket", 10, S, 2, true);
+    /* 10/10s: one departure a second (wide enough for a loaded machine); two queue places. */
+    struct sl_limit lim = limit("leaky_bucket", 10, 10 * S, 2, true);
     uint64_t start = sl_clock_mono_us();
     for (uint64_t i = 0; i < 3; i++) {
         struct sl_decision d = decide_ok(store, &lim, "a");
         uint64_t since = sl_clock_mono_us() - start;
         ck_assert(d.allowed);
         ck_assert_uint_eq(d.remaining, 2 - i);
-        /* The i-th request departs i·100 ms after the first: its delay is that, less the
+        /* The i-th request departs i seconds after the first: its delay is that, less the
          * time already spent between the decisions. */
-        ck_assert_uint_le(d.delay_us, i * 100 * MS);
-        ck_assert_uint_ge(d.delay_us + since, i * 100 * MS);
+        ck_assert_uint_le(d.delay_us, i * S);
+        ck_assert_uint_ge(d.delay_us + since, i * S);
     }
     struct sl_decision d = decide_ok(store, &lim, "a");
     ck_assert(!d.allowed);
     ck_assert_uint_eq(d.delay_us, 0);
     ck_assert_uint_gt(d.retry_after_us, 0);
-    ck_assert_uint_le(d.retry_after_us, 100 * MS);
+    ck_assert_uint_le(d.retry_after_us, S);
 
     /* delay: false admits queued requests at once, and still fills the queue. */
     lim.delay = false;
@@ -417,7 +417,7 @@ static void compare_with_memory(struct sl_store *store, const char *alg, uint64_
         /* Window-aligned algorithms depend on where in the window "now" is; the rest do not. */
         if (strcmp(alg, "token_bucket") == 0 || strcmp(alg, "leaky_bucket") == 0 ||
             strcmp(alg, "sliding_window") == 0) {
-            uint64_t slack = 200 * MS;
+            uint64_t slack = S;
             ck_assert_uint_le(r.reset_us, c.d.reset_us);
             ck_assert_uint_ge(r.reset_us + slack, c.d.reset_us);
             ck_assert_uint_le(r.retry_after_us, c.d.retry_after_us);
@@ -532,11 +532,11 @@ START_TEST(test_timeout)
     struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
     ck_assert(decide_ok(store, &lim, "a").allowed);
 
-    /* The server holds every client's commands for 0.5 s, as if it slept (DEBUG SLEEP
+    /* The server holds every client's commands for 1 s, as if it slept (DEBUG SLEEP
      * would need enable-debug-command); the pause is in force once CLIENT PAUSE returns. */
     redisContext *c = client();
     ck_assert_ptr_nonnull(c);
-    redisReply *paused = redisCommand(c, "CLIENT PAUSE 500");
+    redisReply *paused = redisCommand(c, "CLIENT PAUSE 1000");
     ck_assert_int_eq(paused->type, REDIS_REPLY_STATUS);
     freeReplyObject(paused);
     redisFree(c);
@@ -547,7 +547,7 @@ START_TEST(test_timeout)
     ck_assert(run_until_called(&r.calls, 5 * S));
     ck_assert_int_eq(r.status, SL_STORE_ERR_TIMEOUT);
     ck_assert_uint_ge(r.at_us - start, 45 * MS);
-    ck_assert_uint_le(r.at_us - start, 250 * MS);
+    ck_assert_uint_le(r.at_us - start, 500 * MS);
 
     /* Once the pause ends, the late reply is read and dropped (ASan watches) before the
      * reply to the next decision, which the connection still serves. */
@@ -557,7 +557,7 @@ START_TEST(test_timeout)
         ck_assert(next.status == SL_STORE_OK || next.status == SL_STORE_ERR_TIMEOUT);
         ck_assert_uint_le(next.at_us - start, 3 * S);
     } while (next.status != SL_STORE_OK);
-    ck_assert_uint_ge(next.at_us - start, 400 * MS);
+    ck_assert_uint_ge(next.at_us - start, 900 * MS);
     ck_assert(next.d.allowed);
     ck_assert_int_eq(r.calls, 1);
     ck_assert(sl_store_redis_connected(store));
@@ -603,13 +603,15 @@ START_TEST(test_stalled_connection)
     struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
     redisContext *c = client();
     ck_assert_ptr_nonnull(c);
-    freeReplyObject(redisCommand(c, "CLIENT PAUSE 3000"));
+    freeReplyObject(redisCommand(c, "CLIENT PAUSE 4000"));
     redisFree(c);
     uint64_t start = sl_clock_mono_us();
     while (sl_store_redis_connected(store)) {
         struct result r = decide(store, &lim, "a");
-        ck_assert_int_eq(r.status, SL_STORE_ERR_TIMEOUT);
-        ck_assert_uint_le(sl_clock_mono_us() - start, 2500 * MS);
+        /* The decision in flight when the store gives up on the connection fails with it. */
+        ck_assert(r.status == SL_STORE_ERR_TIMEOUT ||
+                  (r.status == SL_STORE_ERR_CONNECTION && !sl_store_redis_connected(store)));
+        ck_assert_uint_le(sl_clock_mono_us() - start, 3500 * MS);
     }
     ck_assert_uint_ge(sl_clock_mono_us() - start, 2 * S);
     ck_assert_msg(run_until_connected(store, true, 5 * S), "no reconnection after the pause");
