@@ -47,7 +47,7 @@ void sl_conn_flush(struct sl_conn *c)
     /* Writing now rather than when the loop next polls saves two epoll_ctl calls and a
      * loop turn per response; the bufferevent takes over only when the socket is full. */
     if (!(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
-        evbuffer_write(out, bufferevent_getfd(c->bev));
+        sl_write_now(c->bev);
         if (evbuffer_get_length(out) == 0)
             return;
     }
@@ -86,7 +86,7 @@ static void arm_timer(struct sl_conn *c, uint64_t ms)
     event_add(&c->timer, &tv);
 }
 
-static void set_read_timeout(struct sl_conn *c, bool on)
+void sl_conn_set_read_timeout(struct sl_conn *c, bool on)
 {
     uint64_t ms = c->cfg->client.idle_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
@@ -113,19 +113,27 @@ void sl_conn_request_done(struct sl_conn *c)
     if (c->close_after) {
         c->state = SL_C_LINGER;
         if (c->has_body && !c->req_done)
-            set_read_timeout(c, false);
+            sl_conn_set_read_timeout(c, false);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             linger_start(c);
         return;
     }
     if (c->has_body)
-        set_read_timeout(c, false);
+        sl_conn_set_read_timeout(c, false);
     c->state = SL_C_HEAD;
     c->head_started = false;
     c->first_request = false;
     c->has_verdict = false;
     sl_head_reset(&c->head);
-    llhttp_resume(&c->parser);
+    if (c->upgrade) {
+        /* The upstream declined the upgrade: the connection goes on as HTTP/1.1, and
+         * llhttp, which stopped at the upgrade, starts over. */
+        llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
+        c->parser.data = &c->head;
+        c->upgrade = false;
+    } else {
+        llhttp_resume(&c->parser);
+    }
     arm_timer(c, c->cfg->client.idle_timeout_ms);
     if (!c->in_process)
         sl_conn_process(c);
@@ -144,7 +152,7 @@ static void forward(struct sl_conn *c)
     c->state = SL_C_PROXY;
     c->t_upstream = sl_clock_mono_us();
     if (c->has_body && !c->req_done)
-        set_read_timeout(c, true);
+        sl_conn_set_read_timeout(c, true);
     sl_upstream_forward(c);
 }
 
@@ -160,7 +168,7 @@ static void apply_verdict(struct sl_conn *c)
         sl_reply(c, v->status, v->headers, v->body, close);
         if (c->has_body && !c->req_done && !close) {
             c->state = SL_C_DISCARD;
-            set_read_timeout(c, true);
+            sl_conn_set_read_timeout(c, true);
         } else {
             sl_conn_request_done(c);
         }
@@ -417,6 +425,7 @@ static void conn_readcb(struct bufferevent *bev, void *arg)
 {
     struct sl_conn *c = arg;
     sl_conn_enter(c);
+    sl_read_more(bev);
     sl_conn_process(c);
     sl_conn_leave(c);
 }
@@ -554,7 +563,8 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_LOW_WATER, 0);
     bufferevent_set_max_single_read(c->bev, 64 * 1024);
     bufferevent_set_max_single_write(c->bev, SL_HIGH_WATER);
-    set_read_timeout(c, false);
+    sl_conn_set_read_timeout(c, false);
+    bufferevent_disable(c->bev, EV_WRITE); /* on by default; sl_conn_flush writes directly */
     bufferevent_enable(c->bev, EV_READ);
     arm_timer(c, c->cfg->client.header_timeout_ms);
 

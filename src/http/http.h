@@ -148,6 +148,17 @@ struct sl_server {
     int unix_listen_fd;              /* listen: unix:/path, shared by the workers */
 };
 
+/* ---- io.c ---- */
+
+/* Tops up `bev`'s input from its socket. libevent 2.1 reads at most 4 KiB per readable
+ * event, so a 4 KiB POST would cost two loop turns and a stream one turn per 4 KiB; this
+ * reads what the socket holds now, up to SL_INPUT_MAX buffered. EOF and errors are left
+ * for the bufferevent to report on its next read. */
+void sl_read_more(struct bufferevent *bev);
+
+/* Writes what `bev`'s output holds to its socket now. Returns what evbuffer_write does. */
+int sl_write_now(struct bufferevent *bev);
+
 /* ---- listener.c ---- */
 
 /* A listening socket for `addr`: SO_REUSEPORT for TCP so each worker binds its own.
@@ -225,6 +236,8 @@ void sl_conn_process(struct sl_conn *c);
 void sl_conn_flush(struct sl_conn *c);
 /* The request has a final response and both directions are done: log, count, go on. */
 void sl_conn_request_done(struct sl_conn *c);
+/* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
+void sl_conn_set_read_timeout(struct sl_conn *c, bool on);
 /* Answers `status` and closes; after the response head went out, just closes. */
 void sl_conn_fail(struct sl_conn *c, int status);
 

@@ -39,7 +39,7 @@ void sl_upstream_flush(struct sl_upstream *up)
     if (!up->connected || evbuffer_get_length(out) == 0)
         return;
     if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
-        evbuffer_write(out, bufferevent_getfd(up->bev));
+        sl_write_now(up->bev);
         if (evbuffer_get_length(out) == 0)
             return;
     }
@@ -132,7 +132,9 @@ static void attach(struct sl_conn *c, bool fresh)
     up->parser.data = &up->head;
     set_timeouts(c);
     write_head(c);
-    sl_upstream_flush(up);
+    /* With a body to follow, the pump writes head and body together. */
+    if (!c->has_body || c->req_done)
+        sl_upstream_flush(up);
 }
 
 void sl_upstream_forward(struct sl_conn *c)
@@ -208,7 +210,7 @@ static void send_response_head(struct sl_conn *c)
         up->tunnel = true;
         conn = SL_CONN_UPGRADE;
     } else {
-        if (c->upgrade || llhttp_message_needs_eof(&up->parser) || dechunk)
+        if (llhttp_message_needs_eof(&up->parser) || dechunk)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
@@ -364,7 +366,7 @@ void sl_upstream_pump_body(struct sl_conn *c)
         }
         if (c->head.msg_done) {
             c->req_done = true;
-            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            sl_conn_set_read_timeout(c, false);
             set_timeouts(c);
         }
         if (n == 0)
@@ -410,6 +412,7 @@ static void up_readcb(struct bufferevent *bev, void *arg)
     struct sl_conn *c = up->conn;
 
     sl_conn_enter(c);
+    sl_read_more(bev);
     if (up->tunnel)
         sl_tunnel_pump(c);
     else

@@ -51,6 +51,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         evconnlistener_free(w->listener);
         w->listener = NULL;
     }
+    atomic_store(&w->listener_paused, false);
     sl_pool_clear(w);
     for (struct sl_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
@@ -59,8 +60,8 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     sl_worker_maybe_done(w);
 }
 
-/* Closes every connection now. One still waiting for a Redis decision lives on until the
- * decision calls back: at the latest when the store is freed. */
+/* Closes every connection. One waiting for a store decision stays allocated until the
+ * decision calls back (the engine promises it will), so the list is walked, not drained. */
 static void close_all(struct sl_worker *w)
 {
     for (struct sl_conn *c = w->conns, *next; c; c = next) {
@@ -101,7 +102,7 @@ void sl_worker_conn_removed(struct sl_worker *w)
 {
     struct sl_server *s = w->server;
     unsigned n = atomic_fetch_sub(&s->conns, 1) - 1;
-    if (n >= w->cfg->client.max_connections)
+    if (n >= w->cfg->client.max_connections || w->draining)
         return;
     for (unsigned i = 0; i < s->nworkers; i++) {
         struct sl_worker *o = &s->workers[i];
@@ -171,18 +172,23 @@ nomem:
 
 void sl_worker_deinit(struct sl_worker *w)
 {
+    w->draining = true;
     close_all(w);
     /* Completes the decisions still pending, which frees the connections waiting on them;
      * the engine is not used after this. */
     sl_store_free(w->redis);
     w->redis = NULL;
-    while (w->conns)
-        sl_conn_shutdown(w->conns, false);
     sl_pool_clear(w);
     if (w->listener)
         evconnlistener_free(w->listener);
-    sl_access_log_deinit(w);
+    /* Freeing the engine answers the decisions it still owes; what remains after that
+     * has nobody left to call it back. */
     sl_engine_free(w->engine);
+    while (w->conns) {
+        w->conns->decision_pending = false;
+        sl_conn_shutdown(w->conns, false);
+    }
+    sl_access_log_deinit(w);
     if (w->cfg_ev)
         event_free(w->cfg_ev);
     if (w->stop_ev)

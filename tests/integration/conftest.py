@@ -115,7 +115,8 @@ def request(method="GET", target="/", headers=(), body=b"", version="HTTP/1.1",
         if "transfer-encoding" not in names:
             lines.append("Transfer-Encoding: chunked")
         body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-    elif "content-length" not in names and (body or length is not None or method in ("POST", "PUT")):
+    elif not names & {"content-length", "transfer-encoding"} and (
+            body or length is not None or method in ("POST", "PUT")):
         lines.append(f"Content-Length: {len(body) if length is None else length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -513,14 +514,19 @@ class Sluice:
     def sanitizer_lines(self):
         return [l for l in self.stderr_text().splitlines() if any(m in l for m in SANITIZER_MARKERS)]
 
-    def access_log(self):
-        """The complete lines of the access log so far, unparsed."""
+    def access_log_raw(self):
+        """The complete lines of the access log so far, as bytes."""
         try:
             with open(self.access_log_path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return []
-        return [l.decode("utf-8", "replace") for l in data.split(b"\n")[:-1]]
+        return data.split(b"\n")[:-1]
+
+    def access_log(self):
+        """The complete lines of the access log so far, unparsed; raises
+        UnicodeDecodeError when a line is not UTF-8 (so not JSON)."""
+        return [l.decode("utf-8") for l in self.access_log_raw()]
 
     def wait_access_log(self, n, timeout=TIMEOUT):
         return wait_until(lambda: (lambda ls: ls if len(ls) >= n else None)(self.access_log()),
@@ -615,13 +621,19 @@ def sluice_factory(request, sluice_binary, tmp_path):
         url = upstream.url if isinstance(upstream, Upstream) else upstream
         s = Sluice(sluice_binary, str(tmp_path), len(started), yaml_text, url, admin, env)
         started.append(s)
-        return s.start(wait)
+        try:
+            return s.start(wait)
+        except BaseException:
+            s.start_failed = True  # already reported: teardown only cleans up
+            raise
     yield start
     problems = []
     for s in started:
         if s.proc is None:
             continue
         rc = s.stop()
+        if getattr(s, "start_failed", False):
+            continue
         if rc != 0:
             problems.append(f"{s.name} exited with {rc} (None: killed after {STOP_TIMEOUT:.0f}s)")
         bad = s.sanitizer_lines()

@@ -108,3 +108,16 @@ def test_metrics_parser():
     assert samples.value("a_total", code="200") == 7
     assert samples.value("a_total", route='q"x') == 4
     assert samples.value("b") == 1.5 and samples.value("c") == 2 and samples.value("d") == 0
+
+
+def test_redis_server_restarts_on_the_same_port(redis_server):
+    assert redis_server.command("SET", "k", "v") == "OK"
+    assert redis_server.command("GET", "k") == "v"
+    port = redis_server.port
+    redis_server.stop()
+    with pytest.raises(OSError):
+        redis_server.command("PING")
+    redis_server.start()
+    assert redis_server.port == port
+    assert redis_server.command("PING") == "PONG"
+    assert redis_server.command("GET", "k") is None  # no persistence
