@@ -2,12 +2,13 @@
 # Cost of the Redis store: sluice deciding on Redis next to the same sluice deciding on its
 # memory store, on a limit that never rejects and on one that rejects almost everything.
 #
-#   bench/redis.sh                    (DURATION=5 ROUNDS=3 WORKERS=2 CONNS=256)
+#   bench/redis.sh                    (DURATION=3 ROUNDS=5 WORKERS=2 CONNS=256)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, a redis-server, and one sluice (access log off) with four routes: the same
 # token_bucket limit on the client address, on store memory and store redis, once with a
-# rate nothing reaches and once with 10/s. wrk drives each route in interleaved rounds.
+# rate nothing reaches and once with 10/s. wrk drives each route in interleaved rounds,
+# short ones so that the median survives a busy machine.
 # For every Redis run it reads INFO commandstats (EVALSHA calls) and INFO cpu
 # (used_cpu_sys + used_cpu_user) before and after. Prints the median req/s of the rounds,
 # the ratio redis/memory, EVALSHA calls per request and Redis CPU per request, and the
@@ -16,8 +17,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/bench/out
-DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-5}
 WORKERS=${WORKERS:-2}
 CONNS=${CONNS:-256}
 UP_PORT=${UP_PORT:-18191}
