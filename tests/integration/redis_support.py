@@ -2,7 +2,7 @@
 import threading
 import time
 
-from conftest import Client, request
+from conftest import Client, request, wait_until
 
 REDIS_CONFIG = """\
 listen: "{listen}"
@@ -111,6 +111,12 @@ def hammer(ports, target, total=None, threads=12, headers=(), duration=None, sto
         w.join()
     res.elapsed = time.monotonic() - t0
     return res
+
+
+def wait_connected(s, want=1, timeout=8.0):
+    """Polls until sluice_redis_connected is `want`: every worker connected (1) or not."""
+    wait_until(lambda: s.metrics().value("sluice_redis_connected") == want, timeout, 0.05,
+               f"sluice_redis_connected to be {want}")
 
 
 def commandstats(redis, name):

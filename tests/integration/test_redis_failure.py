@@ -11,8 +11,8 @@ import time
 import pytest
 
 from conftest import (Client, get, http, pick_port, redis_debug_args, redis_version, request,
-                      resp_command, wait_until)
-from redis_support import hammer, redis_config, route
+                      wait_until)
+from redis_support import hammer, redis_config, route, wait_connected
 
 # A loaded 2-core machine running sanitizer builds answers late; a hung request would
 # take the client's 5 s socket timeout.
@@ -28,11 +28,6 @@ def config(redis_url, failure_mode, timeout="100ms", rate="1000000/1m"):
 
 def ready(s):
     return http(s.admin_port, request("GET", "/readyz")).status
-
-
-def wait_connected(s, want=1, timeout=8.0):
-    wait_until(lambda: s.metrics().value("sluice_redis_connected") == want, timeout, 0.05,
-               f"sluice_redis_connected to be {want}")
 
 
 def store_errors(s, kind):

@@ -4,10 +4,8 @@ says, and each applied limit costs exactly one EVALSHA."""
 import hashlib
 import time
 
-import pytest
-
 from conftest import Client, request
-from redis_support import commandstats, hammer, redis_config, route
+from redis_support import commandstats, hammer, redis_config, route, wait_connected
 
 ALGORITHMS = ["fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
               "leaky_bucket"]
@@ -30,6 +28,8 @@ def test_instances_share_one_limit_exactly(sluice_factory, upstream, redis_serve
                                   key="route")]))
     cfg = redis_config(redis_server.url, routes, failure_mode="closed", timeout="2s")
     instances = [sluice_factory(cfg, upstream=upstream) for _ in range(3)]
+    for s in instances:
+        wait_connected(s)
     ports = [s.port for s in instances]
     wait_past_hour_edge(redis_server)
 
@@ -70,6 +70,7 @@ def parity_routes():
 
 def test_every_algorithm_decides_as_on_the_memory_store(sluice_factory, upstream, redis_server):
     s = sluice_factory(redis_config(redis_server.url, parity_routes()), upstream=upstream)
+    wait_connected(s)
     script = ["a", "a", "b", "a", "a", "b", "b", "b", "a", "c", "c"]
     expected = [True, True, True, True, False, True, True, False, False, True, True]
     with Client(s.port) as c:
@@ -95,6 +96,7 @@ def test_keys_have_the_documented_names_and_a_ttl(sluice_factory, upstream, redi
                             dict(name="per_user", algorithm="token_bucket", rate="100/1m",
                                  key='"header:X-User"')])
     s = sluice_factory(redis_config(redis_server.url, routes, key_prefix="t1:"), upstream=upstream)
+    wait_connected(s)
     long_user = "u" * 300
     with Client(s.port) as c:
         for user in ("alice", "alice", long_user, long_user, None):
@@ -124,6 +126,7 @@ def test_one_evalsha_per_applied_limit(sluice_factory, upstream, redis_server):
              key='"header:X-Absent"'),
     ])
     s = sluice_factory(redis_config(redis_server.url, routes), upstream=upstream)
+    wait_connected(s)
     with Client(s.port) as c:
         for _ in range(4):  # warm-up: both workers' connections carry their scripts
             assert c.exchange(request("GET", "/cost")).status == 200
