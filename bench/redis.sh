@@ -123,7 +123,8 @@ YAML
 wait_port "$UP_PORT"
 wait_port "$REDIS_PORT"
 "$root/build-release/sluice" -c "$out/redis-sluice.yaml" 2>"$out/redis-sluice.err" &
-pids+=($!)
+sl_pid=$!
+pids+=($sl_pid)
 wait_port "$SL_PORT"
 for _ in $(seq 100); do
     curl -sf "http://127.0.0.1:$ADMIN_PORT/readyz" >/dev/null &&
@@ -137,24 +138,35 @@ evalsha_calls() {
         awk -F'[:=,]' '/^cmdstat_evalsha:/ { print $3; found = 1 } END { if (!found) print 0 }'
 }
 
-# Runs wrk once; appends "store scenario rps requests evalsha cpu_s non2xx" to the results.
+# sluice's user + system CPU time in seconds (/proc/PID/stat fields 14 and 15).
+sluice_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.6f", ($14 + $15) / hz }' "/proc/$sl_pid/stat"; }
+
+# Runs wrk once; appends "store scenario rps requests evalsha redis_cpu_s non2xx sluice_cpu_s"
+# to the results.
 run_wrk() { # store scenario
-    local store=$1 scenario=$2 calls=0 cpu0=0 cpu1=0
+    local store=$1 scenario=$2 calls=0 cpu0=0 cpu1=0 scpu0 scpu1
     if [ "$store" = redis ]; then
         rcli CONFIG RESETSTAT >/dev/null
         cpu0=$(redis_cpu)
     fi
+    scpu0=$(sluice_cpu)
     wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$SL_PORT/$store-$scenario" \
         >"$out/redis-wrk.txt" 2>&1 || true
+    scpu1=$(sluice_cpu)
     if [ "$store" = redis ]; then
         cpu1=$(redis_cpu)
         calls=$(evalsha_calls)
     fi
-    awk -v store="$store" -v scenario="$scenario" -v calls="$calls" -v cpu="$cpu0 $cpu1" '
+    awk -v store="$store" -v scenario="$scenario" -v calls="$calls" -v cpu="$cpu0 $cpu1" \
+        -v scpu="$scpu0 $scpu1" '
         /requests in/ { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx/ { bad = $NF }
-        END { split(cpu, c, " "); printf "%s %s %s %s %s %.6f %s\n", store, scenario, rps + 0, n + 0, calls, c[2] - c[1], bad + 0 }
+        END {
+            split(cpu, c, " "); split(scpu, d, " ")
+            printf "%s %s %s %s %s %.6f %s %.6f\n", store, scenario, rps + 0, n + 0, calls,
+                c[2] - c[1], bad + 0, d[2] - d[1]
+        }
     ' "$out/redis-wrk.txt" >>"$out/redis-results.txt"
 }
 
@@ -178,19 +190,24 @@ metrics=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")
 
 echo
 echo "== sluice with $WORKERS workers, $CONNS connections, median of $ROUNDS rounds of ${DURATION}s"
-printf "%-8s | %10s %10s | %7s | %14s %16s\n" limit "memory" "redis" "ratio" "EVALSHA/req" "Redis CPU us/req"
+printf "%-8s | %10s %10s | %7s | %14s %16s | %18s\n" limit "memory" "redis" "ratio" \
+    "EVALSHA/req" "Redis CPU us/req" "sluice CPU us/req"
+per_req() { # store scenario column scale -> median of column / requests * scale
+    awk -v s="$1" -v sc="$2" -v c="$3" -v k="$4" '$1 == s && $2 == sc && $4 > 0 { print $c / $4 * k }' \
+        "$out/redis-results.txt" | median
+}
 for scenario in allow deny; do
     mem=$(col memory "$scenario" 3 | median)
     red=$(col redis "$scenario" 3 | median)
-    per_req=$(awk -v s=redis -v sc="$scenario" '$1 == s && $2 == sc && $4 > 0 { print $5 / $4 }' \
-        "$out/redis-results.txt" | median)
-    cpu_req=$(awk -v s=redis -v sc="$scenario" '$1 == s && $2 == sc && $4 > 0 { print $6 / $4 * 1e6 }' \
-        "$out/redis-results.txt" | median)
-    printf "%-8s | %10.0f %10.0f | %7.2f | %14.3f %16.2f\n" "$scenario" "$mem" "$red" \
-        "$(awk -v a="$red" -v b="$mem" 'BEGIN { print (b > 0) ? a / b : 0 }')" "$per_req" "$cpu_req"
+    printf "%-8s | %10.0f %10.0f | %7.2f | %14.3f %16.2f | %8.2f / %7.2f\n" "$scenario" \
+        "$mem" "$red" "$(awk -v a="$red" -v b="$mem" 'BEGIN { print (b > 0) ? a / b : 0 }')" \
+        "$(per_req redis "$scenario" 5 1)" "$(per_req redis "$scenario" 6 1e6)" \
+        "$(per_req memory "$scenario" 8 1e6)" "$(per_req redis "$scenario" 8 1e6)"
 done
 echo
 echo "ratio = redis/memory req/s (target >= 0.7); allow: limit never reached; deny: 10/s, the rest 429"
+echo "sluice CPU = memory store / redis store; EVALSHA/req counts calls of requests still in flight"
+echo "when wrk stops, hence slightly above 1"
 echo "$metrics" | grep -E '^sluice_store_errors_total\{store="redis"' | sed 's/^/sluice: /'
 echo "$metrics" | grep -E '^sluice_requests_total\{route="redis-(allow|deny)",decision="(allowed|limited|store_error)"\}' |
     sed 's/^/sluice: /'
