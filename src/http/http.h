@@ -219,6 +219,7 @@ struct sl_conn {
     int status;
     unsigned http_minor;
     bool head_started;          /* a byte of the current request head arrived */
+    bool header_timer;          /* the timer holds this head's header_timeout */
     bool first_request;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
     bool req_done, resp_head_sent, resp_done;
