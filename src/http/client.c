@@ -21,9 +21,25 @@ void sl_conn_enter(struct sl_conn *c)
     c->busy++;
 }
 
+/* Reads while the input has room, the peer has not closed and the connection lives; the
+ * outermost callback decides, once everything it did to the buffers is done. */
+static void sync_read(struct sl_conn *c)
+{
+    bool want = !c->dying && !c->client_eof &&
+                evbuffer_get_length(bufferevent_get_input(c->bev)) < SL_INPUT_MAX;
+    sl_reader_set(&c->rev, &c->rev_active, want, c->read_timeout_on ? &c->read_timeout : NULL,
+                  &c->rev_timeout_changed);
+    if (c->up)
+        sl_upstream_sync_read(c->up);
+}
+
 void sl_conn_leave(struct sl_conn *c)
 {
-    if (--c->busy == 0 && c->dying && !c->decision_pending)
+    if (--c->busy > 0)
+        return;
+    if (!c->dying)
+        sync_read(c);
+    else if (!c->decision_pending)
         conn_free(c);
 }
 
@@ -33,6 +49,8 @@ void sl_conn_kill(struct sl_conn *c)
         c->dying = true;
         sl_upstream_release(c, false);
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
+        event_del(&c->rev);
+        c->rev_active = false;
         event_del(&c->timer);
     }
     if (c->busy == 0 && !c->decision_pending)
@@ -75,7 +93,6 @@ static void linger_start(struct sl_conn *c)
     }
     shutdown(bufferevent_getfd(c->bev), SHUT_WR);
     evbuffer_drain(bufferevent_get_input(c->bev), evbuffer_get_length(bufferevent_get_input(c->bev)));
-    bufferevent_enable(c->bev, EV_READ);
     arm_timer(c, SL_LINGER_MS);
     c->lingering = true;
 }
@@ -90,7 +107,12 @@ void sl_conn_set_read_timeout(struct sl_conn *c, bool on)
 {
     uint64_t ms = c->cfg->client.idle_timeout_ms;
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, on ? &tv : NULL, &tv);
+    if (on != c->read_timeout_on) {
+        c->read_timeout_on = on;
+        c->read_timeout = tv;
+        c->rev_timeout_changed = true;
+    }
+    bufferevent_set_timeouts(c->bev, NULL, &tv);
 }
 
 void sl_conn_request_done(struct sl_conn *c)
@@ -122,6 +144,7 @@ void sl_conn_request_done(struct sl_conn *c)
         sl_conn_set_read_timeout(c, false);
     c->state = SL_C_HEAD;
     c->head_started = false;
+    c->header_timer = false;
     c->first_request = false;
     c->has_verdict = false;
     sl_head_reset(&c->head);
@@ -247,7 +270,9 @@ static void start_request(struct sl_conn *c)
     struct sl_head *h = &c->head;
     llhttp_t *p = &c->parser;
 
-    event_del(&c->timer);
+    /* The timer still pending (idle or header deadline) is left to fire: in any state
+     * but reading a head it does nothing, and the end of the request re-arms it. That
+     * saves two timer operations per request. */
     if (sl_head_finish(h) < 0) {
         sl_conn_kill(c);
         return;
@@ -329,8 +354,6 @@ static bool read_head(struct sl_conn *c)
             c->cfg = sl_cfg_ref(c->w->cfg);
         }
         c->head.max = c->cfg->client.max_header_bytes;
-        if (!c->first_request)
-            arm_timer(c, c->cfg->client.header_timeout_ms);
     }
 
     llhttp_errno_t err;
@@ -347,14 +370,20 @@ static bool read_head(struct sl_conn *c)
             status = 431;
     }
     if (status) {
-        event_del(&c->timer);
         sl_reply(c, status, NULL, NULL, true);
         sl_conn_request_done(c);
         return false;
     }
     if (!c->head.head_done) {
-        if (c->client_eof)
+        if (c->client_eof) {
             sl_conn_kill(c);
+        } else if (!c->header_timer) {
+            /* Only a head split over reads needs its own deadline; the first request's
+             * runs from the accept. */
+            c->header_timer = true;
+            if (!c->first_request)
+                arm_timer(c, c->cfg->client.header_timeout_ms);
+        }
         return false;
     }
     start_request(c);
@@ -421,12 +450,24 @@ void sl_conn_process(struct sl_conn *c)
     c->in_process = false;
 }
 
-static void conn_readcb(struct bufferevent *bev, void *arg)
+static void conn_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static void conn_readcb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_conn *c = arg;
+
     sl_conn_enter(c);
-    sl_read_more(bev);
-    sl_conn_process(c);
+    if (what & EV_TIMEOUT) {
+        conn_eventcb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
+    } else {
+        int n = sl_read_socket(c->bev);
+        if (n > 0)
+            sl_conn_process(c);
+        else if (n == SL_READ_EOF)
+            conn_eventcb(c->bev, BEV_EVENT_READING | BEV_EVENT_EOF, c);
+        else if (n == SL_READ_ERROR)
+            conn_eventcb(c->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, c);
+    }
     sl_conn_leave(c);
 }
 
@@ -506,7 +547,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
             sl_conn_process(c);
         break;
     case SL_C_LINGER:
-        sl_conn_kill(c);
+        if (c->lingering) /* else a deadline of the request, left pending, went off */
+            sl_conn_kill(c);
         break;
     default:
         break;
@@ -555,17 +597,17 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
     llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
     c->parser.data = &c->head;
     event_assign(&c->timer, w->base, -1, 0, conn_timer_cb, c);
+    event_assign(&c->rev, w->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, conn_readcb,
+                 c);
     c->state = SL_C_HEAD;
     c->first_request = true;
 
-    bufferevent_setcb(c->bev, conn_readcb, conn_writecb, conn_eventcb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, SL_INPUT_MAX);
+    bufferevent_setcb(c->bev, NULL, conn_writecb, conn_eventcb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_LOW_WATER, 0);
-    bufferevent_set_max_single_read(c->bev, 64 * 1024);
     bufferevent_set_max_single_write(c->bev, SL_HIGH_WATER);
     sl_conn_set_read_timeout(c, false);
     bufferevent_disable(c->bev, EV_WRITE); /* on by default; sl_conn_flush writes directly */
-    bufferevent_enable(c->bev, EV_READ);
+    sync_read(c);
     arm_timer(c, c->cfg->client.header_timeout_ms);
 
     c->next = w->conns;
@@ -598,6 +640,7 @@ static void conn_free(struct sl_conn *c)
 
     sl_upstream_release(c, false);
     event_del(&c->timer);
+    event_del(&c->rev);
     bufferevent_free(c->bev);
     evbuffer_free(c->vheaders);
     evbuffer_free(c->vbody);

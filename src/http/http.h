@@ -150,14 +150,21 @@ struct sl_server {
 
 /* ---- io.c ---- */
 
-/* Tops up `bev`'s input from its socket. libevent 2.1 reads at most 4 KiB per readable
- * event, so a 4 KiB POST would cost two loop turns and a stream one turn per 4 KiB; this
- * reads what the socket holds now, up to SL_INPUT_MAX buffered. EOF and errors are left
- * for the bufferevent to report on its next read. */
-void sl_read_more(struct bufferevent *bev);
-
 /* Writes what `bev`'s output holds to its socket now. Returns what evbuffer_write does. */
 int sl_write_now(struct bufferevent *bev);
+
+#define SL_READ_EOF 0
+#define SL_READ_AGAIN (-1)
+#define SL_READ_ERROR (-2)
+/* Reads once from `bev`'s socket into its input, keeping at most SL_INPUT_MAX buffered.
+ * Returns the bytes read, SL_READ_EOF, SL_READ_AGAIN (nothing now, or input full) or
+ * SL_READ_ERROR (errno set). */
+int sl_read_socket(struct bufferevent *bev);
+
+/* Adds (`want`) or removes the read event `rev`, tracking it in `*active`; re-adds it
+ * when `*timeout_changed` so that a new `timeout` (NULL: none) applies. */
+void sl_reader_set(struct event *rev, bool *active, bool want, const struct timeval *timeout,
+                   bool *timeout_changed);
 
 /* ---- listener.c ---- */
 
@@ -186,6 +193,9 @@ struct sl_conn {
     struct sl_head head;
     struct sl_config *cfg;      /* snapshot of the request in flight (or the last one) */
     struct event timer;         /* header, idle, delay and linger deadlines */
+    struct event rev;           /* readable client socket (io.c) */
+    bool rev_active, rev_timeout_changed, read_timeout_on;
+    struct timeval read_timeout;
     struct sl_upstream *up;
 
     struct sockaddr_storage peer;
@@ -210,6 +220,7 @@ struct sl_conn {
     int status;
     unsigned http_minor;
     bool head_started;          /* a byte of the current request head arrived */
+    bool header_timer;          /* the timer holds this head's header_timeout */
     bool first_request;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
     bool req_done, resp_head_sent, resp_done;
@@ -261,6 +272,9 @@ struct sl_upstream {
     struct sl_head head;
     struct sockaddr_storage addr;    /* where it is connected, to match on reuse */
     socklen_t addr_len;
+    struct event rev;                /* readable upstream socket (io.c) */
+    bool rev_active, rev_timeout_changed, read_timeout_on;
+    struct timeval read_timeout;
     bool connected, reused, got_bytes, eof;
     bool head_sent;                  /* the response head went to the client */
     bool tunnel;
@@ -277,6 +291,8 @@ void sl_upstream_pump_body(struct sl_conn *c);
 void sl_upstream_release(struct sl_conn *c, bool reuse);
 void sl_upstream_flush(struct sl_upstream *up);
 void sl_upstream_free(struct sl_upstream *up);
+/* Reads from the upstream socket only while its input has room and it is wanted. */
+void sl_upstream_sync_read(struct sl_upstream *up);
 /* Tunnel: moves bytes from `from`'s input to `to`'s output under flow control. */
 void sl_tunnel_pump(struct sl_conn *c);
 
@@ -287,6 +303,9 @@ struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sl_sockaddr *
 /* Keeps `up` idle for reuse, or frees it when the pool holds `keepalive` already. */
 void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive);
 void sl_pool_clear(struct sl_worker *w);
+/* Called when an idle connection becomes readable: the upstream closed it (or broke the
+ * protocol); it leaves the pool and is freed. */
+void sl_pool_drop(struct sl_upstream *up);
 
 /* ---- access_log.c ---- */
 
