@@ -433,7 +433,7 @@ class Sluice:
         self.tmp_dir = tmp_dir
         self.name = f"sluice{index}"
         self.port = pick_port()
-        self.admin_port = pick_port() if admin else None
+        self.admin_port = self._other_port() if admin else None
         self.upstream_url = upstream_url
         self.config_path = os.path.join(tmp_dir, f"{self.name}.yaml")
         self.access_log_path = os.path.join(tmp_dir, f"{self.name}-access.log")
@@ -444,6 +444,13 @@ class Sluice:
         self.exit_code = None
         self.terminating = False
         self.write_config(yaml_text)
+
+    def _other_port(self):
+        """A free port other than self.port (the kernel may hand out one port twice)."""
+        while True:
+            port = pick_port()
+            if port != self.port:
+                return port
 
     def render(self, yaml_text):
         """Fills {listen} {admin} {upstream} {access_log} {tmp}; other braces are left alone."""
@@ -479,7 +486,7 @@ class Sluice:
                 return self
             except _PortTaken:
                 self.port = pick_port()
-                self.admin_port = pick_port() if self.admin_port else None
+                self.admin_port = self._other_port() if self.admin_port else None
                 self.write_config(self.yaml_text)
         return self
 
