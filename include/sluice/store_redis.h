@@ -21,10 +21,11 @@ struct sl_metrics_slot;
 
 /* Creates the store of worker `worker_id` on `base` and starts connecting. The settings of
  * `cfg` are copied; `base` and `metrics` (this worker's slot, may be NULL) are borrowed and
- * must outlive the store. Connection state goes to sl_metrics_redis_connected and errors, by
- * kind, to sl_metrics_store_error. Returns NULL on ENOMEM. Use the store (decide, free) only
- * from the thread running `base`, and never free it from inside one of its callbacks. Freeing
- * completes the decisions still pending with SL_STORE_ERR_CONNECTION. */
+ * must outlive the store. Connection state goes to sl_metrics_redis_connected; failed
+ * decisions are counted by whoever receives their status (the engine), not here. Returns
+ * NULL on ENOMEM. Use the store (decide, free) only from the thread running `base`, and
+ * never free it from inside one of its callbacks. Freeing completes the decisions still
+ * pending with SL_STORE_ERR_CONNECTION. */
 struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,
                                     unsigned worker_id, struct sl_metrics_slot *metrics);
 

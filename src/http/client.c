@@ -144,6 +144,7 @@ void sl_conn_request_done(struct sl_conn *c)
         sl_conn_set_read_timeout(c, false);
     c->state = SL_C_HEAD;
     c->head_started = false;
+    c->header_timer = false;
     c->first_request = false;
     c->has_verdict = false;
     sl_head_reset(&c->head);
@@ -269,7 +270,9 @@ static void start_request(struct sl_conn *c)
     struct sl_head *h = &c->head;
     llhttp_t *p = &c->parser;
 
-    event_del(&c->timer);
+    /* The timer still pending (idle or header deadline) is left to fire: in any state
+     * but reading a head it does nothing, and the end of the request re-arms it. That
+     * saves two timer operations per request. */
     if (sl_head_finish(h) < 0) {
         sl_conn_kill(c);
         return;
@@ -351,8 +354,6 @@ static bool read_head(struct sl_conn *c)
             c->cfg = sl_cfg_ref(c->w->cfg);
         }
         c->head.max = c->cfg->client.max_header_bytes;
-        if (!c->first_request)
-            arm_timer(c, c->cfg->client.header_timeout_ms);
     }
 
     llhttp_errno_t err;
@@ -369,14 +370,20 @@ static bool read_head(struct sl_conn *c)
             status = 431;
     }
     if (status) {
-        event_del(&c->timer);
         sl_reply(c, status, NULL, NULL, true);
         sl_conn_request_done(c);
         return false;
     }
     if (!c->head.head_done) {
-        if (c->client_eof)
+        if (c->client_eof) {
             sl_conn_kill(c);
+        } else if (!c->header_timer) {
+            /* Only a head split over reads needs its own deadline; the first request's
+             * runs from the accept. */
+            c->header_timer = true;
+            if (!c->first_request)
+                arm_timer(c, c->cfg->client.header_timeout_ms);
+        }
         return false;
     }
     start_request(c);
@@ -540,7 +547,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
             sl_conn_process(c);
         break;
     case SL_C_LINGER:
-        sl_conn_kill(c);
+        if (c->lingering) /* else a deadline of the request, left pending, went off */
+            sl_conn_kill(c);
         break;
     default:
         break;

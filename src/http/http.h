@@ -93,6 +93,7 @@ struct sl_worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct sl_engine *engine;
+    struct sl_store *redis;          /* this worker's Redis store, or NULL without redis */
     struct sl_metrics_slot *metrics;
     struct sl_config *cfg;           /* this worker's reference to the current snapshot */
 
@@ -225,6 +226,7 @@ struct sl_conn {
     int status;
     unsigned http_minor;
     bool head_started;          /* a byte of the current request head arrived */
+    bool header_timer;          /* the timer holds this head's header_timeout */
     bool first_request;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
     bool req_done, resp_head_sent, resp_done;

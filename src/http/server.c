@@ -13,6 +13,7 @@
 #include "sluice/log.h"
 #include "sluice/server.h"
 #include "sluice/store_memory.h"
+#include "sluice/store_redis.h"
 
 #define DRAIN_SECONDS 10
 
@@ -25,10 +26,21 @@ static struct sl_config *server_config_ref(void *arg)
     return cfg;
 }
 
+/* With failure_mode closed a worker without its Redis connection answers every limited
+ * request 503, so the instance is ready only when every worker is connected. The stores
+ * live from before the admin listener starts until after it stops. */
 static bool server_ready(void *arg)
 {
     struct sl_server *s = arg;
-    return atomic_load(&s->ready);
+    if (!atomic_load(&s->ready))
+        return false;
+    pthread_mutex_lock(&s->lock);
+    bool need_redis = s->cfg->redis.enabled && s->cfg->failure_mode == SL_FAILURE_CLOSED;
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; need_redis && i < s->nworkers; i++)
+        if (!sl_store_redis_connected(s->workers[i].redis))
+            return false;
+    return true;
 }
 
 static void log_lines(const char *errors)
@@ -43,6 +55,18 @@ static void log_lines(const char *errors)
 static bool sockaddr_same(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
 {
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+static bool str_same(const char *a, const char *b)
+{
+    return a == b || (a && b && strcmp(a, b) == 0);
+}
+
+/* The Redis stores copy their settings when the workers start. */
+static bool redis_same(const struct sl_redis_config *a, const struct sl_redis_config *b)
+{
+    return a->enabled == b->enabled && str_same(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
+           str_same(a->key_prefix, b->key_prefix);
 }
 
 /* What a reload cannot change without a restart; the rest applies at once. */
@@ -61,6 +85,8 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
         sl_log_warn("reload: access_log changed; restart sluice to apply it");
     if (old->memory_max_keys != new->memory_max_keys)
         sl_log_warn("reload: memory.max_keys changed; restart sluice to apply it");
+    if (!redis_same(&old->redis, &new->redis))
+        sl_log_warn("reload: redis changed; restart sluice to apply it");
 }
 
 static void reload(struct sl_server *s)
@@ -163,6 +189,9 @@ int sl_server_run(struct sl_config *cfg)
     int rc = 1;
     sigset_t block, old_mask;
 
+    sigemptyset(&block);
+    for (int i = 0; i < 3; i++)
+        sigaddset(&block, signums[i]);
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
     pthread_mutex_init(&s->lock, NULL);
@@ -217,9 +246,6 @@ int sl_server_run(struct sl_config *cfg)
     }
 
     /* Workers never take process signals: they arrive on the main loop only. */
-    sigemptyset(&block);
-    for (int i = 0; i < 3; i++)
-        sigaddset(&block, signums[i]);
     pthread_sigmask(SIG_BLOCK, &block, &old_mask);
     for (; started < s->nworkers; started++)
         if (sl_worker_start(&s->workers[started]) < 0)
@@ -238,6 +264,9 @@ int sl_server_run(struct sl_config *cfg)
     rc = 0;
 
 out:
+    /* Freeing the signal events restores the default actions: a second SIGTERM during
+     * teardown would kill the process instead of letting it exit 0. */
+    pthread_sigmask(SIG_BLOCK, &block, NULL);
     for (unsigned i = 0; i < started; i++)
         pthread_join(s->workers[i].thread, NULL);
     sl_admin_stop(admin);

@@ -9,6 +9,7 @@
 
 #include "http.h"
 #include "sluice/log.h"
+#include "sluice/store_redis.h"
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
@@ -135,7 +136,12 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     if (!w->base)
         goto nomem;
     w->metrics = sl_metrics_slot(s->metrics, index);
-    w->engine = sl_engine_new(w->base, s->memory, NULL, w->metrics);
+    if (s->cfg->redis.enabled) {
+        w->redis = sl_store_redis_new(w->base, &s->cfg->redis, index, w->metrics);
+        if (!w->redis)
+            goto nomem;
+    }
+    w->engine = sl_engine_new(w->base, s->memory, w->redis, w->metrics);
     w->cfg_ev = event_new(w->base, -1, 0, cfg_cb, w);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->force_ev = event_new(w->base, -1, 0, force_cb, w);
@@ -168,6 +174,10 @@ void sl_worker_deinit(struct sl_worker *w)
 {
     w->draining = true;
     close_all(w);
+    /* Completes the decisions still pending, which frees the connections waiting on them;
+     * the engine is not used after this. */
+    sl_store_free(w->redis);
+    w->redis = NULL;
     sl_pool_clear(w);
     if (w->listener)
         evconnlistener_free(w->listener);

@@ -5,6 +5,7 @@
  * reset:     until the current window ends (the count starts again from zero).
  * retry_after (denied): the same instant, the start of the next window. */
 #include "sluice/limit.h"
+#include "sluice/lua_scripts.h"
 
 #include "arith.h"
 
@@ -47,5 +48,5 @@ const struct sl_algorithm_ops sl_alg_fixed_window = {
     .name = "fixed_window",
     .state_size = fixed_window_state_size,
     .decide = fixed_window_decide,
-    .redis_script = "",
+    .redis_script = sl_lua_fixed_window,
 };

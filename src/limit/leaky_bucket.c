@@ -18,6 +18,7 @@
  * reset:     until the queue has drained (tat reached).
  * retry_after (denied): until a queue place frees. */
 #include "sluice/limit.h"
+#include "sluice/lua_scripts.h"
 
 #include "arith.h"
 
@@ -62,5 +63,5 @@ const struct sl_algorithm_ops sl_alg_leaky_bucket = {
     .has_delay = true,
     .state_size = leaky_bucket_state_size,
     .decide = leaky_bucket_decide,
-    .redis_script = "",
+    .redis_script = sl_lua_leaky_bucket,
 };

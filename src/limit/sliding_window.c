@@ -8,6 +8,7 @@
  * retry_after (denied): until the oldest recorded request leaves the window, i.e. when
  *            now − oldest reaches P. */
 #include "sluice/limit.h"
+#include "sluice/lua_scripts.h"
 
 #include "arith.h"
 
@@ -62,5 +63,5 @@ const struct sl_algorithm_ops sl_alg_sliding_window = {
     .name = "sliding_window",
     .state_size = sliding_window_state_size,
     .decide = sliding_window_decide,
-    .redis_script = "",
+    .redis_script = sl_lua_sliding_window,
 };

@@ -12,6 +12,7 @@
  * retry_after (denied): the first instant at which the estimate drops below N, found
  *            exactly: later in this window as prev's weight decays, or in the next. */
 #include "sluice/limit.h"
+#include "sluice/lua_scripts.h"
 
 #include "arith.h"
 
@@ -82,5 +83,5 @@ const struct sl_algorithm_ops sl_alg_sliding_window_counter = {
     .name = "sliding_window_counter",
     .state_size = sliding_window_counter_state_size,
     .decide = sliding_window_counter_decide,
-    .redis_script = "",
+    .redis_script = sl_lua_sliding_window_counter,
 };

@@ -14,6 +14,7 @@
  * reset:     until the bucket is full again (tat reached).
  * retry_after (denied): until the bucket holds one whole token. */
 #include "sluice/limit.h"
+#include "sluice/lua_scripts.h"
 
 #include "arith.h"
 
@@ -60,5 +61,5 @@ const struct sl_algorithm_ops sl_alg_token_bucket = {
     .burst_defaults_to_count = true,
     .state_size = token_bucket_state_size,
     .decide = token_bucket_decide,
-    .redis_script = "",
+    .redis_script = sl_lua_token_bucket,
 };

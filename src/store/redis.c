@@ -85,15 +85,12 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
     void *arg = p->arg;
     list_remove(s, p);
     p->cb = NULL;
-    if (status != SL_STORE_OK)
-        sl_metrics_store_error(s->metrics, SL_STORE_REDIS, status);
     cb(arg, d, status);
 }
 
 static void fail_now(struct sl_redis_store *s, sl_store_cb cb, void *arg,
                      enum sl_store_status status)
 {
-    sl_metrics_store_error(s->metrics, SL_STORE_REDIS, status);
     cb(arg, NULL, status);
 }
 

@@ -1,7 +1,7 @@
 /* The Redis connection's life cycle: connect, AUTH, SELECT, SCRIPT LOAD, then READY; after
  * any failure, drop the connection and try again after 100 ms, doubling to 5 s.
- * sluice_store_errors_total counts failed decisions (redis.c), not connection attempts, so
- * that an idle instance retrying every 5 s does not count errors. */
+ * sluice_store_errors_total counts failed decisions (the engine does), not connection
+ * attempts, so that an idle instance retrying every 5 s does not count errors. */
 #include <event2/event.h>
 #include <hiredis/adapters/libevent.h>
 #include <string.h>

@@ -415,6 +415,10 @@ class Upstream:
 
 # ---------------------------------------------------------------- sluice
 
+class _PortTaken(Exception):
+    """sluice could not bind a port picked for it."""
+
+
 @functools.lru_cache(maxsize=None)
 def is_asan_binary(path):
     with open(path, "rb") as f:
@@ -429,7 +433,7 @@ class Sluice:
         self.tmp_dir = tmp_dir
         self.name = f"sluice{index}"
         self.port = pick_port()
-        self.admin_port = pick_port() if admin else None
+        self.admin_port = self._other_port() if admin else None
         self.upstream_url = upstream_url
         self.config_path = os.path.join(tmp_dir, f"{self.name}.yaml")
         self.access_log_path = os.path.join(tmp_dir, f"{self.name}-access.log")
@@ -440,6 +444,13 @@ class Sluice:
         self.exit_code = None
         self.terminating = False
         self.write_config(yaml_text)
+
+    def _other_port(self):
+        """A free port other than self.port (the kernel may hand out one port twice)."""
+        while True:
+            port = pick_port()
+            if port != self.port:
+                return port
 
     def render(self, yaml_text):
         """Fills {listen} {admin} {upstream} {access_log} {tmp}; other braces are left alone."""
@@ -455,6 +466,8 @@ class Sluice:
         return yaml_text
 
     def write_config(self, yaml_text, raw=False):
+        if not raw:
+            self.yaml_text = yaml_text
         text = yaml_text if raw else self.render(yaml_text)
         tmp = self.config_path + ".new"
         with open(tmp, "w") as f:
@@ -462,6 +475,22 @@ class Sluice:
         os.replace(tmp, self.config_path)
 
     def start(self, wait=True):
+        """Starts the process; with `wait`, until it serves. A port picked free may be taken
+        by another socket before sluice binds it: then new ports are picked (twice)."""
+        for attempt in range(3):
+            self._spawn()
+            if not wait:
+                return self
+            try:
+                self.wait_ready(port_retry=attempt < 2)
+                return self
+            except _PortTaken:
+                self.port = pick_port()
+                self.admin_port = self._other_port() if self.admin_port else None
+                self.write_config(self.yaml_text)
+        return self
+
+    def _spawn(self):
         env = dict(os.environ)
         env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=1")
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1:halt_on_error=1")
@@ -469,9 +498,6 @@ class Sluice:
         self.proc = subprocess.Popen([self.binary, "-c", self.config_path], env=env,
                                      stdout=open(self.stdout_path, "wb"),
                                      stderr=open(self.stderr_path, "wb"), cwd=self.tmp_dir)
-        if wait:
-            self.wait_ready()
-        return self
 
     @property
     def pid(self):
@@ -480,9 +506,11 @@ class Sluice:
     def alive(self):
         return self.proc is not None and self.proc.poll() is None
 
-    def wait_ready(self, timeout=READY_TIMEOUT):
+    def wait_ready(self, timeout=READY_TIMEOUT, port_retry=False):
         def ready():
             if not self.alive():
+                if port_retry and "Address already in use" in self.stderr_text():
+                    raise _PortTaken()
                 pytest.fail(f"sluice exited with {self.proc.returncode} before it was ready:\n"
                             + self.stderr_text()[-5000:])
             if not can_connect(self.port):
@@ -643,17 +671,19 @@ def sluice_factory(request, sluice_binary, tmp_path):
 
 
 class Redis:
-    """redis-server on 127.0.0.1:port; stop() and start() keep the port."""
+    """redis-server on 127.0.0.1:port; stop() and start() keep the port. `args` are extra
+    command-line options, e.g. ("--requirepass", "secret")."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, args=(), port=None):
         self.tmp_dir = tmp_dir
-        self.port = pick_port()
+        self.port = port or pick_port()
+        self.args = list(args)
         self.proc = None
 
     def start(self):
         self.proc = subprocess.Popen(
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", self.tmp_dir],
+             "--appendonly", "no", "--dir", self.tmp_dir] + self.args,
             stdout=open(os.path.join(self.tmp_dir, f"redis-{self.port}.log"), "ab"),
             stderr=subprocess.STDOUT)
 
@@ -664,6 +694,8 @@ class Redis:
                 return self.command("PING") == "PONG"
             except OSError:
                 return False
+            except RuntimeError as e:  # up, but wants AUTH (--requirepass)
+                return str(e).startswith("NOAUTH")
         wait_until(pong, READY_TIMEOUT, 0.02, "redis-server to answer PING")
         return self
 
@@ -680,19 +712,24 @@ class Redis:
         self.stop()
         return self.start()
 
-    def command(self, *args):
+    def command(self, *args, timeout=2):
         """Runs one command; returns str, int, None, list, or raises RuntimeError."""
-        out = b"*%d\r\n" % len(args)
-        for a in args:
-            a = a if isinstance(a, bytes) else str(a).encode()
-            out += b"$%d\r\n%s\r\n" % (len(a), a)
-        with socket.create_connection(("127.0.0.1", self.port), timeout=2) as s:
-            s.sendall(out)
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(resp_command(*args))
             return _resp_read(s.makefile("rb"))
 
     @property
     def url(self):
         return f"redis://127.0.0.1:{self.port}/0"
+
+
+def resp_command(*args):
+    """One command in the Redis protocol (RESP), for tests that drive a raw socket."""
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
 
 
 def _resp_read(f):
@@ -713,15 +750,39 @@ def _resp_read(f):
     raise RuntimeError(f"bad reply {line!r}")
 
 
+@functools.lru_cache(maxsize=None)
+def redis_version():
+    """redis-server's version as a tuple of ints, e.g. (7, 0, 15)."""
+    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout
+    m = re.search(r"v=(\d+)\.(\d+)\.(\d+)", out)
+    return tuple(int(x) for x in m.groups()) if m else (0, 0, 0)
+
+
+def redis_debug_args():
+    """Options that let local clients run DEBUG (refused by default since Redis 7)."""
+    return ["--enable-debug-command", "local"] if redis_version() >= (7, 0, 0) else []
+
+
 @pytest.fixture
-def redis_server(tmp_path):
-    """A fresh redis-server: .port, .url, .command(...), .stop(), .start(), .restart()."""
+def redis_factory(tmp_path):
+    """start(args=(), port=None, start=True) -> Redis; every one is stopped at teardown."""
     if shutil.which("redis-server") is None:
         pytest.skip("redis-server is not installed")
-    r = Redis(str(tmp_path))
-    r.start()
-    yield r
-    r.stop()
+    started = []
+
+    def start(args=(), port=None, start=True):
+        r = Redis(str(tmp_path), args, port)
+        started.append(r)
+        return r.start() if start else r
+    yield start
+    for r in started:
+        r.stop()
+
+
+@pytest.fixture
+def redis_server(redis_factory):
+    """A fresh redis-server: .port, .url, .command(...), .stop(), .start(), .restart()."""
+    return redis_factory()
 
 
 # ---------------------------------------------------------------- the base configuration
