@@ -20,7 +20,7 @@ SLACK = 1.5
 KEY = "sluice:r:all:r"  # key_prefix + route + ":" + limit + ":" + value (key: route)
 
 
-def config(redis_url, failure_mode, timeout="100ms", rate="1000000/1m"):
+def config(redis_url, failure_mode, timeout="100ms", rate="100000/1m"):
     routes = route("r", [dict(name="all", algorithm="sliding_window", rate=rate, key="route")],
                    prefix="/")
     return redis_config(redis_url, routes, failure_mode=failure_mode, timeout=timeout)
