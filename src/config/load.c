@@ -23,11 +23,11 @@ static int read_file(struct sl_loader *ld, char **out, size_t *out_len)
     int fd = open(ld->file, O_RDONLY | O_CLOEXEC);
 
     if (fd < 0) {
-        sl_cfg_buf_addf(&ld->errors, "%s: cannot open: %s\n", ld->file, strerror(errno));
+        sl_ld_report(ld, 0, 0, "cannot open: %s", strerror(errno));
         goto fail;
     }
     if (fstat(fd, &st) == 0 && S_ISDIR(st.st_mode)) {
-        sl_cfg_buf_addf(&ld->errors, "%s: cannot open: %s\n", ld->file, strerror(EISDIR));
+        sl_ld_report(ld, 0, 0, "cannot open: %s", strerror(EISDIR));
         goto fail;
     }
     for (;;) {
@@ -37,8 +37,8 @@ static int read_file(struct sl_loader *ld, char **out, size_t *out_len)
                 cap = MAX_FILE_BYTES + 1;
             char *bigger = len == cap ? NULL : realloc(data, cap);
             if (!bigger) {
-                sl_cfg_buf_addf(&ld->errors, "%s: cannot read: %s\n", ld->file,
-                                len == cap ? "larger than 16 MiB" : strerror(ENOMEM));
+                sl_ld_report(ld, 0, 0, "cannot read: %s",
+                             len == cap ? "larger than 16 MiB" : strerror(ENOMEM));
                 goto fail;
             }
             data = bigger;
@@ -47,7 +47,7 @@ static int read_file(struct sl_loader *ld, char **out, size_t *out_len)
         if (n < 0 && errno == EINTR)
             continue;
         if (n < 0) {
-            sl_cfg_buf_addf(&ld->errors, "%s: cannot read: %s\n", ld->file, strerror(errno));
+            sl_ld_report(ld, 0, 0, "cannot read: %s", strerror(errno));
             goto fail;
         }
         if (n == 0)
@@ -60,7 +60,6 @@ static int read_file(struct sl_loader *ld, char **out, size_t *out_len)
     return 0;
 
 fail:
-    ld->nerrors++;
     if (fd >= 0)
         close(fd);
     free(data);
@@ -81,14 +80,11 @@ static void yaml_error(struct sl_loader *ld, const yaml_parser_t *parser, const 
                 col = 0;
             }
     }
-    sl_cfg_buf_addf(&ld->errors, "%s:%zu:%zu: %s", ld->file, line, col,
-                    parser->problem ? parser->problem : "cannot parse YAML");
+    char value[32] = "";
     if (parser->error == YAML_READER_ERROR && parser->problem_value >= 0)
-        sl_cfg_buf_addf(&ld->errors, " (#x%X)", (unsigned)parser->problem_value);
-    if (parser->context)
-        sl_cfg_buf_addf(&ld->errors, " %s", parser->context);
-    sl_cfg_buf_adds(&ld->errors, "\n");
-    ld->nerrors++;
+        snprintf(value, sizeof value, " (#x%X)", (unsigned)parser->problem_value);
+    sl_ld_report(ld, line, col, "%s%s%s%s", parser->problem ? parser->problem : "not YAML", value,
+                 parser->context ? " " : "", parser->context ? parser->context : "");
 }
 
 /* Parses the first document into ld->doc; a second document is an error. */
@@ -98,8 +94,7 @@ static int parse_yaml(struct sl_loader *ld, const char *text, size_t len)
     yaml_document_t extra;
 
     if (!yaml_parser_initialize(&parser)) {
-        sl_cfg_buf_addf(&ld->errors, "%s: out of memory\n", ld->file);
-        ld->nerrors++;
+        sl_ld_report(ld, 0, 0, "out of memory");
         return -1;
     }
     yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
@@ -113,10 +108,8 @@ static int parse_yaml(struct sl_loader *ld, const char *text, size_t len)
     } else {
         yaml_node_t *root = yaml_document_get_root_node(&extra);
         if (root) {
-            sl_cfg_buf_addf(&ld->errors,
-                            "%s:%zu:%zu: expected one YAML document, found a second one\n",
-                            ld->file, extra.start_mark.line + 1, extra.start_mark.column + 1);
-            ld->nerrors++;
+            sl_ld_report(ld, extra.start_mark.line + 1, extra.start_mark.column + 1,
+                         "expected one YAML document, found a second one");
         }
         yaml_document_delete(&extra);
     }
@@ -125,8 +118,7 @@ static int parse_yaml(struct sl_loader *ld, const char *text, size_t len)
     ld->expanded = calloc(ld->nnodes ? ld->nnodes : 1, sizeof *ld->expanded);
     ld->failed = calloc(ld->nnodes ? ld->nnodes : 1, 1);
     if (!ld->expanded || !ld->failed) {
-        sl_cfg_buf_addf(&ld->errors, "%s: out of memory\n", ld->file);
-        ld->nerrors++;
+        sl_ld_report(ld, 0, 0, "out of memory");
     }
     return 0;
 }
@@ -293,11 +285,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
     char got[96];
 
     if (!root) {
-        sl_cfg_buf_addf(&ld->errors,
-                        "%s:1:1: expected a mapping with upstream and routes, got an empty "
-                        "file\n",
-                        ld->file);
-        ld->nerrors++;
+        sl_ld_report(ld, 1, 1, "expected a mapping with upstream and routes, got an empty file");
         return;
     }
     if (root->type != YAML_MAPPING_NODE) {
@@ -356,8 +344,7 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
         goto done;
     cfg = new_defaults();
     if (!cfg || !(cfg->file = strdup(path))) {
-        sl_cfg_buf_addf(&ld.errors, "%s: out of memory\n", path);
-        ld.nerrors++;
+        sl_ld_report(&ld, 0, 0, "out of memory");
         goto done;
     }
     load_root(&ld, cfg);
@@ -370,8 +357,9 @@ done:
         cfg = NULL;
     }
     if (!cfg && errors)
-        *errors = sl_cfg_buf_take(&ld.errors);
+        *errors = sl_ld_take_errors(&ld);
     sl_cfg_buf_deinit(&ld.errors);
+    free(ld.problems);
     for (size_t i = 0; ld.expanded && i < ld.nnodes; i++)
         free(ld.expanded[i]);
     free(ld.expanded);

@@ -17,18 +17,34 @@
 /* Key paths such as "routes[12].limits[3].rate" fit easily; longer ones are truncated. */
 #define SL_LD_PATH_MAX 256
 
+/* One reported problem: its position, for sorting, and its line in `errors`. */
+struct sl_ld_problem {
+    size_t line, col, seq;
+    size_t off, len;
+};
+
 struct sl_loader {
     const char *file;
     yaml_document_t doc;
-    struct sl_cfg_buf errors;
-    size_t nerrors;
+    struct sl_cfg_buf errors; /* the problem lines, in the order found */
+    struct sl_ld_problem *problems;
+    size_t nerrors, cap;
     char **expanded;       /* per node: the expanded scalar, filled on first use */
     unsigned char *failed; /* per node: expansion failed and was reported */
     size_t nnodes;
 };
 
+/* Records "file:line:col: message" (or "file: message" when `line` is 0). */
+void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+/* Records "file:line:col: path: message" at the position of `node` (1:1 when NULL). */
 void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path, const char *fmt,
                  ...) __attribute__((format(printf, 4, 5)));
+
+/* Every problem recorded, sorted by position, one per line; NULL on ENOMEM. The caller
+ * frees it. */
+char *sl_ld_take_errors(struct sl_loader *ld);
 
 /* Writes "parent.key" (or "key" at the top level) / "parent[i]" into `out`. */
 void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key);

@@ -9,6 +9,41 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 
+static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *fmt, va_list ap)
+{
+    char msg[1024];
+
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    if (ld->nerrors == ld->cap) {
+        size_t cap = ld->cap ? ld->cap * 2 : 16;
+        struct sl_ld_problem *p = realloc(ld->problems, cap * sizeof *p);
+        if (!p) {
+            ld->errors.failed = true;
+            ld->nerrors++;
+            return;
+        }
+        ld->problems = p;
+        ld->cap = cap;
+    }
+    size_t off = ld->errors.len;
+    if (line)
+        sl_cfg_buf_addf(&ld->errors, "%s:%zu:%zu: %s\n", ld->file, line, col, msg);
+    else
+        sl_cfg_buf_addf(&ld->errors, "%s: %s\n", ld->file, msg);
+    ld->problems[ld->nerrors] =
+        (struct sl_ld_problem){line, col, ld->nerrors, off, ld->errors.len - off};
+    ld->nerrors++;
+}
+
+void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport(ld, line, col, fmt, ap);
+    va_end(ap);
+}
+
 void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path, const char *fmt,
                  ...)
 {
@@ -20,9 +55,30 @@ void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path
     va_end(ap);
     size_t line = node ? node->start_mark.line + 1 : 1;
     size_t col = node ? node->start_mark.column + 1 : 1;
-    sl_cfg_buf_addf(&ld->errors, "%s:%zu:%zu: %s%s%s\n", ld->file, line, col, path,
-                    *path ? ": " : "", msg);
-    ld->nerrors++;
+    sl_ld_report(ld, line, col, "%s%s%s", path, *path ? ": " : "", msg);
+}
+
+static int by_position(const void *a, const void *b)
+{
+    const struct sl_ld_problem *x = a, *y = b;
+
+    if (x->line != y->line)
+        return x->line < y->line ? -1 : 1;
+    if (x->col != y->col)
+        return x->col < y->col ? -1 : 1;
+    return x->seq < y->seq ? -1 : x->seq > y->seq;
+}
+
+char *sl_ld_take_errors(struct sl_loader *ld)
+{
+    struct sl_cfg_buf out = {0};
+
+    if (ld->errors.failed)
+        return NULL;
+    qsort(ld->problems, ld->nerrors, sizeof *ld->problems, by_position);
+    for (size_t i = 0; i < ld->nerrors; i++)
+        sl_cfg_buf_add(&out, ld->errors.data + ld->problems[i].off, ld->problems[i].len);
+    return sl_cfg_buf_take(&out);
 }
 
 void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key)

@@ -1,0 +1,51 @@
+/* Building the heads sluice forwards: the request head sent upstream and the response
+ * head sent to the client. Pure functions of their inputs (no I/O), so they are tested on
+ * fixed heads. */
+#ifndef SLUICE_FORWARD_H
+#define SLUICE_FORWARD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "sluice/request.h"
+
+struct evbuffer;
+
+struct sl_forward_request {
+    const struct sl_request *req;
+    unsigned http_minor;    /* HTTP/1.<minor>, as received */
+    const char *peer;       /* client address appended to X-Forwarded-For; NULL: none */
+    size_t peer_len;
+    bool upgrade;           /* keep Upgrade and send "Connection: upgrade" */
+    bool chunked;           /* the body follows in chunked framing */
+    bool strip_expect;      /* sluice answers "Expect: 100-continue" itself */
+};
+
+/* Appends the request head for the upstream to `out`: the request line as received, the
+ * headers minus hop-by-hop ones (Connection and every header it names, Keep-Alive,
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade unless upgrading), the peer
+ * appended to X-Forwarded-For, X-Forwarded-Proto "http", X-Forwarded-Host from Host.
+ * Returns 0, or -1 on ENOMEM. */
+int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out);
+
+enum sl_conn_header { SL_CONN_NONE, SL_CONN_CLOSE, SL_CONN_KEEP_ALIVE, SL_CONN_UPGRADE };
+
+struct sl_forward_response {
+    int status;
+    const char *reason;
+    size_t reason_len;
+    const struct sl_header *headers; /* the upstream's, in arrival order */
+    size_t nheaders;
+    bool keep_transfer_encoding; /* the body is relayed in the upstream's own framing */
+    enum sl_conn_header connection;
+    struct evbuffer *extra; /* "Name: value\r\n" lines to add, drained; may be NULL */
+};
+
+/* Appends "HTTP/1.1 <status> <reason>" and the upstream's headers minus hop-by-hop ones,
+ * then `extra` and the Connection header chosen by the caller. Returns 0, or -1 on ENOMEM. */
+int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffer *out);
+
+/* True when `name` (`len` bytes) is one of the fixed hop-by-hop header names. */
+bool sl_forward_is_hop_by_hop(const char *name, size_t len);
+
+#endif

@@ -1,0 +1,255 @@
+/* The heads sluice forwards in each direction (RFC 9110 section 7.6.1 for hop-by-hop
+ * fields, the de-facto X-Forwarded-* headers). */
+#include "sluice/forward.h"
+
+#include <event2/buffer.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#define NAME(s) s, sizeof(s) - 1
+
+/* Every Connection option is a header name to drop (RFC 9110 7.6.1). More names than this
+ * are not worth honouring individually; past it the rest are still removed by a rescan. */
+#define MAX_CONNECTION_TOKENS 16
+
+struct token {
+    const char *s;
+    size_t len;
+};
+
+struct tokens {
+    struct token t[MAX_CONNECTION_TOKENS];
+    size_t n;
+    bool overflow;
+};
+
+static bool name_is(const char *name, size_t len, const char *lit, size_t lit_len)
+{
+    return len == lit_len && strncasecmp(name, lit, len) == 0;
+}
+
+bool sl_forward_is_hop_by_hop(const char *name, size_t len)
+{
+    switch (len) {
+    case 2:
+        return name_is(name, len, NAME("TE"));
+    case 7:
+        return name_is(name, len, NAME("Trailer")) || name_is(name, len, NAME("Upgrade"));
+    case 10:
+        return name_is(name, len, NAME("Connection")) || name_is(name, len, NAME("Keep-Alive"));
+    case 16:
+        return name_is(name, len, NAME("Proxy-Connection"));
+    case 17:
+        return name_is(name, len, NAME("Transfer-Encoding"));
+    default:
+        return false;
+    }
+}
+
+static bool is_ows(char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/* Calls back for each comma-separated, trimmed, non-empty element of a list value. */
+static void split_list(const char *v, size_t len, struct tokens *out)
+{
+    size_t i = 0;
+    while (i < len) {
+        size_t start = i;
+        while (i < len && v[i] != ',')
+            i++;
+        size_t end = i;
+        while (start < end && is_ows(v[start]))
+            start++;
+        while (end > start && is_ows(v[end - 1]))
+            end--;
+        if (end > start) {
+            if (out->n < MAX_CONNECTION_TOKENS)
+                out->t[out->n++] = (struct token){v + start, end - start};
+            else
+                out->overflow = true;
+        }
+        i++;
+    }
+}
+
+static bool list_has(const struct tokens *tk, const char *name, size_t len)
+{
+    for (size_t i = 0; i < tk->n; i++)
+        if (name_is(name, len, tk->t[i].s, tk->t[i].len))
+            return true;
+    return false;
+}
+
+/* A header named by an element of any Connection header, scanning all of them; used only
+ * when there were more elements than `tokens` holds. */
+static bool named_by_connection_slow(const struct sl_header *h, size_t n, const char *name,
+                                     size_t len)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (!name_is(h[i].name, h[i].name_len, NAME("Connection")))
+            continue;
+        const char *v = h[i].value;
+        size_t vl = h[i].value_len, j = 0;
+        while (j < vl) {
+            size_t s = j;
+            while (j < vl && v[j] != ',')
+                j++;
+            size_t e = j;
+            while (s < e && is_ows(v[s]))
+                s++;
+            while (e > s && is_ows(v[e - 1]))
+                e--;
+            if (name_is(name, len, v + s, e - s))
+                return true;
+            j++;
+        }
+    }
+    return false;
+}
+
+static void connection_tokens(const struct sl_header *h, size_t n, struct tokens *tk)
+{
+    tk->n = 0;
+    tk->overflow = false;
+    for (size_t i = 0; i < n; i++)
+        if (name_is(h[i].name, h[i].name_len, NAME("Connection")))
+            split_list(h[i].value, h[i].value_len, tk);
+}
+
+static bool named_by_connection(const struct tokens *tk, const struct sl_header *h, size_t n,
+                                const char *name, size_t len)
+{
+    if (list_has(tk, name, len))
+        return true;
+    return tk->overflow && named_by_connection_slow(h, n, name, len);
+}
+
+static void add_header(struct evbuffer *out, const struct sl_header *h)
+{
+    evbuffer_add(out, h->name, h->name_len);
+    evbuffer_add(out, ": ", 2);
+    evbuffer_add(out, h->value, h->value_len);
+    evbuffer_add(out, "\r\n", 2);
+}
+
+int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out)
+{
+    const struct sl_request *r = f->req;
+    const struct sl_header *h = r->headers;
+    const struct sl_header *host = NULL;
+    struct tokens tk;
+    bool xff_seen = false;
+    char version[] = "HTTP/1.1\r\n";
+
+    version[7] = (char)('0' + f->http_minor);
+    connection_tokens(h, r->nheaders, &tk);
+
+    evbuffer_add(out, r->method, r->method_len);
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, r->target, r->target_len);
+    evbuffer_add(out, " ", 1);
+    evbuffer_add(out, version, sizeof version - 1);
+
+    for (size_t i = 0; i < r->nheaders; i++) {
+        const char *name = h[i].name;
+        size_t len = h[i].name_len;
+
+        if (name_is(name, len, NAME("Upgrade")) && f->upgrade) {
+            add_header(out, &h[i]);
+            continue;
+        }
+        if (sl_forward_is_hop_by_hop(name, len) || named_by_connection(&tk, h, r->nheaders, name, len))
+            continue;
+        if (name_is(name, len, NAME("Host")) && !host)
+            host = &h[i];
+        if (name_is(name, len, NAME("X-Forwarded-Proto")) ||
+            name_is(name, len, NAME("X-Forwarded-Host")))
+            continue;
+        if (f->strip_expect && name_is(name, len, NAME("Expect")))
+            continue;
+        if (name_is(name, len, NAME("X-Forwarded-For"))) {
+            xff_seen = true;
+            continue;
+        }
+        add_header(out, &h[i]);
+    }
+    /* Several X-Forwarded-For fields are one list (RFC 9110 5.3): merge them into one
+     * field so that the peer lands at the end of the whole list. */
+    if (xff_seen || f->peer) {
+        const char *sep = "";
+        evbuffer_add(out, NAME("X-Forwarded-For: "));
+        for (size_t i = 0; xff_seen && i < r->nheaders; i++) {
+            if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) ||
+                h[i].value_len == 0)
+                continue;
+            evbuffer_add(out, sep, strlen(sep));
+            evbuffer_add(out, h[i].value, h[i].value_len);
+            sep = ", ";
+        }
+        if (f->peer) {
+            evbuffer_add(out, sep, strlen(sep));
+            evbuffer_add(out, f->peer, f->peer_len);
+        }
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_add(out, NAME("X-Forwarded-Proto: http\r\n"));
+    if (host) {
+        evbuffer_add(out, NAME("X-Forwarded-Host: "));
+        evbuffer_add(out, host->value, host->value_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    if (f->chunked)
+        evbuffer_add(out, NAME("Transfer-Encoding: chunked\r\n"));
+    if (f->upgrade)
+        evbuffer_add(out, NAME("Connection: upgrade\r\n"));
+    return evbuffer_add(out, "\r\n", 2);
+}
+
+int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffer *out)
+{
+    const struct sl_header *h = f->headers;
+    struct tokens tk;
+    char status[16];
+    int n = snprintf(status, sizeof status, "HTTP/1.1 %03d ", f->status);
+
+    connection_tokens(h, f->nheaders, &tk);
+    evbuffer_add(out, status, (size_t)n);
+    evbuffer_add(out, f->reason, f->reason_len);
+    evbuffer_add(out, "\r\n", 2);
+    for (size_t i = 0; i < f->nheaders; i++) {
+        const char *name = h[i].name;
+        size_t len = h[i].name_len;
+
+        if (f->keep_transfer_encoding && name_is(name, len, NAME("Transfer-Encoding"))) {
+            add_header(out, &h[i]);
+            continue;
+        }
+        if (f->connection == SL_CONN_UPGRADE && name_is(name, len, NAME("Upgrade"))) {
+            add_header(out, &h[i]);
+            continue;
+        }
+        if (sl_forward_is_hop_by_hop(name, len) ||
+            named_by_connection(&tk, h, f->nheaders, name, len))
+            continue;
+        add_header(out, &h[i]);
+    }
+    if (f->extra)
+        evbuffer_add_buffer(out, f->extra);
+    switch (f->connection) {
+    case SL_CONN_CLOSE:
+        evbuffer_add(out, NAME("Connection: close\r\n"));
+        break;
+    case SL_CONN_KEEP_ALIVE:
+        evbuffer_add(out, NAME("Connection: keep-alive\r\n"));
+        break;
+    case SL_CONN_UPGRADE:
+        evbuffer_add(out, NAME("Connection: upgrade\r\n"));
+        break;
+    case SL_CONN_NONE:
+        break;
+    }
+    return evbuffer_add(out, "\r\n", 2);
+}

@@ -1,0 +1,284 @@
+/* Internals of the proxy shared by the files of src/http/. Everything here runs on one
+ * worker thread unless it says otherwise. */
+#ifndef SLUICE_HTTP_INTERNAL_H
+#define SLUICE_HTTP_INTERNAL_H
+
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/event.h>
+#include <event2/event_struct.h>
+#include <event2/listener.h>
+#include <llhttp.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/engine.h"
+#include "sluice/metrics.h"
+#include "sluice/request.h"
+
+/* Flow control: a side stops being read while the other side's output holds more than
+ * HIGH_WATER bytes and resumes when it drains below LOW_WATER. Reads stop by themselves
+ * when a side's own input holds INPUT_MAX bytes nobody has taken. */
+#define SL_HIGH_WATER (256 * 1024)
+#define SL_LOW_WATER (64 * 1024)
+#define SL_INPUT_MAX (128 * 1024)
+
+/* Lingering close (as nginx's lingering_close): after a response that ends the
+ * connection, unread request bytes are drained for up to this long so that the kernel
+ * does not answer them with a reset that destroys the response in flight. */
+#define SL_LINGER_MS 2000
+
+/* ---- head.c: collecting a request or response head from llhttp callbacks ---- */
+
+struct sl_head_field {
+    uint32_t name_off, name_len, value_off, value_len;
+};
+
+enum sl_head_token { SL_TOK_NONE, SL_TOK_METHOD, SL_TOK_URL, SL_TOK_STATUS, SL_TOK_NAME,
+                     SL_TOK_VALUE };
+
+/* One head, copied into a buffer owned by the connection and reused by every message. */
+struct sl_head {
+    char *buf;
+    size_t len, cap, max; /* max: bytes of head text kept before `overflow` */
+    uint32_t method_off, method_len, url_off, url_len, reason_off, reason_len;
+    struct sl_head_field *fields;
+    size_t nfields, fields_cap;
+    struct sl_header *headers; /* built by sl_head_finish; points into buf */
+    size_t headers_cap;
+    enum sl_head_token tok;
+    bool overflow;     /* the head is larger than `max` */
+    bool obs_fold;     /* a line starting with whitespace was seen */
+    bool head_done;    /* on_headers_complete ran: later header callbacks are trailers */
+    bool msg_done;     /* on_message_complete ran */
+    bool skip_body;    /* response to HEAD */
+    bool interim;      /* the response head is a 1xx other than 101: skip it */
+    uint64_t body_bytes;             /* decoded body bytes of the message so far */
+    struct evbuffer *body_sink;      /* non-NULL: decoded body bytes are copied here */
+    unsigned char prev_byte;         /* last head byte seen, for obs-fold detection */
+};
+
+void sl_head_init(struct sl_head *h, size_t max);
+void sl_head_deinit(struct sl_head *h);
+/* Forgets the previous message; keeps the allocations. */
+void sl_head_reset(struct sl_head *h);
+/* Builds h->headers (values trimmed). Returns 0, or -1 on ENOMEM. */
+int sl_head_finish(struct sl_head *h);
+
+/* llhttp settings whose callbacks expect parser->data to be a struct sl_head. They pause
+ * the parser after the head and after the message. */
+extern const llhttp_settings_t sl_request_settings;
+extern const llhttp_settings_t sl_response_settings;
+
+/* Runs `p` over at most `limit` bytes at the start of `in` without draining them.
+ * Returns the bytes the parser took (it stops at a pause), or -1 on a parse error.
+ * `*err` receives HPE_OK, HPE_PAUSED or HPE_PAUSED_UPGRADE (or the error). While
+ * `scan_head` is set the bytes are also checked for obsolete line folding. */
+long sl_parse_run(llhttp_t *p, struct evbuffer *in, size_t limit, bool scan_head,
+                  llhttp_errno_t *err);
+
+/* ---- worker.c ---- */
+
+struct sl_server;
+struct sl_conn;
+struct sl_upstream;
+
+struct sl_worker {
+    struct sl_server *server;
+    unsigned index;
+    pthread_t thread;
+    struct event_base *base;
+    struct evconnlistener *listener;
+    struct sl_engine *engine;
+    struct sl_metrics_slot *metrics;
+    struct sl_config *cfg;           /* this worker's reference to the current snapshot */
+
+    pthread_mutex_t mailbox_lock;    /* guards next_cfg, set by the main thread */
+    struct sl_config *next_cfg;
+    struct event *cfg_ev, *stop_ev, *force_ev, *resume_ev;
+
+    struct sl_conn *conns;           /* every client connection, for draining */
+    unsigned nconns;
+    atomic_bool listener_paused;   /* read by other workers resuming it */
+    bool draining;
+
+    struct sl_upstream *idle;        /* pool.c: idle keep-alive upstream connections */
+    unsigned nidle;
+
+    struct evbuffer *log_buf;        /* access_log.c */
+    struct event *log_timer;
+    int64_t log_sec;                 /* second of log_ts */
+    char log_ts[24];                 /* "2026-01-02T03:04:05." */
+};
+
+/* Sets up worker `index` of `s` and binds its listener; nothing runs yet. Returns 0, or
+ * -1 with a message in `err`. sl_worker_deinit releases what init made, even on failure. */
+int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, char *err,
+                   size_t errlen);
+void sl_worker_deinit(struct sl_worker *w);
+int sl_worker_start(struct sl_worker *w);
+/* From the main thread: hands `cfg` (a new reference is taken) to the worker. */
+void sl_worker_publish(struct sl_worker *w, struct sl_config *cfg);
+
+/* The connection count changed: pause or resume accepting (max_connections). */
+void sl_worker_conn_added(struct sl_worker *w);
+void sl_worker_conn_removed(struct sl_worker *w);
+/* Called when the last connection of a draining worker is gone. */
+void sl_worker_maybe_done(struct sl_worker *w);
+
+/* ---- server.c: process-wide state shared by workers (read-mostly) ---- */
+
+struct sl_server {
+    struct sl_config *cfg;           /* current snapshot; guarded by lock */
+    pthread_mutex_t lock;
+    struct sl_metrics *metrics;
+    struct sl_store *memory;
+    struct sl_worker *workers;
+    unsigned nworkers;
+    atomic_uint conns;               /* client connections of all workers */
+    atomic_uint workers_done;
+    atomic_bool ready;
+    struct event_base *base;         /* the main thread's loop */
+    struct event *worker_done_ev;
+    int access_fd;                   /* -1: access log off */
+    int unix_listen_fd;              /* listen: unix:/path, shared by the workers */
+};
+
+/* ---- listener.c ---- */
+
+/* A listening socket for `addr`: SO_REUSEPORT for TCP so each worker binds its own.
+ * Returns the fd, or -1 with a message in `err`. */
+int sl_listen_socket(const struct sl_sockaddr *addr, char *err, size_t errlen);
+
+/* ---- client.c ---- */
+
+enum sl_conn_state {
+    SL_C_HEAD,     /* reading a request head */
+    SL_C_DECIDE,   /* waiting for the engine */
+    SL_C_DELAY,    /* admitted, held by the leaky bucket */
+    SL_C_PROXY,    /* forwarded: streaming the body up and the response down */
+    SL_C_DISCARD,  /* answered by sluice; skipping the rest of the request body */
+    SL_C_TUNNEL,   /* after 101: raw bytes both ways */
+    SL_C_LINGER,   /* closing: draining unread bytes after the last response */
+};
+
+struct sl_conn {
+    struct sl_worker *w;
+    struct sl_conn *prev, *next;
+    struct bufferevent *bev;
+    enum sl_conn_state state;
+    llhttp_t parser;
+    struct sl_head head;
+    struct sl_config *cfg;      /* snapshot of the request in flight (or the last one) */
+    struct event timer;         /* header, idle, delay and linger deadlines */
+    struct sl_upstream *up;
+
+    struct sockaddr_storage peer;
+    socklen_t peer_len;
+    char peer_text[48];
+    size_t peer_text_len;
+
+    struct sl_verdict verdict;
+    struct evbuffer *vheaders, *vbody; /* the verdict's buffers, reused by every request */
+    bool decision_pending;      /* the engine owes a callback: the connection must live */
+    bool has_verdict;
+    unsigned busy;              /* nesting of callbacks running on this connection */
+    bool dying;                 /* free when busy reaches 0 and no decision is pending */
+    bool in_process;            /* sl_conn_process is on the stack: it loops, no recursion */
+    bool lingering;
+
+    /* The request in flight. */
+    uint64_t t_start, t_upstream;
+    uint64_t upstream_us, duration_us;
+    uint64_t head_bytes;
+    uint64_t bytes_in, bytes_out;
+    int status;
+    unsigned http_minor;
+    bool head_started;          /* a byte of the current request head arrived */
+    bool first_request;
+    bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
+    bool req_done, resp_head_sent, resp_done;
+    bool req_blocked, resp_blocked;
+    bool close_after;           /* close once the current response is written */
+    bool client_eof;
+    bool retried;
+};
+
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                    int salen);
+/* Closes the connection; with `graceful`, only if it is idle between requests. */
+void sl_conn_shutdown(struct sl_conn *c, bool graceful);
+
+/* Callback nesting: the connection is freed only by the outermost sl_conn_leave. */
+void sl_conn_enter(struct sl_conn *c);
+void sl_conn_leave(struct sl_conn *c);
+/* Marks the connection for closing (freed at the outermost leave). */
+void sl_conn_kill(struct sl_conn *c);
+
+/* Moves the request on: parses, streams, or starts the next pipelined request. */
+void sl_conn_process(struct sl_conn *c);
+/* Writes what the client output holds now, without waiting for the loop. */
+void sl_conn_flush(struct sl_conn *c);
+/* The request has a final response and both directions are done: log, count, go on. */
+void sl_conn_request_done(struct sl_conn *c);
+/* Answers `status` and closes; after the response head went out, just closes. */
+void sl_conn_fail(struct sl_conn *c, int status);
+
+/* ---- reply.c: responses sluice makes itself ---- */
+
+/* Answers `status` with a JSON body (the default for the status when `body` is NULL or
+ * empty) and `headers` lines (may be NULL). `close` adds "Connection: close" and closes
+ * after the write. */
+void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct evbuffer *body,
+              bool close);
+const char *sl_reason(int status);
+
+/* ---- upstream.c ---- */
+
+struct sl_upstream {
+    struct sl_worker *w;
+    struct sl_upstream *prev, *next; /* pool list while idle */
+    struct bufferevent *bev;
+    struct sl_conn *conn;            /* NULL while idle in the pool */
+    llhttp_t parser;
+    struct sl_head head;
+    struct sockaddr_storage addr;    /* where it is connected, to match on reuse */
+    socklen_t addr_len;
+    bool connected, reused, got_bytes, eof;
+    bool head_sent;                  /* the response head went to the client */
+    bool tunnel;
+};
+
+/* Starts forwarding the current request of `c` on a pooled or new connection: writes the
+ * head and moves on to streaming. */
+void sl_upstream_forward(struct sl_conn *c);
+/* Parses and relays what the upstream sent. */
+void sl_upstream_process(struct sl_conn *c);
+/* Streams request body bytes from the client to the upstream. */
+void sl_upstream_pump_body(struct sl_conn *c);
+/* Detaches the upstream from `c`: back to the pool when `reuse`, else closed. */
+void sl_upstream_release(struct sl_conn *c, bool reuse);
+void sl_upstream_flush(struct sl_upstream *up);
+void sl_upstream_free(struct sl_upstream *up);
+/* Tunnel: moves bytes from `from`'s input to `to`'s output under flow control. */
+void sl_tunnel_pump(struct sl_conn *c);
+
+/* ---- pool.c ---- */
+
+/* An idle connection to `addr`, taken out of the pool, or NULL. */
+struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sl_sockaddr *addr);
+/* Keeps `up` idle for reuse, or frees it when the pool holds `keepalive` already. */
+void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive);
+void sl_pool_clear(struct sl_worker *w);
+
+/* ---- access_log.c ---- */
+
+int sl_access_log_init(struct sl_worker *w);
+void sl_access_log_deinit(struct sl_worker *w);
+void sl_access_log_request(struct sl_worker *w, const struct sl_conn *c);
+void sl_access_log_flush(struct sl_worker *w);
+
+#endif

@@ -1,0 +1,76 @@
+/* The per-worker pool of idle keep-alive upstream connections. Most recently used first,
+ * so the connections kept warm are the ones in use and the rest age out at the upstream. */
+#include <string.h>
+
+#include "http.h"
+
+static void unlink_idle(struct sl_worker *w, struct sl_upstream *up)
+{
+    if (up->prev)
+        up->prev->next = up->next;
+    else
+        w->idle = up->next;
+    if (up->next)
+        up->next->prev = up->prev;
+    up->prev = up->next = NULL;
+    w->nidle--;
+}
+
+/* An idle connection has nothing to say: data or a close from the upstream ends it. */
+static void idle_readcb(struct bufferevent *bev, void *arg)
+{
+    struct sl_upstream *up = arg;
+    unlink_idle(up->w, up);
+    sl_upstream_free(up);
+}
+
+static void idle_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    idle_readcb(bev, arg);
+}
+
+static bool same_addr(const struct sl_upstream *up, const struct sl_sockaddr *addr)
+{
+    return up->addr_len == addr->len && memcmp(&up->addr, &addr->ss, addr->len) == 0;
+}
+
+struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sl_sockaddr *addr)
+{
+    struct sl_upstream *up = w->idle;
+    while (up) {
+        struct sl_upstream *next = up->next;
+        unlink_idle(w, up);
+        if (same_addr(up, addr))
+            return up;
+        sl_upstream_free(up); /* to an address a reload replaced */
+        up = next;
+    }
+    return NULL;
+}
+
+void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive)
+{
+    if (w->nidle >= keepalive || w->draining) {
+        sl_upstream_free(up);
+        return;
+    }
+    bufferevent_setcb(up->bev, idle_readcb, NULL, idle_eventcb, up);
+    bufferevent_set_timeouts(up->bev, NULL, NULL);
+    bufferevent_disable(up->bev, EV_WRITE);
+    bufferevent_enable(up->bev, EV_READ);
+    up->next = w->idle;
+    up->prev = NULL;
+    if (w->idle)
+        w->idle->prev = up;
+    w->idle = up;
+    w->nidle++;
+}
+
+void sl_pool_clear(struct sl_worker *w)
+{
+    while (w->idle) {
+        struct sl_upstream *up = w->idle;
+        unlink_idle(w, up);
+        sl_upstream_free(up);
+    }
+}

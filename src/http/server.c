@@ -1,0 +1,264 @@
+/* The process: workers, signals, reload and shutdown, on the main thread's event loop. */
+#include <event2/thread.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "sluice/admin.h"
+#include "sluice/log.h"
+#include "sluice/server.h"
+#include "sluice/store_memory.h"
+
+#define DRAIN_SECONDS 10
+
+static struct sl_config *server_config_ref(void *arg)
+{
+    struct sl_server *s = arg;
+    pthread_mutex_lock(&s->lock);
+    struct sl_config *cfg = sl_cfg_ref(s->cfg);
+    pthread_mutex_unlock(&s->lock);
+    return cfg;
+}
+
+static bool server_ready(void *arg)
+{
+    struct sl_server *s = arg;
+    return atomic_load(&s->ready);
+}
+
+static void log_lines(const char *errors)
+{
+    while (errors && *errors) {
+        size_t n = strcspn(errors, "\n");
+        sl_log_error("%.*s", (int)n, errors);
+        errors += n + (errors[n] == '\n');
+    }
+}
+
+static bool sockaddr_same(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
+{
+    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}
+
+/* What a reload cannot change without a restart; the rest applies at once. */
+static void warn_restart_needed(const struct sl_config *old, const struct sl_config *new)
+{
+    if (!sockaddr_same(&old->listen, &new->listen))
+        sl_log_warn("reload: listen changed; restart sluice to apply it");
+    if (old->workers != new->workers)
+        sl_log_warn("reload: workers changed; restart sluice to apply it");
+    if (old->admin_enabled != new->admin_enabled ||
+        (new->admin_enabled && !sockaddr_same(&old->admin_listen, &new->admin_listen)))
+        sl_log_warn("reload: admin.listen changed; restart sluice to apply it");
+    if (old->access_log != new->access_log ||
+        (new->access_log == SL_ACCESS_LOG_FILE &&
+         strcmp(old->access_log_path, new->access_log_path) != 0))
+        sl_log_warn("reload: access_log changed; restart sluice to apply it");
+    if (old->memory_max_keys != new->memory_max_keys)
+        sl_log_warn("reload: memory.max_keys changed; restart sluice to apply it");
+}
+
+static void reload(struct sl_server *s)
+{
+    char *errors = NULL;
+    struct sl_config *cfg = sl_cfg_load(s->cfg->file, &errors);
+
+    if (!cfg) {
+        sl_log_error("reload failed; keeping the running configuration");
+        log_lines(errors ? errors : "configuration could not be loaded");
+        free(errors);
+        sl_metrics_config_reload(s->metrics, false);
+        return;
+    }
+    if (sl_metrics_bind(s->metrics, cfg) < 0) {
+        sl_log_error("reload failed: too many route and limit names for the metrics");
+        sl_cfg_unref(cfg);
+        sl_metrics_config_reload(s->metrics, false);
+        return;
+    }
+    warn_restart_needed(s->cfg, cfg);
+    sl_log_set_level(cfg->log_level);
+    pthread_mutex_lock(&s->lock);
+    struct sl_config *old = s->cfg;
+    s->cfg = cfg;
+    pthread_mutex_unlock(&s->lock);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        sl_worker_publish(&s->workers[i], cfg);
+    sl_cfg_unref(old);
+    sl_metrics_config_reload(s->metrics, true);
+    sl_log_info("configuration reloaded from %s", cfg->file);
+}
+
+static void force_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_server *s = arg;
+    sl_log_warn("in-flight requests still running after %d s; closing them", DRAIN_SECONDS);
+    for (unsigned i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].force_ev, EV_READ, 0);
+}
+
+static void signal_cb(evutil_socket_t sig, short what, void *arg)
+{
+    struct sl_server *s = arg;
+    static bool stopping;
+
+    if (sig == SIGHUP) {
+        if (!stopping)
+            reload(s);
+        return;
+    }
+    if (stopping)
+        return;
+    stopping = true;
+    atomic_store(&s->ready, false);
+    sl_log_info("shutting down: finishing in-flight requests");
+    for (unsigned i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].stop_ev, EV_READ, 0);
+    struct timeval tv = {DRAIN_SECONDS, 0};
+    event_base_once(s->base, -1, EV_TIMEOUT, force_cb, s, &tv);
+}
+
+static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_server *s = arg;
+    if (atomic_load(&s->workers_done) == s->nworkers)
+        event_base_loopbreak(s->base);
+}
+
+static int open_access_log(struct sl_server *s)
+{
+    switch (s->cfg->access_log) {
+    case SL_ACCESS_LOG_OFF:
+        s->access_fd = -1;
+        return 0;
+    case SL_ACCESS_LOG_STDOUT:
+        s->access_fd = STDOUT_FILENO;
+        return 0;
+    case SL_ACCESS_LOG_FILE:
+        s->access_fd = open(s->cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
+                            0644);
+        if (s->access_fd < 0) {
+            sl_log_error("access_log %s: %m", s->cfg->access_log_path);
+            return -1;
+        }
+        return 0;
+    }
+    return 0;
+}
+
+int sl_server_run(struct sl_config *cfg)
+{
+    struct sl_server server = {.cfg = cfg, .access_fd = -1, .unix_listen_fd = -1};
+    struct sl_server *s = &server;
+    struct sl_admin *admin = NULL;
+    struct event *sig[3] = {NULL, NULL, NULL};
+    const int signums[3] = {SIGHUP, SIGTERM, SIGINT};
+    unsigned started = 0, inited = 0;
+    char err[256] = "";
+    int rc = 1;
+    sigset_t block, old_mask;
+
+    evthread_use_pthreads();
+    signal(SIGPIPE, SIG_IGN);
+    pthread_mutex_init(&s->lock, NULL);
+    s->nworkers = cfg->workers ? cfg->workers : 1;
+    s->metrics = sl_metrics_new(s->nworkers);
+    s->memory = sl_store_memory_new(cfg->memory_max_keys, NULL);
+    s->workers = calloc(s->nworkers, sizeof *s->workers);
+    s->base = event_base_new();
+    if (!s->metrics || !s->memory || !s->workers || !s->base) {
+        sl_log_error("out of memory starting sluice");
+        goto out;
+    }
+    sl_metrics_set_memory_store(s->metrics, s->memory);
+    if (sl_metrics_bind(s->metrics, cfg) < 0) {
+        sl_log_error("too many route and limit names for the metrics registry");
+        goto out;
+    }
+    if (open_access_log(s) < 0)
+        goto out;
+    s->worker_done_ev = event_new(s->base, -1, 0, worker_done_cb, s);
+    for (int i = 0; i < 3; i++) {
+        sig[i] = evsignal_new(s->base, signums[i], signal_cb, s);
+        if (!sig[i] || evsignal_add(sig[i], NULL) < 0) {
+            sl_log_error("cannot install signal handlers");
+            goto out;
+        }
+    }
+    if (cfg->listen.ss.ss_family == AF_UNIX) {
+        s->unix_listen_fd = sl_listen_socket(&cfg->listen, err, sizeof err);
+        if (s->unix_listen_fd < 0) {
+            sl_log_error("%s", err);
+            goto out;
+        }
+    }
+    for (; inited < s->nworkers; inited++) {
+        if (sl_worker_init(&s->workers[inited], s, inited, err, sizeof err) < 0) {
+            inited++;
+            sl_log_error("%s", err);
+            goto out;
+        }
+    }
+    if (cfg->admin_enabled) {
+        struct sl_admin_hooks hooks = {server_config_ref, server_ready, s};
+        admin = sl_admin_start(&cfg->admin_listen, s->metrics, &hooks, err, sizeof err);
+        if (!admin) {
+            sl_log_error("%s", err);
+            goto out;
+        }
+    }
+
+    /* Workers never take process signals: they arrive on the main loop only. */
+    sigemptyset(&block);
+    for (int i = 0; i < 3; i++)
+        sigaddset(&block, signums[i]);
+    pthread_sigmask(SIG_BLOCK, &block, &old_mask);
+    for (; started < s->nworkers; started++)
+        if (sl_worker_start(&s->workers[started]) < 0)
+            break;
+    pthread_sigmask(SIG_SETMASK, &old_mask, NULL);
+    if (started < s->nworkers) {
+        sl_log_error("cannot start worker threads");
+        for (unsigned i = 0; i < started; i++)
+            event_active(s->workers[i].force_ev, EV_READ, 0);
+        goto out;
+    }
+    atomic_store(&s->ready, true);
+    sl_log_info("listening on %s with %u worker%s, upstream %s", cfg->listen.text, s->nworkers,
+                s->nworkers == 1 ? "" : "s", cfg->upstream.url);
+    event_base_dispatch(s->base);
+    rc = 0;
+
+out:
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(s->workers[i].thread, NULL);
+    sl_admin_stop(admin);
+    for (unsigned i = 0; i < inited; i++)
+        sl_worker_deinit(&s->workers[i]);
+    for (int i = 0; i < 3; i++)
+        if (sig[i])
+            event_free(sig[i]);
+    if (s->worker_done_ev)
+        event_free(s->worker_done_ev);
+    if (s->base)
+        event_base_free(s->base);
+    if (s->unix_listen_fd >= 0) {
+        close(s->unix_listen_fd);
+        unlink(((const struct sockaddr_un *)&s->cfg->listen.ss)->sun_path);
+    }
+    if (s->access_fd > STDOUT_FILENO)
+        close(s->access_fd);
+    free(s->workers);
+    sl_store_free(s->memory);
+    sl_metrics_free(s->metrics);
+    sl_cfg_unref(s->cfg);
+    pthread_mutex_destroy(&s->lock);
+    if (rc == 0)
+        sl_log_info("stopped");
+    return rc;
+}

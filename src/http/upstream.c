@@ -1,0 +1,468 @@
+/* The upstream side of a request: connecting (or reusing a pooled connection), sending
+ * the head, streaming the body up and the response down, and the tunnel after 101. */
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "http.h"
+#include "sluice/clock.h"
+#include "sluice/forward.h"
+#include "sluice/log.h"
+
+/* Upstream response heads larger than this are refused with 502 (nginx's default
+ * proxy_buffer_size is far smaller). */
+#define UPSTREAM_HEAD_MAX (64 * 1024)
+
+static void up_readcb(struct bufferevent *bev, void *arg);
+static void up_writecb(struct bufferevent *bev, void *arg);
+static void up_eventcb(struct bufferevent *bev, short what, void *arg);
+
+static struct timeval tv_ms(uint64_t ms)
+{
+    return (struct timeval){(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+}
+
+void sl_upstream_free(struct sl_upstream *up)
+{
+    if (!up)
+        return;
+    bufferevent_free(up->bev);
+    sl_head_deinit(&up->head);
+    free(up);
+}
+
+void sl_upstream_flush(struct sl_upstream *up)
+{
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+    if (!up->connected || evbuffer_get_length(out) == 0)
+        return;
+    if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
+        evbuffer_write(out, bufferevent_getfd(up->bev));
+        if (evbuffer_get_length(out) == 0)
+            return;
+    }
+    bufferevent_enable(up->bev, EV_WRITE);
+}
+
+/* The response wait starts once the whole request is sent: a slow upload is not an
+ * upstream timeout. Writes are bounded by the timeout throughout. */
+static void set_timeouts(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    const struct sl_upstream_config *u = &c->cfg->upstream;
+    struct timeval rd = tv_ms(u->timeout_ms);
+    struct timeval wr = tv_ms(up->connected ? u->timeout_ms : u->connect_timeout_ms);
+    bufferevent_set_timeouts(up->bev, up->connected && c->req_done ? &rd : NULL, &wr);
+}
+
+static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_sockaddr *addr)
+{
+    struct sl_upstream *up = calloc(1, sizeof *up);
+    if (!up)
+        return NULL;
+    up->w = w;
+    up->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    if (!up->bev) {
+        free(up);
+        return NULL;
+    }
+    memcpy(&up->addr, &addr->ss, addr->len);
+    up->addr_len = addr->len;
+    sl_head_init(&up->head, UPSTREAM_HEAD_MAX);
+    bufferevent_setwatermark(up->bev, EV_READ, 0, SL_INPUT_MAX);
+    bufferevent_setwatermark(up->bev, EV_WRITE, SL_LOW_WATER, 0);
+    bufferevent_set_max_single_read(up->bev, 64 * 1024);
+    bufferevent_set_max_single_write(up->bev, SL_HIGH_WATER);
+    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
+    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss,
+                                   (int)addr->len) < 0) {
+        sl_upstream_free(up);
+        return NULL;
+    }
+    return up;
+}
+
+static void write_head(struct sl_conn *c)
+{
+    struct sl_forward_request f = {
+        .req = &(struct sl_request){
+            .method = c->head.buf + c->head.method_off,
+            .method_len = c->head.method_len,
+            .target = c->head.buf + c->head.url_off,
+            .target_len = c->head.url_len,
+            .headers = c->head.headers,
+            .nheaders = c->head.nfields,
+        },
+        .http_minor = c->http_minor,
+        .peer = c->peer_text_len ? c->peer_text : NULL,
+        .peer_len = c->peer_text_len,
+        .upgrade = c->upgrade,
+        .chunked = c->chunked,
+        .strip_expect = c->expect_continue,
+    };
+    sl_forward_request_head(&f, bufferevent_get_output(c->up->bev));
+}
+
+static void attach(struct sl_conn *c, bool fresh)
+{
+    struct sl_worker *w = c->w;
+    const struct sl_sockaddr *addr = &c->cfg->upstream.addr;
+    struct sl_upstream *up = fresh ? NULL : sl_pool_take(w, addr);
+
+    if (up) {
+        up->reused = true;
+    } else {
+        up = up_connect(w, addr);
+        if (!up) {
+            sl_log_warn("upstream %s: cannot connect", addr->text);
+            sl_metrics_upstream_error(w->metrics, SL_UPSTREAM_ERR_CONNECT);
+            sl_conn_fail(c, 502);
+            return;
+        }
+    }
+    up->conn = c;
+    up->got_bytes = up->eof = up->head_sent = up->tunnel = false;
+    c->up = up;
+    bufferevent_setcb(up->bev, up_readcb, up_writecb, up_eventcb, up);
+    sl_head_reset(&up->head);
+    up->head.skip_body = c->is_head;
+    llhttp_init(&up->parser, HTTP_RESPONSE, &sl_response_settings);
+    up->parser.data = &up->head;
+    set_timeouts(c);
+    write_head(c);
+    sl_upstream_flush(up);
+}
+
+void sl_upstream_forward(struct sl_conn *c)
+{
+    attach(c, false);
+}
+
+void sl_upstream_release(struct sl_conn *c, bool reuse)
+{
+    struct sl_upstream *up = c->up;
+    if (!up)
+        return;
+    c->up = NULL;
+    up->conn = NULL;
+    if (reuse)
+        sl_pool_put(c->w, up, c->cfg->upstream.keepalive);
+    else
+        sl_upstream_free(up);
+}
+
+/* A pooled connection the upstream had closed fails before answering; a request that can
+ * be sent twice without harm is retried once on a new connection (as nginx does). */
+static bool try_retry(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    if (!up->reused || up->got_bytes || c->retried || !c->idempotent || c->has_body)
+        return false;
+    c->retried = true;
+    sl_upstream_release(c, false);
+    attach(c, true);
+    return true;
+}
+
+static void upstream_failed(struct sl_conn *c, enum sl_upstream_error kind, int status)
+{
+    sl_metrics_upstream_error(c->w->metrics, kind);
+    sl_log_debug("upstream %s: %s", c->cfg->upstream.addr.text,
+                 kind == SL_UPSTREAM_ERR_TIMEOUT ? "timeout"
+                 : kind == SL_UPSTREAM_ERR_CONNECT ? "connect failed"
+                                                   : "reset");
+    sl_conn_fail(c, status);
+}
+
+static void response_done(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    bool reuse = c->req_done && !up->eof && llhttp_should_keep_alive(&up->parser) &&
+                 evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
+                 evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
+
+    c->resp_done = true;
+    c->upstream_us = sl_clock_mono_us() - c->t_upstream;
+    sl_conn_flush(c);
+    sl_upstream_release(c, reuse);
+    sl_conn_request_done(c);
+}
+
+static void send_response_head(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    struct sl_head *h = &up->head;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int status = up->parser.status_code;
+    bool chunked = (up->parser.flags & F_CHUNKED) != 0;
+    bool dechunk = chunked && c->http_minor == 0 && !h->skip_body;
+    enum sl_conn_header conn = SL_CONN_NONE;
+
+    if (status == 101) {
+        if (!c->upgrade) {
+            upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+            return;
+        }
+        up->tunnel = true;
+        conn = SL_CONN_UPGRADE;
+    } else {
+        if (c->upgrade || llhttp_message_needs_eof(&up->parser) || dechunk)
+            c->close_after = true;
+        if (c->close_after)
+            conn = SL_CONN_CLOSE;
+        else if (c->http_minor == 0)
+            conn = SL_CONN_KEEP_ALIVE;
+    }
+    if (sl_head_finish(h) < 0) {
+        sl_conn_kill(c);
+        return;
+    }
+    struct sl_forward_response f = {
+        .status = status,
+        .reason = h->buf + h->reason_off,
+        .reason_len = h->reason_len,
+        .headers = h->headers,
+        .nheaders = h->nfields,
+        .keep_transfer_encoding = !dechunk,
+        .connection = conn,
+        .extra = c->has_verdict ? c->vheaders : NULL,
+    };
+    size_t before = evbuffer_get_length(out);
+    sl_forward_response_head(&f, out);
+    c->bytes_out += evbuffer_get_length(out) - before;
+    c->status = status;
+    c->resp_head_sent = up->head_sent = true;
+    if (dechunk)
+        h->body_sink = out; /* HTTP/1.0 has no chunked framing: relay the decoded body */
+    llhttp_resume(&up->parser);
+    if (up->tunnel) {
+        c->state = SL_C_TUNNEL;
+        c->upstream_us = sl_clock_mono_us() - c->t_upstream;
+        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        return;
+    }
+    llhttp_execute(&up->parser, h->buf, 0); /* a bodiless response completes here */
+}
+
+static void pump_response(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    struct evbuffer *in = bufferevent_get_input(up->bev);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    while (!up->head.msg_done) {
+        size_t olen = evbuffer_get_length(out);
+        if (olen >= SL_HIGH_WATER) {
+            c->resp_blocked = true;
+            break;
+        }
+        size_t avail = evbuffer_get_length(in);
+        if (avail == 0)
+            break;
+        llhttp_errno_t err;
+        long n = sl_parse_run(&up->parser, in, SL_HIGH_WATER - olen, false, &err);
+        if (n < 0) {
+            sl_log_debug("upstream sent a malformed body: %s", llhttp_errno_name(err));
+            sl_metrics_upstream_error(c->w->metrics, SL_UPSTREAM_ERR_RESET);
+            sl_conn_kill(c);
+            return;
+        }
+        if (up->head.body_sink) {
+            evbuffer_drain(in, (size_t)n);
+        } else {
+            evbuffer_remove_buffer(in, out, (size_t)n);
+            c->bytes_out += (uint64_t)n;
+        }
+        if (n == 0)
+            break;
+    }
+    if (up->head.msg_done) {
+        response_done(c);
+        return;
+    }
+    sl_conn_flush(c);
+    if (up->eof && evbuffer_get_length(in) == 0) {
+        /* A body delimited by the close of the connection ends here; any other ends
+         * early, and the client can only learn it by the connection closing too. */
+        llhttp_finish(&up->parser);
+        if (up->head.msg_done) {
+            response_done(c);
+            return;
+        }
+        sl_metrics_upstream_error(c->w->metrics, SL_UPSTREAM_ERR_RESET);
+        sl_conn_kill(c);
+    }
+}
+
+void sl_upstream_process(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    if (!up || up->tunnel)
+        return;
+    struct evbuffer *in = bufferevent_get_input(up->bev);
+
+    if (!up->head_sent) {
+        if (evbuffer_get_length(in))
+            up->got_bytes = true;
+        llhttp_errno_t err;
+        long n = sl_parse_run(&up->parser, in, evbuffer_get_length(in), false, &err);
+        if (n < 0) {
+            sl_log_warn("upstream %s sent a malformed response: %s",
+                        c->cfg->upstream.addr.text, llhttp_errno_name(err));
+            upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+            return;
+        }
+        evbuffer_drain(in, (size_t)n);
+        if (!up->head.head_done) {
+            if (up->eof) {
+                if (!try_retry(c))
+                    upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+            }
+            return;
+        }
+        send_response_head(c);
+        if (c->dying || !c->up)
+            return;
+        if (up->tunnel) {
+            sl_tunnel_pump(c);
+            return;
+        }
+    }
+    pump_response(c);
+}
+
+void sl_upstream_pump_body(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+    uint64_t max = c->cfg->client.max_body_bytes;
+
+    while (!c->req_done) {
+        size_t olen = evbuffer_get_length(out);
+        if (olen >= SL_HIGH_WATER) {
+            c->req_blocked = true;
+            break;
+        }
+        if (evbuffer_get_length(in) == 0)
+            break;
+        llhttp_errno_t err;
+        long n = sl_parse_run(&c->parser, in, SL_HIGH_WATER - olen, false, &err);
+        if (n < 0) {
+            /* Bad chunk framing: the upstream has a partial body; the connection to it
+             * goes, and the client is told when the response has not started. */
+            sl_conn_fail(c, 400);
+            return;
+        }
+        evbuffer_remove_buffer(in, out, (size_t)n);
+        c->bytes_in += (uint64_t)n;
+        if (max && c->head.body_bytes > max) {
+            sl_conn_fail(c, 413);
+            return;
+        }
+        if (c->head.msg_done) {
+            c->req_done = true;
+            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            set_timeouts(c);
+        }
+        if (n == 0)
+            break;
+    }
+    sl_upstream_flush(up);
+    if (!c->req_done && c->client_eof && evbuffer_get_length(in) == 0)
+        sl_conn_kill(c);
+}
+
+void sl_tunnel_pump(struct sl_conn *c)
+{
+    struct sl_upstream *up = c->up;
+    if (!up) {
+        sl_conn_kill(c);
+        return;
+    }
+    struct evbuffer *cin = bufferevent_get_input(c->bev), *cout = bufferevent_get_output(c->bev);
+    struct evbuffer *uin = bufferevent_get_input(up->bev), *uout = bufferevent_get_output(up->bev);
+
+    if (evbuffer_get_length(uout) < SL_HIGH_WATER)
+        evbuffer_add_buffer(uout, cin);
+    if (evbuffer_get_length(cout) < SL_HIGH_WATER) {
+        c->bytes_out += evbuffer_get_length(uin);
+        evbuffer_add_buffer(cout, uin);
+    }
+    sl_upstream_flush(up);
+    sl_conn_flush(c);
+    bool client_gone = c->client_eof && !evbuffer_get_length(cin) && !evbuffer_get_length(uout);
+    bool upstream_gone = up->eof && !evbuffer_get_length(uin) && !evbuffer_get_length(cout);
+    if (client_gone || upstream_gone) {
+        c->resp_done = true;
+        c->close_after = true;
+        sl_conn_request_done(c); /* logs the exchange */
+        if (!c->dying)
+            sl_conn_kill(c);
+    }
+}
+
+static void up_readcb(struct bufferevent *bev, void *arg)
+{
+    struct sl_upstream *up = arg;
+    struct sl_conn *c = up->conn;
+
+    sl_conn_enter(c);
+    if (up->tunnel)
+        sl_tunnel_pump(c);
+    else
+        sl_upstream_process(c);
+    sl_conn_leave(c);
+}
+
+static void up_writecb(struct bufferevent *bev, void *arg)
+{
+    struct sl_upstream *up = arg;
+    struct sl_conn *c = up->conn;
+
+    sl_conn_enter(c);
+    if (up->tunnel) {
+        sl_tunnel_pump(c);
+    } else if (c->req_blocked) {
+        c->req_blocked = false;
+        sl_conn_process(c);
+    }
+    if (!c->dying && c->up == up && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
+        bufferevent_disable(bev, EV_WRITE);
+    sl_conn_leave(c);
+}
+
+static void up_eventcb(struct bufferevent *bev, short what, void *arg)
+{
+    struct sl_upstream *up = arg;
+    struct sl_conn *c = up->conn;
+
+    sl_conn_enter(c);
+    if (what & BEV_EVENT_CONNECTED) {
+        int one = 1;
+        up->connected = true;
+        if (up->addr.ss_family != AF_UNIX)
+            setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        set_timeouts(c);
+    } else if (what & BEV_EVENT_TIMEOUT) {
+        if (!up->connected)
+            upstream_failed(c, SL_UPSTREAM_ERR_CONNECT, 504);
+        else
+            upstream_failed(c, SL_UPSTREAM_ERR_TIMEOUT, 504);
+    } else if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
+        up->eof = true;
+        if (up->tunnel)
+            sl_tunnel_pump(c);
+        else
+            sl_upstream_process(c);
+    } else if (!up->connected) {
+        sl_log_warn("upstream %s: %s", c->cfg->upstream.addr.text,
+                    evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+        upstream_failed(c, SL_UPSTREAM_ERR_CONNECT, 502);
+    } else if (up->tunnel || !try_retry(c)) {
+        upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+    }
+    sl_conn_leave(c);
+}

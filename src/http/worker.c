@@ -1,0 +1,203 @@
+/* One worker thread: its event loop, its listener, its engine, upstream pool and access
+ * log buffer. The main thread talks to it only through events made active from outside
+ * (configuration, stop, force, resume) and the mailbox lock. */
+#include <event2/thread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "http.h"
+#include "sluice/log.h"
+
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                      int salen, void *arg)
+{
+    sl_conn_accept(arg, fd, sa, salen);
+}
+
+static void accept_error_cb(struct evconnlistener *l, void *arg)
+{
+    /* EMFILE and friends: keep serving the open connections; accepting resumes when
+     * libevent is next told the socket is readable. */
+    sl_log_warn("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
+}
+
+static void cfg_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+    pthread_mutex_lock(&w->mailbox_lock);
+    struct sl_config *next = w->next_cfg;
+    w->next_cfg = NULL;
+    pthread_mutex_unlock(&w->mailbox_lock);
+    if (next) {
+        sl_cfg_unref(w->cfg);
+        w->cfg = next;
+    }
+}
+
+void sl_worker_maybe_done(struct sl_worker *w)
+{
+    if (w->draining && w->nconns == 0)
+        event_base_loopbreak(w->base);
+}
+
+static void stop_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+    w->draining = true;
+    if (w->listener) {
+        evconnlistener_free(w->listener);
+        w->listener = NULL;
+    }
+    sl_pool_clear(w);
+    for (struct sl_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_shutdown(c, true);
+    }
+    sl_worker_maybe_done(w);
+}
+
+static void force_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+    w->draining = true;
+    while (w->conns)
+        sl_conn_shutdown(w->conns, false);
+    event_base_loopbreak(w->base);
+}
+
+static void resume_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_worker *w = arg;
+    if (w->listener && atomic_load(&w->listener_paused) &&
+        atomic_load(&w->server->conns) < w->cfg->client.max_connections) {
+        atomic_store(&w->listener_paused, false);
+        evconnlistener_enable(w->listener);
+    }
+}
+
+void sl_worker_conn_added(struct sl_worker *w)
+{
+    unsigned n = atomic_fetch_add(&w->server->conns, 1) + 1;
+    /* Past max_connections further clients wait in the kernel's accept queue. */
+    if (n >= w->cfg->client.max_connections && w->listener) {
+        atomic_store(&w->listener_paused, true);
+        evconnlistener_disable(w->listener);
+    }
+}
+
+void sl_worker_conn_removed(struct sl_worker *w)
+{
+    struct sl_server *s = w->server;
+    unsigned n = atomic_fetch_sub(&s->conns, 1) - 1;
+    if (n >= w->cfg->client.max_connections)
+        return;
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        struct sl_worker *o = &s->workers[i];
+        if (!atomic_load(&o->listener_paused))
+            continue;
+        if (o == w)
+            resume_cb(-1, 0, w);
+        else
+            event_active(o->resume_ev, EV_READ, 0);
+    }
+}
+
+int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, char *err,
+                   size_t errlen)
+{
+    struct event_config *ec = event_config_new();
+    int fd = -1;
+
+    memset(w, 0, sizeof *w);
+    w->server = s;
+    w->index = index;
+    pthread_mutex_init(&w->mailbox_lock, NULL);
+    w->cfg = sl_cfg_ref(s->cfg);
+    if (!ec)
+        goto nomem;
+    /* The changelist folds an add and a delete of the same event within one loop turn
+     * into nothing, saving epoll_ctl calls on the hot path. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = event_base_new_with_config(ec);
+    event_config_free(ec);
+    if (!w->base)
+        goto nomem;
+    w->metrics = sl_metrics_slot(s->metrics, index);
+    w->engine = sl_engine_new(w->base, s->memory, NULL, w->metrics);
+    w->cfg_ev = event_new(w->base, -1, 0, cfg_cb, w);
+    w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
+    w->force_ev = event_new(w->base, -1, 0, force_cb, w);
+    w->resume_ev = event_new(w->base, -1, 0, resume_cb, w);
+    if (!w->engine || !w->cfg_ev || !w->stop_ev || !w->force_ev || !w->resume_ev ||
+        sl_access_log_init(w) < 0)
+        goto nomem;
+
+    if (s->unix_listen_fd >= 0)
+        fd = dup(s->unix_listen_fd);
+    else
+        fd = sl_listen_socket(&s->cfg->listen, err, errlen);
+    if (fd < 0)
+        return -1;
+    w->listener = evconnlistener_new(w->base, accept_cb, w,
+                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!w->listener) {
+        close(fd);
+        goto nomem;
+    }
+    evconnlistener_set_error_cb(w->listener, accept_error_cb);
+    return 0;
+
+nomem:
+    snprintf(err, errlen, "out of memory starting worker %u", index);
+    return -1;
+}
+
+void sl_worker_deinit(struct sl_worker *w)
+{
+    while (w->conns)
+        sl_conn_shutdown(w->conns, false);
+    sl_pool_clear(w);
+    if (w->listener)
+        evconnlistener_free(w->listener);
+    sl_access_log_deinit(w);
+    sl_engine_free(w->engine);
+    if (w->cfg_ev)
+        event_free(w->cfg_ev);
+    if (w->stop_ev)
+        event_free(w->stop_ev);
+    if (w->force_ev)
+        event_free(w->force_ev);
+    if (w->resume_ev)
+        event_free(w->resume_ev);
+    if (w->base)
+        event_base_free(w->base);
+    sl_cfg_unref(w->next_cfg);
+    sl_cfg_unref(w->cfg);
+    pthread_mutex_destroy(&w->mailbox_lock);
+}
+
+static void *worker_main(void *arg)
+{
+    struct sl_worker *w = arg;
+    event_base_dispatch(w->base);
+    sl_access_log_flush(w);
+    atomic_fetch_add(&w->server->workers_done, 1);
+    event_active(w->server->worker_done_ev, EV_READ, 0);
+    return NULL;
+}
+
+int sl_worker_start(struct sl_worker *w)
+{
+    return pthread_create(&w->thread, NULL, worker_main, w) == 0 ? 0 : -1;
+}
+
+void sl_worker_publish(struct sl_worker *w, struct sl_config *cfg)
+{
+    pthread_mutex_lock(&w->mailbox_lock);
+    sl_cfg_unref(w->next_cfg);
+    w->next_cfg = sl_cfg_ref(cfg);
+    pthread_mutex_unlock(&w->mailbox_lock);
+    event_active(w->cfg_ev, EV_READ, 0);
+}

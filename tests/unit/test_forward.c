@@ -1,0 +1,168 @@
+/* The forwarded heads: hop-by-hop removal and X-Forwarded-* on fixed heads. */
+#include <check.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/forward.h"
+
+#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+
+static char *drain(struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    char *out = malloc(n + 1);
+    evbuffer_remove(b, out, n);
+    out[n] = '\0';
+    return out;
+}
+
+static char *request_head(const struct sl_header *h, size_t n, struct sl_forward_request f)
+{
+    struct sl_request req = {"GET", 3, "/a/../b?q=%20", 13, h, n, NULL};
+    struct evbuffer *b = evbuffer_new();
+    f.req = &req;
+    ck_assert_int_eq(sl_forward_request_head(&f, b), 0);
+    char *s = drain(b);
+    evbuffer_free(b);
+    return s;
+}
+
+START_TEST(request_line_as_received_and_forwarded_headers)
+{
+    const struct sl_header h[] = {H("Host", "example.com:8080"), H("Accept", "*/*")};
+    char *s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1, .peer = "10.1.2.3",
+                                                               .peer_len = 8});
+    ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.1\r\n"
+                        "Host: example.com:8080\r\n"
+                        "Accept: */*\r\n"
+                        "X-Forwarded-For: 10.1.2.3\r\n"
+                        "X-Forwarded-Proto: http\r\n"
+                        "X-Forwarded-Host: example.com:8080\r\n"
+                        "\r\n");
+    free(s);
+}
+END_TEST
+
+START_TEST(hop_by_hop_removed)
+{
+    const struct sl_header h[] = {
+        H("Host", "h"),          H("Connection", "keep-alive, X-Secret"),
+        H("x-secret", "1"),      H("Keep-Alive", "timeout=5"),
+        H("Proxy-Connection", "keep-alive"), H("TE", "trailers"),
+        H("Trailer", "X-T"),     H("Transfer-Encoding", "chunked"),
+        H("Upgrade", "websocket"), H("X-Kept", "yes"),
+    };
+    char *s = request_head(h, 10, (struct sl_forward_request){.http_minor = 1, .chunked = true});
+    ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.1\r\n"
+                        "Host: h\r\n"
+                        "X-Kept: yes\r\n"
+                        "X-Forwarded-Proto: http\r\n"
+                        "X-Forwarded-Host: h\r\n"
+                        "Transfer-Encoding: chunked\r\n"
+                        "\r\n");
+    free(s);
+}
+END_TEST
+
+START_TEST(upgrade_kept_when_upgrading)
+{
+    const struct sl_header h[] = {H("Host", "h"), H("Connection", "Upgrade"),
+                                  H("Upgrade", "websocket")};
+    char *s = request_head(h, 3, (struct sl_forward_request){.http_minor = 1, .upgrade = true});
+    ck_assert_ptr_nonnull(strstr(s, "Upgrade: websocket\r\n"));
+    ck_assert_ptr_nonnull(strstr(s, "Connection: upgrade\r\n"));
+    free(s);
+}
+END_TEST
+
+START_TEST(x_forwarded_for_merged_and_appended)
+{
+    const struct sl_header h[] = {H("X-Forwarded-For", "1.1.1.1, 2.2.2.2"), H("Host", "h"),
+                                  H("X-Forwarded-For", "3.3.3.3"), H("X-Forwarded-Proto", "https"),
+                                  H("X-Forwarded-Host", "evil")};
+    char *s = request_head(h, 5, (struct sl_forward_request){.http_minor = 0, .peer = "::1",
+                                                               .peer_len = 3});
+    ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.0\r\n"
+                        "Host: h\r\n"
+                        "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, ::1\r\n"
+                        "X-Forwarded-Proto: http\r\n"
+                        "X-Forwarded-Host: h\r\n"
+                        "\r\n");
+    free(s);
+}
+END_TEST
+
+START_TEST(expect_stripped_only_when_answered_locally)
+{
+    const struct sl_header h[] = {H("Host", "h"), H("Expect", "100-continue")};
+    char *s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1, .strip_expect = true});
+    ck_assert_ptr_null(strstr(s, "Expect"));
+    free(s);
+    s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1});
+    ck_assert_ptr_nonnull(strstr(s, "Expect: 100-continue\r\n"));
+    free(s);
+}
+END_TEST
+
+START_TEST(response_head_filtered)
+{
+    const struct sl_header h[] = {H("Content-Type", "text/plain"), H("Connection", "close, X-Internal"),
+                                  H("X-Internal", "1"), H("Keep-Alive", "timeout=5"),
+                                  H("Transfer-Encoding", "chunked")};
+    struct evbuffer *extra = evbuffer_new();
+    evbuffer_add_printf(extra, "RateLimit: \"a\";r=1;t=2\r\n");
+    struct sl_forward_response f = {.status = 200, .reason = "OK", .reason_len = 2, .headers = h,
+                                    .nheaders = 5, .keep_transfer_encoding = true,
+                                    .connection = SL_CONN_KEEP_ALIVE, .extra = extra};
+    struct evbuffer *b = evbuffer_new();
+    ck_assert_int_eq(sl_forward_response_head(&f, b), 0);
+    char *s = drain(b);
+    ck_assert_str_eq(s, "HTTP/1.1 200 OK\r\n"
+                        "Content-Type: text/plain\r\n"
+                        "Transfer-Encoding: chunked\r\n"
+                        "RateLimit: \"a\";r=1;t=2\r\n"
+                        "Connection: keep-alive\r\n"
+                        "\r\n");
+    ck_assert_uint_eq(evbuffer_get_length(extra), 0);
+    free(s);
+    f.keep_transfer_encoding = false;
+    f.connection = SL_CONN_CLOSE;
+    sl_forward_response_head(&f, b);
+    s = drain(b);
+    ck_assert_ptr_null(strstr(s, "Transfer-Encoding"));
+    ck_assert_ptr_nonnull(strstr(s, "Connection: close\r\n"));
+    free(s);
+    evbuffer_free(b);
+    evbuffer_free(extra);
+}
+END_TEST
+
+START_TEST(hop_by_hop_names)
+{
+    ck_assert(sl_forward_is_hop_by_hop("te", 2));
+    ck_assert(sl_forward_is_hop_by_hop("CONNECTION", 10));
+    ck_assert(sl_forward_is_hop_by_hop("transfer-encoding", 17));
+    ck_assert(!sl_forward_is_hop_by_hop("Content-Length", 14));
+    ck_assert(!sl_forward_is_hop_by_hop("Host", 4));
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("forward");
+    TCase *tc = tcase_create("heads");
+    tcase_add_test(tc, request_line_as_received_and_forwarded_headers);
+    tcase_add_test(tc, hop_by_hop_removed);
+    tcase_add_test(tc, upgrade_kept_when_upgrading);
+    tcase_add_test(tc, x_forwarded_for_merged_and_appended);
+    tcase_add_test(tc, expect_stripped_only_when_answered_locally);
+    tcase_add_test(tc, response_head_filtered);
+    tcase_add_test(tc, hop_by_hop_names);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
