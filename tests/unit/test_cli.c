@@ -1,0 +1,211 @@
+/* The sluice command line: -t, -c, $SLUICE_CONFIG, -h, --version and usage errors. Every
+ * run that reads a configuration uses -t, so no proxy is ever started. */
+#include <check.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+static char dir[] = "/tmp/sluice-cli-test-XXXXXX";
+
+struct result {
+    int status; /* exit status, or -1 when the process did not exit normally */
+    char out[16384];
+    char err[16384];
+};
+
+static void slurp(const char *file, char *buf, size_t size)
+{
+    FILE *f = fopen(file, "r");
+    ck_assert_ptr_nonnull(f);
+    size_t n = fread(buf, 1, size - 1, f);
+    buf[n] = '\0';
+    fclose(f);
+}
+
+/* Runs sluice with `args` (NULL-terminated), SLUICE_CONFIG set to `config_env` or unset. */
+static void run(const char *const *args, const char *config_env, struct result *r)
+{
+    char out[64], err[64];
+    snprintf(out, sizeof out, "%s/out", dir);
+    snprintf(err, sizeof err, "%s/err", dir);
+    const char *argv[16] = {SLUICE_BINARY};
+    for (size_t i = 0; args[i] && i < 14; i++)
+        argv[i + 1] = args[i];
+
+    pid_t pid = fork();
+    ck_assert_int_ne(pid, -1);
+    if (pid == 0) {
+        int fo = open(out, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        int fe = open(err, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+        if (fo < 0 || fe < 0 || dup2(fo, 1) < 0 || dup2(fe, 2) < 0)
+            _exit(127);
+        if (config_env)
+            setenv("SLUICE_CONFIG", config_env, 1);
+        else
+            unsetenv("SLUICE_CONFIG");
+        /* The shipped files take these from the environment: use their defaults. */
+        unsetenv("SLUICE_LISTEN");
+        unsetenv("SLUICE_ADMIN");
+        unsetenv("UPSTREAM_URL");
+        unsetenv("REDIS_URL");
+        execv(SLUICE_BINARY, (char *const *)argv);
+        _exit(127);
+    }
+    int status;
+    ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+    r->status = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+    slurp(out, r->out, sizeof r->out);
+    slurp(err, r->err, sizeof r->err);
+}
+
+static const char *write_bad_config(void)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "%s/bad.yaml", dir);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("upstream:\n  url: http://127.0.0.1:3000\n  timeout: soon\nroutes: []\n", f);
+    fclose(f);
+    return path;
+}
+
+START_TEST(check_shipped_config)
+{
+    struct result r;
+    run((const char *[]){"-t", "-c", SLUICE_SOURCE_DIR "/conf/sluice.yaml", NULL}, NULL, &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "configuration ok\n");
+    ck_assert_str_eq(r.err, "");
+
+    run((const char *[]){"-t", "-c", SLUICE_SOURCE_DIR "/examples/demo.yaml", NULL}, NULL, &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "configuration ok\n");
+}
+END_TEST
+
+START_TEST(check_bad_config)
+{
+    struct result r;
+    const char *bad = write_bad_config();
+    char expected[512];
+    snprintf(expected, sizeof expected,
+             "sluice: %s:3:12: upstream.timeout: expected a duration such as \"250ms\", \"2s\", "
+             "\"5m\", \"1h\" or \"1d\", got \"soon\"\n",
+             bad);
+    run((const char *[]){"-t", "-c", bad, NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.out, "");
+    ck_assert_str_eq(r.err, expected);
+}
+END_TEST
+
+START_TEST(check_missing_file)
+{
+    struct result r;
+    run((const char *[]){"-t", "-c", "/nonexistent/sluice.yaml", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_str_eq(r.err,
+                     "sluice: /nonexistent/sluice.yaml: cannot open: No such file or directory\n");
+}
+END_TEST
+
+START_TEST(help)
+{
+    struct result r;
+    run((const char *[]){"-h", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_msg(strncmp(r.out, "usage: sluice [-c FILE] [-t] [-h] [--version]\n", 46) == 0, "%s",
+                  r.out);
+    ck_assert_str_eq(r.err, "");
+}
+END_TEST
+
+START_TEST(version)
+{
+    struct result r;
+    run((const char *[]){"--version", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 0);
+    ck_assert_str_eq(r.out, "sluice " SLUICE_VERSION "\n");
+}
+END_TEST
+
+START_TEST(unknown_option)
+{
+    struct result r;
+    run((const char *[]){"-x", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strncmp(r.err, "sluice: unknown option -x\nusage:", 32) == 0, "%s", r.err);
+    ck_assert_str_eq(r.out, "");
+
+    run((const char *[]){"--bogus", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strncmp(r.err, "sluice: unknown option --bogus\n", 31) == 0, "%s", r.err);
+}
+END_TEST
+
+START_TEST(c_without_argument)
+{
+    struct result r;
+    run((const char *[]){"-t", "-c", NULL}, NULL, &r);
+    ck_assert_int_eq(r.status, 2);
+    ck_assert_msg(strncmp(r.err, "sluice: option -c needs an argument\n", 36) == 0, "%s", r.err);
+}
+END_TEST
+
+START_TEST(config_from_environment)
+{
+    struct result r;
+    const char *bad = write_bad_config();
+    run((const char *[]){"-t", NULL}, bad, &r);
+    ck_assert_int_eq(r.status, 1);
+    ck_assert_msg(strstr(r.err, bad) && strstr(r.err, ":3:12: upstream.timeout:"), "%s", r.err);
+
+    run((const char *[]){"-t", NULL}, SLUICE_SOURCE_DIR "/conf/sluice.yaml", &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_str_eq(r.out, "configuration ok\n");
+
+    /* -c wins over the environment. */
+    run((const char *[]){"-t", "-c", SLUICE_SOURCE_DIR "/conf/sluice.yaml", NULL}, bad, &r);
+    ck_assert_int_eq(r.status, 0);
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("cli");
+    TCase *tc = tcase_create("cli");
+    tcase_set_timeout(tc, 60);
+    tcase_add_test(tc, check_shipped_config);
+    tcase_add_test(tc, check_bad_config);
+    tcase_add_test(tc, check_missing_file);
+    tcase_add_test(tc, help);
+    tcase_add_test(tc, version);
+    tcase_add_test(tc, unknown_option);
+    tcase_add_test(tc, c_without_argument);
+    tcase_add_test(tc, config_from_environment);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    char file[64];
+    const char *names[] = {"out", "err", "bad.yaml"};
+    for (size_t i = 0; i < 3; i++) {
+        snprintf(file, sizeof file, "%s/%s", dir, names[i]);
+        unlink(file);
+    }
+    rmdir(dir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

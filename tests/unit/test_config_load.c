@@ -1,0 +1,699 @@
+/* sl_cfg_load(): a full configuration read field by field, the defaults, and one test per
+ * class of error with its exact message and position. */
+#include <check.h>
+#include <netinet/in.h>
+#include <regex.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include "sluice/config.h"
+#include "sluice/limit.h"
+
+static char dir[] = "/tmp/sluice-config-test-XXXXXX";
+static char path[sizeof dir + 16];
+
+static void write_file(const char *text)
+{
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fputs(text, f) >= 0, 1);
+    ck_assert_int_eq(fclose(f), 0);
+}
+
+static struct sl_config *load_ok(const char *yaml)
+{
+    char *errors = NULL;
+    write_file(yaml);
+    struct sl_config *cfg = sl_cfg_load(path, &errors);
+    ck_assert_msg(cfg != NULL, "load failed: %s", errors ? errors : "(no message)");
+    ck_assert_ptr_null(errors);
+    return cfg;
+}
+
+/* The error text of a failing load, with the temporary path shown as "t.yaml". */
+static char *load_errors(const char *yaml)
+{
+    char *errors = NULL;
+    write_file(yaml);
+    struct sl_config *cfg = sl_cfg_load(path, &errors);
+    ck_assert_ptr_null(cfg);
+    ck_assert_ptr_nonnull(errors);
+    char *out = calloc(1, strlen(errors) + 1);
+    ck_assert_ptr_nonnull(out);
+    size_t plen = strlen(path), o = 0;
+    for (const char *p = errors; *p;) {
+        if (strncmp(p, path, plen) == 0) {
+            memcpy(out + o, "t.yaml", 6);
+            o += 6;
+            p += plen;
+        } else {
+            out[o++] = *p++;
+        }
+    }
+    free(errors);
+    return out;
+}
+
+#define ASSERT_ERRORS(yaml, expected)                                                              \
+    do {                                                                                           \
+        char *got_ = load_errors(yaml);                                                            \
+        ck_assert_str_eq(got_, expected);                                                          \
+        free(got_);                                                                                \
+    } while (0)
+
+#define UPSTREAM "upstream:\n  url: http://127.0.0.1:3000\n"
+
+static const char full[] =
+    "listen: \"${SL_TEST_LISTEN:-127.0.0.1:8081}\"\n"
+    "workers: 3\n"
+    "admin:\n"
+    "  listen: \"[::1]:9902\"\n"
+    "upstream:\n"
+    "  url: \"unix:/run/app.sock\"\n"
+    "  connect_timeout: 250ms\n"
+    "  timeout: 1m\n"
+    "  keepalive: 0\n"
+    "client:\n"
+    "  header_timeout: 5s\n"
+    "  idle_timeout: 1h\n"
+    "  max_header_bytes: 32k\n"
+    "  max_body_bytes: 1g\n"
+    "  max_connections: 20\n"
+    "trusted_proxies: [10.0.0.0/8, \"::1\"]\n"
+    "exempt:\n"
+    "  - 192.168.0.0/16\n"
+    "redis:\n"
+    "  url: \"redis://app:s%40cret@10.0.0.5:6380/2\"\n"
+    "  timeout: 20ms\n"
+    "  key_prefix: \"rl:\"\n"
+    "failure_mode: local\n"
+    "memory:\n"
+    "  max_keys: 5000\n"
+    "response:\n"
+    "  status: 503\n"
+    "  headers: draft\n"
+    "access_log: /var/log/sluice.log\n"
+    "log_level: debug\n"
+    "routes:\n"
+    "  - name: login\n"
+    "    match:\n"
+    "      path: /api/login\n"
+    "      methods: [post, Get]\n"
+    "      host: API.Example.com:8443\n"
+    "      headers:\n"
+    "        X-Api-Version: \"2\"\n"
+    "        X-Tenant: acme\n"
+    "    shadow: true\n"
+    "    limits:\n"
+    "      - name: per_ip\n"
+    "        algorithm: sliding_window\n"
+    "        rate: 5/1m\n"
+    "        key: client_ip\n"
+    "        store: memory\n"
+    "      - name: per_key\n"
+    "        algorithm: token_bucket\n"
+    "        rate: 100/s\n"
+    "        key: [\"header:X-Api-Key\", method, \"query:k\", \"cookie:sid\", path, host, route]\n"
+    "  - name: users\n"
+    "    match:\n"
+    "      path_regex: \"^/users/[0-9]+$\"\n"
+    "    limits:\n"
+    "      - name: smooth\n"
+    "        algorithm: leaky_bucket\n"
+    "        rate: 10/250ms\n"
+    "        burst: 7\n"
+    "        delay: false\n"
+    "      - name: lb_default\n"
+    "        algorithm: leaky_bucket\n"
+    "        rate: 1/s\n"
+    "  - name: rest\n"
+    "    match:\n"
+    "      path_prefix: /\n"
+    "    limits: []\n"
+    "  - name: any\n";
+
+START_TEST(full_config_round_trips)
+{
+    unsetenv("SL_TEST_LISTEN");
+    struct sl_config *cfg = load_ok(full);
+
+    ck_assert_str_eq(cfg->file, path);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    ck_assert_str_eq(cfg->listen.text, "127.0.0.1:8081");
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen.ss;
+    ck_assert_int_eq(sin->sin_family, AF_INET);
+    ck_assert_int_eq(ntohs(sin->sin_port), 8081);
+    ck_assert_uint_eq(cfg->workers, 3);
+    ck_assert(!cfg->workers_auto);
+    ck_assert(cfg->admin_enabled);
+    ck_assert_int_eq(cfg->admin_listen.ss.ss_family, AF_INET6);
+    ck_assert_str_eq(cfg->admin_listen.text, "[::1]:9902");
+
+    ck_assert_str_eq(cfg->upstream.url, "unix:/run/app.sock");
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_UNIX);
+    ck_assert_str_eq(((struct sockaddr_un *)&cfg->upstream.addr.ss)->sun_path, "/run/app.sock");
+    ck_assert_uint_eq(cfg->upstream.connect_timeout_ms, 250);
+    ck_assert_uint_eq(cfg->upstream.timeout_ms, 60000);
+    ck_assert_uint_eq(cfg->upstream.keepalive, 0);
+
+    ck_assert_uint_eq(cfg->client.header_timeout_ms, 5000);
+    ck_assert_uint_eq(cfg->client.idle_timeout_ms, 3600000);
+    ck_assert_uint_eq(cfg->client.max_header_bytes, 32768);
+    ck_assert_uint_eq(cfg->client.max_body_bytes, 1ULL << 30);
+    ck_assert_uint_eq(cfg->client.max_connections, 20);
+
+    ck_assert_uint_eq(cfg->trusted_proxies.count, 2);
+    ck_assert_uint_eq(cfg->trusted_proxies.items[0].prefix, 8);
+    ck_assert_int_eq(cfg->trusted_proxies.items[1].net.family, AF_INET6);
+    ck_assert_uint_eq(cfg->exempt.count, 1);
+    ck_assert_uint_eq(cfg->exempt.items[0].prefix, 16);
+
+    ck_assert(cfg->redis.enabled);
+    ck_assert_str_eq(cfg->redis.url, "redis://app:s%40cret@10.0.0.5:6380/2");
+    ck_assert_str_eq(cfg->redis.host, "10.0.0.5");
+    ck_assert_int_eq(cfg->redis.port, 6380);
+    ck_assert_ptr_null(cfg->redis.unix_path);
+    ck_assert_str_eq(cfg->redis.user, "app");
+    ck_assert_str_eq(cfg->redis.password, "s@cret");
+    ck_assert_int_eq(cfg->redis.db, 2);
+    ck_assert_uint_eq(cfg->redis.timeout_ms, 20);
+    ck_assert_str_eq(cfg->redis.key_prefix, "rl:");
+
+    ck_assert_int_eq(cfg->failure_mode, SL_FAILURE_LOCAL);
+    ck_assert_uint_eq(cfg->memory_max_keys, 5000);
+    ck_assert_int_eq(cfg->response_status, 503);
+    ck_assert_int_eq(cfg->response_headers, SL_HEADERS_DRAFT);
+    ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_FILE);
+    ck_assert_str_eq(cfg->access_log_path, "/var/log/sluice.log");
+    ck_assert_int_eq(cfg->log_level, SL_LOG_DEBUG);
+
+    ck_assert_uint_eq(cfg->nroutes, 4);
+    ck_assert_uint_eq(cfg->nlimits, 4);
+
+    const struct sl_route *r = &cfg->routes[0];
+    ck_assert_str_eq(r->name, "login");
+    ck_assert_uint_eq(r->index, 0);
+    ck_assert_int_eq(r->path_match, SL_MATCH_PATH);
+    ck_assert_str_eq(r->path, "/api/login");
+    ck_assert_uint_eq(r->nmethods, 2);
+    ck_assert_str_eq(r->methods[0], "POST");
+    ck_assert_str_eq(r->methods[1], "GET");
+    ck_assert_str_eq(r->host, "api.example.com");
+    ck_assert_uint_eq(r->nheaders, 2);
+    ck_assert_str_eq(r->headers[0].name, "X-Api-Version");
+    ck_assert_str_eq(r->headers[0].value, "2");
+    ck_assert_str_eq(r->headers[1].name, "X-Tenant");
+    ck_assert_str_eq(r->headers[1].value, "acme");
+    ck_assert(r->shadow);
+    ck_assert_uint_eq(r->nlimits, 2);
+
+    const struct sl_limit *l = &r->limits[0];
+    ck_assert_str_eq(l->name, "per_ip");
+    ck_assert_ptr_eq(l->route, r);
+    ck_assert_ptr_eq(l->alg, sl_algorithm_find("sliding_window"));
+    ck_assert_uint_eq(l->count, 5);
+    ck_assert_uint_eq(l->period_us, 60000000);
+    ck_assert_str_eq(l->rate_text, "5/1m");
+    ck_assert_uint_eq(l->nkeys, 1);
+    ck_assert_int_eq(l->keys[0].kind, SL_KEY_CLIENT_IP);
+    ck_assert_ptr_null(l->keys[0].name);
+    ck_assert_int_eq(l->store, SL_STORE_MEMORY);
+    ck_assert_uint_eq(l->burst, 0);
+    ck_assert_uint_eq(l->index, 0);
+
+    l = &r->limits[1];
+    ck_assert_str_eq(l->name, "per_key");
+    ck_assert_ptr_eq(l->alg, sl_algorithm_find("token_bucket"));
+    ck_assert_uint_eq(l->burst, 100);           /* token_bucket: burst defaults to N */
+    ck_assert_int_eq(l->store, SL_STORE_REDIS); /* the default when redis is configured */
+    ck_assert_uint_eq(l->index, 1);
+    ck_assert_uint_eq(l->nkeys, 7);
+    ck_assert_int_eq(l->keys[0].kind, SL_KEY_HEADER);
+    ck_assert_str_eq(l->keys[0].name, "X-Api-Key");
+    ck_assert_uint_eq(l->keys[0].name_len, 9);
+    ck_assert_int_eq(l->keys[1].kind, SL_KEY_METHOD);
+    ck_assert_int_eq(l->keys[2].kind, SL_KEY_QUERY);
+    ck_assert_str_eq(l->keys[2].name, "k");
+    ck_assert_int_eq(l->keys[3].kind, SL_KEY_COOKIE);
+    ck_assert_str_eq(l->keys[3].name, "sid");
+    ck_assert_int_eq(l->keys[4].kind, SL_KEY_PATH);
+    ck_assert_int_eq(l->keys[5].kind, SL_KEY_HOST);
+    ck_assert_int_eq(l->keys[6].kind, SL_KEY_ROUTE);
+
+    r = &cfg->routes[1];
+    ck_assert_uint_eq(r->index, 1);
+    ck_assert_int_eq(r->path_match, SL_MATCH_REGEX);
+    ck_assert_str_eq(r->path, "^/users/[0-9]+$");
+    ck_assert_int_eq(regexec(&r->regex, "/users/42", 0, NULL, 0), 0);
+    ck_assert_int_eq(regexec(&r->regex, "/users/x", 0, NULL, 0), REG_NOMATCH);
+    ck_assert_uint_eq(r->nmethods, 0);
+    ck_assert_ptr_null(r->host);
+    ck_assert(!r->shadow);
+    l = &r->limits[0];
+    ck_assert_uint_eq(l->count, 10);
+    ck_assert_uint_eq(l->period_us, 250000);
+    ck_assert_uint_eq(l->burst, 7);
+    ck_assert(!l->delay);
+    ck_assert_uint_eq(l->index, 2);
+    ck_assert_int_eq(l->keys[0].kind, SL_KEY_CLIENT_IP); /* the default key */
+    l = &r->limits[1];
+    ck_assert_uint_eq(l->burst, 0); /* leaky_bucket: burst defaults to 0 */
+    ck_assert(l->delay);
+    ck_assert_uint_eq(l->index, 3);
+
+    ck_assert_int_eq(cfg->routes[2].path_match, SL_MATCH_PREFIX);
+    ck_assert_str_eq(cfg->routes[2].path, "/");
+    ck_assert_uint_eq(cfg->routes[2].nlimits, 0);
+    ck_assert_int_eq(cfg->routes[3].path_match, SL_MATCH_ANY);
+    ck_assert_ptr_null(cfg->routes[3].path);
+
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(defaults)
+{
+    struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
+
+    ck_assert_str_eq(cfg->listen.text, "0.0.0.0:8080");
+    ck_assert(cfg->workers_auto);
+    long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+    ck_assert_uint_eq(cfg->workers, cpus > 0 ? (unsigned)cpus : 1);
+    ck_assert(cfg->admin_enabled);
+    ck_assert_str_eq(cfg->admin_listen.text, "127.0.0.1:9901");
+    ck_assert_str_eq(cfg->upstream.url, "http://127.0.0.1:3000");
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->upstream.addr.ss;
+    ck_assert_int_eq(ntohs(sin->sin_port), 3000);
+    ck_assert_uint_eq(cfg->upstream.connect_timeout_ms, 2000);
+    ck_assert_uint_eq(cfg->upstream.timeout_ms, 60000);
+    ck_assert_uint_eq(cfg->upstream.keepalive, 64);
+    ck_assert_uint_eq(cfg->client.header_timeout_ms, 10000);
+    ck_assert_uint_eq(cfg->client.idle_timeout_ms, 75000);
+    ck_assert_uint_eq(cfg->client.max_header_bytes, 16384);
+    ck_assert_uint_eq(cfg->client.max_body_bytes, 0);
+    ck_assert_uint_eq(cfg->client.max_connections, 10000);
+    ck_assert_uint_eq(cfg->trusted_proxies.count, 0);
+    ck_assert_uint_eq(cfg->exempt.count, 0);
+    ck_assert(!cfg->redis.enabled);
+    ck_assert_int_eq(cfg->failure_mode, SL_FAILURE_OPEN);
+    ck_assert_uint_eq(cfg->memory_max_keys, 1000000);
+    ck_assert_int_eq(cfg->response_status, 429);
+    ck_assert_int_eq(cfg->response_headers, SL_HEADERS_BOTH);
+    ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_STDOUT);
+    ck_assert_int_eq(cfg->log_level, SL_LOG_INFO);
+    ck_assert_uint_eq(cfg->nroutes, 0);
+    ck_assert_uint_eq(cfg->nlimits, 0);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(admin_off_localhost_and_memory_store)
+{
+    struct sl_config *cfg =
+        load_ok("admin: {listen: \"off\"}\n"
+                "upstream: {url: \"http://localhost:3000/\"}\n"
+                "access_log: \"off\"\n"
+                "routes:\n"
+                "  - name: a\n"
+                "    limits: [{name: x, algorithm: fixed_window, rate: 1/s}]\n");
+    ck_assert(!cfg->admin_enabled);
+    ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_OFF);
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->upstream.addr.ss;
+    ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), 0x7f000001);
+    ck_assert_int_eq(cfg->routes[0].limits[0].store, SL_STORE_MEMORY);
+    ck_assert_uint_eq(cfg->routes[0].limits[0].burst, 0);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(redis_url_forms)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis: {url: \"unix:/run/redis.sock?db=3\"}\nroutes: []\n");
+    ck_assert_str_eq(cfg->redis.unix_path, "/run/redis.sock");
+    ck_assert_ptr_null(cfg->redis.host);
+    ck_assert_int_eq(cfg->redis.db, 3);
+    ck_assert_uint_eq(cfg->redis.timeout_ms, 50);
+    ck_assert_str_eq(cfg->redis.key_prefix, "sluice:");
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis:\nroutes: []\n");
+    ck_assert(cfg->redis.enabled);
+    ck_assert_str_eq(cfg->redis.host, "127.0.0.1");
+    ck_assert_int_eq(cfg->redis.port, 6379);
+    ck_assert_int_eq(cfg->redis.db, 0);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis: {url: \"redis://:pw@[::1]\"}\nroutes: []\n");
+    ck_assert_str_eq(cfg->redis.host, "::1");
+    ck_assert_int_eq(cfg->redis.port, 6379);
+    ck_assert_ptr_null(cfg->redis.user);
+    ck_assert_str_eq(cfg->redis.password, "pw");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(json_redacts_passwords)
+{
+    struct sl_config *cfg = load_ok(full);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_null(strstr(json, "cret"));
+    ck_assert_ptr_nonnull(strstr(json, "\"url\":\"redis://app:***@10.0.0.5:6380/2\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"password\":\"***\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"path_regex\":\"^/users/[0-9]+$\""));
+    ck_assert_ptr_nonnull(
+        strstr(json, "\"key\":[\"header:X-Api-Key\",\"method\",\"query:k\",\"cookie:sid\""));
+    ck_assert_ptr_nonnull(strstr(json, "\"trusted_proxies\":[\"10.0.0.0/8\",\"::1/128\"]"));
+    ck_assert_int_eq(json[0], '{');
+    ck_assert_int_eq(json[strlen(json) - 1], '}');
+    free(json);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(refcount)
+{
+    struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
+    ck_assert_ptr_eq(sl_cfg_ref(cfg), cfg);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 2);
+    sl_cfg_unref(cfg);
+    ck_assert_int_eq(atomic_load(&cfg->refs), 1);
+    sl_cfg_unref(cfg);
+    sl_cfg_unref(NULL);
+}
+END_TEST
+
+START_TEST(env_default_and_set)
+{
+    setenv("SL_TEST_LISTEN", "127.0.0.1:7000", 1);
+    struct sl_config *cfg =
+        load_ok("listen: ${SL_TEST_LISTEN:-127.0.0.1:8081}\n" UPSTREAM "routes: []\n");
+    ck_assert_str_eq(cfg->listen.text, "127.0.0.1:7000");
+    sl_cfg_unref(cfg);
+    unsetenv("SL_TEST_LISTEN");
+}
+END_TEST
+
+START_TEST(error_unknown_key)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeuot: 5s\nroutes: []\n",
+                  "t.yaml:3:3: upstream.timeuot: unknown key; expected one of url, "
+                  "connect_timeout, timeout, keepalive\n");
+}
+END_TEST
+
+START_TEST(error_wrong_type)
+{
+    ASSERT_ERRORS("upstream: http://127.0.0.1:3000\nroutes: {}\n",
+                  "t.yaml:1:11: upstream: expected a mapping, got \"http://127.0.0.1:3000\"\n"
+                  "t.yaml:2:9: routes: expected a list, got a mapping\n");
+}
+END_TEST
+
+START_TEST(error_duplicate_route_name)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n  - name: api\n  - name: api\n",
+                  "t.yaml:5:11: routes[1].name: duplicate route name \"api\"; routes[0] has it "
+                  "already\n");
+}
+END_TEST
+
+START_TEST(error_duplicate_limit_name)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: api\n"
+                           "    limits:\n"
+                           "      - {name: a, algorithm: fixed_window, rate: 1/s}\n"
+                           "      - {name: a, algorithm: fixed_window, rate: 2/s}\n",
+                  "t.yaml:7:16: routes[0].limits[1].name: duplicate limit name \"a\"; "
+                  "routes[0].limits[0] has it already\n");
+}
+END_TEST
+
+START_TEST(error_bad_duration)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeout: 10\nroutes: []\n",
+                  "t.yaml:3:12: upstream.timeout: expected a duration such as \"250ms\", \"2s\", "
+                  "\"5m\", \"1h\" or \"1d\", got \"10\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_size)
+{
+    ASSERT_ERRORS(UPSTREAM "client:\n  max_body_bytes: 1tb\nroutes: []\n",
+                  "t.yaml:4:19: client.max_body_bytes: expected a size such as \"512\", \"16k\", "
+                  "\"1m\" or \"1g\", got \"1tb\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_rate)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: login\n"
+                           "    limits:\n"
+                           "      - name: per_ip\n"
+                           "        algorithm: sliding_window\n"
+                           "        rate: 5/1m\n"
+                           "      - name: per_key\n"
+                           "        algorithm: token_bucket\n"
+                           "        rate: fast\n",
+                  "t.yaml:11:15: routes[0].limits[1].rate: expected \"N/unit\" such as \"100/s\" "
+                  "or \"5/10m\", got \"fast\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_cidr)
+{
+    ASSERT_ERRORS(UPSTREAM "trusted_proxies: [10.0.0.0/8, 10.0.0.1/8]\nroutes: []\n",
+                  "t.yaml:3:31: trusted_proxies[1]: expected a CIDR such as \"10.0.0.0/8\", "
+                  "\"2001:db8::/32\" or an address, with no host bits set beyond the prefix, got "
+                  "\"10.0.0.1/8\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_regex)
+{
+    regex_t re;
+    char why[256], expected[512];
+    int rc = regcomp(&re, "^/users/([", REG_EXTENDED | REG_NOSUB);
+    ck_assert_int_ne(rc, 0);
+    regerror(rc, &re, why, sizeof why);
+    snprintf(expected, sizeof expected,
+             "t.yaml:6:19: routes[0].match.path_regex: expected a POSIX extended regular "
+             "expression, got \"^/users/([\": %s\n",
+             why);
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: users\n"
+                           "    match:\n"
+                           "      path_regex: \"^/users/([\"\n",
+                  expected);
+}
+END_TEST
+
+START_TEST(error_bad_url)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
+                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" (numeric host or "
+                  "localhost, no path) or \"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://127.0.0.1:6379/zero\nroutes: []\n",
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
+                  "\"unix:/path\" (optionally \"?db=N\"), got \"redis://127.0.0.1:6379/zero\"\n");
+    /* A URL with credentials is not echoed back. */
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://u:topsecret@host:99999\nroutes: []\n",
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
+                  "\"unix:/path\" (optionally \"?db=N\"), got a URL that does not parse (not "
+                  "shown: it holds credentials)\n");
+}
+END_TEST
+
+START_TEST(error_out_of_range)
+{
+    ASSERT_ERRORS(UPSTREAM "response:\n  status: 200\nroutes: []\n",
+                  "t.yaml:4:11: response.status: expected an integer from 400 to 599, got "
+                  "\"200\"\n");
+    ASSERT_ERRORS(UPSTREAM "workers: 0\nroutes: []\n",
+                  "t.yaml:3:10: workers: expected \"auto\" or an integer from 1 to 1024, got "
+                  "\"0\"\n");
+}
+END_TEST
+
+static const char limit_head[] = UPSTREAM "routes:\n"
+                                          "  - name: api\n"
+                                          "    limits:\n"
+                                          "      - name: a\n";
+
+static void assert_limit_error(const char *limit_body, const char *expected)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "%s%s", limit_head, limit_body);
+    ASSERT_ERRORS(yaml, expected);
+}
+
+START_TEST(error_burst_on_fixed_window)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        burst: 10\n",
+                       "t.yaml:9:16: routes[0].limits[0].burst: burst is not supported by "
+                       "fixed_window (only by token_bucket, leaky_bucket)\n");
+}
+END_TEST
+
+START_TEST(error_delay_on_token_bucket)
+{
+    assert_limit_error("        algorithm: token_bucket\n"
+                       "        rate: 5/s\n"
+                       "        delay: false\n",
+                       "t.yaml:9:16: routes[0].limits[0].delay: delay is not supported by "
+                       "token_bucket (only by leaky_bucket)\n");
+}
+END_TEST
+
+START_TEST(error_missing_upstream)
+{
+    ASSERT_ERRORS("routes: []\n", "t.yaml:1:1: upstream: required key is missing; expected a "
+                                  "mapping with url such as \"http://127.0.0.1:3000\"\n");
+}
+END_TEST
+
+START_TEST(error_missing_routes)
+{
+    ASSERT_ERRORS(UPSTREAM,
+                  "t.yaml:1:1: routes: required key is missing; expected a list of routes\n");
+}
+END_TEST
+
+START_TEST(error_not_yaml)
+{
+    ASSERT_ERRORS("upstream: [a, b\nroutes: x\n",
+                  "t.yaml:2:7: did not find expected ',' or ']' while parsing a flow sequence\n");
+    ASSERT_ERRORS("just some text\n", "t.yaml:1:1: expected a mapping with upstream and routes, "
+                                      "got \"just some text\"\n");
+}
+END_TEST
+
+START_TEST(error_unreadable_file)
+{
+    char *errors = NULL;
+    ck_assert_ptr_null(sl_cfg_load("/nonexistent/sluice.yaml", &errors));
+    ck_assert_str_eq(errors, "/nonexistent/sluice.yaml: cannot open: No such file or directory\n");
+    free(errors);
+}
+END_TEST
+
+START_TEST(error_unset_env_var)
+{
+    unsetenv("SL_TEST_UPSTREAM");
+    ASSERT_ERRORS("upstream:\n  url: ${SL_TEST_UPSTREAM}\nroutes: []\n",
+                  "t.yaml:2:8: upstream.url: environment variable SL_TEST_UPSTREAM is not set "
+                  "and has no default\n");
+}
+END_TEST
+
+START_TEST(error_unknown_algorithm)
+{
+    assert_limit_error("        algorithm: gcra\n"
+                       "        rate: 5/s\n",
+                       "t.yaml:7:20: routes[0].limits[0].algorithm: expected one of fixed_window, "
+                       "sliding_window, sliding_window_counter, token_bucket, leaky_bucket, got "
+                       "\"gcra\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_key_source)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        key: [client_ip, \"header:\"]\n",
+                       "t.yaml:9:26: routes[0].limits[0].key[1]: expected a key source "
+                       "(client_ip, header:NAME, query:NAME, cookie:NAME, method, path, host or "
+                       "route), got \"header:\"\n");
+}
+END_TEST
+
+START_TEST(error_store_redis_without_redis)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        store: redis\n",
+                       "t.yaml:9:16: routes[0].limits[0].store: expected memory, got \"redis\", "
+                       "which needs a top-level redis block\n");
+}
+END_TEST
+
+START_TEST(error_several_in_file_order)
+{
+    ASSERT_ERRORS("listen: nowhere\n"
+                  "workers: 0\n"
+                  "upstream:\n"
+                  "  keepalive: lots\n"
+                  "  url: http://127.0.0.1:3000\n",
+                  "t.yaml:1:1: routes: required key is missing; expected a list of routes\n"
+                  "t.yaml:1:9: listen: expected \"host:port\", \"[ipv6]:port\" or \"unix:/path\" "
+                  "with a numeric host or localhost, got \"nowhere\"\n"
+                  "t.yaml:2:10: workers: expected \"auto\" or an integer from 1 to 1024, got "
+                  "\"0\"\n"
+                  "t.yaml:4:14: upstream.keepalive: expected an integer from 0 to 100000, got "
+                  "\"lots\"\n");
+}
+END_TEST
+
+static Suite *suite(void)
+{
+    Suite *s = suite_create("config_load");
+    TCase *tc = tcase_create("valid");
+    tcase_add_test(tc, full_config_round_trips);
+    tcase_add_test(tc, defaults);
+    tcase_add_test(tc, admin_off_localhost_and_memory_store);
+    tcase_add_test(tc, redis_url_forms);
+    tcase_add_test(tc, json_redacts_passwords);
+    tcase_add_test(tc, refcount);
+    tcase_add_test(tc, env_default_and_set);
+    suite_add_tcase(s, tc);
+
+    tc = tcase_create("errors");
+    tcase_add_test(tc, error_unknown_key);
+    tcase_add_test(tc, error_wrong_type);
+    tcase_add_test(tc, error_duplicate_route_name);
+    tcase_add_test(tc, error_duplicate_limit_name);
+    tcase_add_test(tc, error_bad_duration);
+    tcase_add_test(tc, error_bad_size);
+    tcase_add_test(tc, error_bad_rate);
+    tcase_add_test(tc, error_bad_cidr);
+    tcase_add_test(tc, error_bad_regex);
+    tcase_add_test(tc, error_bad_url);
+    tcase_add_test(tc, error_out_of_range);
+    tcase_add_test(tc, error_burst_on_fixed_window);
+    tcase_add_test(tc, error_delay_on_token_bucket);
+    tcase_add_test(tc, error_missing_upstream);
+    tcase_add_test(tc, error_missing_routes);
+    tcase_add_test(tc, error_not_yaml);
+    tcase_add_test(tc, error_unreadable_file);
+    tcase_add_test(tc, error_unset_env_var);
+    tcase_add_test(tc, error_unknown_algorithm);
+    tcase_add_test(tc, error_bad_key_source);
+    tcase_add_test(tc, error_store_redis_without_redis);
+    tcase_add_test(tc, error_several_in_file_order);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void)
+{
+    if (!mkdtemp(dir)) {
+        perror("mkdtemp");
+        return EXIT_FAILURE;
+    }
+    snprintf(path, sizeof path, "%s/t.yaml", dir);
+    SRunner *sr = srunner_create(suite());
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    unlink(path);
+    rmdir(dir);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
