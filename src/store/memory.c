@@ -1,6 +1,6 @@
 /* The in-memory store: per-key limit state shared by every worker thread.
  *
- * Keys are spread by a seeded SipHash over up to 256 stripes. A stripe is a mutex, a
+ * Keys are spread by a seeded SipHash-1-3 over up to 256 stripes. A stripe is a mutex, a
  * chained hash table and an LRU list, so a decision takes exactly one lock and threads
  * working on different keys rarely meet. An entry is allocated once per new key with
  * the algorithm state and the key's identity inline; deciding on a known key allocates
@@ -30,7 +30,8 @@
  * close to global instead of a stripe of one or two keys each. */
 #define MIN_KEYS_PER_STRIPE 64
 #define INITIAL_BUCKETS 8
-/* Expired entries reclaimed from the cold end of the LRU list per new key. */
+/* Expired entries reclaimed from the cold end of the LRU list per new key: more than one,
+ * so that the table shrinks back after a burst of keys that went quiet. */
 #define RECLAIM_PER_INSERT 2
 
 struct lru_link {
@@ -67,44 +68,64 @@ struct memory_store {
     struct stripe *stripes;
 };
 
+/* Identities up to this size are laid out on the stack and hashed and compared in one
+ * piece; longer ones (very long keys) are handled piecewise, still without allocating. */
+#define FLAT_IDENT_MAX 256
+
 /* The identity of one decision's key, measured once per decision. */
 struct ident {
-    const char *route, *limit, *alg;
-    size_t route_len, limit_len, alg_len; /* including the terminating NUL */
-    unsigned char rate[16];               /* N and P, little-endian */
+    const char *route, *limit;
+    size_t route_len, limit_len; /* including the terminating NUL */
+    /* The algorithm, N and P. The algorithm is its ops: one static object per name for
+     * the life of the process, so across reloads too. */
+    unsigned char fixed[3 * sizeof(uint64_t)];
     const char *key;
     size_t key_len;
     size_t len;
+    const unsigned char *flat; /* the whole identity, when len <= FLAT_IDENT_MAX */
 };
 
+/* The names are NUL-terminated and the rest has a fixed width but for the key, which
+ * comes last: pieces laid end to end cannot be confused with another identity's. */
+static void ident_lay_out(unsigned char *p, const struct ident *id)
+{
+    memcpy(p, id->route, id->route_len);
+    p += id->route_len;
+    memcpy(p, id->limit, id->limit_len);
+    p += id->limit_len;
+    memcpy(p, id->fixed, sizeof id->fixed);
+    p += sizeof id->fixed;
+    memcpy(p, id->key, id->key_len);
+}
+
 static void ident_init(struct ident *id, const struct sl_limit *lim, const char *key,
-                       size_t key_len)
+                       size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
 {
     id->route = lim->route ? lim->route->name : "";
     id->limit = lim->name;
-    id->alg = lim->alg->name;
     id->route_len = strlen(id->route) + 1;
     id->limit_len = strlen(id->limit) + 1;
-    id->alg_len = strlen(id->alg) + 1;
-    for (int i = 0; i < 8; i++) {
-        id->rate[i] = (unsigned char)(lim->count >> (8 * i));
-        id->rate[8 + i] = (unsigned char)(lim->period_us >> (8 * i));
-    }
+    uint64_t fixed[3] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us};
+    memcpy(id->fixed, fixed, sizeof fixed);
     id->key = key;
     id->key_len = key_len;
-    id->len = id->route_len + id->limit_len + id->alg_len + sizeof id->rate + key_len;
+    id->len = id->route_len + id->limit_len + sizeof id->fixed + key_len;
+    id->flat = NULL;
+    if (id->len <= FLAT_IDENT_MAX) {
+        ident_lay_out(flat, id);
+        id->flat = flat;
+    }
 }
 
-/* The names are NUL-terminated and the rate has a fixed width, so the pieces laid end to
- * end cannot be confused with another identity's. */
 static uint64_t ident_hash(const struct memory_store *ms, const struct ident *id)
 {
+    if (id->flat)
+        return sl_siphash(ms->k0, ms->k1, 1, 3, id->flat, id->len);
     struct sl_siphash h;
-    sl_siphash_init(&h, ms->k0, ms->k1);
+    sl_siphash_init(&h, ms->k0, ms->k1, 1, 3);
     sl_siphash_update(&h, id->route, id->route_len);
     sl_siphash_update(&h, id->limit, id->limit_len);
-    sl_siphash_update(&h, id->alg, id->alg_len);
-    sl_siphash_update(&h, id->rate, sizeof id->rate);
+    sl_siphash_update(&h, id->fixed, sizeof id->fixed);
     sl_siphash_update(&h, id->key, id->key_len);
     return sl_siphash_final(&h);
 }
@@ -114,37 +135,22 @@ static unsigned char *entry_ident(struct entry *e)
     return (unsigned char *)e->data + e->state_size;
 }
 
-static void ident_write(struct entry *e, const struct ident *id)
-{
-    unsigned char *p = entry_ident(e);
-    memcpy(p, id->route, id->route_len);
-    p += id->route_len;
-    memcpy(p, id->limit, id->limit_len);
-    p += id->limit_len;
-    memcpy(p, id->alg, id->alg_len);
-    p += id->alg_len;
-    memcpy(p, id->rate, sizeof id->rate);
-    p += sizeof id->rate;
-    memcpy(p, id->key, id->key_len);
-}
-
 static bool ident_equal(struct entry *e, const struct ident *id)
 {
     if (e->ident_len != id->len)
         return false;
     const unsigned char *p = entry_ident(e);
+    if (id->flat)
+        return memcmp(p, id->flat, id->len) == 0;
     if (memcmp(p, id->route, id->route_len) != 0)
         return false;
     p += id->route_len;
     if (memcmp(p, id->limit, id->limit_len) != 0)
         return false;
     p += id->limit_len;
-    if (memcmp(p, id->alg, id->alg_len) != 0)
+    if (memcmp(p, id->fixed, sizeof id->fixed) != 0)
         return false;
-    p += id->alg_len;
-    if (memcmp(p, id->rate, sizeof id->rate) != 0)
-        return false;
-    p += sizeof id->rate;
+    p += sizeof id->fixed;
     return memcmp(p, id->key, id->key_len) == 0;
 }
 
@@ -170,14 +176,26 @@ static struct entry *lookup(struct stripe *s, uint64_t hash, const struct ident 
     return NULL;
 }
 
-static void remove_entry(struct stripe *s, struct entry *e)
+/* Bytes allocated for an entry, or 0 when too large. Rounded up to a size class so that
+ * an entry removed to make room can often carry the next key as is: keys such as client
+ * addresses differ in length by a few bytes. */
+static size_t entry_alloc_size(size_t state_size, size_t ident_len)
+{
+    size_t size = sizeof(struct entry);
+    if (state_size > SIZE_MAX - 64 - size || ident_len > SIZE_MAX - 64 - size - state_size)
+        return 0;
+    size += state_size + ident_len;
+    return (size + 31) & ~(size_t)31;
+}
+
+/* Takes `e` out of the table and the LRU list; the caller frees or reuses it. */
+static void detach(struct stripe *s, struct entry *e)
 {
     struct entry **pp = &s->buckets[e->hash & s->mask];
     while (*pp != e)
         pp = &(*pp)->hnext;
     *pp = e->hnext;
     lru_unlink(&e->lru);
-    free(e);
     s->count--;
     atomic_store_explicit(&s->keys, s->count, memory_order_relaxed);
 }
@@ -212,31 +230,51 @@ static struct entry *lru_coldest(struct stripe *s)
     return s->lru.prev == &s->lru ? NULL : (struct entry *)s->lru.prev;
 }
 
-/* Makes room for one more entry: expired entries at the cold end go first, free of
- * charge; if the stripe is still full, its least recently used entry is evicted. */
-static void make_room(struct stripe *s, uint64_t now)
+/* Keeps one removed entry for reuse by the next insert, frees any other. */
+static void keep_spare(struct entry **spare, struct entry *e)
 {
-    struct entry *e;
-    for (int i = 0; i < RECLAIM_PER_INSERT && (e = lru_coldest(s)) && now >= e->expires_at; i++)
-        remove_entry(s, e);
-    if (s->count >= s->max && (e = lru_coldest(s))) {
-        remove_entry(s, e);
-        atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
-    }
+    free(*spare);
+    *spare = e;
 }
 
-static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident *id,
-                            size_t state_size)
+/* Makes room for one more entry: expired entries at the cold end go first, free of
+ * charge; if the stripe is still full, its least recently used entry is evicted. Returns
+ * a removed entry whose memory the insert may reuse, or NULL. */
+static struct entry *make_room(struct stripe *s, uint64_t now)
 {
-    if (state_size > SIZE_MAX - sizeof(struct entry) - id->len)
-        return NULL;
-    struct entry *e = calloc(1, sizeof *e + state_size + id->len);
+    struct entry *e, *spare = NULL;
+    for (int i = 0; i < RECLAIM_PER_INSERT && (e = lru_coldest(s)) && now >= e->expires_at; i++) {
+        detach(s, e);
+        keep_spare(&spare, e);
+    }
+    if (s->count >= s->max && (e = lru_coldest(s))) {
+        detach(s, e);
+        keep_spare(&spare, e);
+        atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
+    }
+    return spare;
+}
+
+/* Adds a zeroed entry for `id`, in `spare` (taken over) when its size class fits. */
+static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident *id,
+                            size_t state_size, struct entry *spare)
+{
+    size_t size = entry_alloc_size(state_size, id->len);
+    struct entry *e = NULL;
+    if (spare && size != 0 && entry_alloc_size(spare->state_size, spare->ident_len) == size) {
+        e = spare;
+        memset(e, 0, size);
+    } else {
+        free(spare);
+        if (size != 0)
+            e = calloc(1, size);
+    }
     if (!e)
         return NULL;
     e->hash = hash;
     e->state_size = state_size;
     e->ident_len = id->len;
-    ident_write(e, id);
+    ident_lay_out(entry_ident(e), id);
     e->hnext = s->buckets[hash & s->mask];
     s->buckets[hash & s->mask] = e;
     lru_push_front(s, &e->lru);
@@ -250,8 +288,9 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
                           size_t key_len, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
+    unsigned char flat[FLAT_IDENT_MAX];
     struct ident id;
-    ident_init(&id, lim, key, key_len);
+    ident_init(&id, lim, key, key_len, flat);
     uint64_t hash = ident_hash(ms, &id);
     /* The top bits pick the stripe, the low bits the bucket: independent of each other. */
     struct stripe *s = &ms->stripes[(hash >> 56) & (ms->nstripes - 1)];
@@ -269,11 +308,13 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
     if (e) {
         if (now >= e->expires_at)
             memset(e->data, 0, e->state_size);
-        lru_unlink(&e->lru);
-        lru_push_front(s, &e->lru);
+        if (s->lru.next != &e->lru) {
+            lru_unlink(&e->lru);
+            lru_push_front(s, &e->lru);
+        }
     } else {
-        make_room(s, now);
-        e = insert(s, hash, &id, lim->alg->state_size(lim));
+        struct entry *spare = make_room(s, now);
+        e = insert(s, hash, &id, lim->alg->state_size(lim), spare);
         if (!e) {
             pthread_mutex_unlock(&s->lock);
             cb(arg, NULL, SL_STORE_ERR_CONNECTION);

@@ -1,6 +1,7 @@
-/* SipHash-2-4 (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012). */
+/* SipHash-c-d (Aumasson and Bernstein, "SipHash: a fast short-input PRF", 2012). */
 #include "sluice/siphash.h"
 
+#include <endian.h>
 #include <string.h>
 
 static inline uint64_t rotl(uint64_t x, int b)
@@ -29,21 +30,20 @@ static inline void sip_round(struct sl_siphash *h)
 static inline void compress(struct sl_siphash *h, uint64_t m)
 {
     h->v3 ^= m;
-    sip_round(h);
-    sip_round(h);
+    for (int i = 0; i < h->c; i++)
+        sip_round(h);
     h->v0 ^= m;
 }
 
 /* The algorithm reads words little-endian whatever the host. */
 static inline uint64_t load_le64(const unsigned char *p)
 {
-    uint64_t v = 0;
-    for (int i = 7; i >= 0; i--)
-        v = (v << 8) | p[i];
-    return v;
+    uint64_t v;
+    memcpy(&v, p, sizeof v);
+    return le64toh(v);
 }
 
-void sl_siphash_init(struct sl_siphash *h, uint64_t k0, uint64_t k1)
+void sl_siphash_init(struct sl_siphash *h, uint64_t k0, uint64_t k1, int c, int d)
 {
     h->v0 = k0 ^ 0x736f6d6570736575ull;
     h->v1 = k1 ^ 0x646f72616e646f6dull;
@@ -51,6 +51,8 @@ void sl_siphash_init(struct sl_siphash *h, uint64_t k0, uint64_t k1)
     h->v3 = k1 ^ 0x7465646279746573ull;
     h->tail = 0;
     h->len = 0;
+    h->c = c;
+    h->d = d;
 }
 
 void sl_siphash_update(struct sl_siphash *h, const void *data, size_t len)
@@ -79,15 +81,15 @@ uint64_t sl_siphash_final(struct sl_siphash *h)
 {
     compress(h, h->tail | h->len << 56);
     h->v2 ^= 0xff;
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < h->d; i++)
         sip_round(h);
     return h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
 }
 
-uint64_t sl_siphash(uint64_t k0, uint64_t k1, const void *data, size_t len)
+uint64_t sl_siphash(uint64_t k0, uint64_t k1, int c, int d, const void *data, size_t len)
 {
     struct sl_siphash h;
-    sl_siphash_init(&h, k0, k1);
+    sl_siphash_init(&h, k0, k1, c, d);
     sl_siphash_update(&h, data, len);
     return sl_siphash_final(&h);
 }

@@ -1,4 +1,5 @@
-/* SipHash-2-4 against the reference vectors, and the streaming form against the one-shot. */
+/* SipHash-2-4 against the reference vectors, and the streaming form against the one-shot
+ * for both variants. */
 #include <check.h>
 #include <stdlib.h>
 
@@ -12,9 +13,9 @@ START_TEST(test_reference_vectors)
     for (int i = 0; i < 16; i++)
         msg[i] = (unsigned char)i;
     /* From the SipHash paper, appendix A: key 00..0f, message 00..0e. */
-    ck_assert_uint_eq(sl_siphash(k0, k1, msg, 15), 0xa129ca6149be45e5ull);
-    ck_assert_uint_eq(sl_siphash(k0, k1, msg, 0), 0x726fdb47dd0e0e31ull);
-    ck_assert_uint_eq(sl_siphash(k0, k1, msg, 8), 0x93f5f5799a932462ull);
+    ck_assert_uint_eq(sl_siphash(k0, k1, 2, 4, msg, 15), 0xa129ca6149be45e5ull);
+    ck_assert_uint_eq(sl_siphash(k0, k1, 2, 4, msg, 0), 0x726fdb47dd0e0e31ull);
+    ck_assert_uint_eq(sl_siphash(k0, k1, 2, 4, msg, 8), 0x93f5f5799a932462ull);
 }
 END_TEST
 
@@ -23,16 +24,19 @@ START_TEST(test_streaming_matches_one_shot)
     unsigned char msg[100];
     for (int i = 0; i < 100; i++)
         msg[i] = (unsigned char)(i * 37 + 11);
-    for (size_t len = 0; len <= sizeof msg; len++) {
-        uint64_t want = sl_siphash(k0, k1, msg, len);
-        for (size_t cut1 = 0; cut1 <= len; cut1 += 3) {
-            for (size_t cut2 = cut1; cut2 <= len; cut2 += 5) {
-                struct sl_siphash h;
-                sl_siphash_init(&h, k0, k1);
-                sl_siphash_update(&h, msg, cut1);
-                sl_siphash_update(&h, msg + cut1, cut2 - cut1);
-                sl_siphash_update(&h, msg + cut2, len - cut2);
-                ck_assert_uint_eq(sl_siphash_final(&h), want);
+    for (int variant = 0; variant < 2; variant++) {
+        int c = variant ? 1 : 2, d = variant ? 3 : 4;
+        for (size_t len = 0; len <= sizeof msg; len++) {
+            uint64_t want = sl_siphash(k0, k1, c, d, msg, len);
+            for (size_t cut1 = 0; cut1 <= len; cut1 += 3) {
+                for (size_t cut2 = cut1; cut2 <= len; cut2 += 5) {
+                    struct sl_siphash h;
+                    sl_siphash_init(&h, k0, k1, c, d);
+                    sl_siphash_update(&h, msg, cut1);
+                    sl_siphash_update(&h, msg + cut1, cut2 - cut1);
+                    sl_siphash_update(&h, msg + cut2, len - cut2);
+                    ck_assert_uint_eq(sl_siphash_final(&h), want);
+                }
             }
         }
     }
@@ -41,8 +45,9 @@ END_TEST
 
 START_TEST(test_key_changes_hash)
 {
-    ck_assert_uint_ne(sl_siphash(k0, k1, "abc", 3), sl_siphash(k0 + 1, k1, "abc", 3));
-    ck_assert_uint_ne(sl_siphash(k0, k1, "abc", 3), sl_siphash(k0, k1, "abd", 3));
+    ck_assert_uint_ne(sl_siphash(k0, k1, 1, 3, "abc", 3), sl_siphash(k0 + 1, k1, 1, 3, "abc", 3));
+    ck_assert_uint_ne(sl_siphash(k0, k1, 1, 3, "abc", 3), sl_siphash(k0, k1, 1, 3, "abd", 3));
+    ck_assert_uint_ne(sl_siphash(k0, k1, 1, 3, "abc", 3), sl_siphash(k0, k1, 2, 4, "abc", 3));
 }
 END_TEST
 
