@@ -2,10 +2,11 @@
 # Throughput and latency of sluice's limiter on the memory store, next to nginx's
 # limit_req doing the same job, one worker each, all on loopback.
 #
-#   bench/limits.sh                   (DURATION=5 ROUNDS=3 CONNS="32 256")
+#   bench/limits.sh        (DURATION=5 ROUNDS=3 CONNS="32 256" SCENARIOS="plain open shut")
 #
 # Builds sluice in release mode (build-rel/), starts an nginx upstream answering
-# `return 200`, then sluice and nginx (1 worker each, access logs off) with two routes:
+# `return 200`, then sluice and nginx (1 worker each, access logs off) with three routes:
+#   /plain no limit, proxied: what the limiter adds is /open minus /plain
 #   /open  a per-client limit that never rejects: every request is checked, then proxied
 #          (sluice: leaky_bucket with delay off; nginx: limit_req nodelay)
 #   /shut  a per-client limit that rejects almost everything: answered 429 at once
@@ -20,13 +21,21 @@ out=$root/bench/out/limits
 DURATION=${DURATION:-5}
 ROUNDS=${ROUNDS:-3}
 CONNS=${CONNS:-"32 256"}
-UP_PORT=${UP_PORT:-18191}
-SL_PORT=${SL_PORT:-18192}
-NG_PORT=${NG_PORT:-18193}
+SCENARIOS=${SCENARIOS:-"plain open shut"}
+UP_PORT=${UP_PORT:-18291}
+SL_PORT=${SL_PORT:-18292}
+NG_PORT=${NG_PORT:-18293}
 BUILD=${BUILD:-build-rel}
 
 for tool in nginx wrk cmake; do
     command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
+done
+# Someone else's server on a port would be measured instead: refuse to start.
+for port in "$UP_PORT" "$SL_PORT" "$NG_PORT"; do
+    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+        echo "bench: port $port is in use; set UP_PORT, SL_PORT, NG_PORT" >&2
+        exit 1
+    fi
 done
 mkdir -p "$out"
 rm -f "$out"/*.txt
@@ -96,6 +105,10 @@ client:
 access_log: off
 log_level: warn
 routes:
+  - name: plain
+    match:
+      path_prefix: "/plain"
+    limits: []
   - name: open
     match:
       path_prefix: "/open"
@@ -128,6 +141,14 @@ nginx_conf limiter "limit_req_zone \$binary_remote_addr zone=open:10m rate=10000
     upstream app { server 127.0.0.1:$UP_PORT; keepalive 512; }
     server {
         listen 127.0.0.1:$NG_PORT reuseport backlog=4096;
+        location /plain {
+            proxy_pass http://app;
+            proxy_http_version 1.1;
+            proxy_set_header Connection \"\";
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Proto http;
+            proxy_set_header X-Forwarded-Host \$host;
+        }
         location /open {
             limit_req zone=open burst=1000 nodelay;
             proxy_pass http://app;
@@ -146,7 +167,11 @@ start_nginx limiter
 ng_master=$!
 wait_port "$SL_PORT"
 wait_port "$NG_PORT"
-ng_pid=$(pgrep -P "$ng_master" | head -1)
+ng_pid=
+for _ in $(seq 100); do
+    ng_pid=$(pgrep -P "$ng_master" | head -1) && break
+    sleep 0.05
+done
 [ -n "$ng_pid" ] || { echo "bench: no nginx worker" >&2; exit 1; }
 clk=$(getconf CLK_TCK)
 
@@ -185,7 +210,7 @@ median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 
 : >"$out/results.txt"
 for round in $(seq "$ROUNDS"); do
-    for scenario in open shut; do
+    for scenario in $SCENARIOS; do
         for conns in $CONNS; do
             # Alternate who goes first, so that neither always runs on a warmer machine.
             if [ $((round % 2)) -eq 1 ]; then
@@ -202,10 +227,10 @@ done
 
 echo
 echo "== limiter, 1 worker each  (median of $ROUNDS rounds of ${DURATION}s; latency in ms, cpu in us per request)"
-printf "%-5s %5s | %9s %7s %7s %6s %5s | %9s %7s %7s %6s %5s | %5s %5s %5s %5s\n" \
+printf "%-6s %5s | %9s %7s %7s %6s %5s | %9s %7s %7s %6s %5s | %5s %5s %5s %5s\n" \
     route conns sluice p50 p99 cpu "429%" nginx p50 p99 cpu "429%" "rps x" "p50 x" "p99 x" "cpu x"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
-for scenario in open shut; do
+for scenario in $SCENARIOS; do
     for conns in $CONNS; do
         declare -A v=()
         for target in sluice nginx; do
@@ -217,7 +242,7 @@ for scenario in open shut; do
                 '$1 == t && $2 == s && $3 == c { bad += $7; all += $8 }
                  END { print (all > 0) ? 100 * bad / all : 0 }' "$out/results.txt")
         done
-        printf "%-5s %5s | %9.0f %7.3f %7.3f %6.2f %5.1f | %9.0f %7.3f %7.3f %6.2f %5.1f | %5.2f %5.2f %5.2f %5.2f\n" \
+        printf "%-6s %5s | %9.0f %7.3f %7.3f %6.2f %5.1f | %9.0f %7.3f %7.3f %6.2f %5.1f | %5.2f %5.2f %5.2f %5.2f\n" \
             "/$scenario" "$conns" "${v[sluice4]}" "${v[sluice5]}" "${v[sluice6]}" "${v[sluice9]}" \
             "${v[sluicerej]}" "${v[nginx4]}" "${v[nginx5]}" "${v[nginx6]}" "${v[nginx9]}" "${v[nginxrej]}" \
             "$(ratio "${v[sluice4]}" "${v[nginx4]}")" "$(ratio "${v[sluice5]}" "${v[nginx5]}")" \
