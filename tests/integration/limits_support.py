@@ -57,12 +57,17 @@ def timed(port, target="/", headers=(), method="GET", src=None):
     return sent, now(), resp
 
 
+class SourceClient(Client):
+    """A Client whose connection comes from loopback address `src` (any of 127.0.0.0/8)."""
+
+    def __init__(self, port, src=None, timeout=10):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(src, 0) if src else None)
+        self.buf = bytearray()
+
+
 def connect(port, src=None):
-    c = Client.__new__(Client)
-    c.sock = socket.create_connection(("127.0.0.1", port), timeout=10,
-                                      source_address=(src, 0) if src else None)
-    c.buf = bytearray()
-    return c
+    return SourceClient(port, src)
 
 
 def poll_until_allowed(port, target="/", headers=(), timeout=10.0, src=None):
@@ -115,11 +120,6 @@ def concurrently(fns):
 
 def targets(log):
     return [e["target"] for e in log]
-
-
-def ratelimit(resp):
-    """The draft fields as (policy, ratelimit) strings, None when absent."""
-    return resp.header("RateLimit-Policy"), resp.header("RateLimit")
 
 
 def remaining(resp, name):
