@@ -10,8 +10,8 @@
 #include "http.h"
 #include "sluice/log.h"
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     sl_conn_accept(arg, fd, sa, salen);
 }
