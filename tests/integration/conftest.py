@@ -151,8 +151,13 @@ class Response:
 class Client:
     """One client connection: send raw bytes, read whole responses (pipelining allowed)."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=TIMEOUT, unix=None):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = bytearray()
 
     def __enter__(self):
@@ -283,9 +288,9 @@ class Client:
         return True
 
 
-def http(port, raw, method=None, timeout=TIMEOUT):
+def http(port, raw, method=None, timeout=TIMEOUT, unix=None):
     """Sends raw request bytes on a new connection and returns the one response."""
-    with Client(port, timeout=timeout) as c:
+    with Client(port, timeout=timeout, unix=unix) as c:
         return c.exchange(raw, method)
 
 
@@ -341,23 +346,30 @@ def metrics(admin_port):
 # ---------------------------------------------------------------- the upstream
 
 class Upstream:
-    """upstream.py in its own process on 127.0.0.1:port."""
+    """upstream.py in its own process on 127.0.0.1:port, or on a unix socket (then
+    .port is None and .unix the path)."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, unix=False):
         self.tmp_dir = tmp_dir
         self.proc = None
-        for _ in range(3):
-            self.port = pick_port()
-            self.err_path = os.path.join(tmp_dir, f"upstream-{self.port}.err")
+        self.unix = None
+        for attempt in range(3):
+            if unix:
+                self.port, self.unix = None, os.path.join(tmp_dir, f"upstream-{attempt}.sock")
+                where = ["--unix", self.unix]
+            else:
+                self.port = pick_port()
+                where = ["--listen", f"127.0.0.1:{self.port}"]
+            self.err_path = os.path.join(tmp_dir, f"upstream-{self.port or attempt}.err")
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "upstream.py"), "--listen", f"127.0.0.1:{self.port}"],
+                [sys.executable, os.path.join(HERE, "upstream.py")] + where,
                 stdout=subprocess.PIPE, stderr=open(self.err_path, "w"))
             if self._wait_ready():
                 break
             self.stop()
         else:
             pytest.fail("upstream.py did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"unix:{self.unix}" if unix else f"http://127.0.0.1:{self.port}"
 
     def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
@@ -383,7 +395,7 @@ class Upstream:
             self.proc.stdout.close()
 
     def _direct(self, method, target):
-        return http(self.port, request(method, target, [("Connection", "close")]))
+        return http(self.port, request(method, target, [("Connection", "close")]), unix=self.unix)
 
     def log(self):
         """Every request that reached the upstream since start or clear_log()."""
@@ -426,6 +438,7 @@ class Sluice:
         self.env = env
         self.proc = None
         self.exit_code = None
+        self.terminating = False
         self.write_config(yaml_text)
 
     def render(self, yaml_text):
@@ -518,6 +531,9 @@ class Sluice:
         return proc_status_kib(self.pid, "VmRSS")
 
     def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            # A second one could cut the drain short; stop() will only wait.
+            self.terminating = True
         self.proc.send_signal(sig)
 
     def reload(self, yaml_text=None, raw=False):
@@ -526,11 +542,13 @@ class Sluice:
         self.signal(signal.SIGHUP)
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, then waits; returns the exit code (None when it had to be killed)."""
+        """SIGTERM (unless one was sent already), then waits; returns the exit code
+        (None when it had to be killed)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self.terminating:
+                self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -571,8 +589,8 @@ def free_port():
 def upstream_factory(tmp_path):
     started = []
 
-    def start():
-        up = Upstream(str(tmp_path))
+    def start(unix=False):
+        up = Upstream(str(tmp_path), unix)
         started.append(up)
         return up
     yield start

@@ -121,3 +121,11 @@ def test_redis_server_restarts_on_the_same_port(redis_server):
     assert redis_server.port == port
     assert redis_server.command("PING") == "PONG"
     assert redis_server.command("GET", "k") is None  # no persistence
+
+
+def test_upstream_on_unix_socket(upstream_factory):
+    up = upstream_factory(unix=True)
+    assert up.url == f"unix:{up.unix}"
+    echo = http(None, request("POST", "/u", body=b"abc"), unix=up.unix).json()
+    assert (echo["target"], echo["body_length"], echo["peer_port"]) == ("/u", 3, 0)
+    assert [e["target"] for e in up.log()] == ["/u"]

@@ -2,7 +2,7 @@
 pipelining, hop-by-hop headers and X-Forwarded-*."""
 import pytest
 
-from conftest import Client, http, request
+from conftest import Client, base_config, http, request
 
 HOP_BY_HOP = {"connection", "keep-alive", "proxy-connection", "te", "trailer", "upgrade"}
 
@@ -240,3 +240,14 @@ def test_many_concurrent_connections(proxy):
     finally:
         for c in clients:
             c.close()
+
+
+def test_upstream_on_unix_socket(sluice_factory, upstream_factory):
+    up = upstream_factory(unix=True)
+    s = sluice_factory(base_config(), upstream=up)
+    with Client(s.port) as c:
+        for i in range(3):
+            resp = c.exchange(request("POST", f"/unix/{i}", body=b"hello"))
+            assert resp.status == 200, resp
+            assert (resp.json()["target"], resp.json()["body_length"]) == (f"/unix/{i}", 5)
+    assert len({e["conn_id"] for e in up.log()}) < 3, "upstream connections were not reused"

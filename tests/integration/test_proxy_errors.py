@@ -115,6 +115,15 @@ def test_413_content_length_over_limit(limited):
     healthy(limited.port)
 
 
+def test_413_instead_of_100_continue(limited):
+    with Client(limited.port) as c:
+        c.send(request("POST", "/upload", [("Expect", "100-continue"), ("Content-Length", "5000")]))
+        resp = c.read_response()  # never send the body: a 100 would leave us waiting
+        assert resp.interim == [], "100 Continue for a body that will be refused"
+        assert_json_error(resp, 413)
+    assert limited.upstream.log() == []
+
+
 def test_body_at_limit_is_accepted(limited):
     resp = http(limited.port, request("POST", "/upload", body=b"x" * 1024))
     assert resp.status == 200 and resp.json()["body_length"] == 1024
