@@ -69,8 +69,10 @@ static int on_method(llhttp_t *p, const char *at, size_t n)
         h->tok = SL_TOK_METHOD;
         h->method_off = (uint32_t)h->len;
     }
+    if (head_append(h, at, n) < 0)
+        return -1;
     h->method_len += (uint32_t)n;
-    return head_append(h, at, n);
+    return 0;
 }
 
 static int on_url(llhttp_t *p, const char *at, size_t n)
@@ -80,8 +82,10 @@ static int on_url(llhttp_t *p, const char *at, size_t n)
         h->tok = SL_TOK_URL;
         h->url_off = (uint32_t)h->len;
     }
+    if (head_append(h, at, n) < 0)
+        return -1;
     h->url_len += (uint32_t)n;
-    return head_append(h, at, n);
+    return 0;
 }
 
 static int on_status(llhttp_t *p, const char *at, size_t n)
@@ -91,8 +95,10 @@ static int on_status(llhttp_t *p, const char *at, size_t n)
         h->tok = SL_TOK_STATUS;
         h->reason_off = (uint32_t)h->len;
     }
+    if (head_append(h, at, n) < 0)
+        return -1;
     h->reason_len += (uint32_t)n;
-    return head_append(h, at, n);
+    return 0;
 }
 
 static int on_header_field(llhttp_t *p, const char *at, size_t n)
@@ -116,8 +122,10 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n)
         f->value_len = 0;
         h->tok = SL_TOK_NAME;
     }
+    if (head_append(h, at, n) < 0)
+        return -1;
     h->fields[h->nfields - 1].name_len += (uint32_t)n;
-    return head_append(h, at, n);
+    return 0;
 }
 
 static int on_header_value(llhttp_t *p, const char *at, size_t n)
@@ -130,8 +138,10 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n)
         f->value_off = (uint32_t)h->len;
         h->tok = SL_TOK_VALUE;
     }
+    if (head_append(h, at, n) < 0)
+        return -1;
     f->value_len += (uint32_t)n;
-    return head_append(h, at, n);
+    return 0;
 }
 
 /* A field without value still needs its value offset set. */

@@ -17,16 +17,15 @@ static void unlink_idle(struct sl_worker *w, struct sl_upstream *up)
 }
 
 /* An idle connection has nothing to say: data or a close from the upstream ends it. */
-static void idle_readcb(struct bufferevent *bev, void *arg)
+void sl_pool_drop(struct sl_upstream *up)
 {
-    struct sl_upstream *up = arg;
     unlink_idle(up->w, up);
     sl_upstream_free(up);
 }
 
 static void idle_eventcb(struct bufferevent *bev, short what, void *arg)
 {
-    idle_readcb(bev, arg);
+    sl_pool_drop(arg);
 }
 
 static bool same_addr(const struct sl_upstream *up, const struct sl_sockaddr *addr)
@@ -54,10 +53,14 @@ void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive
         sl_upstream_free(up);
         return;
     }
-    bufferevent_setcb(up->bev, idle_readcb, NULL, idle_eventcb, up);
+    bufferevent_setcb(up->bev, NULL, NULL, idle_eventcb, up);
     bufferevent_set_timeouts(up->bev, NULL, NULL);
     bufferevent_disable(up->bev, EV_WRITE);
-    bufferevent_enable(up->bev, EV_READ);
+    if (up->read_timeout_on) {
+        up->read_timeout_on = false;
+        up->rev_timeout_changed = true;
+    }
+    sl_upstream_sync_read(up);
     up->next = w->idle;
     up->prev = NULL;
     if (w->idle)

@@ -15,7 +15,7 @@
  * proxy_buffer_size is far smaller). */
 #define UPSTREAM_HEAD_MAX (64 * 1024)
 
-static void up_readcb(struct bufferevent *bev, void *arg);
+static void up_readcb(evutil_socket_t fd, short what, void *arg);
 static void up_writecb(struct bufferevent *bev, void *arg);
 static void up_eventcb(struct bufferevent *bev, short what, void *arg);
 
@@ -28,6 +28,8 @@ void sl_upstream_free(struct sl_upstream *up)
 {
     if (!up)
         return;
+    if (up->rev_active)
+        event_del(&up->rev);
     bufferevent_free(up->bev);
     sl_head_deinit(&up->head);
     free(up);
@@ -39,7 +41,7 @@ void sl_upstream_flush(struct sl_upstream *up)
     if (!up->connected || evbuffer_get_length(out) == 0)
         return;
     if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
-        evbuffer_write(out, bufferevent_getfd(up->bev));
+        sl_write_now(up->bev);
         if (evbuffer_get_length(out) == 0)
             return;
     }
@@ -54,7 +56,13 @@ static void set_timeouts(struct sl_conn *c)
     const struct sl_upstream_config *u = &c->cfg->upstream;
     struct timeval rd = tv_ms(u->timeout_ms);
     struct timeval wr = tv_ms(up->connected ? u->timeout_ms : u->connect_timeout_ms);
-    bufferevent_set_timeouts(up->bev, up->connected && c->req_done ? &rd : NULL, &wr);
+    bool on = up->connected && c->req_done;
+    if (on != up->read_timeout_on || (on && up->read_timeout.tv_sec != rd.tv_sec)) {
+        up->read_timeout_on = on;
+        up->read_timeout = rd;
+        up->rev_timeout_changed = true;
+    }
+    bufferevent_set_timeouts(up->bev, NULL, &wr);
 }
 
 static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_sockaddr *addr)
@@ -71,30 +79,31 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_socka
     memcpy(&up->addr, &addr->ss, addr->len);
     up->addr_len = addr->len;
     sl_head_init(&up->head, UPSTREAM_HEAD_MAX);
-    bufferevent_setwatermark(up->bev, EV_READ, 0, SL_INPUT_MAX);
     bufferevent_setwatermark(up->bev, EV_WRITE, SL_LOW_WATER, 0);
-    bufferevent_set_max_single_read(up->bev, 64 * 1024);
     bufferevent_set_max_single_write(up->bev, SL_HIGH_WATER);
-    bufferevent_enable(up->bev, EV_READ | EV_WRITE);
-    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss,
-                                   (int)addr->len) < 0) {
+    bufferevent_enable(up->bev, EV_WRITE);
+    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss, (int)addr->len) <
+        0) {
         sl_upstream_free(up);
         return NULL;
     }
+    event_assign(&up->rev, w->base, bufferevent_getfd(up->bev), EV_READ | EV_PERSIST, up_readcb,
+                 up);
     return up;
 }
 
 static void write_head(struct sl_conn *c)
 {
     struct sl_forward_request f = {
-        .req = &(struct sl_request){
-            .method = c->head.buf + c->head.method_off,
-            .method_len = c->head.method_len,
-            .target = c->head.buf + c->head.url_off,
-            .target_len = c->head.url_len,
-            .headers = c->head.headers,
-            .nheaders = c->head.nfields,
-        },
+        .req =
+            &(struct sl_request){
+                .method = c->head.buf + c->head.method_off,
+                .method_len = c->head.method_len,
+                .target = c->head.buf + c->head.url_off,
+                .target_len = c->head.url_len,
+                .headers = c->head.headers,
+                .nheaders = c->head.nfields,
+            },
         .http_minor = c->http_minor,
         .peer = c->peer_text_len ? c->peer_text : NULL,
         .peer_len = c->peer_text_len,
@@ -125,14 +134,16 @@ static void attach(struct sl_conn *c, bool fresh)
     up->conn = c;
     up->got_bytes = up->eof = up->head_sent = up->tunnel = false;
     c->up = up;
-    bufferevent_setcb(up->bev, up_readcb, up_writecb, up_eventcb, up);
+    bufferevent_setcb(up->bev, NULL, up_writecb, up_eventcb, up);
     sl_head_reset(&up->head);
     up->head.skip_body = c->is_head;
     llhttp_init(&up->parser, HTTP_RESPONSE, &sl_response_settings);
     up->parser.data = &up->head;
     set_timeouts(c);
     write_head(c);
-    sl_upstream_flush(up);
+    /* With a body to follow, the pump writes head and body together. */
+    if (!c->has_body || c->req_done)
+        sl_upstream_flush(up);
 }
 
 void sl_upstream_forward(struct sl_conn *c)
@@ -170,7 +181,7 @@ static void upstream_failed(struct sl_conn *c, enum sl_upstream_error kind, int 
 {
     sl_metrics_upstream_error(c->w->metrics, kind);
     sl_log_debug("upstream %s: %s", c->cfg->upstream.addr.text,
-                 kind == SL_UPSTREAM_ERR_TIMEOUT ? "timeout"
+                 kind == SL_UPSTREAM_ERR_TIMEOUT   ? "timeout"
                  : kind == SL_UPSTREAM_ERR_CONNECT ? "connect failed"
                                                    : "reset");
     sl_conn_fail(c, status);
@@ -208,7 +219,7 @@ static void send_response_head(struct sl_conn *c)
         up->tunnel = true;
         conn = SL_CONN_UPGRADE;
     } else {
-        if (c->upgrade || llhttp_message_needs_eof(&up->parser) || dechunk)
+        if (llhttp_message_needs_eof(&up->parser) || dechunk)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
@@ -309,8 +320,8 @@ void sl_upstream_process(struct sl_conn *c)
         llhttp_errno_t err;
         long n = sl_parse_run(&up->parser, in, evbuffer_get_length(in), false, &err);
         if (n < 0) {
-            sl_log_warn("upstream %s sent a malformed response: %s",
-                        c->cfg->upstream.addr.text, llhttp_errno_name(err));
+            sl_log_warn("upstream %s sent a malformed response: %s", c->cfg->upstream.addr.text,
+                        llhttp_errno_name(err));
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }
@@ -364,7 +375,7 @@ void sl_upstream_pump_body(struct sl_conn *c)
         }
         if (c->head.msg_done) {
             c->req_done = true;
-            bufferevent_set_timeouts(c->bev, NULL, NULL);
+            sl_conn_set_read_timeout(c, false);
             set_timeouts(c);
         }
         if (n == 0)
@@ -404,16 +415,36 @@ void sl_tunnel_pump(struct sl_conn *c)
     }
 }
 
-static void up_readcb(struct bufferevent *bev, void *arg)
+void sl_upstream_sync_read(struct sl_upstream *up)
+{
+    bool want = !up->eof && evbuffer_get_length(bufferevent_get_input(up->bev)) < SL_INPUT_MAX;
+    sl_reader_set(&up->rev, &up->rev_active, want, up->read_timeout_on ? &up->read_timeout : NULL,
+                  &up->rev_timeout_changed);
+}
+
+static void up_readcb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_upstream *up = arg;
     struct sl_conn *c = up->conn;
 
+    if (!c) {
+        sl_pool_drop(up);
+        return;
+    }
     sl_conn_enter(c);
-    if (up->tunnel)
-        sl_tunnel_pump(c);
-    else
-        sl_upstream_process(c);
+    if (what & EV_TIMEOUT) {
+        up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, up);
+    } else {
+        int n = sl_read_socket(up->bev);
+        if (n > 0 && up->tunnel)
+            sl_tunnel_pump(c);
+        else if (n > 0)
+            sl_upstream_process(c);
+        else if (n == SL_READ_EOF)
+            up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_EOF, up);
+        else if (n == SL_READ_ERROR)
+            up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, up);
+    }
     sl_conn_leave(c);
 }
 

@@ -10,8 +10,8 @@
 #include "http.h"
 #include "sluice/log.h"
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     sl_conn_accept(arg, fd, sa, salen);
 }
@@ -50,6 +50,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         evconnlistener_free(w->listener);
         w->listener = NULL;
     }
+    atomic_store(&w->listener_paused, false);
     sl_pool_clear(w);
     for (struct sl_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
@@ -58,12 +59,21 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     sl_worker_maybe_done(w);
 }
 
+/* Closes every connection. One waiting for a store decision stays allocated until the
+ * decision calls back (the engine promises it will), so the list is walked, not drained. */
+static void close_all(struct sl_worker *w)
+{
+    for (struct sl_conn *c = w->conns, *next; c; c = next) {
+        next = c->next;
+        sl_conn_shutdown(c, false);
+    }
+}
+
 static void force_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_worker *w = arg;
     w->draining = true;
-    while (w->conns)
-        sl_conn_shutdown(w->conns, false);
+    close_all(w);
     event_base_loopbreak(w->base);
 }
 
@@ -91,7 +101,7 @@ void sl_worker_conn_removed(struct sl_worker *w)
 {
     struct sl_server *s = w->server;
     unsigned n = atomic_fetch_sub(&s->conns, 1) - 1;
-    if (n >= w->cfg->client.max_connections)
+    if (n >= w->cfg->client.max_connections || w->draining)
         return;
     for (unsigned i = 0; i < s->nworkers; i++) {
         struct sl_worker *o = &s->workers[i];
@@ -156,13 +166,19 @@ nomem:
 
 void sl_worker_deinit(struct sl_worker *w)
 {
-    while (w->conns)
-        sl_conn_shutdown(w->conns, false);
+    w->draining = true;
+    close_all(w);
     sl_pool_clear(w);
     if (w->listener)
         evconnlistener_free(w->listener);
-    sl_access_log_deinit(w);
+    /* Freeing the engine answers the decisions it still owes; what remains after that
+     * has nobody left to call it back. */
     sl_engine_free(w->engine);
+    while (w->conns) {
+        w->conns->decision_pending = false;
+        sl_conn_shutdown(w->conns, false);
+    }
+    sl_access_log_deinit(w);
     if (w->cfg_ev)
         event_free(w->cfg_ev);
     if (w->stop_ev)

@@ -115,7 +115,8 @@ def request(method="GET", target="/", headers=(), body=b"", version="HTTP/1.1",
         if "transfer-encoding" not in names:
             lines.append("Transfer-Encoding: chunked")
         body = (b"%x\r\n%s\r\n" % (len(body), body) if body else b"") + b"0\r\n\r\n"
-    elif "content-length" not in names and (body or length is not None or method in ("POST", "PUT")):
+    elif not names & {"content-length", "transfer-encoding"} and (
+            body or length is not None or method in ("POST", "PUT")):
         lines.append(f"Content-Length: {len(body) if length is None else length}")
     return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
@@ -150,8 +151,13 @@ class Response:
 class Client:
     """One client connection: send raw bytes, read whole responses (pipelining allowed)."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=TIMEOUT):
-        self.sock = socket.create_connection((host, port), timeout=timeout)
+    def __init__(self, port, host="127.0.0.1", timeout=TIMEOUT, unix=None):
+        if unix:
+            self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            self.sock.settimeout(timeout)
+            self.sock.connect(unix)
+        else:
+            self.sock = socket.create_connection((host, port), timeout=timeout)
         self.buf = bytearray()
 
     def __enter__(self):
@@ -282,9 +288,9 @@ class Client:
         return True
 
 
-def http(port, raw, method=None, timeout=TIMEOUT):
+def http(port, raw, method=None, timeout=TIMEOUT, unix=None):
     """Sends raw request bytes on a new connection and returns the one response."""
-    with Client(port, timeout=timeout) as c:
+    with Client(port, timeout=timeout, unix=unix) as c:
         return c.exchange(raw, method)
 
 
@@ -340,23 +346,30 @@ def metrics(admin_port):
 # ---------------------------------------------------------------- the upstream
 
 class Upstream:
-    """upstream.py in its own process on 127.0.0.1:port."""
+    """upstream.py in its own process on 127.0.0.1:port, or on a unix socket (then
+    .port is None and .unix the path)."""
 
-    def __init__(self, tmp_dir):
+    def __init__(self, tmp_dir, unix=False):
         self.tmp_dir = tmp_dir
         self.proc = None
-        for _ in range(3):
-            self.port = pick_port()
-            self.err_path = os.path.join(tmp_dir, f"upstream-{self.port}.err")
+        self.unix = None
+        for attempt in range(3):
+            if unix:
+                self.port, self.unix = None, os.path.join(tmp_dir, f"upstream-{attempt}.sock")
+                where = ["--unix", self.unix]
+            else:
+                self.port = pick_port()
+                where = ["--listen", f"127.0.0.1:{self.port}"]
+            self.err_path = os.path.join(tmp_dir, f"upstream-{self.port or attempt}.err")
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "upstream.py"), "--listen", f"127.0.0.1:{self.port}"],
+                [sys.executable, os.path.join(HERE, "upstream.py")] + where,
                 stdout=subprocess.PIPE, stderr=open(self.err_path, "w"))
             if self._wait_ready():
                 break
             self.stop()
         else:
             pytest.fail("upstream.py did not start")
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.url = f"unix:{self.unix}" if unix else f"http://127.0.0.1:{self.port}"
 
     def _wait_ready(self):
         deadline = time.monotonic() + READY_TIMEOUT
@@ -382,7 +395,7 @@ class Upstream:
             self.proc.stdout.close()
 
     def _direct(self, method, target):
-        return http(self.port, request(method, target, [("Connection", "close")]))
+        return http(self.port, request(method, target, [("Connection", "close")]), unix=self.unix)
 
     def log(self):
         """Every request that reached the upstream since start or clear_log()."""
@@ -425,6 +438,7 @@ class Sluice:
         self.env = env
         self.proc = None
         self.exit_code = None
+        self.terminating = False
         self.write_config(yaml_text)
 
     def render(self, yaml_text):
@@ -492,14 +506,19 @@ class Sluice:
     def sanitizer_lines(self):
         return [l for l in self.stderr_text().splitlines() if any(m in l for m in SANITIZER_MARKERS)]
 
-    def access_log(self):
-        """The complete lines of the access log so far, unparsed."""
+    def access_log_raw(self):
+        """The complete lines of the access log so far, as bytes."""
         try:
             with open(self.access_log_path, "rb") as f:
                 data = f.read()
         except FileNotFoundError:
             return []
-        return [l.decode("utf-8", "replace") for l in data.split(b"\n")[:-1]]
+        return data.split(b"\n")[:-1]
+
+    def access_log(self):
+        """The complete lines of the access log so far, unparsed; raises
+        UnicodeDecodeError when a line is not UTF-8 (so not JSON)."""
+        return [l.decode("utf-8") for l in self.access_log_raw()]
 
     def wait_access_log(self, n, timeout=TIMEOUT):
         return wait_until(lambda: (lambda ls: ls if len(ls) >= n else None)(self.access_log()),
@@ -512,6 +531,9 @@ class Sluice:
         return proc_status_kib(self.pid, "VmRSS")
 
     def signal(self, sig):
+        if sig in (signal.SIGTERM, signal.SIGINT):
+            # A second one could cut the drain short; stop() will only wait.
+            self.terminating = True
         self.proc.send_signal(sig)
 
     def reload(self, yaml_text=None, raw=False):
@@ -520,11 +542,13 @@ class Sluice:
         self.signal(signal.SIGHUP)
 
     def stop(self, timeout=STOP_TIMEOUT):
-        """SIGTERM, then waits; returns the exit code (None when it had to be killed)."""
+        """SIGTERM (unless one was sent already), then waits; returns the exit code
+        (None when it had to be killed)."""
         if self.proc is None:
             return 0
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+            if not self.terminating:
+                self.signal(signal.SIGTERM)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -565,8 +589,8 @@ def free_port():
 def upstream_factory(tmp_path):
     started = []
 
-    def start():
-        up = Upstream(str(tmp_path))
+    def start(unix=False):
+        up = Upstream(str(tmp_path), unix)
         started.append(up)
         return up
     yield start
@@ -594,13 +618,19 @@ def sluice_factory(request, sluice_binary, tmp_path):
         url = upstream.url if isinstance(upstream, Upstream) else upstream
         s = Sluice(sluice_binary, str(tmp_path), len(started), yaml_text, url, admin, env)
         started.append(s)
-        return s.start(wait)
+        try:
+            return s.start(wait)
+        except BaseException:
+            s.start_failed = True  # already reported: teardown only cleans up
+            raise
     yield start
     problems = []
     for s in started:
         if s.proc is None:
             continue
         rc = s.stop()
+        if getattr(s, "start_failed", False):
+            continue
         if rc != 0:
             problems.append(f"{s.name} exited with {rc} (None: killed after {STOP_TIMEOUT:.0f}s)")
         bad = s.sanitizer_lines()

@@ -108,3 +108,24 @@ def test_metrics_parser():
     assert samples.value("a_total", code="200") == 7
     assert samples.value("a_total", route='q"x') == 4
     assert samples.value("b") == 1.5 and samples.value("c") == 2 and samples.value("d") == 0
+
+
+def test_redis_server_restarts_on_the_same_port(redis_server):
+    assert redis_server.command("SET", "k", "v") == "OK"
+    assert redis_server.command("GET", "k") == "v"
+    port = redis_server.port
+    redis_server.stop()
+    with pytest.raises(OSError):
+        redis_server.command("PING")
+    redis_server.start()
+    assert redis_server.port == port
+    assert redis_server.command("PING") == "PONG"
+    assert redis_server.command("GET", "k") is None  # no persistence
+
+
+def test_upstream_on_unix_socket(upstream_factory):
+    up = upstream_factory(unix=True)
+    assert up.url == f"unix:{up.unix}"
+    echo = http(None, request("POST", "/u", body=b"abc"), unix=up.unix).json()
+    assert (echo["target"], echo["body_length"], echo["peer_port"]) == ("/u", 3, 0)
+    assert [e["target"] for e in up.log()] == ["/u"]

@@ -40,7 +40,7 @@ import time
 PIECE = 1 << 20  # read and write size for bodies
 HEAD_LIMIT = 1 << 20  # longest request head accepted
 PATTERN_PERIOD = 251  # prime, so the pattern never lines up with power-of-two buffers
-_BLOCK = bytes(i % PATTERN_PERIOD for i in range(PATTERN_PERIOD * 4096))
+_BLOCK = bytes(range(PATTERN_PERIOD)) * 4096
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
 
 
