@@ -14,8 +14,8 @@
 /* Returns a new store (free with sl_store_free) or NULL on ENOMEM. `clock_us` reads a
  * monotonic clock in microseconds; NULL means sl_clock_mono_us. `max_keys` below 1 counts
  * as 1. decide() always calls back before returning: SL_STORE_OK, or
- * SL_STORE_ERR_CONNECTION when the state of a new key cannot be allocated. The store must
- * outlive every thread using it. */
+ * SL_STORE_ERR_CONNECTION when the state of a new key cannot be allocated. Free it only
+ * once no thread uses it any more. */
 struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(void));
 
 /* Keys held (expired keys included until reclaimed): the sluice_memory_keys gauge. Any

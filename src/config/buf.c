@@ -55,6 +55,10 @@ void sl_cfg_buf_addf(struct sl_cfg_buf *buf, const char *fmt, ...)
 
 void sl_cfg_buf_json(struct sl_cfg_buf *buf, const char *s)
 {
+    if (!s) {
+        sl_cfg_buf_add(buf, "null", 4);
+        return;
+    }
     sl_cfg_buf_add(buf, "\"", 1);
     for (const unsigned char *p = (const unsigned char *)s; *p; p++) {
         switch (*p) {

@@ -17,7 +17,7 @@ void sl_cfg_buf_adds(struct sl_cfg_buf *buf, const char *s);
 void sl_cfg_buf_addf(struct sl_cfg_buf *buf, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
-/* Appends `s` as a JSON string, quotes included. */
+/* Appends `s` as a JSON string, quotes included, or null when `s` is NULL. */
 void sl_cfg_buf_json(struct sl_cfg_buf *buf, const char *s);
 
 /* Returns the text (NUL-terminated, "" when empty; the caller frees it) and empties `buf`.

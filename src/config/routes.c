@@ -7,6 +7,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/limit.h"
+#include "sluice/route.h"
 
 /* RFC 9110 token: the form of methods and header field names. */
 static bool valid_token(const char *s)
@@ -63,6 +64,17 @@ static void load_path(struct sl_loader *ld, const yaml_node_t *match, const char
         /* Set first: a compiled regex is released by path_match, even if strdup fails. */
         route->path_match = modes[i];
         route->path = sl_ld_strdup(ld, v, text);
+        /* Requests are matched on their normalised path, so the configured one is held in
+         * the same form: "/api//login" or "/api/%6Cogin" in the file still match. */
+        if (!regex && route->path) {
+            char *norm = malloc(strlen(text) + 2);
+            if (norm && sl_path_normalize(text, strlen(text), norm, strlen(text) + 2) >= 0)
+                strcpy(route->path, norm); /* never longer than `text` for a "/" path */
+            else
+                sl_ld_error(ld, v, vpath, "expected a path, got %s",
+                            sl_ld_quote(text, got, sizeof got));
+            free(norm);
+        }
     }
 }
 
@@ -128,10 +140,11 @@ static void load_host(struct sl_loader *ld, const yaml_node_t *match, const char
         return;
     }
     route->host = sl_ld_strdup(ld, v, text);
-    if (route->host)
-        route->host[n] = '\0';
-    for (char *c = route->host; c && *c; c++)
-        *c = (char)tolower((unsigned char)*c);
+    /* The same normalisation as a request's Host (port, trailing dot, case), so the two
+     * compare byte for byte. */
+    if (route->host && sl_host_normalize(text, strlen(text), route->host, strlen(text) + 1) < 0)
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    sl_ld_quote(text, got, sizeof got));
 }
 
 static void load_headers(struct sl_loader *ld, const yaml_node_t *match, const char *path,

@@ -329,6 +329,23 @@ START_TEST(admin_off_localhost_and_memory_store)
 }
 END_TEST
 
+START_TEST(match_path_and_host_held_normalised)
+{
+    /* Requests are compared in normalised form, so the file's spelling must not matter. */
+    struct sl_config *cfg =
+        load_ok("upstream: {url: \"http://127.0.0.1:3000\"}\n"
+                "routes:\n"
+                "  - name: a\n"
+                "    match: {path: \"/api//x/../%6Cogin\", host: \"API.Example.com.:8080\"}\n"
+                "  - name: b\n"
+                "    match: {path_prefix: \"/v1/./users\"}\n");
+    ck_assert_str_eq(cfg->routes[0].path, "/api/login");
+    ck_assert_str_eq(cfg->routes[0].host, "api.example.com");
+    ck_assert_str_eq(cfg->routes[1].path, "/v1/users");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 START_TEST(redis_url_forms)
 {
     struct sl_config *cfg =
@@ -649,6 +666,7 @@ static Suite *suite(void)
     tcase_add_test(tc, full_config_round_trips);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
+    tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, redis_url_forms);
     tcase_add_test(tc, json_redacts_passwords);
     tcase_add_test(tc, refcount);

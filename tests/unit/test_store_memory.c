@@ -176,6 +176,29 @@ START_TEST(test_keys_are_binary)
 }
 END_TEST
 
+START_TEST(test_long_keys)
+{
+    /* Identities past the on-stack layout are hashed and compared piece by piece. */
+    struct sl_store *store = sl_store_memory_new(2, fake_clock);
+    struct sl_limit lim = make_limit("fixed_window", 1, 60000000);
+    static char a[5000], b[5000];
+    memset(a, 'x', sizeof a);
+    memcpy(b, a, sizeof b);
+    b[sizeof b - 1] = 'y';
+    ck_assert(decide(store, &lim, a, sizeof a).allowed);
+    ck_assert(decide(store, &lim, b, sizeof b).allowed);
+    ck_assert(!decide(store, &lim, a, sizeof a).allowed);
+    ck_assert(!decide(store, &lim, b, sizeof b).allowed);
+    ck_assert(decide(store, &lim, a, sizeof a - 1).allowed); /* a prefix is another key */
+    ck_assert_uint_eq(sl_store_memory_evictions(store), 1);
+    /* A short key in a full store evicts a long one whose memory does not fit it. */
+    ck_assert(allowed(store, &lim, "short"));
+    ck_assert_uint_eq(sl_store_memory_keys(store), 2);
+    ck_assert_uint_eq(sl_store_memory_evictions(store), 2);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_lru_eviction_keeps_recently_used)
 {
     /* A small max_keys keeps one stripe, so the LRU order is global. */
@@ -333,6 +356,7 @@ int main(void)
     tcase_add_test(tc, test_time_never_goes_back);
     tcase_add_test(tc, test_identity_kept_across_equal_limits);
     tcase_add_test(tc, test_keys_are_binary);
+    tcase_add_test(tc, test_long_keys);
     tcase_add_test(tc, test_lru_eviction_keeps_recently_used);
     tcase_add_test(tc, test_max_keys_bounds_many_stripes);
     tcase_add_test(tc, test_state_too_large_fails_cleanly);

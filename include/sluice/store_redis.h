@@ -1,0 +1,35 @@
+/* The Redis store: one per worker thread, on the worker's own event loop, with one
+ * asynchronous hiredis connection. Each decision is one EVALSHA of the limit's algorithm
+ * script on one key, key_prefix + route + ":" + limit + ":" + key value (values over 200
+ * bytes become their SHA-256 in hex); decisions are pipelined on the connection.
+ *
+ * Every decision completes within redis.timeout (plus timer slack): with the script's
+ * answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not connected, connection
+ * lost, store freed) or SL_STORE_ERR_SCRIPT (error or malformed reply). After any failure the
+ * store reconnects in the background, waiting 100 ms, doubling to 5 s. Nothing blocks, except
+ * resolving a host name (use an address or "localhost" in redis.url). */
+#ifndef SLUICE_STORE_REDIS_H
+#define SLUICE_STORE_REDIS_H
+
+#include <stdbool.h>
+
+#include "sluice/config.h"
+#include "sluice/store.h"
+
+struct event_base;
+struct sl_metrics_slot;
+
+/* Creates the store of worker `worker_id` on `base` and starts connecting. The settings of
+ * `cfg` are copied; `base` and `metrics` (this worker's slot, may be NULL) are borrowed and
+ * must outlive the store. Connection state goes to sl_metrics_redis_connected and errors, by
+ * kind, to sl_metrics_store_error. Returns NULL on ENOMEM. Use the store (decide, free) only
+ * from the thread running `base`, and never free it from inside one of its callbacks. Freeing
+ * completes the decisions still pending with SL_STORE_ERR_CONNECTION. */
+struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,
+                                    unsigned worker_id, struct sl_metrics_slot *metrics);
+
+/* True while the connection is up, authenticated and has its scripts loaded. Callable from
+ * any thread (for /readyz). */
+bool sl_store_redis_connected(const struct sl_store *store);
+
+#endif

@@ -1,0 +1,31 @@
+-- sliding_window: at most N admitted requests in (now - P, now], exactly; the same decision
+-- as src/limit/sliding_window.c, on Redis's clock.
+-- KEYS[1]: sorted set of the admitted requests, scored by their time (us); denied requests
+-- are not recorded.
+-- ARGV: [1] N, [2] P (us), [3] burst, [4] delay, [5] member unique to this request.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Scores are doubles: exact while now + P < 2^53 us.
+local n = tonumber(ARGV[1])
+local p = tonumber(ARGV[2])
+if not n or not p or n < 1 or p < 1 then
+    return redis.error_reply('ERR sluice: bad N or P')
+end
+-- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
+-- replicate effects.
+if redis.replicate_commands then
+    redis.replicate_commands()
+end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
+-- stays.
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - p)
+local count = redis.call('ZCARD', KEYS[1])
+if count >= n then
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+    local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
+    return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
+end
+redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('PEXPIRE', KEYS[1], math.ceil(p / 1000))
+return {1, n - count - 1, p, 0, 0}

@@ -1,0 +1,351 @@
+/* The Redis store's decisions: one pipelined EVALSHA per decision, a deadline for each, and
+ * pending entries that outlive late replies. The connection itself is in redis_conn.c. */
+#include <event2/event.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "redis_internal.h"
+#include "sluice/clock.h"
+#include "sluice/log.h"
+#include "sluice/lua_scripts.h"
+#include "sluice/metrics.h"
+#include "sluice/sha256.h"
+
+/* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). */
+#define KEY_VALUE_MAX 200
+/* With commands outstanding and no reply for this long, the connection is deemed dead even
+ * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
+#define STALL_US 2000000
+
+/* One decision. hiredis owns it from the EVALSHA until its reply callback, which frees it;
+ * the callback to the caller (cb) runs at most once, on reply, timeout or failure. */
+struct sl_redis_pending {
+    struct sl_redis_store *store;
+    struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
+    sl_store_cb cb;                       /* NULL once completed */
+    void *arg;
+    uint64_t deadline_us;
+    const struct sl_redis_script *script;
+    /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
+    uint64_t count, period_us, burst;
+    bool delay;
+    bool retried;
+    char member[64];
+    size_t key_len;
+    char key[];
+};
+
+static const struct sl_store_ops redis_ops;
+
+static void list_remove(struct sl_redis_store *s, struct sl_redis_pending *p)
+{
+    if (p->prev)
+        p->prev->next = p->next;
+    else
+        s->head = p->next;
+    if (p->next)
+        p->next->prev = p->prev;
+    else
+        s->tail = p->prev;
+    p->prev = p->next = NULL;
+}
+
+static void arm_deadline(struct sl_redis_store *s, uint64_t now_us)
+{
+    if (!s->head)
+        return;
+    uint64_t wait = s->head->deadline_us > now_us ? s->head->deadline_us - now_us : 0;
+    struct timeval tv = {.tv_sec = (time_t)(wait / 1000000),
+                         .tv_usec = (suseconds_t)(wait % 1000000)};
+    evtimer_add(s->deadline_timer, &tv);
+}
+
+static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p)
+{
+    p->prev = s->tail;
+    p->next = NULL;
+    if (s->tail)
+        s->tail->next = p;
+    else
+        s->head = p;
+    s->tail = p;
+    if (s->head == p)
+        arm_deadline(s, sl_clock_mono_us());
+}
+
+static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
+                     enum sl_store_status status)
+{
+    struct sl_redis_store *s = p->store;
+    sl_store_cb cb = p->cb;
+    void *arg = p->arg;
+    list_remove(s, p);
+    p->cb = NULL;
+    if (status != SL_STORE_OK)
+        sl_metrics_store_error(s->metrics, SL_STORE_REDIS, status);
+    cb(arg, d, status);
+}
+
+static void fail_now(struct sl_redis_store *s, sl_store_cb cb, void *arg,
+                     enum sl_store_status status)
+{
+    sl_metrics_store_error(s->metrics, SL_STORE_REDIS, status);
+    cb(arg, NULL, status);
+}
+
+/* The script reply {allowed, remaining, reset_us, retry_after_us, delay_us}, all integers
+ * >= 0; anything else is refused rather than trusted. */
+static int parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
+{
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+        return -1;
+    uint64_t v[5];
+    for (size_t i = 0; i < 5; i++) {
+        const redisReply *e = r->element[i];
+        if (!e || e->type != REDIS_REPLY_INTEGER || e->integer < 0)
+            return -1;
+        v[i] = (uint64_t)e->integer;
+    }
+    if (v[0] > 1)
+        return -1;
+    *d = (struct sl_decision){.allowed = v[0] == 1,
+                              .limit = count,
+                              .remaining = v[1],
+                              .reset_us = v[2],
+                              .retry_after_us = v[3],
+                              .delay_us = v[4]};
+    return 0;
+}
+
+static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p);
+
+static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sl_redis_pending *p = privdata;
+    struct sl_redis_store *s = p->store;
+    const redisReply *reply = r;
+    s->inflight--;
+    if (reply)
+        s->progress_us = sl_clock_mono_us();
+    if (!p->cb)
+        goto done; /* completed already (timed out): the late reply is dropped */
+    if (!reply) {
+        complete(p, NULL, SL_STORE_ERR_CONNECTION);
+        goto done;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+        !p->retried && ac == s->ac && s->state == SL_REDIS_READY) {
+        /* The server lost its script cache (restart, SCRIPT FLUSH): load it again and retry
+         * once. Both go down the same connection, so the load runs first. */
+        p->retried = true;
+        if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", p->script->body) == REDIS_OK &&
+            send_eval(s, p) == 0)
+            return;
+        complete(p, NULL, SL_STORE_ERR_CONNECTION);
+        goto done;
+    }
+    struct sl_decision d;
+    if (parse_decision(reply, p->count, &d) == 0) {
+        complete(p, &d, SL_STORE_OK);
+        goto done;
+    }
+    /* Said once per store at warn level: a script error repeats for every request. */
+    sl_log(s->script_warned ? SL_LOG_DEBUG : SL_LOG_WARN, "redis (worker %u): %s script: %s",
+           s->worker_id, p->script->alg->name,
+           reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
+    s->script_warned = true;
+    complete(p, NULL, SL_STORE_ERR_SCRIPT);
+done:
+    free(p);
+}
+
+static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
+{
+    if (redisAsyncCommand(s->ac, on_reply, p,
+                          "EVALSHA %s 1 %b %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %s",
+                          p->script->sha, p->key, p->key_len, p->count, p->period_us, p->burst,
+                          p->delay ? 1 : 0, p->member) != REDIS_OK)
+        return -1;
+    if (s->inflight++ == 0)
+        s->progress_us = sl_clock_mono_us();
+    return 0;
+}
+
+static void on_deadline(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_redis_store *s = arg;
+    uint64_t now = sl_clock_mono_us();
+    while (s->head && s->head->deadline_us <= now)
+        complete(s->head, NULL, SL_STORE_ERR_TIMEOUT);
+    if (s->inflight > 0 && now - s->progress_us >= STALL_US && s->state == SL_REDIS_READY)
+        sl_redis_conn_drop(s, "no reply within 2 s");
+    arm_deadline(s, sl_clock_mono_us());
+}
+
+static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
+                                                 const struct sl_algorithm_ops *alg)
+{
+    for (size_t i = 0; i < s->nscripts; i++)
+        if (s->scripts[i].alg == alg)
+            return &s->scripts[i];
+    for (size_t i = 0; i < s->nscripts; i++)
+        if (alg && strcmp(s->scripts[i].alg->name, alg->name) == 0)
+            return &s->scripts[i];
+    return NULL;
+}
+
+static struct sl_redis_pending *pending_new(struct sl_redis_store *s, const struct sl_limit *lim,
+                                            const char *key, size_t key_len)
+{
+    const char *route = lim->route ? lim->route->name : "";
+    size_t route_len = strlen(route), limit_len = strlen(lim->name);
+    char digest[2 * SL_SHA256_LEN + 1];
+    if (key_len > KEY_VALUE_MAX) {
+        sl_sha256_hex(key, key_len, digest);
+        key = digest;
+        key_len = 2 * SL_SHA256_LEN;
+    }
+    size_t total = s->prefix_len + route_len + 1 + limit_len + 1 + key_len;
+    struct sl_redis_pending *p = malloc(sizeof *p + total);
+    if (!p)
+        return NULL;
+    *p = (struct sl_redis_pending){.store = s,
+                                   .count = lim->count,
+                                   .period_us = lim->period_us,
+                                   .burst = lim->burst,
+                                   .delay = lim->delay,
+                                   .key_len = total};
+    char *k = p->key;
+    memcpy(k, s->prefix, s->prefix_len);
+    k += s->prefix_len;
+    memcpy(k, route, route_len);
+    k += route_len;
+    *k++ = ':';
+    memcpy(k, lim->name, limit_len);
+    k += limit_len;
+    *k++ = ':';
+    memcpy(k, key, key_len);
+    snprintf(p->member, sizeof p->member, "%s%" PRIu64, s->member_prefix, s->seq++);
+    return p;
+}
+
+static void redis_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
+                         size_t key_len, sl_store_cb cb, void *arg)
+{
+    struct sl_redis_store *s = (struct sl_redis_store *)store;
+    const struct sl_redis_script *script = find_script(s, lim->alg);
+    if (!script) {
+        fail_now(s, cb, arg, SL_STORE_ERR_SCRIPT);
+        return;
+    }
+    if (s->state != SL_REDIS_READY || s->freeing) {
+        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    struct sl_redis_pending *p = pending_new(s, lim, key, key_len);
+    if (!p) {
+        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    p->script = script;
+    p->cb = cb;
+    p->arg = arg;
+    p->deadline_us = sl_clock_mono_us() + s->timeout_us;
+    if (send_eval(s, p) != 0) {
+        free(p);
+        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    list_append(s, p);
+}
+
+static void redis_free(struct sl_store *store)
+{
+    struct sl_redis_store *s = (struct sl_redis_store *)store;
+    s->freeing = true;
+    /* Answer every caller first; the entries stay with hiredis, which frees them below. */
+    while (s->head)
+        complete(s->head, NULL, SL_STORE_ERR_CONNECTION);
+    sl_redis_conn_deinit(s);
+    if (s->deadline_timer)
+        event_free(s->deadline_timer);
+    free(s->host);
+    free(s->unix_path);
+    free(s->user);
+    free(s->password);
+    free(s->prefix);
+    free(s);
+}
+
+static const struct sl_store_ops redis_ops = {"redis", redis_decide, redis_free};
+
+bool sl_store_redis_connected(const struct sl_store *store)
+{
+    const struct sl_redis_store *s = (const struct sl_redis_store *)store;
+    return store && store->ops == &redis_ops && atomic_load(&s->connected);
+}
+
+static int copy_str(char **dst, const char *src)
+{
+    *dst = NULL;
+    if (src && !(*dst = strdup(src)))
+        return -1;
+    return 0;
+}
+
+static void load_scripts(struct sl_redis_store *s)
+{
+    const struct sl_algorithm_ops *const *all = sl_algorithm_all();
+    for (size_t i = 0; all[i] && s->nscripts < SL_REDIS_MAX_SCRIPTS; i++) {
+        const char *body = all[i]->redis_script;
+        if (!body || !*body)
+            body = sl_lua_script_find(all[i]->name);
+        if (!body)
+            continue;
+        s->scripts[s->nscripts++] = (struct sl_redis_script){.alg = all[i], .body = body};
+    }
+}
+
+/* Members of sliding-window sets must be unique across instances, workers and requests:
+ * random bits per store, the worker, then a counter. */
+static void init_member_prefix(struct sl_redis_store *s)
+{
+    uint64_t nonce;
+    if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
+        nonce = sl_clock_real_us() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)s;
+    snprintf(s->member_prefix, sizeof s->member_prefix, "%016" PRIx64 ":%u:", nonce, s->worker_id);
+}
+
+struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,
+                                    unsigned worker_id, struct sl_metrics_slot *metrics)
+{
+    struct sl_redis_store *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->base.ops = &redis_ops;
+    s->evbase = base;
+    s->metrics = metrics;
+    s->worker_id = worker_id;
+    s->port = cfg->port;
+    s->db = cfg->db;
+    s->timeout_us = cfg->timeout_ms * 1000;
+    if (copy_str(&s->host, cfg->host ? cfg->host : "127.0.0.1") ||
+        copy_str(&s->unix_path, cfg->unix_path) || copy_str(&s->user, cfg->user) ||
+        copy_str(&s->password, cfg->password) ||
+        copy_str(&s->prefix, cfg->key_prefix ? cfg->key_prefix : ""))
+        goto fail;
+    s->prefix_len = strlen(s->prefix);
+    load_scripts(s);
+    init_member_prefix(s);
+    s->deadline_timer = evtimer_new(base, on_deadline, s);
+    if (!s->deadline_timer || sl_redis_conn_init(s) != 0)
+        goto fail;
+    return &s->base;
+fail:
+    redis_free(&s->base);
+    return NULL;
+}

@@ -1,0 +1,215 @@
+/* The Redis connection's life cycle: connect, AUTH, SELECT, SCRIPT LOAD, then READY; after
+ * any failure, drop the connection and try again after 100 ms, doubling to 5 s.
+ * sluice_store_errors_total counts failed decisions (redis.c), not connection attempts, so
+ * that an idle instance retrying every 5 s does not count errors. */
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <string.h>
+
+#include "redis_internal.h"
+#include "sluice/log.h"
+#include "sluice/metrics.h"
+
+#define BACKOFF_FIRST_MS 100
+#define BACKOFF_MAX_MS 5000
+/* Connecting and loading the scripts may take this long beyond redis.timeout: hiredis has no
+ * connect timeout of its own, and a black-holed address would otherwise hang forever. */
+#define CONNECT_GRACE_MS 1000
+
+static void set_connected(struct sl_redis_store *s, bool connected)
+{
+    if (atomic_load(&s->connected) == connected)
+        return;
+    atomic_store(&s->connected, connected);
+    sl_metrics_redis_connected(s->metrics, connected);
+}
+
+static void log_failure(struct sl_redis_store *s, const char *what, const char *why)
+{
+    enum sl_log_level level = s->quiet ? SL_LOG_DEBUG : SL_LOG_WARN;
+    sl_log(level, "redis (worker %u): %s: %s; retrying in %llu ms", s->worker_id, what,
+           why ? why : "unknown error", (unsigned long long)s->backoff_ms);
+    s->quiet = true;
+}
+
+static void arm_timer(struct sl_redis_store *s, uint64_t ms)
+{
+    struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
+    evtimer_add(s->conn_timer, &tv);
+}
+
+/* Called with the state already IDLE and s->ac already detached. */
+static void schedule_retry(struct sl_redis_store *s)
+{
+    if (s->freeing)
+        return;
+    arm_timer(s, s->backoff_ms);
+    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+}
+
+static void become_idle(struct sl_redis_store *s)
+{
+    s->ac = NULL;
+    s->state = SL_REDIS_IDLE;
+    set_connected(s, false);
+}
+
+void sl_redis_conn_drop(struct sl_redis_store *s, const char *why)
+{
+    redisAsyncContext *ac = s->ac;
+    if (!ac)
+        return;
+    log_failure(s, "connection dropped", why);
+    /* Idle first: the NULL-reply callbacks redisAsyncFree runs may start new decisions, which
+     * must fail at once rather than reach the dying context. */
+    become_idle(s);
+    redisAsyncFree(ac);
+    schedule_retry(s);
+}
+
+static void handshake_done(struct sl_redis_store *s)
+{
+    evtimer_del(s->conn_timer);
+    s->state = SL_REDIS_READY;
+    s->backoff_ms = BACKOFF_FIRST_MS;
+    s->quiet = false;
+    set_connected(s, true);
+    if (s->unix_path)
+        sl_log_info("redis (worker %u): connected to unix:%s", s->worker_id, s->unix_path);
+    else
+        sl_log_info("redis (worker %u): connected to %s:%d", s->worker_id, s->host, s->port);
+}
+
+/* Replies to AUTH and SELECT (privdata NULL) and to SCRIPT LOAD (privdata the script). */
+static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct sl_redis_store *s = ac->data;
+    const redisReply *reply = r;
+    if (ac != s->ac || s->state != SL_REDIS_CONNECTING || !reply)
+        return; /* an abandoned connection, or a lost one (on_disconnect handles it) */
+    if (reply->type == REDIS_REPLY_ERROR) {
+        sl_redis_conn_drop(s, reply->str);
+        return;
+    }
+    struct sl_redis_script *script = privdata;
+    if (script) {
+        if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
+            sl_redis_conn_drop(s, "unexpected reply to SCRIPT LOAD");
+            return;
+        }
+        memcpy(script->sha, reply->str, 40);
+        script->sha[40] = '\0';
+    }
+    if (--s->handshake_left == 0)
+        handshake_done(s);
+}
+
+static void on_connect(const redisAsyncContext *ac, int status)
+{
+    struct sl_redis_store *s = ac->data;
+    if (ac != s->ac || status == REDIS_OK)
+        return;
+    /* hiredis frees the context after this callback. */
+    log_failure(s, "cannot connect", ac->errstr);
+    become_idle(s);
+    schedule_retry(s);
+}
+
+static void on_disconnect(const redisAsyncContext *ac, int status)
+{
+    struct sl_redis_store *s = ac->data;
+    if (ac != s->ac)
+        return; /* freed by us: already handled */
+    log_failure(s, "connection lost", ac->err ? ac->errstr : "closed by the server");
+    become_idle(s);
+    schedule_retry(s);
+}
+
+static int queue_handshake(struct sl_redis_store *s, redisAsyncContext *ac)
+{
+    int rc = REDIS_OK;
+    s->handshake_left = 0;
+    if (s->password) {
+        if (s->user)
+            rc |=
+                redisAsyncCommand(ac, on_handshake_reply, NULL, "AUTH %s %s", s->user, s->password);
+        else
+            rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "AUTH %s", s->password);
+        s->handshake_left++;
+    }
+    if (s->db != 0) {
+        rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "SELECT %d", s->db);
+        s->handshake_left++;
+    }
+    for (size_t i = 0; i < s->nscripts; i++) {
+        rc |= redisAsyncCommand(ac, on_handshake_reply, &s->scripts[i], "SCRIPT LOAD %s",
+                                s->scripts[i].body);
+        s->handshake_left++;
+    }
+    /* A PING ends the handshake, so that a store with no script still waits for the server. */
+    rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "PING");
+    s->handshake_left++;
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+static void connect_start(struct sl_redis_store *s)
+{
+    redisAsyncContext *ac =
+        s->unix_path ? redisAsyncConnectUnix(s->unix_path) : redisAsyncConnect(s->host, s->port);
+    if (!ac || ac->err) {
+        log_failure(s, "cannot connect", ac ? ac->errstr : "out of memory");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(s);
+        return;
+    }
+    ac->data = s;
+    if (redisLibeventAttach(ac, s->evbase) != REDIS_OK) {
+        redisAsyncFree(ac);
+        schedule_retry(s);
+        return;
+    }
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    s->ac = ac;
+    s->state = SL_REDIS_CONNECTING;
+    if (queue_handshake(s, ac) != 0) {
+        sl_redis_conn_drop(s, "cannot queue the handshake");
+        return;
+    }
+    arm_timer(s, s->timeout_us / 1000 + CONNECT_GRACE_MS);
+}
+
+static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_redis_store *s = arg;
+    if (s->state == SL_REDIS_IDLE)
+        connect_start(s);
+    else if (s->state == SL_REDIS_CONNECTING)
+        sl_redis_conn_drop(s, "timed out connecting");
+}
+
+int sl_redis_conn_init(struct sl_redis_store *s)
+{
+    s->backoff_ms = BACKOFF_FIRST_MS;
+    s->state = SL_REDIS_IDLE;
+    atomic_init(&s->connected, false);
+    s->conn_timer = evtimer_new(s->evbase, on_conn_timer, s);
+    if (!s->conn_timer)
+        return -1;
+    sl_metrics_redis_connected(s->metrics, false);
+    connect_start(s);
+    return 0;
+}
+
+void sl_redis_conn_deinit(struct sl_redis_store *s)
+{
+    s->freeing = true;
+    redisAsyncContext *ac = s->ac;
+    become_idle(s);
+    if (ac)
+        redisAsyncFree(ac);
+    if (s->conn_timer)
+        event_free(s->conn_timer);
+    s->conn_timer = NULL;
+}
