@@ -13,12 +13,12 @@ struct evbuffer;
 
 struct sl_forward_request {
     const struct sl_request *req;
-    unsigned http_minor;    /* HTTP/1.<minor>, as received */
-    const char *peer;       /* client address appended to X-Forwarded-For; NULL: none */
+    unsigned http_minor; /* HTTP/1.<minor>, as received */
+    const char *peer;    /* client address appended to X-Forwarded-For; NULL: none */
     size_t peer_len;
-    bool upgrade;           /* keep Upgrade and send "Connection: upgrade" */
-    bool chunked;           /* the body follows in chunked framing */
-    bool strip_expect;      /* sluice answers "Expect: 100-continue" itself */
+    bool upgrade;      /* keep Upgrade and send "Connection: upgrade" */
+    bool chunked;      /* the body follows in chunked framing */
+    bool strip_expect; /* sluice answers "Expect: 100-continue" itself */
 };
 
 /* Appends the request head for the upstream to `out`: the request line as received, the

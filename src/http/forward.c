@@ -161,7 +161,8 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
             add_header(out, &h[i]);
             continue;
         }
-        if (sl_forward_is_hop_by_hop(name, len) || named_by_connection(&tk, h, r->nheaders, name, len))
+        if (sl_forward_is_hop_by_hop(name, len) ||
+            named_by_connection(&tk, h, r->nheaders, name, len))
             continue;
         if (name_is(name, len, NAME("Host")) && !host)
             host = &h[i];
@@ -182,8 +183,7 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
         const char *sep = "";
         evbuffer_add(out, NAME("X-Forwarded-For: "));
         for (size_t i = 0; xff_seen && i < r->nheaders; i++) {
-            if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) ||
-                h[i].value_len == 0)
+            if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) || h[i].value_len == 0)
                 continue;
             evbuffer_add(out, sep, strlen(sep));
             evbuffer_add(out, h[i].value, h[i].value_len);

@@ -37,8 +37,14 @@ struct sl_head_field {
     uint32_t name_off, name_len, value_off, value_len;
 };
 
-enum sl_head_token { SL_TOK_NONE, SL_TOK_METHOD, SL_TOK_URL, SL_TOK_STATUS, SL_TOK_NAME,
-                     SL_TOK_VALUE };
+enum sl_head_token {
+    SL_TOK_NONE,
+    SL_TOK_METHOD,
+    SL_TOK_URL,
+    SL_TOK_STATUS,
+    SL_TOK_NAME,
+    SL_TOK_VALUE
+};
 
 /* One head, copied into a buffer owned by the connection and reused by every message. */
 struct sl_head {
@@ -50,15 +56,15 @@ struct sl_head {
     struct sl_header *headers; /* built by sl_head_finish; points into buf */
     size_t headers_cap;
     enum sl_head_token tok;
-    bool overflow;     /* the head is larger than `max` */
-    bool obs_fold;     /* a line starting with whitespace was seen */
-    bool head_done;    /* on_headers_complete ran: later header callbacks are trailers */
-    bool msg_done;     /* on_message_complete ran */
-    bool skip_body;    /* response to HEAD */
-    bool interim;      /* the response head is a 1xx other than 101: skip it */
-    uint64_t body_bytes;             /* decoded body bytes of the message so far */
-    struct evbuffer *body_sink;      /* non-NULL: decoded body bytes are copied here */
-    unsigned char prev_byte;         /* last head byte seen, for obs-fold detection */
+    bool overflow;              /* the head is larger than `max` */
+    bool obs_fold;              /* a line starting with whitespace was seen */
+    bool head_done;             /* on_headers_complete ran: later header callbacks are trailers */
+    bool msg_done;              /* on_message_complete ran */
+    bool skip_body;             /* response to HEAD */
+    bool interim;               /* the response head is a 1xx other than 101: skip it */
+    uint64_t body_bytes;        /* decoded body bytes of the message so far */
+    struct evbuffer *body_sink; /* non-NULL: decoded body bytes are copied here */
+    unsigned char prev_byte;    /* last head byte seen, for obs-fold detection */
 };
 
 void sl_head_init(struct sl_head *h, size_t max);
@@ -95,24 +101,24 @@ struct sl_worker {
     struct sl_engine *engine;
     struct sl_store *redis;          /* this worker's Redis store, or NULL without redis */
     struct sl_metrics_slot *metrics;
-    struct sl_config *cfg;           /* this worker's reference to the current snapshot */
+    struct sl_config *cfg; /* this worker's reference to the current snapshot */
 
-    pthread_mutex_t mailbox_lock;    /* guards next_cfg, set by the main thread */
+    pthread_mutex_t mailbox_lock; /* guards next_cfg, set by the main thread */
     struct sl_config *next_cfg;
     struct event *cfg_ev, *stop_ev, *force_ev, *resume_ev;
 
-    struct sl_conn *conns;           /* every client connection, for draining */
+    struct sl_conn *conns; /* every client connection, for draining */
     unsigned nconns;
-    atomic_bool listener_paused;   /* read by other workers resuming it */
+    atomic_bool listener_paused; /* read by other workers resuming it */
     bool draining;
 
-    struct sl_upstream *idle;        /* pool.c: idle keep-alive upstream connections */
+    struct sl_upstream *idle; /* pool.c: idle keep-alive upstream connections */
     unsigned nidle;
 
-    struct evbuffer *log_buf;        /* access_log.c */
+    struct evbuffer *log_buf; /* access_log.c */
     struct event *log_timer;
-    int64_t log_sec;                 /* second of log_ts */
-    char log_ts[24];                 /* "2026-01-02T03:04:05." */
+    int64_t log_sec; /* second of log_ts */
+    char log_ts[24]; /* "2026-01-02T03:04:05." */
 };
 
 /* Sets up worker `index` of `s` and binds its listener; nothing runs yet. Returns 0, or
@@ -133,19 +139,19 @@ void sl_worker_maybe_done(struct sl_worker *w);
 /* ---- server.c: process-wide state shared by workers (read-mostly) ---- */
 
 struct sl_server {
-    struct sl_config *cfg;           /* current snapshot; guarded by lock */
+    struct sl_config *cfg; /* current snapshot; guarded by lock */
     pthread_mutex_t lock;
     struct sl_metrics *metrics;
     struct sl_store *memory;
     struct sl_worker *workers;
     unsigned nworkers;
-    atomic_uint conns;               /* client connections of all workers */
+    atomic_uint conns; /* client connections of all workers */
     atomic_uint workers_done;
     atomic_bool ready;
-    struct event_base *base;         /* the main thread's loop */
+    struct event_base *base; /* the main thread's loop */
     struct event *worker_done_ev;
-    int access_fd;                   /* -1: access log off */
-    int unix_listen_fd;              /* listen: unix:/path, shared by the workers */
+    int access_fd;      /* -1: access log off */
+    int unix_listen_fd; /* listen: unix:/path, shared by the workers */
 };
 
 /* ---- io.c ---- */
@@ -181,13 +187,13 @@ int sl_listen_socket(const struct sl_sockaddr *addr, char *err, size_t errlen);
 /* ---- client.c ---- */
 
 enum sl_conn_state {
-    SL_C_HEAD,     /* reading a request head */
-    SL_C_DECIDE,   /* waiting for the engine */
-    SL_C_DELAY,    /* admitted, held by the leaky bucket */
-    SL_C_PROXY,    /* forwarded: streaming the body up and the response down */
-    SL_C_DISCARD,  /* answered by sluice; skipping the rest of the request body */
-    SL_C_TUNNEL,   /* after 101: raw bytes both ways */
-    SL_C_LINGER,   /* closing: draining unread bytes after the last response */
+    SL_C_HEAD,    /* reading a request head */
+    SL_C_DECIDE,  /* waiting for the engine */
+    SL_C_DELAY,   /* admitted, held by the leaky bucket */
+    SL_C_PROXY,   /* forwarded: streaming the body up and the response down */
+    SL_C_DISCARD, /* answered by sluice; skipping the rest of the request body */
+    SL_C_TUNNEL,  /* after 101: raw bytes both ways */
+    SL_C_LINGER,  /* closing: draining unread bytes after the last response */
 };
 
 struct sl_conn {
@@ -197,9 +203,9 @@ struct sl_conn {
     enum sl_conn_state state;
     llhttp_t parser;
     struct sl_head head;
-    struct sl_config *cfg;      /* snapshot of the request in flight (or the last one) */
-    struct event timer;         /* header, idle, delay and linger deadlines */
-    struct event rev;           /* readable client socket (io.c) */
+    struct sl_config *cfg; /* snapshot of the request in flight (or the last one) */
+    struct event timer;    /* header, idle, delay and linger deadlines */
+    struct event rev;      /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     struct sl_upstream *up;
@@ -211,11 +217,11 @@ struct sl_conn {
 
     struct sl_verdict verdict;
     struct evbuffer *vheaders, *vbody; /* the verdict's buffers, reused by every request */
-    bool decision_pending;      /* the engine owes a callback: the connection must live */
+    bool decision_pending;             /* the engine owes a callback: the connection must live */
     bool has_verdict;
-    unsigned busy;              /* nesting of callbacks running on this connection */
-    bool dying;                 /* free when busy reaches 0 and no decision is pending */
-    bool in_process;            /* sl_conn_process is on the stack: it loops, no recursion */
+    unsigned busy;   /* nesting of callbacks running on this connection */
+    bool dying;      /* free when busy reaches 0 and no decision is pending */
+    bool in_process; /* sl_conn_process is on the stack: it loops, no recursion */
     bool lingering;
 
     /* The request in flight. */
@@ -225,19 +231,18 @@ struct sl_conn {
     uint64_t bytes_in, bytes_out;
     int status;
     unsigned http_minor;
-    bool head_started;          /* a byte of the current request head arrived */
-    bool header_timer;          /* the timer holds this head's header_timeout */
+    bool head_started; /* a byte of the current request head arrived */
+    bool header_timer; /* the timer holds this head's header_timeout */
     bool first_request;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
     bool req_done, resp_head_sent, resp_done;
     bool req_blocked, resp_blocked;
-    bool close_after;           /* close once the current response is written */
+    bool close_after; /* close once the current response is written */
     bool client_eof;
     bool retried;
 };
 
-void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
-                    int salen);
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
 /* Closes the connection; with `graceful`, only if it is idle between requests. */
 void sl_conn_shutdown(struct sl_conn *c, bool graceful);
 
@@ -255,6 +260,19 @@ void sl_conn_flush(struct sl_conn *c);
 void sl_conn_request_done(struct sl_conn *c);
 /* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
 void sl_conn_set_read_timeout(struct sl_conn *c, bool on);
+void sl_conn_arm_timer(struct sl_conn *c, uint64_t ms);
+/* After the last response: half-close, drain what the client still sends, then close. */
+void sl_conn_linger_start(struct sl_conn *c);
+
+/* ---- request.c ---- */
+
+/* Parses the request head in the input; returns true when the state moved on. */
+bool sl_request_read_head(struct sl_conn *c);
+/* Skips the body of a request sluice answered itself; true when the state moved on. */
+bool sl_request_discard_body(struct sl_conn *c);
+/* Admitted: sends 100 Continue if asked for, and hands the request to the upstream. */
+void sl_request_forward(struct sl_conn *c);
+
 /* Answers `status` and closes; after the response head went out, just closes. */
 void sl_conn_fail(struct sl_conn *c, int status);
 
@@ -273,16 +291,16 @@ struct sl_upstream {
     struct sl_worker *w;
     struct sl_upstream *prev, *next; /* pool list while idle */
     struct bufferevent *bev;
-    struct sl_conn *conn;            /* NULL while idle in the pool */
+    struct sl_conn *conn; /* NULL while idle in the pool */
     llhttp_t parser;
     struct sl_head head;
-    struct sockaddr_storage addr;    /* where it is connected, to match on reuse */
+    struct sockaddr_storage addr; /* where it is connected, to match on reuse */
     socklen_t addr_len;
-    struct event rev;                /* readable upstream socket (io.c) */
+    struct event rev; /* readable upstream socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     bool connected, reused, got_bytes, eof;
-    bool head_sent;                  /* the response head went to the client */
+    bool head_sent; /* the response head went to the client */
     bool tunnel;
 };
 

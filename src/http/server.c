@@ -80,8 +80,8 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
         (new->admin_enabled && !sockaddr_same(&old->admin_listen, &new->admin_listen)))
         sl_log_warn("reload: admin.listen changed; restart sluice to apply it");
     if (old->access_log != new->access_log ||
-        (new->access_log == SL_ACCESS_LOG_FILE &&
-         strcmp(old->access_log_path, new->access_log_path) != 0))
+        (new->access_log ==
+         SL_ACCESS_LOG_FILE &&strcmp(old->access_log_path, new->access_log_path) != 0))
         sl_log_warn("reload: access_log changed; restart sluice to apply it");
     if (old->memory_max_keys != new->memory_max_keys)
         sl_log_warn("reload: memory.max_keys changed; restart sluice to apply it");
@@ -166,8 +166,8 @@ static int open_access_log(struct sl_server *s)
         s->access_fd = STDOUT_FILENO;
         return 0;
     case SL_ACCESS_LOG_FILE:
-        s->access_fd = open(s->cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
-                            0644);
+        s->access_fd =
+            open(s->cfg->access_log_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
         if (s->access_fd < 0) {
             sl_log_error("access_log %s: %m", s->cfg->access_log_path);
             return -1;

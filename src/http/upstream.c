@@ -82,8 +82,8 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_socka
     bufferevent_setwatermark(up->bev, EV_WRITE, SL_LOW_WATER, 0);
     bufferevent_set_max_single_write(up->bev, SL_HIGH_WATER);
     bufferevent_enable(up->bev, EV_WRITE);
-    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss,
-                                   (int)addr->len) < 0) {
+    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss, (int)addr->len) <
+        0) {
         sl_upstream_free(up);
         return NULL;
     }
@@ -95,14 +95,15 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_socka
 static void write_head(struct sl_conn *c)
 {
     struct sl_forward_request f = {
-        .req = &(struct sl_request){
-            .method = c->head.buf + c->head.method_off,
-            .method_len = c->head.method_len,
-            .target = c->head.buf + c->head.url_off,
-            .target_len = c->head.url_len,
-            .headers = c->head.headers,
-            .nheaders = c->head.nfields,
-        },
+        .req =
+            &(struct sl_request){
+                .method = c->head.buf + c->head.method_off,
+                .method_len = c->head.method_len,
+                .target = c->head.buf + c->head.url_off,
+                .target_len = c->head.url_len,
+                .headers = c->head.headers,
+                .nheaders = c->head.nfields,
+            },
         .http_minor = c->http_minor,
         .peer = c->peer_text_len ? c->peer_text : NULL,
         .peer_len = c->peer_text_len,
@@ -180,7 +181,7 @@ static void upstream_failed(struct sl_conn *c, enum sl_upstream_error kind, int 
 {
     sl_metrics_upstream_error(c->w->metrics, kind);
     sl_log_debug("upstream %s: %s", c->cfg->upstream.addr.text,
-                 kind == SL_UPSTREAM_ERR_TIMEOUT ? "timeout"
+                 kind == SL_UPSTREAM_ERR_TIMEOUT   ? "timeout"
                  : kind == SL_UPSTREAM_ERR_CONNECT ? "connect failed"
                                                    : "reset");
     sl_conn_fail(c, status);
@@ -319,8 +320,8 @@ void sl_upstream_process(struct sl_conn *c)
         llhttp_errno_t err;
         long n = sl_parse_run(&up->parser, in, evbuffer_get_length(in), false, &err);
         if (n < 0) {
-            sl_log_warn("upstream %s sent a malformed response: %s",
-                        c->cfg->upstream.addr.text, llhttp_errno_name(err));
+            sl_log_warn("upstream %s sent a malformed response: %s", c->cfg->upstream.addr.text,
+                        llhttp_errno_name(err));
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }
@@ -417,8 +418,8 @@ void sl_tunnel_pump(struct sl_conn *c)
 void sl_upstream_sync_read(struct sl_upstream *up)
 {
     bool want = !up->eof && evbuffer_get_length(bufferevent_get_input(up->bev)) < SL_INPUT_MAX;
-    sl_reader_set(&up->rev, &up->rev_active, want,
-                  up->read_timeout_on ? &up->read_timeout : NULL, &up->rev_timeout_changed);
+    sl_reader_set(&up->rev, &up->rev_active, want, up->read_timeout_on ? &up->read_timeout : NULL,
+                  &up->rev_timeout_changed);
 }
 
 static void up_readcb(evutil_socket_t fd, short what, void *arg)

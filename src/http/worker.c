@@ -11,8 +11,8 @@
 #include "sluice/log.h"
 #include "sluice/store_redis.h"
 
-static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
-                      int salen, void *arg)
+static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
+                      void *arg)
 {
     sl_conn_accept(arg, fd, sa, salen);
 }

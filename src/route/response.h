@@ -15,7 +15,8 @@ static inline size_t sl_verdict_nchecks(const struct sl_route *route)
  * v->headers in cfg->response_headers style. Writes nothing when no check answered. */
 void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdict *v);
 
-/* Makes `v` a rate-limited answer: status, Retry-After (the largest retry_after among
+/* Makes `v` a rate-limited answer: status, the rate-limit header fields as
+ * sl_response_ratelimit_headers() writes them, Retry-After (the largest retry_after among
  * denying checks, whole seconds rounded up, at least 1) and the JSON body naming the first
  * denying limit in configuration order. */
 void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v);

@@ -294,6 +294,36 @@ START_TEST(allowed_headers_in_every_mode)
 }
 END_TEST
 
+/* client_ip keys carry the address as inet_ntop writes it, whatever its digits. */
+START_TEST(client_ip_key_text)
+{
+    static const char *const addrs[] = {"0.0.0.0", "255.255.255.255", "10.0.100.9", "1.20.255.0",
+                                        "192.168.1.10"};
+    add_limit(add_route("all", SL_MATCH_PREFIX, "/"), "per_ip", 5, 60, SL_STORE_MEMORY);
+    for (size_t i = 0; i < sizeof addrs / sizeof addrs[0]; i++) {
+        struct result r;
+        peer_addr.sin_family = AF_INET;
+        inet_pton(AF_INET, addrs[i], &peer_addr.sin_addr);
+        start(&r, "GET", "/", NULL, 0);
+        ck_assert_int_eq(r.calls, 1);
+        ck_assert_str_eq(memory.keys[i], addrs[i]);
+        done(&r);
+    }
+
+    struct sockaddr_in6 peer6 = {.sin6_family = AF_INET6};
+    inet_pton(AF_INET6, "2001:db8::7", &peer6.sin6_addr);
+    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, (const struct sockaddr *)&peer6};
+    struct result r6;
+    memset(&r6, 0, sizeof r6);
+    r6.v.headers = evbuffer_new();
+    r6.v.body = evbuffer_new();
+    sl_engine_decide(engine, &cfg, &req, &r6.v, on_verdict, &r6);
+    ck_assert_int_eq(r6.calls, 1);
+    ck_assert_str_eq(memory.keys[5], "2001:db8::7");
+    done(&r6);
+}
+END_TEST
+
 START_TEST(several_limits_in_configuration_order)
 {
     struct sl_route *rt = add_route("api", SL_MATCH_PREFIX, "/api");
@@ -642,6 +672,7 @@ int main(void)
     tcase_add_test(tc, unmatched_forwarded_without_headers);
     tcase_add_test(tc, exempt_client_never_asks_a_store);
     tcase_add_test(tc, allowed_headers_in_every_mode);
+    tcase_add_test(tc, client_ip_key_text);
     tcase_add_test(tc, several_limits_in_configuration_order);
     tcase_add_test(tc, denied_answer);
     tcase_add_test(tc, denied_status_and_minimum_retry_after);

@@ -6,7 +6,10 @@
 
 #include "sluice/forward.h"
 
-#define H(n, v) {n, sizeof(n) - 1, v, sizeof(v) - 1}
+#define H(n, v)                                                                                    \
+    {                                                                                              \
+        n, sizeof(n) - 1, v, sizeof(v) - 1                                                         \
+    }
 
 static char *drain(struct evbuffer *b)
 {
@@ -31,8 +34,8 @@ static char *request_head(const struct sl_header *h, size_t n, struct sl_forward
 START_TEST(request_line_as_received_and_forwarded_headers)
 {
     const struct sl_header h[] = {H("Host", "example.com:8080"), H("Accept", "*/*")};
-    char *s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1, .peer = "10.1.2.3",
-                                                               .peer_len = 8});
+    char *s = request_head(
+        h, 2, (struct sl_forward_request){.http_minor = 1, .peer = "10.1.2.3", .peer_len = 8});
     ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.1\r\n"
                         "Host: example.com:8080\r\n"
                         "Accept: */*\r\n"
@@ -47,11 +50,16 @@ END_TEST
 START_TEST(hop_by_hop_removed)
 {
     const struct sl_header h[] = {
-        H("Host", "h"),          H("Connection", "keep-alive, X-Secret"),
-        H("x-secret", "1"),      H("Keep-Alive", "timeout=5"),
-        H("Proxy-Connection", "keep-alive"), H("TE", "trailers"),
-        H("Trailer", "X-T"),     H("Transfer-Encoding", "chunked"),
-        H("Upgrade", "websocket"), H("X-Kept", "yes"),
+        H("Host", "h"),
+        H("Connection", "keep-alive, X-Secret"),
+        H("x-secret", "1"),
+        H("Keep-Alive", "timeout=5"),
+        H("Proxy-Connection", "keep-alive"),
+        H("TE", "trailers"),
+        H("Trailer", "X-T"),
+        H("Transfer-Encoding", "chunked"),
+        H("Upgrade", "websocket"),
+        H("X-Kept", "yes"),
     };
     char *s = request_head(h, 10, (struct sl_forward_request){.http_minor = 1, .chunked = true});
     ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.1\r\n"
@@ -81,8 +89,8 @@ START_TEST(x_forwarded_for_merged_and_appended)
     const struct sl_header h[] = {H("X-Forwarded-For", "1.1.1.1, 2.2.2.2"), H("Host", "h"),
                                   H("X-Forwarded-For", "3.3.3.3"), H("X-Forwarded-Proto", "https"),
                                   H("X-Forwarded-Host", "evil")};
-    char *s = request_head(h, 5, (struct sl_forward_request){.http_minor = 0, .peer = "::1",
-                                                               .peer_len = 3});
+    char *s = request_head(
+        h, 5, (struct sl_forward_request){.http_minor = 0, .peer = "::1", .peer_len = 3});
     ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.0\r\n"
                         "Host: h\r\n"
                         "X-Forwarded-For: 1.1.1.1, 2.2.2.2, 3.3.3.3, ::1\r\n"
@@ -96,7 +104,8 @@ END_TEST
 START_TEST(expect_stripped_only_when_answered_locally)
 {
     const struct sl_header h[] = {H("Host", "h"), H("Expect", "100-continue")};
-    char *s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1, .strip_expect = true});
+    char *s =
+        request_head(h, 2, (struct sl_forward_request){.http_minor = 1, .strip_expect = true});
     ck_assert_ptr_null(strstr(s, "Expect"));
     free(s);
     s = request_head(h, 2, (struct sl_forward_request){.http_minor = 1});
@@ -107,14 +116,19 @@ END_TEST
 
 START_TEST(response_head_filtered)
 {
-    const struct sl_header h[] = {H("Content-Type", "text/plain"), H("Connection", "close, X-Internal"),
-                                  H("X-Internal", "1"), H("Keep-Alive", "timeout=5"),
-                                  H("Transfer-Encoding", "chunked")};
+    const struct sl_header h[] = {H("Content-Type", "text/plain"),
+                                  H("Connection", "close, X-Internal"), H("X-Internal", "1"),
+                                  H("Keep-Alive", "timeout=5"), H("Transfer-Encoding", "chunked")};
     struct evbuffer *extra = evbuffer_new();
     evbuffer_add_printf(extra, "RateLimit: \"a\";r=1;t=2\r\n");
-    struct sl_forward_response f = {.status = 200, .reason = "OK", .reason_len = 2, .headers = h,
-                                    .nheaders = 5, .keep_transfer_encoding = true,
-                                    .connection = SL_CONN_KEEP_ALIVE, .extra = extra};
+    struct sl_forward_response f = {.status = 200,
+                                    .reason = "OK",
+                                    .reason_len = 2,
+                                    .headers = h,
+                                    .nheaders = 5,
+                                    .keep_transfer_encoding = true,
+                                    .connection = SL_CONN_KEEP_ALIVE,
+                                    .extra = extra};
     struct evbuffer *b = evbuffer_new();
     ck_assert_int_eq(sl_forward_response_head(&f, b), 0);
     char *s = drain(b);

@@ -18,11 +18,11 @@ static char *escape(const char *s, size_t len)
     return out;
 }
 
-#define CHECK_ESCAPE(in, len, want)                                                            \
-    do {                                                                                       \
-        char *got = escape(in, len);                                                           \
-        ck_assert_str_eq(got, want);                                                           \
-        free(got);                                                                             \
+#define CHECK_ESCAPE(in, len, want)                                                                \
+    do {                                                                                           \
+        char *got = escape(in, len);                                                               \
+        ck_assert_str_eq(got, want);                                                               \
+        free(got);                                                                                 \
     } while (0)
 
 START_TEST(plain_text_is_quoted)

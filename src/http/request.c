@@ -1,0 +1,306 @@
+/* One request on a client connection: reading and checking its head, asking the engine,
+ * acting on the verdict, and finishing it (log, metrics, keep-alive or close). */
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "http.h"
+#include "sluice/clock.h"
+#include "sluice/log.h"
+
+void sl_conn_request_done(struct sl_conn *c)
+{
+    struct sl_worker *w = c->w;
+    uint64_t now = sl_clock_mono_us();
+    const struct sl_route *route = c->has_verdict ? c->verdict.route : NULL;
+
+    c->duration_us = now - c->t_start;
+    if (c->has_verdict)
+        sl_metrics_request(w->metrics, route, c->verdict.outcome, c->duration_us);
+    sl_metrics_response(w->metrics, route, c->status);
+    if (c->cfg->access_log != SL_ACCESS_LOG_OFF)
+        sl_access_log_request(w, c);
+
+    if (c->has_body && !c->req_done)
+        c->close_after = true; /* the rest of the body would be read as the next request */
+    if (w->draining)
+        c->close_after = true;
+    if (c->close_after) {
+        c->state = SL_C_LINGER;
+        if (c->has_body && !c->req_done)
+            sl_conn_set_read_timeout(c, false);
+        if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
+            sl_conn_linger_start(c);
+        return;
+    }
+    if (c->has_body)
+        sl_conn_set_read_timeout(c, false);
+    c->state = SL_C_HEAD;
+    c->head_started = false;
+    c->header_timer = false;
+    c->first_request = false;
+    c->has_verdict = false;
+    sl_head_reset(&c->head);
+    if (c->upgrade) {
+        /* The upstream declined the upgrade: the connection goes on as HTTP/1.1, and
+         * llhttp, which stopped at the upgrade, starts over. */
+        llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
+        c->parser.data = &c->head;
+        c->upgrade = false;
+    } else {
+        llhttp_resume(&c->parser);
+    }
+    sl_conn_arm_timer(c, c->cfg->client.idle_timeout_ms);
+    if (!c->in_process)
+        sl_conn_process(c);
+}
+
+void sl_request_forward(struct sl_conn *c)
+{
+    if (c->expect_continue) {
+        /* RFC 9110 10.1.1: the client waits for this before sending the body; it is sent
+         * only once the request is admitted, so a refused body is never transmitted. */
+        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
+        evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof cont - 1);
+        c->bytes_out += sizeof cont - 1;
+        sl_conn_flush(c);
+    }
+    c->state = SL_C_PROXY;
+    c->t_upstream = sl_clock_mono_us();
+    if (c->has_body && !c->req_done)
+        sl_conn_set_read_timeout(c, true);
+    sl_upstream_forward(c);
+}
+
+static void apply_verdict(struct sl_conn *c)
+{
+    struct sl_verdict *v = &c->verdict;
+
+    c->has_verdict = true;
+    if (v->status) {
+        /* With Expect the body was never sent, and without it the body may be large: both
+         * are better ended by closing than by reading and discarding. */
+        bool close = c->close_after || (c->has_body && !c->req_done && c->expect_continue);
+        sl_reply(c, v->status, v->headers, v->body, close);
+        if (c->has_body && !c->req_done && !close) {
+            c->state = SL_C_DISCARD;
+            sl_conn_set_read_timeout(c, true);
+        } else {
+            sl_conn_request_done(c);
+        }
+        return;
+    }
+    if (v->delay_us) {
+        c->state = SL_C_DELAY;
+        struct timeval tv = {(time_t)(v->delay_us / 1000000), (suseconds_t)(v->delay_us % 1000000)};
+        event_add(&c->timer, &tv);
+        return;
+    }
+    sl_request_forward(c);
+}
+
+static void on_verdict(void *arg, struct sl_verdict *v)
+{
+    struct sl_conn *c = arg;
+    sl_conn_enter(c);
+    c->decision_pending = false;
+    if (!c->dying) {
+        apply_verdict(c);
+        if (!c->in_process && !c->dying)
+            sl_conn_process(c);
+    }
+    sl_conn_leave(c);
+}
+
+static bool name_is(const struct sl_header *h, const char *lit, size_t len)
+{
+    return h->name_len == len && strncasecmp(h->name, lit, len) == 0;
+}
+
+static bool value_is(const struct sl_header *h, const char *lit, size_t len)
+{
+    return h->value_len == len && strncasecmp(h->value, lit, len) == 0;
+}
+
+/* Checks llhttp leaves to the application (RFC 9112 sections 3.2, 5.1, 6.1); returns the
+ * status to answer, or 0. */
+static int validate(struct sl_conn *c)
+{
+    const struct sl_head *h = &c->head;
+    unsigned hosts = 0;
+
+    if (llhttp_get_http_major(&c->parser) != 1 || llhttp_get_http_minor(&c->parser) > 1)
+        return 505;
+    if (h->obs_fold || llhttp_get_method(&c->parser) == HTTP_CONNECT)
+        return 400;
+    for (size_t i = 0; i < h->nfields; i++) {
+        const struct sl_header *f = &h->headers[i];
+        char last = f->name_len ? f->name[f->name_len - 1] : ' ';
+        if (last == ' ' || last == '\t')
+            return 400; /* whitespace before the colon: a request smuggling vector */
+        if (name_is(f, "Host", 4))
+            hosts++;
+        else if (name_is(f, "Transfer-Encoding", 17)) {
+            /* Only "chunked", alone, is a framing sluice can relay unambiguously; "gzip,
+             * chunked" and friends are refused rather than guessed at. HTTP/1.0 has no
+             * chunked framing at all. */
+            if (!value_is(f, "chunked", 7) || c->http_minor == 0)
+                return 400;
+        } else if (name_is(f, "Expect", 6) && value_is(f, "100-continue", 12)) {
+            c->expect_continue = c->http_minor == 1;
+        }
+    }
+    if (hosts > 1 || (hosts == 0 && c->http_minor == 1))
+        return 400;
+    if (c->upgrade && c->has_body)
+        return 400;
+    return 0;
+}
+
+static void start_request(struct sl_conn *c)
+{
+    struct sl_head *h = &c->head;
+    llhttp_t *p = &c->parser;
+
+    /* The timer still pending (idle or header deadline) is left to fire: in any state
+     * but reading a head it does nothing, and the end of the request re-arms it. That
+     * saves two timer operations per request. */
+    if (sl_head_finish(h) < 0) {
+        sl_conn_kill(c);
+        return;
+    }
+    uint8_t method = llhttp_get_method(p);
+    c->http_minor = llhttp_get_http_minor(p);
+    c->chunked = (p->flags & F_CHUNKED) != 0;
+    c->has_body = c->chunked || p->content_length > 0;
+    c->upgrade = llhttp_get_upgrade(p) != 0;
+    c->is_head = method == HTTP_HEAD;
+    c->idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+                    method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
+    c->expect_continue = false;
+    c->req_done = c->resp_head_sent = c->resp_done = false;
+    c->req_blocked = c->resp_blocked = c->retried = false;
+    c->close_after = !llhttp_should_keep_alive(p);
+    c->status = 0;
+    c->upstream_us = 0;
+    c->t_upstream = 0;
+
+    int status = validate(c);
+    if (!status && !c->chunked && c->cfg->client.max_body_bytes &&
+        p->content_length > c->cfg->client.max_body_bytes)
+        status = 413;
+    if (status) {
+        c->has_body = false; /* never read: the connection closes */
+        sl_reply(c, status, NULL, NULL, true);
+        sl_conn_request_done(c);
+        return;
+    }
+    llhttp_resume(p);
+    if (!c->has_body) {
+        /* Lets llhttp reach on_message_complete, which needs no further byte. */
+        llhttp_execute(p, h->buf, 0);
+        c->req_done = true;
+    }
+
+    struct sl_request req = {
+        .method = h->buf + h->method_off,
+        .method_len = h->method_len,
+        .target = h->buf + h->url_off,
+        .target_len = h->url_len,
+        .headers = h->headers,
+        .nheaders = h->nfields,
+        .peer = (const struct sockaddr *)&c->peer,
+    };
+    struct sl_verdict *v = &c->verdict;
+    evbuffer_drain(c->vheaders, evbuffer_get_length(c->vheaders));
+    evbuffer_drain(c->vbody, evbuffer_get_length(c->vbody));
+    v->headers = c->vheaders;
+    v->body = c->vbody;
+    c->state = SL_C_DECIDE;
+    c->decision_pending = true;
+    sl_engine_decide(c->w->engine, c->cfg, &req, v, on_verdict, c);
+}
+
+/* Returns true when the state moved on and the caller should look again. */
+bool sl_request_read_head(struct sl_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+
+    if (avail == 0) {
+        if (c->client_eof)
+            sl_conn_kill(c);
+        return false;
+    }
+    /* A client that pipelines without reading its responses waits until it reads. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= SL_HIGH_WATER)
+        return false;
+    if (!c->head_started) {
+        c->head_started = true;
+        c->t_start = sl_clock_mono_us();
+        c->bytes_in = c->bytes_out = 0;
+        c->head_bytes = 0;
+        c->is_head = false;
+        if (c->cfg != c->w->cfg) {
+            sl_cfg_unref(c->cfg);
+            c->cfg = sl_cfg_ref(c->w->cfg);
+        }
+        c->head.max = c->cfg->client.max_header_bytes;
+    }
+
+    llhttp_errno_t err;
+    long n = sl_parse_run(&c->parser, in, avail, true, &err);
+    int status = 0;
+    if (n < 0) {
+        status = c->head.overflow ? 431 : 400;
+        sl_log_debug("bad request from %s: %s", c->peer_text, llhttp_errno_name(err));
+    } else {
+        evbuffer_drain(in, (size_t)n);
+        c->bytes_in += (uint64_t)n;
+        c->head_bytes += (uint64_t)n;
+        if (c->head_bytes > c->cfg->client.max_header_bytes)
+            status = 431;
+    }
+    if (status) {
+        sl_reply(c, status, NULL, NULL, true);
+        sl_conn_request_done(c);
+        return false;
+    }
+    if (!c->head.head_done) {
+        if (c->client_eof) {
+            sl_conn_kill(c);
+        } else if (!c->header_timer) {
+            /* Only a head split over reads needs its own deadline; the first request's
+             * runs from the accept. */
+            c->header_timer = true;
+            if (!c->first_request)
+                sl_conn_arm_timer(c, c->cfg->client.header_timeout_ms);
+        }
+        return false;
+    }
+    start_request(c);
+    return true;
+}
+
+bool sl_request_discard_body(struct sl_conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    llhttp_errno_t err;
+    long n = sl_parse_run(&c->parser, in, evbuffer_get_length(in), false, &err);
+
+    if (n < 0) {
+        c->close_after = true;
+        sl_conn_request_done(c);
+        return false;
+    }
+    evbuffer_drain(in, (size_t)n);
+    c->bytes_in += (uint64_t)n;
+    if (!c->head.msg_done) {
+        if (c->client_eof)
+            sl_conn_kill(c);
+        return false;
+    }
+    c->req_done = true;
+    sl_conn_request_done(c);
+    return true;
+}
