@@ -219,7 +219,10 @@ static void send_response_head(struct sl_conn *c)
         up->tunnel = true;
         conn = SL_CONN_UPGRADE;
     } else {
-        if (llhttp_message_needs_eof(&up->parser) || dechunk)
+        /* A response that ends by closing, or that comes before the request body is
+         * all sent (whose rest would be read as the next request), ends the
+         * connection: the client is told so in the head. */
+        if (llhttp_message_needs_eof(&up->parser) || dechunk || !c->req_done)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
@@ -282,6 +285,7 @@ static void pump_response(struct sl_conn *c)
         }
         if (up->head.body_sink) {
             evbuffer_drain(in, (size_t)n);
+            c->bytes_out += evbuffer_get_length(out) - olen; /* decoded by on_body */
         } else {
             evbuffer_remove_buffer(in, out, (size_t)n);
             c->bytes_out += (uint64_t)n;
