@@ -25,67 +25,12 @@ SCENARIOS=${SCENARIOS:-"plain open shut"}
 UP_PORT=${UP_PORT:-18291}
 SL_PORT=${SL_PORT:-18292}
 NG_PORT=${NG_PORT:-18293}
-BUILD=${BUILD:-build-rel}
 
-for tool in nginx wrk cmake; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
-done
-# Someone else's server on a port would be measured instead: refuse to start.
-for port in "$UP_PORT" "$SL_PORT" "$NG_PORT"; do
-    if (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-        echo "bench: port $port is in use; set UP_PORT, SL_PORT, NG_PORT" >&2
-        exit 1
-    fi
-done
-mkdir -p "$out"
+. bench/lib.sh
+bench_setup "nginx wrk" "$UP_PORT" "$SL_PORT" "$NG_PORT"
 rm -f "$out"/*.txt
 
-cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build "$BUILD" -j2 >"$out/build.log" 2>&1 || { cat "$out/build.log"; exit 1; }
-
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-nginx_conf() { # name body-of-http-block
-    cat >"$out/$1.conf" <<CONF
-worker_processes 1;
-daemon off;
-pid $out/$1.pid;
-error_log $out/$1.error.log crit;
-worker_rlimit_nofile 65536;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $out/$1-body;
-    proxy_temp_path $out/$1-proxy;
-    fastcgi_temp_path $out/$1-fcgi;
-    uwsgi_temp_path $out/$1-uwsgi;
-    scgi_temp_path $out/$1-scgi;
-    keepalive_requests 1000000;
-    $2
-}
-CONF
-}
-
-start_nginx() { # name
-    nginx -c "$out/$1.conf" -p "$out" >/dev/null 2>&1 &
-    pids+=($!)
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    exit 1
-}
-
-nginx_conf upstream "server {
+nginx_conf upstream 1 "server {
         listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
         location / { return 200 \"ok\n\"; }
     }"
@@ -128,14 +73,14 @@ routes:
         rate: 1/h
         key: client_ip
 YAML
-"$root/$BUILD/sluice" -c "$out/sluice.yaml" 2>"$out/sluice.err" &
+"$root/build-release/sluice" -c "$out/sluice.yaml" 2>"$out/sluice.err" &
 sl_pid=$!
 pids+=($sl_pid)
 
 # nginx keeps its rate in requests per 1000 s internally; 100000000r/s fits easily.
 # Rejections are logged at limit_req_log_level: the error log at crit keeps them out,
 # as sluice's log_level warn does.
-nginx_conf limiter "limit_req_zone \$binary_remote_addr zone=open:10m rate=100000000r/s;
+nginx_conf limiter 1 "limit_req_zone \$binary_remote_addr zone=open:10m rate=100000000r/s;
     limit_req_zone \$binary_remote_addr zone=shut:10m rate=1r/m;
     limit_req_status 429;
     upstream app { server 127.0.0.1:$UP_PORT; keepalive 512; }
@@ -206,8 +151,6 @@ run_wrk() { # label port pid scenario conns
     ' "$out/wrk.txt" >>"$out/results.txt"
 }
 
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
-
 : >"$out/results.txt"
 for round in $(seq "$ROUNDS"); do
     for scenario in $SCENARIOS; do
@@ -229,7 +172,6 @@ echo
 echo "== limiter, 1 worker each  (median of $ROUNDS rounds of ${DURATION}s; latency in ms, cpu in us per request)"
 printf "%-6s %5s | %9s %7s %7s %6s %5s | %9s %7s %7s %6s %5s | %5s %5s %5s %5s\n" \
     route conns sluice p50 p99 cpu "429%" nginx p50 p99 cpu "429%" "rps x" "p50 x" "p99 x" "cpu x"
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
 for scenario in $SCENARIOS; do
     for conns in $CONNS; do
         declare -A v=()

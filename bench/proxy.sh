@@ -22,56 +22,9 @@ UP_PORT=${UP_PORT:-18181}
 SL_PORT=${SL_PORT:-18182}
 NG_PORT=${NG_PORT:-18183}
 
-for tool in nginx wrk cmake; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
-done
-mkdir -p "$out"
+. bench/lib.sh
+bench_setup "nginx wrk" "$UP_PORT" "$SL_PORT" "$NG_PORT"
 rm -f "$out"/*.txt
-
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build build-release -j2 >"$out/build.log" 2>&1 || { cat "$out/build.log"; exit 1; }
-
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-nginx_conf() { # name workers body-of-http-block
-    cat >"$out/$1.conf" <<CONF
-worker_processes $2;
-daemon off;
-pid $out/$1.pid;
-error_log $out/$1.error.log warn;
-worker_rlimit_nofile 65536;
-events { worker_connections 8192; }
-http {
-    access_log off;
-    client_body_temp_path $out/$1-body;
-    proxy_temp_path $out/$1-proxy;
-    fastcgi_temp_path $out/$1-fcgi;
-    uwsgi_temp_path $out/$1-uwsgi;
-    scgi_temp_path $out/$1-scgi;
-    keepalive_requests 1000000;
-    $3
-}
-CONF
-}
-
-start_nginx() { # name
-    nginx -c "$out/$1.conf" -p "$out" >/dev/null 2>&1 &
-    pids+=($!)
-}
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    exit 1
-}
 
 cat >"$out/post.lua" <<'LUA'
 wrk.method = "POST"
@@ -128,8 +81,6 @@ run_wrk() { # label port method conns pid
         }
     ' "$out/wrk.txt" >>"$out/results.txt"
 }
-
-median() { sort -n | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 for workers in $WORKERS; do
     cat >"$out/sluice.yaml" <<YAML
@@ -200,7 +151,6 @@ YAML
                         '$1 == t && $2 == m && $3 == c { print $col }' "$out/results.txt" | median)
                 done
             done
-            ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
             printf "%-6s %5s | %9.0f %6.2f %6.2f | %9.0f %6.2f %6.2f %6.1f | %9.0f %6.2f %6.2f %6.1f | %5.2f %5.2f %5.2f\n" \
                 "$method" "$conns" "${v[upstream4]}" "${v[upstream5]}" "${v[upstream6]}" \
                 "${v[sluice4]}" "${v[sluice5]}" "${v[sluice6]}" "${v[sluice8]}" \

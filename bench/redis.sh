@@ -26,30 +26,9 @@ SL_PORT=${SL_PORT:-18192}
 ADMIN_PORT=${ADMIN_PORT:-18193}
 REDIS_PORT=${REDIS_PORT:-18194}
 
-for tool in nginx wrk cmake redis-server redis-cli curl; do
-    command -v "$tool" >/dev/null || { echo "bench: $tool not found" >&2; exit 1; }
-done
-mkdir -p "$out"
+. bench/lib.sh
+bench_setup "nginx wrk redis-server redis-cli curl" "$UP_PORT" "$SL_PORT" "$ADMIN_PORT" "$REDIS_PORT"
 rm -f "$out"/redis-*.txt
-
-cmake -S . -B build-release -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF >/dev/null
-cmake --build build-release -j2 >"$out/build.log" 2>&1 || { cat "$out/build.log"; exit 1; }
-
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    wait 2>/dev/null || true
-}
-trap cleanup EXIT
-
-wait_port() {
-    for _ in $(seq 100); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    echo "bench: nothing listens on port $1" >&2
-    exit 1
-}
 
 rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
 
@@ -170,7 +149,6 @@ run_wrk() { # store scenario
     ' "$out/redis-wrk.txt" >>"$out/redis-results.txt"
 }
 
-median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 col() { # store scenario column -> the values of that column, one a line
     awk -v s="$1" -v sc="$2" -v c="$3" '$1 == s && $2 == sc { print $c }' "$out/redis-results.txt"
 }
