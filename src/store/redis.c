@@ -35,6 +35,7 @@ struct sl_redis_pending {
     bool delay;
     bool retried;
     char member[64];
+    size_t member_len;
     size_t key_len;
     char key[];
 };
@@ -160,12 +161,36 @@ done:
     free(p);
 }
 
+/* Writes `v` in decimal to `buf` (room for 20 digits) and returns the length: the printf
+ * machinery behind hiredis's "%llu" was the largest cost of a decision. */
+static size_t format_u64(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
 {
-    if (redisAsyncCommand(s->ac, on_reply, p,
-                          "EVALSHA %s 1 %b %" PRIu64 " %" PRIu64 " %" PRIu64 " %d %s",
-                          p->script->sha, p->key, p->key_len, p->count, p->period_us, p->burst,
-                          p->delay ? 1 : 0, p->member) != REDIS_OK)
+    char count[20], period[20], burst[20];
+    const char *argv[] = {"EVALSHA", p->script->sha, "1",   p->key,   count,
+                          period,    burst,          p->delay ? "1" : "0", p->member};
+    size_t argvlen[] = {7,
+                        strlen(p->script->sha),
+                        1,
+                        p->key_len,
+                        format_u64(count, p->count),
+                        format_u64(period, p->period_us),
+                        format_u64(burst, p->burst),
+                        1,
+                        p->member_len};
+    if (redisAsyncCommandArgv(s->ac, on_reply, p, 9, argv, argvlen) != REDIS_OK)
         return -1;
     if (s->inflight++ == 0)
         s->progress_us = sl_clock_mono_us();
@@ -226,7 +251,9 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s, const stru
     k += limit_len;
     *k++ = ':';
     memcpy(k, key, key_len);
-    snprintf(p->member, sizeof p->member, "%s%" PRIu64, s->member_prefix, s->seq++);
+    size_t plen = strlen(s->member_prefix);
+    memcpy(p->member, s->member_prefix, plen);
+    p->member_len = plen + format_u64(p->member + plen, s->seq++);
     return p;
 }
 
