@@ -105,6 +105,7 @@ struct sl_worker {
 
     pthread_mutex_t mailbox_lock; /* guards next_cfg, set by the main thread */
     struct sl_config *next_cfg;
+    atomic_bool cfg_waiting;      /* next_cfg is set: adopt it before the next request */
     struct event *cfg_ev, *stop_ev, *force_ev, *resume_ev;
 
     struct sl_conn *conns; /* every client connection, for draining */
@@ -120,6 +121,10 @@ struct sl_worker {
     int64_t log_sec; /* second of log_ts */
     char log_ts[24]; /* "2026-01-02T03:04:05." */
 };
+
+/* Adopts a snapshot published by sl_worker_publish(), if one is waiting. Worker thread only;
+ * one relaxed-cost atomic load when none is. */
+void sl_worker_adopt_config(struct sl_worker *w);
 
 /* Sets up worker `index` of `s` and binds its listener; nothing runs yet. Returns 0, or
  * -1 with a message in `err`. sl_worker_deinit releases what init made, even on failure. */

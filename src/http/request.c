@@ -241,6 +241,7 @@ bool sl_request_read_head(struct sl_conn *c)
         c->bytes_in = c->bytes_out = 0;
         c->head_bytes = 0;
         c->is_head = false;
+        sl_worker_adopt_config(c->w);
         if (c->cfg != c->w->cfg) {
             sl_cfg_unref(c->cfg);
             c->cfg = sl_cfg_ref(c->w->cfg);

@@ -24,17 +24,24 @@ static void accept_error_cb(struct evconnlistener *l, void *arg)
     sl_log_warn("accept: %s", evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
 }
 
-static void cfg_cb(evutil_socket_t fd, short what, void *arg)
+void sl_worker_adopt_config(struct sl_worker *w)
 {
-    struct sl_worker *w = arg;
+    if (!atomic_load_explicit(&w->cfg_waiting, memory_order_acquire))
+        return;
     pthread_mutex_lock(&w->mailbox_lock);
     struct sl_config *next = w->next_cfg;
     w->next_cfg = NULL;
+    atomic_store_explicit(&w->cfg_waiting, false, memory_order_relaxed);
     pthread_mutex_unlock(&w->mailbox_lock);
     if (next) {
         sl_cfg_unref(w->cfg);
         w->cfg = next;
     }
+}
+
+static void cfg_cb(evutil_socket_t fd, short what, void *arg)
+{
+    sl_worker_adopt_config(arg);
 }
 
 void sl_worker_maybe_done(struct sl_worker *w)
@@ -224,6 +231,9 @@ void sl_worker_publish(struct sl_worker *w, struct sl_config *cfg)
     pthread_mutex_lock(&w->mailbox_lock);
     sl_cfg_unref(w->next_cfg);
     w->next_cfg = sl_cfg_ref(cfg);
+    /* Checked by the worker at the start of every request head, so that a request begun
+     * after the reload was reported never runs under the old snapshot. */
+    atomic_store_explicit(&w->cfg_waiting, true, memory_order_release);
     pthread_mutex_unlock(&w->mailbox_lock);
     event_active(w->cfg_ev, EV_READ, 0);
 }

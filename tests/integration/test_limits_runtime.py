@@ -100,9 +100,9 @@ def test_a_limit_holds_across_workers(sluice_factory, upstream, algorithm):
 def reload(s, text, n):
     """Reloads with `text` and waits for the n-th successful reload."""
     s.reload(text)
+    # Requests begun after the reload is counted run under the new configuration.
     wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == n,
                what=f"reload {n}")
-    time.sleep(0.05)  # the workers pick the new configuration up from their own loops
 
 
 def reload_config(algorithm="sliding_window", rate="3/1m", headers="both", more_routes=""):
