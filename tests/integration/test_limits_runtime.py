@@ -1,6 +1,5 @@
 """The limiter in a running process: metrics after a scripted sequence (SPEC.md section 8),
 one memory store shared by every worker, and state across SIGHUP reloads (section 7)."""
-import time
 
 import pytest
 
