@@ -96,7 +96,8 @@ def test_client_disconnect_then_healthy(proxy, stage):
     # Immediately, and again after sluice noticed, with both fresh and reused upstream
     # connections: a half-used upstream connection must never be handed out again.
     healthy(proxy.port)
-    time.sleep(0.2)
+    wait_until(lambda: proxy.metrics().value("sluice_connections_active") == 0, 5, 0.02,
+               "sluice to notice the disconnects")
     with Client(proxy.port) as c:
         for i in range(5):
             resp = c.exchange(request("GET", f"/after/{i}"))
