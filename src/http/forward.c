@@ -3,9 +3,10 @@
 #include "sluice/forward.h"
 
 #include <event2/buffer.h>
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
+
+#include "sluice/text.h"
 
 #define NAME(s) s, sizeof(s) - 1
 
@@ -127,12 +128,12 @@ static bool named_by_connection(const struct tokens *tk, const struct sl_header 
     return tk->overflow && named_by_connection_slow(h, n, name, len);
 }
 
-static void add_header(struct evbuffer *out, const struct sl_header *h)
+static void add_header(struct sl_text *t, const struct sl_header *h)
 {
-    evbuffer_add(out, h->name, h->name_len);
-    evbuffer_add(out, ": ", 2);
-    evbuffer_add(out, h->value, h->value_len);
-    evbuffer_add(out, "\r\n", 2);
+    sl_text_add(t, h->name, h->name_len);
+    SL_TEXT_LIT(t, ": ");
+    sl_text_add(t, h->value, h->value_len);
+    SL_TEXT_LIT(t, "\r\n");
 }
 
 int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out)
@@ -143,22 +144,24 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
     struct tokens tk;
     bool xff_seen = false;
     char version[] = "HTTP/1.1\r\n";
+    struct sl_text t;
 
     version[7] = (char)('0' + f->http_minor);
     connection_tokens(h, r->nheaders, &tk);
+    sl_text_init(&t, out);
 
-    evbuffer_add(out, r->method, r->method_len);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, r->target, r->target_len);
-    evbuffer_add(out, " ", 1);
-    evbuffer_add(out, version, sizeof version - 1);
+    sl_text_add(&t, r->method, r->method_len);
+    SL_TEXT_LIT(&t, " ");
+    sl_text_add(&t, r->target, r->target_len);
+    SL_TEXT_LIT(&t, " ");
+    sl_text_add(&t, version, sizeof version - 1);
 
     for (size_t i = 0; i < r->nheaders; i++) {
         const char *name = h[i].name;
         size_t len = h[i].name_len;
 
         if (name_is(name, len, NAME("Upgrade")) && f->upgrade) {
-            add_header(out, &h[i]);
+            add_header(&t, &h[i]);
             continue;
         }
         if (sl_forward_is_hop_by_hop(name, len) ||
@@ -175,81 +178,86 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
             xff_seen = true;
             continue;
         }
-        add_header(out, &h[i]);
+        add_header(&t, &h[i]);
     }
     /* Several X-Forwarded-For fields are one list (RFC 9110 5.3): merge them into one
      * field so that the peer lands at the end of the whole list. */
     if (xff_seen || f->peer) {
         const char *sep = "";
-        evbuffer_add(out, NAME("X-Forwarded-For: "));
+        SL_TEXT_LIT(&t, "X-Forwarded-For: ");
         for (size_t i = 0; xff_seen && i < r->nheaders; i++) {
             if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) || h[i].value_len == 0)
                 continue;
-            evbuffer_add(out, sep, strlen(sep));
-            evbuffer_add(out, h[i].value, h[i].value_len);
+            sl_text_add(&t, sep, strlen(sep));
+            sl_text_add(&t, h[i].value, h[i].value_len);
             sep = ", ";
         }
         if (f->peer) {
-            evbuffer_add(out, sep, strlen(sep));
-            evbuffer_add(out, f->peer, f->peer_len);
+            sl_text_add(&t, sep, strlen(sep));
+            sl_text_add(&t, f->peer, f->peer_len);
         }
-        evbuffer_add(out, "\r\n", 2);
+        SL_TEXT_LIT(&t, "\r\n");
     }
-    evbuffer_add(out, NAME("X-Forwarded-Proto: http\r\n"));
+    SL_TEXT_LIT(&t, "X-Forwarded-Proto: http\r\n");
     if (host) {
-        evbuffer_add(out, NAME("X-Forwarded-Host: "));
-        evbuffer_add(out, host->value, host->value_len);
-        evbuffer_add(out, "\r\n", 2);
+        SL_TEXT_LIT(&t, "X-Forwarded-Host: ");
+        sl_text_add(&t, host->value, host->value_len);
+        SL_TEXT_LIT(&t, "\r\n");
     }
     if (f->chunked)
-        evbuffer_add(out, NAME("Transfer-Encoding: chunked\r\n"));
+        SL_TEXT_LIT(&t, "Transfer-Encoding: chunked\r\n");
     if (f->upgrade)
-        evbuffer_add(out, NAME("Connection: upgrade\r\n"));
-    return evbuffer_add(out, "\r\n", 2);
+        SL_TEXT_LIT(&t, "Connection: upgrade\r\n");
+    SL_TEXT_LIT(&t, "\r\n");
+    return sl_text_flush(&t);
 }
 
 int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffer *out)
 {
     const struct sl_header *h = f->headers;
     struct tokens tk;
-    char status[16];
-    int n = snprintf(status, sizeof status, "HTTP/1.1 %03d ", f->status);
+    /* llhttp accepts only three-digit status codes */
+    char status[] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', (char)('0' + f->status / 100 % 10),
+                     (char)('0' + f->status / 10 % 10), (char)('0' + f->status % 10), ' '};
+    struct sl_text t;
 
     connection_tokens(h, f->nheaders, &tk);
-    evbuffer_add(out, status, (size_t)n);
-    evbuffer_add(out, f->reason, f->reason_len);
-    evbuffer_add(out, "\r\n", 2);
+    sl_text_init(&t, out);
+    sl_text_add(&t, status, sizeof status);
+    sl_text_add(&t, f->reason, f->reason_len);
+    SL_TEXT_LIT(&t, "\r\n");
     for (size_t i = 0; i < f->nheaders; i++) {
         const char *name = h[i].name;
         size_t len = h[i].name_len;
 
         if (f->keep_transfer_encoding && name_is(name, len, NAME("Transfer-Encoding"))) {
-            add_header(out, &h[i]);
+            add_header(&t, &h[i]);
             continue;
         }
         if (f->connection == SL_CONN_UPGRADE && name_is(name, len, NAME("Upgrade"))) {
-            add_header(out, &h[i]);
+            add_header(&t, &h[i]);
             continue;
         }
         if (sl_forward_is_hop_by_hop(name, len) ||
             named_by_connection(&tk, h, f->nheaders, name, len))
             continue;
-        add_header(out, &h[i]);
+        add_header(&t, &h[i]);
     }
     if (f->extra)
-        evbuffer_add_buffer(out, f->extra);
+        sl_text_move(&t, f->extra);
     switch (f->connection) {
     case SL_CONN_CLOSE:
-        evbuffer_add(out, NAME("Connection: close\r\n"));
+        SL_TEXT_LIT(&t, "Connection: close\r\n");
         break;
     case SL_CONN_KEEP_ALIVE:
-        evbuffer_add(out, NAME("Connection: keep-alive\r\n"));
+        SL_TEXT_LIT(&t, "Connection: keep-alive\r\n");
         break;
     case SL_CONN_UPGRADE:
-        evbuffer_add(out, NAME("Connection: upgrade\r\n"));
+        SL_TEXT_LIT(&t, "Connection: upgrade\r\n");
         break;
     case SL_CONN_NONE:
         break;
     }
-    return evbuffer_add(out, "\r\n", 2);
+    SL_TEXT_LIT(&t, "\r\n");
+    return sl_text_flush(&t);
 }

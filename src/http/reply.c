@@ -1,8 +1,8 @@
 /* Responses sluice makes itself: errors, and the engine's answers (429, 503). */
-#include <stdio.h>
 #include <string.h>
 
 #include "http.h"
+#include "sluice/text.h"
 
 const char *sl_reason(int status)
 {
@@ -68,34 +68,43 @@ void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct ev
               bool close)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    char line[160];
-    char dflt[96];
     size_t body_len = body ? evbuffer_get_length(body) : 0;
-    int n;
+    const char *dflt = body_len ? NULL : default_error(status);
+    const char *reason = sl_reason(status);
+    char code[] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                   (char)('0' + status % 10), ' '};
+    struct sl_text t;
 
-    if (body_len == 0) {
-        n = snprintf(dflt, sizeof dflt, "{\"error\":\"%s\"}\n", default_error(status));
-        body_len = (size_t)n;
-    }
-    n = snprintf(line, sizeof line,
-                 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n",
-                 status, sl_reason(status), body_len);
     size_t before = evbuffer_get_length(out);
-    evbuffer_add(out, line, (size_t)n);
+
+    if (dflt) /* {"error":"<dflt>"}\n */
+        body_len = strlen(dflt) + 13;
+    sl_text_init(&t, out);
+    SL_TEXT_LIT(&t, "HTTP/1.1 ");
+    sl_text_add(&t, code, sizeof code);
+    sl_text_add(&t, reason, strlen(reason));
+    SL_TEXT_LIT(&t, "\r\nContent-Type: application/json\r\nContent-Length: ");
+    sl_text_u64(&t, body_len);
+    SL_TEXT_LIT(&t, "\r\n");
     if (headers)
-        evbuffer_add_buffer(out, headers);
+        sl_text_move(&t, headers);
     if (close)
-        evbuffer_add(out, "Connection: close\r\n\r\n", 21);
+        SL_TEXT_LIT(&t, "Connection: close\r\n\r\n");
     else if (c->http_minor == 0)
-        evbuffer_add(out, "Connection: keep-alive\r\n\r\n", 26);
+        SL_TEXT_LIT(&t, "Connection: keep-alive\r\n\r\n");
     else
-        evbuffer_add(out, "\r\n", 2);
-    if (c->is_head) /* RFC 9110 9.3.2: same headers, no content */
-        evbuffer_drain(body ? body : out, body ? evbuffer_get_length(body) : 0);
-    else if (body && evbuffer_get_length(body))
-        evbuffer_add_buffer(out, body);
-    else
-        evbuffer_add(out, dflt, strlen(dflt));
+        SL_TEXT_LIT(&t, "\r\n");
+    if (c->is_head) { /* RFC 9110 9.3.2: same headers, no content */
+        if (body)
+            evbuffer_drain(body, evbuffer_get_length(body));
+    } else if (dflt) {
+        SL_TEXT_LIT(&t, "{\"error\":\"");
+        sl_text_add(&t, dflt, strlen(dflt));
+        SL_TEXT_LIT(&t, "\"}\n");
+    } else {
+        sl_text_move(&t, body);
+    }
+    sl_text_flush(&t);
     c->bytes_out += evbuffer_get_length(out) - before;
     c->status = status;
     c->resp_head_sent = true;

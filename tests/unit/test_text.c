@@ -1,0 +1,145 @@
+/* Text assembled on the stack and handed to an evbuffer in one piece. */
+#include <check.h>
+#include <event2/buffer.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "sluice/text.h"
+
+/* Empties `b` into a NUL-terminated string the caller frees. */
+static char *drain(struct evbuffer *b)
+{
+    size_t n = evbuffer_get_length(b);
+    char *s = malloc(n + 1);
+    evbuffer_remove(b, s, n);
+    s[n] = '\0';
+    return s;
+}
+
+/* Counts the evbuffer_add()s `b` sees. */
+static void count_adds(struct evbuffer *b, const struct evbuffer_cb_info *info, void *arg)
+{
+    (void)b;
+    if (info->n_added)
+        ++*(int *)arg;
+}
+
+START_TEST(nothing_reaches_the_buffer_before_flush)
+{
+    struct evbuffer *b = evbuffer_new();
+    int adds = 0;
+    evbuffer_add_cb(b, count_adds, &adds);
+    struct sl_text t;
+
+    sl_text_init(&t, b);
+    SL_TEXT_LIT(&t, "HTTP/1.1 ");
+    sl_text_u64(&t, 200);
+    sl_text_add(&t, " OK\r\n", 5);
+    ck_assert_uint_eq(evbuffer_get_length(b), 0);
+    ck_assert_int_eq(sl_text_flush(&t), 0);
+    ck_assert_int_eq(adds, 1);
+    char *s = drain(b);
+    ck_assert_str_eq(s, "HTTP/1.1 200 OK\r\n");
+    free(s);
+    ck_assert_int_eq(sl_text_flush(&t), 0); /* empty: nothing more */
+    ck_assert_int_eq(adds, 1);
+    evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(numbers_in_decimal)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct sl_text t;
+
+    sl_text_init(&t, b);
+    sl_text_u64(&t, 0);
+    SL_TEXT_LIT(&t, " ");
+    sl_text_u64(&t, 9);
+    SL_TEXT_LIT(&t, " ");
+    sl_text_u64(&t, 1000000);
+    SL_TEXT_LIT(&t, " ");
+    sl_text_u64(&t, UINT64_MAX);
+    sl_text_flush(&t);
+    char *s = drain(b);
+    ck_assert_str_eq(s, "0 9 1000000 18446744073709551615");
+    free(s);
+    evbuffer_free(b);
+}
+END_TEST
+
+/* Text longer than the room arrives whole and in order, however it is cut. */
+START_TEST(long_text_keeps_its_order)
+{
+    struct evbuffer *b = evbuffer_new();
+    size_t total = 3 * SL_TEXT_ROOM + 17;
+    char *want = malloc(total);
+    for (size_t i = 0; i < total; i++)
+        want[i] = (char)('a' + i % 26);
+    struct sl_text t;
+
+    sl_text_init(&t, b);
+    size_t at = 0, step = 1;
+    while (at < total) {
+        size_t n = step < total - at ? step : total - at;
+        sl_text_add(&t, want + at, n);
+        at += n;
+        step = step * 3 + 1; /* 1, 4, 13, ... up past the room */
+    }
+    sl_text_flush(&t);
+    ck_assert_uint_eq(evbuffer_get_length(b), total);
+    char *got = drain(b);
+    ck_assert_int_eq(memcmp(got, want, total), 0);
+    free(got);
+    free(want);
+    evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(move_empties_the_source)
+{
+    struct evbuffer *b = evbuffer_new();
+    struct evbuffer *small = evbuffer_new();
+    struct evbuffer *large = evbuffer_new();
+    struct sl_text t;
+
+    evbuffer_add(small, "X-A: 1\r\n", 8);
+    char *big = malloc(2 * SL_TEXT_ROOM);
+    memset(big, 'z', 2 * SL_TEXT_ROOM);
+    evbuffer_add(large, big, 2 * SL_TEXT_ROOM);
+
+    sl_text_init(&t, b);
+    SL_TEXT_LIT(&t, "<");
+    sl_text_move(&t, small);
+    sl_text_move(&t, large);
+    SL_TEXT_LIT(&t, ">");
+    sl_text_flush(&t);
+    ck_assert_uint_eq(evbuffer_get_length(small), 0);
+    ck_assert_uint_eq(evbuffer_get_length(large), 0);
+    ck_assert_uint_eq(evbuffer_get_length(b), 1 + 8 + 2 * SL_TEXT_ROOM + 1);
+    char *got = drain(b);
+    ck_assert_int_eq(memcmp(got, "<X-A: 1\r\nzz", 11), 0);
+    ck_assert_int_eq(got[1 + 8 + 2 * SL_TEXT_ROOM], '>');
+    free(got);
+    free(big);
+    evbuffer_free(large);
+    evbuffer_free(small);
+    evbuffer_free(b);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("text");
+    TCase *tc = tcase_create("text");
+    tcase_add_test(tc, nothing_reaches_the_buffer_before_flush);
+    tcase_add_test(tc, numbers_in_decimal);
+    tcase_add_test(tc, long_text_keeps_its_order);
+    tcase_add_test(tc, move_empties_the_source);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
