@@ -112,7 +112,7 @@ void sl_conn_set_read_timeout(struct sl_conn *c, bool on)
         c->read_timeout = tv;
         c->rev_timeout_changed = true;
     }
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    sl_write_timeout_set(c->bev, &c->write_timeout_ms, ms);
 }
 
 void sl_conn_process(struct sl_conn *c)

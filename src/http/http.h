@@ -161,7 +161,8 @@ struct sl_server {
 
 /* ---- io.c ---- */
 
-/* Writes what `bev`'s output holds to its socket now. Returns what evbuffer_write does. */
+/* Writes what `bev`'s output holds (its first chains, at least) to its socket now.
+ * Returns the bytes written, 0 when there was nothing to write, or -1 with errno set. */
 int sl_write_now(struct bufferevent *bev);
 
 #define SL_READ_EOF 0
@@ -176,6 +177,10 @@ int sl_read_socket(struct bufferevent *bev);
  * when `*timeout_changed` so that a new `timeout` (NULL: none) applies. */
 void sl_reader_set(struct event *rev, bool *active, bool want, const struct timeval *timeout,
                    bool *timeout_changed);
+
+/* Sets `bev`'s write timeout to `ms` (0: none) unless `*cur_ms` says it already is, and
+ * records it there: bufferevent_set_timeouts() re-adds pending events on every call. */
+void sl_write_timeout_set(struct bufferevent *bev, uint64_t *cur_ms, uint64_t ms);
 
 /* ---- listener.c ---- */
 
@@ -213,6 +218,7 @@ struct sl_conn {
     struct event rev;      /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
+    uint64_t write_timeout_ms; /* bev's, 0: none */
     struct sl_upstream *up;
 
     struct sockaddr_storage peer;
@@ -304,6 +310,7 @@ struct sl_upstream {
     struct event rev; /* readable upstream socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
+    uint64_t write_timeout_ms; /* bev's, 0: none */
     bool connected, reused, got_bytes, eof;
     bool head_sent; /* the response head went to the client */
     bool tunnel;

@@ -1,8 +1,13 @@
 /* Socket I/O next to the bufferevents. A bufferevent here writes (when the socket is
  * full), connects and reports write errors; reading is done by a plain event of our own:
  * libevent 2.1 reads at most 4 KiB per readable event and asks FIONREAD first, an extra
- * syscall per read, which on a proxy is a sixth of all syscalls per request. */
+ * syscall per read, which on a proxy is a sixth of all syscalls per request.
+ *
+ * Both directions use the socket calls (recv, sendmsg) rather than readv and writev: those
+ * go through the file layer, which locks the file position and posts file-access events
+ * on every call, work a socket never needs. */
 #include <errno.h>
+#include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "http.h"
@@ -11,14 +16,29 @@
  * next loop turn, after the other connections had theirs). */
 #define READ_MAX (64 * 1024)
 
+/* Chains handed to one sendmsg(); a response head and body take two or three. */
+#define WRITE_IOV 16
+
 int sl_write_now(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
-    /* A socket bufferevent freezes the front of its output between its own writes. */
-    evbuffer_unfreeze(out, 1);
-    int n = evbuffer_write(out, bufferevent_getfd(bev));
-    evbuffer_freeze(out, 1);
-    return n;
+    struct evbuffer_iovec v[WRITE_IOV];
+    int n = evbuffer_peek(out, -1, NULL, v, WRITE_IOV);
+
+    if (n <= 0)
+        return 0;
+    struct msghdr msg = {
+        .msg_iov = (struct iovec *)v, /* evbuffer_iovec is laid out as struct iovec */
+        .msg_iovlen = (size_t)(n < WRITE_IOV ? n : WRITE_IOV),
+    };
+    ssize_t sent = sendmsg(bufferevent_getfd(bev), &msg, MSG_NOSIGNAL);
+    if (sent > 0) {
+        /* A socket bufferevent freezes the front of its output between its own writes. */
+        evbuffer_unfreeze(out, 1);
+        evbuffer_drain(out, (size_t)sent);
+        evbuffer_freeze(out, 1);
+    }
+    return (int)sent;
 }
 
 int sl_read_socket(struct bufferevent *bev)
@@ -39,7 +59,13 @@ int sl_read_socket(struct bufferevent *bev)
         evbuffer_freeze(in, 0);
         return SL_READ_ERROR;
     }
-    ssize_t got = readv(bufferevent_getfd(bev), (struct iovec *)v, n);
+    ssize_t got;
+    if (n == 1) {
+        got = recv(bufferevent_getfd(bev), v[0].iov_base, v[0].iov_len, 0);
+    } else {
+        struct msghdr msg = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)n};
+        got = recvmsg(bufferevent_getfd(bev), &msg, 0);
+    }
     int err = errno;
     size_t left = got > 0 ? (size_t)got : 0;
     int used = 0;
@@ -72,4 +98,13 @@ void sl_reader_set(struct event *rev, bool *active, bool want, const struct time
         event_del(rev);
         *active = false;
     }
+}
+
+void sl_write_timeout_set(struct bufferevent *bev, uint64_t *cur_ms, uint64_t ms)
+{
+    if (*cur_ms == ms)
+        return;
+    struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
+    bufferevent_set_timeouts(bev, NULL, ms ? &tv : NULL);
+    *cur_ms = ms;
 }

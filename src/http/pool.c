@@ -54,7 +54,7 @@ void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive
         return;
     }
     bufferevent_setcb(up->bev, NULL, NULL, idle_eventcb, up);
-    bufferevent_set_timeouts(up->bev, NULL, NULL);
+    /* The write timeout may stay as it is: it cannot fire while writing is off. */
     bufferevent_disable(up->bev, EV_WRITE);
     if (up->read_timeout_on) {
         up->read_timeout_on = false;

@@ -55,14 +55,14 @@ static void set_timeouts(struct sl_conn *c)
     struct sl_upstream *up = c->up;
     const struct sl_upstream_config *u = &c->cfg->upstream;
     struct timeval rd = tv_ms(u->timeout_ms);
-    struct timeval wr = tv_ms(up->connected ? u->timeout_ms : u->connect_timeout_ms);
     bool on = up->connected && c->req_done;
     if (on != up->read_timeout_on || (on && up->read_timeout.tv_sec != rd.tv_sec)) {
         up->read_timeout_on = on;
         up->read_timeout = rd;
         up->rev_timeout_changed = true;
     }
-    bufferevent_set_timeouts(up->bev, NULL, &wr);
+    sl_write_timeout_set(up->bev, &up->write_timeout_ms,
+                         up->connected ? u->timeout_ms : u->connect_timeout_ms);
 }
 
 static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_sockaddr *addr)
@@ -254,7 +254,7 @@ static void send_response_head(struct sl_conn *c)
     if (up->tunnel) {
         c->state = SL_C_TUNNEL;
         c->upstream_us = sl_clock_mono_us() - c->t_upstream;
-        bufferevent_set_timeouts(c->bev, NULL, NULL);
+        sl_write_timeout_set(c->bev, &c->write_timeout_ms, 0);
         return;
     }
     llhttp_execute(&up->parser, h->buf, 0); /* a bodiless response completes here */
