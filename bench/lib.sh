@@ -63,5 +63,65 @@ wait_port() {
     exit 1
 }
 
+# CPU time (utime + stime, in clock ticks) of processes and their children: on a busy
+# machine req/s is noisy, CPU time per request much less so.
+cpu_ticks() { # pid...
+    local total=0 p
+    for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
+        [ -r "/proc/$p/stat" ] || continue
+        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+    done
+    echo "$total"
+}
+
+# Runs wrk once for DURATION seconds and appends one line to $out/results.txt:
+#   label case conns round rps p50_ms p99_ms non2xx requests cpu_us_per_request
+# where the CPU time is that of `pid` and its children during the run.
+#   wrk_record LABEL CASE CONNS ROUND PID URL [wrk options...]
+wrk_record() {
+    local label=$1 case=$2 conns=$3 round=$4 pid=$5 url=$6 before
+    shift 6
+    before=$(cpu_ticks "$pid")
+    wrk -t2 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" >"$out/wrk.txt" 2>&1 || true
+    awk -v label="$label" -v case="$case" -v conns="$conns" -v round="$round" \
+        -v ticks=$(($(cpu_ticks "$pid") - before)) -v hz="$(getconf CLK_TCK)" '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v
+        }
+        /^ +50%/ { p50 = ms($2) }
+        /^ +99%/ { p99 = ms($2) }
+        /^Requests\/sec:/ { rps = $2 }
+        /Non-2xx/ { bad = $NF }
+        / requests in / { total = $1 }
+        END {
+            cpu = (total > 0) ? ticks / hz * 1e6 / total : 0
+            printf "%s %s %s %s %s %s %s %s %s %.2f\n", label, case, conns, round, rps + 0, p50 + 0,
+                p99 + 0, bad + 0, total + 0, cpu
+        }
+    ' "$out/wrk.txt" >>"$out/results.txt"
+}
+
+# Columns of $out/results.txt, as wrk_record writes them.
+COL_RPS=5 COL_P50=6 COL_P99=7 COL_NON2XX=8 COL_REQUESTS=9 COL_CPU=10
+
+# The median over rounds of one column for one label, case and connection count.
+col_median() { # label case conns column
+    awk -v t="$1" -v k="$2" -v c="$3" -v col="$4" '$1 == t && $2 == k && $3 == c { print $col }' \
+        "$out/results.txt" | median
+}
+
+# The median over rounds of a/b for one column, each round's a against the same round's b:
+# the machine's speed drifts between rounds, and a paired ratio cancels most of the drift.
+paired_ratio() { # label_a label_b case conns column
+    awk -v a="$1" -v b="$2" -v k="$3" -v c="$4" -v col="$5" '
+        $2 == k && $3 == c && $1 == a { va[$4] = $col }
+        $2 == k && $3 == c && $1 == b { vb[$4] = $col }
+        END { for (r in va) if ((r in vb) && vb[r] > 0) print va[r] / vb[r] }
+    ' "$out/results.txt" | median
+}
+
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
