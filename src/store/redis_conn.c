@@ -1,8 +1,14 @@
-/* The Redis connection's life cycle: connect, AUTH, SELECT, SCRIPT LOAD, then READY; after
- * any failure, drop the connection and try again after 100 ms, doubling to 5 s.
+/* The Redis connection's life cycle: resolve, connect, AUTH, SELECT, SCRIPT LOAD, then
+ * READY; after any failure, drop the connection and try again after 100 ms, doubling to 5 s.
+ * A host name is looked up with evdns on the worker's loop before every attempt: hiredis
+ * would call getaddrinfo(), which blocks the worker for as long as DNS takes, and looking
+ * up again on each attempt follows a Redis that moved to another address.
  * sluice_store_errors_total counts failed decisions (the engine does), not connection
  * attempts, so that an idle instance retrying every 5 s does not count errors. */
+#include <arpa/inet.h>
+#include <event2/dns.h>
 #include <event2/event.h>
+#include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
 #include <string.h>
 
@@ -152,10 +158,10 @@ static int queue_handshake(struct sl_redis_store *s, redisAsyncContext *ac)
     return rc == REDIS_OK ? 0 : -1;
 }
 
-static void connect_start(struct sl_redis_store *s)
+/* Starts connecting to `ip` (a numeric address), or to the unix socket when `ip` is NULL. */
+static void connect_to(struct sl_redis_store *s, const char *ip)
 {
-    redisAsyncContext *ac =
-        s->unix_path ? redisAsyncConnectUnix(s->unix_path) : redisAsyncConnect(s->host, s->port);
+    redisAsyncContext *ac = ip ? redisAsyncConnect(ip, s->port) : redisAsyncConnectUnix(s->unix_path);
     if (!ac || ac->err) {
         log_failure(s, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)
@@ -180,13 +186,93 @@ static void connect_start(struct sl_redis_store *s)
     arm_timer(s, s->timeout_us / 1000 + CONNECT_GRACE_MS);
 }
 
+/* The first IPv4 address of `res`, else its first address, in text. */
+static bool pick_address(const struct evutil_addrinfo *res, char *ip, size_t len)
+{
+    const struct evutil_addrinfo *pick = NULL;
+    for (const struct evutil_addrinfo *a = res; a && !pick; a = a->ai_next)
+        if (a->ai_family == AF_INET)
+            pick = a;
+    if (!pick)
+        pick = res;
+    if (!pick)
+        return false;
+    const void *addr = pick->ai_family == AF_INET
+                           ? (const void *)&((const struct sockaddr_in *)pick->ai_addr)->sin_addr
+                           : (const void *)&((const struct sockaddr_in6 *)pick->ai_addr)->sin6_addr;
+    return inet_ntop(pick->ai_family, addr, ip, (socklen_t)len) != NULL;
+}
+
+static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
+{
+    struct sl_redis_store *s = arg;
+    char ip[INET6_ADDRSTRLEN];
+    bool found = err == 0 && pick_address(res, ip, sizeof ip);
+
+    if (res)
+        evutil_freeaddrinfo(res);
+    s->resolving = NULL;
+    if (err == EVUTIL_EAI_CANCEL || s->state != SL_REDIS_RESOLVING)
+        return; /* given up on (timer, shutdown): whoever cancelled moved on */
+    s->state = SL_REDIS_IDLE;
+    evtimer_del(s->conn_timer);
+    if (!found) {
+        log_failure(s, "cannot resolve", err ? evutil_gai_strerror(err) : "no address");
+        schedule_retry(s);
+        return;
+    }
+    connect_to(s, ip);
+}
+
+static bool is_numeric(const char *host)
+{
+    unsigned char addr[sizeof(struct in6_addr)];
+    return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
+}
+
+static void connect_start(struct sl_redis_store *s)
+{
+    if (s->unix_path || is_numeric(s->host)) {
+        connect_to(s, s->unix_path ? NULL : s->host);
+        return;
+    }
+    if (!s->dns)
+        s->dns = evdns_base_new(s->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS |
+                                               EVDNS_BASE_DISABLE_WHEN_INACTIVE);
+    if (!s->dns) {
+        log_failure(s, "cannot resolve", "no resolver (/etc/resolv.conf)");
+        schedule_retry(s);
+        return;
+    }
+    struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
+    s->state = SL_REDIS_RESOLVING;
+    arm_timer(s, s->timeout_us / 1000 + CONNECT_GRACE_MS);
+    /* The answer may come before this returns (hosts file), and then NULL is returned. */
+    s->resolving = evdns_getaddrinfo(s->dns, s->host, NULL, &hints, on_resolved, s);
+}
+
+/* Gives up a lookup in flight; its callback runs with EVUTIL_EAI_CANCEL. */
+static void cancel_resolving(struct sl_redis_store *s)
+{
+    struct evdns_getaddrinfo_request *req = s->resolving;
+    s->state = SL_REDIS_IDLE;
+    s->resolving = NULL;
+    if (req)
+        evdns_getaddrinfo_cancel(req);
+}
+
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_redis_store *s = arg;
-    if (s->state == SL_REDIS_IDLE)
+    if (s->state == SL_REDIS_IDLE) {
         connect_start(s);
-    else if (s->state == SL_REDIS_CONNECTING)
+    } else if (s->state == SL_REDIS_RESOLVING) {
+        cancel_resolving(s);
+        log_failure(s, "cannot resolve", "timed out");
+        schedule_retry(s);
+    } else if (s->state == SL_REDIS_CONNECTING) {
         sl_redis_conn_drop(s, "timed out connecting");
+    }
 }
 
 int sl_redis_conn_init(struct sl_redis_store *s)
@@ -205,10 +291,15 @@ int sl_redis_conn_init(struct sl_redis_store *s)
 void sl_redis_conn_deinit(struct sl_redis_store *s)
 {
     s->freeing = true;
+    if (s->state == SL_REDIS_RESOLVING)
+        cancel_resolving(s);
     redisAsyncContext *ac = s->ac;
     become_idle(s);
     if (ac)
         redisAsyncFree(ac);
+    if (s->dns)
+        evdns_base_free(s->dns, 0);
+    s->dns = NULL;
     if (s->conn_timer)
         event_free(s->conn_timer);
     s->conn_timer = NULL;

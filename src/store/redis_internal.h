@@ -10,6 +10,8 @@
 #include "sluice/store_redis.h"
 
 struct event;
+struct evdns_base;
+struct evdns_getaddrinfo_request;
 
 /* One algorithm's script and its SHA-1 as Redis reports it from SCRIPT LOAD. */
 struct sl_redis_script {
@@ -22,6 +24,7 @@ struct sl_redis_script {
 
 enum sl_redis_state {
     SL_REDIS_IDLE,       /* no connection; conn_timer runs the next attempt */
+    SL_REDIS_RESOLVING,  /* the host name is being looked up; conn_timer bounds it */
     SL_REDIS_CONNECTING, /* connect, AUTH, SELECT, SCRIPT LOAD in flight; conn_timer bounds it */
     SL_REDIS_READY,      /* decisions are sent */
 };
@@ -50,6 +53,8 @@ struct sl_redis_store {
     enum sl_redis_state state;
     unsigned handshake_left; /* replies still awaited before READY */
     struct event *conn_timer;
+    struct evdns_base *dns;                      /* made at the first name to look up */
+    struct evdns_getaddrinfo_request *resolving; /* while RESOLVING */
     uint64_t backoff_ms;
     bool quiet; /* a failure was already logged: repeat attempts log at debug level */
     atomic_bool connected;

@@ -224,3 +224,29 @@ def test_wrong_password(sluice_factory, upstream, redis_factory):
     wait_until(lambda: "redis changed; restart sluice" in s.stderr_text(), 5, 0.02,
                "the reload warning")
     assert "right-secret" not in s.stderr_text()
+
+
+def test_host_name_is_looked_up_without_blocking(sluice_factory, upstream, redis_server):
+    """A host name, not an address: looked up on the worker's loop, then connected."""
+    s = sluice_factory(config(f"redis://localhost:{redis_server.port}/0", "closed"),
+                       upstream=upstream)
+    wait_connected(s)
+    assert decided_by_redis(s, redis_server)
+    assert re.search(rf"redis \(worker \d\): connected to localhost:{redis_server.port}",
+                     s.stderr_text())
+
+
+def test_host_name_that_does_not_resolve(sluice_factory, upstream):
+    """A name no resolver knows: every request is still answered at once per failure_mode,
+    and the log says why."""
+    s = sluice_factory(config("redis://no-such-host.invalid:6379/0", "closed", timeout="100ms"),
+                       upstream=upstream)
+    for _ in range(3):
+        t0 = time.monotonic()
+        r = get(s.port, "/")
+        assert r.status == 503 and r.header("retry-after") == "1"
+        assert time.monotonic() - t0 < 0.1 + SLACK
+    wait_until(lambda: "cannot resolve" in s.stderr_text(), 10, 0.05, "the lookup failure logged")
+    assert re.search(r"redis \(worker \d\): cannot resolve: .*; retrying in \d+ ms",
+                     s.stderr_text())
+    assert s.metrics().value("sluice_redis_connected") == 0
