@@ -14,6 +14,7 @@
 #include <unistd.h>
 
 #include "sluice/admin.h"
+#include "support/run_suite.h"
 
 struct hook_state {
     atomic_bool ready;
@@ -393,9 +394,5 @@ int main(void)
     evthread_use_pthreads();
     signal(SIGPIPE, SIG_IGN);
 
-    SRunner *sr = srunner_create(admin_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(admin_suite());
 }

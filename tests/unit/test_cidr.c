@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "sluice/cidr.h"
+#include "support/run_suite.h"
 
 static struct sl_ip ip(const char *text)
 {
@@ -185,9 +186,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(suite());
 }

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include "sluice/route.h"
+#include "support/run_suite.h"
 
 static struct sl_cidr items[8];
 static struct sl_cidr_list trusted = {items, 0};
@@ -193,9 +194,5 @@ int main(void)
     tcase_add_test(tc, ipv6);
     tcase_add_test(tc, unix_socket_peer);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -7,6 +7,7 @@
 #include <sys/un.h>
 
 #include "sluice/config_parse.h"
+#include "support/run_suite.h"
 
 START_TEST(duration_units)
 {
@@ -298,9 +299,5 @@ static Suite *suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(suite());
 }

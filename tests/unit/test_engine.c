@@ -11,6 +11,7 @@
 
 #include "sluice/engine.h"
 #include "sluice/route.h"
+#include "support/run_suite.h"
 
 /* ---- a scripted store ---- */
 
@@ -688,9 +689,5 @@ int main(void)
     tcase_add_test(tc, reentrant_decisions);
     tcase_add_test(tc, long_keys_grow_the_buffers);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

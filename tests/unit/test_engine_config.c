@@ -12,6 +12,7 @@
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
 #include "sluice/store_memory.h"
+#include "support/run_suite.h"
 
 static uint64_t now_us;
 
@@ -335,9 +336,5 @@ int main(void)
     tcase_add_test(tc, redis_down_local_mode_limits_in_memory);
     tcase_add_test(tc, redis_down_open_and_closed);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

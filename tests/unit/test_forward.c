@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sluice/forward.h"
+#include "support/run_suite.h"
 
 #define H(n, v)                                                                                    \
     {                                                                                              \
@@ -174,9 +175,5 @@ int main(void)
     tcase_add_test(tc, response_head_filtered);
     tcase_add_test(tc, hop_by_hop_names);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sluice/json.h"
+#include "support/run_suite.h"
 
 static char *escape(const char *s, size_t len)
 {
@@ -81,9 +82,5 @@ int main(void)
     tcase_add_test(tc, invalid_utf8_escaped);
     tcase_add_test(tc, del_is_escaped);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sluice/route.h"
+#include "support/run_suite.h"
 
 static struct sl_route route = {.name = "login"};
 
@@ -205,9 +206,5 @@ int main(void)
     tcase_add_test(tc, composite_keys_never_collide);
     tcase_add_test(tc, small_buffer_reports_needed_size);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

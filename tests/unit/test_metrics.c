@@ -9,6 +9,7 @@
 
 #include "sluice/metrics.h"
 #include "sluice/store_memory.h"
+#include "support/run_suite.h"
 
 /* A hand-built configuration: routes with limits, names borrowed from string literals. */
 struct test_route {
@@ -521,9 +522,5 @@ static Suite *metrics_suite(void)
 
 int main(void)
 {
-    SRunner *sr = srunner_create(metrics_suite());
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(metrics_suite());
 }

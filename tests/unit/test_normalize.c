@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sluice/route.h"
+#include "support/run_suite.h"
 
 /* Normalises `target` and returns the result, or "<none>" when there is no path. */
 static const char *norm(const char *target)
@@ -172,9 +173,5 @@ int main(void)
     tcase_add_test(tc, hosts);
     tcase_add_test(tc, authority_source);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

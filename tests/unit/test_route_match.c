@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sluice/route.h"
+#include "support/run_suite.h"
 
 #define MAX_ROUTES 8
 
@@ -233,9 +234,5 @@ int main(void)
     tcase_add_test(tc, headers_all_present_exact_values);
     tcase_add_test(tc, all_conditions_together);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sluice/sha256.h"
+#include "support/run_suite.h"
 
 static void check_hex(const char *msg, size_t len, const char *want)
 {
@@ -80,9 +81,5 @@ int main(void)
     tcase_add_test(tc, test_million_a);
     tcase_add_test(tc, test_padding_edges);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

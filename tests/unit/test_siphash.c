@@ -4,6 +4,7 @@
 #include <stdlib.h>
 
 #include "sluice/siphash.h"
+#include "support/run_suite.h"
 
 static const uint64_t k0 = 0x0706050403020100ull, k1 = 0x0f0e0d0c0b0a0908ull;
 
@@ -59,9 +60,5 @@ int main(void)
     tcase_add_test(tc, test_streaming_matches_one_shot);
     tcase_add_test(tc, test_key_changes_hash);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

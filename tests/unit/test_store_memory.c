@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "sluice/store_memory.h"
+#include "support/run_suite.h"
 
 static _Atomic uint64_t fake_now;
 
@@ -364,9 +365,5 @@ int main(void)
     tcase_add_test(tc, test_threads_on_distinct_keys);
     tcase_add_test(tc, test_free_accepts_null);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -22,6 +22,7 @@
 #include "sluice/sha256.h"
 #include "sluice/store_memory.h"
 #include "sluice/store_redis.h"
+#include "support/run_suite.h"
 
 #define MS 1000ull
 #define S 1000000ull
@@ -733,9 +734,5 @@ int main(void)
     tcase_add_test(tc, test_unix_socket);
     tcase_add_test(tc, test_free_with_pending);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

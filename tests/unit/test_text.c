@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "sluice/text.h"
+#include "support/run_suite.h"
 
 /* Empties `b` into a NUL-terminated string the caller frees. */
 static char *drain(struct evbuffer *b)
@@ -137,9 +138,5 @@ int main(void)
     tcase_add_test(tc, long_text_keeps_its_order);
     tcase_add_test(tc, move_empties_the_source);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return run_suite(s);
 }

@@ -166,5 +166,5 @@ int main(void)
     tcase_add_test(tc, test_near_end_of_clock);
     tcase_add_test(tc, test_random_walk_promises);
     suite_add_tcase(s, tc);
-    return fx_run_suite(s);
+    return run_suite(s);
 }

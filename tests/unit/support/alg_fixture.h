@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sluice/limit.h"
+#include "run_suite.h"
 
 #define US_PER_S 1000000ull
 #define US_PER_DAY (86400ull * US_PER_S)
@@ -117,15 +118,6 @@ static inline void fx_random_walk(struct alg_fixture *f, uint64_t start, unsigne
             fx_check_retry_exact(f, now, &d);
         fx_check_reset(f, now, &d);
     }
-}
-
-static inline int fx_run_suite(Suite *s)
-{
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
 }
 
 #endif
