@@ -2,9 +2,9 @@
 # Throughput and latency of sluice's limiter on the memory store, next to nginx's
 # limit_req doing the same job, one worker each, all on loopback.
 #
-#   bench/limits.sh        (DURATION=5 ROUNDS=3 CONNS="32 256" SCENARIOS="plain open shut")
+#   bench/limits.sh        (DURATION=3 ROUNDS=7 CONNS="32 256" SCENARIOS="plain open shut")
 #
-# Builds sluice in release mode (build-rel/), starts an nginx upstream answering
+# Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, then sluice and nginx (1 worker each, access logs off) with three routes:
 #   /plain no limit, proxied: what the limiter adds is /open minus /plain
 #   /open  a per-client limit that never rejects: every request is checked, then proxied
@@ -18,8 +18,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/bench/out/limits
-DURATION=${DURATION:-5}
-ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-3}
+ROUNDS=${ROUNDS:-7}
 CONNS=${CONNS:-"32 256"}
 SCENARIOS=${SCENARIOS:-"plain open shut"}
 UP_PORT=${UP_PORT:-18291}
@@ -118,50 +118,19 @@ for _ in $(seq 100); do
     sleep 0.05
 done
 [ -n "$ng_pid" ] || { echo "bench: no nginx worker" >&2; exit 1; }
-clk=$(getconf CLK_TCK)
-
-cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-
-# Runs wrk once; appends "target scenario conns rps p50_ms p99_ms non2xx requests
-# cpu_us_per_request" to $out/results.txt.
-run_wrk() { # label port pid scenario conns
-    local label=$1 port=$2 pid=$3 scenario=$4 conns=$5
-    local before
-    before=$(cpu_ticks "$pid")
-    wrk -t2 -c"$conns" -d"${DURATION}s" --latency "http://127.0.0.1:$port/$scenario" \
-        >"$out/wrk.txt" 2>&1 || true
-    awk -v label="$label" -v scenario="$scenario" -v conns="$conns" \
-        -v ticks=$(($(cpu_ticks "$pid") - before)) -v clk="$clk" '
-        function ms(v) {
-            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
-            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
-            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
-            return v
-        }
-        /^ +50%/ { p50 = ms($2) }
-        /^ +99%/ { p99 = ms($2) }
-        /^Requests\/sec:/ { rps = $2 }
-        /Non-2xx/ { bad = $NF }
-        / requests in / { total = $1 }
-        END {
-            cpu = (total > 0) ? ticks / clk * 1e6 / total : 0
-            printf "%s %s %s %s %s %s %s %s %.2f\n", label, scenario, conns, rps + 0, p50 + 0, p99 + 0,
-                bad + 0, total + 0, cpu
-        }
-    ' "$out/wrk.txt" >>"$out/results.txt"
-}
-
 : >"$out/results.txt"
 for round in $(seq "$ROUNDS"); do
     for scenario in $SCENARIOS; do
         for conns in $CONNS; do
             # Alternate who goes first, so that neither always runs on a warmer machine.
+            sl=(sluice "$scenario" "$conns" "$round" "$sl_pid" "http://127.0.0.1:$SL_PORT/$scenario")
+            ng=(nginx "$scenario" "$conns" "$round" "$ng_pid" "http://127.0.0.1:$NG_PORT/$scenario")
             if [ $((round % 2)) -eq 1 ]; then
-                run_wrk sluice "$SL_PORT" "$sl_pid" "$scenario" "$conns"
-                run_wrk nginx "$NG_PORT" "$ng_pid" "$scenario" "$conns"
+                wrk_record "${sl[@]}"
+                wrk_record "${ng[@]}"
             else
-                run_wrk nginx "$NG_PORT" "$ng_pid" "$scenario" "$conns"
-                run_wrk sluice "$SL_PORT" "$sl_pid" "$scenario" "$conns"
+                wrk_record "${ng[@]}"
+                wrk_record "${sl[@]}"
             fi
         done
     done
@@ -174,25 +143,24 @@ printf "%-6s %5s | %9s %7s %7s %6s %5s | %9s %7s %7s %6s %5s | %5s %5s %5s %5s\n
     route conns sluice p50 p99 cpu "429%" nginx p50 p99 cpu "429%" "rps x" "p50 x" "p99 x" "cpu x"
 for scenario in $SCENARIOS; do
     for conns in $CONNS; do
-        declare -A v=()
+        row=()
         for target in sluice nginx; do
-            for col in 4 5 6 9; do
-                v[$target$col]=$(awk -v t="$target" -v s="$scenario" -v c="$conns" -v col="$col" \
-                    '$1 == t && $2 == s && $3 == c { print $col }' "$out/results.txt" | median)
+            for col in $COL_RPS $COL_P50 $COL_P99 $COL_CPU; do
+                row+=("$(col_median "$target" "$scenario" "$conns" "$col")")
             done
-            v[${target}rej]=$(awk -v t="$target" -v s="$scenario" -v c="$conns" \
-                '$1 == t && $2 == s && $3 == c { bad += $7; all += $8 }
-                 END { print (all > 0) ? 100 * bad / all : 0 }' "$out/results.txt")
+            row+=("$(awk -v t="$target" -v s="$scenario" -v c="$conns" -v bad=$COL_NON2XX \
+                -v all=$COL_REQUESTS '$1 == t && $2 == s && $3 == c { b += $bad; a += $all }
+                 END { print (a > 0) ? 100 * b / a : 0 }' "$out/results.txt")")
+        done
+        for col in $COL_RPS $COL_P50 $COL_P99 $COL_CPU; do
+            row+=("$(paired_ratio sluice nginx "$scenario" "$conns" "$col")")
         done
         printf "%-6s %5s | %9.0f %7.3f %7.3f %6.2f %5.1f | %9.0f %7.3f %7.3f %6.2f %5.1f | %5.2f %5.2f %5.2f %5.2f\n" \
-            "/$scenario" "$conns" "${v[sluice4]}" "${v[sluice5]}" "${v[sluice6]}" "${v[sluice9]}" \
-            "${v[sluicerej]}" "${v[nginx4]}" "${v[nginx5]}" "${v[nginx6]}" "${v[nginx9]}" "${v[nginxrej]}" \
-            "$(ratio "${v[sluice4]}" "${v[nginx4]}")" "$(ratio "${v[sluice5]}" "${v[nginx5]}")" \
-            "$(ratio "${v[sluice6]}" "${v[nginx6]}")" "$(ratio "${v[sluice9]}" "${v[nginx9]}")"
-        unset v
+            "/$scenario" "$conns" "${row[@]}"
     done
 done
 echo
 echo "rps x = sluice/nginx requests per second (higher is better); p50 x, p99 x, cpu x ="
 echo "sluice/nginx latency and CPU time per request (lower is better); 429% = share of"
-echo "responses that were not 2xx. Both servers share the 2 cores with wrk and the upstream."
+echo "responses that were not 2xx. Ratios are the median of each round's own ratio. Both"
+echo "servers share the 2 cores with wrk and the upstream."
