@@ -216,14 +216,17 @@ int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffe
 {
     const struct sl_header *h = f->headers;
     struct tokens tk;
-    /* llhttp accepts only three-digit status codes */
-    char status[] = {'H', 'T', 'T', 'P', '/', '1', '.', '1', ' ', (char)('0' + f->status / 100 % 10),
-                     (char)('0' + f->status / 10 % 10), (char)('0' + f->status % 10), ' '};
+    char status[] = "HTTP/1.1 000 ";
     struct sl_text t;
+
+    /* llhttp accepts only three-digit status codes */
+    status[9] = (char)('0' + f->status / 100 % 10);
+    status[10] = (char)('0' + f->status / 10 % 10);
+    status[11] = (char)('0' + f->status % 10);
 
     connection_tokens(h, f->nheaders, &tk);
     sl_text_init(&t, out);
-    sl_text_add(&t, status, sizeof status);
+    sl_text_add(&t, status, sizeof status - 1);
     sl_text_add(&t, f->reason, f->reason_len);
     SL_TEXT_LIT(&t, "\r\n");
     for (size_t i = 0; i < f->nheaders; i++) {

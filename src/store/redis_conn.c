@@ -161,7 +161,8 @@ static int queue_handshake(struct sl_redis_store *s, redisAsyncContext *ac)
 /* Starts connecting to `ip` (a numeric address), or to the unix socket when `ip` is NULL. */
 static void connect_to(struct sl_redis_store *s, const char *ip)
 {
-    redisAsyncContext *ac = ip ? redisAsyncConnect(ip, s->port) : redisAsyncConnectUnix(s->unix_path);
+    redisAsyncContext *ac =
+        ip ? redisAsyncConnect(ip, s->port) : redisAsyncConnectUnix(s->unix_path);
     if (!ac || ac->err) {
         log_failure(s, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)

@@ -22,16 +22,29 @@ void sl_text_add_long(struct sl_text *t, const char *s, size_t n)
     t->len = n;
 }
 
+/* Two digits per division: rate-limit fields put four numbers on every response. */
 void sl_text_u64(struct sl_text *t, uint64_t v)
 {
+    static const char pairs[] = "000102030405060708091011121314151617181920212223242526272829"
+                                "303132333435363738394041424344454647484950515253545556575859"
+                                "606162636465666768697071727374757677787980818283848586878889"
+                                "90919293949596979899";
     char digits[20];
-    size_t i = sizeof digits;
+    char *p = digits + sizeof digits;
 
-    do {
-        digits[--i] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    sl_text_add(t, digits + i, sizeof digits - i);
+    while (v >= 100) {
+        unsigned r = (unsigned)(v % 100);
+        v /= 100;
+        p -= 2;
+        memcpy(p, pairs + 2 * r, 2);
+    }
+    if (v >= 10) {
+        p -= 2;
+        memcpy(p, pairs + 2 * v, 2);
+    } else {
+        *--p = (char)('0' + v);
+    }
+    sl_text_add(t, p, (size_t)(digits + sizeof digits - p));
 }
 
 void sl_text_move(struct sl_text *t, struct evbuffer *src)

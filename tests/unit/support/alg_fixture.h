@@ -7,8 +7,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "sluice/limit.h"
 #include "run_suite.h"
+#include "sluice/limit.h"
 
 #define US_PER_S 1000000ull
 #define US_PER_DAY (86400ull * US_PER_S)
