@@ -74,7 +74,8 @@ cpu_ticks() { # pid...
     echo "$total"
 }
 
-# Runs wrk once for DURATION seconds and appends one line to $out/results.txt:
+# Runs wrk (WRK_THREADS threads, default 2) once for DURATION seconds and appends one line
+# to $out/results.txt:
 #   label case conns round rps p50_ms p99_ms non2xx requests cpu_us_per_request
 # where the CPU time is that of `pid` and its children during the run.
 #   wrk_record LABEL CASE CONNS ROUND PID URL [wrk options...]
@@ -82,7 +83,7 @@ wrk_record() {
     local label=$1 case=$2 conns=$3 round=$4 pid=$5 url=$6 before
     shift 6
     before=$(cpu_ticks "$pid")
-    wrk -t2 -c"$conns" -d"${DURATION}s" --latency "$@" "$url" >"$out/wrk.txt" 2>&1 || true
+    wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${DURATION}s" --latency "$@" "$url" >"$out/wrk.txt" 2>&1 || true
     awk -v label="$label" -v case="$case" -v conns="$conns" -v round="$round" \
         -v ticks=$(($(cpu_ticks "$pid") - before)) -v hz="$(getconf CLK_TCK)" '
         function ms(v) {

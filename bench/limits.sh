@@ -2,7 +2,8 @@
 # Throughput and latency of sluice's limiter on the memory store, next to nginx's
 # limit_req doing the same job, one worker each, all on loopback.
 #
-#   bench/limits.sh        (DURATION=3 ROUNDS=7 CONNS="32 256" SCENARIOS="plain open shut")
+#   bench/limits.sh        (DURATION=3 ROUNDS=7 CONNS="32 256" SCENARIOS="plain open shut"
+#                           WRK_THREADS=2)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, then sluice and nginx (1 worker each, access logs off) with three routes:

@@ -2,7 +2,7 @@
 # Throughput and latency of sluice as a plain reverse proxy, next to nginx doing the same
 # job, both in front of one nginx upstream, all on loopback.
 #
-#   bench/proxy.sh                    (DURATION=3 ROUNDS=7 WORKERS="1 2" CONNS="32 256")
+#   bench/proxy.sh     (DURATION=3 ROUNDS=7 WORKERS="1 2" CONNS="32 256" WRK_THREADS=2)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, sluice (access log off, memory store, one unlimited route) and nginx as a

@@ -1,0 +1,292 @@
+/* sl_cfg_load() on bad input: one test per class of error, with its exact message and
+ * its file:line:col position. */
+#include "support/config_fixture.h"
+
+START_TEST(error_unknown_key)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeuot: 5s\nroutes: []\n",
+                  "t.yaml:3:3: upstream.timeuot: unknown key; expected one of url, "
+                  "connect_timeout, timeout, keepalive\n");
+}
+END_TEST
+
+START_TEST(error_wrong_type)
+{
+    ASSERT_ERRORS("upstream: http://127.0.0.1:3000\nroutes: {}\n",
+                  "t.yaml:1:11: upstream: expected a mapping, got \"http://127.0.0.1:3000\"\n"
+                  "t.yaml:2:9: routes: expected a list, got a mapping\n");
+}
+END_TEST
+
+START_TEST(error_duplicate_route_name)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n  - name: api\n  - name: api\n",
+                  "t.yaml:5:11: routes[1].name: duplicate route name \"api\"; routes[0] has it "
+                  "already\n");
+}
+END_TEST
+
+START_TEST(error_duplicate_limit_name)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: api\n"
+                           "    limits:\n"
+                           "      - {name: a, algorithm: fixed_window, rate: 1/s}\n"
+                           "      - {name: a, algorithm: fixed_window, rate: 2/s}\n",
+                  "t.yaml:7:16: routes[0].limits[1].name: duplicate limit name \"a\"; "
+                  "routes[0].limits[0] has it already\n");
+}
+END_TEST
+
+START_TEST(error_bad_duration)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeout: 10\nroutes: []\n",
+                  "t.yaml:3:12: upstream.timeout: expected a duration such as \"250ms\", \"2s\", "
+                  "\"5m\", \"1h\" or \"1d\", got \"10\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_size)
+{
+    ASSERT_ERRORS(UPSTREAM "client:\n  max_body_bytes: 1tb\nroutes: []\n",
+                  "t.yaml:4:19: client.max_body_bytes: expected a size such as \"512\", \"16k\", "
+                  "\"1m\" or \"1g\", got \"1tb\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_rate)
+{
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: login\n"
+                           "    limits:\n"
+                           "      - name: per_ip\n"
+                           "        algorithm: sliding_window\n"
+                           "        rate: 5/1m\n"
+                           "      - name: per_key\n"
+                           "        algorithm: token_bucket\n"
+                           "        rate: fast\n",
+                  "t.yaml:11:15: routes[0].limits[1].rate: expected \"N/unit\" such as \"100/s\" "
+                  "or \"5/10m\", got \"fast\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_cidr)
+{
+    ASSERT_ERRORS(UPSTREAM "trusted_proxies: [10.0.0.0/8, 10.0.0.1/8]\nroutes: []\n",
+                  "t.yaml:3:31: trusted_proxies[1]: expected a CIDR such as \"10.0.0.0/8\", "
+                  "\"2001:db8::/32\" or an address, with no host bits set beyond the prefix, got "
+                  "\"10.0.0.1/8\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_regex)
+{
+    regex_t re;
+    char why[256], expected[512];
+    int rc = regcomp(&re, "^/users/([", REG_EXTENDED | REG_NOSUB);
+    ck_assert_int_ne(rc, 0);
+    regerror(rc, &re, why, sizeof why);
+    snprintf(expected, sizeof expected,
+             "t.yaml:6:19: routes[0].match.path_regex: expected a POSIX extended regular "
+             "expression, got \"^/users/([\": %s\n",
+             why);
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: users\n"
+                           "    match:\n"
+                           "      path_regex: \"^/users/([\"\n",
+                  expected);
+}
+END_TEST
+
+START_TEST(error_bad_url)
+{
+    ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
+                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" (numeric host or "
+                  "localhost, no path) or \"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://127.0.0.1:6379/zero\nroutes: []\n",
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
+                  "\"unix:/path\" (optionally \"?db=N\"), got \"redis://127.0.0.1:6379/zero\"\n");
+    /* A URL with credentials is not echoed back. */
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://u:topsecret@host:99999\nroutes: []\n",
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
+                  "\"unix:/path\" (optionally \"?db=N\"), got a URL that does not parse (not "
+                  "shown: it holds credentials)\n");
+}
+END_TEST
+
+START_TEST(error_out_of_range)
+{
+    ASSERT_ERRORS(UPSTREAM "response:\n  status: 200\nroutes: []\n",
+                  "t.yaml:4:11: response.status: expected an integer from 400 to 599, got "
+                  "\"200\"\n");
+    ASSERT_ERRORS(UPSTREAM "workers: 0\nroutes: []\n",
+                  "t.yaml:3:10: workers: expected \"auto\" or an integer from 1 to 1024, got "
+                  "\"0\"\n");
+}
+END_TEST
+
+static const char limit_head[] = UPSTREAM "routes:\n"
+                                          "  - name: api\n"
+                                          "    limits:\n"
+                                          "      - name: a\n";
+
+static void assert_limit_error(const char *limit_body, const char *expected)
+{
+    char yaml[1024];
+    snprintf(yaml, sizeof yaml, "%s%s", limit_head, limit_body);
+    ASSERT_ERRORS(yaml, expected);
+}
+
+START_TEST(error_rate_beyond_exact_bounds)
+{
+    assert_limit_error("        algorithm: sliding_window\n"
+                       "        rate: 200000/s\n",
+                       "t.yaml:8:15: routes[0].limits[0].rate: expected at most 100000 requests "
+                       "for sliding_window (it logs each one; use sliding_window_counter for "
+                       "more), got \"200000/s\"\n");
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 2000000000/s\n",
+                       "t.yaml:8:15: routes[0].limits[0].rate: expected at most 1000000000 "
+                       "requests per at most 366d, got \"2000000000/s\"\n");
+}
+END_TEST
+
+START_TEST(error_burst_on_fixed_window)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        burst: 10\n",
+                       "t.yaml:9:16: routes[0].limits[0].burst: burst is not supported by "
+                       "fixed_window (only by token_bucket, leaky_bucket)\n");
+}
+END_TEST
+
+START_TEST(error_delay_on_token_bucket)
+{
+    assert_limit_error("        algorithm: token_bucket\n"
+                       "        rate: 5/s\n"
+                       "        delay: false\n",
+                       "t.yaml:9:16: routes[0].limits[0].delay: delay is not supported by "
+                       "token_bucket (only by leaky_bucket)\n");
+}
+END_TEST
+
+START_TEST(error_missing_upstream)
+{
+    ASSERT_ERRORS("routes: []\n", "t.yaml:1:1: upstream: required key is missing; expected a "
+                                  "mapping with url such as \"http://127.0.0.1:3000\"\n");
+}
+END_TEST
+
+START_TEST(error_missing_routes)
+{
+    ASSERT_ERRORS(UPSTREAM,
+                  "t.yaml:1:1: routes: required key is missing; expected a list of routes\n");
+}
+END_TEST
+
+START_TEST(error_not_yaml)
+{
+    ASSERT_ERRORS("upstream: [a, b\nroutes: x\n",
+                  "t.yaml:2:7: did not find expected ',' or ']' while parsing a flow sequence\n");
+    ASSERT_ERRORS("just some text\n", "t.yaml:1:1: expected a mapping with upstream and routes, "
+                                      "got \"just some text\"\n");
+}
+END_TEST
+
+START_TEST(error_unreadable_file)
+{
+    char *errors = NULL;
+    ck_assert_ptr_null(sl_cfg_load("/nonexistent/sluice.yaml", &errors));
+    ck_assert_str_eq(errors, "/nonexistent/sluice.yaml: cannot open: No such file or directory\n");
+    free(errors);
+}
+END_TEST
+
+START_TEST(error_unset_env_var)
+{
+    unsetenv("SL_TEST_UPSTREAM");
+    ASSERT_ERRORS("upstream:\n  url: ${SL_TEST_UPSTREAM}\nroutes: []\n",
+                  "t.yaml:2:8: upstream.url: environment variable SL_TEST_UPSTREAM is not set "
+                  "and has no default\n");
+}
+END_TEST
+
+START_TEST(error_unknown_algorithm)
+{
+    assert_limit_error("        algorithm: gcra\n"
+                       "        rate: 5/s\n",
+                       "t.yaml:7:20: routes[0].limits[0].algorithm: expected one of fixed_window, "
+                       "sliding_window, sliding_window_counter, token_bucket, leaky_bucket, got "
+                       "\"gcra\"\n");
+}
+END_TEST
+
+START_TEST(error_bad_key_source)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        key: [client_ip, \"header:\"]\n",
+                       "t.yaml:9:26: routes[0].limits[0].key[1]: expected a key source "
+                       "(client_ip, header:NAME, query:NAME, cookie:NAME, method, path, host or "
+                       "route), got \"header:\"\n");
+}
+END_TEST
+
+START_TEST(error_store_redis_without_redis)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        store: redis\n",
+                       "t.yaml:9:16: routes[0].limits[0].store: expected memory, got \"redis\", "
+                       "which needs a top-level redis block\n");
+}
+END_TEST
+
+START_TEST(error_several_in_file_order)
+{
+    ASSERT_ERRORS("listen: nowhere\n"
+                  "workers: 0\n"
+                  "upstream:\n"
+                  "  keepalive: lots\n"
+                  "  url: http://127.0.0.1:3000\n",
+                  "t.yaml:1:1: routes: required key is missing; expected a list of routes\n"
+                  "t.yaml:1:9: listen: expected \"host:port\", \"[ipv6]:port\" or \"unix:/path\" "
+                  "with a numeric host or localhost, got \"nowhere\"\n"
+                  "t.yaml:2:10: workers: expected \"auto\" or an integer from 1 to 1024, got "
+                  "\"0\"\n"
+                  "t.yaml:4:14: upstream.keepalive: expected an integer from 0 to 100000, got "
+                  "\"lots\"\n");
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config_errors");
+    TCase *tc = tcase_create("errors");
+    tcase_add_test(tc, error_unknown_key);
+    tcase_add_test(tc, error_wrong_type);
+    tcase_add_test(tc, error_duplicate_route_name);
+    tcase_add_test(tc, error_duplicate_limit_name);
+    tcase_add_test(tc, error_bad_duration);
+    tcase_add_test(tc, error_bad_size);
+    tcase_add_test(tc, error_bad_rate);
+    tcase_add_test(tc, error_bad_cidr);
+    tcase_add_test(tc, error_bad_regex);
+    tcase_add_test(tc, error_bad_url);
+    tcase_add_test(tc, error_out_of_range);
+    tcase_add_test(tc, error_rate_beyond_exact_bounds);
+    tcase_add_test(tc, error_burst_on_fixed_window);
+    tcase_add_test(tc, error_delay_on_token_bucket);
+    tcase_add_test(tc, error_missing_upstream);
+    tcase_add_test(tc, error_missing_routes);
+    tcase_add_test(tc, error_not_yaml);
+    tcase_add_test(tc, error_unreadable_file);
+    tcase_add_test(tc, error_unset_env_var);
+    tcase_add_test(tc, error_unknown_algorithm);
+    tcase_add_test(tc, error_bad_key_source);
+    tcase_add_test(tc, error_store_redis_without_redis);
+    tcase_add_test(tc, error_several_in_file_order);
+    suite_add_tcase(s, tc);
+    return run_config_suite(s);
+}
