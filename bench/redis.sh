@@ -2,7 +2,7 @@
 # Cost of the Redis store: sluice deciding on Redis next to the same sluice deciding on its
 # memory store, on a limit that never rejects and on one that rejects almost everything.
 #
-#   bench/redis.sh                    (DURATION=3 ROUNDS=5 WORKERS=2 CONNS=256)
+#   bench/redis.sh     (DURATION=3 ROUNDS=7 WORKERS=2 CONNS=256 WRK_THREADS=2)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, a redis-server, and one sluice (access log off) with four routes: the same
@@ -18,7 +18,7 @@ cd "$(dirname "$0")/.."
 root=$PWD
 out=$root/bench/out
 DURATION=${DURATION:-3}
-ROUNDS=${ROUNDS:-5}
+ROUNDS=${ROUNDS:-7}
 WORKERS=${WORKERS:-2}
 CONNS=${CONNS:-256}
 UP_PORT=${UP_PORT:-18191}
@@ -120,16 +120,16 @@ evalsha_calls() {
 # sluice's user + system CPU time in seconds (/proc/PID/stat fields 14 and 15).
 sluice_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.6f", ($14 + $15) / hz }' "/proc/$sl_pid/stat"; }
 
-# Runs wrk once; appends "store scenario rps requests evalsha redis_cpu_s non2xx sluice_cpu_s"
-# to the results.
-run_wrk() { # store scenario
-    local store=$1 scenario=$2 calls=0 cpu0=0 cpu1=0 scpu0 scpu1
+# Runs wrk once; appends "store scenario rps requests evalsha redis_cpu_s non2xx sluice_cpu_s
+# round" to the results.
+run_wrk() { # store scenario round
+    local store=$1 scenario=$2 round=$3 calls=0 cpu0=0 cpu1=0 scpu0 scpu1
     if [ "$store" = redis ]; then
         rcli CONFIG RESETSTAT >/dev/null
         cpu0=$(redis_cpu)
     fi
     scpu0=$(sluice_cpu)
-    wrk -t2 -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$SL_PORT/$store-$scenario" \
+    wrk -t"${WRK_THREADS:-2}" -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$SL_PORT/$store-$scenario" \
         >"$out/redis-wrk.txt" 2>&1 || true
     scpu1=$(sluice_cpu)
     if [ "$store" = redis ]; then
@@ -137,14 +137,14 @@ run_wrk() { # store scenario
         calls=$(evalsha_calls)
     fi
     awk -v store="$store" -v scenario="$scenario" -v calls="$calls" -v cpu="$cpu0 $cpu1" \
-        -v scpu="$scpu0 $scpu1" '
+        -v scpu="$scpu0 $scpu1" -v round="$round" '
         /requests in/ { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx/ { bad = $NF }
         END {
             split(cpu, c, " "); split(scpu, d, " ")
-            printf "%s %s %s %s %s %.6f %s %.6f\n", store, scenario, rps + 0, n + 0, calls,
-                c[2] - c[1], bad + 0, d[2] - d[1]
+            printf "%s %s %s %s %s %.6f %s %.6f %s\n", store, scenario, rps + 0, n + 0, calls,
+                c[2] - c[1], bad + 0, d[2] - d[1], round
         }
     ' "$out/redis-wrk.txt" >>"$out/redis-results.txt"
 }
@@ -159,7 +159,7 @@ for round in $(seq "$ROUNDS"); do
         # Alternate which store goes first so that neither always meets a warmer machine.
         if [ $((round % 2)) -eq 1 ]; then order="memory redis"; else order="redis memory"; fi
         for store in $order; do
-            run_wrk "$store" "$scenario"
+            run_wrk "$store" "$scenario" "$round"
         done
     done
     echo "round $round of $ROUNDS done" >&2
@@ -174,16 +174,22 @@ per_req() { # store scenario column scale -> median of column / requests * scale
     awk -v s="$1" -v sc="$2" -v c="$3" -v k="$4" '$1 == s && $2 == sc && $4 > 0 { print $c / $4 * k }' \
         "$out/redis-results.txt" | median
 }
+# The median of each round's redis/memory ratio: the machine's speed drifts between rounds.
+paired() { # scenario
+    awk -v sc="$1" '$2 == sc && $1 == "memory" { m[$9] = $3 } $2 == sc && $1 == "redis" { r[$9] = $3 }
+        END { for (k in r) if ((k in m) && m[k] > 0) print r[k] / m[k] }' "$out/redis-results.txt" | median
+}
 for scenario in allow deny; do
     mem=$(col memory "$scenario" 3 | median)
     red=$(col redis "$scenario" 3 | median)
     printf "%-8s | %10.0f %10.0f | %7.2f | %14.3f %16.2f | %8.2f / %7.2f\n" "$scenario" \
-        "$mem" "$red" "$(awk -v a="$red" -v b="$mem" 'BEGIN { print (b > 0) ? a / b : 0 }')" \
+        "$mem" "$red" "$(paired "$scenario")" \
         "$(per_req redis "$scenario" 5 1)" "$(per_req redis "$scenario" 6 1e6)" \
         "$(per_req memory "$scenario" 8 1e6)" "$(per_req redis "$scenario" 8 1e6)"
 done
 echo
-echo "ratio = redis/memory req/s (target >= 0.7); allow: limit never reached; deny: 10/s, the rest 429"
+echo "ratio = redis/memory req/s, the median of each round's own (target >= 0.7); allow: limit"
+echo "never reached; deny: 10/s, the rest 429"
 echo "sluice CPU = memory store / redis store; EVALSHA/req counts calls of requests still in flight"
 echo "when wrk stops, hence slightly above 1"
 echo "$metrics" | grep -E '^sluice_store_errors_total\{store="redis"' | sed 's/^/sluice: /'
