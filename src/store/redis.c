@@ -179,8 +179,8 @@ static size_t format_u64(char *buf, uint64_t v)
 static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
 {
     char count[20], period[20], burst[20];
-    const char *argv[] = {"EVALSHA", p->script->sha, "1",   p->key,   count,
-                          period,    burst,          p->delay ? "1" : "0", p->member};
+    const char *argv[] = {"EVALSHA", p->script->sha,       "1",      p->key, count, period,
+                          burst,     p->delay ? "1" : "0", p->member};
     size_t argvlen[] = {7,
                         strlen(p->script->sha),
                         1,
@@ -190,7 +190,8 @@ static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
                         format_u64(burst, p->burst),
                         1,
                         p->member_len};
-    if (redisAsyncCommandArgv(s->ac, on_reply, p, 9, argv, argvlen) != REDIS_OK)
+    int argc = 4 + (int)p->script->nargv;
+    if (redisAsyncCommandArgv(s->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
     if (s->inflight++ == 0)
         s->progress_us = sl_clock_mono_us();
@@ -220,8 +221,10 @@ static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
     return NULL;
 }
 
-static struct sl_redis_pending *pending_new(struct sl_redis_store *s, const struct sl_limit *lim,
-                                            const char *key, size_t key_len)
+static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
+                                            const struct sl_redis_script *script,
+                                            const struct sl_limit *lim, const char *key,
+                                            size_t key_len)
 {
     const char *route = lim->route ? lim->route->name : "";
     size_t route_len = strlen(route), limit_len = strlen(lim->name);
@@ -236,6 +239,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s, const stru
     if (!p)
         return NULL;
     *p = (struct sl_redis_pending){.store = s,
+                                   .script = script,
                                    .count = lim->count,
                                    .period_us = lim->period_us,
                                    .burst = lim->burst,
@@ -251,9 +255,11 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s, const stru
     k += limit_len;
     *k++ = ':';
     memcpy(k, key, key_len);
-    size_t plen = strlen(s->member_prefix);
-    memcpy(p->member, s->member_prefix, plen);
-    p->member_len = plen + format_u64(p->member + plen, s->seq++);
+    if (script->nargv >= SL_REDIS_NARGV) {
+        size_t plen = strlen(s->member_prefix);
+        memcpy(p->member, s->member_prefix, plen);
+        p->member_len = plen + format_u64(p->member + plen, s->seq++);
+    }
     return p;
 }
 
@@ -270,12 +276,11 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
-    struct sl_redis_pending *p = pending_new(s, lim, key, key_len);
+    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len);
     if (!p) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
-    p->script = script;
     p->cb = cb;
     p->arg = arg;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
@@ -321,6 +326,20 @@ static int copy_str(char **dst, const char *src)
     return 0;
 }
 
+/* The highest ARGV[k] `body` reads. Every script takes the same list (N, P, burst, delay,
+ * member) and most read only its start: sending just that saves Redis parsing and sluice
+ * formatting arguments nobody reads. */
+static unsigned script_nargv(const char *body)
+{
+    unsigned n = 0;
+    for (const char *at = strstr(body, "ARGV["); at; at = strstr(at + 5, "ARGV[")) {
+        unsigned k = (unsigned)strtoul(at + 5, NULL, 10);
+        if (k > n)
+            n = k;
+    }
+    return n < SL_REDIS_NARGV ? n : SL_REDIS_NARGV;
+}
+
 static void load_scripts(struct sl_redis_store *s)
 {
     const struct sl_algorithm_ops *const *all = sl_algorithm_all();
@@ -330,7 +349,8 @@ static void load_scripts(struct sl_redis_store *s)
             body = sl_lua_script_find(all[i]->name);
         if (!body)
             continue;
-        s->scripts[s->nscripts++] = (struct sl_redis_script){.alg = all[i], .body = body};
+        s->scripts[s->nscripts++] =
+            (struct sl_redis_script){.alg = all[i], .body = body, .nargv = script_nargv(body)};
     }
 }
 

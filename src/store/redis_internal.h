@@ -17,10 +17,13 @@ struct evdns_getaddrinfo_request;
 struct sl_redis_script {
     const struct sl_algorithm_ops *alg;
     const char *body;
-    char sha[41]; /* empty until the first SCRIPT LOAD reply */
+    unsigned nargv; /* the ARGV it reads: ARGV[1] to ARGV[nargv] */
+    char sha[41];   /* empty until the first SCRIPT LOAD reply */
 };
 
 #define SL_REDIS_MAX_SCRIPTS 16
+/* The arguments a script may read, in this order: N, P (us), burst, delay, member. */
+#define SL_REDIS_NARGV 5
 
 enum sl_redis_state {
     SL_REDIS_IDLE,       /* no connection; conn_timer runs the next attempt */

@@ -229,6 +229,54 @@ START_TEST(test_key_layout)
 }
 END_TEST
 
+/* The arguments of the last command Redis ran, as its slow log (set to log every command)
+ * recorded them; `at` receives argument `i`. */
+static size_t last_command_args(redisContext *c, size_t i, char *at, size_t size)
+{
+    redisReply *log = redisCommand(c, "SLOWLOG GET 1");
+    ck_assert_int_eq(log->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(log->elements, 1);
+    const redisReply *args = log->element[0]->element[3];
+    size_t n = args->elements;
+    ck_assert_uint_lt(i, n);
+    snprintf(at, size, "%s", args->element[i]->str);
+    freeReplyObject(log);
+    return n;
+}
+
+/* Each script gets the arguments up to the last one it reads: N, P, burst, delay, member. */
+START_TEST(test_arguments_up_to_the_last_read)
+{
+    static const struct {
+        const char *alg;
+        size_t args; /* EVALSHA sha 1 key, then ARGV */
+    } want[] = {{"fixed_window", 6},
+                {"sliding_window_counter", 6},
+                {"token_bucket", 7},
+                {"leaky_bucket", 8},
+                {"sliding_window", 9}};
+    struct sl_store *store = store_new(1000, NULL);
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    freeReplyObject(redisCommand(c, "CONFIG SET slowlog-log-slower-than 0"));
+    for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
+        struct sl_limit lim = limit(want[i].alg, 5, 60 * S, 2, false);
+        if (strcmp(want[i].alg, "fixed_window") == 0 ||
+            strcmp(want[i].alg, "sliding_window") == 0 ||
+            strcmp(want[i].alg, "sliding_window_counter") == 0)
+            lim.burst = 0;
+        freeReplyObject(redisCommand(c, "SLOWLOG RESET"));
+        decide_ok(store, &lim, want[i].alg); /* a key each: the scripts' types differ */
+        char arg[64];
+        ck_assert_uint_eq(last_command_args(c, 4, arg, sizeof arg), want[i].args);
+        ck_assert_str_eq(arg, "5"); /* ARGV[1]: N */
+    }
+    freeReplyObject(redisCommand(c, "CONFIG SET slowlog-log-slower-than 10000"));
+    redisFree(c);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_long_key_digest)
 {
     struct sl_store *store = store_new(1000, NULL);
@@ -265,6 +313,7 @@ int main(void)
     tcase_add_test(tc, test_leaky_bucket);
     tcase_add_test(tc, test_same_as_c);
     tcase_add_test(tc, test_key_layout);
+    tcase_add_test(tc, test_arguments_up_to_the_last_read);
     tcase_add_test(tc, test_long_key_digest);
     suite_add_tcase(s, tc);
     return run_suite(s);

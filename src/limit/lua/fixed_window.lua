@@ -1,7 +1,7 @@
 -- fixed_window: at most N admitted requests in each aligned window [k*P, (k+1)*P); the same
 -- decision as src/limit/fixed_window.c, on Redis's clock.
 -- KEYS[1]: hash {k = window index, c = requests admitted in it}.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay, [5] member (unused).
+-- ARGV: [1] N, [2] P (us); sluice sends a script only the arguments up to the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Exact while (k+1)*P < 2^53 us (any P up to 2^51 us at today's clock): Lua numbers are
 -- doubles, and math.fmod, unlike %, divides exactly.

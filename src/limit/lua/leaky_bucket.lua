@@ -4,7 +4,7 @@
 -- scaled by N (us * N), so that T is exactly P.
 -- KEYS[1]: hash {u, f}: tat, the next free departure time, as u*N + f (0 <= f < N), so that
 -- no double ever holds a scaled absolute time; a missing key is an empty queue.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay (0|1), [5] member (unused).
+-- ARGV: [1] N, [2] P (us), [3] burst, [4] delay (0|1).
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes.

@@ -2,7 +2,8 @@
 -- as src/limit/sliding_window.c, on Redis's clock.
 -- KEYS[1]: sorted set of the admitted requests, scored by their time (us); denied requests
 -- are not recorded.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay, [5] member unique to this request.
+-- ARGV: [1] N, [2] P (us), [3] burst and [4] delay (unused), [5] member unique to this
+-- request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Scores are doubles: exact while now + P < 2^53 us.
 local n = tonumber(ARGV[1])

@@ -3,7 +3,7 @@
 -- src/limit/sliding_window_counter.c (remaining, reset and retry_after as defined there), on
 -- Redis's clock.
 -- KEYS[1]: hash {k = current window index, c = curr, p = prev}.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay, [5] member (unused).
+-- ARGV: [1] N, [2] P (us); sluice sends a script only the arguments up to the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses N*P >= 2^53 (with P = 1 day, N <= 104249), so
 -- that every product is exact; math.fmod, unlike %, divides exactly.

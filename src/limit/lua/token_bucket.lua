@@ -3,7 +3,7 @@
 -- scaled by N (us * N), where one token is worth exactly P.
 -- KEYS[1]: hash {u, f}: tat, the instant the bucket is full again, as u*N + f (0 <= f < N),
 -- so that no double ever holds a scaled absolute time; a missing key is a full bucket.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay, [5] member (unused).
+-- ARGV: [1] N, [2] P (us), [3] burst.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes.
