@@ -212,9 +212,13 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 
     if (res)
         evutil_freeaddrinfo(res);
+    /* Given up on (timer, shutdown): whoever cancelled moved on, and `s` may be gone, as
+     * evdns may report the cancellation from a later loop turn. */
+    if (err == EVUTIL_EAI_CANCEL)
+        return;
     s->resolving = NULL;
-    if (err == EVUTIL_EAI_CANCEL || s->state != SL_REDIS_RESOLVING)
-        return; /* given up on (timer, shutdown): whoever cancelled moved on */
+    if (s->state != SL_REDIS_RESOLVING)
+        return;
     s->state = SL_REDIS_IDLE;
     evtimer_del(s->conn_timer);
     if (!found) {
