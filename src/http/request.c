@@ -93,6 +93,10 @@ static void apply_verdict(struct sl_conn *c)
     if (v->delay_us) {
         c->state = SL_C_DELAY;
         struct timeval tv = {(time_t)(v->delay_us / 1000000), (suseconds_t)(v->delay_us % 1000000)};
+        /* libevent counts a timeout from the time it cached at the start of this loop turn;
+         * the delay counts from the decision, later by whatever this turn did before it, and
+         * a request released early by that much would overrun the rate. */
+        event_base_update_cache_time(c->w->base);
         event_add(&c->timer, &tv);
         return;
     }
