@@ -44,6 +44,13 @@ static inline void sl_text_add(struct sl_text *t, const char *s, size_t n)
 
 #define SL_TEXT_LIT(t, lit) sl_text_add((t), (lit), sizeof(lit) - 1)
 
+/* The most digits a uint64_t takes in decimal. */
+#define SL_U64_DIGITS 20
+
+/* Writes `v` in decimal to `buf` (room for SL_U64_DIGITS, no NUL) and returns the length:
+ * printf-style formatting costs more than a rate-limit decision. */
+size_t sl_u64_format(char *buf, uint64_t v);
+
 /* Appends `v` in decimal. */
 void sl_text_u64(struct sl_text *t, uint64_t v);
 

@@ -14,6 +14,7 @@
 #include "sluice/lua_scripts.h"
 #include "sluice/metrics.h"
 #include "sluice/sha256.h"
+#include "sluice/text.h"
 
 /* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). */
 #define KEY_VALUE_MAX 200
@@ -161,33 +162,18 @@ done:
     free(p);
 }
 
-/* Writes `v` in decimal to `buf` (room for 20 digits) and returns the length: the printf
- * machinery behind hiredis's "%llu" was the largest cost of a decision. */
-static size_t format_u64(char *buf, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
-
 static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
 {
-    char count[20], period[20], burst[20];
+    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS];
     const char *argv[] = {"EVALSHA", p->script->sha,       "1",      p->key, count, period,
                           burst,     p->delay ? "1" : "0", p->member};
     size_t argvlen[] = {7,
                         strlen(p->script->sha),
                         1,
                         p->key_len,
-                        format_u64(count, p->count),
-                        format_u64(period, p->period_us),
-                        format_u64(burst, p->burst),
+                        sl_u64_format(count, p->count),
+                        sl_u64_format(period, p->period_us),
+                        sl_u64_format(burst, p->burst),
                         1,
                         p->member_len};
     int argc = 4 + (int)p->script->nargv;
@@ -258,7 +244,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     if (script->nargv >= SL_REDIS_NARGV) {
         size_t plen = strlen(s->member_prefix);
         memcpy(p->member, s->member_prefix, plen);
-        p->member_len = plen + format_u64(p->member + plen, s->seq++);
+        p->member_len = plen + sl_u64_format(p->member + plen, s->seq++);
     }
     return p;
 }

@@ -23,13 +23,13 @@ void sl_text_add_long(struct sl_text *t, const char *s, size_t n)
 }
 
 /* Two digits per division: rate-limit fields put four numbers on every response. */
-void sl_text_u64(struct sl_text *t, uint64_t v)
+size_t sl_u64_format(char *buf, uint64_t v)
 {
     static const char pairs[] = "000102030405060708091011121314151617181920212223242526272829"
                                 "303132333435363738394041424344454647484950515253545556575859"
                                 "606162636465666768697071727374757677787980818283848586878889"
                                 "90919293949596979899";
-    char digits[20];
+    char digits[SL_U64_DIGITS];
     char *p = digits + sizeof digits;
 
     while (v >= 100) {
@@ -44,7 +44,15 @@ void sl_text_u64(struct sl_text *t, uint64_t v)
     } else {
         *--p = (char)('0' + v);
     }
-    sl_text_add(t, p, (size_t)(digits + sizeof digits - p));
+    size_t n = (size_t)(digits + sizeof digits - p);
+    memcpy(buf, p, n);
+    return n;
+}
+
+void sl_text_u64(struct sl_text *t, uint64_t v)
+{
+    char digits[SL_U64_DIGITS];
+    sl_text_add(t, digits, sl_u64_format(digits, v));
 }
 
 void sl_text_move(struct sl_text *t, struct evbuffer *src)
