@@ -60,6 +60,10 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->redis.user);
     free(cfg->redis.password);
     free(cfg->redis.key_prefix);
+    for (size_t i = 0; i < cfg->redis.naddrs; i++)
+        free(cfg->redis.addrs[i].host);
+    free(cfg->redis.addrs);
+    free(cfg->redis.sentinel_master);
     free(cfg->access_log_path);
     for (size_t i = 0; i < cfg->nroutes; i++)
         free_route(&cfg->routes[i]);
