@@ -351,12 +351,33 @@ START_TEST(env_default_and_set)
 }
 END_TEST
 
+/* The image sets SLUICE_ADMIN_LISTEN so that probes reach the admin listener from outside
+ * the container; without it the shipped file keeps the admin listener on loopback. */
+START_TEST(shipped_admin_listen_follows_the_environment)
+{
+    char *errors = NULL;
+    unsetenv("SLUICE_ADMIN_LISTEN");
+    struct sl_config *cfg = sl_cfg_load(SLUICE_SOURCE_DIR "/conf/sluice.yaml", &errors);
+    ck_assert_msg(cfg != NULL, "%s", errors ? errors : "");
+    ck_assert_str_eq(cfg->admin_listen.text, "127.0.0.1:9901");
+    sl_cfg_unref(cfg);
+
+    setenv("SLUICE_ADMIN_LISTEN", "0.0.0.0:9901", 1);
+    cfg = sl_cfg_load(SLUICE_SOURCE_DIR "/conf/sluice.yaml", &errors);
+    unsetenv("SLUICE_ADMIN_LISTEN");
+    ck_assert_msg(cfg != NULL, "%s", errors ? errors : "");
+    ck_assert_str_eq(cfg->admin_listen.text, "0.0.0.0:9901");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config_load");
     TCase *tc = tcase_create("load");
     tcase_add_test(tc, full_config_round_trips);
     tcase_add_test(tc, defaults);
+    tcase_add_test(tc, shipped_admin_listen_follows_the_environment);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, redis_url_forms);
