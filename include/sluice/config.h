@@ -131,6 +131,7 @@ struct sl_config {
     bool workers_auto;
     bool admin_enabled;
     struct sl_sockaddr admin_listen;
+    bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
     struct sl_cidr_list trusted_proxies;

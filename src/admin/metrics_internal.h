@@ -81,7 +81,8 @@ struct sl_metrics {
     uint32_t route_index[2 * SL_METRICS_MAX_ROUTES]; /* open addressing: id + 1, 0 = empty */
     uint32_t limit_index[2 * SL_METRICS_MAX_LIMITS];
 
-    _Atomic bool redis_enabled; /* of the configuration bound last */
+    _Atomic bool redis_enabled;    /* of the configuration bound last */
+    _Atomic bool route_histograms; /* likewise: admin.route_histograms */
     _Atomic(const struct sl_store *) memory;
     _Atomic uint64_t reloads[2]; /* [0] success, [1] failure */
 };
