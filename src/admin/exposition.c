@@ -283,8 +283,8 @@ static int redis_connected(struct sl_metrics *m)
 
 static void emit_process(struct emitter *e, struct sl_metrics *m, const struct totals *t)
 {
-    static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout",
-                                                                      "reset"};
+    static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
+                                                                      "resolve"};
     const struct sl_store *memory = atomic_load(&m->memory);
 
     emit_family(e, "sluice_redis_connected", "gauge",
