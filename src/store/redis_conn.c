@@ -57,6 +57,15 @@ static void schedule_retry(struct sl_redis_node *n)
     n->backoff_ms = n->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : n->backoff_ms * 2;
 }
 
+/* An attempt that failed before it had a connection: retry later, and let the topology know
+ * (a sentinel moves on to the next address). */
+static void attempt_failed(struct sl_redis_node *n)
+{
+    schedule_retry(n);
+    if (!n->store->freeing)
+        sl_redis_topo_node_down(n, false);
+}
+
 /* Every way out of a connection ends here, then tells the topology (which may retarget the
  * node, so it is told after the node is consistent). */
 static void become_idle(struct sl_redis_node *n)
@@ -195,13 +204,13 @@ static void connect_to(struct sl_redis_node *n, const char *ip)
         log_failure(n, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        schedule_retry(n);
+        attempt_failed(n);
         return;
     }
     ac->data = n;
     if (redisLibeventAttach(ac, s->evbase) != REDIS_OK) {
         redisAsyncFree(ac);
-        schedule_retry(n);
+        attempt_failed(n);
         return;
     }
     redisAsyncSetConnectCallback(ac, on_connect);
@@ -251,7 +260,7 @@ static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
     evtimer_del(n->conn_timer);
     if (!found) {
         log_failure(n, "cannot resolve", err ? evutil_gai_strerror(err) : "no address");
-        schedule_retry(n);
+        attempt_failed(n);
         return;
     }
     connect_to(n, ip);
@@ -275,7 +284,7 @@ static void connect_start(struct sl_redis_node *n)
                                                EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!s->dns) {
         log_failure(n, "cannot resolve", "no resolver (/etc/resolv.conf)");
-        schedule_retry(n);
+        attempt_failed(n);
         return;
     }
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -305,7 +314,7 @@ static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
     } else if (n->state == SL_REDIS_RESOLVING) {
         cancel_resolving(n);
         log_failure(n, "cannot resolve", "timed out");
-        schedule_retry(n);
+        attempt_failed(n);
     } else if (n->state == SL_REDIS_CONNECTING) {
         sl_redis_node_drop(n, "timed out connecting");
     }

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from harness_http import wait_until
+from harness_http import pick_port, wait_until
 from redis_cluster_support import Sentinels, Traffic, metric_sum, sentinel_config
 from redis_support import commandstats, route, wait_connected
 from test_redis_shared import wait_past_hour_edge
@@ -28,7 +28,9 @@ def test_failover_under_load(sluice_factory, upstream, sentinels):
     timeout = 0.5
     routes = route("fw", [dict(name="per_key", algorithm="fixed_window", rate="100000/1h",
                                key='"header:X-Key"')])
-    cfg = sentinel_config(sentinels.name, sentinels.addresses, routes, failure_mode="open",
+    # The first sentinel listed is down: sluice moves on to the next.
+    addresses = [f"127.0.0.1:{pick_port()}"] + sentinels.addresses
+    cfg = sentinel_config(sentinels.name, addresses, routes, failure_mode="open",
                           timeout=f"{int(timeout * 1000)}ms")
     instances = [sluice_factory(cfg, upstream=upstream) for _ in range(2)]
     for s in instances:
