@@ -159,6 +159,9 @@ struct sl_redis_node *sl_redis_topo_node_at(struct sl_redis_store *s, const char
 /* A MOVED reply: the slot now lives at `to`; the map is read again. */
 void sl_redis_topo_moved(struct sl_redis_store *s, unsigned slot, struct sl_redis_node *to);
 
+/* A CLUSTERDOWN or TRYAGAIN reply: the map is read again (cluster mode). */
+void sl_redis_topo_unavailable(struct sl_redis_store *s);
+
 /* A READONLY reply from `n`: the master moved (sentinel mode); ask again. */
 void sl_redis_topo_readonly(struct sl_redis_store *s, struct sl_redis_node *n);
 

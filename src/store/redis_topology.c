@@ -121,11 +121,12 @@ static void refresh_failed(struct sl_redis_store *s)
                                 : t->refresh_backoff_ms * 2;
 }
 
-static void apply_map(struct sl_redis_store *s, const struct sl_redis_slot_map *map)
+static int apply_map(struct sl_redis_store *s, const struct sl_redis_slot_map *map)
 {
     struct sl_redis_topology *t = &s->topo;
-    uint16_t index[map->nmasters + 1];
-    index[0] = 0;
+    uint16_t *index = calloc(map->nmasters + 1, sizeof *index);
+    if (!index)
+        return -1;
     for (size_t i = 0; i < map->nmasters; i++) {
         struct sl_redis_node *n =
             sl_redis_topo_node_at(s, map->masters[i].host, map->masters[i].port);
@@ -134,6 +135,8 @@ static void apply_map(struct sl_redis_store *s, const struct sl_redis_slot_map *
     for (size_t slot = 0; slot < SL_REDIS_SLOTS; slot++)
         t->slot_owner[slot] = index[map->owner[slot]];
     t->map_known = true;
+    free(index);
+    return 0;
 }
 
 static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
@@ -157,8 +160,12 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
         refresh_failed(s);
         return;
     }
-    apply_map(s, &map);
+    int rc = apply_map(s, &map);
     sl_redis_slot_map_deinit(&map);
+    if (rc < 0) {
+        refresh_failed(s);
+        return;
+    }
     t->refresh_backoff_ms = REFRESH_BACKOFF_FIRST_MS;
     t->last_refresh_us = sl_clock_mono_us();
     if (t->refresh_wanted)
@@ -224,6 +231,11 @@ void sl_redis_topo_moved(struct sl_redis_store *s, unsigned slot, struct sl_redi
     size_t i = node_index(t, to);
     if (i < t->nnodes)
         t->slot_owner[slot] = (uint16_t)(i + 1);
+    request_refresh(s);
+}
+
+void sl_redis_topo_unavailable(struct sl_redis_store *s)
+{
     request_refresh(s);
 }
 

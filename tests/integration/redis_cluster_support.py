@@ -75,23 +75,6 @@ class Cluster:
         """Runs a command on the master of `key`'s slot."""
         return self.owner(self.slot(key)).command(*args)
 
-    def move_slot(self, slot, dst, keys_per_batch=100):
-        """Moves `slot` to `dst` the way redis-cli --cluster reshard does: IMPORTING on the
-        target, MIGRATING on the source, MIGRATE the keys, then NODE everywhere."""
-        src = self.owner(slot)
-        if src is dst:
-            return
-        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
-        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
-        while True:
-            keys = src.command("CLUSTER", "GETKEYSINSLOT", slot, keys_per_batch)
-            if not keys:
-                break
-            src.command("MIGRATE", "127.0.0.1", dst.port, "", 0, 5000, "KEYS", *keys)
-        for r in [dst, src] + [r for r in self.nodes if r not in (src, dst)]:
-            if r.proc.poll() is None:
-                r.command("CLUSTER", "SETSLOT", slot, "NODE", dst.node_id())
-
     def stop(self):
         for r in self.nodes:
             r.stop()

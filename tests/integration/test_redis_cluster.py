@@ -110,7 +110,7 @@ def test_slots_moved_under_load(sluice_factory, upstream, cluster):
 
     assert not traffic.errors, traffic.errors[:5]
     statuses = traffic.all_statuses()
-    assert len(statuses) > 200
+    assert len(statuses) > 50
     assert all(s in (200, 429) for s in statuses), sorted(set(statuses))
     # No decision hung: redis.timeout bounds the store, the rest is the proxying.
     assert traffic.max_latency < timeout + 1.0, traffic.max_latency
@@ -127,10 +127,15 @@ def test_slots_moved_under_load(sluice_factory, upstream, cluster):
     for k in old_keys + new_keys:
         admitted = traffic.count(("fw", k), 200) + (1 if k in old_keys else 0)
         assert admitted <= 40, (k, admitted)
-    # Every decision after the move went to the new owner directly, without redirection.
+    # After the move a worker meets at most one MOVED per moved slot (one that saw none
+    # during the move still has the old map), then reads the map and goes straight there.
     before = metric_sum(instances, "sluice_redis_redirections_total")
-    Traffic([s.port for s in instances], threads=6).run([("fw", k) for k in new_keys] * 2)
-    assert metric_sum(instances, "sluice_redis_redirections_total") == before
+    after_move = Traffic([s.port for s in instances], threads=6)
+    after_move.run([("fw", k) for k in new_keys] * 4)
+    assert set(after_move.all_statuses()) <= {200, 429}
+    workers = 2 * len(instances)
+    assert metric_sum(instances, "sluice_redis_redirections_total") - before <= (
+        workers * len(moving))
 
 
 def test_master_killed(sluice_factory, upstream, cluster):
