@@ -5,18 +5,7 @@
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Exact while (k+1)*P < 2^53 us (any P up to 2^51 us at today's clock): Lua numbers are
 -- doubles, and math.fmod, unlike %, divides exactly.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
-if not n or not p or n < 1 or p < 1 then
-    return redis.error_reply('ERR sluice: bad N or P')
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local k = (now - math.fmod(now, p)) / p
 local st = redis.call('HMGET', KEYS[1], 'k', 'c')
 local sk, count = tonumber(st[1]), tonumber(st[2]) or 0

@@ -6,18 +6,7 @@
 -- request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Scores are doubles: exact while now + P < 2^53 us.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
-if not n or not p or n < 1 or p < 1 then
-    return redis.error_reply('ERR sluice: bad N or P')
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
 -- stays.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - p)

@@ -7,29 +7,11 @@
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses N*P >= 2^53 (with P = 1 day, N <= 104249), so
 -- that every product is exact; math.fmod, unlike %, divides exactly.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
-if not n or not p or n < 1 or p < 1 then
-    return redis.error_reply('ERR sluice: bad N or P')
-end
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local limit = n * p
 if limit >= 9007199254740992 then
     return redis.error_reply('ERR sluice: N*P too large for sliding_window_counter')
 end
-local function div(a, b) -- floor(a / b), a >= 0
-    return (a - math.fmod(a, b)) / b
-end
-local function cdiv(a, b) -- ceil(a / b), a >= 0
-    local r = math.fmod(a, b)
-    return (a - r) / b + (r > 0 and 1 or 0)
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local elapsed = math.fmod(now, p)
 local k = (now - elapsed) / p
 local st = redis.call('HMGET', KEYS[1], 'k', 'c', 'p')

@@ -7,27 +7,15 @@
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local b = tonumber(ARGV[3])
-if not n or not p or not b or n < 1 or p < 1 or b < 0 then
-    return redis.error_reply('ERR sluice: bad N, P or burst')
+if not b or b < 0 then
+    return redis.error_reply('ERR sluice: bad burst')
 end
 local capacity = b * p
 if capacity + p + n >= 9007199254740992 then
     return redis.error_reply('ERR sluice: burst*P too large for token_bucket')
 end
-local function cdiv(a, b) -- ceil(a / b), a >= 0
-    local r = math.fmod(a, b)
-    return (a - r) / b + (r > 0 and 1 or 0)
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local st = redis.call('HMGET', KEYS[1], 'u', 'f')
 local u, f = tonumber(st[1]), tonumber(st[2])
 if not u or not f or u < now then
