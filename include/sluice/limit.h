@@ -28,6 +28,7 @@ struct sl_decision {
 
 struct sl_algorithm_ops {
     const char *name;                /* as in the configuration: "token_bucket" */
+    const char *tag;                 /* short and fixed, in the Redis key: "tb" (SPEC.md 3) */
     bool has_burst;                  /* accepts `burst` */
     bool burst_defaults_to_count;    /* default burst: N when true, else 0 */
     bool has_delay;                  /* accepts `delay` */

@@ -46,6 +46,7 @@ static void fixed_window_decide(const struct sl_limit *lim, void *state, uint64_
 
 const struct sl_algorithm_ops sl_alg_fixed_window = {
     .name = "fixed_window",
+    .tag = "fw",
     .state_size = fixed_window_state_size,
     .decide = fixed_window_decide,
     .redis_script = sl_lua_fixed_window,

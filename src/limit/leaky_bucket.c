@@ -59,6 +59,7 @@ static void leaky_bucket_decide(const struct sl_limit *lim, void *state, uint64_
 
 const struct sl_algorithm_ops sl_alg_leaky_bucket = {
     .name = "leaky_bucket",
+    .tag = "lb",
     .has_burst = true,
     .has_delay = true,
     .state_size = leaky_bucket_state_size,

@@ -61,6 +61,7 @@ static void sliding_window_decide(const struct sl_limit *lim, void *state, uint6
 
 const struct sl_algorithm_ops sl_alg_sliding_window = {
     .name = "sliding_window",
+    .tag = "sw",
     .state_size = sliding_window_state_size,
     .decide = sliding_window_decide,
     .redis_script = sl_lua_sliding_window,

@@ -81,6 +81,7 @@ static void sliding_window_counter_decide(const struct sl_limit *lim, void *stat
 
 const struct sl_algorithm_ops sl_alg_sliding_window_counter = {
     .name = "sliding_window_counter",
+    .tag = "swc",
     .state_size = sliding_window_counter_state_size,
     .decide = sliding_window_counter_decide,
     .redis_script = sl_lua_sliding_window_counter,

@@ -57,6 +57,7 @@ static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_
 
 const struct sl_algorithm_ops sl_alg_token_bucket = {
     .name = "token_bucket",
+    .tag = "tb",
     .has_burst = true,
     .burst_defaults_to_count = true,
     .state_size = token_bucket_state_size,

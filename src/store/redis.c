@@ -16,7 +16,8 @@
 #include "sluice/sha256.h"
 #include "sluice/text.h"
 
-/* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). */
+/* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). The key is
+ * key_prefix + route + ":" + limit + ":" + algorithm tag + ":" + value (store_redis.h). */
 #define KEY_VALUE_MAX 200
 /* With commands outstanding and no reply for this long, the connection is deemed dead even
  * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
@@ -213,14 +214,15 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                             size_t key_len)
 {
     const char *route = lim->route ? lim->route->name : "";
-    size_t route_len = strlen(route), limit_len = strlen(lim->name);
+    const char *tag = lim->alg->tag;
+    size_t route_len = strlen(route), limit_len = strlen(lim->name), tag_len = strlen(tag);
     char digest[2 * SL_SHA256_LEN + 1];
     if (key_len > KEY_VALUE_MAX) {
         sl_sha256_hex(key, key_len, digest);
         key = digest;
         key_len = 2 * SL_SHA256_LEN;
     }
-    size_t total = s->prefix_len + route_len + 1 + limit_len + 1 + key_len;
+    size_t total = s->prefix_len + route_len + 1 + limit_len + 1 + tag_len + 1 + key_len;
     struct sl_redis_pending *p = malloc(sizeof *p + total);
     if (!p)
         return NULL;
@@ -239,6 +241,9 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     *k++ = ':';
     memcpy(k, lim->name, limit_len);
     k += limit_len;
+    *k++ = ':';
+    memcpy(k, tag, tag_len);
+    k += tag_len;
     *k++ = ':';
     memcpy(k, key, key_len);
     if (script->nargv >= SL_REDIS_NARGV) {

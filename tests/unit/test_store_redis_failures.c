@@ -168,7 +168,7 @@ START_TEST(test_password)
     /* The key went to database 3. */
     redisContext *c = client_auth("s3cret");
     freeReplyObject(redisCommand(c, "SELECT 3"));
-    redisReply *e = redisCommand(c, "EXISTS sluice:r1:l1:a");
+    redisReply *e = redisCommand(c, "EXISTS sluice:r1:l1:fw:a");
     ck_assert_int_eq(e->integer, 1);
     freeReplyObject(e);
     redisFree(c);
