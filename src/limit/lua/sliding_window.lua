@@ -1,7 +1,7 @@
 -- sliding_window: at most N admitted requests in (now - P, now], exactly; the same decision
 -- as src/limit/sliding_window.c, on Redis's clock.
 -- KEYS[1]: sorted set of the admitted requests, scored by their time (us); denied requests
--- are not recorded.
+-- are not recorded. A change of N or P reads the same set under the new rate.
 -- ARGV: [1] N, [2] P (us), [3] burst and [4] delay (unused), [5] member unique to this
 -- request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
@@ -12,7 +12,9 @@
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - p)
 local count = redis.call('ZCARD', KEYS[1])
 if count >= n then
-    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+    -- Written under a larger N, the set may hold more than N: a place frees when the
+    -- (count - N + 1)-th oldest leaves, as with the newest N the memory store keeps.
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], count - n, count - n, 'WITHSCORES')[2])
     local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
     return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
 end
