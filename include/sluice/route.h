@@ -18,10 +18,12 @@
  * NUL-terminates it: the query is dropped, %XX of unreserved characters (ALPHA DIGIT - . _
  * ~) decoded and other %XX upper-cased, repeated slashes merged, then "." and ".."
  * segments resolved (RFC 3986 5.2.4, never above the root). Takes the path of an
- * absolute-form target ("http://host/p"; an empty path is "/").
+ * absolute-form target ("http://host/p"; an empty path is "/"). `rules` (NULL = none) adds
+ * the application's own folds, in the order given in src/route/paths.c.
  * Returns the length, or -1 when the target has no path ("*", authority-form, empty, a
  * NUL byte) or `size` is too small; `size` = len + 2 always suffices. */
-ssize_t sl_path_normalize(const char *target, size_t len, char *out, size_t size);
+ssize_t sl_path_normalize(const struct sl_path_rules *rules, const char *target, size_t len,
+                          char *out, size_t size);
 
 /* The request's authority: that of an absolute-form target (RFC 9112 3.2.2), else the
  * first Host header. Sets `*host` (borrowed from `req`) and `*len`; returns false when the

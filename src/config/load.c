@@ -229,6 +229,21 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
         c->max_connections = (unsigned)max_conns;
 }
 
+static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"case_insensitive", "strip_path_parameters", "decode_slash",
+                                       "ignore_trailing_slash", NULL};
+    struct sl_path_rules *p = &cfg->paths;
+    yaml_node_t *node = sl_ld_get(ld, root, "paths");
+
+    if (!node || !sl_ld_mapping(ld, node, "paths", keys))
+        return;
+    sl_ld_bool(ld, node, "paths", "case_insensitive", &p->case_insensitive);
+    sl_ld_bool(ld, node, "paths", "strip_path_parameters", &p->strip_path_parameters);
+    sl_ld_bool(ld, node, "paths", "decode_slash", &p->decode_slash);
+    sl_ld_bool(ld, node, "paths", "ignore_trailing_slash", &p->ignore_trailing_slash);
+}
+
 static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
                                 struct sl_config *cfg)
 {
@@ -276,9 +291,9 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 static void load_root(struct sl_loader *ld, struct sl_config *cfg)
 {
     static const char *const keys[] = {
-        "listen",          "workers",    "admin",     "upstream",     "client",
-        "trusted_proxies", "exempt",     "redis",     "failure_mode", "memory",
-        "response",        "access_log", "log_level", "routes",       NULL,
+        "listen",          "workers",   "admin",  "upstream",     "client", "paths",
+        "trusted_proxies", "exempt",    "redis",  "failure_mode", "memory", "response",
+        "access_log",      "log_level", "routes", NULL,
     };
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
     yaml_node_t *node;
@@ -304,6 +319,8 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
                     "required key is missing; expected a mapping with url such as "
                     "\"http://127.0.0.1:3000\"");
     load_client(ld, root, cfg);
+    /* Before routes: their paths are held folded by these rules. */
+    load_paths(ld, root, cfg);
     sl_ld_cidrs(ld, root, "", "trusted_proxies", &cfg->trusted_proxies);
     sl_ld_cidrs(ld, root, "", "exempt", &cfg->exempt);
     /* Before routes: a limit's default store depends on whether redis is configured. */

@@ -44,7 +44,7 @@ static const char *match_h(const char *method, const char *target, const struct 
 {
     struct sl_request req = {method, strlen(method), target, strlen(target), hs, nh, NULL};
     char path[256], host[256];
-    ssize_t plen = sl_path_normalize(target, strlen(target), path, sizeof path);
+    ssize_t plen = sl_path_normalize(&cfg.paths, target, strlen(target), path, sizeof path);
     const char *a;
     size_t alen;
     ssize_t hlen = -1;
