@@ -16,6 +16,7 @@
 #include "sluice/cidr.h"
 
 struct sl_algorithm_ops;
+struct sl_route_index;
 
 /* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
 struct sl_sockaddr {
@@ -156,6 +157,7 @@ struct sl_config {
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;
+    struct sl_route_index *route_index; /* owned; NULL: sl_route_match() walks the routes */
     size_t nlimits;                  /* limits over all routes */
 };
 

@@ -40,7 +40,8 @@ ssize_t sl_host_normalize(const char *authority, size_t len, char *out, size_t s
  * path (NUL-terminated) or NULL when the target has none (then only routes without a path
  * condition match); `host` is the normalised host or NULL. Path prefixes are
  * segment-aware: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix ending in
- * "/" matches every path that starts with it. Returns NULL when no route matches. */
+ * "/" matches every path that starts with it. Returns NULL when no route matches. Looks up
+ * cfg->route_index when the snapshot has one (route_index.h), else walks the routes. */
 const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
                                       const char *path, size_t path_len, const char *host,
                                       size_t host_len);

@@ -10,6 +10,7 @@
 
 #include "loader.h"
 #include "sluice/config_parse.h"
+#include "sluice/route_index.h"
 
 /* A configuration is a few KiB; a bound keeps a wrong path (a log, a device) from being
  * read whole into memory. */
@@ -333,7 +334,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         sl_ld_error(ld, root, "routes", "required key is missing; expected a list of routes");
 }
 
-static void finish(struct sl_config *cfg)
+static void finish(struct sl_loader *ld, struct sl_config *cfg)
 {
     if (cfg->workers_auto) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -342,6 +343,10 @@ static void finish(struct sl_config *cfg)
     for (size_t r = 0; r < cfg->nroutes; r++)
         for (size_t l = 0; l < cfg->routes[r].nlimits; l++)
             cfg->routes[r].limits[l].index = cfg->nlimits++;
+    /* Here, once per snapshot, so that reloads build it off the workers' hot path. */
+    cfg->route_index = sl_route_index_new(cfg);
+    if (!cfg->route_index)
+        sl_ld_report(ld, 0, 0, "out of memory building the route index");
 }
 
 struct sl_config *sl_cfg_load(const char *path, char **errors)
@@ -366,7 +371,7 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
     }
     load_root(&ld, cfg);
     if (ld.nerrors == 0)
-        finish(cfg);
+        finish(&ld, cfg);
 
 done:
     if (ld.nerrors && cfg) {
