@@ -2,8 +2,11 @@
  * asynchronous hiredis connection per server it needs: the server of redis.url, each master
  * of a Redis Cluster (redis.cluster), or the master the sentinels name (redis.sentinel).
  * Each decision is one EVALSHA of the limit's algorithm script on one key, key_prefix +
- * route + ":" + limit + ":" + key value (values over 200 bytes become their SHA-256 in hex),
- * sent to the master owning the key's slot; decisions are pipelined on the connections.
+ * route + ":" + limit + ":" + tag + ":" + key value, where tag is the algorithm's
+ * (sl_algorithm_ops.tag: fw, sw, swc, tb, lb) and values over 200 bytes become their SHA-256
+ * in hex, sent to the master owning the key's slot. The tag keeps an algorithm from ever
+ * reading another's state, or a key written before tags existed, when a limit changes its
+ * algorithm. Decisions are pipelined on the connections.
  *
  * Every decision completes within redis.timeout (plus timer slack), redirections included:
  * with the script's answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not

@@ -110,7 +110,6 @@ struct sl_redis_store {
     /* Decisions awaiting completion, in deadline order (all share one timeout). */
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
-    bool script_warned;
     char member_prefix[40];
     uint64_t seq;
 };
