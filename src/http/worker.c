@@ -138,6 +138,10 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     /* The changelist folds an add and a delete of the same event within one loop turn
      * into nothing, saving epoll_ctl calls on the hot path. */
     event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    /* Timeouts on CLOCK_MONOTONIC, the clock the limits decide on: libevent otherwise uses
+     * CLOCK_MONOTONIC_COARSE, a tick behind, and a leaky-bucket delay would end up to one
+     * tick early, which is a rate overrun. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (!w->base)
