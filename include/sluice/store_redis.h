@@ -4,10 +4,11 @@
  * bytes become their SHA-256 in hex); decisions are pipelined on the connection.
  *
  * Every decision completes within redis.timeout (plus timer slack): with the script's
- * answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not connected, connection
- * lost, store freed) or SL_STORE_ERR_SCRIPT (error or malformed reply). After any failure the
- * store reconnects in the background, waiting 100 ms, doubling to 5 s. Nothing blocks, except
- * resolving a host name (use an address or "localhost" in redis.url). */
+ * answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not connected after the
+ * first attempt, connection lost, store freed) or SL_STORE_ERR_SCRIPT (error or malformed
+ * reply). After any failure the store reconnects in the background, waiting 100 ms, doubling
+ * to 5 s. Nothing blocks, except resolving a host name (use an address or "localhost" in
+ * redis.url). */
 #ifndef SLUICE_STORE_REDIS_H
 #define SLUICE_STORE_REDIS_H
 
@@ -32,5 +33,10 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
 /* True while the connection is up, authenticated and has its scripts loaded. Callable from
  * any thread (for /readyz). */
 bool sl_store_redis_connected(const struct sl_store *store);
+
+/* True once the store's first connection attempt has finished, connected or failed. Until
+ * then decisions wait for it, each within redis.timeout from when it was asked, instead
+ * of failing at once. Callable from any thread (for /readyz). */
+bool sl_store_redis_started(const struct sl_store *store);
 
 #endif

@@ -22,8 +22,9 @@
  * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
 #define STALL_US 2000000
 
-/* One decision. hiredis owns it from the EVALSHA until its reply callback, which frees it;
- * the callback to the caller (cb) runs at most once, on reply, timeout or failure. */
+/* One decision. Before it is sent (held at start-up, see sl_redis_attempt_done) the store
+ * owns it; hiredis owns it from the EVALSHA until its reply callback, which frees it. The
+ * callback to the caller (cb) runs at most once, on reply, timeout or failure. */
 struct sl_redis_pending {
     struct sl_redis_store *store;
     struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
@@ -35,6 +36,7 @@ struct sl_redis_pending {
     uint64_t count, period_us, burst;
     bool delay;
     bool retried;
+    bool sent; /* hiredis holds it: only the reply callback frees it */
     char member[64];
     size_t member_len;
     size_t key_len;
@@ -88,6 +90,14 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
     list_remove(s, p);
     p->cb = NULL;
     cb(arg, d, status);
+}
+
+/* Completes `p` with a failure and frees it unless hiredis still holds it. */
+static void complete_failed(struct sl_redis_pending *p, enum sl_store_status status)
+{
+    complete(p, NULL, status);
+    if (!p->sent)
+        free(p);
 }
 
 static void fail_now(struct sl_redis_store *s, sl_store_cb cb, void *arg,
@@ -179,6 +189,7 @@ static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
     int argc = 4 + (int)p->script->nargv;
     if (redisAsyncCommandArgv(s->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
+    p->sent = true;
     if (s->inflight++ == 0)
         s->progress_us = sl_clock_mono_us();
     return 0;
@@ -189,7 +200,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct sl_redis_store *s = arg;
     uint64_t now = sl_clock_mono_us();
     while (s->head && s->head->deadline_us <= now)
-        complete(s->head, NULL, SL_STORE_ERR_TIMEOUT);
+        complete_failed(s->head, SL_STORE_ERR_TIMEOUT);
     if (s->inflight > 0 && now - s->progress_us >= STALL_US && s->state == SL_REDIS_READY)
         sl_redis_conn_drop(s, "no reply within 2 s");
     arm_deadline(s, sl_clock_mono_us());
@@ -258,7 +269,11 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_SCRIPT);
         return;
     }
-    if (s->state != SL_REDIS_READY || s->freeing) {
+    /* Before the first connection attempt has finished, a decision waits for it (within
+     * its deadline) rather than failing: a fleet starting under load would otherwise fall
+     * into failure_mode for its first requests. After that, no connection fails at once. */
+    bool hold = s->state != SL_REDIS_READY && !s->attempted;
+    if ((s->state != SL_REDIS_READY && !hold) || s->freeing) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
@@ -270,6 +285,10 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
     p->cb = cb;
     p->arg = arg;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
+    if (hold) {
+        list_append(s, p);
+        return;
+    }
     if (send_eval(s, p) != 0) {
         free(p);
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
@@ -282,9 +301,9 @@ static void redis_free(struct sl_store *store)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     s->freeing = true;
-    /* Answer every caller first; the entries stay with hiredis, which frees them below. */
+    /* Answer every caller first; the entries sent stay with hiredis, which frees them below. */
     while (s->head)
-        complete(s->head, NULL, SL_STORE_ERR_CONNECTION);
+        complete_failed(s->head, SL_STORE_ERR_CONNECTION);
     sl_redis_conn_deinit(s);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
@@ -302,6 +321,29 @@ bool sl_store_redis_connected(const struct sl_store *store)
 {
     const struct sl_redis_store *s = (const struct sl_redis_store *)store;
     return store && store->ops == &redis_ops && atomic_load(&s->connected);
+}
+
+bool sl_store_redis_started(const struct sl_store *store)
+{
+    const struct sl_redis_store *s = (const struct sl_redis_store *)store;
+    return store && store->ops == &redis_ops && atomic_load(&s->started);
+}
+
+void sl_redis_attempt_done(struct sl_redis_store *s, bool connected)
+{
+    if (s->attempted)
+        return;
+    s->attempted = true;
+    atomic_store(&s->started, true);
+    /* Every entry in the list is held: none could be sent before. A caller's callback may
+     * start new decisions, which go to the tail already sent (READY) or fail at once. */
+    struct sl_redis_pending *p = s->head;
+    while (p) {
+        struct sl_redis_pending *next = p->next;
+        if (!p->sent && (!connected || send_eval(s, p) != 0))
+            complete_failed(p, SL_STORE_ERR_CONNECTION);
+        p = next;
+    }
 }
 
 static int copy_str(char **dst, const char *src)

@@ -51,6 +51,7 @@ static void schedule_retry(struct sl_redis_store *s)
         return;
     arm_timer(s, s->backoff_ms);
     s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    sl_redis_attempt_done(s, false);
 }
 
 static void become_idle(struct sl_redis_store *s)
@@ -84,6 +85,7 @@ static void handshake_done(struct sl_redis_store *s)
         sl_log_info("redis (worker %u): connected to unix:%s", s->worker_id, s->unix_path);
     else
         sl_log_info("redis (worker %u): connected to %s:%d", s->worker_id, s->host, s->port);
+    sl_redis_attempt_done(s, true);
 }
 
 /* Replies to AUTH and SELECT (privdata NULL) and to SCRIPT LOAD (privdata the script). */

@@ -61,6 +61,8 @@ struct sl_redis_store {
     uint64_t backoff_ms;
     bool quiet; /* a failure was already logged: repeat attempts log at debug level */
     atomic_bool connected;
+    bool attempted;      /* the first connection attempt has finished */
+    atomic_bool started; /* `attempted`, readable from any thread (for /readyz) */
     bool freeing;
 
     struct sl_redis_script scripts[SL_REDIS_MAX_SCRIPTS];
@@ -88,5 +90,12 @@ void sl_redis_conn_deinit(struct sl_redis_store *s);
 /* Abandons the connection after a failure and schedules the next attempt with backoff.
  * Safe inside hiredis callbacks. */
 void sl_redis_conn_drop(struct sl_redis_store *s, const char *why);
+
+/* redis.c */
+
+/* Tells the decisions that a connection attempt has finished, connected (READY) or not.
+ * The first call sends the decisions held since start-up, or fails them with
+ * SL_STORE_ERR_CONNECTION; later calls do nothing. */
+void sl_redis_attempt_done(struct sl_redis_store *s, bool connected);
 
 #endif
