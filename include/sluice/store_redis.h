@@ -8,7 +8,11 @@
  * first attempt, connection lost, store freed) or SL_STORE_ERR_SCRIPT (error or malformed
  * reply). After any failure the store reconnects in the background, waiting 100 ms, doubling
  * to 5 s. Nothing blocks, except resolving a host name (use an address or "localhost" in
- * redis.url). */
+ * redis.url).
+ *
+ * With redis.deny_cache, a key Redis denied is denied by the store itself, inside decide(),
+ * until the denial's retry_after has passed counted from when it was sent (deny_cache.h),
+ * and counted in sluice_deny_cache_hits_total. */
 #ifndef SLUICE_STORE_REDIS_H
 #define SLUICE_STORE_REDIS_H
 
@@ -21,12 +25,12 @@ struct event_base;
 struct sl_metrics_slot;
 
 /* Creates the store of worker `worker_id` on `base` and starts connecting. The settings of
- * `cfg` are copied; `base` and `metrics` (this worker's slot, may be NULL) are borrowed and
- * must outlive the store. Connection state goes to sl_metrics_redis_connected; failed
- * decisions are counted by whoever receives their status (the engine), not here. Returns
- * NULL on ENOMEM. Use the store (decide, free) only from the thread running `base`, and
- * never free it from inside one of its callbacks. Freeing completes the decisions still
- * pending with SL_STORE_ERR_CONNECTION. */
+ * `cfg` are copied (cfg->deny_cache is this store's own bound); `base` and `metrics` (this worker's
+ * slot, may be NULL) are borrowed and must outlive the store. Connection state goes to
+ * sl_metrics_redis_connected; failed decisions are counted by whoever receives their status (the
+ * engine), not here. Returns NULL on ENOMEM. Use the store (decide, free) only from the thread
+ * running `base`, and never free it from inside one of its callbacks. Freeing completes the
+ * decisions still pending with SL_STORE_ERR_CONNECTION. */
 struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,
                                     unsigned worker_id, struct sl_metrics_slot *metrics);
 

@@ -232,7 +232,7 @@ static int parse_redis_url(const char *url, struct sl_redis_config *r)
 
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"url", "timeout", "key_prefix", NULL};
+    static const char *const keys[] = {"url", "timeout", "key_prefix", "deny_cache", NULL};
     static const char expected[] =
         "\"redis://[user:password@]host:port/db\" or \"unix:/path\" (optionally \"?db=N\")";
     struct sl_redis_config *r = &cfg->redis;
@@ -243,6 +243,7 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
         return;
     sl_ld_duration(ld, node, "redis", "timeout", 1, &r->timeout_ms);
     sl_ld_string(ld, node, "redis", "key_prefix", &r->key_prefix);
+    sl_ld_uint(ld, node, "redis", "deny_cache", 0, UINT32_MAX, &r->deny_cache);
 
     yaml_node_t *v = sl_ld_get(ld, node, "url");
     const char *url = v ? sl_ld_scalar(ld, v, vpath, expected) : default_redis_url;

@@ -72,7 +72,7 @@ static bool str_same(const char *a, const char *b)
 static bool redis_same(const struct sl_redis_config *a, const struct sl_redis_config *b)
 {
     return a->enabled == b->enabled && str_same(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
-           str_same(a->key_prefix, b->key_prefix);
+           str_same(a->key_prefix, b->key_prefix) && a->deny_cache == b->deny_cache;
 }
 
 /* What a reload cannot change without a restart; the rest applies at once. */

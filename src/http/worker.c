@@ -148,7 +148,11 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
         goto nomem;
     w->metrics = sl_metrics_slot(s->metrics, index);
     if (s->cfg->redis.enabled) {
-        w->redis = sl_store_redis_new(w->base, &s->cfg->redis, index, w->metrics);
+        /* redis.deny_cache bounds the instance: each worker holds its share, rounded up, in
+         * a cache of its own, so the hot path takes no lock. The settings are copied. */
+        struct sl_redis_config rc = s->cfg->redis;
+        rc.deny_cache = (rc.deny_cache + s->nworkers - 1) / s->nworkers;
+        w->redis = sl_store_redis_new(w->base, &rc, index, w->metrics);
         if (!w->redis)
             goto nomem;
     }

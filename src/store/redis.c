@@ -10,6 +10,7 @@
 
 #include "redis_internal.h"
 #include "sluice/clock.h"
+#include "sluice/deny_cache.h"
 #include "sluice/log.h"
 #include "sluice/lua_scripts.h"
 #include "sluice/metrics.h"
@@ -37,6 +38,10 @@ struct sl_redis_pending {
     bool delay;
     bool retried;
     bool sent; /* hiredis holds it: only the reply callback frees it */
+    uint64_t sent_us;
+    /* The caller's limit, alive while cb is set (the caller holds its configuration). */
+    const struct sl_limit *lim;
+    size_t value_len; /* the key value (or its digest) ends `key` */
     char member[64];
     size_t member_len;
     size_t key_len;
@@ -159,6 +164,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     struct sl_decision d;
     if (parse_decision(reply, p->count, &d) == 0) {
+        /* Only while the caller waits: a late reply's limit may be gone with a reload. */
+        if (s->deny && !d.allowed)
+            sl_deny_cache_add(s->deny, p->lim, p->key + p->key_len - p->value_len, p->value_len,
+                              p->sent_us, &d);
         complete(p, &d, SL_STORE_OK);
         goto done;
     }
@@ -190,6 +199,10 @@ static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
     if (redisAsyncCommandArgv(s->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
     p->sent = true;
+    /* The first send: a NOSCRIPT retry goes later, and counting a denial from the earlier
+     * instant only shortens how long it is held. */
+    if (!p->sent_us)
+        p->sent_us = sl_clock_mono_us();
     if (s->inflight++ == 0)
         s->progress_us = sl_clock_mono_us();
     return 0;
@@ -269,6 +282,23 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_SCRIPT);
         return;
     }
+    /* The over-limit cache is keyed by the key value as the Redis key holds it. A denial
+     * held there stands whatever the connection's state. */
+    size_t value_len = key_len > KEY_VALUE_MAX ? 2 * SL_SHA256_LEN : key_len;
+    if (s->deny) {
+        char digest[2 * SL_SHA256_LEN + 1];
+        const char *value = key;
+        if (key_len > KEY_VALUE_MAX) {
+            sl_sha256_hex(key, key_len, digest);
+            value = digest;
+        }
+        struct sl_decision held;
+        if (sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held)) {
+            sl_metrics_deny_cache_hit(s->metrics);
+            cb(arg, &held, SL_STORE_OK);
+            return;
+        }
+    }
     /* Before the first connection attempt has finished, a decision waits for it (within
      * its deadline) rather than failing: a fleet starting under load would otherwise fall
      * into failure_mode for its first requests. After that, no connection fails at once. */
@@ -284,6 +314,8 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
     }
     p->cb = cb;
     p->arg = arg;
+    p->lim = lim;
+    p->value_len = value_len;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
     if (hold) {
         list_append(s, p);
@@ -305,6 +337,7 @@ static void redis_free(struct sl_store *store)
     while (s->head)
         complete_failed(s->head, SL_STORE_ERR_CONNECTION);
     sl_redis_conn_deinit(s);
+    sl_deny_cache_free(s->deny);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
     free(s->host);
@@ -413,6 +446,8 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
     s->prefix_len = strlen(s->prefix);
     load_scripts(s);
     init_member_prefix(s);
+    if (cfg->deny_cache && !(s->deny = sl_deny_cache_new(cfg->deny_cache)))
+        goto fail;
     s->deadline_timer = evtimer_new(base, on_deadline, s);
     if (!s->deadline_timer || sl_redis_conn_init(s) != 0)
         goto fail;

@@ -33,6 +33,7 @@ enum sl_redis_state {
 };
 
 struct sl_redis_pending;
+struct sl_deny_cache;
 
 struct sl_redis_store {
     struct sl_store base;
@@ -74,6 +75,7 @@ struct sl_redis_store {
     unsigned inflight;    /* commands hiredis holds a pending entry for */
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
     bool script_warned;
+    struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
     char member_prefix[40];
     uint64_t seq;
 };
