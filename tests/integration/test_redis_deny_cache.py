@@ -176,15 +176,15 @@ def test_deny_cache_off(sluice_factory, upstream, redis_server):
     assert hits(s) == 0
 
 
-# Admissions in a 2.2 s flood of three connections at 2/s: never more than the algorithm
-# allows (the cache adds no admission), and not fewer than it allows once loaded (the cache
-# holds no denial past its end).
+# Admissions in a 2.2 s flood of three connections at 2/s: not fewer than the algorithm
+# admits (the cache holds no denial past its end), and never more than it allows over the
+# whole run, `span` seconds at most (the cache adds no admission).
 BOUNDS = {
-    "fixed_window": (4, 8),             # three or four windows touched, two each
-    "sliding_window": (4, 6),           # two in any second
-    "sliding_window_counter": (3, 8),   # fewer than two counted per aligned window
-    "token_bucket": (4, 7),             # two at once, then 2/s
-    "leaky_bucket": (4, 6),             # one every 0.5 s, one place of queue
+    "fixed_window": (4, lambda span: 2 * (math.ceil(span) + 1)),   # two per window touched
+    "sliding_window": (4, lambda span: 2 * math.ceil(span)),       # two in any second
+    "sliding_window_counter": (3, lambda span: 2 * (math.ceil(span) + 1)),
+    "token_bucket": (4, lambda span: 2 + 2 * span),                # two at once, then 2/s
+    "leaky_bucket": (4, lambda span: 2 * span + 2),                # one per 0.5 s, one queued
 }
 
 
@@ -200,7 +200,7 @@ def test_every_algorithm_under_a_flood(sluice_factory, upstream, redis_server, a
     assert set(res.statuses) <= {200, 429}
     low, high = BOUNDS[algorithm]
     admitted = res.count(200)
-    assert admitted <= high, (admitted, res.elapsed)
+    assert admitted <= high(res.elapsed), (admitted, res.elapsed)
     assert admitted >= low, (admitted, res.count(429))
     assert hits(s) > 0
     assert s.metrics().value("sluice_store_errors_total") == 0
