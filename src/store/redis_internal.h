@@ -76,6 +76,8 @@ struct sl_redis_store {
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
     bool script_warned;
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
+    char *cmd;                  /* the command being written, reused by every decision */
+    size_t cmd_cap;
     char member_prefix[40];
     uint64_t seq;
 };
