@@ -1,9 +1,11 @@
 /* The Redis store's own cost per decision, for instruction counts under callgrind (wall
  * time on a shared machine says little). Connects one store to a redis-server on
- * 127.0.0.1:PORT and makes DECISIONS allowed decisions (token_bucket at a rate nothing
- * reaches), BATCH in flight at a time, then prints how many were allowed:
+ * 127.0.0.1:PORT and makes DECISIONS decisions on one key, BATCH in flight at a time, then
+ * prints how many were allowed. The limit is a token_bucket at a rate nothing reaches, or
+ * with `deny` one a minute, so that all but the first are denied; DENY_CACHE entries (0:
+ * off) hold those denials in the store:
  *
- *     store_redis_bench PORT DECISIONS [BATCH]
+ *     store_redis_bench PORT DECISIONS [BATCH [deny [DENY_CACHE]]]
  *
  * Instructions per decision are the difference between two runs over their difference in
  * DECISIONS, which cancels start-up and connection set-up:
@@ -14,6 +16,7 @@
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "sluice/limit.h"
 #include "sluice/store_redis.h"
@@ -64,7 +67,7 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: store_redis_bench PORT DECISIONS [BATCH]\n");
+        fprintf(stderr, "usage: store_redis_bench PORT DECISIONS [BATCH [deny [DENY_CACHE]]]\n");
         return 2;
     }
     struct sl_route route = {.name = (char *)"bench"};
@@ -80,6 +83,11 @@ int main(int argc, char **argv)
                                   .port = atoi(argv[1]),
                                   .timeout_ms = 5000,
                                   .key_prefix = (char *)"bench:"};
+    if (argc > 4 && strcmp(argv[4], "deny") == 0) {
+        lim.count = lim.burst = 1;
+        lim.period_us = 60000000;
+        cfg.deny_cache = argc > 5 ? strtoull(argv[5], NULL, 10) : 0;
+    }
     struct run r = {.total = atol(argv[2]), .batch = argc > 3 ? atol(argv[3]) : 64, .lim = &lim};
     r.base = event_base_new();
     r.store = r.base ? sl_store_redis_new(r.base, &cfg, 0, NULL) : NULL;
