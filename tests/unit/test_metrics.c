@@ -179,6 +179,9 @@ START_TEST(test_unlabelled_and_fixed_series)
     sl_metrics_upstream_error(a, SL_UPSTREAM_ERR_TIMEOUT);
     sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_ERR_SCRIPT);
     sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_OK); /* not an error: ignored */
+    sl_metrics_deny_cache_hit(a);
+    sl_metrics_deny_cache_hit(b);
+    sl_metrics_deny_cache_hit(NULL);
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, false);
@@ -201,6 +204,7 @@ START_TEST(test_unlabelled_and_fixed_series)
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"script\"} 1");
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"timeout\"} 0");
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"connection\"} 0");
+    ck_assert_line(text, "sluice_deny_cache_hits_total 2");
     ck_assert_line(text, "sluice_config_reloads_total{result=\"success\"} 2");
     ck_assert_line(text, "sluice_config_reloads_total{result=\"failure\"} 1");
     ck_assert_line(text, "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1");
@@ -371,6 +375,7 @@ static const struct {
     {"sluice_request_duration_seconds", "histogram"},
     {"sluice_store_duration_seconds", "histogram"},
     {"sluice_store_errors_total", "counter"},
+    {"sluice_deny_cache_hits_total", "counter"},
     {"sluice_redis_connected", "gauge"},
     {"sluice_redis_redirections_total", "counter"},
     {"sluice_redis_topology_refreshes_total", "counter"},
