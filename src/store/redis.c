@@ -272,44 +272,6 @@ done:
     free(p);
 }
 
-/* Queues one command on the connection. hiredis's own formatter (redisAsyncCommandArgv)
- * builds the request with sdscatfmt and about nine allocations, which cost nearly half of a
- * whole decision; the request is a plain RESP array of bulk strings ("*argc", then "$len"
- * and the bytes of each argument, every line ending in CRLF), written here in one pass into
- * a buffer the store keeps and handed over as formatted. hiredis still parses every reply. */
-static int command_argv(struct sl_redis_store *s, redisAsyncContext *ac, redisCallbackFn *fn,
-                        void *privdata, int argc, const char **argv, const size_t *argvlen)
-{
-    size_t need = 1 + SL_U64_DIGITS + 2 + 1;
-    for (int i = 0; i < argc; i++)
-        need += 1 + SL_U64_DIGITS + 2 + argvlen[i] + 2;
-    if (need > s->cmd_cap) {
-        char *cmd = realloc(s->cmd, need);
-        if (!cmd)
-            return REDIS_ERR;
-        s->cmd = cmd;
-        s->cmd_cap = need;
-    }
-    char *w = s->cmd;
-    *w++ = '*';
-    w += sl_u64_format(w, (uint64_t)argc);
-    *w++ = '\r';
-    *w++ = '\n';
-    for (int i = 0; i < argc; i++) {
-        *w++ = '$';
-        w += sl_u64_format(w, argvlen[i]);
-        *w++ = '\r';
-        *w++ = '\n';
-        memcpy(w, argv[i], argvlen[i]);
-        w += argvlen[i];
-        *w++ = '\r';
-        *w++ = '\n';
-    }
-    /* Not sent: hiredis looks for the command's name with strchr, as in its own buffers. */
-    *w = '\0';
-    return redisAsyncFormattedCommand(ac, fn, privdata, s->cmd, (size_t)(w - s->cmd));
-}
-
 static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS];
@@ -325,7 +287,7 @@ static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
                         1,
                         p->member_len};
     int argc = 4 + (int)p->script->nargv;
-    if (command_argv(n->store, n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
     p->node = n;
     /* The first send: a NOSCRIPT retry or a redirection goes later, and counting a denial
@@ -481,7 +443,6 @@ static void redis_free(struct sl_store *store)
     if (s->dns)
         evdns_base_free(s->dns, 0);
     sl_deny_cache_free(s->deny);
-    free(s->cmd);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
     free(s->user);

@@ -117,8 +117,6 @@ struct sl_redis_store {
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
-    char *cmd;                  /* the command being written, reused by every decision */
-    size_t cmd_cap;
     char member_prefix[40];
     uint64_t seq;
 };
