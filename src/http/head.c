@@ -266,6 +266,22 @@ int sl_head_finish(struct sl_head *h)
     return 0;
 }
 
+size_t sl_head_underscored(struct sl_head *h, bool remove)
+{
+    size_t found = 0, kept = 0;
+    for (size_t i = 0; i < h->nfields; i++) {
+        if (memchr(h->headers[i].name, '_', h->headers[i].name_len)) {
+            found++;
+            if (remove)
+                continue;
+        }
+        h->fields[kept] = h->fields[i];
+        h->headers[kept++] = h->headers[i];
+    }
+    h->nfields = kept;
+    return found;
+}
+
 /* Obsolete line folding (RFC 9112 5.2) is a line of the head that starts with whitespace;
  * llhttp accepts it, so it is caught here and rejected. */
 static void scan_fold(struct sl_head *h, const char *s, size_t n)
