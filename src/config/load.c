@@ -132,6 +132,7 @@ static struct sl_config *new_defaults(void)
     atomic_init(&cfg->refs, 1);
     cfg->workers_auto = true;
     cfg->admin_enabled = true;
+    cfg->admin_route_histograms = true;
     cfg->upstream.connect_timeout_ms = 2000;
     cfg->upstream.timeout_ms = 60000;
     cfg->upstream.keepalive = 64;
@@ -191,12 +192,13 @@ static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *
 
 static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"listen", NULL};
+    static const char *const keys[] = {"listen", "route_histograms", NULL};
     yaml_node_t *node = sl_ld_get(ld, root, "admin");
     char got[96];
 
     if (!node || !sl_ld_mapping(ld, node, "admin", keys))
         return;
+    sl_ld_bool(ld, node, "admin", "route_histograms", &cfg->admin_route_histograms);
     yaml_node_t *v = sl_ld_get(ld, node, "listen");
     if (!v)
         return;
