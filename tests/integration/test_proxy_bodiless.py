@@ -189,3 +189,13 @@ def test_response_before_request_body_closes_both_sides(proxy):
     assert http(proxy.port, AFTER).json()["target"] == "/after"
     log = proxy.upstream.log()
     assert log[0]["conn_id"] != log[1]["conn_id"], "a connection with a half-sent body was reused"
+
+
+def test_connect_is_never_forwarded(proxy):
+    # A 2xx to CONNECT turns the connection into a tunnel, a framing llhttp's response
+    # parser cannot know of: sluice refuses CONNECT, so it never reads such a response.
+    with Client(proxy.port) as c:
+        resp = c.exchange(request("CONNECT", "example.com:443", host="example.com:443"))
+        assert resp.status == 400, resp
+        assert c.closed_by_peer()
+    assert proxy.upstream.log() == []
