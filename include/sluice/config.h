@@ -147,6 +147,7 @@ struct sl_config {
     struct sl_redis_config redis;
     enum sl_failure_mode failure_mode;
     uint64_t memory_max_keys;
+    uint64_t shutdown_drain_delay_ms; /* SIGTERM: keep serving, closing, this long first */
     int response_status;
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;

@@ -193,6 +193,9 @@ struct sl_server {
     atomic_uint conns; /* client connections of all workers */
     atomic_uint workers_done;
     atomic_bool ready;
+    /* SIGTERM with shutdown.drain_delay: every response from now on closes its connection,
+     * so keep-alive clients move to other instances before the listeners close. */
+    atomic_bool closing;
     struct event_base *base; /* the main thread's loop */
     struct event *worker_done_ev;
     int access_fd;      /* -1: access log off */

@@ -7,6 +7,11 @@ START_TEST(error_unknown_key)
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeuot: 5s\nroutes: []\n",
                   "t.yaml:3:3: upstream.timeuot: unknown key; expected one of url, "
                   "connect_timeout, timeout, keepalive\n");
+    ASSERT_ERRORS(UPSTREAM "shutdown:\n  drain_delay: soon\nroutes: []\n",
+                  "t.yaml:4:16: shutdown.drain_delay: expected a duration such as \"250ms\", "
+                  "\"2s\", \"5m\", \"1h\" or \"1d\", got \"soon\"\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  route_histograms: maybe\nroutes: []\n",
+                  "t.yaml:4:21: admin.route_histograms: expected true or false, got \"maybe\"\n");
 }
 END_TEST
 

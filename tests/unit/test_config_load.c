@@ -379,6 +379,17 @@ START_TEST(upstream_host_names)
 }
 END_TEST
 
+START_TEST(shutdown_drain_delay)
+{
+    struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
+    ck_assert_uint_eq(cfg->shutdown_drain_delay_ms, 0);
+    sl_cfg_unref(cfg);
+    cfg = load_ok(UPSTREAM "shutdown:\n  drain_delay: 5s\nroutes: []\n");
+    ck_assert_uint_eq(cfg->shutdown_drain_delay_ms, 5000);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 /* The image sets SLUICE_ADMIN_LISTEN so that probes reach the admin listener from outside
  * the container; without it the shipped file keeps the admin listener on loopback. */
 START_TEST(shipped_admin_listen_follows_the_environment)
@@ -407,6 +418,7 @@ int main(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, shipped_admin_listen_follows_the_environment);
     tcase_add_test(tc, upstream_host_names);
+    tcase_add_test(tc, shutdown_drain_delay);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, redis_url_forms);
