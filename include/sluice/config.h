@@ -16,6 +16,7 @@
 #include "sluice/cidr.h"
 
 struct sl_algorithm_ops;
+struct sl_route_index;
 
 /* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
 struct sl_sockaddr {
@@ -137,6 +138,16 @@ struct sl_client_config {
     enum sl_underscores underscores_in_headers;
 };
 
+/* How the application behind sluice folds path spellings (the paths section). Each rule,
+ * off by default, makes route matching and the path key fold what the application folds;
+ * what is forwarded never changes. */
+struct sl_path_rules {
+    bool case_insensitive;      /* ASCII letters compare without case (IIS, ASP.NET) */
+    bool strip_path_parameters; /* ";name=value" dropped from every segment (Tomcat, Spring) */
+    bool decode_slash;          /* "%2F" is a "/" */
+    bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
+};
+
 struct sl_redis_config {
     bool enabled;                    /* the redis block is present */
     char *url;                       /* as written; owned (password included: redact on output) */
@@ -161,6 +172,7 @@ struct sl_config {
     bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
+    struct sl_path_rules paths;      /* folds for matching and the path key */
     struct sl_cidr_list trusted_proxies;
     struct sl_cidr_list exempt;
     struct sl_redis_config redis;
@@ -174,6 +186,7 @@ struct sl_config {
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;
+    struct sl_route_index *route_index; /* owned; NULL: sl_route_match() walks the routes */
     size_t nlimits;                  /* limits over all routes */
 };
 

@@ -206,6 +206,13 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
                     (unsigned long long)c->idle_timeout_ms, (unsigned long long)c->max_header_bytes,
                     (unsigned long long)c->max_body_bytes, c->max_connections,
                     underscores[c->underscores_in_headers]);
+    sl_cfg_buf_addf(&b,
+                    ",\"paths\":{\"case_insensitive\":%s,\"strip_path_parameters\":%s,"
+                    "\"decode_slash\":%s,\"ignore_trailing_slash\":%s}",
+                    cfg->paths.case_insensitive ? "true" : "false",
+                    cfg->paths.strip_path_parameters ? "true" : "false",
+                    cfg->paths.decode_slash ? "true" : "false",
+                    cfg->paths.ignore_trailing_slash ? "true" : "false");
     sl_cfg_buf_adds(&b, ",\"trusted_proxies\":");
     cidr_list(&b, &cfg->trusted_proxies);
     sl_cfg_buf_adds(&b, ",\"exempt\":");

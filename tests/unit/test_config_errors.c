@@ -268,6 +268,20 @@ START_TEST(error_store_redis_without_redis)
 }
 END_TEST
 
+START_TEST(error_paths_section)
+{
+    ASSERT_ERRORS(UPSTREAM "paths:\n"
+                           "  case_sensitive: false\n"
+                           "  decode_slash: yes\n"
+                           "routes: []\n",
+                  "t.yaml:4:3: paths.case_sensitive: unknown key; expected one of "
+                  "case_insensitive, strip_path_parameters, decode_slash, ignore_trailing_slash\n"
+                  "t.yaml:5:17: paths.decode_slash: expected true or false, got \"yes\"\n");
+    ASSERT_ERRORS(UPSTREAM "paths: [case_insensitive]\nroutes: []\n",
+                  "t.yaml:3:8: paths: expected a mapping, got a list\n");
+}
+END_TEST
+
 START_TEST(error_several_in_file_order)
 {
     ASSERT_ERRORS("listen: nowhere\n"
@@ -312,6 +326,7 @@ int main(void)
     tcase_add_test(tc, error_unknown_algorithm);
     tcase_add_test(tc, error_bad_key_source);
     tcase_add_test(tc, error_store_redis_without_redis);
+    tcase_add_test(tc, error_paths_section);
     tcase_add_test(tc, error_several_in_file_order);
     suite_add_tcase(s, tc);
     return run_config_suite(s);
