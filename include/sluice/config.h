@@ -148,9 +148,21 @@ struct sl_path_rules {
     bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
 };
 
+/* How the Redis servers are found: one address (url), a Cluster's seed nodes, or Sentinels. */
+enum sl_redis_mode { SL_REDIS_MODE_URL, SL_REDIS_MODE_CLUSTER, SL_REDIS_MODE_SENTINEL };
+
+struct sl_redis_addr {
+    char *host; /* owned; a name or a numeric address */
+    int port;
+};
+
 struct sl_redis_config {
     bool enabled;                    /* the redis block is present */
-    char *url;                       /* as written; owned (password included: redact on output) */
+    enum sl_redis_mode mode;
+    struct sl_redis_addr *addrs;     /* cluster seeds or sentinels; owned */
+    size_t naddrs;
+    char *sentinel_master;           /* the master's name known to the sentinels; owned */
+    char *url;                       /* as written, or NULL; owned (password included: redact) */
     char *host;                      /* TCP host, or NULL when unix_path is set; owned */
     int port;
     char *unix_path;                 /* owned or NULL */

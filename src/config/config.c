@@ -63,6 +63,10 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->redis.user);
     free(cfg->redis.password);
     free(cfg->redis.key_prefix);
+    for (size_t i = 0; i < cfg->redis.naddrs; i++)
+        free(cfg->redis.addrs[i].host);
+    free(cfg->redis.addrs);
+    free(cfg->redis.sentinel_master);
     free(cfg->access_log_path);
     sl_route_index_free(cfg->route_index);
     for (size_t i = 0; i < cfg->nroutes; i++)

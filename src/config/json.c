@@ -159,8 +159,20 @@ static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
         sl_cfg_buf_adds(b, "null");
         return;
     }
-    sl_cfg_buf_adds(b, "{\"url\":");
-    redis_url(b, r);
+    static const char *const modes[] = {"url", "cluster", "sentinel"};
+    sl_cfg_buf_addf(b, "{\"mode\":\"%s\",\"url\":", modes[r->mode]);
+    if (r->url)
+        redis_url(b, r);
+    else
+        sl_cfg_buf_adds(b, "null");
+    sl_cfg_buf_adds(b, ",\"addresses\":[");
+    for (size_t i = 0; i < r->naddrs; i++) {
+        sl_cfg_buf_adds(b, i ? ",{\"host\":" : "{\"host\":");
+        sl_cfg_buf_json(b, r->addrs[i].host);
+        sl_cfg_buf_addf(b, ",\"port\":%d}", r->addrs[i].port);
+    }
+    sl_cfg_buf_adds(b, "],\"sentinel_master\":");
+    json_str_or_null(b, r->sentinel_master);
     sl_cfg_buf_adds(b, ",\"host\":");
     json_str_or_null(b, r->host);
     sl_cfg_buf_addf(b, ",\"port\":%d,\"unix_path\":", r->port);

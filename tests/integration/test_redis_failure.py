@@ -77,7 +77,7 @@ def test_redis_absent_at_start(sluice_factory, upstream, redis_factory, mode):
     assert m.value("sluice_store_errors_total", store="redis", kind="connection") == 4
     assert m.value("sluice_requests_total", route="r", decision="store_error") == (
         4 if mode != "local" else 0)
-    assert re.search(r"redis \(worker \d\): cannot connect: .*; retrying in \d+ ms", s.stderr_text())
+    assert re.search(r"redis \(worker \d\): \S+: cannot connect: .*; retrying in \d+ ms", s.stderr_text())
 
     # Redis comes up: decisions move to it, with a fresh quota there.
     redis = redis_factory(port=port)
@@ -252,6 +252,6 @@ def test_host_name_that_does_not_resolve(sluice_factory, upstream):
         assert r.status == 503 and r.header("retry-after") == "1"
         assert time.monotonic() - t0 < 0.1 + SLACK
     wait_until(lambda: "cannot resolve" in s.stderr_text(), 10, 0.05, "the lookup failure logged")
-    assert re.search(r"redis \(worker \d\): cannot resolve: .*; retrying in \d+ ms",
+    assert re.search(r"redis \(worker \d\): \S+: cannot resolve: .*; retrying in \d+ ms",
                      s.stderr_text())
     assert s.metrics().value("sluice_redis_connected") == 0

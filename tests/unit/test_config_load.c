@@ -358,6 +358,45 @@ START_TEST(redis_url_forms)
 }
 END_TEST
 
+START_TEST(redis_cluster_and_sentinel)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis:\n"
+                         "  cluster: [\"10.0.0.1:7000\", \"redis://:pw@h2:7001\","
+                         " \"[::1]:7002\"]\n"
+                         "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_CLUSTER);
+    ck_assert_uint_eq(cfg->redis.naddrs, 3);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "10.0.0.1");
+    ck_assert_int_eq(cfg->redis.addrs[0].port, 7000);
+    ck_assert_str_eq(cfg->redis.addrs[1].host, "h2");
+    ck_assert_str_eq(cfg->redis.addrs[2].host, "::1");
+    ck_assert_int_eq(cfg->redis.addrs[2].port, 7002);
+    /* Credentials on one seed are the cluster's. */
+    ck_assert_str_eq(cfg->redis.password, "pw");
+    ck_assert_ptr_null(cfg->redis.url);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"mode\":\"cluster\",\"url\":null,\"addresses\":[{"
+                                       "\"host\":\"10.0.0.1\",\"port\":7000}"));
+    ck_assert_ptr_null(strstr(json, "pw"));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis:\n"
+                           "  sentinel: {master: mymaster, addresses: [\"s1:26379\", "
+                           "\"10.0.0.6:26380\"]}\n"
+                           "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_SENTINEL);
+    ck_assert_str_eq(cfg->redis.sentinel_master, "mymaster");
+    ck_assert_uint_eq(cfg->redis.naddrs, 2);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "s1");
+    ck_assert_int_eq(cfg->redis.addrs[1].port, 26380);
+    ck_assert_ptr_null(cfg->redis.password);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 START_TEST(json_redacts_passwords)
 {
     struct sl_config *cfg = load_ok(full);
@@ -469,6 +508,7 @@ int main(void)
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, paths_rules_fold_the_configured_matches);
     tcase_add_test(tc, redis_url_forms);
+    tcase_add_test(tc, redis_cluster_and_sentinel);
     tcase_add_test(tc, json_redacts_passwords);
     tcase_add_test(tc, refcount);
     tcase_add_test(tc, env_default_and_set);
