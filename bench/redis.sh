@@ -6,10 +6,12 @@
 #   bench/redis.sh cluster     a three-master Redis Cluster next to one Redis (redis_cluster.sh)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
-# `return 200`, a redis-server, and one sluice (access log off) with four routes: the same
-# token_bucket limit on the client address, on store memory and store redis, once with a
-# rate nothing reaches and once with 10/s. wrk drives each route in interleaved rounds,
-# short ones so that the median survives a busy machine.
+# `return 200`, a redis-server, and one sluice (access log off) with eight routes: the same
+# token_bucket limit on store memory and store redis, once with a rate nothing reaches and
+# once with 10/s, keyed either on the client address (one hot key: every request of the
+# run touches it) or on an X-Key header that wrk draws from 10 000 values per request
+# (KEYS). wrk drives each route in interleaved rounds, short ones so that the median
+# survives a busy machine.
 # For every Redis run it reads INFO commandstats (EVALSHA calls) and INFO cpu
 # (used_cpu_sys + used_cpu_user) before and after. Prints the median req/s of the rounds,
 # the ratio redis/memory, EVALSHA calls per request and Redis CPU per request, and the
@@ -63,16 +65,24 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
     --dir "$out" >"$out/redis-server.log" 2>&1 &
 pids+=($!)
 
-limit() { # store rate
+KEYS=${KEYS:-10000}
+limit() { # store rate [key]
     cat <<YAML
     limits:
       - name: per_ip
         algorithm: token_bucket
         rate: $2
-        key: client_ip
+        key: "${3:-client_ip}"
         store: $1
 YAML
 }
+# Each request names one of KEYS keys, drawn afresh, so that no two requests of a
+# pipeline-sized batch are likely to share one.
+cat >"$out/redis-keys.lua" <<LUA
+local n = $KEYS
+function init(args) math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16)) end
+function request() return wrk.format(nil, nil, {["X-Key"] = tostring(math.random(n))}) end
+LUA
 cat >"$out/redis-sluice.yaml" <<YAML
 listen: "127.0.0.1:$SL_PORT"
 workers: $WORKERS
@@ -102,6 +112,18 @@ $(limit memory 10/1s)
   - name: redis-deny
     match: {path: /redis-deny}
 $(limit redis 10/1s)
+  - name: memory-allowkeys
+    match: {path: /memory-allowkeys}
+$(limit memory 1000000000/1s header:X-Key)
+  - name: redis-allowkeys
+    match: {path: /redis-allowkeys}
+$(limit redis 1000000000/1s header:X-Key)
+  - name: memory-denykeys
+    match: {path: /memory-denykeys}
+$(limit memory 1/1h header:X-Key)
+  - name: redis-denykeys
+    match: {path: /redis-denykeys}
+$(limit redis 1/1h header:X-Key)
 YAML
 wait_port "$UP_PORT"
 wait_port "$REDIS_PORT"
@@ -133,8 +155,10 @@ run_wrk() { # store scenario round
         cpu0=$(redis_cpu)
     fi
     scpu0=$(sluice_cpu)
-    wrk -t"${WRK_THREADS:-2}" -c"$CONNS" -d"${DURATION}s" "http://127.0.0.1:$SL_PORT/$store-$scenario" \
-        >"$out/redis-wrk.txt" 2>&1 || true
+    local script=()
+    case "$scenario" in *keys) script=(-s "$out/redis-keys.lua") ;; esac
+    wrk -t"${WRK_THREADS:-2}" -c"$CONNS" -d"${DURATION}s" "${script[@]}" \
+        "http://127.0.0.1:$SL_PORT/$store-$scenario" >"$out/redis-wrk.txt" 2>&1 || true
     scpu1=$(sluice_cpu)
     if [ "$store" = redis ]; then
         cpu1=$(redis_cpu)
@@ -159,7 +183,7 @@ col() { # store scenario column -> the values of that column, one a line
 
 : >"$out/redis-results.txt"
 for round in $(seq "$ROUNDS"); do
-    for scenario in allow deny; do
+    for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
         # Alternate which store goes first so that neither always meets a warmer machine.
         if [ $((round % 2)) -eq 1 ]; then order="memory redis"; else order="redis memory"; fi
         for store in $order; do
@@ -172,7 +196,7 @@ metrics=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")
 
 echo
 echo "== sluice with $WORKERS workers, $CONNS connections, median of $ROUNDS rounds of ${DURATION}s"
-printf "%-8s | %10s %10s | %7s | %14s %16s | %18s\n" limit "memory" "redis" "ratio" \
+printf "%-10s | %10s %10s | %7s | %14s %16s | %18s\n" limit "memory" "redis" "ratio" \
     "EVALSHA/req" "Redis CPU us/req" "sluice CPU us/req"
 per_req() { # store scenario column scale -> median of column / requests * scale
     awk -v s="$1" -v sc="$2" -v c="$3" -v k="$4" '$1 == s && $2 == sc && $4 > 0 { print $c / $4 * k }' \
@@ -183,19 +207,19 @@ paired() { # scenario
     awk -v sc="$1" '$2 == sc && $1 == "memory" { m[$9] = $3 } $2 == sc && $1 == "redis" { r[$9] = $3 }
         END { for (k in r) if ((k in m) && m[k] > 0) print r[k] / m[k] }' "$out/redis-results.txt" | median
 }
-for scenario in allow deny; do
+for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
     mem=$(col memory "$scenario" 3 | median)
     red=$(col redis "$scenario" 3 | median)
-    printf "%-8s | %10.0f %10.0f | %7.2f | %14.3f %16.2f | %8.2f / %7.2f\n" "$scenario" \
+    printf "%-10s | %10.0f %10.0f | %7.2f | %14.3f %16.2f | %8.2f / %7.2f\n" "$scenario" \
         "$mem" "$red" "$(paired "$scenario")" \
         "$(per_req redis "$scenario" 5 1)" "$(per_req redis "$scenario" 6 1e6)" \
         "$(per_req memory "$scenario" 8 1e6)" "$(per_req redis "$scenario" 8 1e6)"
 done
 echo
-echo "ratio = redis/memory req/s, the median of each round's own (target >= 0.7); allow: limit"
-echo "never reached; deny: 10/s, the rest 429"
+echo "ratio = redis/memory req/s, the median of each round's own; allow: limit never reached;"
+echo "deny: 10/s, the rest 429; *keys: the same on $KEYS X-Key values (denykeys: 1/1h a key)"
 echo "sluice CPU = memory store / redis store; EVALSHA/req counts calls of requests still in flight"
 echo "when wrk stops, hence slightly above 1"
 echo "$metrics" | grep -E '^sluice_store_errors_total\{store="redis"' | sed 's/^/sluice: /'
-echo "$metrics" | grep -E '^sluice_requests_total\{route="redis-(allow|deny)",decision="(allowed|limited|store_error)"\}' |
+echo "$metrics" | grep -E '^sluice_requests_total\{route="redis-[a-z]+",decision="(allowed|limited|store_error)"\}' |
     sed 's/^/sluice: /'

@@ -126,12 +126,16 @@ struct sl_upstream_config {
     unsigned keepalive;              /* idle connections kept per worker */
 };
 
+/* client.underscores_in_headers: what becomes of a request header whose name has a "_". */
+enum sl_underscores { SL_UNDERSCORES_DROP, SL_UNDERSCORES_ALLOW, SL_UNDERSCORES_REJECT };
+
 struct sl_client_config {
     uint64_t header_timeout_ms;
     uint64_t idle_timeout_ms;
     uint64_t max_header_bytes;
     uint64_t max_body_bytes;         /* 0 = unlimited */
     unsigned max_connections;
+    enum sl_underscores underscores_in_headers;
 };
 
 /* How the application behind sluice folds path spellings (the paths section). Each rule,

@@ -37,6 +37,7 @@ struct sl_forward_response {
     const struct sl_header *headers; /* the upstream's, in arrival order */
     size_t nheaders;
     bool keep_transfer_encoding; /* the body is relayed in the upstream's own framing */
+    bool drop_content_length;    /* 1xx and 204 must not carry one (RFC 9110 8.6) */
     enum sl_conn_header connection;
     struct evbuffer *extra; /* "Name: value\r\n" lines to add, drained; may be NULL */
 };
@@ -44,6 +45,17 @@ struct sl_forward_response {
 /* Appends "HTTP/1.1 <status> <reason>" and the upstream's headers minus hop-by-hop ones,
  * then `extra` and the Connection header chosen by the caller. Returns 0, or -1 on ENOMEM. */
 int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffer *out);
+
+/* True for the statuses whose responses end with their head whatever their headers say
+ * (RFC 9112 6.3, rule 1): every 1xx, 204 and 304. */
+bool sl_forward_status_bodiless(int status);
+
+/* Checks the framing rules RFC 9112 leaves to a proxy on an upstream response head the
+ * parser accepted: HTTP/1.x, a status of 100..599 and, when the response has content
+ * (`bodiless` false), at most one Transfer-Encoding, exactly "chunked", never in HTTP/1.0.
+ * Returns NULL when sluice can relay the response, else the reason to log (answer 502). */
+const char *sl_forward_check_response(unsigned http_major, unsigned http_minor, int status,
+                                      bool bodiless, const struct sl_header *headers, size_t n);
 
 /* True when `name` (`len` bytes) is one of the fixed hop-by-hop header names. */
 bool sl_forward_is_hop_by_hop(const char *name, size_t len);

@@ -59,6 +59,10 @@ void sl_metrics_store_duration(struct sl_metrics_slot *s, enum sl_store_kind sto
 void sl_metrics_store_error(struct sl_metrics_slot *s, enum sl_store_kind store,
                             enum sl_store_status kind);
 void sl_metrics_upstream_error(struct sl_metrics_slot *s, enum sl_upstream_error kind);
+/* `n` request header fields whose name has a "_", and what client.underscores_in_headers
+ * did with them. */
+void sl_metrics_headers_underscore(struct sl_metrics_slot *s, enum sl_underscores action,
+                                   uint64_t n);
 void sl_metrics_connection_opened(struct sl_metrics_slot *s);
 void sl_metrics_connection_closed(struct sl_metrics_slot *s);
 /* A Redis decision answered from the worker's over-limit cache instead of Redis. */

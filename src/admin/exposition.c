@@ -98,6 +98,7 @@ static void add_hist(struct hist_sum *h, const struct sl_hist *src)
 struct totals {
     uint64_t opened, closed;
     uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
+    uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
     struct hist_sum store_duration[SL_STORE_KIND_COUNT];
     uint64_t redirections[2];
@@ -116,6 +117,8 @@ static void sum_totals(struct sl_metrics *m, struct totals *t)
         t->opened += sl_metrics_load(&s->conn_opened);
         for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
             t->upstream_errors[k] += sl_metrics_load(&s->upstream_errors[k]);
+        for (size_t k = 0; k < SL_UNDERSCORES_COUNT; k++)
+            t->underscore_headers[k] += sl_metrics_load(&s->underscore_headers[k]);
         for (size_t st = 0; st < SL_STORE_KIND_COUNT; st++) {
             for (size_t k = 0; k < SL_STORE_ERR_KIND_COUNT; k++)
                 t->store_errors[st][k] += sl_metrics_load(&s->store_errors[st][k]);
@@ -295,6 +298,7 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
 {
     static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
                                                                       "resolve"};
+    static const char *const underscore_actions[SL_UNDERSCORES_COUNT] = {"drop", "allow", "reject"};
     const struct sl_store *memory = atomic_load(&m->memory);
 
     emit_family(e, "sluice_redis_connected", "gauge",
@@ -315,6 +319,12 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
     for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
         emit_series(e, "sluice_upstream_errors_total", "kind", upstream_kinds[k], NULL, NULL,
                     t->upstream_errors[k]);
+    emit_family(e, "sluice_headers_underscore_total", "counter",
+                "Request header fields whose name has an underscore, by what "
+                "client.underscores_in_headers did.");
+    for (size_t k = 0; k < SL_UNDERSCORES_COUNT; k++)
+        emit_series(e, "sluice_headers_underscore_total", "action", underscore_actions[k], NULL,
+                    NULL, t->underscore_headers[k]);
     emit_family(e, "sluice_connections_active", "gauge", "Client connections open now.");
     emit(e, "sluice_connections_active %" PRIu64 "\n",
          t->opened > t->closed ? t->opened - t->closed : 0);

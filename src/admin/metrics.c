@@ -258,6 +258,13 @@ void sl_metrics_upstream_error(struct sl_metrics_slot *s, enum sl_upstream_error
         bump(&s->upstream_errors[kind], 1);
 }
 
+void sl_metrics_headers_underscore(struct sl_metrics_slot *s, enum sl_underscores action,
+                                   uint64_t n)
+{
+    if (s && (unsigned)action < SL_UNDERSCORES_COUNT)
+        bump(&s->underscore_headers[action], n);
+}
+
 void sl_metrics_connection_opened(struct sl_metrics_slot *s)
 {
     if (s)

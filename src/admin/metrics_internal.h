@@ -32,6 +32,7 @@ struct sl_hist {
 #define SL_UPSTREAM_ERR_COUNT 4
 #define SL_STORE_KIND_COUNT 2
 #define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */
+#define SL_UNDERSCORES_COUNT 3    /* enum sl_underscores: drop, allow, reject */
 
 /* One route's counters in one slot, allocated by the slot's worker on first use, so a slot
  * costs memory only for the routes its worker has seen. */
@@ -55,6 +56,7 @@ struct sl_metrics_slot {
     alignas(64) _Atomic uint64_t conn_opened;
     _Atomic uint64_t conn_closed;
     _Atomic uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
+    _Atomic uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
     struct sl_hist store_duration[SL_STORE_KIND_COUNT];
     _Atomic uint64_t deny_cache_hits;

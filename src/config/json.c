@@ -192,6 +192,7 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     static const char *const failure_modes[] = {"open", "closed", "local"};
     static const char *const header_modes[] = {"both", "draft", "legacy", "none"};
     static const char *const log_levels[] = {"error", "warn", "info", "debug"};
+    static const char *const underscores[] = {"drop", "allow", "reject"};
     const struct sl_upstream_config *up = &cfg->upstream;
     const struct sl_client_config *c = &cfg->client;
     struct sl_cfg_buf b = {0};
@@ -212,10 +213,11 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_addf(&b,
                     ",\"client\":{\"header_timeout_ms\":%llu,\"idle_timeout_ms\":%llu,"
                     "\"max_header_bytes\":%llu,\"max_body_bytes\":%llu,"
-                    "\"max_connections\":%u}",
+                    "\"max_connections\":%u,\"underscores_in_headers\":\"%s\"}",
                     (unsigned long long)c->header_timeout_ms,
                     (unsigned long long)c->idle_timeout_ms, (unsigned long long)c->max_header_bytes,
-                    (unsigned long long)c->max_body_bytes, c->max_connections);
+                    (unsigned long long)c->max_body_bytes, c->max_connections,
+                    underscores[c->underscores_in_headers]);
     sl_cfg_buf_addf(&b,
                     ",\"paths\":{\"case_insensitive\":%s,\"strip_path_parameters\":%s,"
                     "\"decode_slash\":%s,\"ignore_trailing_slash\":%s}",

@@ -142,6 +142,7 @@ static struct sl_config *new_defaults(void)
     cfg->client.max_header_bytes = 16 * 1024;
     cfg->client.max_body_bytes = 0;
     cfg->client.max_connections = 10000;
+    cfg->client.underscores_in_headers = SL_UNDERSCORES_DROP;
     cfg->redis.timeout_ms = 50;
     cfg->redis.deny_cache = 100000;
     cfg->failure_mode = SL_FAILURE_OPEN;
@@ -217,11 +218,18 @@ static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_
 
 static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"header_timeout", "idle_timeout",    "max_header_bytes",
-                                       "max_body_bytes", "max_connections", NULL};
+    static const char *const keys[] = {"header_timeout",
+                                       "idle_timeout",
+                                       "max_header_bytes",
+                                       "max_body_bytes",
+                                       "max_connections",
+                                       "underscores_in_headers",
+                                       NULL};
+    static const char *const underscores[] = {"drop", "allow", "reject", NULL};
     struct sl_client_config *c = &cfg->client;
     yaml_node_t *node = sl_ld_get(ld, root, "client");
     uint64_t max_conns = c->max_connections;
+    int choice;
 
     if (!node || !sl_ld_mapping(ld, node, "client", keys))
         return;
@@ -231,6 +239,8 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
     sl_ld_size(ld, node, "client", "max_body_bytes", 0, &c->max_body_bytes);
     if (sl_ld_uint(ld, node, "client", "max_connections", 1, 10000000, &max_conns))
         c->max_connections = (unsigned)max_conns;
+    if (sl_ld_enum(ld, node, "client", "underscores_in_headers", underscores, &choice))
+        c->underscores_in_headers = (enum sl_underscores)choice;
 }
 
 static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)

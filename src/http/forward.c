@@ -233,6 +233,8 @@ int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffe
         const char *name = h[i].name;
         size_t len = h[i].name_len;
 
+        if (f->drop_content_length && name_is(name, len, NAME("Content-Length")))
+            continue;
         if (f->keep_transfer_encoding && name_is(name, len, NAME("Transfer-Encoding"))) {
             add_header(&t, &h[i]);
             continue;
@@ -263,4 +265,35 @@ int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffe
     }
     SL_TEXT_LIT(&t, "\r\n");
     return sl_text_flush(&t);
+}
+
+bool sl_forward_status_bodiless(int status)
+{
+    return (status >= 100 && status < 200) || status == 204 || status == 304;
+}
+
+const char *sl_forward_check_response(unsigned http_major, unsigned http_minor, int status,
+                                      bool bodiless, const struct sl_header *h, size_t n)
+{
+    unsigned te = 0;
+
+    if (http_major != 1)
+        return "an HTTP version other than 1.x";
+    if (status < 100 || status > 599)
+        return "a status code outside 100..599";
+    if (bodiless)
+        return NULL; /* its head alone frames it: no length header can mislead */
+    for (size_t i = 0; i < n; i++) {
+        if (!name_is(h[i].name, h[i].name_len, NAME("Transfer-Encoding")))
+            continue;
+        /* RFC 9112 6.1: in HTTP/1.0 the framing is faulty. A list not ending in chunked
+         * is delimited by the close, one ending in it carries codings sluice would pass
+         * to clients that may not know them, and "chunked" twice is forbidden; nginx
+         * refuses all of them too. */
+        if (http_minor == 0)
+            return "Transfer-Encoding in an HTTP/1.0 response";
+        if (++te > 1 || !name_is(h[i].value, h[i].value_len, NAME("chunked")))
+            return "a Transfer-Encoding other than \"chunked\"";
+    }
+    return NULL;
 }

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "http.h"
+#include "sluice/forward.h"
 
 #define INITIAL_CAP 1024
 #define INITIAL_FIELDS 16
@@ -170,15 +171,21 @@ static int on_request_headers_complete(llhttp_t *p)
 static int on_response_headers_complete(llhttp_t *p)
 {
     struct sl_head *h = head_of(p);
+    /* RFC 9112 6.3, rule 1: a response to HEAD and every 1xx, 204 and 304 end with the
+     * head whatever Content-Length or Transfer-Encoding say; llhttp leaves that rule to
+     * its embedder and would otherwise wait for a body that never comes. A 101 is
+     * followed by the new protocol, which the tunnel relays raw. */
+    if (h->skip_body || sl_forward_status_bodiless(p->status_code))
+        p->flags |= F_SKIPBODY;
     if (p->status_code >= 100 && p->status_code < 200 && p->status_code != 101) {
         /* An interim response (100 Continue, 103 Early Hints): sluice answers Expect
-         * itself, so interim responses are dropped and the final one is awaited. */
+         * itself, so interim responses are dropped and the final one is awaited. Their
+         * Connection header does not end the exchange: the final response decides. */
         h->interim = true;
+        p->flags = (p->flags & ~F_CONNECTION_CLOSE) | F_CONNECTION_KEEP_ALIVE;
         return 0;
     }
     h->head_done = true;
-    if (h->skip_body)
-        p->flags |= F_SKIPBODY; /* same as returning 1: a response to HEAD has no body */
     return HPE_PAUSED;
 }
 
@@ -257,6 +264,22 @@ int sl_head_finish(struct sl_head *h)
         h->headers[i] = (struct sl_header){h->buf + f->name_off, f->name_len, v, vl};
     }
     return 0;
+}
+
+size_t sl_head_underscored(struct sl_head *h, bool remove)
+{
+    size_t found = 0, kept = 0;
+    for (size_t i = 0; i < h->nfields; i++) {
+        if (memchr(h->headers[i].name, '_', h->headers[i].name_len)) {
+            found++;
+            if (remove)
+                continue;
+        }
+        h->fields[kept] = h->fields[i];
+        h->headers[kept++] = h->headers[i];
+    }
+    h->nfields = kept;
+    return found;
 }
 
 /* Obsolete line folding (RFC 9112 5.2) is a line of the head that starts with whitespace;

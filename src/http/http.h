@@ -73,6 +73,9 @@ void sl_head_deinit(struct sl_head *h);
 void sl_head_reset(struct sl_head *h);
 /* Builds h->headers (values trimmed). Returns 0, or -1 on ENOMEM. */
 int sl_head_finish(struct sl_head *h);
+/* Counts the fields whose name has a "_"; with `remove`, also takes them out of the head
+ * (fields and headers stay in step). After sl_head_finish. */
+size_t sl_head_underscored(struct sl_head *h, bool remove);
 
 /* llhttp settings whose callbacks expect parser->data to be a struct sl_head. They pause
  * the parser after the head and after the message. */

@@ -174,6 +174,22 @@ static int validate(struct sl_conn *c)
     return 0;
 }
 
+/* client.underscores_in_headers. Many application stacks fold "_" and "-" together (CGI
+ * and WSGI map both X-Api-Key and X_Api_Key to HTTP_X_API_KEY), so a field sluice does not
+ * know by a name can reach the application as that header: a limit keyed on it skipped,
+ * a Transfer_Encoding taken for framing. Dropped fields leave the head before anything in
+ * sluice reads it. Returns the status to answer, or 0. */
+static int check_underscores(struct sl_conn *c)
+{
+    enum sl_underscores mode = c->cfg->client.underscores_in_headers;
+    size_t n = sl_head_underscored(&c->head, mode == SL_UNDERSCORES_DROP);
+
+    if (n == 0)
+        return 0;
+    sl_metrics_headers_underscore(c->w->metrics, mode, n);
+    return mode == SL_UNDERSCORES_REJECT ? 400 : 0;
+}
+
 static void start_request(struct sl_conn *c)
 {
     struct sl_head *h = &c->head;
@@ -203,7 +219,9 @@ static void start_request(struct sl_conn *c)
     c->upstream_us = 0;
     c->t_upstream = 0;
 
-    int status = validate(c);
+    int status = check_underscores(c);
+    if (!status)
+        status = validate(c);
     if (!status && !c->chunked && c->cfg->client.max_body_bytes &&
         p->content_length > c->cfg->client.max_body_bytes)
         status = 413;

@@ -217,10 +217,23 @@ static void send_response_head(struct sl_conn *c)
     struct sl_head *h = &up->head;
     struct evbuffer *out = bufferevent_get_output(c->bev);
     int status = up->parser.status_code;
+    bool no_content = sl_forward_status_bodiless(status);
+    bool bodiless = no_content || h->skip_body;
     bool chunked = (up->parser.flags & F_CHUNKED) != 0;
-    bool dechunk = chunked && c->http_minor == 0 && !h->skip_body;
+    bool dechunk = chunked && c->http_minor == 0 && !bodiless;
     enum sl_conn_header conn = SL_CONN_NONE;
 
+    if (sl_head_finish(h) < 0) {
+        sl_conn_kill(c);
+        return;
+    }
+    const char *bad = sl_forward_check_response(up->parser.http_major, up->parser.http_minor,
+                                                status, bodiless, h->headers, h->nfields);
+    if (bad) {
+        sl_log_warn("upstream %s sent a response with %s", c->cfg->upstream.addr.text, bad);
+        upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+        return;
+    }
     if (status == 101) {
         if (!c->upgrade) {
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
@@ -239,17 +252,16 @@ static void send_response_head(struct sl_conn *c)
         else if (c->http_minor == 0)
             conn = SL_CONN_KEEP_ALIVE;
     }
-    if (sl_head_finish(h) < 0) {
-        sl_conn_kill(c);
-        return;
-    }
+    /* Transfer-Encoding goes only to HTTP/1.1 clients (RFC 9112 6.1), and never with a
+     * status that has no content; on a response to HEAD it tells what GET would use. */
     struct sl_forward_response f = {
         .status = status,
         .reason = h->buf + h->reason_off,
         .reason_len = h->reason_len,
         .headers = h->headers,
         .nheaders = h->nfields,
-        .keep_transfer_encoding = !dechunk,
+        .keep_transfer_encoding = c->http_minor == 1 && !no_content,
+        .drop_content_length = no_content && status != 304,
         .connection = conn,
         .extra = c->has_verdict ? c->vheaders : NULL,
     };

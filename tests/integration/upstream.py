@@ -17,6 +17,10 @@ and sha256), except on these paths:
     /close             reply, then close the connection
     /reset             close the connection with RST without replying;
                        ?partial=1 first sends half a response head
+    /raw               reply with the bytes base64-encoded in the X-Raw-Response request
+                       header, exactly (several responses, broken framing, anything);
+                       ?early=1 replies before reading the body, then reads and
+                       discards the rest until the client closes
     /count             {"count": N}: requests seen since start (or the last reset)
     /count/reset       sets the count to 0
     GET  /__log        every request seen, as a JSON list (see Server.record)
@@ -214,6 +218,9 @@ class Server:
             self.reset(writer)
             return False
 
+        if path == "/raw":
+            return await self.raw(reader, writer, entry, params.get("early") == "1", keep)
+
         sha = await self.read_body(reader, writer, entry)
         echo = {k: entry[k] for k in ("method", "target", "version", "headers", "body_length",
                                        "conn_id", "peer_port", "conn_seq")}
@@ -241,6 +248,19 @@ class Server:
             keep = False
         await self.simple(writer, status, echo, close=not keep, head=method == "HEAD",
                           keep_alive_10=keep and entry["version"] == "HTTP/1.0")
+        return keep
+
+    async def raw(self, reader, writer, entry, early, keep):
+        data = base64.b64decode(header_values(entry["headers"], "x-raw-response")[0])
+        if early:
+            writer.write(data)
+            await writer.drain()
+            while await reader.read(PIECE):
+                pass
+            return False
+        await self.read_body(reader, writer, entry)
+        writer.write(data)
+        await writer.drain()
         return keep
 
     @staticmethod

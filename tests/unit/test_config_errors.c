@@ -59,6 +59,14 @@ START_TEST(error_bad_size)
 }
 END_TEST
 
+START_TEST(error_bad_underscores_mode)
+{
+    ASSERT_ERRORS(UPSTREAM "client:\n  underscores_in_headers: ignore\nroutes: []\n",
+                  "t.yaml:4:27: client.underscores_in_headers: expected one of drop, allow, "
+                  "reject, got \"ignore\"\n");
+}
+END_TEST
+
 START_TEST(error_bad_rate)
 {
     ASSERT_ERRORS(UPSTREAM "routes:\n"
@@ -326,6 +334,7 @@ int main(void)
     tcase_add_test(tc, error_duplicate_limit_name);
     tcase_add_test(tc, error_bad_duration);
     tcase_add_test(tc, error_bad_size);
+    tcase_add_test(tc, error_bad_underscores_mode);
     tcase_add_test(tc, error_bad_rate);
     tcase_add_test(tc, error_bad_cidr);
     tcase_add_test(tc, error_bad_regex);

@@ -18,6 +18,7 @@ static const char full[] =
     "  max_header_bytes: 32k\n"
     "  max_body_bytes: 1g\n"
     "  max_connections: 20\n"
+    "  underscores_in_headers: reject\n"
     "trusted_proxies: [10.0.0.0/8, \"::1\"]\n"
     "exempt:\n"
     "  - 192.168.0.0/16\n"
@@ -101,6 +102,7 @@ START_TEST(full_config_round_trips)
     ck_assert_uint_eq(cfg->client.max_header_bytes, 32768);
     ck_assert_uint_eq(cfg->client.max_body_bytes, 1ULL << 30);
     ck_assert_uint_eq(cfg->client.max_connections, 20);
+    ck_assert_int_eq(cfg->client.underscores_in_headers, SL_UNDERSCORES_REJECT);
 
     ck_assert_uint_eq(cfg->trusted_proxies.count, 2);
     ck_assert_uint_eq(cfg->trusted_proxies.items[0].prefix, 8);
@@ -233,6 +235,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg->client.max_header_bytes, 16384);
     ck_assert_uint_eq(cfg->client.max_body_bytes, 0);
     ck_assert_uint_eq(cfg->client.max_connections, 10000);
+    ck_assert_int_eq(cfg->client.underscores_in_headers, SL_UNDERSCORES_DROP);
     ck_assert_uint_eq(cfg->trusted_proxies.count, 0);
     ck_assert_uint_eq(cfg->exempt.count, 0);
     ck_assert(!cfg->redis.enabled);
@@ -409,6 +412,8 @@ START_TEST(json_redacts_passwords)
     ck_assert_ptr_nonnull(
         strstr(json, "\"key\":[\"header:X-Api-Key\",\"method\",\"query:k\",\"cookie:sid\""));
     ck_assert_ptr_nonnull(strstr(json, "\"trusted_proxies\":[\"10.0.0.0/8\",\"::1/128\"]"));
+    ck_assert_ptr_nonnull(
+        strstr(json, "\"max_connections\":20,\"underscores_in_headers\":\"reject\"}"));
     ck_assert_int_eq(json[0], '{');
     ck_assert_int_eq(json[strlen(json) - 1], '}');
     free(json);

@@ -163,6 +163,67 @@ START_TEST(hop_by_hop_names)
 }
 END_TEST
 
+START_TEST(content_length_dropped_on_demand)
+{
+    const struct sl_header h[] = {H("Content-Length", "10"), H("ETag", "\"x\"")};
+    struct sl_forward_response f = {.status = 204,
+                                    .reason = "No Content",
+                                    .reason_len = 10,
+                                    .headers = h,
+                                    .nheaders = 2,
+                                    .drop_content_length = true};
+    struct evbuffer *b = evbuffer_new();
+    sl_forward_response_head(&f, b);
+    char *s = drain(b);
+    ck_assert_str_eq(s, "HTTP/1.1 204 No Content\r\nETag: \"x\"\r\n\r\n");
+    free(s);
+    f.drop_content_length = false;
+    sl_forward_response_head(&f, b);
+    s = drain(b);
+    ck_assert_ptr_nonnull(strstr(s, "Content-Length: 10\r\n"));
+    free(s);
+    evbuffer_free(b);
+}
+END_TEST
+
+START_TEST(bodiless_statuses)
+{
+    ck_assert(sl_forward_status_bodiless(100));
+    ck_assert(sl_forward_status_bodiless(101));
+    ck_assert(sl_forward_status_bodiless(103));
+    ck_assert(sl_forward_status_bodiless(199));
+    ck_assert(sl_forward_status_bodiless(204));
+    ck_assert(sl_forward_status_bodiless(304));
+    ck_assert(!sl_forward_status_bodiless(200));
+    ck_assert(!sl_forward_status_bodiless(205));
+    ck_assert(!sl_forward_status_bodiless(404));
+}
+END_TEST
+
+START_TEST(response_framing_checked)
+{
+    const struct sl_header chunked[] = {H("Transfer-Encoding", "Chunked")};
+    const struct sl_header gzip[] = {H("Transfer-Encoding", "gzip, chunked")};
+    const struct sl_header twice[] = {H("Transfer-Encoding", "chunked"),
+                                      H("transfer-encoding", "chunked")};
+    const struct sl_header cl[] = {H("Content-Length", "5")};
+
+    ck_assert_ptr_null(sl_forward_check_response(1, 1, 200, false, cl, 1));
+    ck_assert_ptr_null(sl_forward_check_response(1, 1, 200, false, chunked, 1));
+    ck_assert_ptr_null(sl_forward_check_response(1, 0, 200, false, cl, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 0, 200, false, chunked, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 1, 200, false, gzip, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 1, 200, false, twice, 2));
+    ck_assert_ptr_nonnull(sl_forward_check_response(2, 0, 200, false, cl, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 1, 99, false, cl, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 1, 600, false, cl, 1));
+    /* Without content the length headers frame nothing: relayed (and cleaned up). */
+    ck_assert_ptr_null(sl_forward_check_response(1, 1, 304, true, gzip, 1));
+    ck_assert_ptr_null(sl_forward_check_response(1, 0, 204, true, chunked, 1));
+    ck_assert_ptr_nonnull(sl_forward_check_response(1, 1, 600, true, cl, 1));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("forward");
@@ -174,6 +235,9 @@ int main(void)
     tcase_add_test(tc, expect_stripped_only_when_answered_locally);
     tcase_add_test(tc, response_head_filtered);
     tcase_add_test(tc, hop_by_hop_names);
+    tcase_add_test(tc, content_length_dropped_on_demand);
+    tcase_add_test(tc, bodiless_statuses);
+    tcase_add_test(tc, response_framing_checked);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -182,6 +182,9 @@ START_TEST(test_unlabelled_and_fixed_series)
     sl_metrics_deny_cache_hit(a);
     sl_metrics_deny_cache_hit(b);
     sl_metrics_deny_cache_hit(NULL);
+    sl_metrics_headers_underscore(a, SL_UNDERSCORES_DROP, 2);
+    sl_metrics_headers_underscore(b, SL_UNDERSCORES_DROP, 1);
+    sl_metrics_headers_underscore(b, SL_UNDERSCORES_REJECT, 1);
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, false);
@@ -205,6 +208,9 @@ START_TEST(test_unlabelled_and_fixed_series)
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"timeout\"} 0");
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"connection\"} 0");
     ck_assert_line(text, "sluice_deny_cache_hits_total 2");
+    ck_assert_line(text, "sluice_headers_underscore_total{action=\"drop\"} 3");
+    ck_assert_line(text, "sluice_headers_underscore_total{action=\"allow\"} 0");
+    ck_assert_line(text, "sluice_headers_underscore_total{action=\"reject\"} 1");
     ck_assert_line(text, "sluice_config_reloads_total{result=\"success\"} 2");
     ck_assert_line(text, "sluice_config_reloads_total{result=\"failure\"} 1");
     ck_assert_line(text, "sluice_build_info{version=\"" SLUICE_VERSION "\"} 1");
@@ -380,6 +386,7 @@ static const struct {
     {"sluice_redis_redirections_total", "counter"},
     {"sluice_redis_topology_refreshes_total", "counter"},
     {"sluice_upstream_errors_total", "counter"},
+    {"sluice_headers_underscore_total", "counter"},
     {"sluice_connections_active", "gauge"},
     {"sluice_connections_accepted_total", "counter"},
     {"sluice_memory_keys", "gauge"},
@@ -516,6 +523,7 @@ START_TEST(test_promtool_accepts_the_exposition)
     sl_metrics_store_duration(a, SL_STORE_MEMORY, 5);
     sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_ERR_TIMEOUT);
     sl_metrics_upstream_error(a, SL_UPSTREAM_ERR_RESET);
+    sl_metrics_headers_underscore(a, SL_UNDERSCORES_DROP, 1);
     sl_metrics_connection_opened(a);
     sl_metrics_redis_connected(a, true);
     sl_metrics_config_reload(m, true);
