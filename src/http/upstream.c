@@ -235,7 +235,8 @@ static void send_response_head(struct sl_conn *c)
     }
     struct sl_forward_response f = {
         .status = status,
-        .reason = h->buf + h->reason_off,
+        /* "HTTP/1.1 204\r\n\r\n" leaves no head text at all. */
+        .reason = h->buf ? h->buf + h->reason_off : "",
         .reason_len = h->reason_len,
         .headers = h->headers,
         .nheaders = h->nfields,
@@ -257,7 +258,7 @@ static void send_response_head(struct sl_conn *c)
         sl_write_timeout_set(c->bev, &c->write_timeout_ms, 0);
         return;
     }
-    llhttp_execute(&up->parser, h->buf, 0); /* a bodiless response completes here */
+    llhttp_execute(&up->parser, "", 0); /* a bodiless response completes here */
 }
 
 static void pump_response(struct sl_conn *c)
