@@ -212,7 +212,9 @@ static void send_response_head(struct sl_conn *c)
     enum sl_conn_header conn = SL_CONN_NONE;
 
     if (status == 101) {
-        if (!c->upgrade) {
+        /* RFC 9110 15.2.2: a 101 names the protocol in Upgrade; without it the client
+         * cannot tell what the bytes after the head are, and would read them as HTTP. */
+        if (!c->upgrade || !(up->parser.flags & F_UPGRADE)) {
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }
