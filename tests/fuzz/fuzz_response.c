@@ -109,7 +109,8 @@ static bool answer_some(struct fz_proxy *p, const struct run *r)
     for (size_t i = 0; i < p->nup; i++) {
         struct fz_upstream *up = &p->up[i];
         struct owed *o = &owed[i];
-        if (o->answers == 0 || up->fd < 0 || up->closing)
+        /* A piece sluice has not read yet: it stopped reading, more would wait too. */
+        if (o->answers == 0 || up->fd < 0 || up->closing || evbuffer_get_length(up->out) > 0)
             continue;
         size_t n = r->answer_len - o->sent;
         if (r->piece && n > r->piece)
