@@ -46,7 +46,8 @@ void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path
  * frees it. */
 char *sl_ld_take_errors(struct sl_loader *ld);
 
-/* Writes "parent.key" (or "key" at the top level) / "parent[i]" into `out`. */
+/* Writes "parent.key" (or "key" at the top level) / "parent[i]" into `out`; control
+ * characters of a key from the file become "?". */
 void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key);
 void sl_ld_path_index(char out[SL_LD_PATH_MAX], const char *parent, size_t i);
 

@@ -85,6 +85,11 @@ void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key)
 {
     if (snprintf(out, SL_LD_PATH_MAX, "%s%s%s", parent, *parent ? "." : "", key) < 0)
         out[0] = '\0';
+    /* An unknown key is the file's own text, and a multi-line one would break the
+     * one-problem-per-line format (and could forge lines of its own). */
+    for (char *c = out; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
 }
 
 void sl_ld_path_index(char out[SL_LD_PATH_MAX], const char *parent, size_t i)
