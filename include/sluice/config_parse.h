@@ -13,7 +13,8 @@ int sl_parse_duration_ms(const char *text, uint64_t *out_ms);
 /* "512", "16k", "1m", "1g" (powers of 1024) -> bytes. */
 int sl_parse_size(const char *text, uint64_t *out_bytes);
 
-/* "100/s", "5/1m", "1000/h", "20/10s", "10/250ms" -> N > 0 and P > 0 in microseconds. */
+/* "100/s", "5/1m", "1000/h", "20/10s", "10/250ms", and the unit words "5/minute",
+ * "100/second", "1000/hours", "10/2days" -> N > 0 and P > 0 in microseconds. */
 int sl_parse_rate(const char *text, uint64_t *out_count, uint64_t *out_period_us);
 
 /* "host:port", "[v6]:port", "unix:/path" (numeric hosts and "localhost"). Fills `out`,

@@ -21,7 +21,12 @@ struct sl_metrics_slot;
 #define SL_METRICS_MAX_LIMITS 16384
 
 enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR };
-enum sl_upstream_error { SL_UPSTREAM_ERR_CONNECT, SL_UPSTREAM_ERR_TIMEOUT, SL_UPSTREAM_ERR_RESET };
+enum sl_upstream_error {
+    SL_UPSTREAM_ERR_CONNECT,
+    SL_UPSTREAM_ERR_TIMEOUT,
+    SL_UPSTREAM_ERR_RESET,
+    SL_UPSTREAM_ERR_RESOLVE, /* a host-name upstream's name did not resolve */
+};
 
 /* A registry with `nslots` worker slots. NULL on ENOMEM. */
 struct sl_metrics *sl_metrics_new(unsigned nslots);

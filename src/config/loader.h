@@ -109,11 +109,12 @@ bool sl_ld_name(struct sl_loader *ld, const yaml_node_t *map, const char *path, 
 /* strdup() that records "out of memory" at `node` when it fails. */
 char *sl_ld_strdup(struct sl_loader *ld, const yaml_node_t *node, const char *s);
 
-/* The address forms of url.c. "http://host[:port][/]" or "unix:/path" -> `out` (as
- * sl_parse_sockaddr). "redis://[user:password@]host[:port][/db]" or "unix:/path[?db=N]" ->
- * the address fields of `r`, which are freed first and left empty on failure. Both return 0
+/* The address forms of url.c. "http://host[:port][/]" or "unix:/path" -> up->addr, or
+ * up->host and up->port for a host name (the caller frees addr.text and host, also on
+ * failure). "redis://[user:password@]host[:port][/db]" or "unix:/path[?db=N]" -> the
+ * address fields of `r`, which are freed first and left empty on failure. Both return 0
  * or -1. */
-int sl_ld_parse_upstream_url(const char *url, struct sl_sockaddr *out);
+int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up);
 int sl_ld_parse_redis_url(const char *url, struct sl_redis_config *r);
 
 /* Section loaders (url.c, routes.c, limits.c). */

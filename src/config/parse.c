@@ -103,6 +103,28 @@ int sl_parse_size(const char *text, uint64_t *out_bytes)
     return mul_u64(n, 1ULL << shift, out_bytes);
 }
 
+/* Microseconds in one unit word ("minute", "hours"), or 0. Rates only: operators coming
+ * from Envoy or Kong write "5/minute" from habit, and a duration never reads that way. */
+static uint64_t unit_word_us(const char *word)
+{
+    static const struct {
+        const char *name;
+        uint64_t us;
+    } words[] = {
+        {"second", 1000000ULL},
+        {"minute", 60000000ULL},
+        {"hour", 3600000000ULL},
+        {"day", 86400000000ULL},
+    };
+    for (size_t i = 0; i < sizeof words / sizeof words[0]; i++) {
+        size_t n = strlen(words[i].name);
+        if (strncmp(word, words[i].name, n) == 0 &&
+            (word[n] == '\0' || (word[n] == 's' && word[n + 1] == '\0')))
+            return words[i].us;
+    }
+    return 0;
+}
+
 int sl_parse_rate(const char *text, uint64_t *out_count, uint64_t *out_period_us)
 {
     const char *p = text;
@@ -113,6 +135,8 @@ int sl_parse_rate(const char *text, uint64_t *out_count, uint64_t *out_period_us
     if (*p >= '0' && *p <= '9' && parse_u64(&p, &mult) < 0)
         return -1;
     uint64_t us = unit_us(p);
+    if (us == 0)
+        us = unit_word_us(p);
     if (us == 0 || mult == 0 || mul_u64(mult, us, &period) < 0)
         return -1;
     *out_count = count;

@@ -161,10 +161,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_ip(data, size);
         break;
     case P_UPSTREAM_URL: {
-        struct sl_sockaddr addr = {0};
-        if (sl_ld_parse_upstream_url(s, &addr) == 0)
-            check(addr.len > 0 && addr.len <= sizeof addr.ss, "upstream address length");
-        sl_sockaddr_deinit(&addr);
+        struct sl_upstream_config up = {0};
+        if (sl_ld_parse_upstream_url(s, &up) == 0)
+            check(up.host ? up.port > 0 && up.addr.text != NULL
+                          : up.addr.len > 0 && up.addr.len <= sizeof up.addr.ss,
+                  "upstream address");
+        sl_sockaddr_deinit(&up.addr);
+        free(up.host);
         break;
     }
     case P_REDIS_URL: {

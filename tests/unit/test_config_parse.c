@@ -99,6 +99,25 @@ START_TEST(rate_forms)
 }
 END_TEST
 
+START_TEST(rate_unit_words)
+{
+    uint64_t count, period;
+    ck_assert_int_eq(sl_parse_rate("100/second", &count, &period), 0);
+    ck_assert_uint_eq(count, 100);
+    ck_assert_uint_eq(period, 1000000ULL);
+    ck_assert_int_eq(sl_parse_rate("5/minute", &count, &period), 0);
+    ck_assert_uint_eq(period, 60000000ULL);
+    ck_assert_int_eq(sl_parse_rate("1000/hour", &count, &period), 0);
+    ck_assert_uint_eq(period, 3600000000ULL);
+    ck_assert_int_eq(sl_parse_rate("10/day", &count, &period), 0);
+    ck_assert_uint_eq(period, 86400000000ULL);
+    ck_assert_int_eq(sl_parse_rate("20/10seconds", &count, &period), 0);
+    ck_assert_uint_eq(period, 10000000ULL);
+    ck_assert_int_eq(sl_parse_rate("3/2days", &count, &period), 0);
+    ck_assert_uint_eq(period, 2 * 86400000000ULL);
+}
+END_TEST
+
 START_TEST(rate_rejects_zero_overflow_and_junk)
 {
     uint64_t count = 1, period = 1;
@@ -118,7 +137,11 @@ START_TEST(rate_rejects_zero_overflow_and_junk)
                          "18446744073709551616/s",
                          "1/999999999999d",
                          "5/s ",
-                         "5/sec"};
+                         "5/sec",
+                         "5/minutes2",
+                         "5/Minute",
+                         "5/hourss",
+                         "5/ minute"};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
         ck_assert_msg(sl_parse_rate(bad[i], &count, &period) == -1, "accepted \"%s\"", bad[i]);
     ck_assert_uint_eq(count, 1);
@@ -283,6 +306,7 @@ static Suite *suite(void)
     tcase_add_test(tc, size_units);
     tcase_add_test(tc, size_rejects);
     tcase_add_test(tc, rate_forms);
+    tcase_add_test(tc, rate_unit_words);
     tcase_add_test(tc, rate_rejects_zero_overflow_and_junk);
     tcase_add_test(tc, sockaddr_v4_localhost_and_wildcard);
     tcase_add_test(tc, sockaddr_v6);
