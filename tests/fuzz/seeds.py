@@ -111,7 +111,25 @@ REQUESTS = [
 ]
 
 
+# Byte 0: bits 0-1 the peer, 2-4 the upstream's answer (fuzz_request.c `answers`), 6 answer
+# early, 7 the other peers; byte 1: bit 7 all at once (then bit 0: half-close), else pieces.
+FLAGGED_REQUESTS = [
+    (0x00, 0x80, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 6),  # past the limit: 429
+    (0x02, 0x80, b"POST /api/login HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd" * 3),
+    (0x18, 0x80, b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+     b"\r\n\x81\x05hello"),  # 101: the tunnel
+    (0x18, 0x81, b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nbye"),
+    (0x40, 0x80, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n12345"),
+    (0x1c, 0x81, b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+    (0x08, 0x05, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+    (0x83, 0x80, b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"),
+    (0x00, 0x81, b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHo"),
+]
+
+
 def request_seeds():
+    for b0, b1, req in FLAGGED_REQUESTS:
+        write("request", bytes([b0, b1]) + req)
     found = []
     for p in sorted((ROOT / "tests" / "integration").glob("*.py")):
         found += [b for b in py_constants(p, bytes) if re.match(rb"[A-Z]+ \S+ HTTP/", b)]
