@@ -34,7 +34,8 @@ struct sl_loader {
     size_t nnodes;
 };
 
-/* Records "file:line:col: message" (or "file: message" when `line` is 0). */
+/* Records "file:line:col: message" (or "file: message" when `line` is 0); control
+ * characters of the message become "?", so that every problem stays one line. */
 void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -46,8 +47,7 @@ void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path
  * frees it. */
 char *sl_ld_take_errors(struct sl_loader *ld);
 
-/* Writes "parent.key" (or "key" at the top level) / "parent[i]" into `out`; control
- * characters of a key from the file become "?". */
+/* Writes "parent.key" (or "key" at the top level) / "parent[i]" into `out`. */
 void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key);
 void sl_ld_path_index(char out[SL_LD_PATH_MAX], const char *parent, size_t i);
 

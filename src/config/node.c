@@ -14,6 +14,12 @@ static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *f
     char msg[1024];
 
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* Messages quote the file's own text (keys, values, ${VAR} references), which may hold
+     * line breaks: one would split a problem over lines of -t output and the reload log, and
+     * could forge lines of its own. */
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     if (ld->nerrors == ld->cap) {
         size_t cap = ld->cap ? ld->cap * 2 : 16;
         struct sl_ld_problem *p = realloc(ld->problems, cap * sizeof *p);
@@ -85,11 +91,6 @@ void sl_ld_path(char out[SL_LD_PATH_MAX], const char *parent, const char *key)
 {
     if (snprintf(out, SL_LD_PATH_MAX, "%s%s%s", parent, *parent ? "." : "", key) < 0)
         out[0] = '\0';
-    /* An unknown key is the file's own text, and a multi-line one would break the
-     * one-problem-per-line format (and could forge lines of its own). */
-    for (char *c = out; *c; c++)
-        if ((unsigned char)*c < 0x20 || *c == 0x7f)
-            *c = '?';
 }
 
 void sl_ld_path_index(char out[SL_LD_PATH_MAX], const char *parent, size_t i)
