@@ -169,6 +169,16 @@ static int cl_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+static bool last_coding_is_chunked(const char *v, size_t len)
+{
+    while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
+        len--;
+    size_t start = len;
+    while (start && v[start - 1] != ',' && v[start - 1] != ' ' && v[start - 1] != '\t')
+        start--;
+    return len - start == 7 && strncasecmp(v + start, "chunked", 7) == 0;
+}
+
 static int cl_header_value(llhttp_t *p, const char *at, size_t len)
 {
     struct run *r = run_of(p);
@@ -178,9 +188,10 @@ static int cl_header_value(llhttp_t *p, const char *at, size_t len)
         !(len == 10 && strncasecmp(at, "keep-alive", 10) == 0) &&
         !(len == 7 && strncasecmp(at, "upgrade", 7) == 0))
         fz_fail("sluice sent the client Connection: %.*s", (int)len, at);
-    /* Other codings are relayed as they are, in a body that ends with the connection. */
+    /* Chunked framing is for HTTP/1.1 only; other codings are relayed as they are, in a
+     * body that ends with the connection. */
     if (name_is(r, "Transfer-Encoding") && r->responses < strlen(r->methods) &&
-        r->methods[r->responses] == 'g' && memmem(at, len, "chunked", 7))
+        r->methods[r->responses] == 'g' && last_coding_is_chunked(at, len))
         fz_fail("sluice sent an HTTP/1.0 client Transfer-Encoding: %.*s", (int)len, at);
     return 0;
 }
