@@ -221,6 +221,12 @@ static void send_response_head(struct sl_conn *c)
     bool dechunk = chunked && c->http_minor == 0 && !h->skip_body;
     enum sl_conn_header conn = SL_CONN_NONE;
 
+    /* RFC 9110 15: a status is three digits, 100 to 599. llhttp takes "HTTP/1.1 2", which
+     * would reach the client as "002", a response it has no rule for. */
+    if (status < 100 || status > 599) {
+        upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
+        return;
+    }
     if (status == 101) {
         /* RFC 9110 15.2.2: a 101 names the protocol in Upgrade; without it the client
          * cannot tell what the bytes after the head are, and would read them as HTTP. */
