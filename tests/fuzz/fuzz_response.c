@@ -209,6 +209,8 @@ static int cl_headers_complete(llhttp_t *p)
 {
     struct run *r = run_of(p);
     r->in_head = false;
+    if (p->status_code < 100 || p->status_code > 599)
+        fz_fail("sluice sent the client status %d", p->status_code);
     if (p->status_code >= 100 && p->status_code < 200)
         return 0;
     size_t i = r->responses;
@@ -245,9 +247,13 @@ static void check_client(struct fz_proxy *p, struct run *r)
         llhttp_errno_t err = llhttp_execute(&parser, v[i].iov_base, v[i].iov_len);
         if (err == HPE_PAUSED_UPGRADE)
             return; /* the tunnel: raw bytes from here */
-        if (err != HPE_OK)
-            fz_fail("the client cannot parse what sluice relayed: %s (%s)", llhttp_errno_name(err),
-                    llhttp_get_error_reason(&parser));
+        if (err != HPE_OK) {
+            size_t at = (size_t)(llhttp_get_error_pos(&parser) - (const char *)v[i].iov_base);
+            fz_fail(
+                "the client cannot parse what sluice relayed: %s (%s) at byte %zu of:\n%s",
+                llhttp_errno_name(err), llhttp_get_error_reason(&parser), at,
+                fz_printable(evbuffer_pullup(p->to_client, -1), evbuffer_get_length(p->to_client)));
+        }
     }
 }
 

@@ -38,6 +38,23 @@ void fz_fail(const char *fmt, ...)
     abort();
 }
 
+const char *fz_printable(const void *bytes, size_t len)
+{
+    static char out[4 * 2048 + 1];
+    const unsigned char *b = bytes;
+    size_t n = 0;
+    for (size_t i = 0; i < len && i < 2048; i++) {
+        if (b[i] == '\n')
+            n += (size_t)sprintf(out + n, "\\n\n");
+        else if (b[i] >= 0x20 && b[i] < 0x7f && b[i] != '\\')
+            out[n++] = (char)b[i];
+        else
+            n += (size_t)sprintf(out + n, "\\x%02x", b[i]);
+    }
+    out[n] = '\0';
+    return out;
+}
+
 static bool name_is(const char *name, size_t len, const char *lit)
 {
     return len == strlen(lit) && strncasecmp(name, lit, len) == 0;

@@ -77,6 +77,9 @@ void fz_proxy_finish(struct fz_proxy *p);
 /* Reports a broken invariant and aborts, so that libFuzzer keeps the input. */
 void fz_fail(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
 
+/* `len` bytes as C-escaped text, in a static buffer (the first 2 KiB), for messages. */
+const char *fz_printable(const void *bytes, size_t len);
+
 /* True when a header named `name` (case-insensitive, `len` bytes) is one sluice never
  * forwards in either direction (RFC 9110 7.6.1). */
 bool fz_hop_by_hop(const char *name, size_t len);
