@@ -16,6 +16,7 @@
 #include "sluice/cidr.h"
 
 struct sl_algorithm_ops;
+struct sl_route_index;
 
 /* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
 struct sl_sockaddr {
@@ -49,6 +50,20 @@ enum sl_store_kind { SL_STORE_MEMORY, SL_STORE_REDIS };
 
 struct sl_route;
 
+/* A limit's rate, N per P. */
+struct sl_rate {
+    uint64_t count;     /* N */
+    uint64_t period_us; /* P */
+};
+
+/* An earlier rate a limit remembers across reloads (see sl_cfg_inherit_rates). */
+struct sl_prev_rate {
+    struct sl_rate rate;
+    uint64_t until_us; /* sl_clock_mono_us: any state written under it has expired by then */
+};
+
+#define SL_LIMIT_PREV_RATES 3
+
 struct sl_limit {
     char *name;                      /* unique within the route; owned */
     const struct sl_route *route;    /* the route holding this limit */
@@ -63,6 +78,11 @@ struct sl_limit {
     enum sl_store_kind store;
     size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
     unsigned metrics_id;             /* assigned by sl_metrics_bind() */
+    /* Other rates the limit with this route name, limit name and algorithm had in the
+     * configurations before this one, newest first: a store may hold state written under
+     * them, which it carries over to this rate (sl_algorithm_ops.rescale). */
+    struct sl_prev_rate prev_rates[SL_LIMIT_PREV_RATES];
+    size_t nprev_rates;
 };
 
 enum sl_path_match { SL_MATCH_ANY, SL_MATCH_PATH, SL_MATCH_PREFIX, SL_MATCH_REGEX };
@@ -114,9 +134,31 @@ struct sl_client_config {
     unsigned max_connections;
 };
 
+/* How the application behind sluice folds path spellings (the paths section). Each rule,
+ * off by default, makes route matching and the path key fold what the application folds;
+ * what is forwarded never changes. */
+struct sl_path_rules {
+    bool case_insensitive;      /* ASCII letters compare without case (IIS, ASP.NET) */
+    bool strip_path_parameters; /* ";name=value" dropped from every segment (Tomcat, Spring) */
+    bool decode_slash;          /* "%2F" is a "/" */
+    bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
+};
+
+/* How the Redis servers are found: one address (url), a Cluster's seed nodes, or Sentinels. */
+enum sl_redis_mode { SL_REDIS_MODE_URL, SL_REDIS_MODE_CLUSTER, SL_REDIS_MODE_SENTINEL };
+
+struct sl_redis_addr {
+    char *host; /* owned; a name or a numeric address */
+    int port;
+};
+
 struct sl_redis_config {
     bool enabled;                    /* the redis block is present */
-    char *url;                       /* as written; owned (password included: redact on output) */
+    enum sl_redis_mode mode;
+    struct sl_redis_addr *addrs;     /* cluster seeds or sentinels; owned */
+    size_t naddrs;
+    char *sentinel_master;           /* the master's name known to the sentinels; owned */
+    char *url;                       /* as written, or NULL; owned (password included: redact) */
     char *host;                      /* TCP host, or NULL when unix_path is set; owned */
     int port;
     char *unix_path;                 /* owned or NULL */
@@ -138,6 +180,7 @@ struct sl_config {
     bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
+    struct sl_path_rules paths;      /* folds for matching and the path key */
     struct sl_cidr_list trusted_proxies;
     struct sl_cidr_list exempt;
     struct sl_redis_config redis;
@@ -151,6 +194,7 @@ struct sl_config {
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;
+    struct sl_route_index *route_index; /* owned; NULL: sl_route_match() walks the routes */
     size_t nlimits;                  /* limits over all routes */
 };
 
@@ -159,6 +203,15 @@ struct sl_config {
  * `errors` is not NULL) receives a malloc'd string with every problem found, one per
  * line as "file:line:column: key.path: message"; the caller frees it. */
 struct sl_config *sl_cfg_load(const char *path, char **errors);
+
+/* Gives each limit of `cfg` the earlier rates of the limit of `prev` with the same route
+ * name, limit name and algorithm: its rate when it differs, then its own earlier rates
+ * still in use, at most SL_LIMIT_PREV_RATES and never cfg's own rate. A rate is remembered
+ * until state written under it must have expired: (burst + 2)·P after `now_us`
+ * (sl_clock_mono_us), plus 10 s for decisions still in flight under `prev`. Call on a
+ * reload, before publishing `cfg`; `prev` (the running snapshot, may be NULL) is only
+ * read. */
+void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
 
 /* Takes one more reference; returns `cfg`. Thread-safe. */
 struct sl_config *sl_cfg_ref(struct sl_config *cfg);
