@@ -169,13 +169,17 @@ static int cl_header_field(llhttp_t *p, const char *at, size_t len)
     return 0;
 }
 
+/* The last element of the list (RFC 9110 5.6.1: comma-separated, OWS trimmed) is
+ * "chunked", as llhttp decides it; "x chunked" is one unknown coding. */
 static bool last_coding_is_chunked(const char *v, size_t len)
 {
     while (len && (v[len - 1] == ' ' || v[len - 1] == '\t'))
         len--;
     size_t start = len;
-    while (start && v[start - 1] != ',' && v[start - 1] != ' ' && v[start - 1] != '\t')
+    while (start && v[start - 1] != ',')
         start--;
+    while (start < len && (v[start] == ' ' || v[start] == '\t'))
+        start++;
     return len - start == 7 && strncasecmp(v + start, "chunked", 7) == 0;
 }
 
