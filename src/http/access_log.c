@@ -87,10 +87,12 @@ void sl_access_log_request(struct sl_worker *w, const struct sl_conn *c)
             client = ip;
     }
     sl_json_append_string(b, client, strlen(client));
+    /* A request refused in its first bytes has no head text at all. */
+    const char *text = h->buf ? h->buf : "";
     evbuffer_add(b, ",\"method\":", 10);
-    sl_json_append_string(b, h->buf + h->method_off, h->method_len);
+    sl_json_append_string(b, text + h->method_off, h->method_len);
     evbuffer_add(b, ",\"path\":", 8);
-    sl_json_append_string(b, h->buf + h->url_off, h->url_len);
+    sl_json_append_string(b, text + h->url_off, h->url_len);
     evbuffer_add_printf(b, ",\"status\":%d,\"route\":", c->status);
     const char *route = c->has_verdict && c->verdict.route ? c->verdict.route->name : "";
     sl_json_append_string(b, route, strlen(route));
