@@ -57,6 +57,7 @@ struct sl_limit {
     uint64_t period_us;              /* P of "N/P" */
     uint64_t burst;                  /* defaulted per algorithm (see limit.h) */
     bool delay;                      /* leaky_bucket: hold early requests (default true) */
+    bool shadow;                     /* evaluated and counted, never enforced */
     char *rate_text;                 /* "5/1m", as written; owned */
     struct sl_key_source *keys;      /* one or more sources; owned */
     size_t nkeys;

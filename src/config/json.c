@@ -100,7 +100,9 @@ static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
             sl_cfg_buf_adds(b, ",");
         key_source(b, &lim->keys[k]);
     }
-    sl_cfg_buf_addf(b, "],\"store\":\"%s\"}", lim->store == SL_STORE_REDIS ? "redis" : "memory");
+    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s}",
+                    lim->store == SL_STORE_REDIS ? "redis" : "memory",
+                    lim->shadow ? "true" : "false");
 }
 
 static void route(struct sl_cfg_buf *b, const struct sl_route *r)

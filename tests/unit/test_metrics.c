@@ -109,6 +109,7 @@ START_TEST(test_slots_are_summed)
     sl_metrics_limit_check(b, &login->limits[0], SL_CHECK_DENY);
     sl_metrics_limit_check(b, &login->limits[0], SL_CHECK_DENY);
     sl_metrics_limit_check(b, &cfg->routes[1].limits[0], SL_CHECK_ERROR);
+    sl_metrics_limit_check(a, &login->limits[1], SL_CHECK_SHADOW_DENY);
     sl_metrics_response(a, login, 200);
     sl_metrics_response(b, login, 200);
     sl_metrics_response(b, login, 429);
@@ -131,6 +132,10 @@ START_TEST(test_slots_are_summed)
         text, "sluice_limit_checks_total{route=\"login\",limit=\"per_key\",result=\"allow\"} 0");
     ck_assert_line(
         text, "sluice_limit_checks_total{route=\"search\",limit=\"per_ip\",result=\"error\"} 1");
+    ck_assert_line(text, "sluice_limit_checks_total{route=\"login\",limit=\"per_key\","
+                         "result=\"shadow_deny\"} 1");
+    ck_assert_line(text, "sluice_limit_checks_total{route=\"login\",limit=\"per_ip\","
+                         "result=\"shadow_deny\"} 0");
     ck_assert_line(text, "sluice_responses_total{route=\"login\",code=\"200\"} 2");
     ck_assert_line(text, "sluice_responses_total{route=\"login\",code=\"429\"} 1");
     ck_assert_line(text, "sluice_responses_total{route=\"\",code=\"502\"} 1");
