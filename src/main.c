@@ -15,6 +15,7 @@
 static const char usage[] =
     "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
     "       sluice explain [-c FILE] [--peer ADDR] [-H 'Name: value']... [--json] METHOD TARGET\n"
+    "       sluice replay [-c FILE] [--virtual] [--json] ACCESS_LOG\n"
     "\n"
     "A rate-limiting reverse proxy.\n"
     "\n"
@@ -26,6 +27,9 @@ static const char usage[] =
     "  explain    print what sluice would do with one request and why: the normalised path,\n"
     "             each route tried, the client address, and each limit's key as its store\n"
     "             holds it; no store is touched (sluice explain -h for its options)\n"
+    "  replay     run an access log written by sluice through the file's routes and limits\n"
+    "             on a fresh memory store, on the log's own clock, and print what each limit\n"
+    "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
     "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
@@ -34,6 +38,8 @@ int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "explain") == 0)
         return sl_cli_explain(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return sl_cli_replay(argc - 1, argv + 1);
 
     static const struct option long_options[] = {
         {"version", no_argument, NULL, 'V'},

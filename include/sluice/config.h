@@ -143,6 +143,7 @@ struct sl_config {
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;
     char *access_log_path;           /* SL_ACCESS_LOG_FILE only; owned */
+    bool access_log_key_fields;      /* log the host, headers and cookies routes and keys read */
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;

@@ -219,7 +219,8 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
         sl_cfg_buf_json(&b, cfg->access_log_path);
     else
         sl_cfg_buf_adds(&b, cfg->access_log == SL_ACCESS_LOG_OFF ? "\"off\"" : "\"stdout\"");
-    sl_cfg_buf_addf(&b, ",\"log_level\":\"%s\",\"routes\":[", log_levels[cfg->log_level]);
+    sl_cfg_buf_addf(&b, ",\"access_log_key_fields\":%s,\"log_level\":\"%s\",\"routes\":[",
+                    cfg->access_log_key_fields ? "true" : "false", log_levels[cfg->log_level]);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         if (i)
             sl_cfg_buf_adds(&b, ",");
