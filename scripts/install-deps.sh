@@ -9,7 +9,7 @@ packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyam
           libyajl-dev node-llhttp curl python3)
 for arg in "$@"; do
     case "$arg" in
-    --test) packages+=(check redis-server python3-pytest prometheus) ;; # prometheus: promtool
+    --test) packages+=(check redis-server python3-pytest python3-yaml prometheus) ;; # prometheus: promtool
     --bench) packages+=(nginx-light wrk redis-server) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac

@@ -97,7 +97,11 @@ enum sl_log_level { SL_LOG_ERROR, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };
 
 struct sl_upstream_config {
     char *url;                       /* as written; owned */
-    struct sl_sockaddr addr;         /* resolved at load time */
+    /* A numeric address, localhost or unix: resolved at load time. A host name: `host`
+     * and `port`, looked up by each worker (addr is then AF_UNSPEC; addr.text names it). */
+    struct sl_sockaddr addr;
+    char *host;                      /* the name to look up, or NULL; owned */
+    uint16_t port;                   /* with `host`, in host byte order */
     uint64_t connect_timeout_ms;
     uint64_t timeout_ms;
     unsigned keepalive;              /* idle connections kept per worker */
@@ -132,6 +136,7 @@ struct sl_config {
     bool workers_auto;
     bool admin_enabled;
     struct sl_sockaddr admin_listen;
+    bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
     struct sl_cidr_list trusted_proxies;
@@ -139,6 +144,7 @@ struct sl_config {
     struct sl_redis_config redis;
     enum sl_failure_mode failure_mode;
     uint64_t memory_max_keys;
+    uint64_t shutdown_drain_delay_ms; /* SIGTERM: keep serving, closing, this long first */
     int response_status;
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;

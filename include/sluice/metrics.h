@@ -22,7 +22,12 @@ struct sl_metrics_slot;
 
 /* SL_CHECK_SHADOW_DENY: a shadow limit that would have denied. */
 enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR, SL_CHECK_SHADOW_DENY };
-enum sl_upstream_error { SL_UPSTREAM_ERR_CONNECT, SL_UPSTREAM_ERR_TIMEOUT, SL_UPSTREAM_ERR_RESET };
+enum sl_upstream_error {
+    SL_UPSTREAM_ERR_CONNECT,
+    SL_UPSTREAM_ERR_TIMEOUT,
+    SL_UPSTREAM_ERR_RESET,
+    SL_UPSTREAM_ERR_RESOLVE, /* a host-name upstream's name did not resolve */
+};
 
 /* A registry with `nslots` worker slots. NULL on ENOMEM. */
 struct sl_metrics *sl_metrics_new(unsigned nslots);

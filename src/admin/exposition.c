@@ -1,5 +1,10 @@
 /* The Prometheus text exposition (format 0.0.4) of the metrics registry: sums the worker
- * slots series by series. Families are written in the order of SPEC.md section 8. */
+ * slots series by series. Families are written in the order of SPEC.md section 8.
+ *
+ * A route's series appear once some worker has counted a request on it (its counters
+ * exist): a table of a thousand routes of which a few are used would otherwise expose
+ * tens of thousands of zeros per scrape. Counters are allocated before their first
+ * increment, so the first scrape that shows a route shows all it counted. */
 #include <event2/buffer.h>
 #include <inttypes.h>
 #include <stdarg.h>
@@ -69,6 +74,14 @@ static struct sl_route_counters *slot_route(struct sl_metrics *m, unsigned slot,
     return atomic_load_explicit(&m->slots[slot]->routes[id], memory_order_acquire);
 }
 
+static bool route_touched(struct sl_metrics *m, unsigned id)
+{
+    for (unsigned i = 0; i < m->nslots; i++)
+        if (slot_route(m, i, id))
+            return true;
+    return false;
+}
+
 struct hist_sum {
     uint64_t buckets[SL_HIST_BUCKETS + 1];
     uint64_t sum_us;
@@ -108,6 +121,7 @@ static void sum_totals(struct sl_metrics *m, struct totals *t)
     }
 }
 
+/* `label` may be NULL: a histogram with no label but `le`. */
 static void emit_hist(struct emitter *e, const char *name, const char *label, const char *value,
                       const struct hist_sum *h)
 {
@@ -115,17 +129,28 @@ static void emit_hist(struct emitter *e, const char *name, const char *label, co
     for (size_t b = 0; b <= SL_HIST_BUCKETS; b++) {
         cumulative += h->buckets[b];
         emit(e, "%s_bucket{", name);
-        emit_label(e, label, value);
-        emit(e, ",le=\"%s\"} %" PRIu64 "\n", b < SL_HIST_BUCKETS ? sl_hist_bounds[b].le : "+Inf",
+        if (label) {
+            emit_label(e, label, value);
+            emit(e, ",");
+        }
+        emit(e, "le=\"%s\"} %" PRIu64 "\n", b < SL_HIST_BUCKETS ? sl_hist_bounds[b].le : "+Inf",
              cumulative);
     }
     /* Microseconds printed as exact decimal seconds. */
-    emit(e, "%s_sum{", name);
-    emit_label(e, label, value);
-    emit(e, "} %" PRIu64 ".%06" PRIu64 "\n", h->sum_us / 1000000, h->sum_us % 1000000);
-    emit(e, "%s_count{", name);
-    emit_label(e, label, value);
-    emit(e, "} %" PRIu64 "\n", cumulative);
+    emit(e, "%s_sum", name);
+    if (label) {
+        emit(e, "{");
+        emit_label(e, label, value);
+        emit(e, "}");
+    }
+    emit(e, " %" PRIu64 ".%06" PRIu64 "\n", h->sum_us / 1000000, h->sum_us % 1000000);
+    emit(e, "%s_count", name);
+    if (label) {
+        emit(e, "{");
+        emit_label(e, label, value);
+        emit(e, "}");
+    }
+    emit(e, " %" PRIu64 "\n", cumulative);
 }
 
 static void emit_requests(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
@@ -133,6 +158,8 @@ static void emit_requests(struct emitter *e, struct sl_metrics *m, unsigned nrou
     emit_family(e, "sluice_requests_total", "counter", "Requests by route and limiter decision.");
     for (unsigned r = 0; r < nroutes; r++) {
         uint64_t counts[SL_OUTCOME_COUNT] = {0};
+        if (!route_touched(m, r))
+            continue;
         for (unsigned i = 0; i < m->nslots; i++) {
             const struct sl_route_counters *rc = slot_route(m, i, r);
             for (size_t o = 0; rc && o < SL_OUTCOME_COUNT; o++)
@@ -153,13 +180,18 @@ static void emit_limit_checks(struct emitter *e, struct sl_metrics *m, unsigned 
                 "Limit evaluations by route, limit and result.");
     for (unsigned l = 0; l < nlimits; l++) {
         const struct sl_metrics_limit_name *name = &m->limit_names[l];
-        uint64_t counts[SL_CHECK_RESULT_COUNT] = {0};
+        uint64_t counts[SL_CHECK_RESULT_COUNT] = {0}, any = 0;
         for (unsigned i = 0; i < m->nslots; i++) {
             const struct sl_limit_counters *lc = atomic_load_explicit(
                 &m->slots[i]->limits[l / SL_LIMIT_CHUNK], memory_order_acquire);
-            for (size_t k = 0; lc && k < SL_CHECK_RESULT_COUNT; k++)
+            for (size_t k = 0; lc && k < SL_CHECK_RESULT_COUNT; k++) {
                 counts[k] += sl_metrics_load(&lc->checks[l % SL_LIMIT_CHUNK][k]);
+                any |= counts[k];
+            }
         }
+        /* A check is counted before its request is: either makes the limit appear. */
+        if (!any && !route_touched(m, name->route_id))
+            continue;
         for (size_t k = 0; k < SL_CHECK_RESULT_COUNT; k++) {
             emit(e, "sluice_limit_checks_total{");
             emit_label(e, "route", m->route_names[name->route_id]);
@@ -197,17 +229,27 @@ static void emit_responses(struct emitter *e, struct sl_metrics *m, unsigned nro
 
 static void emit_request_durations(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
 {
+    bool per_route = atomic_load(&m->route_histograms);
     emit_family(e, "sluice_request_duration_seconds", "histogram",
-                "Time from the request head to the end of the response, by route.");
+                per_route ? "Time from the request head to the end of the response, by route."
+                          : "Time from the request head to the end of the response.");
+    struct hist_sum all = {0};
     for (unsigned r = 0; r < nroutes; r++) {
         struct hist_sum h = {0};
+        bool touched = false;
         for (unsigned i = 0; i < m->nslots; i++) {
             const struct sl_route_counters *rc = slot_route(m, i, r);
-            if (rc)
-                add_hist(&h, &rc->duration);
+            if (rc) {
+                add_hist(per_route ? &h : &all, &rc->duration);
+                touched = true;
+            }
         }
-        emit_hist(e, "sluice_request_duration_seconds", "route", m->route_names[r], &h);
+        if (per_route && touched)
+            emit_hist(e, "sluice_request_duration_seconds", "route", m->route_names[r], &h);
     }
+    /* admin.route_histograms: false, for large route tables: 19 series, not 19 a route. */
+    if (!per_route)
+        emit_hist(e, "sluice_request_duration_seconds", NULL, NULL, &all);
 }
 
 static const char *const store_names[SL_STORE_KIND_COUNT] = {"memory", "redis"};
@@ -242,8 +284,8 @@ static int redis_connected(struct sl_metrics *m)
 
 static void emit_process(struct emitter *e, struct sl_metrics *m, const struct totals *t)
 {
-    static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout",
-                                                                      "reset"};
+    static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
+                                                                      "resolve"};
     const struct sl_store *memory = atomic_load(&m->memory);
 
     emit_family(e, "sluice_redis_connected", "gauge",

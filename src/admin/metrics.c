@@ -140,6 +140,7 @@ int sl_metrics_bind(struct sl_metrics *m, struct sl_config *cfg)
 
     pthread_mutex_lock(&m->lock);
     atomic_store(&m->redis_enabled, cfg->redis.enabled);
+    atomic_store(&m->route_histograms, cfg->admin_route_histograms);
     for (size_t r = 0; r < cfg->nroutes; r++) {
         struct sl_route *route = &cfg->routes[r];
         route->metrics_id = intern_route(m, route->name);

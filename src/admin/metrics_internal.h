@@ -29,7 +29,7 @@ struct sl_hist {
 #define SL_STATUS_MIN 100
 #define SL_STATUS_COUNT 500 /* 100..599 */
 #define SL_CHECK_RESULT_COUNT 4
-#define SL_UPSTREAM_ERR_COUNT 3
+#define SL_UPSTREAM_ERR_COUNT 4
 #define SL_STORE_KIND_COUNT 2
 #define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */
 
@@ -81,7 +81,8 @@ struct sl_metrics {
     uint32_t route_index[2 * SL_METRICS_MAX_ROUTES]; /* open addressing: id + 1, 0 = empty */
     uint32_t limit_index[2 * SL_METRICS_MAX_LIMITS];
 
-    _Atomic bool redis_enabled; /* of the configuration bound last */
+    _Atomic bool redis_enabled;    /* of the configuration bound last */
+    _Atomic bool route_histograms; /* likewise: admin.route_histograms */
     _Atomic(const struct sl_store *) memory;
     _Atomic uint64_t reloads[2]; /* [0] success, [1] failure */
 };

@@ -51,6 +51,7 @@ void sl_cfg_free(struct sl_config *cfg)
     sl_sockaddr_deinit(&cfg->listen);
     sl_sockaddr_deinit(&cfg->admin_listen);
     free(cfg->upstream.url);
+    free(cfg->upstream.host);
     sl_sockaddr_deinit(&cfg->upstream.addr);
     sl_cidr_list_deinit(&cfg->trusted_proxies);
     sl_cidr_list_deinit(&cfg->exempt);

@@ -192,6 +192,8 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_json(&b, cfg->listen.text);
     sl_cfg_buf_addf(&b, ",\"workers\":%u,\"admin\":{\"listen\":", cfg->workers);
     sl_cfg_buf_json(&b, cfg->admin_enabled ? cfg->admin_listen.text : "off");
+    sl_cfg_buf_adds(&b, cfg->admin_route_histograms ? ",\"route_histograms\":true"
+                                                    : ",\"route_histograms\":false");
     sl_cfg_buf_adds(&b, "},\"upstream\":{\"url\":");
     sl_cfg_buf_json(&b, up->url);
     sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u}",
@@ -212,9 +214,11 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     redis(&b, &cfg->redis);
     sl_cfg_buf_addf(&b,
                     ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu},"
-                    "\"response\":{\"status\":%d,\"headers\":\"%s\"},\"access_log\":",
+                    "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
+                    "\"shutdown\":{\"drain_delay_ms\":%llu},\"access_log\":",
                     failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
-                    cfg->response_status, header_modes[cfg->response_headers]);
+                    cfg->response_status, header_modes[cfg->response_headers],
+                    (unsigned long long)cfg->shutdown_drain_delay_ms);
     if (cfg->access_log == SL_ACCESS_LOG_FILE)
         sl_cfg_buf_json(&b, cfg->access_log_path);
     else

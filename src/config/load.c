@@ -132,6 +132,7 @@ static struct sl_config *new_defaults(void)
     atomic_init(&cfg->refs, 1);
     cfg->workers_auto = true;
     cfg->admin_enabled = true;
+    cfg->admin_route_histograms = true;
     cfg->upstream.connect_timeout_ms = 2000;
     cfg->upstream.timeout_ms = 60000;
     cfg->upstream.keepalive = 64;
@@ -190,12 +191,13 @@ static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *
 
 static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"listen", NULL};
+    static const char *const keys[] = {"listen", "route_histograms", NULL};
     yaml_node_t *node = sl_ld_get(ld, root, "admin");
     char got[96];
 
     if (!node || !sl_ld_mapping(ld, node, "admin", keys))
         return;
+    sl_ld_bool(ld, node, "admin", "route_histograms", &cfg->admin_route_histograms);
     yaml_node_t *v = sl_ld_get(ld, node, "listen");
     if (!v)
         return;
@@ -233,6 +235,7 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
                                 struct sl_config *cfg)
 {
     static const char *const memory_keys[] = {"max_keys", NULL};
+    static const char *const shutdown_keys[] = {"drain_delay", NULL};
     static const char *const response_keys[] = {"status", "headers", NULL};
     static const char *const failure_modes[] = {"open", "closed", "local", NULL};
     static const char *const header_modes[] = {"both", "draft", "legacy", "none", NULL};
@@ -245,6 +248,9 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
         cfg->failure_mode = (enum sl_failure_mode)choice;
     if ((node = sl_ld_get(ld, root, "memory")) && sl_ld_mapping(ld, node, "memory", memory_keys))
         sl_ld_uint(ld, node, "memory", "max_keys", 1, UINT64_MAX, &cfg->memory_max_keys);
+    if ((node = sl_ld_get(ld, root, "shutdown")) &&
+        sl_ld_mapping(ld, node, "shutdown", shutdown_keys))
+        sl_ld_duration(ld, node, "shutdown", "drain_delay", 0, &cfg->shutdown_drain_delay_ms);
     if ((node = sl_ld_get(ld, root, "response")) &&
         sl_ld_mapping(ld, node, "response", response_keys)) {
         if (sl_ld_uint(ld, node, "response", "status", 400, 599, &status))
@@ -277,9 +283,10 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 static void load_root(struct sl_loader *ld, struct sl_config *cfg)
 {
     static const char *const keys[] = {
-        "listen",          "workers",    "admin",     "upstream",     "client",
-        "trusted_proxies", "exempt",     "redis",     "failure_mode", "memory",
-        "response",        "access_log", "log_level", "routes",       "access_log_key_fields",
+        "listen",       "workers",         "admin",    "upstream",
+        "client",       "trusted_proxies", "exempt",   "redis",
+        "failure_mode", "memory",          "response", "access_log",
+        "log_level",    "routes",          "shutdown", "access_log_key_fields",
         NULL,
     };
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);

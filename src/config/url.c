@@ -9,9 +9,55 @@
 
 static const char default_redis_url[] = "redis://127.0.0.1:6379/0";
 
-/* "http://host[:port][/]" or "unix:/path" -> `out`. */
-static int parse_upstream_url(const char *url, struct sl_sockaddr *out)
+/* A DNS name (RFC 1123 labels): letters, digits and hyphens, dot-separated, 253 at most.
+ * A last label of digits only is a mistyped address ("10.0.0.256"), not a name. */
+static bool valid_dns_name(const char *s, size_t n)
 {
+    size_t label = 0;
+    bool digits = true;
+    if (n == 0 || n > 253)
+        return false;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return false;
+            label = 0;
+            digits = true;
+        } else if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                   (c == '-' && label > 0)) {
+            if (++label > 63)
+                return false;
+            digits = digits && c >= '0' && c <= '9';
+        } else {
+            return false;
+        }
+    }
+    return s[n - 1] != '-' && s[n - 1] != '.' && !digits;
+}
+
+/* "name:port" that sl_parse_sockaddr() refused: a host name for the workers to look up. */
+static int parse_upstream_name(const char *hostport, struct sl_upstream_config *up)
+{
+    const char *colon = strrchr(hostport, ':');
+    char *end;
+    if (!colon || !valid_dns_name(hostport, (size_t)(colon - hostport)))
+        return -1;
+    unsigned long port = strtoul(colon + 1, &end, 10);
+    if (colon[1] < '0' || colon[1] > '9' || *end || port == 0 || port > 65535)
+        return -1;
+    memset(&up->addr, 0, sizeof up->addr);
+    up->addr.ss.ss_family = AF_UNSPEC;
+    up->addr.text = strdup(hostport);
+    up->host = strndup(hostport, (size_t)(colon - hostport));
+    up->port = (uint16_t)port;
+    return up->addr.text && up->host ? 0 : -1;
+}
+
+/* "http://host[:port][/]" or "unix:/path" -> `up`'s address. */
+static int parse_upstream_url(const char *url, struct sl_upstream_config *up)
+{
+    struct sl_sockaddr *out = &up->addr;
     char hostport[300];
 
     if (strncmp(url, "unix:", 5) == 0)
@@ -31,14 +77,15 @@ static int parse_upstream_url(const char *url, struct sl_sockaddr *out)
     const char *colon = strrchr(hostport, ':');
     if (!colon || (bracket && colon < bracket))
         strcat(hostport, ":80");
-    return sl_parse_sockaddr(hostport, out);
+    if (sl_parse_sockaddr(hostport, out) == 0)
+        return 0;
+    return bracket ? -1 : parse_upstream_name(hostport, up);
 }
 
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
     static const char *const keys[] = {"url", "connect_timeout", "timeout", "keepalive", NULL};
-    static const char expected[] =
-        "\"http://host:port\" (numeric host or localhost, no path) or \"unix:/path\"";
+    static const char expected[] = "\"http://host:port\" (no path) or \"unix:/path\"";
     struct sl_upstream_config *up = &cfg->upstream;
     char vpath[] = "upstream.url", got[96];
     uint64_t keepalive = up->keepalive;
@@ -58,7 +105,7 @@ void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_con
     const char *url = sl_ld_scalar(ld, v, vpath, expected);
     if (!url)
         return;
-    if (parse_upstream_url(url, &up->addr) < 0) {
+    if (parse_upstream_url(url, up) < 0) {
         sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
                     sl_ld_quote(url, got, sizeof got));
         return;

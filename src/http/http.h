@@ -86,6 +86,42 @@ extern const llhttp_settings_t sl_response_settings;
 long sl_parse_run(llhttp_t *p, struct evbuffer *in, size_t limit, bool scan_head,
                   llhttp_errno_t *err);
 
+/* ---- upstream_name.c: an upstream given by host name ---- */
+
+struct evdns_base;
+struct sl_worker;
+
+/* One worker's view of an upstream host name: the address it last connected to, and when
+ * that address was learnt. Looked up again when older than SL_UPSTREAM_NAME_TTL_MS or
+ * after a failed connect, so that an application that moves is followed. */
+#define SL_UPSTREAM_NAME_TTL_MS 30000
+struct sl_upstream_name {
+    char *host; /* the name this state is for; owned */
+    uint16_t port;
+    struct evdns_base *dns; /* made at the first lookup */
+    struct sockaddr_storage addr;
+    socklen_t addr_len; /* 0: none known */
+    uint64_t learnt_us;
+};
+
+struct sl_upstream;
+
+/* The address to connect to for `u` (a host-name upstream), or NULL when it must be looked
+ * up: none known yet, older than the TTL, forgotten after a failure, or another name. */
+const struct sockaddr_storage *
+sl_upstream_name_addr(struct sl_worker *w, const struct sl_upstream_config *u, socklen_t *len);
+/* Starts looking `u`'s name up and connecting `bev` to the first address found. Returns 0
+ * or -1 (no resolver, out of memory). A lookup that fails reports a connect error on
+ * `bev`, with bufferevent_socket_get_dns_error() set. */
+int sl_upstream_name_connect(struct sl_worker *w, const struct sl_upstream_config *u,
+                             struct bufferevent *bev);
+/* A connection made by name succeeded to `addr`: later connections reuse it. */
+void sl_upstream_name_learn(struct sl_worker *w, const struct sockaddr_storage *addr,
+                            socklen_t len);
+/* A connect by name failed: the next one looks the name up again. */
+void sl_upstream_name_forget(struct sl_worker *w);
+void sl_upstream_name_deinit(struct sl_worker *w);
+
 /* ---- worker.c ---- */
 
 struct sl_server;
@@ -99,13 +135,13 @@ struct sl_worker {
     struct event_base *base;
     struct evconnlistener *listener;
     struct sl_engine *engine;
-    struct sl_store *redis;          /* this worker's Redis store, or NULL without redis */
+    struct sl_store *redis; /* this worker's Redis store, or NULL without redis */
     struct sl_metrics_slot *metrics;
     struct sl_config *cfg; /* this worker's reference to the current snapshot */
 
     pthread_mutex_t mailbox_lock; /* guards next_cfg, set by the main thread */
     struct sl_config *next_cfg;
-    atomic_bool cfg_waiting;      /* next_cfg is set: adopt it before the next request */
+    atomic_bool cfg_waiting; /* next_cfg is set: adopt it before the next request */
     struct event *cfg_ev, *stop_ev, *force_ev, *resume_ev;
 
     struct sl_conn *conns; /* every client connection, for draining */
@@ -115,6 +151,7 @@ struct sl_worker {
 
     struct sl_upstream *idle; /* pool.c: idle keep-alive upstream connections */
     unsigned nidle;
+    struct sl_upstream_name upname; /* upstream_name.c */
 
     struct evbuffer *log_buf; /* access_log.c */
     struct event *log_timer;
@@ -153,6 +190,9 @@ struct sl_server {
     atomic_uint conns; /* client connections of all workers */
     atomic_uint workers_done;
     atomic_bool ready;
+    /* SIGTERM with shutdown.drain_delay: every response from now on closes its connection,
+     * so keep-alive clients move to other instances before the listeners close. */
+    atomic_bool closing;
     struct event_base *base; /* the main thread's loop */
     struct event *worker_done_ev;
     int access_fd;      /* -1: access log off */
@@ -306,8 +346,9 @@ struct sl_upstream {
     llhttp_t parser;
     struct sl_head head;
     struct sockaddr_storage addr; /* where it is connected, to match on reuse */
-    socklen_t addr_len;
-    struct event rev; /* readable upstream socket (io.c) */
+    socklen_t addr_len;           /* 0 while a connect by name is under way */
+    bool by_name;                 /* connecting by host name: learn the address once connected */
+    struct event rev;             /* readable upstream socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
@@ -335,7 +376,8 @@ void sl_tunnel_pump(struct sl_conn *c);
 /* ---- pool.c ---- */
 
 /* An idle connection to `addr`, taken out of the pool, or NULL. */
-struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sl_sockaddr *addr);
+struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sockaddr_storage *addr,
+                                 socklen_t len);
 /* Keeps `up` idle for reuse, or frees it when the pool holds `keepalive` already. */
 void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive);
 void sl_pool_clear(struct sl_worker *w);

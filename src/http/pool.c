@@ -28,20 +28,22 @@ static void idle_eventcb(struct bufferevent *bev, short what, void *arg)
     sl_pool_drop(arg);
 }
 
-static bool same_addr(const struct sl_upstream *up, const struct sl_sockaddr *addr)
+static bool same_addr(const struct sl_upstream *up, const struct sockaddr_storage *addr,
+                      socklen_t len)
 {
-    return up->addr_len == addr->len && memcmp(&up->addr, &addr->ss, addr->len) == 0;
+    return up->addr_len == len && memcmp(&up->addr, addr, len) == 0;
 }
 
-struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sl_sockaddr *addr)
+struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sockaddr_storage *addr,
+                                 socklen_t len)
 {
     struct sl_upstream *up = w->idle;
     while (up) {
         struct sl_upstream *next = up->next;
         unlink_idle(w, up);
-        if (same_addr(up, addr))
+        if (same_addr(up, addr, len))
             return up;
-        sl_upstream_free(up); /* to an address a reload replaced */
+        sl_upstream_free(up); /* to an address a reload replaced, or a name moved from */
         up = next;
     }
     return NULL;

@@ -184,7 +184,8 @@ static void start_request(struct sl_conn *c)
     c->expect_continue = false;
     c->req_done = c->resp_head_sent = c->resp_done = false;
     c->req_blocked = c->resp_blocked = c->retried = false;
-    c->close_after = !llhttp_should_keep_alive(p);
+    c->close_after = !llhttp_should_keep_alive(p) ||
+                     atomic_load_explicit(&c->w->server->closing, memory_order_relaxed);
     c->status = 0;
     c->upstream_us = 0;
     c->t_upstream = 0;

@@ -128,6 +128,20 @@ static void force_cb(evutil_socket_t fd, short what, void *arg)
         event_active(s->workers[i].force_ev, EV_READ, 0);
 }
 
+static void drain_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_server *s = arg;
+    sl_log_info("shutting down: finishing in-flight requests");
+    for (unsigned i = 0; i < s->nworkers; i++)
+        event_active(s->workers[i].stop_ev, EV_READ, 0);
+    struct timeval tv = {DRAIN_SECONDS, 0};
+    event_base_once(s->base, -1, EV_TIMEOUT, force_cb, s, &tv);
+}
+
+/* SIGTERM/SIGINT. With shutdown.drain_delay, /readyz fails at once and sluice goes on
+ * accepting and serving for the delay, with every response closing its connection: the
+ * load balancer or Kubernetes endpoints controller sees the instance leave before its
+ * listeners close, and no keep-alive client is cut off between two requests. */
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct sl_server *s = arg;
@@ -142,11 +156,19 @@ static void signal_cb(evutil_socket_t sig, short what, void *arg)
         return;
     stopping = true;
     atomic_store(&s->ready, false);
-    sl_log_info("shutting down: finishing in-flight requests");
-    for (unsigned i = 0; i < s->nworkers; i++)
-        event_active(s->workers[i].stop_ev, EV_READ, 0);
-    struct timeval tv = {DRAIN_SECONDS, 0};
-    event_base_once(s->base, -1, EV_TIMEOUT, force_cb, s, &tv);
+    pthread_mutex_lock(&s->lock);
+    uint64_t delay_ms = s->cfg->shutdown_drain_delay_ms;
+    pthread_mutex_unlock(&s->lock);
+    if (delay_ms == 0) {
+        drain_cb(-1, 0, s);
+        return;
+    }
+    atomic_store(&s->closing, true);
+    sl_log_info("shutting down in %llu ms: not ready, closing every connection after its "
+                "response",
+                (unsigned long long)delay_ms);
+    struct timeval tv = {(time_t)(delay_ms / 1000), (suseconds_t)(delay_ms % 1000) * 1000};
+    event_base_once(s->base, -1, EV_TIMEOUT, drain_cb, s, &tv);
 }
 
 static void worker_done_cb(evutil_socket_t fd, short what, void *arg)

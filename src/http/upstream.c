@@ -65,7 +65,9 @@ static void set_timeouts(struct sl_conn *c)
                          up->connected ? u->timeout_ms : u->connect_timeout_ms);
 }
 
-static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_sockaddr *addr)
+/* Connects to `addr` (`len` bytes), or when `addr` is NULL to upstream `u`'s host name. */
+static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_upstream_config *u,
+                                      const struct sockaddr_storage *addr, socklen_t len)
 {
     struct sl_upstream *up = calloc(1, sizeof *up);
     if (!up)
@@ -76,14 +78,18 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_socka
         free(up);
         return NULL;
     }
-    memcpy(&up->addr, &addr->ss, addr->len);
-    up->addr_len = addr->len;
+    if (addr) {
+        memcpy(&up->addr, addr, len);
+        up->addr_len = len;
+    }
+    up->by_name = !addr;
     sl_head_init(&up->head, UPSTREAM_HEAD_MAX);
     bufferevent_setwatermark(up->bev, EV_WRITE, SL_LOW_WATER, 0);
     bufferevent_set_max_single_write(up->bev, SL_HIGH_WATER);
     bufferevent_enable(up->bev, EV_WRITE);
-    if (bufferevent_socket_connect(up->bev, (const struct sockaddr *)&addr->ss, (int)addr->len) <
-        0) {
+    int rc = addr ? bufferevent_socket_connect(up->bev, (const struct sockaddr *)addr, (int)len)
+                  : sl_upstream_name_connect(w, u, up->bev);
+    if (rc < 0) {
         sl_upstream_free(up);
         return NULL;
     }
@@ -117,15 +123,18 @@ static void write_head(struct sl_conn *c)
 static void attach(struct sl_conn *c, bool fresh)
 {
     struct sl_worker *w = c->w;
-    const struct sl_sockaddr *addr = &c->cfg->upstream.addr;
-    struct sl_upstream *up = fresh ? NULL : sl_pool_take(w, addr);
+    const struct sl_upstream_config *u = &c->cfg->upstream;
+    socklen_t len = u->addr.len;
+    const struct sockaddr_storage *addr = u->host ? sl_upstream_name_addr(w, u, &len) : &u->addr.ss;
+    /* With no address known for a name, the pool holds nothing worth taking yet. */
+    struct sl_upstream *up = fresh || !addr ? NULL : sl_pool_take(w, addr, len);
 
     if (up) {
         up->reused = true;
     } else {
-        up = up_connect(w, addr);
+        up = up_connect(w, u, addr, len);
         if (!up) {
-            sl_log_warn("upstream %s: cannot connect", addr->text);
+            sl_log_warn("upstream %s: cannot connect", u->addr.text);
             sl_metrics_upstream_error(w->metrics, SL_UPSTREAM_ERR_CONNECT);
             sl_conn_fail(c, 502);
             return;
@@ -183,6 +192,7 @@ static void upstream_failed(struct sl_conn *c, enum sl_upstream_error kind, int 
     sl_log_debug("upstream %s: %s", c->cfg->upstream.addr.text,
                  kind == SL_UPSTREAM_ERR_TIMEOUT   ? "timeout"
                  : kind == SL_UPSTREAM_ERR_CONNECT ? "connect failed"
+                 : kind == SL_UPSTREAM_ERR_RESOLVE ? "name not resolved"
                                                    : "reset");
     sl_conn_fail(c, status);
 }
@@ -475,9 +485,19 @@ static void up_eventcb(struct bufferevent *bev, short what, void *arg)
     struct sl_conn *c = up->conn;
 
     sl_conn_enter(c);
+    if (!(what & BEV_EVENT_CONNECTED) && !up->connected && up->by_name)
+        sl_upstream_name_forget(up->w);
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
         up->connected = true;
+        if (up->by_name) {
+            up->addr_len = sizeof up->addr;
+            if (getpeername(bufferevent_getfd(bev), (struct sockaddr *)&up->addr, &up->addr_len) ==
+                0)
+                sl_upstream_name_learn(up->w, &up->addr, up->addr_len);
+            else
+                up->addr_len = 0;
+        }
         if (up->addr.ss_family != AF_UNIX)
             setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
         set_timeouts(c);
@@ -492,6 +512,10 @@ static void up_eventcb(struct bufferevent *bev, short what, void *arg)
             sl_tunnel_pump(c);
         else
             sl_upstream_process(c);
+    } else if (!up->connected && bufferevent_socket_get_dns_error(bev)) {
+        sl_log_warn("upstream %s: cannot resolve: %s", c->cfg->upstream.addr.text,
+                    evutil_gai_strerror(bufferevent_socket_get_dns_error(bev)));
+        upstream_failed(c, SL_UPSTREAM_ERR_RESOLVE, 502);
     } else if (!up->connected) {
         sl_log_warn("upstream %s: %s", c->cfg->upstream.addr.text,
                     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

@@ -196,6 +196,7 @@ void sl_worker_deinit(struct sl_worker *w)
         sl_conn_shutdown(w->conns, false);
     }
     sl_access_log_deinit(w);
+    sl_upstream_name_deinit(w); /* after every connection that could be looking up */
     if (w->cfg_ev)
         event_free(w->cfg_ev);
     if (w->stop_ev)

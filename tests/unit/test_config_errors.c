@@ -7,6 +7,11 @@ START_TEST(error_unknown_key)
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeuot: 5s\nroutes: []\n",
                   "t.yaml:3:3: upstream.timeuot: unknown key; expected one of url, "
                   "connect_timeout, timeout, keepalive\n");
+    ASSERT_ERRORS(UPSTREAM "shutdown:\n  drain_delay: soon\nroutes: []\n",
+                  "t.yaml:4:16: shutdown.drain_delay: expected a duration such as \"250ms\", "
+                  "\"2s\", \"5m\", \"1h\" or \"1d\", got \"soon\"\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  route_histograms: maybe\nroutes: []\n",
+                  "t.yaml:4:21: admin.route_histograms: expected true or false, got \"maybe\"\n");
 }
 END_TEST
 
@@ -101,8 +106,20 @@ END_TEST
 START_TEST(error_bad_url)
 {
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
-                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" (numeric host or "
-                  "localhost, no path) or \"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" (no path) or "
+                  "\"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+    static const char *const bad_hosts[] = {
+        "http://10.0.0.256:80", "http://app_1:3000", "http://-app:3000", "http://app.:3000",
+        "http://app:0",         "http://app:65536",  "http://app:x"};
+    for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
+        char yaml[128], want[256];
+        snprintf(yaml, sizeof yaml, "upstream:\n  url: %s\nroutes: []\n", bad_hosts[i]);
+        snprintf(want, sizeof want,
+                 "t.yaml:2:8: upstream.url: expected \"http://host:port\" (no path) or "
+                 "\"unix:/path\", got \"%s\"\n",
+                 bad_hosts[i]);
+        ASSERT_ERRORS(yaml, want);
+    }
     ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://127.0.0.1:6379/zero\nroutes: []\n",
                   "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
                   "\"unix:/path\" (optionally \"?db=N\"), got \"redis://127.0.0.1:6379/zero\"\n");

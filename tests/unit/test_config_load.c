@@ -354,6 +354,40 @@ START_TEST(env_default_and_set)
 }
 END_TEST
 
+/* A host name is kept for the workers to look up; numeric hosts and localhost are resolved
+ * at load time as before. */
+START_TEST(upstream_host_names)
+{
+    struct sl_config *cfg = load_ok("upstream:\n  url: http://app:3000\nroutes: []\n");
+    ck_assert_str_eq(cfg->upstream.host, "app");
+    ck_assert_uint_eq(cfg->upstream.port, 3000);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_UNSPEC);
+    ck_assert_str_eq(cfg->upstream.addr.text, "app:3000");
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream:\n  url: http://api.svc.cluster.local/\nroutes: []\n");
+    ck_assert_str_eq(cfg->upstream.host, "api.svc.cluster.local");
+    ck_assert_uint_eq(cfg->upstream.port, 80);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
+    ck_assert_ptr_null(cfg->upstream.host);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(shutdown_drain_delay)
+{
+    struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
+    ck_assert_uint_eq(cfg->shutdown_drain_delay_ms, 0);
+    sl_cfg_unref(cfg);
+    cfg = load_ok(UPSTREAM "shutdown:\n  drain_delay: 5s\nroutes: []\n");
+    ck_assert_uint_eq(cfg->shutdown_drain_delay_ms, 5000);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 /* The image sets SLUICE_ADMIN_LISTEN so that probes reach the admin listener from outside
  * the container; without it the shipped file keeps the admin listener on loopback. */
 START_TEST(shipped_admin_listen_follows_the_environment)
@@ -381,6 +415,8 @@ int main(void)
     tcase_add_test(tc, full_config_round_trips);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, shipped_admin_listen_follows_the_environment);
+    tcase_add_test(tc, upstream_host_names);
+    tcase_add_test(tc, shutdown_drain_delay);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, redis_url_forms);
