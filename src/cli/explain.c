@@ -227,7 +227,9 @@ static int gather(struct sl_explain *x)
     const char *authority;
     size_t alen;
     if (sl_request_authority(req, &authority, &alen)) {
-        n = sl_host_normalize(authority, alen, x->host, sizeof x->host);
+        if (!(x->host = malloc(alen + 1)))
+            return -1;
+        n = sl_host_normalize(authority, alen, x->host, alen + 1);
         x->has_host = n >= 0;
         x->host_len = n >= 0 ? (size_t)n : 0;
     }
@@ -264,6 +266,7 @@ static void explain_deinit(struct sl_explain *x)
     }
     free(x->tried);
     free(x->path);
+    free(x->host);
 }
 
 int sl_cli_explain(int argc, char **argv)

@@ -36,7 +36,7 @@ struct sl_explain {
     const char *peer; /* as given, or the default */
     char *path;       /* normalised; NULL when the target has none; owned */
     size_t path_len;
-    char host[256]; /* normalised; empty when the request names none */
+    char *host; /* normalised; NULL when the request names none; owned */
     size_t host_len;
     bool has_host;
     struct sl_ip client; /* family 0: a unix-socket peer without a believed address */
