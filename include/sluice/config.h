@@ -49,6 +49,20 @@ enum sl_store_kind { SL_STORE_MEMORY, SL_STORE_REDIS };
 
 struct sl_route;
 
+/* A limit's rate, N per P. */
+struct sl_rate {
+    uint64_t count;     /* N */
+    uint64_t period_us; /* P */
+};
+
+/* An earlier rate a limit remembers across reloads (see sl_cfg_inherit_rates). */
+struct sl_prev_rate {
+    struct sl_rate rate;
+    uint64_t until_us; /* sl_clock_mono_us: any state written under it has expired by then */
+};
+
+#define SL_LIMIT_PREV_RATES 3
+
 struct sl_limit {
     char *name;                      /* unique within the route; owned */
     const struct sl_route *route;    /* the route holding this limit */
@@ -64,6 +78,11 @@ struct sl_limit {
     enum sl_store_kind store;
     size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
     unsigned metrics_id;             /* assigned by sl_metrics_bind() */
+    /* Other rates the limit with this route name, limit name and algorithm had in the
+     * configurations before this one, newest first: a store may hold state written under
+     * them, which it carries over to this rate (sl_algorithm_ops.rescale). */
+    struct sl_prev_rate prev_rates[SL_LIMIT_PREV_RATES];
+    size_t nprev_rates;
 };
 
 enum sl_path_match { SL_MATCH_ANY, SL_MATCH_PATH, SL_MATCH_PREFIX, SL_MATCH_REGEX };
@@ -161,6 +180,15 @@ struct sl_config {
  * `errors` is not NULL) receives a malloc'd string with every problem found, one per
  * line as "file:line:column: key.path: message"; the caller frees it. */
 struct sl_config *sl_cfg_load(const char *path, char **errors);
+
+/* Gives each limit of `cfg` the earlier rates of the limit of `prev` with the same route
+ * name, limit name and algorithm: its rate when it differs, then its own earlier rates
+ * still in use, at most SL_LIMIT_PREV_RATES and never cfg's own rate. A rate is remembered
+ * until state written under it must have expired: (burst + 2)·P after `now_us`
+ * (sl_clock_mono_us), plus 10 s for decisions still in flight under `prev`. Call on a
+ * reload, before publishing `cfg`; `prev` (the running snapshot, may be NULL) is only
+ * read. */
+void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
 
 /* Takes one more reference; returns `cfg`. Thread-safe. */
 struct sl_config *sl_cfg_ref(struct sl_config *cfg);

@@ -28,6 +28,7 @@ struct sl_decision {
 
 struct sl_algorithm_ops {
     const char *name;                /* as in the configuration: "token_bucket" */
+    const char *tag;                 /* short and fixed, in the Redis key: "tb" (SPEC.md 3) */
     bool has_burst;                  /* accepts `burst` */
     bool burst_defaults_to_count;    /* default burst: N when true, else 0 */
     bool has_delay;                  /* accepts `delay` */
@@ -43,10 +44,21 @@ struct sl_algorithm_ops {
     void (*decide)(const struct sl_limit *lim, void *state, uint64_t now_us,
                    struct sl_decision *out);
 
+    /* Carries a state written under the rate `from` (same route, limit and algorithm) over to
+     * `lim`'s rate: reads `old` (a state of `from`'s size) and writes `state` (zeroed, of
+     * state_size(lim) bytes; another buffer). NULL when the state reads the same under any
+     * rate: it is then kept as is. The rule (README, "Limits"): state survives a change of
+     * rate and is read under the new rate for what it records in time; a scaled value is
+     * rounded toward later, so that a change never admits more. */
+    void (*rescale)(const struct sl_limit *lim, const struct sl_rate *from, const void *old,
+                    void *state);
+
     /* The same decision as one Lua script for EVALSHA, touching only KEYS[1] and reading
      * the time with TIME. ARGV: [1] N, [2] P in microseconds, [3] burst, [4] delay (0|1),
      * [5] a member unique to this request (sliding_window). Returns the array
-     * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL. */
+     * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL. A key
+     * written under another N or P is read as rescale() reads it (scaled states keep the N
+     * they were written under in the key). */
     const char *redis_script;
 };
 

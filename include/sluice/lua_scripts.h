@@ -1,6 +1,7 @@
-/* The Redis Lua scripts of the algorithms, one per file in src/limit/lua/, embedded in the
- * binary at build time (cmake/LuaScripts.cmake). Each follows the contract of
- * sl_algorithm_ops.redis_script in limit.h. */
+/* The Redis Lua scripts of the algorithms, one per file in src/limit/lua/, each preceded by the
+ * shared src/limit/lua/prelude/prelude.lua and embedded in the binary at build time
+ * (cmake/LuaScripts.cmake). Each follows the contract of sl_algorithm_ops.redis_script in
+ * limit.h. */
 #ifndef SLUICE_LUA_SCRIPTS_H
 #define SLUICE_LUA_SCRIPTS_H
 

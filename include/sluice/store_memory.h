@@ -3,7 +3,8 @@
  * takes a global lock. A key's state expires once its quota is fully restored, and at
  * most `max_keys` keys are held: past that the least recently used key of the stripe is
  * evicted. State is keyed by route name, limit name, algorithm and rate, so that a reload
- * that keeps those keeps the state. Thread-safe. */
+ * that keeps those keeps the state; one that changes the rate carries it over to the new
+ * rate (sl_limit.prev_rates, sl_algorithm_ops.rescale). Thread-safe. */
 #ifndef SLUICE_STORE_MEMORY_H
 #define SLUICE_STORE_MEMORY_H
 

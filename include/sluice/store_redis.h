@@ -1,7 +1,10 @@
 /* The Redis store: one per worker thread, on the worker's own event loop, with one
  * asynchronous hiredis connection. Each decision is one EVALSHA of the limit's algorithm
- * script on one key, key_prefix + route + ":" + limit + ":" + key value (values over 200
- * bytes become their SHA-256 in hex); decisions are pipelined on the connection.
+ * script on one key, key_prefix + route + ":" + limit + ":" + tag + ":" + key value, where
+ * tag is the algorithm's (sl_algorithm_ops.tag: fw, sw, swc, tb, lb) and values over 200
+ * bytes become their SHA-256 in hex. The tag keeps an algorithm from ever reading another's
+ * state, or a key written before tags existed, when a limit changes its algorithm.
+ * Decisions are pipelined on the connection.
  *
  * Every decision completes within redis.timeout (plus timer slack): with the script's
  * answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not connected, connection

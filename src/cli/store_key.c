@@ -9,27 +9,12 @@
 #include "sluice/limit.h"
 #include "sluice/sha256.h"
 
-const char *sl_cli_algorithm_tag(const struct sl_limit *lim)
-{
-    static const struct {
-        const char *name, *tag;
-    } tags[] = {
-        {"fixed_window", "fw"}, {"sliding_window", "sw"}, {"sliding_window_counter", "swc"},
-        {"token_bucket", "tb"}, {"leaky_bucket", "lb"},
-    };
-
-    for (size_t i = 0; i < sizeof tags / sizeof tags[0]; i++)
-        if (strcmp(lim->alg->name, tags[i].name) == 0)
-            return tags[i].tag;
-    return lim->alg->name;
-}
-
 char *sl_cli_redis_key(const struct sl_config *cfg, const struct sl_limit *lim, const char *value,
                        size_t len, size_t *out_len, bool *digest)
 {
     const char *prefix = cfg->redis.key_prefix ? cfg->redis.key_prefix : "";
     const char *route = lim->route ? lim->route->name : "";
-    const char *tag = sl_cli_algorithm_tag(lim);
+    const char *tag = lim->alg->tag;
     char hex[2 * SL_SHA256_LEN + 1];
 
     *digest = len > SL_CLI_KEY_VALUE_MAX;

@@ -11,11 +11,9 @@
 /* Values longer than this are held under their SHA-256 in hex in Redis (SPEC.md 3). */
 #define SL_CLI_KEY_VALUE_MAX 200
 
-/* The short fixed tag of `lim`'s algorithm in Redis keys ("fw", "sw", "swc", "tb", "lb"). */
-const char *sl_cli_algorithm_tag(const struct sl_limit *lim);
-
 /* Writes the Redis key of `value` (`len` bytes) under `lim` into a malloc'd buffer the
- * caller frees: key_prefix, route, limit, algorithm tag and value joined by ":", the value
+ * caller frees: key_prefix + route, limit, algorithm tag (sl_algorithm_ops.tag) and value
+ * joined by ":", exactly as store_redis.h names the key it uses, the value
  * replaced by its digest past SL_CLI_KEY_VALUE_MAX bytes (`*digest` says so). Sets
  * `*out_len`; returns NULL on ENOMEM. */
 char *sl_cli_redis_key(const struct sl_config *cfg, const struct sl_limit *lim, const char *value,

@@ -1,5 +1,6 @@
-/* The snapshot's lifetime: reference counting and release. */
+/* The snapshot's lifetime: reference counting and release; what a reload carries over. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "loader.h"
 #include "sluice/config_parse.h"
@@ -66,4 +67,58 @@ void sl_cfg_free(struct sl_config *cfg)
         free_route(&cfg->routes[i]);
     free(cfg->routes);
     free(cfg);
+}
+
+static const struct sl_limit *find_limit(const struct sl_config *cfg, const struct sl_limit *lim)
+{
+    for (size_t i = 0; cfg && i < cfg->nroutes; i++) {
+        const struct sl_route *route = &cfg->routes[i];
+        if (strcmp(route->name, lim->route->name) != 0)
+            continue;
+        for (size_t j = 0; j < route->nlimits; j++)
+            if (strcmp(route->limits[j].name, lim->name) == 0 && route->limits[j].alg == lim->alg)
+                return &route->limits[j];
+        return NULL;
+    }
+    return NULL;
+}
+
+static void remember_rate(struct sl_limit *lim, struct sl_prev_rate r, uint64_t now_us)
+{
+    if (lim->nprev_rates == SL_LIMIT_PREV_RATES || r.until_us <= now_us ||
+        (r.rate.count == lim->count && r.rate.period_us == lim->period_us))
+        return;
+    for (size_t i = 0; i < lim->nprev_rates; i++)
+        if (lim->prev_rates[i].rate.count == r.rate.count &&
+            lim->prev_rates[i].rate.period_us == r.rate.period_us)
+            return;
+    lim->prev_rates[lim->nprev_rates++] = r;
+}
+
+/* Every algorithm's state is as new once its reset has passed, which is at most
+ * (burst + 2)·P: P or 2·P for the windows, burst·P/N and (burst + 1)·P/N for the buckets. */
+static uint64_t state_lifetime_us(const struct sl_limit *lim)
+{
+    const uint64_t in_flight_us = 10000000;
+    __extension__ unsigned __int128 t = (unsigned __int128)(lim->burst + 2) * lim->period_us;
+    t += in_flight_us;
+    return t > UINT64_MAX ? UINT64_MAX : (uint64_t)t;
+}
+
+void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        for (size_t j = 0; j < cfg->routes[i].nlimits; j++) {
+            struct sl_limit *lim = &cfg->routes[i].limits[j];
+            const struct sl_limit *old = find_limit(prev, lim);
+            if (!old)
+                continue;
+            uint64_t life = state_lifetime_us(old);
+            struct sl_prev_rate r = {{old->count, old->period_us},
+                                     now_us > UINT64_MAX - life ? UINT64_MAX : now_us + life};
+            remember_rate(lim, r, now_us);
+            for (size_t k = 0; k < old->nprev_rates; k++)
+                remember_rate(lim, old->prev_rates[k], now_us);
+        }
+    }
 }

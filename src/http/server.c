@@ -10,6 +10,7 @@
 
 #include "http.h"
 #include "sluice/admin.h"
+#include "sluice/clock.h"
 #include "sluice/log.h"
 #include "sluice/server.h"
 #include "sluice/store_memory.h"
@@ -108,6 +109,7 @@ static void reload(struct sl_server *s)
         return;
     }
     warn_restart_needed(s->cfg, cfg);
+    sl_cfg_inherit_rates(cfg, s->cfg, sl_clock_mono_us());
     sl_log_set_level(cfg->log_level);
     pthread_mutex_lock(&s->lock);
     struct sl_config *old = s->cfg;

@@ -32,6 +32,14 @@ static inline sl_u128 sl_max128(sl_u128 a, sl_u128 b)
     return a > b ? a : b;
 }
 
+/* A time scaled by N (µs × N) as the same instant scaled by `to` instead of `from`, rounded
+ * up: ceil(t·to/from). Exact while t·to < 2^128: t below 2^63·2^30 and `to` below 2^30
+ * (N is at most 10^9). */
+static inline sl_u128 sl_rescale_time(sl_u128 t, uint64_t from, uint64_t to)
+{
+    return from == to ? t : sl_ceil_div128(t * to, from);
+}
+
 /* States are only guaranteed 8-byte alignment, so 128-bit values go through memcpy. */
 static inline sl_u128 sl_load128(const void *p)
 {

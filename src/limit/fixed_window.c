@@ -1,6 +1,9 @@
 /* fixed_window: at most N admitted requests in each aligned window [k·P, (k+1)·P).
  *
- * State: the index k of the window last seen and the requests admitted in it.
+ * State: the start (µs) of the window last seen and the requests admitted in it. The start,
+ * rather than the window's index, keeps its meaning when P changes: the count carries over
+ * while the stored window began inside the current aligned window under the new P, and a
+ * new window starts otherwise. N can change freely: the count is compared with the new N.
  * remaining: N minus the requests admitted in the current window.
  * reset:     until the current window ends (the count starts again from zero).
  * retry_after (denied): the same instant, the start of the next window. */
@@ -10,7 +13,7 @@
 #include "arith.h"
 
 struct fixed_window_state {
-    uint64_t window;
+    uint64_t start; /* µs; a multiple of the P it began under */
     uint64_t admitted;
 };
 
@@ -24,15 +27,16 @@ static void fixed_window_decide(const struct sl_limit *lim, void *state, uint64_
 {
     struct fixed_window_state *s = state;
     uint64_t n = lim->count, p = lim->period_us;
-    uint64_t k = now_us / p;
+    uint64_t k = now_us / p, stored = s->start / p;
 
-    /* A window index below the stored one means the clock stepped back: keep counting in
+    /* A stored window after the current one means the clock stepped back: keep counting in
      * the newer window rather than hand out a fresh quota. */
-    if (k > s->window) {
-        s->window = k;
+    if (stored < k) {
+        s->start = k * p;
         s->admitted = 0;
+        stored = k;
     }
-    uint64_t until_end = sl_sat64(sl_mul128(s->window + 1, p) - now_us);
+    uint64_t until_end = sl_sat64(sl_mul128(stored + 1, p) - now_us);
 
     *out = (struct sl_decision){.limit = n, .reset_us = until_end};
     if (s->admitted < n) {
@@ -46,7 +50,9 @@ static void fixed_window_decide(const struct sl_limit *lim, void *state, uint64_
 
 const struct sl_algorithm_ops sl_alg_fixed_window = {
     .name = "fixed_window",
+    .tag = "fw",
     .state_size = fixed_window_state_size,
     .decide = fixed_window_decide,
+    .rescale = NULL, /* the start and the count read the same under any rate */
     .redis_script = sl_lua_fixed_window,
 };

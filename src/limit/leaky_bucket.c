@@ -14,6 +14,10 @@
  * (nginx `nodelay`) it is forwarded at once, but its departure slot is still taken, so
  * the long-run rate stays N/P.
  *
+ * A change of rate keeps tat the same instant: converted to the new N exactly, rounded
+ * toward later (never a place more). The new burst applies at once: a queue longer than it
+ * admits nothing until it has drained below it.
+ *
  * remaining: requests still admitted (at once or queued) at this instant.
  * reset:     until the queue has drained (tat reached).
  * retry_after (denied): until a queue place frees. */
@@ -57,11 +61,19 @@ static void leaky_bucket_decide(const struct sl_limit *lim, void *state, uint64_
     out->retry_after_us = sl_sat64(sl_ceil_div128(tat - queue, n) - now_us);
 }
 
+static void leaky_bucket_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+                                 const void *old, void *state)
+{
+    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, lim->count));
+}
+
 const struct sl_algorithm_ops sl_alg_leaky_bucket = {
     .name = "leaky_bucket",
+    .tag = "lb",
     .has_burst = true,
     .has_delay = true,
     .state_size = leaky_bucket_state_size,
     .decide = leaky_bucket_decide,
+    .rescale = leaky_bucket_rescale,
     .redis_script = sl_lua_leaky_bucket,
 };

@@ -3,6 +3,10 @@
  * State: a ring buffer of the timestamps of the last (up to N) admitted requests, oldest
  * first, so its size is O(N): 16 + 8·N bytes. Denied requests are not recorded, so a
  * client that keeps knocking is not locked out for longer.
+ * A change of rate keeps the log, read under the new N and P. When N shrinks, only the
+ * newest N entries are kept: while an older one is in the window so are the N newer ones,
+ * which alone deny, so the decisions (and retry_after, from the oldest kept) are those of
+ * the whole log, as the Redis script counts it.
  * remaining: N minus the requests admitted in (now − P, now].
  * reset:     until the newest recorded request leaves the window (log empty again).
  * retry_after (denied): until the oldest recorded request leaves the window, i.e. when
@@ -59,9 +63,25 @@ static void sliding_window_decide(const struct sl_limit *lim, void *state, uint6
     out->retry_after_us = sl_sat64((sl_u128)s->ts[s->head] + p - now_us);
 }
 
+static void sliding_window_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+                                   const void *old, void *state)
+{
+    const struct sliding_window_state *o = old;
+    struct sliding_window_state *s = state;
+    uint64_t keep = o->len < lim->count ? o->len : lim->count;
+    for (uint64_t i = 0; i < keep; i++) {
+        uint64_t at = o->head + (o->len - keep) + i; /* below 2·N_old */
+        s->ts[i] = o->ts[at >= from->count ? at - from->count : at];
+    }
+    s->head = 0;
+    s->len = keep;
+}
+
 const struct sl_algorithm_ops sl_alg_sliding_window = {
     .name = "sliding_window",
+    .tag = "sw",
     .state_size = sliding_window_state_size,
     .decide = sliding_window_decide,
+    .rescale = sliding_window_rescale,
     .redis_script = sl_lua_sliding_window,
 };

@@ -4,7 +4,10 @@
  *
  *     prev·(P − elapsed)/P + curr < N,   compared exactly as   prev·(P − elapsed) + curr·P < N·P.
  *
- * State: the index of the current window and the two counters.
+ * State: the start (µs) of the current window and the two counters. The start, rather than
+ * the window's index, keeps its meaning when P changes: both counters carry over while the
+ * stored window began inside the current aligned window under the new P, curr becomes prev
+ * when it began exactly one window before, and a new window starts otherwise.
  * remaining: requests still admitted at this instant: the count of c ≥ curr with
  *            prev·(P − elapsed) + c·P < N·P.
  * reset:     until both counters weigh nothing: the end of the next window when curr > 0,
@@ -17,7 +20,7 @@
 #include "arith.h"
 
 struct sliding_window_counter_state {
-    uint64_t window;
+    uint64_t start; /* µs; a multiple of the P it began under */
     uint64_t prev;
     uint64_t curr;
 };
@@ -49,17 +52,17 @@ static void sliding_window_counter_decide(const struct sl_limit *lim, void *stat
 {
     struct sliding_window_counter_state *s = state;
     uint64_t n = lim->count, p = lim->period_us;
-    uint64_t k = now_us / p, elapsed = now_us % p;
+    uint64_t k = now_us / p, elapsed = now_us % p, stored = s->start / p;
 
     /* k below the stored window means the clock stepped back: keep the newer counters. */
-    if (k == s->window + 1) {
+    if (k == stored + 1) {
         s->prev = s->curr;
         s->curr = 0;
-        s->window = k;
-    } else if (k > s->window) {
+        s->start = k * p;
+    } else if (k > stored) {
         s->prev = 0;
         s->curr = 0;
-        s->window = k;
+        s->start = k * p;
     }
 
     sl_u128 limit = sl_mul128(n, p);
@@ -81,7 +84,9 @@ static void sliding_window_counter_decide(const struct sl_limit *lim, void *stat
 
 const struct sl_algorithm_ops sl_alg_sliding_window_counter = {
     .name = "sliding_window_counter",
+    .tag = "swc",
     .state_size = sliding_window_counter_state_size,
     .decide = sliding_window_counter_decide,
+    .rescale = NULL, /* the start and the counters read the same under any rate */
     .redis_script = sl_lua_sliding_window_counter,
 };

@@ -7,6 +7,10 @@
  * drift). The bucket holds burst − (tat − now)/T tokens, T = P/N, and a zeroed state is
  * a full bucket.
  *
+ * A change of rate keeps tat the same instant: converted to the new N exactly, rounded
+ * toward later (never a token more). The new burst applies at once: a bucket that lacks more
+ * than the new capacity admits nothing until it has refilled below it.
+ *
  * burst 0 is a bucket that can hold no token: nothing is ever admitted. Such a decision
  * reports retry_after = P, since no instant would do.
  *
@@ -55,11 +59,19 @@ static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_
     out->retry_after_us = sl_sat64(sl_ceil_div128(tat - (capacity - p), n) - now_us);
 }
 
+static void token_bucket_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+                                 const void *old, void *state)
+{
+    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, lim->count));
+}
+
 const struct sl_algorithm_ops sl_alg_token_bucket = {
     .name = "token_bucket",
+    .tag = "tb",
     .has_burst = true,
     .burst_defaults_to_count = true,
     .state_size = token_bucket_state_size,
     .decide = token_bucket_decide,
+    .rescale = token_bucket_rescale,
     .redis_script = sl_lua_token_bucket,
 };

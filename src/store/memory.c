@@ -7,7 +7,20 @@
  * nothing.
  *
  * A key's identity is (route name, limit name, algorithm, N, P, key bytes): a reload
- * that keeps those finds the same entries, and a changed rate starts afresh.
+ * that keeps those finds the same entries.
+ *
+ * A changed rate carries state over lazily, adding no byte to any entry: a reload gives
+ * each limit the earlier rates of the limit with the same route, name and algorithm
+ * (sl_limit.prev_rates, newest first, at most SL_LIMIT_PREV_RATES). When a key misses under
+ * the current identity, each earlier identity is looked up once, in that order; an entry
+ * found there is taken out, converted by the algorithm's rescale() into a new entry under
+ * the current identity (a new entry because the state's size may change: sliding_window
+ * holds N timestamps) and freed. So the old state is read exactly once, by the first
+ * decision on the key after the change, and a key nobody asks for again costs nothing
+ * until it expires or is evicted. The old entry may sit in another stripe: both locks are
+ * then held at once, taken in address order when the other is busy. The price is a few
+ * extra lookups on the first decision of each new key while a limit remembers earlier
+ * rates, which lasts until state written under them must have expired (until_us).
  *
  * Expiry is lazy: an entry whose quota is fully restored (expires_at, from the
  * decision's reset_us) is as good as a zeroed state. It is zeroed when found, and
@@ -98,14 +111,14 @@ static void ident_lay_out(unsigned char *p, const struct ident *id)
     memcpy(p, id->key, id->key_len);
 }
 
-static void ident_init(struct ident *id, const struct sl_limit *lim, const char *key,
-                       size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
+static void ident_init(struct ident *id, const struct sl_limit *lim, struct sl_rate rate,
+                       const char *key, size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
 {
     id->route = lim->route ? lim->route->name : "";
     id->limit = lim->name;
     id->route_len = strlen(id->route) + 1;
     id->limit_len = strlen(id->limit) + 1;
-    uint64_t fixed[3] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us};
+    uint64_t fixed[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
     memcpy(id->fixed, fixed, sizeof fixed);
     id->key = key;
     id->key_len = key_len;
@@ -284,16 +297,89 @@ static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident 
     return e;
 }
 
+static struct stripe *stripe_of(const struct memory_store *ms, uint64_t hash)
+{
+    /* The top bits pick the stripe, the low bits the bucket: independent of each other. */
+    return &ms->stripes[(hash >> 56) & (ms->nstripes - 1)];
+}
+
+/* Takes the entry of `old_id` out of its stripe `o`, with `s` locked by the caller: `o` is
+ * locked too, in address order when it is busy, so that two threads never wait on each
+ * other. Sets `*raced` when s's lock was let go meanwhile. */
+static struct entry *take_out(struct stripe *s, struct stripe *o, uint64_t old_hash,
+                              const struct ident *old_id, uint64_t *now, bool *raced)
+{
+    if (o != s && pthread_mutex_trylock(&o->lock) != 0) {
+        pthread_mutex_unlock(&s->lock);
+        pthread_mutex_lock(s < o ? &s->lock : &o->lock);
+        pthread_mutex_lock(s < o ? &o->lock : &s->lock);
+        *raced = true;
+    }
+    struct entry *e = lookup(o, old_hash, old_id);
+    if (e) {
+        detach(o, e);
+        if (o->last_now > *now)
+            *now = o->last_now; /* the old state was decided up to o's time */
+    }
+    if (o != s)
+        pthread_mutex_unlock(&o->lock);
+    return e;
+}
+
+/* On a miss for `id`: the key's state under one of the limit's earlier rates, carried over
+ * into a new entry for `id` in `s` (see the opening comment). Returns NULL when there is
+ * none still in use (or no memory). s's lock may be let go and taken again: an entry for
+ * `id` that another thread added meanwhile is then returned instead. */
+static struct entry *carry_over(struct memory_store *ms, struct stripe *s, uint64_t hash,
+                                const struct ident *id, const struct sl_limit *lim, uint64_t *now)
+{
+    for (size_t i = 0; i < lim->nprev_rates; i++) {
+        const struct sl_prev_rate *prev = &lim->prev_rates[i];
+        if (*now >= prev->until_us)
+            continue;
+        unsigned char flat[FLAT_IDENT_MAX];
+        struct ident old_id;
+        ident_init(&old_id, lim, prev->rate, id->key, id->key_len, flat);
+        uint64_t old_hash = ident_hash(ms, &old_id);
+        bool raced = false;
+        struct entry *old = take_out(s, stripe_of(ms, old_hash), old_hash, &old_id, now, &raced);
+        if (*now > s->last_now)
+            s->last_now = *now;
+        struct entry *e = raced ? lookup(s, hash, id) : NULL;
+        if (e || !old) {
+            free(old); /* e: a decision on the new identity came first; the old state is moot */
+            if (e)
+                return e;
+            continue;
+        }
+        if (*now >= old->expires_at) {
+            free(old); /* as good as a zeroed state */
+            return NULL;
+        }
+        e = insert(s, hash, id, lim->alg->state_size(lim), make_room(s, *now));
+        if (e) {
+            if (lim->alg->rescale)
+                lim->alg->rescale(lim, &prev->rate, old->data, e->data);
+            else
+                memcpy(e->data, old->data,
+                       old->state_size < e->state_size ? old->state_size : e->state_size);
+            e->expires_at = old->expires_at;
+        }
+        free(old);
+        return e;
+    }
+    return NULL;
+}
+
 static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
                           size_t key_len, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
     unsigned char flat[FLAT_IDENT_MAX];
     struct ident id;
-    ident_init(&id, lim, key, key_len, flat);
+    ident_init(&id, lim, (struct sl_rate){lim->count, lim->period_us}, key, key_len, flat);
     uint64_t hash = ident_hash(ms, &id);
-    /* The top bits pick the stripe, the low bits the bucket: independent of each other. */
-    struct stripe *s = &ms->stripes[(hash >> 56) & (ms->nstripes - 1)];
+    struct stripe *s = stripe_of(ms, hash);
     uint64_t now = ms->clock_us();
     struct sl_decision d;
 
@@ -305,6 +391,8 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
     s->last_now = now;
 
     struct entry *e = lookup(s, hash, &id);
+    if (!e && lim->nprev_rates > 0)
+        e = carry_over(ms, s, hash, &id, lim, &now);
     if (e) {
         if (now >= e->expires_at)
             memset(e->data, 0, e->state_size);

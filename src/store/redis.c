@@ -16,11 +16,19 @@
 #include "sluice/sha256.h"
 #include "sluice/text.h"
 
-/* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). */
+/* Key values longer than this are replaced by their SHA-256 (SPEC.md section 3). The key is
+ * key_prefix + route + ":" + limit + ":" + algorithm tag + ":" + value (store_redis.h). */
 #define KEY_VALUE_MAX 200
 /* With commands outstanding and no reply for this long, the connection is deemed dead even
  * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
 #define STALL_US 2000000
+/* A script error (a key of the wrong type, a rate past the script's range) repeats for every
+ * request on the limit: it is logged at most this often per limit, over all workers. */
+#define SCRIPT_LOG_INTERVAL_US 60000000
+
+/* When each limit's script error was last logged (monotonic µs, 0: never), by metrics id,
+ * which names a limit by route and name across reloads. Shared by every worker's store. */
+static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
 
 /* One decision. hiredis owns it from the EVALSHA until its reply callback, which frees it;
  * the callback to the caller (cb) runs at most once, on reply, timeout or failure. */
@@ -31,12 +39,14 @@ struct sl_redis_pending {
     void *arg;
     uint64_t deadline_us;
     const struct sl_redis_script *script;
+    unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
     /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
     uint64_t count, period_us, burst;
     bool delay;
     bool retried;
     char member[64];
     size_t member_len;
+    size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
     size_t key_len;
     char key[];
 };
@@ -122,6 +132,23 @@ static int parse_decision(const redisReply *r, uint64_t count, struct sl_decisio
 
 static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p);
 
+/* Logs the script error of `p` unless its limit's was logged within the last minute. */
+static void log_script_error(const struct sl_redis_store *s, const struct sl_redis_pending *p,
+                             const redisReply *reply)
+{
+    _Atomic uint64_t *at = &script_logged_at[p->limit_id % SL_METRICS_MAX_LIMITS];
+    uint64_t now = sl_clock_mono_us(), last = atomic_load_explicit(at, memory_order_relaxed);
+    if (last != 0 && now - last < SCRIPT_LOG_INTERVAL_US)
+        return;
+    if (!atomic_compare_exchange_strong_explicit(at, &last, now ? now : 1, memory_order_relaxed,
+                                                 memory_order_relaxed))
+        return; /* another worker logs it */
+    sl_log_warn("redis (worker %u): %s script on %.*s*: %s (logged at most once a minute per "
+                "limit)",
+                s->worker_id, p->script->alg->name, (int)p->name_len, p->key,
+                reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
+}
+
 static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct sl_redis_pending *p = privdata;
@@ -152,11 +179,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         complete(p, &d, SL_STORE_OK);
         goto done;
     }
-    /* Said once per store at warn level: a script error repeats for every request. */
-    sl_log(s->script_warned ? SL_LOG_DEBUG : SL_LOG_WARN, "redis (worker %u): %s script: %s",
-           s->worker_id, p->script->alg->name,
-           reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
-    s->script_warned = true;
+    log_script_error(s, p, reply);
     complete(p, NULL, SL_STORE_ERR_SCRIPT);
 done:
     free(p);
@@ -213,19 +236,21 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                             size_t key_len)
 {
     const char *route = lim->route ? lim->route->name : "";
-    size_t route_len = strlen(route), limit_len = strlen(lim->name);
+    const char *tag = lim->alg->tag;
+    size_t route_len = strlen(route), limit_len = strlen(lim->name), tag_len = strlen(tag);
     char digest[2 * SL_SHA256_LEN + 1];
     if (key_len > KEY_VALUE_MAX) {
         sl_sha256_hex(key, key_len, digest);
         key = digest;
         key_len = 2 * SL_SHA256_LEN;
     }
-    size_t total = s->prefix_len + route_len + 1 + limit_len + 1 + key_len;
+    size_t total = s->prefix_len + route_len + 1 + limit_len + 1 + tag_len + 1 + key_len;
     struct sl_redis_pending *p = malloc(sizeof *p + total);
     if (!p)
         return NULL;
     *p = (struct sl_redis_pending){.store = s,
                                    .script = script,
+                                   .limit_id = lim->metrics_id,
                                    .count = lim->count,
                                    .period_us = lim->period_us,
                                    .burst = lim->burst,
@@ -240,6 +265,10 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     memcpy(k, lim->name, limit_len);
     k += limit_len;
     *k++ = ':';
+    memcpy(k, tag, tag_len);
+    k += tag_len;
+    *k++ = ':';
+    p->name_len = (size_t)(k - p->key);
     memcpy(k, key, key_len);
     if (script->nargv >= SL_REDIS_NARGV) {
         size_t plen = strlen(s->member_prefix);

@@ -71,7 +71,6 @@ struct sl_redis_store {
     struct event *deadline_timer;
     unsigned inflight;    /* commands hiredis holds a pending entry for */
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
-    bool script_warned;
     char member_prefix[40];
     uint64_t seq;
 };

@@ -17,7 +17,7 @@ from redis_support import hammer, redis_config, route, wait_connected
 # A loaded 2-core machine running sanitizer builds answers late; a hung request would
 # take the client's 5 s socket timeout.
 SLACK = 1.5
-KEY = "sluice:r:all:r"  # key_prefix + route + ":" + limit + ":" + value (key: route)
+KEY = "sluice:r:all:sw:r"  # key_prefix + route + ":" + limit + ":" + tag + ":" + value
 
 
 def config(redis_url, failure_mode, timeout="100ms", rate="100000/1m"):

@@ -105,15 +105,15 @@ def test_keys_have_the_documented_names_and_a_ttl(sluice_factory, upstream, redi
 
     digest = hashlib.sha256(long_user.encode()).hexdigest()
     assert sorted(redis_server.command("KEYS", "*")) == sorted([
-        "t1:keys:per_ip:127.0.0.1",
-        "t1:keys:per_user:alice",
-        f"t1:keys:per_user:{digest}",
+        "t1:keys:per_ip:sw:127.0.0.1",
+        "t1:keys:per_user:tb:alice",
+        f"t1:keys:per_user:tb:{digest}",
     ])
     for key in redis_server.command("KEYS", "*"):
         ttl = redis_server.command("PTTL", key)
         assert 0 < ttl <= 61000, (key, ttl)
     # The sliding window logs one member per admitted request under one key.
-    assert redis_server.command("ZCARD", "t1:keys:per_ip:127.0.0.1") == 5
+    assert redis_server.command("ZCARD", "t1:keys:per_ip:sw:127.0.0.1") == 5
 
 
 def test_one_evalsha_per_applied_limit(sluice_factory, upstream, redis_server):

@@ -138,7 +138,8 @@ START_TEST(test_identity_kept_across_equal_limits)
     reloaded.rate_text = "2/1m";
     ck_assert(!allowed(store, &reloaded, "k"));
 
-    /* Any change to the rate, algorithm, names or key starts afresh. */
+    /* Any change to the rate (unless the limit remembers the earlier one: test_rate_change),
+     * algorithm, names or key starts afresh. */
     struct sl_limit other = lim;
     other.count = 3;
     ck_assert(allowed(store, &other, "k"));

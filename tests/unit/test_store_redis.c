@@ -13,6 +13,12 @@ START_TEST(test_scripts_embedded)
     ck_assert_ptr_nonnull(strstr(sl_lua_token_bucket, "redis.call('TIME')"));
     for (const struct sl_algorithm_ops *const *a = sl_algorithm_all(); *a; a++)
         ck_assert_msg(sl_lua_script_find((*a)->name), "no script for %s", (*a)->name);
+    /* The tags of the Redis keys, as SPEC.md section 3 fixes them. */
+    ck_assert_str_eq(sl_algorithm_find("fixed_window")->tag, "fw");
+    ck_assert_str_eq(sl_algorithm_find("sliding_window")->tag, "sw");
+    ck_assert_str_eq(sl_algorithm_find("sliding_window_counter")->tag, "swc");
+    ck_assert_str_eq(sl_algorithm_find("token_bucket")->tag, "tb");
+    ck_assert_str_eq(sl_algorithm_find("leaky_bucket")->tag, "lb");
 }
 END_TEST
 
@@ -63,7 +69,7 @@ START_TEST(test_sliding_window)
     ck_assert_uint_gt(d.retry_after_us, 9 * S);
     ck_assert_uint_ge(d.reset_us, d.retry_after_us);
     /* Denied requests are not recorded. */
-    ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:a"), 3);
+    ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:sw:a"), 3);
     sl_store_free(store);
 }
 END_TEST
@@ -216,12 +222,12 @@ START_TEST(test_key_layout)
     ck_assert_int_eq(keys->type, REDIS_REPLY_ARRAY);
     ck_assert_uint_eq(keys->elements, 2);
     freeReplyObject(keys);
-    redisReply *ttl = redisCommand(c, "PTTL %s", "sluice:r1:l1:10.0.0.1");
+    redisReply *ttl = redisCommand(c, "PTTL %s", "sluice:r1:l1:fw:10.0.0.1");
     ck_assert_int_eq(ttl->type, REDIS_REPLY_INTEGER);
     ck_assert_int_gt(ttl->integer, 0);
     ck_assert_int_le(ttl->integer, 60000);
     freeReplyObject(ttl);
-    redisReply *e = redisCommand(c, "EXISTS %b", "sluice:r1:l1:a b\0c", (size_t)18);
+    redisReply *e = redisCommand(c, "EXISTS %b", "sluice:r1:l1:fw:a b\0c", (size_t)21);
     ck_assert_int_eq(e->integer, 1);
     freeReplyObject(e);
     redisFree(c);
@@ -266,10 +272,13 @@ START_TEST(test_arguments_up_to_the_last_read)
             strcmp(want[i].alg, "sliding_window_counter") == 0)
             lim.burst = 0;
         freeReplyObject(redisCommand(c, "SLOWLOG RESET"));
-        decide_ok(store, &lim, want[i].alg); /* a key each: the scripts' types differ */
+        decide_ok(store, &lim, "k"); /* one key value: the tag keeps the algorithms apart */
         char arg[64];
         ck_assert_uint_eq(last_command_args(c, 4, arg, sizeof arg), want[i].args);
         ck_assert_str_eq(arg, "5"); /* ARGV[1]: N */
+        char key[64];
+        snprintf(key, sizeof key, "sluice:r1:l1:%s:k", lim.alg->tag);
+        ck_assert_int_eq(command_int("EXISTS %s", key), 1);
     }
     freeReplyObject(redisCommand(c, "CONFIG SET slowlog-log-slower-than 10000"));
     redisFree(c);
@@ -287,13 +296,13 @@ START_TEST(test_long_key_digest)
     decide_ok(store, &lim, value);
     char hex[65], key[128];
     sl_sha256_hex(value, 300, hex);
-    snprintf(key, sizeof key, "sluice:r1:l1:%s", hex);
+    snprintf(key, sizeof key, "sluice:r1:l1:sw:%s", hex);
     ck_assert_int_eq(command_int("EXISTS %s", key), 1);
     /* 200 bytes is still used as is. */
     value[200] = '\0';
     decide_ok(store, &lim, value);
     char plain[400];
-    snprintf(plain, sizeof plain, "sluice:r1:l1:%s", value);
+    snprintf(plain, sizeof plain, "sluice:r1:l1:sw:%s", value);
     ck_assert_int_eq(command_int("EXISTS %s", plain), 1);
     sl_store_free(store);
 }

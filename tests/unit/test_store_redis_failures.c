@@ -33,6 +33,63 @@ START_TEST(test_script_error)
 }
 END_TEST
 
+/* Lines of `path` that contain `needle`. */
+static int count_lines(const char *path, const char *needle)
+{
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f))
+        n += strstr(line, needle) != NULL;
+    fclose(f);
+    return n;
+}
+
+START_TEST(test_wrong_type_is_a_script_error_logged_once_a_minute_per_limit)
+{
+    /* Something else wrote the limit's key with another type. */
+    redisContext *c = client();
+    freeReplyObject(redisCommand(c, "SET sluice:r1:l1:fw:a x"));
+    freeReplyObject(redisCommand(c, "SET sluice:r1:l2:fw:a x"));
+    redisFree(c);
+    char path[] = "/tmp/sluice-log-XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    int saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_redis_config cfg = config(1000, NULL);
+    struct sl_store *other = sl_store_redis_new(base, &cfg, 1, NULL); /* another worker */
+    ck_assert(run_until_connected(other, true, 5 * S));
+    struct sl_limit lim = limit("fixed_window", 5, HOUR, 0, false);
+    struct sl_limit lim2 = limit("fixed_window", 5, HOUR, 0, false);
+    lim2.name = (char *)"l2";
+    lim2.metrics_id = 1;
+    for (int i = 0; i < 20; i++) {
+        ck_assert_int_eq(decide(store, &lim, "a").status, SL_STORE_ERR_SCRIPT);
+        ck_assert_int_eq(decide(other, &lim, "a").status, SL_STORE_ERR_SCRIPT);
+        ck_assert_int_eq(decide(store, &lim2, "a").status, SL_STORE_ERR_SCRIPT);
+    }
+    /* The store stays up and other keys decide as usual. */
+    ck_assert(sl_store_redis_connected(store));
+    ck_assert(decide_ok(store, &lim, "b").allowed);
+    sl_store_free(other);
+    sl_store_free(store);
+
+    fflush(stderr);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(fd);
+    /* 60 failed decisions, one line per limit. */
+    ck_assert_int_eq(count_lines(path, "WRONGTYPE"), 2);
+    ck_assert_int_eq(count_lines(path, "script on sluice:r1:l1:fw:*: WRONGTYPE"), 1);
+    ck_assert_int_eq(count_lines(path, "script on sluice:r1:l2:fw:*: WRONGTYPE"), 1);
+    unlink(path);
+}
+END_TEST
+
 START_TEST(test_timeout)
 {
     struct sl_store *store = store_new(50, NULL);
@@ -168,7 +225,7 @@ START_TEST(test_password)
     /* The key went to database 3. */
     redisContext *c = client_auth("s3cret");
     freeReplyObject(redisCommand(c, "SELECT 3"));
-    redisReply *e = redisCommand(c, "EXISTS sluice:r1:l1:a");
+    redisReply *e = redisCommand(c, "EXISTS sluice:r1:l1:fw:a");
     ck_assert_int_eq(e->integer, 1);
     freeReplyObject(e);
     redisFree(c);
@@ -223,6 +280,7 @@ int main(void)
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_noscript_reload);
     tcase_add_test(tc, test_script_error);
+    tcase_add_test(tc, test_wrong_type_is_a_script_error_logged_once_a_minute_per_limit);
     tcase_add_test(tc, test_timeout);
     tcase_add_test(tc, test_server_restart);
     tcase_add_test(tc, test_stalled_connection);

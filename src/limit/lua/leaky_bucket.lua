@@ -2,35 +2,31 @@
 -- `burst` places, and is denied when the queue is full. The same decision as
 -- src/limit/leaky_bucket.c (burst B admits B + 1 at once, as nginx limit_req does): times are
 -- scaled by N (us * N), so that T is exactly P.
--- KEYS[1]: hash {u, f}: tat, the next free departure time, as u*N + f (0 <= f < N), so that
--- no double ever holds a scaled absolute time; a missing key is an empty queue.
+-- KEYS[1]: hash {u, f, n}: tat, the next free departure time, as u*N + f (0 <= f < N), so that
+-- no double ever holds a scaled absolute time, and the N it was written under; a missing key
+-- is an empty queue.
 -- ARGV: [1] N, [2] P (us), [3] burst, [4] delay (0|1).
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
--- scaled difference it computes.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
+-- scaled difference it computes; N is at most 10^9 < 2^30, as rescale needs.
+-- n, p, cdiv, rescale and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local b = tonumber(ARGV[3])
-if not n or not p or not b or n < 1 or p < 1 or b < 0 then
-    return redis.error_reply('ERR sluice: bad N, P or burst')
+if not b or b < 0 then
+    return redis.error_reply('ERR sluice: bad burst')
 end
 local queue = b * p
 if queue + p + n >= 9007199254740992 then
     return redis.error_reply('ERR sluice: burst*P too large for leaky_bucket')
 end
-local function cdiv(a, b) -- ceil(a / b), a >= 0
-    local r = math.fmod(a, b)
-    return (a - r) / b + (r > 0 and 1 or 0)
+local st = redis.call('HMGET', KEYS[1], 'u', 'f', 'n')
+local u, f, sn = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+-- Written under another N: tat stays the same instant, rounded toward later.
+if u and f and sn and sn ~= n then
+    f = rescale(f, sn)
+    if f >= n then
+        u, f = u + 1, f - n
+    end
 end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local st = redis.call('HMGET', KEYS[1], 'u', 'f')
-local u, f = tonumber(st[1]), tonumber(st[2])
 if not u or not f or u < now then
     u, f = now, 0 -- departure = max(tat, now)
 end
@@ -47,7 +43,7 @@ if ahead <= queue then
     remaining = (queue - ahead - math.fmod(queue - ahead, p)) / p + 1
 end
 local reset = cdiv(ahead, n)
-redis.call('HSET', KEYS[1], 'u', u, 'f', f)
+redis.call('HSET', KEYS[1], 'u', u, 'f', f, 'n', n)
 redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
 local delay = 0
 if ARGV[4] == '1' then

@@ -1,29 +1,20 @@
 -- sliding_window: at most N admitted requests in (now - P, now], exactly; the same decision
 -- as src/limit/sliding_window.c, on Redis's clock.
 -- KEYS[1]: sorted set of the admitted requests, scored by their time (us); denied requests
--- are not recorded.
+-- are not recorded. A change of N or P reads the same set under the new rate.
 -- ARGV: [1] N, [2] P (us), [3] burst and [4] delay (unused), [5] member unique to this
 -- request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Scores are doubles: exact while now + P < 2^53 us.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
-if not n or not p or n < 1 or p < 1 then
-    return redis.error_reply('ERR sluice: bad N or P')
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
 -- stays.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - p)
 local count = redis.call('ZCARD', KEYS[1])
 if count >= n then
-    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')[2])
+    -- Written under a larger N, the set may hold more than N: a place frees when the
+    -- (count - N + 1)-th oldest leaves, as with the newest N the memory store keeps.
+    local oldest = tonumber(redis.call('ZRANGE', KEYS[1], count - n, count - n, 'WITHSCORES')[2])
     local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
     return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
 end

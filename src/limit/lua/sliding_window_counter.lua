@@ -2,45 +2,30 @@
 -- the requests admitted in the previous and current aligned windows; the same decision as
 -- src/limit/sliding_window_counter.c (remaining, reset and retry_after as defined there), on
 -- Redis's clock.
--- KEYS[1]: hash {k = current window index, c = curr, p = prev}.
+-- KEYS[1]: hash {s = current window's start (us), c = curr, p = prev}. The start rather than
+-- the index, so that a change of P reads it as src/limit/sliding_window_counter.c does.
 -- ARGV: [1] N, [2] P (us); sluice sends a script only the arguments up to the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses N*P >= 2^53 (with P = 1 day, N <= 104249), so
 -- that every product is exact; math.fmod, unlike %, divides exactly.
-local n = tonumber(ARGV[1])
-local p = tonumber(ARGV[2])
-if not n or not p or n < 1 or p < 1 then
-    return redis.error_reply('ERR sluice: bad N or P')
-end
+-- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local limit = n * p
 if limit >= 9007199254740992 then
     return redis.error_reply('ERR sluice: N*P too large for sliding_window_counter')
 end
-local function div(a, b) -- floor(a / b), a >= 0
-    return (a - math.fmod(a, b)) / b
-end
-local function cdiv(a, b) -- ceil(a / b), a >= 0
-    local r = math.fmod(a, b)
-    return (a - r) / b + (r > 0 and 1 or 0)
-end
--- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
--- replicate effects.
-if redis.replicate_commands then
-    redis.replicate_commands()
-end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local elapsed = math.fmod(now, p)
 local k = (now - elapsed) / p
-local st = redis.call('HMGET', KEYS[1], 'k', 'c', 'p')
-local sk, curr, prev = tonumber(st[1]), tonumber(st[2]) or 0, tonumber(st[3]) or 0
--- A stored window above the current one means the clock stepped back: keep its counters.
-if not sk then
-    sk, curr, prev = k, 0, 0
+local st = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
+local ss, curr, prev = tonumber(st[1]), tonumber(st[2]) or 0, tonumber(st[3]) or 0
+-- The stored window's index under the current P (whatever P it began under). A stored window
+-- above the current one means the clock stepped back: keep its counters.
+local sk = ss and div(ss, p)
+if not ss then
+    ss, curr, prev = k * p, 0, 0
 elseif k == sk + 1 then
-    sk, curr, prev = k, 0, curr
+    ss, curr, prev = k * p, 0, curr
 elseif k > sk then
-    sk, curr, prev = k, 0, 0
+    ss, curr, prev = k * p, 0, 0
 end
 local weighted_prev = prev * (p - elapsed)
 local allowed, remaining, retry = 0, 0, 0
@@ -62,7 +47,7 @@ elseif prev > 0 then
     reset = p - elapsed
 end
 if allowed == 1 then
-    redis.call('HSET', KEYS[1], 'k', sk, 'c', curr, 'p', prev)
+    redis.call('HSET', KEYS[1], 's', ss, 'c', curr, 'p', prev)
     redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
 end
 return {allowed, remaining, reset, retry, 0}

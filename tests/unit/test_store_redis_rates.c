@@ -1,0 +1,161 @@
+/* A change of rate on Redis, against a real redis-server: the same sequences as
+ * test_rate_change give the same decisions as on the memory store (whose clock is set to
+ * Redis's for the comparison), for every algorithm, with N up, N down, P up and P down. */
+#include "support/rate_scenarios.h"
+#include "support/redis_fixture.h"
+#include "support/run_suite.h"
+
+/* Redis's clock, read with TIME. */
+static uint64_t redis_time(void)
+{
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "TIME");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    uint64_t t =
+        strtoull(r->element[0]->str, NULL, 10) * S + strtoull(r->element[1]->str, NULL, 10);
+    freeReplyObject(r);
+    redisFree(c);
+    return t;
+}
+
+static uint64_t memory_now;
+
+static uint64_t memory_clock(void)
+{
+    return memory_now;
+}
+
+static struct sl_limit limit_of(const char *alg, uint64_t n, uint64_t p, uint64_t burst)
+{
+    return limit(alg, n, p, burst, false);
+}
+
+/* One decision on both stores, compared; returns whether it was admitted. */
+static bool decide_both(struct sl_store *redis, struct sl_store *memory, const struct sl_limit *lim,
+                        const char *key, const char *what)
+{
+    memory_now = redis_time();
+    struct result m = {0};
+    sl_store_decide(memory, lim, key, strlen(key), on_result, &m);
+    ck_assert_int_eq(m.status, SL_STORE_OK);
+    struct sl_decision r = decide_ok(redis, lim, key);
+    ck_assert_msg(r.allowed == m.d.allowed, "%s: redis %d, memory %d", what, r.allowed,
+                  m.d.allowed);
+    ck_assert_msg(r.remaining == m.d.remaining, "%s: remaining redis %llu, memory %llu", what,
+                  (unsigned long long)r.remaining, (unsigned long long)m.d.remaining);
+    uint64_t slack = S; /* the two clocks are read apart, by more on a loaded machine */
+    ck_assert_msg(r.retry_after_us + slack >= m.d.retry_after_us &&
+                      m.d.retry_after_us + slack >= r.retry_after_us,
+                  "%s: retry_after redis %llu, memory %llu", what,
+                  (unsigned long long)r.retry_after_us, (unsigned long long)m.d.retry_after_us);
+    ck_assert_msg(r.reset_us + slack >= m.d.reset_us && m.d.reset_us + slack >= r.reset_us,
+                  "%s: reset redis %llu, memory %llu", what, (unsigned long long)r.reset_us,
+                  (unsigned long long)m.d.reset_us);
+    return r.allowed;
+}
+
+START_TEST(test_same_decisions_as_memory)
+{
+    const struct scenario *sc = &scenarios[_i];
+    struct sl_store *redis = store_new(1000, NULL);
+    struct sl_store *memory = sl_store_memory_new(1000, memory_clock);
+    struct sl_limit a = limit_of(sc->alg, sc->n, sc->p, sc->burst);
+    struct sl_limit b = limit_of(sc->alg, sc->n2, sc->p2, sc->burst2);
+    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX};
+    b.nprev_rates = 1;
+    char what[128];
+    snprintf(what, sizeof what, "%s %llu/%llus -> %llu/%llus", sc->alg, (unsigned long long)a.count,
+             (unsigned long long)(a.period_us / S), (unsigned long long)b.count,
+             (unsigned long long)(b.period_us / S));
+    uint64_t start = redis_time();
+    unsigned before = 0, after = 0;
+    for (unsigned i = 0; i < sc->before; i++)
+        before += decide_both(redis, memory, &a, "k", what);
+    for (unsigned i = 0; i < 10; i++)
+        after += decide_both(redis, memory, &b, "k", what);
+    ck_assert_uint_eq(before, sc->before);
+    /* Where an aligned window began depends on the clock for a window's P down; the
+     * scenario's count holds when the hour's window began in the current shorter one. */
+    bool aligned =
+        strcmp(sc->alg, "fixed_window") == 0 || strcmp(sc->alg, "sliding_window_counter") == 0;
+    if (!aligned || sc->p2 >= sc->p || start % sc->p < sc->p2)
+        ck_assert_msg(after == sc->after, "%s: %u admitted after the change", what, after);
+    sl_store_free(memory);
+    sl_store_free(redis);
+}
+END_TEST
+
+/* A log written under a larger N: a place frees when the (count − N + 1)-th oldest entry
+ * leaves, not the oldest. */
+START_TEST(test_sliding_window_n_down_retry_after)
+{
+    struct sl_store *redis = store_new(1000, NULL);
+    uint64_t now = redis_time();
+    redisContext *c = client();
+    for (int i = 0; i < 4; i++) {
+        char score[32], member[8];
+        snprintf(score, sizeof score, "%llu", (unsigned long long)(now - (uint64_t)(10 - i) * MIN));
+        snprintf(member, sizeof member, "m%d", i);
+        freeReplyObject(redisCommand(c, "ZADD sluice:r1:l1:sw:k %s %s", score, member));
+    }
+    redisFree(c);
+    struct sl_limit b = limit_of("sliding_window", 2, HOUR, 0);
+    struct sl_decision d = decide_ok(redis, &b, "k");
+    ck_assert(!d.allowed);
+    /* Entries at −10, −9, −8 and −7 min: the 3rd oldest leaves in 52 min, the newest in 53. */
+    ck_assert_uint_le(d.retry_after_us, 52 * MIN);
+    ck_assert_uint_gt(d.retry_after_us, 52 * MIN - S);
+    ck_assert_uint_le(d.reset_us, 53 * MIN);
+    ck_assert_uint_gt(d.reset_us, 53 * MIN - S);
+    sl_store_free(redis);
+}
+END_TEST
+
+/* A bucket written under another N keeps the N in the key and converts exactly, rounding
+ * toward later: 1 µs and 1/3 under N = 3 is 1 µs and 1/2, rounded up, under N = 2. */
+START_TEST(test_bucket_rescale_rounds_later)
+{
+    struct sl_store *redis = store_new(1000, NULL);
+    struct sl_limit a = limit_of("token_bucket", 3, 10 * S, 1);
+    ck_assert(decide_ok(redis, &a, "k").allowed);
+    redisContext *c = client();
+    redisReply *r = redisCommand(c, "HGET sluice:r1:l1:tb:k n");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    ck_assert_str_eq(r->str, "3");
+    freeReplyObject(r);
+    /* tat a whole hour ahead plus 1/3 µs: u = now + 1 h, f = 1 under N = 3. */
+    char u[32];
+    snprintf(u, sizeof u, "%llu", (unsigned long long)(redis_time() + HOUR));
+    freeReplyObject(redisCommand(c, "HSET sluice:r1:l1:tb:k u %s f 1 n 3", u));
+    struct sl_limit b = limit_of("token_bucket", 2, 10 * S, 1);
+    ck_assert(!decide_ok(redis, &b, "k").allowed);
+    r = redisCommand(c, "HMGET sluice:r1:l1:tb:k u f n");
+    ck_assert_str_eq(r->element[0]->str, u);
+    ck_assert_str_eq(r->element[1]->str, "1"); /* ceil(1·2/3) = 1 of 2 */
+    freeReplyObject(r);
+    /* A denial writes nothing: the conversion is made again on every read. */
+    freeReplyObject(redisCommand(c, "HSET sluice:r1:l1:tb:k f 2 n 3"));
+    struct sl_decision d = decide_ok(redis, &b, "k");
+    ck_assert(!d.allowed);
+    /* ceil(2·2/3) = 2 = N: one whole µs later, f = 0. */
+    ck_assert_uint_le(d.reset_us, HOUR + 1);
+    ck_assert_uint_gt(d.reset_us, HOUR - S);
+    redisFree(c);
+    sl_store_free(redis);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("store_redis_rates");
+    TCase *tc = tcase_create("redis");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, test_same_decisions_as_memory, 0,
+                        (int)(sizeof scenarios / sizeof scenarios[0]));
+    tcase_add_test(tc, test_sliding_window_n_down_retry_after);
+    tcase_add_test(tc, test_bucket_rescale_rounds_later);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
