@@ -164,3 +164,29 @@ def test_usage_and_configuration_errors(sluice_binary, conf, tmp_path):
     assert r.returncode == 0 and "--peer ADDR" in r.stdout
     r = subprocess.run([sluice_binary, "-h"], capture_output=True, text=True)
     assert "sluice explain [-c FILE]" in r.stdout
+
+
+def test_explained_redis_keys_are_the_keys_redis_holds(sluice_factory, upstream, redis_server):
+    """The key explain prints is the one the Redis store writes, tag and digest included."""
+    from conftest import Client, request
+    from redis_support import redis_config, route, wait_connected
+
+    routes = route("keys", [
+        dict(name="per_ip", algorithm="sliding_window", rate="100/1m", key="client_ip"),
+        # A token returns after 30 min: the key outlives the test (its TTL is the refill).
+        dict(name="per_user", algorithm="token_bucket", rate="2/1h",
+             key='["header:X-User", method]'),
+        dict(name="per_path", algorithm="fixed_window", rate="100/1m", key="path")])
+    s = sluice_factory(redis_config(redis_server.url, routes, key_prefix="x:"), upstream=upstream)
+    wait_connected(s)
+    long_user = "u" * 300
+    explained = set()
+    with Client(s.port) as c:
+        for user in ("alice", long_user):
+            assert c.exchange(request("GET", "/keys//a/../b", [("X-User", user)])).status == 200
+            x = explain(s.binary, s.config_path, "-H", f"X-User: {user}", "GET", "/keys//a/../b")
+            explained |= {lim["key"] for lim in x["limits"]}
+            assert all(lim["store"] == "redis" for lim in x["limits"])
+    assert sorted(redis_server.command("KEYS", "*")) == sorted(explained)
+    assert f"x:keys:per_user:tb:{hashlib.sha256(f'300:{long_user},3:GET'.encode()).hexdigest()}" \
+        in explained
