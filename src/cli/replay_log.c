@@ -5,6 +5,8 @@
  * mid-value, and it is then replaced. The members replay needs are copied into an arena
  * as large as the line (a decoded JSON string is never longer than its text), so that no
  * pointer moves while the line is read; the others are skipped. */
+#include <stdalign.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <yajl/yajl_parse.h>
@@ -13,8 +15,22 @@
 
 enum member { M_OTHER, M_TS, M_CLIENT, M_METHOD, M_PATH, M_DECISION, M_KEY_FIELDS, M_BYTES_IN };
 
+/* What one yajl handle allocates (the handle, its lexer, buffers and state stack: a few
+ * hundred bytes, more only for long escaped strings) comes from a fixed arena, dropped as
+ * a whole when the handle is replaced: a stopped or failed line then costs no malloc and
+ * no free. Blocks that do not fit go to the heap. */
+#define YAJL_ARENA 8192
+#define BLOCK_HEADER 16 /* each block's size, keeping the blocks 16-byte aligned */
+
+struct yajl_arena {
+    size_t used;
+    alignas(16) unsigned char mem[YAJL_ARENA];
+};
+
 struct sl_replay_parser {
     yajl_handle h;
+    struct yajl_arena arenas[2]; /* the handle's, and the next one's */
+    int current;
     struct sl_replay_record *rec;
     char *arena;
     size_t cap, used;
@@ -215,9 +231,58 @@ static const yajl_callbacks callbacks = {
     .yajl_end_array = on_end_array,
 };
 
-static yajl_handle handle_new(struct sl_replay_parser *p)
+static void *arena_malloc(void *ctx, size_t n)
 {
-    yajl_handle h = yajl_alloc(&callbacks, NULL, p);
+    struct yajl_arena *a = ctx;
+    size_t need = BLOCK_HEADER + ((n + 15) & ~(size_t)15);
+    unsigned char *b;
+
+    if (n <= YAJL_ARENA && need <= YAJL_ARENA - a->used) {
+        b = a->mem + a->used;
+        a->used += need;
+    } else if (!(b = malloc(BLOCK_HEADER + n))) {
+        return NULL;
+    }
+    memcpy(b, &n, sizeof n);
+    return b + BLOCK_HEADER;
+}
+
+static bool in_arena(const struct yajl_arena *a, const void *ptr)
+{
+    uintptr_t p = (uintptr_t)ptr, start = (uintptr_t)a->mem;
+    return p >= start && p < start + YAJL_ARENA;
+}
+
+static void arena_free(void *ctx, void *ptr)
+{
+    if (ptr && !in_arena(ctx, ptr))
+        free((unsigned char *)ptr - BLOCK_HEADER);
+}
+
+static void *arena_realloc(void *ctx, void *ptr, size_t n)
+{
+    size_t old;
+
+    if (!ptr)
+        return arena_malloc(ctx, n);
+    memcpy(&old, (unsigned char *)ptr - BLOCK_HEADER, sizeof old);
+    if (n <= old)
+        return ptr;
+    void *q = arena_malloc(ctx, n);
+    if (q) {
+        memcpy(q, ptr, old);
+        arena_free(ctx, ptr);
+    }
+    return q;
+}
+
+/* A handle on arena `a`, which is emptied first: the handle it served is gone. */
+static yajl_handle handle_new(struct sl_replay_parser *p, struct yajl_arena *a)
+{
+    yajl_alloc_funcs funcs = {arena_malloc, arena_realloc, arena_free, a};
+
+    a->used = 0;
+    yajl_handle h = yajl_alloc(&callbacks, &funcs, p);
     if (h) {
         yajl_config(h, yajl_allow_multiple_values, 1);
         /* The log escapes every byte that is not UTF-8: validating again buys nothing. */
@@ -229,7 +294,7 @@ static yajl_handle handle_new(struct sl_replay_parser *p)
 struct sl_replay_parser *sl_replay_parser_new(void)
 {
     struct sl_replay_parser *p = calloc(1, sizeof *p);
-    if (!p || !(p->h = handle_new(p))) {
+    if (!p || !(p->h = handle_new(p, &p->arenas[0]))) {
         free(p);
         return NULL;
     }
@@ -272,10 +337,11 @@ int sl_replay_parse_line(struct sl_replay_parser *p, const char *line, size_t le
                              rec->method.s && rec->path.s);
     if (st != yajl_status_ok || !p->done) {
         /* The handle stopped mid-value: the next line needs a fresh one. */
-        yajl_handle h = handle_new(p);
+        yajl_handle h = handle_new(p, &p->arenas[!p->current]);
         if (h) {
             yajl_free(p->h);
             p->h = h;
+            p->current = !p->current;
         }
     }
     return ok ? 0 : -1;
