@@ -3,6 +3,7 @@
 # memory store, on a limit that never rejects and on one that rejects almost everything.
 #
 #   bench/redis.sh     (DURATION=3 ROUNDS=7 WORKERS=2 CONNS=256 WRK_THREADS=2)
+#   bench/redis.sh cluster     a three-master Redis Cluster next to one Redis (redis_cluster.sh)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, a redis-server, and one sluice (access log off) with four routes: the same
@@ -15,6 +16,9 @@
 # store errors sluice counted. Temporary files live in bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = cluster ]; then
+    exec bench/redis_cluster.sh
+fi
 root=$PWD
 out=$root/bench/out
 DURATION=${DURATION:-3}

@@ -9,8 +9,8 @@ packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyam
           libyajl-dev node-llhttp curl python3)
 for arg in "$@"; do
     case "$arg" in
-    --test) packages+=(check redis-server python3-pytest python3-yaml prometheus) ;; # prometheus: promtool
-    --bench) packages+=(nginx-light wrk redis-server) ;;
+    --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml prometheus) ;; # prometheus: promtool
+    --bench) packages+=(nginx-light wrk redis-server redis-tools) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done

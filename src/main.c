@@ -7,6 +7,7 @@
 #include "sluice/cli.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
+#include "sluice/route_index.h"
 #include "sluice/server.h"
 
 #define EXIT_CONFIG SL_EXIT_CONFIG
@@ -20,7 +21,8 @@ static const char usage[] =
     "A rate-limiting reverse proxy.\n"
     "\n"
     "  -c FILE    configuration file (default: $SLUICE_CONFIG, else /etc/sluice/sluice.yaml)\n"
-    "  -t         check the configuration, print \"configuration ok\" or every error, and exit\n"
+    "  -t         check the configuration, print the route index and \"configuration ok\", or\n"
+    "             every error, and exit\n"
     "  -h         print this help and exit\n"
     "  --version  print the version and exit\n"
     "\n"
@@ -84,6 +86,12 @@ int main(int argc, char **argv)
     if (!cfg)
         return EXIT_CONFIG;
     if (test_only) {
+        struct sl_route_index_stats st;
+        sl_route_index_stats(cfg->route_index, &st);
+        printf("routes: %zu path, %zu path_prefix, %zu path_regex (%zu with a literal prefix), "
+               "%zu without a path; index %zu bytes\n",
+               st.exact, st.prefix, st.regex_prefixed + st.regex_any, st.regex_prefixed, st.any,
+               st.bytes);
         printf("configuration ok\n");
         sl_cfg_unref(cfg);
         return 0;

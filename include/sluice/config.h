@@ -16,6 +16,7 @@
 #include "sluice/cidr.h"
 
 struct sl_algorithm_ops;
+struct sl_route_index;
 
 /* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
 struct sl_sockaddr {
@@ -134,9 +135,31 @@ struct sl_client_config {
     unsigned max_connections;
 };
 
+/* How the application behind sluice folds path spellings (the paths section). Each rule,
+ * off by default, makes route matching and the path key fold what the application folds;
+ * what is forwarded never changes. */
+struct sl_path_rules {
+    bool case_insensitive;      /* ASCII letters compare without case (IIS, ASP.NET) */
+    bool strip_path_parameters; /* ";name=value" dropped from every segment (Tomcat, Spring) */
+    bool decode_slash;          /* "%2F" is a "/" */
+    bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
+};
+
+/* How the Redis servers are found: one address (url), a Cluster's seed nodes, or Sentinels. */
+enum sl_redis_mode { SL_REDIS_MODE_URL, SL_REDIS_MODE_CLUSTER, SL_REDIS_MODE_SENTINEL };
+
+struct sl_redis_addr {
+    char *host; /* owned; a name or a numeric address */
+    int port;
+};
+
 struct sl_redis_config {
     bool enabled;                    /* the redis block is present */
-    char *url;                       /* as written; owned (password included: redact on output) */
+    enum sl_redis_mode mode;
+    struct sl_redis_addr *addrs;     /* cluster seeds or sentinels; owned */
+    size_t naddrs;
+    char *sentinel_master;           /* the master's name known to the sentinels; owned */
+    char *url;                       /* as written, or NULL; owned (password included: redact) */
     char *host;                      /* TCP host, or NULL when unix_path is set; owned */
     int port;
     char *unix_path;                 /* owned or NULL */
@@ -158,6 +181,7 @@ struct sl_config {
     bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
+    struct sl_path_rules paths;      /* folds for matching and the path key */
     struct sl_cidr_list trusted_proxies;
     struct sl_cidr_list exempt;
     struct sl_redis_config redis;
@@ -172,6 +196,7 @@ struct sl_config {
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;
+    struct sl_route_index *route_index; /* owned; NULL: sl_route_match() walks the routes */
     size_t nlimits;                  /* limits over all routes */
 };
 

@@ -66,6 +66,11 @@ void sl_metrics_connection_closed(struct sl_metrics_slot *s);
  * Redis is configured and every slot reported "connected" last. */
 void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected);
 
+/* The Redis store's topology, from the slot's worker: a MOVED (moved = true) or ASK
+ * redirection answered, and a slot map or master address asked for again. */
+void sl_metrics_redis_redirection(struct sl_metrics_slot *s, bool moved);
+void sl_metrics_redis_topology_refresh(struct sl_metrics_slot *s);
+
 /* Process-wide events. Thread-safe. */
 void sl_metrics_config_reload(struct sl_metrics *metrics, bool success);
 

@@ -18,10 +18,12 @@
  * NUL-terminates it: the query is dropped, %XX of unreserved characters (ALPHA DIGIT - . _
  * ~) decoded and other %XX upper-cased, repeated slashes merged, then "." and ".."
  * segments resolved (RFC 3986 5.2.4, never above the root). Takes the path of an
- * absolute-form target ("http://host/p"; an empty path is "/").
+ * absolute-form target ("http://host/p"; an empty path is "/"). `rules` (NULL = none) adds
+ * the application's own folds, in the order given in src/route/paths.c.
  * Returns the length, or -1 when the target has no path ("*", authority-form, empty, a
  * NUL byte) or `size` is too small; `size` = len + 2 always suffices. */
-ssize_t sl_path_normalize(const char *target, size_t len, char *out, size_t size);
+ssize_t sl_path_normalize(const struct sl_path_rules *rules, const char *target, size_t len,
+                          char *out, size_t size);
 
 /* The request's authority: that of an absolute-form target (RFC 9112 3.2.2), else the
  * first Host header. Sets `*host` (borrowed from `req`) and `*len`; returns false when the
@@ -38,7 +40,8 @@ ssize_t sl_host_normalize(const char *authority, size_t len, char *out, size_t s
  * path (NUL-terminated) or NULL when the target has none (then only routes without a path
  * condition match); `host` is the normalised host or NULL. Path prefixes are
  * segment-aware: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix ending in
- * "/" matches every path that starts with it. Returns NULL when no route matches. */
+ * "/" matches every path that starts with it. Returns NULL when no route matches. Looks up
+ * cfg->route_index when the snapshot has one (route_index.h), else walks the routes. */
 const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
                                       const char *path, size_t path_len, const char *host,
                                       size_t host_len);

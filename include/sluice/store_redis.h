@@ -1,16 +1,18 @@
 /* The Redis store: one per worker thread, on the worker's own event loop, with one
- * asynchronous hiredis connection. Each decision is one EVALSHA of the limit's algorithm
- * script on one key, key_prefix + route + ":" + limit + ":" + tag + ":" + key value, where
- * tag is the algorithm's (sl_algorithm_ops.tag: fw, sw, swc, tb, lb) and values over 200
- * bytes become their SHA-256 in hex. The tag keeps an algorithm from ever reading another's
- * state, or a key written before tags existed, when a limit changes its algorithm.
- * Decisions are pipelined on the connection.
+ * asynchronous hiredis connection per server it needs: the server of redis.url, each master
+ * of a Redis Cluster (redis.cluster), or the master the sentinels name (redis.sentinel).
+ * Each decision is one EVALSHA of the limit's algorithm script on one key, key_prefix +
+ * route + ":" + limit + ":" + tag + ":" + key value, where tag is the algorithm's
+ * (sl_algorithm_ops.tag: fw, sw, swc, tb, lb) and values over 200 bytes become their SHA-256
+ * in hex, sent to the master owning the key's slot. The tag keeps an algorithm from ever
+ * reading another's state, or a key written before tags existed, when a limit changes its
+ * algorithm. Decisions are pipelined on the connections.
  *
- * Every decision completes within redis.timeout (plus timer slack): with the script's
- * answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not connected, connection
- * lost, store freed) or SL_STORE_ERR_SCRIPT (error or malformed reply). After any failure the
- * store reconnects in the background, waiting 100 ms, doubling to 5 s. Nothing blocks, except
- * resolving a host name (use an address or "localhost" in redis.url). */
+ * Every decision completes within redis.timeout (plus timer slack), redirections included:
+ * with the script's answer, or with SL_STORE_ERR_TIMEOUT, SL_STORE_ERR_CONNECTION (not
+ * connected, connection lost, cluster down, store freed) or SL_STORE_ERR_SCRIPT (error or
+ * malformed reply). After any failure the store reconnects in the background, waiting
+ * 100 ms, doubling to 5 s. Nothing blocks: host names are looked up with evdns. */
 #ifndef SLUICE_STORE_REDIS_H
 #define SLUICE_STORE_REDIS_H
 
@@ -32,8 +34,8 @@ struct sl_metrics_slot;
 struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,
                                     unsigned worker_id, struct sl_metrics_slot *metrics);
 
-/* True while the connection is up, authenticated and has its scripts loaded. Callable from
- * any thread (for /readyz). */
+/* True while a connection to every master the store needs is up, authenticated and has its
+ * scripts loaded. Callable from any thread (for /readyz). */
 bool sl_store_redis_connected(const struct sl_store *store);
 
 #endif

@@ -100,6 +100,8 @@ struct totals {
     uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
     uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
     struct hist_sum store_duration[SL_STORE_KIND_COUNT];
+    uint64_t redirections[2];
+    uint64_t refreshes;
 };
 
 static void sum_totals(struct sl_metrics *m, struct totals *t)
@@ -118,6 +120,9 @@ static void sum_totals(struct sl_metrics *m, struct totals *t)
                 t->store_errors[st][k] += sl_metrics_load(&s->store_errors[st][k]);
             add_hist(&t->store_duration[st], &s->store_duration[st]);
         }
+        for (size_t k = 0; k < 2; k++)
+            t->redirections[k] += sl_metrics_load(&s->redis_redirections[k]);
+        t->refreshes += sl_metrics_load(&s->redis_refreshes);
     }
 }
 
@@ -289,8 +294,18 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
     const struct sl_store *memory = atomic_load(&m->memory);
 
     emit_family(e, "sluice_redis_connected", "gauge",
-                "1 when Redis is configured and every worker is connected to it, else 0.");
+                "1 when Redis is configured and every worker is connected to every master it "
+                "needs, else 0.");
     emit(e, "sluice_redis_connected %d\n", redis_connected(m));
+    emit_family(e, "sluice_redis_redirections_total", "counter",
+                "Redis Cluster redirections answered (MOVED, ASK), by kind.");
+    emit_series(e, "sluice_redis_redirections_total", "kind", "moved", NULL, NULL,
+                t->redirections[0]);
+    emit_series(e, "sluice_redis_redirections_total", "kind", "ask", NULL, NULL,
+                t->redirections[1]);
+    emit_family(e, "sluice_redis_topology_refreshes_total", "counter",
+                "Times the Redis Cluster slot map or the Sentinel master address was asked for.");
+    emit(e, "sluice_redis_topology_refreshes_total %" PRIu64 "\n", t->refreshes);
 
     emit_family(e, "sluice_upstream_errors_total", "counter", "Upstream failures by kind.");
     for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)

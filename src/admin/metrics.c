@@ -276,3 +276,15 @@ void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected)
         atomic_store_explicit(&s->redis_state, connected ? SL_REDIS_UP : SL_REDIS_DOWN,
                               memory_order_relaxed);
 }
+
+void sl_metrics_redis_redirection(struct sl_metrics_slot *s, bool moved)
+{
+    if (s)
+        bump(&s->redis_redirections[moved ? 0 : 1], 1);
+}
+
+void sl_metrics_redis_topology_refresh(struct sl_metrics_slot *s)
+{
+    if (s)
+        bump(&s->redis_refreshes, 1);
+}

@@ -58,6 +58,8 @@ struct sl_metrics_slot {
     _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
     struct sl_hist store_duration[SL_STORE_KIND_COUNT];
     _Atomic int redis_state;
+    _Atomic uint64_t redis_redirections[2]; /* [0] moved, [1] ask */
+    _Atomic uint64_t redis_refreshes;
     _Atomic(struct sl_route_counters *) routes[SL_METRICS_MAX_ROUTES];
     _Atomic(struct sl_limit_counters *) limits[SL_METRICS_MAX_LIMITS / SL_LIMIT_CHUNK];
 };

@@ -216,7 +216,8 @@ static int gather(struct sl_explain *x)
     x->path = malloc(req->target_len + 2);
     if (!x->path)
         return -1;
-    ssize_t n = sl_path_normalize(req->target, req->target_len, x->path, req->target_len + 2);
+    ssize_t n =
+        sl_path_normalize(&cfg->paths, req->target, req->target_len, x->path, req->target_len + 2);
     if (n < 0) {
         free(x->path);
         x->path = NULL;

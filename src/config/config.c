@@ -4,6 +4,7 @@
 
 #include "loader.h"
 #include "sluice/config_parse.h"
+#include "sluice/route_index.h"
 
 struct sl_config *sl_cfg_ref(struct sl_config *cfg)
 {
@@ -62,7 +63,12 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->redis.user);
     free(cfg->redis.password);
     free(cfg->redis.key_prefix);
+    for (size_t i = 0; i < cfg->redis.naddrs; i++)
+        free(cfg->redis.addrs[i].host);
+    free(cfg->redis.addrs);
+    free(cfg->redis.sentinel_master);
     free(cfg->access_log_path);
+    sl_route_index_free(cfg->route_index);
     for (size_t i = 0; i < cfg->nroutes; i++)
         free_route(&cfg->routes[i]);
     free(cfg->routes);

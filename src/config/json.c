@@ -161,8 +161,20 @@ static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
         sl_cfg_buf_adds(b, "null");
         return;
     }
-    sl_cfg_buf_adds(b, "{\"url\":");
-    redis_url(b, r);
+    static const char *const modes[] = {"url", "cluster", "sentinel"};
+    sl_cfg_buf_addf(b, "{\"mode\":\"%s\",\"url\":", modes[r->mode]);
+    if (r->url)
+        redis_url(b, r);
+    else
+        sl_cfg_buf_adds(b, "null");
+    sl_cfg_buf_adds(b, ",\"addresses\":[");
+    for (size_t i = 0; i < r->naddrs; i++) {
+        sl_cfg_buf_adds(b, i ? ",{\"host\":" : "{\"host\":");
+        sl_cfg_buf_json(b, r->addrs[i].host);
+        sl_cfg_buf_addf(b, ",\"port\":%d}", r->addrs[i].port);
+    }
+    sl_cfg_buf_adds(b, "],\"sentinel_master\":");
+    json_str_or_null(b, r->sentinel_master);
     sl_cfg_buf_adds(b, ",\"host\":");
     json_str_or_null(b, r->host);
     sl_cfg_buf_addf(b, ",\"port\":%d,\"unix_path\":", r->port);
@@ -206,6 +218,13 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
                     (unsigned long long)c->header_timeout_ms,
                     (unsigned long long)c->idle_timeout_ms, (unsigned long long)c->max_header_bytes,
                     (unsigned long long)c->max_body_bytes, c->max_connections);
+    sl_cfg_buf_addf(&b,
+                    ",\"paths\":{\"case_insensitive\":%s,\"strip_path_parameters\":%s,"
+                    "\"decode_slash\":%s,\"ignore_trailing_slash\":%s}",
+                    cfg->paths.case_insensitive ? "true" : "false",
+                    cfg->paths.strip_path_parameters ? "true" : "false",
+                    cfg->paths.decode_slash ? "true" : "false",
+                    cfg->paths.ignore_trailing_slash ? "true" : "false");
     sl_cfg_buf_adds(&b, ",\"trusted_proxies\":");
     cidr_list(&b, &cfg->trusted_proxies);
     sl_cfg_buf_adds(&b, ",\"exempt\":");

@@ -10,6 +10,7 @@
 
 #include "loader.h"
 #include "sluice/config_parse.h"
+#include "sluice/route_index.h"
 
 /* A configuration is a few KiB; a bound keeps a wrong path (a log, a device) from being
  * read whole into memory. */
@@ -231,6 +232,21 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
         c->max_connections = (unsigned)max_conns;
 }
 
+static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
+{
+    static const char *const keys[] = {"case_insensitive", "strip_path_parameters", "decode_slash",
+                                       "ignore_trailing_slash", NULL};
+    struct sl_path_rules *p = &cfg->paths;
+    yaml_node_t *node = sl_ld_get(ld, root, "paths");
+
+    if (!node || !sl_ld_mapping(ld, node, "paths", keys))
+        return;
+    sl_ld_bool(ld, node, "paths", "case_insensitive", &p->case_insensitive);
+    sl_ld_bool(ld, node, "paths", "strip_path_parameters", &p->strip_path_parameters);
+    sl_ld_bool(ld, node, "paths", "decode_slash", &p->decode_slash);
+    sl_ld_bool(ld, node, "paths", "ignore_trailing_slash", &p->ignore_trailing_slash);
+}
+
 static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
                                 struct sl_config *cfg)
 {
@@ -283,10 +299,23 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 static void load_root(struct sl_loader *ld, struct sl_config *cfg)
 {
     static const char *const keys[] = {
-        "listen",       "workers",         "admin",    "upstream",
-        "client",       "trusted_proxies", "exempt",   "redis",
-        "failure_mode", "memory",          "response", "access_log",
-        "log_level",    "routes",          "shutdown", "access_log_key_fields",
+        "listen",
+        "workers",
+        "admin",
+        "upstream",
+        "client",
+        "paths",
+        "trusted_proxies",
+        "exempt",
+        "redis",
+        "failure_mode",
+        "memory",
+        "response",
+        "access_log",
+        "log_level",
+        "routes",
+        "shutdown",
+        "access_log_key_fields",
         NULL,
     };
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
@@ -313,6 +342,8 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
                     "required key is missing; expected a mapping with url such as "
                     "\"http://127.0.0.1:3000\"");
     load_client(ld, root, cfg);
+    /* Before routes: their paths are held folded by these rules. */
+    load_paths(ld, root, cfg);
     sl_ld_cidrs(ld, root, "", "trusted_proxies", &cfg->trusted_proxies);
     sl_ld_cidrs(ld, root, "", "exempt", &cfg->exempt);
     /* Before routes: a limit's default store depends on whether redis is configured. */
@@ -325,7 +356,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         sl_ld_error(ld, root, "routes", "required key is missing; expected a list of routes");
 }
 
-static void finish(struct sl_config *cfg)
+static void finish(struct sl_loader *ld, struct sl_config *cfg)
 {
     if (cfg->workers_auto) {
         long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -334,6 +365,10 @@ static void finish(struct sl_config *cfg)
     for (size_t r = 0; r < cfg->nroutes; r++)
         for (size_t l = 0; l < cfg->routes[r].nlimits; l++)
             cfg->routes[r].limits[l].index = cfg->nlimits++;
+    /* Here, once per snapshot, so that reloads build it off the workers' hot path. */
+    cfg->route_index = sl_route_index_new(cfg);
+    if (!cfg->route_index)
+        sl_ld_report(ld, 0, 0, "out of memory building the route index");
 }
 
 struct sl_config *sl_cfg_load(const char *path, char **errors)
@@ -358,7 +393,7 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
     }
     load_root(&ld, cfg);
     if (ld.nerrors == 0)
-        finish(cfg);
+        finish(&ld, cfg);
 
 done:
     if (ld.nerrors && cfg) {

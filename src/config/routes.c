@@ -21,7 +21,7 @@ static bool valid_token(const char *s)
 }
 
 static void load_path(struct sl_loader *ld, const yaml_node_t *match, const char *path,
-                      struct sl_route *route)
+                      const struct sl_config *cfg, struct sl_route *route)
 {
     static const char *const kinds[] = {"path", "path_prefix", "path_regex"};
     static const enum sl_path_match modes[] = {SL_MATCH_PATH, SL_MATCH_PREFIX, SL_MATCH_REGEX};
@@ -52,7 +52,10 @@ static void load_path(struct sl_loader *ld, const yaml_node_t *match, const char
             continue;
         }
         if (regex) {
-            int rc = regcomp(&route->regex, text, REG_EXTENDED | REG_NOSUB);
+            /* With case_insensitive the path arrives lower-cased: the pattern must ignore
+             * case too, or a pattern with a capital letter would never match. */
+            int flags = REG_EXTENDED | REG_NOSUB | (cfg->paths.case_insensitive ? REG_ICASE : 0);
+            int rc = regcomp(&route->regex, text, flags);
             if (rc != 0) {
                 regerror(rc, &route->regex, err, sizeof err);
                 sl_ld_error(ld, v, vpath,
@@ -65,10 +68,12 @@ static void load_path(struct sl_loader *ld, const yaml_node_t *match, const char
         route->path_match = modes[i];
         route->path = sl_ld_strdup(ld, v, text);
         /* Requests are matched on their normalised path, so the configured one is held in
-         * the same form: "/api//login" or "/api/%6Cogin" in the file still match. */
+         * the same form, folded by the same paths rules: "/api//login" or "/api/%6Cogin" in
+         * the file still match. */
         if (!regex && route->path) {
             char *norm = malloc(strlen(text) + 2);
-            if (norm && sl_path_normalize(text, strlen(text), norm, strlen(text) + 2) >= 0)
+            if (norm &&
+                sl_path_normalize(&cfg->paths, text, strlen(text), norm, strlen(text) + 2) >= 0)
                 strcpy(route->path, norm); /* never longer than `text` for a "/" path */
             else
                 sl_ld_error(ld, v, vpath, "expected a path, got %s",
@@ -197,7 +202,7 @@ static void load_headers(struct sl_loader *ld, const yaml_node_t *match, const c
 }
 
 static void load_match(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,
-                       struct sl_route *route)
+                       const struct sl_config *cfg, struct sl_route *route)
 {
     static const char *const keys[] = {"path", "path_prefix", "path_regex", "methods",
                                        "host", "headers",     NULL};
@@ -209,7 +214,7 @@ static void load_match(struct sl_loader *ld, const yaml_node_t *route_node, cons
     sl_ld_path(mpath, path, "match");
     if (!sl_ld_mapping(ld, match, mpath, keys))
         return;
-    load_path(ld, match, mpath, route);
+    load_path(ld, match, mpath, cfg, route);
     load_methods(ld, match, mpath, route);
     load_host(ld, match, mpath, route);
     load_headers(ld, match, mpath, route);
@@ -241,7 +246,7 @@ static void load_route(struct sl_loader *ld, const yaml_node_t *node, const char
             }
         }
     }
-    load_match(ld, node, path, route);
+    load_match(ld, node, path, cfg, route);
     sl_ld_bool(ld, node, path, "shadow", &route->shadow);
     sl_ld_limits(ld, node, path, cfg, route);
 }

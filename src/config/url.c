@@ -277,9 +277,121 @@ static int parse_redis_url(const char *url, struct sl_redis_config *r)
     return rc;
 }
 
+/* One cluster seed or sentinel: "host:port", "[v6]:port" or
+ * "redis://[user:password@]host:port[/db]". The first entry that carries credentials (or a
+ * database) gives them to every connection of the topology. */
+static void load_addr(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      struct sl_redis_config *r, struct sl_redis_addr *out)
+{
+    static const char expected[] = "\"host:port\" or \"redis://[user:password@]host:port\"";
+    char buf[512], got[96];
+    const char *text = sl_ld_scalar(ld, node, path, expected);
+    struct sl_redis_config parsed = {0};
+
+    if (!text)
+        return;
+    bool scheme = strncmp(text, "redis://", 8) == 0;
+    if (snprintf(buf, sizeof buf, "%s%s", scheme ? "" : "redis://", text) >= (int)sizeof buf ||
+        parse_redis_tcp(buf + 8, &parsed) < 0 || !strchr(text + (scheme ? 8 : 0), ':')) {
+        sl_ld_error(ld, node, path, "expected %s, got %s", expected,
+                    strchr(text, '@') ? "an address that does not parse (not shown: it holds "
+                                        "credentials)"
+                                      : sl_ld_quote(text, got, sizeof got));
+        goto done;
+    }
+    if (r->mode == SL_REDIS_MODE_CLUSTER && parsed.db != 0) {
+        sl_ld_error(ld, node, path, "expected no database number (Redis Cluster has only "
+                                    "database 0), got %d", parsed.db);
+        goto done;
+    }
+    out->host = parsed.host;
+    out->port = parsed.port;
+    parsed.host = NULL;
+    if (!r->password && parsed.password) {
+        r->user = parsed.user;
+        r->password = parsed.password;
+        parsed.user = parsed.password = NULL;
+    }
+    if (r->db == 0)
+        r->db = parsed.db;
+done:
+    clear_redis_address(&parsed);
+}
+
+static void load_addrs(struct sl_loader *ld, const yaml_node_t *list, const char *path,
+                       struct sl_redis_config *r)
+{
+    long n = sl_ld_sequence(ld, list, path);
+    char ipath[SL_LD_PATH_MAX];
+
+    if (n < 0)
+        return;
+    if (n == 0) {
+        sl_ld_error(ld, list, path, "expected at least one \"host:port\", got an empty list");
+        return;
+    }
+    r->addrs = calloc((size_t)n, sizeof *r->addrs);
+    if (!r->addrs) {
+        sl_ld_error(ld, list, path, "out of memory");
+        return;
+    }
+    r->naddrs = (size_t)n;
+    for (size_t i = 0; i < r->naddrs; i++) {
+        sl_ld_path_index(ipath, path, i);
+        load_addr(ld, sl_ld_item(ld, list, i), ipath, r, &r->addrs[i]);
+    }
+}
+
+static void load_sentinel(struct sl_loader *ld, const yaml_node_t *node, struct sl_redis_config *r)
+{
+    static const char *const keys[] = {"master", "addresses", NULL};
+    if (!sl_ld_mapping(ld, node, "redis.sentinel", keys))
+        return;
+    if (!sl_ld_string(ld, node, "redis.sentinel", "master", &r->sentinel_master) &&
+        !sl_ld_get(ld, node, "master"))
+        sl_ld_error(ld, node, "redis.sentinel.master",
+                    "expected the master's name as the sentinels know it, got nothing");
+    const yaml_node_t *list = sl_ld_get(ld, node, "addresses");
+    if (list)
+        load_addrs(ld, list, "redis.sentinel.addresses", r);
+    else
+        sl_ld_error(ld, node, "redis.sentinel.addresses",
+                    "expected a list of sentinel \"host:port\", got nothing");
+}
+
+/* redis.cluster or redis.sentinel in place of redis.url: at most one of the three. */
+static bool load_topology(struct sl_loader *ld, const yaml_node_t *node, struct sl_redis_config *r)
+{
+    static const char *const names[] = {"url", "cluster", "sentinel"};
+    yaml_node_t *v[3];
+    int first = -1;
+
+    for (int i = 0; i < 3; i++) {
+        v[i] = sl_ld_get(ld, node, names[i]);
+        if (!v[i])
+            continue;
+        if (first >= 0) {
+            char path[SL_LD_PATH_MAX];
+            sl_ld_path(path, "redis", names[i]);
+            sl_ld_error(ld, v[i], path, "expected only one of url, cluster and sentinel, got %s "
+                        "as well", names[first]);
+            return true;
+        }
+        first = i;
+    }
+    if (first == 1) {
+        r->mode = SL_REDIS_MODE_CLUSTER;
+        load_addrs(ld, v[1], "redis.cluster", r);
+    } else if (first == 2) {
+        r->mode = SL_REDIS_MODE_SENTINEL;
+        load_sentinel(ld, v[2], r);
+    }
+    return first > 0;
+}
+
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"url", "timeout", "key_prefix", NULL};
+    static const char *const keys[] = {"url", "cluster", "sentinel", "timeout", "key_prefix", NULL};
     static const char expected[] =
         "\"redis://[user:password@]host:port/db\" or \"unix:/path\" (optionally \"?db=N\")";
     struct sl_redis_config *r = &cfg->redis;
@@ -290,6 +402,8 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
         return;
     sl_ld_duration(ld, node, "redis", "timeout", 1, &r->timeout_ms);
     sl_ld_string(ld, node, "redis", "key_prefix", &r->key_prefix);
+    if (load_topology(ld, node, r))
+        return;
 
     yaml_node_t *v = sl_ld_get(ld, node, "url");
     const char *url = v ? sl_ld_scalar(ld, v, vpath, expected) : default_redis_url;

@@ -341,7 +341,7 @@ static int read_head(struct scratch *s, const struct sl_config *cfg, const struc
 
     if (reserve(&s->path, &s->path_cap, req->target_len + 2) < 0)
         return -1;
-    ssize_t n = sl_path_normalize(req->target, req->target_len, s->path, s->path_cap);
+    ssize_t n = sl_path_normalize(&cfg->paths, req->target, req->target_len, s->path, s->path_cap);
     ctx->path = n >= 0 ? s->path : NULL;
     ctx->path_len = n >= 0 ? (size_t)n : 0;
 

@@ -2,7 +2,9 @@
 #include <string.h>
 #include <strings.h>
 
+#include "match.h"
 #include "sluice/route.h"
+#include "sluice/route_index.h"
 
 /* Segment-aware, as Envoy's path_separated_prefix: "/api" covers "/api" and "/api/..."
  * but not "/apix", which is almost never meant. A prefix ending in "/" covers everything
@@ -83,13 +85,27 @@ enum sl_route_miss sl_route_test(const struct sl_route *r, const struct sl_reque
     return SL_ROUTE_MATCHES;
 }
 
+bool sl_route_conditions_hold(const struct sl_route *r, const struct sl_request *req,
+                              const char *host, size_t host_len)
+{
+    size_t missing;
+
+    if (!method_matches(r, req))
+        return false;
+    if (r->host && (!host || strlen(r->host) != host_len || memcmp(r->host, host, host_len) != 0))
+        return false;
+    return headers_match(r, req, &missing);
+}
+
 const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
                                       const char *path, size_t path_len, const char *host,
                                       size_t host_len)
 {
+    if (cfg->route_index)
+        return sl_route_index_match(cfg->route_index, cfg, req, path, path_len, host, host_len);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct sl_route *r = &cfg->routes[i];
-        if (sl_route_test(r, req, path, path_len, host, host_len, NULL) == SL_ROUTE_MATCHES)
+        if (path_matches(r, path, path_len) && sl_route_conditions_hold(r, req, host, host_len))
             return r;
     }
     return NULL;

@@ -2,6 +2,7 @@
  * side-stepped by writing the same path or host differently (SPEC.md section 2). */
 #include <string.h>
 
+#include "paths.h"
 #include "sluice/route.h"
 
 /* ASCII only, independent of the locale and of the signedness of char. */
@@ -133,7 +134,8 @@ static size_t remove_dot_segments(char *out, size_t n)
     return o;
 }
 
-ssize_t sl_path_normalize(const char *target, size_t len, char *out, size_t size)
+ssize_t sl_path_normalize(const struct sl_path_rules *rules, const char *target, size_t len,
+                          char *out, size_t size)
 {
     const char *p = target;
     size_t n = len;
@@ -159,7 +161,12 @@ ssize_t sl_path_normalize(const char *target, size_t len, char *out, size_t size
     ssize_t w = decode_unreserved(p, end, out);
     if (w < 0)
         return -1;
-    size_t o = remove_dot_segments(out, (size_t)w);
+    size_t o = (size_t)w;
+    if (rules)
+        o = sl_path_rules_before_dots(rules, out, o);
+    o = remove_dot_segments(out, o);
+    if (rules)
+        o = sl_path_rules_after_dots(rules, out, o);
     out[o] = '\0';
     return (ssize_t)o;
 }

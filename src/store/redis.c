@@ -1,5 +1,8 @@
-/* The Redis store's decisions: one pipelined EVALSHA per decision, a deadline for each, and
- * pending entries that outlive late replies. The connection itself is in redis_conn.c. */
+/* The Redis store's decisions: one pipelined EVALSHA per decision on the node the topology
+ * picks for its key, a deadline for each, and pending entries that outlive late replies.
+ * Redirections (MOVED, ASK) are followed inside the same deadline. The connections are in
+ * redis_conn.c, which nodes exist in redis_topology.c. */
+#include <event2/dns.h>
 #include <event2/event.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -22,6 +25,10 @@
 /* With commands outstanding and no reply for this long, the connection is deemed dead even
  * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
 #define STALL_US 2000000
+/* A decision follows at most this many redirections: a slot moves once at a time, so more
+ * means a cluster whose nodes disagree, and the decision fails rather than loop until its
+ * deadline. */
+#define MAX_REDIRECTS 5
 /* A script error (a key of the wrong type, a rate past the script's range) repeats for every
  * request on the limit: it is logged at most this often per limit, over all workers. */
 #define SCRIPT_LOG_INTERVAL_US 60000000
@@ -34,6 +41,7 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
  * the callback to the caller (cb) runs at most once, on reply, timeout or failure. */
 struct sl_redis_pending {
     struct sl_redis_store *store;
+    struct sl_redis_node *node;           /* where the EVALSHA in flight went */
     struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
     sl_store_cb cb;                       /* NULL once completed */
     void *arg;
@@ -43,7 +51,9 @@ struct sl_redis_pending {
     /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
     uint64_t count, period_us, burst;
     bool delay;
-    bool retried;
+    bool retried; /* after NOSCRIPT */
+    bool asking;  /* sent after ASKING, following an ASK */
+    unsigned redirects;
     char member[64];
     size_t member_len;
     size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
@@ -130,7 +140,43 @@ static int parse_decision(const redisReply *r, uint64_t count, struct sl_decisio
     return 0;
 }
 
-static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p);
+static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p);
+
+/* Sends `p` again after NOSCRIPT (loading the script first) or a redirection (to `to`).
+ * Both go down the same connection as the ASKING they may need, so the order holds. */
+static int resend(struct sl_redis_pending *p, struct sl_redis_node *to, bool load, bool asking)
+{
+    if (!to || to->state != SL_REDIS_READY)
+        return -1;
+    if (load && redisAsyncCommand(to->ac, NULL, NULL, "SCRIPT LOAD %s", p->script->body) != 0)
+        return -1;
+    if (asking && redisAsyncCommand(to->ac, NULL, NULL, "ASKING") != REDIS_OK)
+        return -1;
+    p->asking = asking;
+    return send_eval(to, p);
+}
+
+/* MOVED or ASK: 0 when `p` was sent on, -1 when it is not a redirection or cannot follow. */
+static int follow_redirect(struct sl_redis_store *s, struct sl_redis_pending *p,
+                           const redisReply *reply, bool *handled)
+{
+    char host[256];
+    unsigned slot;
+    int port;
+    enum sl_redis_redirect kind =
+        sl_redis_redirect_parse(reply->str, reply->len, &slot, host, sizeof host, &port);
+    *handled = kind != SL_REDIS_NO_REDIRECT;
+    if (!*handled)
+        return -1;
+    sl_metrics_redis_redirection(s->metrics, kind == SL_REDIS_MOVED);
+    struct sl_redis_node *to = sl_redis_topo_node_at(s, host, port);
+    if (kind == SL_REDIS_MOVED && to)
+        sl_redis_topo_moved(s, slot, to);
+    /* ASK is followed once: a second one means the slot moved on meanwhile. */
+    if (p->redirects++ >= MAX_REDIRECTS || (kind == SL_REDIS_ASK && p->asking))
+        return -1;
+    return resend(p, to, false, kind == SL_REDIS_ASK);
+}
 
 /* Logs the script error of `p` unless its limit's was logged within the last minute. */
 static void log_script_error(const struct sl_redis_store *s, const struct sl_redis_pending *p,
@@ -153,26 +199,48 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct sl_redis_pending *p = privdata;
     struct sl_redis_store *s = p->store;
+    struct sl_redis_node *n = ac->data;
     const redisReply *reply = r;
-    s->inflight--;
+    if (n->inflight > 0)
+        n->inflight--;
     if (reply)
-        s->progress_us = sl_clock_mono_us();
+        n->progress_us = sl_clock_mono_us();
     if (!p->cb)
         goto done; /* completed already (timed out): the late reply is dropped */
     if (!reply) {
         complete(p, NULL, SL_STORE_ERR_CONNECTION);
         goto done;
     }
-    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
-        !p->retried && ac == s->ac && s->state == SL_REDIS_READY) {
-        /* The server lost its script cache (restart, SCRIPT FLUSH): load it again and retry
-         * once. Both go down the same connection, so the load runs first. */
-        p->retried = true;
-        if (redisAsyncCommand(ac, NULL, NULL, "SCRIPT LOAD %s", p->script->body) == REDIS_OK &&
-            send_eval(s, p) == 0)
+    if (reply->type == REDIS_REPLY_ERROR) {
+        bool handled;
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && !p->retried && ac == n->ac) {
+            /* The server lost its script cache (restart, SCRIPT FLUSH): load it again and
+             * retry once. */
+            p->retried = true;
+            if (resend(p, n, true, p->asking) == 0)
+                return;
+            complete(p, NULL, SL_STORE_ERR_CONNECTION);
+            goto done;
+        }
+        if (follow_redirect(s, p, reply, &handled) == 0)
             return;
-        complete(p, NULL, SL_STORE_ERR_CONNECTION);
-        goto done;
+        if (handled) {
+            complete(p, NULL, SL_STORE_ERR_CONNECTION);
+            goto done;
+        }
+        if (strncmp(reply->str, "READONLY", 8) == 0) {
+            /* The master became a replica (failover): find the new one. */
+            sl_redis_topo_readonly(s, n);
+            complete(p, NULL, SL_STORE_ERR_CONNECTION);
+            goto done;
+        }
+        if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0 || strncmp(reply->str, "TRYAGAIN", 8) == 0) {
+            /* The cluster, not the script, failed: a slot without a master, or keys in
+             * migration. The map is read again in case it changed. */
+            sl_redis_topo_unavailable(s);
+            complete(p, NULL, SL_STORE_ERR_CONNECTION);
+            goto done;
+        }
     }
     struct sl_decision d;
     if (parse_decision(reply, p->count, &d) == 0) {
@@ -185,7 +253,7 @@ done:
     free(p);
 }
 
-static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
+static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS];
     const char *argv[] = {"EVALSHA", p->script->sha,       "1",      p->key, count, period,
@@ -200,10 +268,11 @@ static int send_eval(struct sl_redis_store *s, struct sl_redis_pending *p)
                         1,
                         p->member_len};
     int argc = 4 + (int)p->script->nargv;
-    if (redisAsyncCommandArgv(s->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
+    if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
-    if (s->inflight++ == 0)
-        s->progress_us = sl_clock_mono_us();
+    p->node = n;
+    if (n->inflight++ == 0)
+        n->progress_us = sl_clock_mono_us();
     return 0;
 }
 
@@ -213,8 +282,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     uint64_t now = sl_clock_mono_us();
     while (s->head && s->head->deadline_us <= now)
         complete(s->head, NULL, SL_STORE_ERR_TIMEOUT);
-    if (s->inflight > 0 && now - s->progress_us >= STALL_US && s->state == SL_REDIS_READY)
-        sl_redis_conn_drop(s, "no reply within 2 s");
+    sl_redis_topo_check_stalls(s, now, STALL_US);
     arm_deadline(s, sl_clock_mono_us());
 }
 
@@ -287,7 +355,7 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_SCRIPT);
         return;
     }
-    if (s->state != SL_REDIS_READY || s->freeing) {
+    if (s->freeing) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
@@ -296,10 +364,17 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
+    /* The node is picked by the whole Redis key, prefix included, as Redis hashes it. */
+    struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
+    if (!n) {
+        free(p);
+        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
+        return;
+    }
     p->cb = cb;
     p->arg = arg;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
-    if (send_eval(s, p) != 0) {
+    if (send_eval(n, p) != 0) {
         free(p);
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
@@ -314,11 +389,11 @@ static void redis_free(struct sl_store *store)
     /* Answer every caller first; the entries stay with hiredis, which frees them below. */
     while (s->head)
         complete(s->head, NULL, SL_STORE_ERR_CONNECTION);
-    sl_redis_conn_deinit(s);
+    sl_redis_topo_deinit(s);
+    if (s->dns)
+        evdns_base_free(s->dns, 0);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
-    free(s->host);
-    free(s->unix_path);
     free(s->user);
     free(s->password);
     free(s->prefix);
@@ -389,19 +464,16 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
     s->evbase = base;
     s->metrics = metrics;
     s->worker_id = worker_id;
-    s->port = cfg->port;
-    s->db = cfg->db;
+    s->db = cfg->mode == SL_REDIS_MODE_CLUSTER ? 0 : cfg->db;
     s->timeout_us = cfg->timeout_ms * 1000;
-    if (copy_str(&s->host, cfg->host ? cfg->host : "127.0.0.1") ||
-        copy_str(&s->unix_path, cfg->unix_path) || copy_str(&s->user, cfg->user) ||
-        copy_str(&s->password, cfg->password) ||
+    if (copy_str(&s->user, cfg->user) || copy_str(&s->password, cfg->password) ||
         copy_str(&s->prefix, cfg->key_prefix ? cfg->key_prefix : ""))
         goto fail;
     s->prefix_len = strlen(s->prefix);
     load_scripts(s);
     init_member_prefix(s);
     s->deadline_timer = evtimer_new(base, on_deadline, s);
-    if (!s->deadline_timer || sl_redis_conn_init(s) != 0)
+    if (!s->deadline_timer || sl_redis_topo_init(s, cfg) != 0)
         goto fail;
     return &s->base;
 fail:

@@ -1,8 +1,9 @@
-/* The Redis connection's life cycle: resolve, connect, AUTH, SELECT, SCRIPT LOAD, then
+/* One Redis connection's life cycle: resolve, connect, AUTH, SELECT, SCRIPT LOAD, then
  * READY; after any failure, drop the connection and try again after 100 ms, doubling to 5 s.
  * A host name is looked up with evdns on the worker's loop before every attempt: hiredis
  * would call getaddrinfo(), which blocks the worker for as long as DNS takes, and looking
  * up again on each attempt follows a Redis that moved to another address.
+ * The topology hears of every node that comes up or goes down (sl_redis_topo_node_up/down);
  * sluice_store_errors_total counts failed decisions (the engine does), not connection
  * attempts, so that an idle instance retrying every 5 s does not count errors. */
 #include <arpa/inet.h>
@@ -10,11 +11,11 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <hiredis/adapters/libevent.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "redis_internal.h"
 #include "sluice/log.h"
-#include "sluice/metrics.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
@@ -22,169 +23,205 @@
  * connect timeout of its own, and a black-holed address would otherwise hang forever. */
 #define CONNECT_GRACE_MS 1000
 
-static void set_connected(struct sl_redis_store *s, bool connected)
+static const char *kind_name(const struct sl_redis_node *n)
 {
-    if (atomic_load(&s->connected) == connected)
-        return;
-    atomic_store(&s->connected, connected);
-    sl_metrics_redis_connected(s->metrics, connected);
+    return n->kind == SL_REDIS_NODE_SENTINEL ? "sentinel " : "";
 }
 
-static void log_failure(struct sl_redis_store *s, const char *what, const char *why)
+static void log_failure(struct sl_redis_node *n, const char *what, const char *why)
 {
-    enum sl_log_level level = s->quiet ? SL_LOG_DEBUG : SL_LOG_WARN;
-    sl_log(level, "redis (worker %u): %s: %s; retrying in %llu ms", s->worker_id, what,
-           why ? why : "unknown error", (unsigned long long)s->backoff_ms);
-    s->quiet = true;
+    enum sl_log_level level = n->quiet ? SL_LOG_DEBUG : SL_LOG_WARN;
+    if (n->unix_path)
+        sl_log(level, "redis (worker %u): unix:%s: %s: %s; retrying in %llu ms",
+               n->store->worker_id, n->unix_path, what, why ? why : "unknown error",
+               (unsigned long long)n->backoff_ms);
+    else
+        sl_log(level, "redis (worker %u): %s%s:%d: %s: %s; retrying in %llu ms",
+               n->store->worker_id, kind_name(n), n->host, n->port, what,
+               why ? why : "unknown error", (unsigned long long)n->backoff_ms);
+    n->quiet = true;
 }
 
-static void arm_timer(struct sl_redis_store *s, uint64_t ms)
+static void arm_timer(struct sl_redis_node *n, uint64_t ms)
 {
     struct timeval tv = {.tv_sec = (time_t)(ms / 1000), .tv_usec = (suseconds_t)(ms % 1000) * 1000};
-    evtimer_add(s->conn_timer, &tv);
+    evtimer_add(n->conn_timer, &tv);
 }
 
-/* Called with the state already IDLE and s->ac already detached. */
-static void schedule_retry(struct sl_redis_store *s)
+/* Called with the state already IDLE and n->ac already detached. */
+static void schedule_retry(struct sl_redis_node *n)
 {
-    if (s->freeing)
+    if (n->store->freeing)
         return;
-    arm_timer(s, s->backoff_ms);
-    s->backoff_ms = s->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : s->backoff_ms * 2;
+    arm_timer(n, n->backoff_ms);
+    n->backoff_ms = n->backoff_ms * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : n->backoff_ms * 2;
 }
 
-static void become_idle(struct sl_redis_store *s)
+/* An attempt that failed before it had a connection: retry later, and let the topology know
+ * (a sentinel moves on to the next address). */
+static void attempt_failed(struct sl_redis_node *n)
 {
-    s->ac = NULL;
-    s->state = SL_REDIS_IDLE;
-    set_connected(s, false);
+    schedule_retry(n);
+    if (!n->store->freeing)
+        sl_redis_topo_node_down(n, false);
 }
 
-void sl_redis_conn_drop(struct sl_redis_store *s, const char *why)
+/* Every way out of a connection ends here, then tells the topology (which may retarget the
+ * node, so it is told after the node is consistent). */
+static void become_idle(struct sl_redis_node *n)
 {
-    redisAsyncContext *ac = s->ac;
+    bool was_ready = n->state == SL_REDIS_READY;
+    n->ac = NULL;
+    n->state = SL_REDIS_IDLE;
+    n->inflight = 0;
+    if (!n->store->freeing)
+        sl_redis_topo_node_down(n, was_ready);
+}
+
+void sl_redis_node_drop(struct sl_redis_node *n, const char *why)
+{
+    redisAsyncContext *ac = n->ac;
     if (!ac)
         return;
-    log_failure(s, "connection dropped", why);
+    bool was_ready = n->state == SL_REDIS_READY;
+    log_failure(n, "connection dropped", why);
     /* Idle first: the NULL-reply callbacks redisAsyncFree runs may start new decisions, which
-     * must fail at once rather than reach the dying context. */
-    become_idle(s);
+     * must not reach the dying context. */
+    n->ac = NULL;
+    n->state = SL_REDIS_IDLE;
+    schedule_retry(n);
     redisAsyncFree(ac);
-    schedule_retry(s);
+    n->inflight = 0;
+    if (!n->store->freeing)
+        sl_redis_topo_node_down(n, was_ready);
 }
 
-static void handshake_done(struct sl_redis_store *s)
+static void handshake_done(struct sl_redis_node *n)
 {
-    evtimer_del(s->conn_timer);
-    s->state = SL_REDIS_READY;
-    s->backoff_ms = BACKOFF_FIRST_MS;
-    s->quiet = false;
-    set_connected(s, true);
-    if (s->unix_path)
-        sl_log_info("redis (worker %u): connected to unix:%s", s->worker_id, s->unix_path);
+    evtimer_del(n->conn_timer);
+    n->state = SL_REDIS_READY;
+    n->backoff_ms = BACKOFF_FIRST_MS;
+    n->quiet = false;
+    if (n->unix_path)
+        sl_log_info("redis (worker %u): connected to unix:%s", n->store->worker_id, n->unix_path);
     else
-        sl_log_info("redis (worker %u): connected to %s:%d", s->worker_id, s->host, s->port);
+        sl_log_info("redis (worker %u): connected to %s%s:%d", n->store->worker_id, kind_name(n),
+                    n->host, n->port);
+    sl_redis_topo_node_up(n);
 }
 
-/* Replies to AUTH and SELECT (privdata NULL) and to SCRIPT LOAD (privdata the script). */
+/* privdata of a handshake command other than SCRIPT LOAD (whose privdata is the script). */
+static const char step_auth, step_other;
+
 static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
 {
-    struct sl_redis_store *s = ac->data;
+    struct sl_redis_node *n = ac->data;
     const redisReply *reply = r;
-    if (ac != s->ac || s->state != SL_REDIS_CONNECTING || !reply)
+    if (ac != n->ac || n->state != SL_REDIS_CONNECTING || !reply)
         return; /* an abandoned connection, or a lost one (on_disconnect handles it) */
-    if (reply->type == REDIS_REPLY_ERROR) {
-        sl_redis_conn_drop(s, reply->str);
+    /* A sentinel without a password of its own refuses AUTH: it still answers, so go on. */
+    bool tolerated = privdata == &step_auth && n->kind == SL_REDIS_NODE_SENTINEL &&
+                     reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "without any password");
+    if (reply->type == REDIS_REPLY_ERROR && !tolerated) {
+        sl_redis_node_drop(n, reply->str);
         return;
     }
-    struct sl_redis_script *script = privdata;
-    if (script) {
+    if (privdata != &step_auth && privdata != &step_other) {
+        struct sl_redis_script *script = privdata;
         if (reply->type != REDIS_REPLY_STRING || reply->len != 40) {
-            sl_redis_conn_drop(s, "unexpected reply to SCRIPT LOAD");
+            sl_redis_node_drop(n, "unexpected reply to SCRIPT LOAD");
             return;
         }
         memcpy(script->sha, reply->str, 40);
         script->sha[40] = '\0';
     }
-    if (--s->handshake_left == 0)
-        handshake_done(s);
+    if (--n->handshake_left == 0)
+        handshake_done(n);
 }
 
 static void on_connect(const redisAsyncContext *ac, int status)
 {
-    struct sl_redis_store *s = ac->data;
-    if (ac != s->ac || status == REDIS_OK)
+    struct sl_redis_node *n = ac->data;
+    if (ac != n->ac || status == REDIS_OK)
         return;
     /* hiredis frees the context after this callback. */
-    log_failure(s, "cannot connect", ac->errstr);
-    become_idle(s);
-    schedule_retry(s);
+    log_failure(n, "cannot connect", ac->errstr);
+    schedule_retry(n);
+    become_idle(n);
 }
 
 static void on_disconnect(const redisAsyncContext *ac, int status)
 {
-    struct sl_redis_store *s = ac->data;
-    if (ac != s->ac)
+    struct sl_redis_node *n = ac->data;
+    (void)status;
+    if (ac != n->ac)
         return; /* freed by us: already handled */
-    log_failure(s, "connection lost", ac->err ? ac->errstr : "closed by the server");
-    become_idle(s);
-    schedule_retry(s);
+    log_failure(n, "connection lost", ac->err ? ac->errstr : "closed by the server");
+    schedule_retry(n);
+    become_idle(n);
 }
 
-static int queue_handshake(struct sl_redis_store *s, redisAsyncContext *ac)
+static int queue_handshake(struct sl_redis_node *n, redisAsyncContext *ac)
 {
+    struct sl_redis_store *s = n->store;
     int rc = REDIS_OK;
-    s->handshake_left = 0;
+    n->handshake_left = 0;
     if (s->password) {
+        void *step = (void *)&step_auth;
         if (s->user)
             rc |=
-                redisAsyncCommand(ac, on_handshake_reply, NULL, "AUTH %s %s", s->user, s->password);
+                redisAsyncCommand(ac, on_handshake_reply, step, "AUTH %s %s", s->user, s->password);
         else
-            rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "AUTH %s", s->password);
-        s->handshake_left++;
+            rc |= redisAsyncCommand(ac, on_handshake_reply, step, "AUTH %s", s->password);
+        n->handshake_left++;
     }
-    if (s->db != 0) {
-        rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "SELECT %d", s->db);
-        s->handshake_left++;
+    if (n->kind == SL_REDIS_NODE_DATA) {
+        /* A cluster has database 0 only (the configuration refuses another). */
+        if (s->db != 0) {
+            rc |=
+                redisAsyncCommand(ac, on_handshake_reply, (void *)&step_other, "SELECT %d", s->db);
+            n->handshake_left++;
+        }
+        for (size_t i = 0; i < s->nscripts; i++) {
+            rc |= redisAsyncCommand(ac, on_handshake_reply, &s->scripts[i], "SCRIPT LOAD %s",
+                                    s->scripts[i].body);
+            n->handshake_left++;
+        }
     }
-    for (size_t i = 0; i < s->nscripts; i++) {
-        rc |= redisAsyncCommand(ac, on_handshake_reply, &s->scripts[i], "SCRIPT LOAD %s",
-                                s->scripts[i].body);
-        s->handshake_left++;
-    }
-    /* A PING ends the handshake, so that a store with no script still waits for the server. */
-    rc |= redisAsyncCommand(ac, on_handshake_reply, NULL, "PING");
-    s->handshake_left++;
+    /* A PING ends the handshake, so that a node with no script still waits for the server. */
+    rc |= redisAsyncCommand(ac, on_handshake_reply, (void *)&step_other, "PING");
+    n->handshake_left++;
     return rc == REDIS_OK ? 0 : -1;
 }
 
 /* Starts connecting to `ip` (a numeric address), or to the unix socket when `ip` is NULL. */
-static void connect_to(struct sl_redis_store *s, const char *ip)
+static void connect_to(struct sl_redis_node *n, const char *ip)
 {
+    struct sl_redis_store *s = n->store;
     redisAsyncContext *ac =
-        ip ? redisAsyncConnect(ip, s->port) : redisAsyncConnectUnix(s->unix_path);
+        ip ? redisAsyncConnect(ip, n->port) : redisAsyncConnectUnix(n->unix_path);
     if (!ac || ac->err) {
-        log_failure(s, "cannot connect", ac ? ac->errstr : "out of memory");
+        log_failure(n, "cannot connect", ac ? ac->errstr : "out of memory");
         if (ac)
             redisAsyncFree(ac);
-        schedule_retry(s);
+        attempt_failed(n);
         return;
     }
-    ac->data = s;
+    ac->data = n;
     if (redisLibeventAttach(ac, s->evbase) != REDIS_OK) {
         redisAsyncFree(ac);
-        schedule_retry(s);
+        attempt_failed(n);
         return;
     }
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    s->ac = ac;
-    s->state = SL_REDIS_CONNECTING;
-    if (queue_handshake(s, ac) != 0) {
-        sl_redis_conn_drop(s, "cannot queue the handshake");
+    n->ac = ac;
+    n->state = SL_REDIS_CONNECTING;
+    if (queue_handshake(n, ac) != 0) {
+        sl_redis_node_drop(n, "cannot queue the handshake");
         return;
     }
-    arm_timer(s, s->timeout_us / 1000 + CONNECT_GRACE_MS);
+    arm_timer(n, s->timeout_us / 1000 + CONNECT_GRACE_MS);
 }
 
 /* The first IPv4 address of `res`, else its first address, in text. */
@@ -206,27 +243,27 @@ static bool pick_address(const struct evutil_addrinfo *res, char *ip, size_t len
 
 static void on_resolved(int err, struct evutil_addrinfo *res, void *arg)
 {
-    struct sl_redis_store *s = arg;
+    struct sl_redis_node *n = arg;
     char ip[INET6_ADDRSTRLEN];
     bool found = err == 0 && pick_address(res, ip, sizeof ip);
 
     if (res)
         evutil_freeaddrinfo(res);
-    /* Given up on (timer, shutdown): whoever cancelled moved on, and `s` may be gone, as
-     * evdns may report the cancellation from a later loop turn. */
+    /* Given up on (timer, shutdown, retarget): whoever cancelled moved on, and `n` may be
+     * gone, as evdns may report the cancellation from a later loop turn. */
     if (err == EVUTIL_EAI_CANCEL)
         return;
-    s->resolving = NULL;
-    if (s->state != SL_REDIS_RESOLVING)
+    n->resolving = NULL;
+    if (n->state != SL_REDIS_RESOLVING)
         return;
-    s->state = SL_REDIS_IDLE;
-    evtimer_del(s->conn_timer);
+    n->state = SL_REDIS_IDLE;
+    evtimer_del(n->conn_timer);
     if (!found) {
-        log_failure(s, "cannot resolve", err ? evutil_gai_strerror(err) : "no address");
-        schedule_retry(s);
+        log_failure(n, "cannot resolve", err ? evutil_gai_strerror(err) : "no address");
+        attempt_failed(n);
         return;
     }
-    connect_to(s, ip);
+    connect_to(n, ip);
 }
 
 static bool is_numeric(const char *host)
@@ -235,77 +272,127 @@ static bool is_numeric(const char *host)
     return inet_pton(AF_INET, host, addr) == 1 || inet_pton(AF_INET6, host, addr) == 1;
 }
 
-static void connect_start(struct sl_redis_store *s)
+static void connect_start(struct sl_redis_node *n)
 {
-    if (s->unix_path || is_numeric(s->host)) {
-        connect_to(s, s->unix_path ? NULL : s->host);
+    struct sl_redis_store *s = n->store;
+    if (n->unix_path || is_numeric(n->host)) {
+        connect_to(n, n->unix_path ? NULL : n->host);
         return;
     }
     if (!s->dns)
         s->dns = evdns_base_new(s->evbase, EVDNS_BASE_INITIALIZE_NAMESERVERS |
                                                EVDNS_BASE_DISABLE_WHEN_INACTIVE);
     if (!s->dns) {
-        log_failure(s, "cannot resolve", "no resolver (/etc/resolv.conf)");
-        schedule_retry(s);
+        log_failure(n, "cannot resolve", "no resolver (/etc/resolv.conf)");
+        attempt_failed(n);
         return;
     }
     struct evutil_addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
-    s->state = SL_REDIS_RESOLVING;
-    arm_timer(s, s->timeout_us / 1000 + CONNECT_GRACE_MS);
+    n->state = SL_REDIS_RESOLVING;
+    arm_timer(n, s->timeout_us / 1000 + CONNECT_GRACE_MS);
     /* The answer may come before this returns (hosts file), and then NULL is returned. */
-    s->resolving = evdns_getaddrinfo(s->dns, s->host, NULL, &hints, on_resolved, s);
+    n->resolving = evdns_getaddrinfo(s->dns, n->host, NULL, &hints, on_resolved, n);
 }
 
 /* Gives up a lookup in flight; its callback runs with EVUTIL_EAI_CANCEL. */
-static void cancel_resolving(struct sl_redis_store *s)
+static void cancel_resolving(struct sl_redis_node *n)
 {
-    struct evdns_getaddrinfo_request *req = s->resolving;
-    s->state = SL_REDIS_IDLE;
-    s->resolving = NULL;
+    struct evdns_getaddrinfo_request *req = n->resolving;
+    n->state = SL_REDIS_IDLE;
+    n->resolving = NULL;
     if (req)
         evdns_getaddrinfo_cancel(req);
 }
 
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)
 {
-    struct sl_redis_store *s = arg;
-    if (s->state == SL_REDIS_IDLE) {
-        connect_start(s);
-    } else if (s->state == SL_REDIS_RESOLVING) {
-        cancel_resolving(s);
-        log_failure(s, "cannot resolve", "timed out");
-        schedule_retry(s);
-    } else if (s->state == SL_REDIS_CONNECTING) {
-        sl_redis_conn_drop(s, "timed out connecting");
+    struct sl_redis_node *n = arg;
+    (void)fd;
+    (void)what;
+    if (n->state == SL_REDIS_IDLE) {
+        connect_start(n);
+    } else if (n->state == SL_REDIS_RESOLVING) {
+        cancel_resolving(n);
+        log_failure(n, "cannot resolve", "timed out");
+        attempt_failed(n);
+    } else if (n->state == SL_REDIS_CONNECTING) {
+        sl_redis_node_drop(n, "timed out connecting");
     }
 }
 
-int sl_redis_conn_init(struct sl_redis_store *s)
+struct sl_redis_node *sl_redis_node_new(struct sl_redis_store *s, enum sl_redis_node_kind kind,
+                                        const char *host, int port, const char *unix_path)
 {
-    s->backoff_ms = BACKOFF_FIRST_MS;
-    s->state = SL_REDIS_IDLE;
-    atomic_init(&s->connected, false);
-    s->conn_timer = evtimer_new(s->evbase, on_conn_timer, s);
-    if (!s->conn_timer)
+    struct sl_redis_node *n = calloc(1, sizeof *n);
+    if (!n)
+        return NULL;
+    n->store = s;
+    n->kind = kind;
+    n->port = port;
+    n->backoff_ms = BACKOFF_FIRST_MS;
+    n->state = SL_REDIS_IDLE;
+    if ((host && !(n->host = strdup(host))) || (unix_path && !(n->unix_path = strdup(unix_path))))
+        goto fail;
+    n->conn_timer = evtimer_new(s->evbase, on_conn_timer, n);
+    if (!n->conn_timer)
+        goto fail;
+    connect_start(n);
+    return n;
+fail:
+    sl_redis_node_free(n);
+    return NULL;
+}
+
+/* Closes whatever connection or lookup is under way, without telling the topology. */
+static void close_quietly(struct sl_redis_node *n)
+{
+    if (n->state == SL_REDIS_RESOLVING)
+        cancel_resolving(n);
+    redisAsyncContext *ac = n->ac;
+    n->ac = NULL;
+    n->state = SL_REDIS_IDLE;
+    n->inflight = 0;
+    if (n->conn_timer)
+        evtimer_del(n->conn_timer);
+    if (ac)
+        redisAsyncFree(ac);
+}
+
+void sl_redis_node_free(struct sl_redis_node *n)
+{
+    if (!n)
+        return;
+    close_quietly(n);
+    if (n->conn_timer)
+        event_free(n->conn_timer);
+    free(n->host);
+    free(n->unix_path);
+    free(n);
+}
+
+int sl_redis_node_set_address(struct sl_redis_node *n, const char *host, int port)
+{
+    char *copy = strdup(host);
+    if (!copy)
         return -1;
-    sl_metrics_redis_connected(s->metrics, false);
-    connect_start(s);
+    free(n->host);
+    n->host = copy;
+    n->port = port;
     return 0;
 }
 
-void sl_redis_conn_deinit(struct sl_redis_store *s)
+int sl_redis_node_retarget(struct sl_redis_node *n, const char *host, int port)
 {
-    s->freeing = true;
-    if (s->state == SL_REDIS_RESOLVING)
-        cancel_resolving(s);
-    redisAsyncContext *ac = s->ac;
-    become_idle(s);
-    if (ac)
-        redisAsyncFree(ac);
-    if (s->dns)
-        evdns_base_free(s->dns, 0);
-    s->dns = NULL;
-    if (s->conn_timer)
-        event_free(s->conn_timer);
-    s->conn_timer = NULL;
+    if (sl_redis_node_set_address(n, host, port) < 0)
+        return -1;
+    close_quietly(n);
+    n->backoff_ms = BACKOFF_FIRST_MS;
+    n->quiet = false;
+    connect_start(n);
+    return 0;
+}
+
+bool sl_redis_node_is(const struct sl_redis_node *n, const char *host, int port)
+{
+    return n->host && n->port == port && strcmp(n->host, host) == 0;
 }

@@ -1,4 +1,5 @@
-/* Shared between redis.c (decisions) and redis_conn.c (the connection's life cycle). */
+/* Shared between redis.c (decisions), redis_conn.c (one connection's life cycle) and
+ * redis_topology.c (which connections exist and which one serves a key). */
 #ifndef SLUICE_STORE_REDIS_INTERNAL_H
 #define SLUICE_STORE_REDIS_INTERNAL_H
 
@@ -7,13 +8,15 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "sluice/redis_slots.h"
 #include "sluice/store_redis.h"
 
 struct event;
 struct evdns_base;
 struct evdns_getaddrinfo_request;
 
-/* One algorithm's script and its SHA-1 as Redis reports it from SCRIPT LOAD. */
+/* One algorithm's script and its SHA-1 as Redis reports it from SCRIPT LOAD (the same on
+ * every node: it is the SHA-1 of the body). */
 struct sl_redis_script {
     const struct sl_algorithm_ops *alg;
     const char *body;
@@ -29,10 +32,58 @@ enum sl_redis_state {
     SL_REDIS_IDLE,       /* no connection; conn_timer runs the next attempt */
     SL_REDIS_RESOLVING,  /* the host name is being looked up; conn_timer bounds it */
     SL_REDIS_CONNECTING, /* connect, AUTH, SELECT, SCRIPT LOAD in flight; conn_timer bounds it */
-    SL_REDIS_READY,      /* decisions are sent */
+    SL_REDIS_READY,      /* commands are sent */
+};
+
+enum sl_redis_node_kind {
+    SL_REDIS_NODE_DATA,     /* runs the scripts: the server, a cluster master, the master */
+    SL_REDIS_NODE_SENTINEL, /* tells where the master is */
+};
+
+/* One connection to one server, reconnected with backoff after any failure. */
+struct sl_redis_node {
+    struct sl_redis_store *store;
+    enum sl_redis_node_kind kind;
+    char *host; /* owned; NULL with unix_path */
+    int port;
+    char *unix_path; /* owned or NULL */
+
+    redisAsyncContext *ac;
+    enum sl_redis_state state;
+    unsigned handshake_left; /* replies still awaited before READY */
+    struct event *conn_timer;
+    struct evdns_getaddrinfo_request *resolving; /* while RESOLVING */
+    uint64_t backoff_ms;
+    bool quiet; /* a failure was already logged: repeat attempts log at debug level */
+
+    unsigned inflight;    /* commands hiredis holds a pending entry for */
+    uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
 };
 
 struct sl_redis_pending;
+
+/* Where the store's servers are (redis_topology.c). */
+struct sl_redis_topology {
+    enum sl_redis_mode mode;
+    struct sl_redis_node **nodes; /* owned; DATA nodes, then at most one SENTINEL */
+    size_t nnodes;
+    struct sl_redis_node *master;   /* url and sentinel modes: the node decisions go to */
+    struct sl_redis_node *sentinel; /* sentinel mode: the sentinel asked and listened to */
+    size_t next_sentinel;           /* index into the configured addresses, rotating */
+    char *master_name;              /* owned */
+    struct sl_redis_addr *addrs;    /* cluster seeds or sentinels; owned */
+    size_t naddrs;
+
+    /* Cluster mode: the owner of each slot, as an index into nodes + 1 (0: unknown). */
+    uint16_t *slot_owner; /* owned, SL_REDIS_SLOTS entries */
+    bool map_known;
+    bool refresh_inflight;
+    bool refresh_wanted;
+    struct event *refresh_timer;
+    uint64_t refresh_backoff_ms;
+    uint64_t last_refresh_us;
+    size_t rotate; /* where the next map read starts looking for a READY node */
+};
 
 struct sl_redis_store {
     struct sl_store base;
@@ -41,9 +92,6 @@ struct sl_redis_store {
     unsigned worker_id;
 
     /* Settings, copied from the configuration. */
-    char *host;
-    int port;
-    char *unix_path;
     char *user;
     char *password;
     int db;
@@ -51,15 +99,8 @@ struct sl_redis_store {
     char *prefix;
     size_t prefix_len;
 
-    /* The connection. */
-    redisAsyncContext *ac;
-    enum sl_redis_state state;
-    unsigned handshake_left; /* replies still awaited before READY */
-    struct event *conn_timer;
-    struct evdns_base *dns;                      /* made at the first name to look up */
-    struct evdns_getaddrinfo_request *resolving; /* while RESOLVING */
-    uint64_t backoff_ms;
-    bool quiet; /* a failure was already logged: repeat attempts log at debug level */
+    struct sl_redis_topology topo;
+    struct evdns_base *dns; /* made at the first name to look up */
     atomic_bool connected;
     bool freeing;
 
@@ -69,23 +110,66 @@ struct sl_redis_store {
     /* Decisions awaiting completion, in deadline order (all share one timeout). */
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
-    unsigned inflight;    /* commands hiredis holds a pending entry for */
-    uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
     char member_prefix[40];
     uint64_t seq;
 };
 
-/* redis_conn.c */
+/* redis_conn.c: one node's connection. */
 
-/* Creates the timers and starts the first connection attempt. Returns 0 or -1 (ENOMEM). */
-int sl_redis_conn_init(struct sl_redis_store *s);
+/* A node of `kind` at host:port (copied), or at unix_path when host is NULL; starts
+ * connecting at once. NULL on ENOMEM. */
+struct sl_redis_node *sl_redis_node_new(struct sl_redis_store *s, enum sl_redis_node_kind kind,
+                                        const char *host, int port, const char *unix_path);
 
 /* Frees the connection (hiredis then calls back every command still pending, with a NULL
- * reply) and the timers. No reconnection follows. */
-void sl_redis_conn_deinit(struct sl_redis_store *s);
+ * reply), the timer and the node. No reconnection follows. Accepts NULL. */
+void sl_redis_node_free(struct sl_redis_node *n);
 
 /* Abandons the connection after a failure and schedules the next attempt with backoff.
  * Safe inside hiredis callbacks. */
-void sl_redis_conn_drop(struct sl_redis_store *s, const char *why);
+void sl_redis_node_drop(struct sl_redis_node *n, const char *why);
+
+/* The address the next connection attempt goes to; the current connection is kept.
+ * `host` is copied. Returns 0 or -1 (ENOMEM). */
+int sl_redis_node_set_address(struct sl_redis_node *n, const char *host, int port);
+
+/* Points the node at another address: the connection is closed (the topology is not told:
+ * it asked) and the next attempt, to the new address, starts at once. `host` is copied.
+ * Returns 0 or -1 (ENOMEM). */
+int sl_redis_node_retarget(struct sl_redis_node *n, const char *host, int port);
+
+/* True when `n` serves host:port. */
+bool sl_redis_node_is(const struct sl_redis_node *n, const char *host, int port);
+
+/* redis_topology.c: which nodes exist and which one serves a key. */
+
+/* Builds the nodes of the configured mode and starts connecting. 0 or -1 (ENOMEM). */
+int sl_redis_topo_init(struct sl_redis_store *s, const struct sl_redis_config *cfg);
+
+/* Frees every node; pending commands are called back with a NULL reply. */
+void sl_redis_topo_deinit(struct sl_redis_store *s);
+
+/* The node a decision on `key` goes to, or NULL when it is not known or not READY. */
+struct sl_redis_node *sl_redis_topo_pick(struct sl_redis_store *s, const char *key, size_t len);
+
+/* The DATA node at host:port, made (and connecting) if new; NULL on ENOMEM. */
+struct sl_redis_node *sl_redis_topo_node_at(struct sl_redis_store *s, const char *host, int port);
+
+/* A MOVED reply: the slot now lives at `to`; the map is read again. */
+void sl_redis_topo_moved(struct sl_redis_store *s, unsigned slot, struct sl_redis_node *to);
+
+/* A CLUSTERDOWN or TRYAGAIN reply: the map is read again (cluster mode). */
+void sl_redis_topo_unavailable(struct sl_redis_store *s);
+
+/* A READONLY reply from `n`: the master moved (sentinel mode); ask again. */
+void sl_redis_topo_readonly(struct sl_redis_store *s, struct sl_redis_node *n);
+
+/* From redis_conn.c: `n` finished its handshake, or lost its connection or failed an attempt
+ * (`was_ready` tells which). `n` already has its next attempt scheduled. */
+void sl_redis_topo_node_up(struct sl_redis_node *n);
+void sl_redis_topo_node_down(struct sl_redis_node *n, bool was_ready);
+
+/* Drops the connections that stopped answering (`now_us` - progress past `stall_us`). */
+void sl_redis_topo_check_stalls(struct sl_redis_store *s, uint64_t now_us, uint64_t stall_us);
 
 #endif

@@ -250,6 +250,28 @@ START_TEST(error_bad_key_source)
 }
 END_TEST
 
+START_TEST(error_redis_topology)
+{
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://h:1\n  cluster: [\"h:2\"]\nroutes: []\n",
+                  "t.yaml:5:12: redis.cluster: expected only one of url, cluster and sentinel, "
+                  "got url as well\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  cluster: []\nroutes: []\n",
+                  "t.yaml:4:12: redis.cluster: expected at least one \"host:port\", got an empty "
+                  "list\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  cluster: [\"h\", \"redis://h:1/2\"]\nroutes: []\n",
+                  "t.yaml:4:13: redis.cluster[0]: expected \"host:port\" or "
+                  "\"redis://[user:password@]host:port\", got \"h\"\n"
+                  "t.yaml:4:18: redis.cluster[1]: expected no database number (Redis Cluster has "
+                  "only database 0), got 2\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  sentinel: {addresses: [\"s:1\"]}\nroutes: []\n",
+                  "t.yaml:4:13: redis.sentinel.master: expected the master's name as the "
+                  "sentinels know it, got nothing\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  sentinel: {master: m}\nroutes: []\n",
+                  "t.yaml:4:13: redis.sentinel.addresses: expected a list of sentinel "
+                  "\"host:port\", got nothing\n");
+}
+END_TEST
+
 START_TEST(error_store_redis_without_redis)
 {
     assert_limit_error("        algorithm: fixed_window\n"
@@ -257,6 +279,20 @@ START_TEST(error_store_redis_without_redis)
                        "        store: redis\n",
                        "t.yaml:9:16: routes[0].limits[0].store: expected memory, got \"redis\", "
                        "which needs a top-level redis block\n");
+}
+END_TEST
+
+START_TEST(error_paths_section)
+{
+    ASSERT_ERRORS(UPSTREAM "paths:\n"
+                           "  case_sensitive: false\n"
+                           "  decode_slash: yes\n"
+                           "routes: []\n",
+                  "t.yaml:4:3: paths.case_sensitive: unknown key; expected one of "
+                  "case_insensitive, strip_path_parameters, decode_slash, ignore_trailing_slash\n"
+                  "t.yaml:5:17: paths.decode_slash: expected true or false, got \"yes\"\n");
+    ASSERT_ERRORS(UPSTREAM "paths: [case_insensitive]\nroutes: []\n",
+                  "t.yaml:3:8: paths: expected a mapping, got a list\n");
 }
 END_TEST
 
@@ -303,6 +339,8 @@ int main(void)
     tcase_add_test(tc, error_unknown_algorithm);
     tcase_add_test(tc, error_bad_key_source);
     tcase_add_test(tc, error_store_redis_without_redis);
+    tcase_add_test(tc, error_redis_topology);
+    tcase_add_test(tc, error_paths_section);
     tcase_add_test(tc, error_several_in_file_order);
     suite_add_tcase(s, tc);
     return run_config_suite(s);

@@ -245,6 +245,8 @@ START_TEST(defaults)
     ck_assert_int_eq(cfg->log_level, SL_LOG_INFO);
     ck_assert_uint_eq(cfg->nroutes, 0);
     ck_assert_uint_eq(cfg->nlimits, 0);
+    ck_assert(!cfg->paths.case_insensitive && !cfg->paths.strip_path_parameters);
+    ck_assert(!cfg->paths.decode_slash && !cfg->paths.ignore_trailing_slash);
     sl_cfg_unref(cfg);
 }
 END_TEST
@@ -285,6 +287,50 @@ START_TEST(match_path_and_host_held_normalised)
 }
 END_TEST
 
+START_TEST(paths_rules_fold_the_configured_matches)
+{
+    /* The file's paths are folded by the same rules as requests, whatever their spelling. */
+    struct sl_config *cfg = load_ok(UPSTREAM "paths:\n"
+                                             "  case_insensitive: true\n"
+                                             "  strip_path_parameters: true\n"
+                                             "  decode_slash: true\n"
+                                             "  ignore_trailing_slash: true\n"
+                                             "routes:\n"
+                                             "  - name: a\n"
+                                             "    match: {path: \"/API%2FLogin;v=1/\"}\n"
+                                             "  - name: b\n"
+                                             "    match: {path_prefix: \"/V1/\"}\n"
+                                             "  - name: c\n"
+                                             "    match: {path_regex: \"^/Users/[0-9]+$\"}\n"
+                                             "  - name: root\n"
+                                             "    match: {path_prefix: /}\n");
+    ck_assert(cfg->paths.case_insensitive && cfg->paths.strip_path_parameters);
+    ck_assert(cfg->paths.decode_slash && cfg->paths.ignore_trailing_slash);
+    ck_assert_str_eq(cfg->routes[0].path, "/api/login");
+    ck_assert_str_eq(cfg->routes[1].path, "/v1");
+    ck_assert_str_eq(cfg->routes[3].path, "/");
+    /* Requests arrive lower-cased, so the pattern ignores case. */
+    ck_assert_int_eq(regexec(&cfg->routes[2].regex, "/users/42", 0, NULL, 0), 0);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"paths\":{\"case_insensitive\":true,"
+                                       "\"strip_path_parameters\":true,\"decode_slash\":true,"
+                                       "\"ignore_trailing_slash\":true}"));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    /* Without the rules, case counts and the file's spelling is only normalised. */
+    cfg = load_ok(UPSTREAM "routes:\n"
+                           "  - name: a\n"
+                           "    match: {path: \"/API%2FLogin;v=1/\"}\n"
+                           "  - name: c\n"
+                           "    match: {path_regex: \"^/Users/[0-9]+$\"}\n");
+    ck_assert_str_eq(cfg->routes[0].path, "/API%2FLogin;v=1/");
+    ck_assert_int_ne(regexec(&cfg->routes[1].regex, "/users/42", 0, NULL, 0), 0);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 START_TEST(redis_url_forms)
 {
     struct sl_config *cfg =
@@ -308,6 +354,45 @@ START_TEST(redis_url_forms)
     ck_assert_int_eq(cfg->redis.port, 6379);
     ck_assert_ptr_null(cfg->redis.user);
     ck_assert_str_eq(cfg->redis.password, "pw");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(redis_cluster_and_sentinel)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis:\n"
+                         "  cluster: [\"10.0.0.1:7000\", \"redis://:pw@h2:7001\","
+                         " \"[::1]:7002\"]\n"
+                         "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_CLUSTER);
+    ck_assert_uint_eq(cfg->redis.naddrs, 3);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "10.0.0.1");
+    ck_assert_int_eq(cfg->redis.addrs[0].port, 7000);
+    ck_assert_str_eq(cfg->redis.addrs[1].host, "h2");
+    ck_assert_str_eq(cfg->redis.addrs[2].host, "::1");
+    ck_assert_int_eq(cfg->redis.addrs[2].port, 7002);
+    /* Credentials on one seed are the cluster's. */
+    ck_assert_str_eq(cfg->redis.password, "pw");
+    ck_assert_ptr_null(cfg->redis.url);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"mode\":\"cluster\",\"url\":null,\"addresses\":[{"
+                                       "\"host\":\"10.0.0.1\",\"port\":7000}"));
+    ck_assert_ptr_null(strstr(json, "pw"));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis:\n"
+                           "  sentinel: {master: mymaster, addresses: [\"s1:26379\", "
+                           "\"10.0.0.6:26380\"]}\n"
+                           "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_SENTINEL);
+    ck_assert_str_eq(cfg->redis.sentinel_master, "mymaster");
+    ck_assert_uint_eq(cfg->redis.naddrs, 2);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "s1");
+    ck_assert_int_eq(cfg->redis.addrs[1].port, 26380);
+    ck_assert_ptr_null(cfg->redis.password);
     sl_cfg_unref(cfg);
 }
 END_TEST
@@ -419,7 +504,9 @@ int main(void)
     tcase_add_test(tc, shutdown_drain_delay);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
+    tcase_add_test(tc, paths_rules_fold_the_configured_matches);
     tcase_add_test(tc, redis_url_forms);
+    tcase_add_test(tc, redis_cluster_and_sentinel);
     tcase_add_test(tc, json_redacts_passwords);
     tcase_add_test(tc, refcount);
     tcase_add_test(tc, env_default_and_set);

@@ -187,8 +187,17 @@ START_TEST(test_unlabelled_and_fixed_series)
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, true);
     sl_metrics_config_reload(m, false);
+    sl_metrics_redis_redirection(a, true);
+    sl_metrics_redis_redirection(b, true);
+    sl_metrics_redis_redirection(b, false);
+    sl_metrics_redis_topology_refresh(a);
+    sl_metrics_redis_topology_refresh(b);
+    sl_metrics_redis_topology_refresh(b);
 
     char *text = render(m);
+    ck_assert_line(text, "sluice_redis_redirections_total{kind=\"moved\"} 2");
+    ck_assert_line(text, "sluice_redis_redirections_total{kind=\"ask\"} 1");
+    ck_assert_line(text, "sluice_redis_topology_refreshes_total 3");
     ck_assert_line(text, "sluice_connections_active 2");
     ck_assert_line(text, "sluice_connections_accepted_total 3");
     ck_assert_line(text, "sluice_upstream_errors_total{kind=\"connect\"} 0");
@@ -368,6 +377,8 @@ static const struct {
     {"sluice_store_duration_seconds", "histogram"},
     {"sluice_store_errors_total", "counter"},
     {"sluice_redis_connected", "gauge"},
+    {"sluice_redis_redirections_total", "counter"},
+    {"sluice_redis_topology_refreshes_total", "counter"},
     {"sluice_upstream_errors_total", "counter"},
     {"sluice_connections_active", "gauge"},
     {"sluice_connections_accepted_total", "counter"},

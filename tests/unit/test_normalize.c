@@ -10,7 +10,7 @@
 static const char *norm(const char *target)
 {
     static char out[512];
-    ssize_t n = sl_path_normalize(target, strlen(target), out, sizeof out);
+    ssize_t n = sl_path_normalize(NULL, target, strlen(target), out, sizeof out);
     if (n < 0)
         return "<none>";
     ck_assert_uint_eq(strlen(out), (size_t)n);
@@ -101,7 +101,7 @@ START_TEST(not_a_path)
     ck_assert_str_eq(norm(""), "<none>");
     ck_assert_str_eq(norm("example.com:443"), "<none>");
     ck_assert_str_eq(norm("api/login"), "<none>");
-    ck_assert_int_eq(sl_path_normalize("/a\0b", 4, (char[16]){0}, 16), -1);
+    ck_assert_int_eq(sl_path_normalize(NULL, "/a\0b", 4, (char[16]){0}, 16), -1);
 }
 END_TEST
 
@@ -109,9 +109,9 @@ START_TEST(small_buffer_refused)
 {
     char out[16];
     const char *t = "/0123456789abcdef";
-    ck_assert_int_eq(sl_path_normalize(t, strlen(t), out, sizeof out), -1);
-    ck_assert_int_eq(sl_path_normalize(t, 15, out, sizeof out), -1);
-    ck_assert_int_eq(sl_path_normalize(t, 14, out, sizeof out), 14);
+    ck_assert_int_eq(sl_path_normalize(NULL, t, strlen(t), out, sizeof out), -1);
+    ck_assert_int_eq(sl_path_normalize(NULL, t, 15, out, sizeof out), -1);
+    ck_assert_int_eq(sl_path_normalize(NULL, t, 14, out, sizeof out), 14);
 }
 END_TEST
 

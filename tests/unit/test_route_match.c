@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "sluice/route.h"
+#include "sluice/route_index.h"
 #include "support/run_suite.h"
 
 #define MAX_ROUTES 8
@@ -44,15 +45,20 @@ static const char *match_h(const char *method, const char *target, const struct 
 {
     struct sl_request req = {method, strlen(method), target, strlen(target), hs, nh, NULL};
     char path[256], host[256];
-    ssize_t plen = sl_path_normalize(target, strlen(target), path, sizeof path);
+    ssize_t plen = sl_path_normalize(&cfg.paths, target, strlen(target), path, sizeof path);
     const char *a;
     size_t alen;
     ssize_t hlen = -1;
     if (sl_request_authority(&req, &a, &alen))
         hlen = sl_host_normalize(a, alen, host, sizeof host);
-    const struct sl_route *r =
-        sl_route_match(&cfg, &req, plen < 0 ? NULL : path, plen < 0 ? 0 : (size_t)plen,
-                       hlen < 0 ? NULL : host, hlen < 0 ? 0 : (size_t)hlen);
+    const char *p = plen < 0 ? NULL : path, *h = hlen < 0 ? NULL : host;
+    size_t pl = plen < 0 ? 0 : (size_t)plen, hl = hlen < 0 ? 0 : (size_t)hlen;
+    const struct sl_route *r = sl_route_match(&cfg, &req, p, pl, h, hl);
+    /* The index, which configurations use, must give the same route as the walk. */
+    struct sl_route_index *ix = sl_route_index_new(&cfg);
+    ck_assert_ptr_nonnull(ix);
+    ck_assert_ptr_eq(sl_route_index_match(ix, &cfg, &req, p, pl, h, hl), r);
+    sl_route_index_free(ix);
     return r ? r->name : "-";
 }
 
