@@ -6,7 +6,7 @@
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
-          node-llhttp curl python3)
+          libyajl-dev node-llhttp curl python3)
 for arg in "$@"; do
     case "$arg" in
     # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON checks
