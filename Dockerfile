@@ -9,7 +9,7 @@ RUN cmake -S /src -B /build -DCMAKE_BUILD_TYPE=Release -DSLUICE_TESTS=OFF \
 FROM debian:12-slim
 RUN apt-get update \
  && apt-get install -y --no-install-recommends libevent-core-2.1-7 libevent-extra-2.1-7 \
-      libevent-pthreads-2.1-7 libhiredis0.14 libyaml-0-2 \
+      libevent-pthreads-2.1-7 libhiredis0.14 libyaml-0-2 libyajl2 \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin sluice
 COPY --from=build /build/sluice /usr/local/bin/sluice

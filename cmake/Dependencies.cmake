@@ -15,6 +15,7 @@ endmacro()
 sluice_require_pkg(LIBEVENT "libevent_core;libevent_extra;libevent_pthreads" libevent-dev)
 sluice_require_pkg(HIREDIS hiredis libhiredis-dev)
 sluice_require_pkg(YAML yaml-0.1 libyaml-dev)
+sluice_require_pkg(YAJL yajl libyajl-dev)
 
 # llhttp ships as C sources (Debian node-llhttp); compile them into a static library.
 set(LLHTTP_ROOT /usr/share CACHE PATH "prefix holding llhttp/ and include/llhttp/")

@@ -6,10 +6,12 @@
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
-          node-llhttp curl python3)
+          libyajl-dev node-llhttp curl python3)
 for arg in "$@"; do
     case "$arg" in
-    --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml prometheus) ;; # prometheus: promtool
+    # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON checks
+    --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
+                       prometheus clang-14 libclang-rt-14-dev libyajl-dev) ;;
     --bench) packages+=(nginx-light wrk redis-server redis-tools) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac

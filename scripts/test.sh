@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the test dependencies, builds with AddressSanitizer and UndefinedBehaviorSanitizer,
-# runs every unit and integration test, and ends with "N passed, N failed".
+# runs every unit and integration test, replays the fuzz regressions and fuzzes each target
+# for SLUICE_FUZZ_SECONDS (default 20), and ends with "N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -48,9 +49,19 @@ PY
 )
 if [ "$int_rc" -ne 0 ] && [ "$int_rc" -ne 5 ] && [ "$int_fail" -eq 0 ]; then int_fail=1; fi
 
-passed=$((unit_pass + int_pass))
-failed=$((unit_fail + int_fail))
+echo "== fuzz targets (libFuzzer, ${SLUICE_FUZZ_SECONDS:-20} s each)"
+# One entry per target: its regression inputs replayed, then a short run from its seeds.
+scripts/fuzz.sh "${SLUICE_FUZZ_SECONDS:-20}" | tee "$build/fuzz.txt"
+fuzz_rc=${PIPESTATUS[0]}
+read -r fuzz_pass fuzz_fail < <(awk '/^fuzz: [0-9]+ passed, [0-9]+ failed$/ {print $2, $4}' "$build/fuzz.txt")
+if [ -z "${fuzz_pass:-}" ]; then fuzz_pass=0; fuzz_fail=1; fi # the fuzz build failed
+if [ "$fuzz_rc" -ne 0 ] && [ "$fuzz_fail" -eq 0 ]; then fuzz_fail=1; fi
+
+passed=$((unit_pass + int_pass + fuzz_pass))
+failed=$((unit_fail + int_fail + fuzz_fail))
 echo
-echo "unit: $unit_pass passed, $unit_fail failed; integration: $int_pass passed, $int_fail failed"
+echo "unit: $unit_pass passed, $unit_fail failed; integration: $int_pass passed, $int_fail failed;" \
+    "fuzz: $fuzz_pass passed, $fuzz_fail failed"
 echo "$passed passed, $failed failed"
-[ "$failed" -eq 0 ] && [ "$unit_rc" -eq 0 ] && { [ "$int_rc" -eq 0 ] || [ "$int_rc" -eq 5 ]; }
+[ "$failed" -eq 0 ] && [ "$unit_rc" -eq 0 ] && { [ "$int_rc" -eq 0 ] || [ "$int_rc" -eq 5 ]; } &&
+    [ "$fuzz_rc" -eq 0 ]

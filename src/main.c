@@ -4,16 +4,19 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/cli.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/route_index.h"
 #include "sluice/server.h"
 
-#define EXIT_CONFIG 1
-#define EXIT_USAGE 2
+#define EXIT_CONFIG SL_EXIT_CONFIG
+#define EXIT_USAGE SL_EXIT_USAGE
 
 static const char usage[] =
     "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
+    "       sluice explain [-c FILE] [--peer ADDR] [-H 'Name: value']... [--json] METHOD TARGET\n"
+    "       sluice replay [-c FILE] [--virtual] [--json] ACCESS_LOG\n"
     "\n"
     "A rate-limiting reverse proxy.\n"
     "\n"
@@ -23,27 +26,23 @@ static const char usage[] =
     "  -h         print this help and exit\n"
     "  --version  print the version and exit\n"
     "\n"
+    "  explain    print what sluice would do with one request and why: the normalised path,\n"
+    "             each route tried, the client address, and each limit's key as its store\n"
+    "             holds it; no store is touched (sluice explain -h for its options)\n"
+    "  replay     run an access log written by sluice through the file's routes and limits\n"
+    "             on a fresh memory store, on the log's own clock, and print what each limit\n"
+    "             would have admitted, delayed and denied (sluice replay -h)\n"
+    "\n"
     "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
-static const char *default_config_path(void)
-{
-    const char *env = getenv("SLUICE_CONFIG");
-    return env && *env ? env : "/etc/sluice/sluice.yaml";
-}
-
-/* The loader reports one problem per line; each becomes "sluice: <problem>". */
-static void print_errors(const char *errors)
-{
-    while (*errors) {
-        size_t n = strcspn(errors, "\n");
-        fprintf(stderr, "sluice: %.*s\n", (int)n, errors);
-        errors += n + (errors[n] == '\n');
-    }
-}
-
 int main(int argc, char **argv)
 {
+    if (argc > 1 && strcmp(argv[1], "explain") == 0)
+        return sl_cli_explain(argc - 1, argv + 1);
+    if (argc > 1 && strcmp(argv[1], "replay") == 0)
+        return sl_cli_replay(argc - 1, argv + 1);
+
     static const struct option long_options[] = {
         {"version", no_argument, NULL, 'V'},
         {"help", no_argument, NULL, 'h'},
@@ -83,16 +82,9 @@ int main(int argc, char **argv)
         fprintf(stderr, "sluice: unexpected argument %s\n%s", argv[optind], usage);
         return EXIT_USAGE;
     }
-    if (!path)
-        path = default_config_path();
-
-    char *errors = NULL;
-    struct sl_config *cfg = sl_cfg_load(path, &errors);
-    if (!cfg) {
-        print_errors(errors ? errors : "configuration could not be loaded\n");
-        free(errors);
+    struct sl_config *cfg = sl_cli_load_config(path);
+    if (!cfg)
         return EXIT_CONFIG;
-    }
     if (test_only) {
         struct sl_route_index_stats st;
         sl_route_index_stats(cfg->route_index, &st);

@@ -72,6 +72,7 @@ struct sl_limit {
     uint64_t period_us;              /* P of "N/P" */
     uint64_t burst;                  /* defaulted per algorithm (see limit.h) */
     bool delay;                      /* leaky_bucket: hold early requests (default true) */
+    bool shadow;                     /* evaluated and counted, never enforced */
     char *rate_text;                 /* "5/1m", as written; owned */
     struct sl_key_source *keys;      /* one or more sources; owned */
     size_t nkeys;
@@ -196,6 +197,7 @@ struct sl_config {
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;
     char *access_log_path;           /* SL_ACCESS_LOG_FILE only; owned */
+    bool access_log_key_fields;      /* log the host, headers and cookies routes and keys read */
     enum sl_log_level log_level;
     struct sl_route *routes;         /* owned, file order */
     size_t nroutes;

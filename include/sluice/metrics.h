@@ -20,7 +20,8 @@ struct sl_metrics_slot;
 #define SL_METRICS_MAX_ROUTES 4096
 #define SL_METRICS_MAX_LIMITS 16384
 
-enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR };
+/* SL_CHECK_SHADOW_DENY: a shadow limit that would have denied. */
+enum sl_check_result { SL_CHECK_ALLOW, SL_CHECK_DENY, SL_CHECK_ERROR, SL_CHECK_SHADOW_DENY };
 enum sl_upstream_error {
     SL_UPSTREAM_ERR_CONNECT,
     SL_UPSTREAM_ERR_TIMEOUT,

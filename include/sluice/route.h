@@ -46,6 +46,23 @@ const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct 
                                       const char *path, size_t path_len, const char *host,
                                       size_t host_len);
 
+/* Why a route does not match a request: its first condition not met, in the order
+ * sl_route_match() tests them. */
+enum sl_route_miss {
+    SL_ROUTE_MATCHES,
+    SL_ROUTE_MISS_PATH,   /* path, path_prefix or path_regex (or the target has no path) */
+    SL_ROUTE_MISS_METHOD, /* not one of methods */
+    SL_ROUTE_MISS_HOST,   /* another host, or none */
+    SL_ROUTE_MISS_HEADER, /* a header condition not met: `*header` is its index */
+};
+
+/* Tests route `r` alone, exactly as sl_route_match() does (same arguments). Sets `*header`
+ * (when not NULL) to the index of the first header condition not met on
+ * SL_ROUTE_MISS_HEADER. For `sluice explain`; the proxy calls sl_route_match(). */
+enum sl_route_miss sl_route_test(const struct sl_route *r, const struct sl_request *req,
+                                 const char *path, size_t path_len, const char *host,
+                                 size_t host_len, size_t *header);
+
 /* The client address (SPEC.md section 4): the peer, unless the peer is in `trusted`; then
  * the X-Forwarded-For entries (every such header, in order, comma lists) are read from
  * right to left and the first address not in `trusted` is the client, or the leftmost one
@@ -55,6 +72,25 @@ const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct 
  * X-Forwarded-For); then out->family is 0. */
 int sl_client_ip(const struct sl_cidr_list *trusted, const struct sl_request *req,
                  struct sl_ip *out);
+
+/* How sl_client_ip() chose the client, for `sluice explain`. */
+enum sl_client_why {
+    SL_CLIENT_NO_TRUSTED_PROXIES, /* trusted_proxies is empty: the peer */
+    SL_CLIENT_PEER_UNTRUSTED,     /* the peer is no trusted proxy: its X-Forwarded-For ignored */
+    SL_CLIENT_PEER_NO_XFF,        /* a trusted peer sent no X-Forwarded-For address: the peer */
+    SL_CLIENT_XFF_UNTRUSTED_HOP,  /* the first X-Forwarded-For address not in trusted_proxies */
+    SL_CLIENT_XFF_ALL_TRUSTED,    /* every X-Forwarded-For address trusted: the leftmost */
+    SL_CLIENT_XFF_MALFORMED,      /* a malformed X-Forwarded-For entry ended the walk: the peer */
+};
+
+struct sl_client_trace {
+    enum sl_client_why why;
+    size_t hop; /* the X-Forwarded-For entry chosen (or malformed), 1 = rightmost; 0 = none */
+};
+
+/* sl_client_ip(), also saying in `*trace` (when not NULL) how the address was chosen. */
+int sl_client_ip_trace(const struct sl_cidr_list *trusted, const struct sl_request *req,
+                       struct sl_ip *out, struct sl_client_trace *trace);
 
 /* What a key is built from: the request and the values the engine already computed. */
 struct sl_key_ctx {

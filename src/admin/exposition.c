@@ -183,7 +183,8 @@ static void emit_requests(struct emitter *e, struct sl_metrics *m, unsigned nrou
 
 static void emit_limit_checks(struct emitter *e, struct sl_metrics *m, unsigned nlimits)
 {
-    static const char *const results[SL_CHECK_RESULT_COUNT] = {"allow", "deny", "error"};
+    static const char *const results[SL_CHECK_RESULT_COUNT] = {"allow", "deny", "error",
+                                                               "shadow_deny"};
 
     emit_family(e, "sluice_limit_checks_total", "counter",
                 "Limit evaluations by route, limit and result.");

@@ -28,7 +28,7 @@ struct sl_hist {
 
 #define SL_STATUS_MIN 100
 #define SL_STATUS_COUNT 500 /* 100..599 */
-#define SL_CHECK_RESULT_COUNT 3
+#define SL_CHECK_RESULT_COUNT 4
 #define SL_UPSTREAM_ERR_COUNT 4
 #define SL_STORE_KIND_COUNT 2
 #define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */

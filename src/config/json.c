@@ -100,7 +100,9 @@ static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
             sl_cfg_buf_adds(b, ",");
         key_source(b, &lim->keys[k]);
     }
-    sl_cfg_buf_addf(b, "],\"store\":\"%s\"}", lim->store == SL_STORE_REDIS ? "redis" : "memory");
+    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s}",
+                    lim->store == SL_STORE_REDIS ? "redis" : "memory",
+                    lim->shadow ? "true" : "false");
 }
 
 static void route(struct sl_cfg_buf *b, const struct sl_route *r)
@@ -242,7 +244,8 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
         sl_cfg_buf_json(&b, cfg->access_log_path);
     else
         sl_cfg_buf_adds(&b, cfg->access_log == SL_ACCESS_LOG_OFF ? "\"off\"" : "\"stdout\"");
-    sl_cfg_buf_addf(&b, ",\"log_level\":\"%s\",\"routes\":[", log_levels[cfg->log_level]);
+    sl_cfg_buf_addf(&b, ",\"access_log_key_fields\":%s,\"log_level\":\"%s\",\"routes\":[",
+                    cfg->access_log_key_fields ? "true" : "false", log_levels[cfg->log_level]);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         if (i)
             sl_cfg_buf_adds(&b, ",");

@@ -190,8 +190,7 @@ static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const ch
             sl_ld_error(ld, v, vpath,
                         "expected a smaller rate or burst for %s on the redis store (%s must "
                         "stay below 2^53 microseconds), got %s",
-                        alg, counter ? "N times the period" : "(burst + 1) times the period",
-                        got);
+                        alg, counter ? "N times the period" : "(burst + 1) times the period", got);
     }
 }
 
@@ -253,8 +252,8 @@ static void load_name(struct sl_loader *ld, const yaml_node_t *node, const char 
 static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                        const struct sl_config *cfg, struct sl_route *route)
 {
-    static const char *const keys[] = {"name",  "algorithm", "rate",  "key",
-                                       "store", "burst",     "delay", NULL};
+    static const char *const keys[] = {"name",  "algorithm", "rate",   "key", "store",
+                                       "burst", "delay",     "shadow", NULL};
     struct sl_limit *lim = &route->limits[route->nlimits++];
     char got[96];
 
@@ -290,6 +289,7 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
         reject_option(ld, node, path, "delay", lim->alg, false);
     else
         sl_ld_bool(ld, node, path, "delay", &lim->delay);
+    sl_ld_bool(ld, node, path, "shadow", &lim->shadow);
     if (lim->count)
         check_bounds(ld, node, path, lim);
 }

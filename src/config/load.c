@@ -287,6 +287,7 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
     }
     if (sl_ld_enum(ld, root, "", "log_level", log_levels, &choice))
         cfg->log_level = (enum sl_log_level)choice;
+    sl_ld_bool(ld, root, "", "access_log_key_fields", &cfg->access_log_key_fields);
 
     node = sl_ld_get(ld, root, "access_log");
     const char *text =
@@ -309,9 +310,24 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 static void load_root(struct sl_loader *ld, struct sl_config *cfg)
 {
     static const char *const keys[] = {
-        "listen",          "workers",   "admin",  "upstream",     "client", "paths",
-        "trusted_proxies", "exempt",    "redis",  "failure_mode", "memory", "response",
-        "access_log",      "log_level", "routes", "shutdown",     NULL,
+        "listen",
+        "workers",
+        "admin",
+        "upstream",
+        "client",
+        "paths",
+        "trusted_proxies",
+        "exempt",
+        "redis",
+        "failure_mode",
+        "memory",
+        "response",
+        "access_log",
+        "log_level",
+        "routes",
+        "shutdown",
+        "access_log_key_fields",
+        NULL,
     };
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
     yaml_node_t *node;

@@ -34,7 +34,8 @@ struct sl_loader {
     size_t nnodes;
 };
 
-/* Records "file:line:col: message" (or "file: message" when `line` is 0). */
+/* Records "file:line:col: message" (or "file: message" when `line` is 0); control
+ * characters of the message become "?", so that every problem stays one line. */
 void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
 
@@ -107,6 +108,14 @@ bool sl_ld_name(struct sl_loader *ld, const yaml_node_t *map, const char *path, 
 
 /* strdup() that records "out of memory" at `node` when it fails. */
 char *sl_ld_strdup(struct sl_loader *ld, const yaml_node_t *node, const char *s);
+
+/* The address forms of url.c. "http://host[:port][/]" or "unix:/path" -> up->addr, or
+ * up->host and up->port for a host name (the caller frees addr.text and host, also on
+ * failure). "redis://[user:password@]host[:port][/db]" or "unix:/path[?db=N]" -> the
+ * address fields of `r`, which are freed first and left empty on failure. Both return 0
+ * or -1. */
+int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up);
+int sl_ld_parse_redis_url(const char *url, struct sl_redis_config *r);
 
 /* Section loaders (url.c, routes.c, limits.c). */
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);

@@ -14,6 +14,12 @@ static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *f
     char msg[1024];
 
     vsnprintf(msg, sizeof msg, fmt, ap);
+    /* Messages quote the file's own text (keys, values, ${VAR} references), which may hold
+     * line breaks: one would split a problem over lines of -t output and the reload log, and
+     * could forge lines of its own. */
+    for (char *c = msg; *c; c++)
+        if ((unsigned char)*c < 0x20 || *c == 0x7f)
+            *c = '?';
     if (ld->nerrors == ld->cap) {
         size_t cap = ld->cap ? ld->cap * 2 : 16;
         struct sl_ld_problem *p = realloc(ld->problems, cap * sizeof *p);

@@ -54,8 +54,7 @@ static int parse_upstream_name(const char *hostport, struct sl_upstream_config *
     return up->addr.text && up->host ? 0 : -1;
 }
 
-/* "http://host[:port][/]" or "unix:/path" -> `up`'s address. */
-static int parse_upstream_url(const char *url, struct sl_upstream_config *up)
+int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
 {
     struct sl_sockaddr *out = &up->addr;
     char hostport[300];
@@ -105,7 +104,7 @@ void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_con
     const char *url = sl_ld_scalar(ld, v, vpath, expected);
     if (!url)
         return;
-    if (parse_upstream_url(url, up) < 0) {
+    if (sl_ld_parse_upstream_url(url, up) < 0) {
         sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
                     sl_ld_quote(url, got, sizeof got));
         return;
@@ -262,8 +261,7 @@ static void clear_redis_address(struct sl_redis_config *r)
     r->db = 0;
 }
 
-/* "redis://[user:password@]host[:port][/db]" or "unix:/path[?db=N]" -> `r`. */
-static int parse_redis_url(const char *url, struct sl_redis_config *r)
+int sl_ld_parse_redis_url(const char *url, struct sl_redis_config *r)
 {
     int rc = -1;
 
@@ -411,7 +409,7 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
     const char *url = v ? sl_ld_scalar(ld, v, vpath, expected) : default_redis_url;
     if (!url)
         return;
-    if (parse_redis_url(url, r) < 0) {
+    if (sl_ld_parse_redis_url(url, r) < 0) {
         /* The password is part of the URL: never echo it back. */
         sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
                     strchr(url, '@') ? "a URL that does not parse (not shown: it holds credentials)"

@@ -166,10 +166,13 @@ struct sl_worker {
  * one relaxed-cost atomic load when none is. */
 void sl_worker_adopt_config(struct sl_worker *w);
 
-/* Sets up worker `index` of `s` and binds its listener; nothing runs yet. Returns 0, or
- * -1 with a message in `err`. sl_worker_deinit releases what init made, even on failure. */
+/* Sets up worker `index` of `s`; nothing runs yet. Returns 0, or -1 with a message in
+ * `err`. sl_worker_deinit releases what init and listen made, even on failure. */
 int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, char *err,
                    size_t errlen);
+/* Binds the worker's listener (s->unix_listen_fd, or its own SO_REUSEPORT socket). Returns
+ * 0, or -1 with a message in `err`. */
+int sl_worker_listen(struct sl_worker *w, char *err, size_t errlen);
 void sl_worker_deinit(struct sl_worker *w);
 int sl_worker_start(struct sl_worker *w);
 /* From the main thread: hands `cfg` (a new reference is taken) to the worker. */

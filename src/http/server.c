@@ -260,7 +260,8 @@ int sl_server_run(struct sl_config *cfg)
         goto out;
     }
     for (; inited < s->nworkers; inited++) {
-        if (sl_worker_init(&s->workers[inited], s, inited, err, sizeof err) < 0) {
+        if (sl_worker_init(&s->workers[inited], s, inited, err, sizeof err) < 0 ||
+            sl_worker_listen(&s->workers[inited], err, sizeof err) < 0) {
             inited++;
             sl_log_error("%s", err);
             goto out;

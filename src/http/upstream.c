@@ -235,7 +235,9 @@ static void send_response_head(struct sl_conn *c)
         return;
     }
     if (status == 101) {
-        if (!c->upgrade) {
+        /* RFC 9110 15.2.2: a 101 names the protocol in Upgrade; without it the client
+         * cannot tell what the bytes after the head are, and would read them as HTTP. */
+        if (!c->upgrade || !(up->parser.flags & F_UPGRADE)) {
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }
@@ -256,7 +258,8 @@ static void send_response_head(struct sl_conn *c)
      * status that has no content; on a response to HEAD it tells what GET would use. */
     struct sl_forward_response f = {
         .status = status,
-        .reason = h->buf + h->reason_off,
+        /* "HTTP/1.1 204\r\n\r\n" leaves no head text at all. */
+        .reason = h->buf ? h->buf + h->reason_off : "",
         .reason_len = h->reason_len,
         .headers = h->headers,
         .nheaders = h->nfields,
@@ -279,7 +282,7 @@ static void send_response_head(struct sl_conn *c)
         sl_write_timeout_set(c->bev, &c->write_timeout_ms, 0);
         return;
     }
-    llhttp_execute(&up->parser, h->buf, 0); /* a bodiless response completes here */
+    llhttp_execute(&up->parser, "", 0); /* a bodiless response completes here */
 }
 
 static void pump_response(struct sl_conn *c)

@@ -126,7 +126,6 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
                    size_t errlen)
 {
     struct event_config *ec = event_config_new();
-    int fd = -1;
 
     memset(w, 0, sizeof *w);
     w->server = s;
@@ -164,6 +163,17 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     if (!w->engine || !w->cfg_ev || !w->stop_ev || !w->force_ev || !w->resume_ev ||
         sl_access_log_init(w) < 0)
         goto nomem;
+    return 0;
+
+nomem:
+    snprintf(err, errlen, "out of memory starting worker %u", w->index);
+    return -1;
+}
+
+int sl_worker_listen(struct sl_worker *w, char *err, size_t errlen)
+{
+    struct sl_server *s = w->server;
+    int fd;
 
     if (s->unix_listen_fd >= 0)
         fd = dup(s->unix_listen_fd);
@@ -181,7 +191,7 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     return 0;
 
 nomem:
-    snprintf(err, errlen, "out of memory starting worker %u", index);
+    snprintf(err, errlen, "out of memory starting worker %u", w->index);
     return -1;
 }
 

@@ -73,14 +73,32 @@ static bool peer_trusted(const struct sl_cidr_list *trusted, const struct sl_req
     return sl_cidr_list_contains(trusted, &ip);
 }
 
+/* Records how the address was chosen when the caller asks. */
+static void note(struct sl_client_trace *trace, enum sl_client_why why, size_t hop)
+{
+    if (trace) {
+        trace->why = why;
+        trace->hop = hop;
+    }
+}
+
 int sl_client_ip(const struct sl_cidr_list *trusted, const struct sl_request *req,
                  struct sl_ip *out)
 {
+    return sl_client_ip_trace(trusted, req, out, NULL);
+}
+
+int sl_client_ip_trace(const struct sl_cidr_list *trusted, const struct sl_request *req,
+                       struct sl_ip *out, struct sl_client_trace *trace)
+{
     struct sl_ip leftmost = {0};
     bool have_leftmost = false;
+    size_t hop = 0;
 
-    if (!peer_trusted(trusted, req))
+    if (!peer_trusted(trusted, req)) {
+        note(trace, trusted->count ? SL_CLIENT_PEER_UNTRUSTED : SL_CLIENT_NO_TRUSTED_PROXIES, 0);
         return peer_address(req, out);
+    }
 
     /* Each proxy appends what it saw, so the entries are read from the right: the first
      * address a trusted proxy did not vouch for is the client. Entries to its left were
@@ -103,11 +121,15 @@ int sl_client_ip(const struct sl_cidr_list *trusted, const struct sl_request *re
                 n--;
             if (n > 0) { /* empty list elements are allowed (RFC 9110 5.6.1) */
                 struct sl_ip ip;
+                hop++;
                 /* A malformed entry means the chain cannot be followed past it: fall back
                  * to the peer rather than guess which neighbour to believe. */
-                if (parse_entry(e, n, &ip) < 0)
+                if (parse_entry(e, n, &ip) < 0) {
+                    note(trace, SL_CLIENT_XFF_MALFORMED, hop);
                     return peer_address(req, out);
+                }
                 if (!sl_cidr_list_contains(trusted, &ip)) {
+                    note(trace, SL_CLIENT_XFF_UNTRUSTED_HOP, hop);
                     *out = ip;
                     return 0;
                 }
@@ -120,8 +142,10 @@ int sl_client_ip(const struct sl_cidr_list *trusted, const struct sl_request *re
         }
     }
     if (have_leftmost) {
+        note(trace, SL_CLIENT_XFF_ALL_TRUSTED, hop);
         *out = leftmost;
         return 0;
     }
+    note(trace, SL_CLIENT_PEER_NO_XFF, 0);
     return peer_address(req, out);
 }

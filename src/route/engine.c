@@ -162,14 +162,18 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
     struct sl_verdict_check *c = arg;
     struct sl_verdict *v = c->verdict;
     struct sl_engine *e = v->priv.engine;
-    uint64_t now = sl_clock_mono_us();
+    /* The clock is read only for the metrics: a replay of a log decides without them. */
+    uint64_t now = e->metrics ? sl_clock_mono_us() : 0;
 
     if (e->metrics)
         sl_metrics_store_duration(e->metrics, c->store, now - c->started_us);
     c->status = status;
     if (status == SL_STORE_OK) {
         c->decision = *d;
-        metric_check(e, c->limit, d->allowed ? SL_CHECK_ALLOW : SL_CHECK_DENY);
+        metric_check(e, c->limit,
+                     d->allowed         ? SL_CHECK_ALLOW
+                     : c->limit->shadow ? SL_CHECK_SHADOW_DENY
+                                        : SL_CHECK_DENY);
         release(v);
         return;
     }
@@ -191,19 +195,23 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
 }
 
 /* Aggregates the answered checks. Every limit counts independently, as Envoy's
- * descriptors do: a request denied by one limit has still used a unit of the others. */
+ * descriptors do: a request denied by one limit has still used a unit of the others.
+ * A shadow limit only marks the request as one it would have limited: its store failing,
+ * denying or asking for a delay changes nothing for the client. */
 static void aggregate(struct sl_verdict *v)
 {
     const struct sl_config *cfg = v->priv.cfg;
     const struct sl_route *route = v->route;
-    bool denied = false, errored = false;
+    bool denied = false, errored = false, shadow_denied = false;
     uint64_t delay = 0;
 
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_verdict_check *c = &v->priv.checks[i];
         if (!c->applied)
             continue;
-        if (c->status != SL_STORE_OK)
+        if (c->limit->shadow)
+            shadow_denied |= c->status == SL_STORE_OK && !c->decision.allowed;
+        else if (c->status != SL_STORE_OK)
             errored = true;
         else if (!c->decision.allowed)
             denied = true;
@@ -212,9 +220,9 @@ static void aggregate(struct sl_verdict *v)
     }
     /* Shadow routes are measured, never enforced, and invisible to clients. */
     if (route->shadow) {
-        v->outcome = denied    ? SL_OUTCOME_SHADOW_LIMITED
-                     : errored ? SL_OUTCOME_STORE_ERROR
-                               : SL_OUTCOME_ALLOWED;
+        v->outcome = denied || shadow_denied ? SL_OUTCOME_SHADOW_LIMITED
+                     : errored               ? SL_OUTCOME_STORE_ERROR
+                                             : SL_OUTCOME_ALLOWED;
         return;
     }
     /* A denial stands whatever the store did for the other limits. */
@@ -229,7 +237,9 @@ static void aggregate(struct sl_verdict *v)
         return;
     }
     /* Open, or local without a retry: admitted, and reported as a store error. */
-    v->outcome = errored ? SL_OUTCOME_STORE_ERROR : SL_OUTCOME_ALLOWED;
+    v->outcome = errored         ? SL_OUTCOME_STORE_ERROR
+                 : shadow_denied ? SL_OUTCOME_SHADOW_LIMITED
+                                 : SL_OUTCOME_ALLOWED;
     v->delay_us = delay;
     sl_response_ratelimit_headers(cfg, v);
 }
@@ -289,7 +299,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         }
         if (keep && c->store == SL_STORE_REDIS)
             keep_key(e, v, i, s->key, (size_t)n);
-        c->started_us = sl_clock_mono_us();
+        c->started_us = e->metrics ? sl_clock_mono_us() : 0;
         v->priv.pending++;
         sl_store_decide(store, lim, s->key, (size_t)n, on_decision, c);
     }
@@ -380,7 +390,7 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     v->priv.cfg = cfg;
     v->priv.pending = 1; /* held by this call until every limit is issued */
     v->priv.keys = NULL;
-    v->priv.started_us = sl_clock_mono_us();
+    v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
     memset(v->priv.checks, 0, sizeof v->priv.checks);
 
     if (read_head(s, cfg, req, v, &ctx, client, sizeof client) < 0) {

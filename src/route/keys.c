@@ -1,9 +1,9 @@
 /* A limit's key: the values of its sources in this request (SPEC.md section 4). */
-#include <stdio.h>
 #include <string.h>
 #include <strings.h>
 
 #include "sluice/route.h"
+#include "sluice/text.h"
 
 /* Writes what fits and counts everything, so the caller learns the size it needs. */
 struct writer {
@@ -206,10 +206,13 @@ ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, c
         if (lim->nkeys > 1) {
             /* The length prefix makes the parts self-delimiting: ("a,b", "c") and
              * ("a", "b,c") cannot meet, whatever bytes the values hold. */
-            char num[24];
-            size_t n = v.encoded ? decoded_len(v.s, v.n) : v.n;
-            int k = snprintf(num, sizeof num, "%s%zu:", i ? "," : "", n);
-            put(&w, num, (size_t)k);
+            char num[SL_U64_DIGITS + 2];
+            size_t k = 0;
+            if (i)
+                num[k++] = ',';
+            k += sl_u64_format(num + k, v.encoded ? decoded_len(v.s, v.n) : v.n);
+            num[k++] = ':';
+            put(&w, num, k);
         }
         if (v.encoded)
             put_decoded(&w, v.s, v.n);

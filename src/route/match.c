@@ -45,8 +45,8 @@ static bool method_matches(const struct sl_route *r, const struct sl_request *re
 }
 
 /* Every configured header must be present; with repeated headers, any one of them
- * carrying exactly the value will do. */
-static bool headers_match(const struct sl_route *r, const struct sl_request *req)
+ * carrying exactly the value will do. Sets `*missing` to the first one not met. */
+static bool headers_match(const struct sl_route *r, const struct sl_request *req, size_t *missing)
 {
     for (size_t i = 0; i < r->nheaders; i++) {
         const struct sl_header_match *m = &r->headers[i];
@@ -57,20 +57,44 @@ static bool headers_match(const struct sl_route *r, const struct sl_request *req
             found = h->name_len == name_len && strncasecmp(h->name, m->name, name_len) == 0 &&
                     h->value_len == value_len && memcmp(h->value, m->value, value_len) == 0;
         }
-        if (!found)
+        if (!found) {
+            *missing = i;
             return false;
+        }
     }
     return true;
+}
+
+enum sl_route_miss sl_route_test(const struct sl_route *r, const struct sl_request *req,
+                                 const char *path, size_t path_len, const char *host,
+                                 size_t host_len, size_t *header)
+{
+    size_t missing = 0;
+
+    if (!path_matches(r, path, path_len))
+        return SL_ROUTE_MISS_PATH;
+    if (!method_matches(r, req))
+        return SL_ROUTE_MISS_METHOD;
+    if (r->host && (!host || strlen(r->host) != host_len || memcmp(r->host, host, host_len) != 0))
+        return SL_ROUTE_MISS_HOST;
+    if (!headers_match(r, req, &missing)) {
+        if (header)
+            *header = missing;
+        return SL_ROUTE_MISS_HEADER;
+    }
+    return SL_ROUTE_MATCHES;
 }
 
 bool sl_route_conditions_hold(const struct sl_route *r, const struct sl_request *req,
                               const char *host, size_t host_len)
 {
+    size_t missing;
+
     if (!method_matches(r, req))
         return false;
     if (r->host && (!host || strlen(r->host) != host_len || memcmp(r->host, host, host_len) != 0))
         return false;
-    return headers_match(r, req);
+    return headers_match(r, req, &missing);
 }
 
 const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,

@@ -45,9 +45,10 @@ static uint64_t seconds_up(uint64_t us)
     return us / 1000000u + (us % 1000000u != 0);
 }
 
+/* Shadow limits are candidates under trial: clients never see them. */
 static bool answered(const struct sl_verdict_check *c)
 {
-    return c->applied && c->status == SL_STORE_OK;
+    return c->applied && c->status == SL_STORE_OK && !c->limit->shadow;
 }
 
 /* draft-ietf-httpapi-ratelimit-headers-10: one list member per limit, in configuration

@@ -560,3 +560,8 @@ fail:
     redis_free(&s->base);
     return NULL;
 }
+
+int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
+{
+    return parse_decision(r, count, d);
+}

@@ -67,7 +67,7 @@ def test_untouched_routes_export_no_series(sluice_factory, upstream, per_route):
     others = [x for x in used if 'route="r' in x and f'route="r{NROUTES - 1}"' not in x]
     assert others == []
     # 6 decisions, 3 check results, 1 code, and the histogram's 17 buckets + sum + count.
-    assert len(mine) == 6 + 3 + 1 + (19 if per_route else 0)
+    assert len(mine) == 6 + 4 + 1 + (19 if per_route else 0)
     hist = [x for x in used if x.startswith("sluice_request_duration_seconds_count")]
     if per_route:
         assert hist == [f'sluice_request_duration_seconds_count{{route="r{NROUTES - 1}"}} 1']

@@ -178,6 +178,49 @@ START_TEST(unix_socket_peer)
 }
 END_TEST
 
+/* The trace names the rule that chose and the hop, 1 being the rightmost entry. */
+static struct sl_client_trace trace_of(const struct sockaddr *sa, const struct sl_header *hs,
+                                       size_t nh)
+{
+    struct sl_request req = {"GET", 3, "/", 1, hs, nh, sa};
+    struct sl_client_trace t = {0};
+    struct sl_ip ip, plain;
+    int rc = sl_client_ip_trace(&trusted, &req, &ip, &t);
+    ck_assert_int_eq(rc, sl_client_ip(&trusted, &req, &plain));
+    ck_assert_mem_eq(&ip, &plain, sizeof ip);
+    return t;
+}
+
+START_TEST(trace_says_why)
+{
+    struct sl_header h[2] = {xff("198.51.100.1, 203.0.113.9, 10.0.0.2"), xff("10.0.0.3")};
+    struct sl_client_trace t = trace_of(peer("10.0.0.1"), h, 2);
+    ck_assert_int_eq(t.why, SL_CLIENT_NO_TRUSTED_PROXIES);
+    ck_assert_uint_eq(t.hop, 0);
+
+    trust("10.0.0.0/8");
+    t = trace_of(peer("192.0.2.1"), h, 2);
+    ck_assert_int_eq(t.why, SL_CLIENT_PEER_UNTRUSTED);
+    t = trace_of(peer("10.0.0.1"), NULL, 0);
+    ck_assert_int_eq(t.why, SL_CLIENT_PEER_NO_XFF);
+    ck_assert_uint_eq(t.hop, 0);
+    /* 10.0.0.3 (hop 1), 10.0.0.2 (hop 2), then 203.0.113.9: hop 3. */
+    t = trace_of(peer("10.0.0.1"), h, 2);
+    ck_assert_int_eq(t.why, SL_CLIENT_XFF_UNTRUSTED_HOP);
+    ck_assert_uint_eq(t.hop, 3);
+
+    struct sl_header all[1] = {xff("10.0.0.9, , 10.0.0.8")};
+    t = trace_of(peer("10.0.0.1"), all, 1);
+    ck_assert_int_eq(t.why, SL_CLIENT_XFF_ALL_TRUSTED);
+    ck_assert_uint_eq(t.hop, 2);
+
+    struct sl_header bad[1] = {xff("198.51.100.1, bogus, 10.0.0.8")};
+    t = trace_of(peer("10.0.0.1"), bad, 1);
+    ck_assert_int_eq(t.why, SL_CLIENT_XFF_MALFORMED);
+    ck_assert_uint_eq(t.hop, 2);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("client_ip");
@@ -193,6 +236,7 @@ int main(void)
     tcase_add_test(tc, ports_and_brackets_accepted);
     tcase_add_test(tc, ipv6);
     tcase_add_test(tc, unix_socket_peer);
+    tcase_add_test(tc, trace_says_why);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

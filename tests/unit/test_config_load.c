@@ -55,6 +55,7 @@ static const char full[] =
     "        algorithm: token_bucket\n"
     "        rate: 100/s\n"
     "        key: [\"header:X-Api-Key\", method, \"query:k\", \"cookie:sid\", path, host, route]\n"
+    "        shadow: true\n"
     "  - name: users\n"
     "    match:\n"
     "      path_regex: \"^/users/[0-9]+$\"\n"
@@ -163,11 +164,13 @@ START_TEST(full_config_round_trips)
     ck_assert_int_eq(l->store, SL_STORE_MEMORY);
     ck_assert_uint_eq(l->burst, 0);
     ck_assert_uint_eq(l->index, 0);
+    ck_assert(!l->shadow);
 
     l = &r->limits[1];
     ck_assert_str_eq(l->name, "per_key");
     ck_assert_ptr_eq(l->alg, sl_algorithm_find("token_bucket"));
-    ck_assert_uint_eq(l->burst, 100);           /* token_bucket: burst defaults to N */
+    ck_assert_uint_eq(l->burst, 100); /* token_bucket: burst defaults to N */
+    ck_assert(l->shadow);
     ck_assert_int_eq(l->store, SL_STORE_REDIS); /* the default when redis is configured */
     ck_assert_uint_eq(l->index, 1);
     ck_assert_uint_eq(l->nkeys, 7);

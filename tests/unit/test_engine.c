@@ -201,6 +201,62 @@ START_TEST(shadow_never_rejects_nor_delays)
 }
 END_TEST
 
+/* A shadow limit on an enforced route: asked, but it neither denies, nor delays, nor shows
+ * in the headers; the enforced limit beside it still decides. */
+START_TEST(shadow_limit_is_invisible_to_clients)
+{
+    struct sl_route *rt = add_route("all", SL_MATCH_ANY, NULL);
+    add_limit(rt, "enforced", 10, 1, SL_STORE_MEMORY);
+    add_limit(rt, "candidate", 2, 1, SL_STORE_MEMORY)->shadow = true;
+    struct sl_decision held = deny(2, 1000000, 500000);
+    held.delay_us = 300000;
+    script(&memory, "candidate", SL_STORE_OK, held);
+    struct result *r = decide("GET", "/");
+    ck_assert_uint_eq(memory.ncalls, 2);
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_SHADOW_LIMITED);
+    ck_assert_int_eq(r->v.status, 0);
+    ck_assert_uint_eq(r->v.delay_us, 0);
+    ck_assert_str_eq(r->headers, "RateLimit-Policy: \"enforced\";q=10;w=1\r\n"
+                                 "RateLimit: \"enforced\";r=9;t=1\r\n"
+                                 "X-RateLimit-Limit: 10\r\n"
+                                 "X-RateLimit-Remaining: 9\r\n"
+                                 "X-RateLimit-Reset: 1\r\n");
+
+    /* A shadow allowance that asks for a delay delays nothing either. */
+    memory.script[0].d = allow(2, 1, 1000000);
+    memory.script[0].d.delay_us = 300000;
+    r = decide("GET", "/");
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_ALLOWED);
+    ck_assert_uint_eq(r->v.delay_us, 0);
+
+    /* The enforced limit denies: the answer names it, never the shadow one. */
+    script(&memory, "enforced", SL_STORE_OK, deny(10, 1000000, 2000000));
+    memory.script[0].d = deny(2, 1000000, 9000000);
+    r = decide("GET", "/");
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_LIMITED);
+    ck_assert_int_eq(r->v.status, 429);
+    ck_assert_str_eq(r->body,
+                     "{\"error\":\"rate_limited\",\"route\":\"all\",\"limit\":\"enforced\","
+                     "\"retry_after\":2}");
+    ck_assert_ptr_null(strstr(r->headers, "candidate"));
+}
+END_TEST
+
+/* A shadow limit whose store fails does not turn failure_mode closed into a 503. */
+START_TEST(shadow_limit_store_error_changes_nothing)
+{
+    struct sl_route *rt = add_route("all", SL_MATCH_ANY, NULL);
+    add_limit(rt, "enforced", 10, 1, SL_STORE_MEMORY);
+    add_limit(rt, "candidate", 2, 1, SL_STORE_REDIS)->shadow = true;
+    cfg.failure_mode = SL_FAILURE_CLOSED;
+    script(&redis, "candidate", SL_STORE_ERR_TIMEOUT, allow(0, 0, 0));
+    struct result *r = decide("GET", "/");
+    ck_assert_uint_eq(redis.ncalls, 1);
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_ALLOWED);
+    ck_assert_int_eq(r->v.status, 0);
+}
+END_TEST
+
 START_TEST(absent_source_skips_the_limit)
 {
     static struct sl_key_source by_key = {SL_KEY_HEADER, "X-Api-Key", 9};
@@ -261,6 +317,8 @@ int main(void)
     tcase_add_test(tc, denied_status_and_minimum_retry_after);
     tcase_add_test(tc, delay_is_the_largest);
     tcase_add_test(tc, shadow_never_rejects_nor_delays);
+    tcase_add_test(tc, shadow_limit_is_invisible_to_clients);
+    tcase_add_test(tc, shadow_limit_store_error_changes_nothing);
     tcase_add_test(tc, absent_source_skips_the_limit);
     tcase_add_test(tc, stores_chosen_per_limit);
     suite_add_tcase(s, tc);

@@ -127,6 +127,7 @@ START_TEST(test_slots_are_summed)
     sl_metrics_limit_check(b, &login->limits[0], SL_CHECK_DENY);
     sl_metrics_limit_check(b, &login->limits[0], SL_CHECK_DENY);
     sl_metrics_limit_check(b, &cfg->routes[1].limits[0], SL_CHECK_ERROR);
+    sl_metrics_limit_check(a, &login->limits[1], SL_CHECK_SHADOW_DENY);
     sl_metrics_response(a, login, 200);
     sl_metrics_response(b, login, 200);
     sl_metrics_response(b, login, 429);
@@ -152,6 +153,10 @@ START_TEST(test_slots_are_summed)
         text, "sluice_limit_checks_total{route=\"login\",limit=\"per_key\",result=\"allow\"} 0");
     ck_assert_line(
         text, "sluice_limit_checks_total{route=\"search\",limit=\"per_ip\",result=\"error\"} 1");
+    ck_assert_line(text, "sluice_limit_checks_total{route=\"login\",limit=\"per_key\","
+                         "result=\"shadow_deny\"} 1");
+    ck_assert_line(text, "sluice_limit_checks_total{route=\"login\",limit=\"per_ip\","
+                         "result=\"shadow_deny\"} 0");
     ck_assert_line(text, "sluice_responses_total{route=\"login\",code=\"200\"} 2");
     ck_assert_line(text, "sluice_responses_total{route=\"login\",code=\"429\"} 1");
     ck_assert_line(text, "sluice_responses_total{route=\"\",code=\"502\"} 1");
@@ -572,8 +577,8 @@ START_TEST(test_series_appear_with_use_and_one_histogram_on_request)
     sl_metrics_request(sl_metrics_slot(m, 1), used, SL_OUTCOME_ALLOWED, 300);
     sl_metrics_response(sl_metrics_slot(m, 1), used, 200);
     char *text = render(m);
-    /* 6 decisions, 3 check results, 1 code, 17 buckets + sum + count. */
-    ck_assert_uint_eq(count_series(text), base + 6 + 3 + 1 + 19);
+    /* 6 decisions, 4 check results, 1 code, 17 buckets + sum + count. */
+    ck_assert_uint_eq(count_series(text), base + 6 + 4 + 1 + 19);
     ck_assert_line(text, "sluice_requests_total{route=\"r999\",decision=\"allowed\"} 1");
     ck_assert_line(text, "sluice_request_duration_seconds_count{route=\"r999\"} 1");
     ck_assert_no_line_prefix(text, "sluice_requests_total{route=\"r0\"");

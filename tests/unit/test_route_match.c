@@ -224,6 +224,39 @@ START_TEST(all_conditions_together)
 }
 END_TEST
 
+/* The predicate names the first condition not met, in the order the matcher tests them. */
+START_TEST(route_test_names_the_first_condition_not_met)
+{
+    static char *methods[] = {"POST"};
+    static struct sl_header_match want[] = {{"X-Tenant", "a"}, {"X-Api-Version", "2"}};
+    struct sl_route *r = add_route("login", SL_MATCH_PREFIX, "/api/login");
+    r->methods = methods;
+    r->nmethods = 1;
+    r->host = "api.example.com";
+    r->headers = want;
+    r->nheaders = 2;
+    struct sl_header hs[] = {hdr("X-Tenant", "a"), hdr("X-Api-Version", "3")};
+    struct sl_request post = {"POST", 4, "/api/login", 10, hs, 2, NULL};
+    struct sl_request get = {"GET", 3, "/api/login", 10, hs, 2, NULL};
+    const char *host = "api.example.com";
+    size_t missing = 99;
+
+    ck_assert_int_eq(sl_route_test(r, &get, "/x", 2, "other", 5, NULL), SL_ROUTE_MISS_PATH);
+    ck_assert_int_eq(sl_route_test(r, &post, NULL, 0, host, 15, NULL), SL_ROUTE_MISS_PATH);
+    ck_assert_int_eq(sl_route_test(r, &get, "/api/login", 10, "other", 5, NULL),
+                     SL_ROUTE_MISS_METHOD);
+    ck_assert_int_eq(sl_route_test(r, &post, "/api/login", 10, "other", 5, NULL),
+                     SL_ROUTE_MISS_HOST);
+    ck_assert_int_eq(sl_route_test(r, &post, "/api/login", 10, NULL, 0, NULL), SL_ROUTE_MISS_HOST);
+    ck_assert_int_eq(sl_route_test(r, &post, "/api/login", 10, host, 15, &missing),
+                     SL_ROUTE_MISS_HEADER);
+    ck_assert_uint_eq(missing, 1);
+    hs[1] = hdr("X-Api-Version", "2");
+    ck_assert_int_eq(sl_route_test(r, &post, "/api/login/x", 12, host, 15, &missing),
+                     SL_ROUTE_MATCHES);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("route_match");
@@ -239,6 +272,7 @@ int main(void)
     tcase_add_test(tc, host_ipv6_literal);
     tcase_add_test(tc, headers_all_present_exact_values);
     tcase_add_test(tc, all_conditions_together);
+    tcase_add_test(tc, route_test_names_the_first_condition_not_met);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,0 +1,250 @@
+#!/usr/bin/env python3
+"""Writes the seed corpora of tests/fuzz/corpus/<target>/ from the project's own inputs:
+conf/sluice.yaml, examples/, the YAML and values of tests/unit, and the requests and
+configurations of tests/integration, each in the input format its target reads (see the
+comment at the top of each fuzz_<target>.c). Files are named by their SHA-1, as libFuzzer
+names what it adds, so running this again adds nothing twice.
+
+    tests/fuzz/seeds.py            # from the repository root
+"""
+import ast
+import hashlib
+import pathlib
+import re
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+CORPUS = ROOT / "tests" / "fuzz" / "corpus"
+
+
+def write(target, data):
+    d = CORPUS / target
+    d.mkdir(parents=True, exist_ok=True)
+    (d / hashlib.sha1(data).hexdigest()).write_bytes(data)
+
+
+C_LITERAL = re.compile(r'"((?:[^"\\\n]|\\.)*)"')
+
+
+def c_string_runs(path):
+    """Each run of adjacent C string literals of a file, joined and unescaped."""
+    text = path.read_text()
+    runs, current, last_end = [], [], None
+    for m in C_LITERAL.finditer(text):
+        if current and text[last_end:m.start()].strip() == "":
+            current.append(m.group(1))
+        else:
+            if current:
+                runs.append("".join(current))
+            current = [m.group(1)]
+        last_end = m.end()
+    if current:
+        runs.append("".join(current))
+    return [r.encode("latin-1", "backslashreplace").decode("unicode_escape").encode("latin-1")
+            for r in runs]
+
+
+def py_constants(path, kind):
+    """Every str or bytes constant of a Python file."""
+    tree = ast.parse(path.read_text())
+    return [n.value for n in ast.walk(tree)
+            if isinstance(n, ast.Constant) and isinstance(n.value, kind)]
+
+
+# ---- config ----
+
+def config_seeds():
+    for p in [ROOT / "conf" / "sluice.yaml", *sorted((ROOT / "examples").glob("*.yaml"))]:
+        write("config", p.read_bytes())
+    for p in sorted((ROOT / "tests" / "unit").glob("test_config_*.c")) + \
+            sorted((ROOT / "tests" / "unit" / "support").glob("*.h")):
+        for s in c_string_runs(p):
+            if b":" in s and b"\n" in s:
+                write("config", s)
+    # The integration tests' configurations: limits_support.config() around each routes text.
+    template = None
+    for s in py_constants(ROOT / "tests" / "integration" / "limits_support.py", str):
+        if s.startswith('listen: "{listen}"'):
+            template = s
+    fill = {"listen": "127.0.0.1:8080", "admin": "127.0.0.1:9901",
+            "upstream": "http://127.0.0.1:3000", "access_log": "off"}
+    for p in sorted((ROOT / "tests" / "integration").glob("test_*.py")):
+        for s in py_constants(p, str):
+            if "- name:" not in s:
+                continue
+            if template:
+                text = template.replace("{{", "\0").replace("}}", "\1")
+                for k, v in fill.items():
+                    text = text.replace("{" + k + "}", v)
+                text = re.sub(r"\{[a-z_]+\}", "", text)
+                text = text.replace("\0", "{").replace("\1", "}")
+                write("config", (text + "routes:\n" + s).encode())
+            write("config", s.encode())
+
+
+# ---- request: byte 0 = peer/answer/when, byte 1 = write size, then the client's bytes ----
+
+REQUESTS = [
+    b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"POST /api/login HTTP/1.1\r\nHost: a\r\nX-User: bob\r\nContent-Length: 3\r\n\r\nabc",
+    b"PUT /api/login HTTP/1.1\r\nHost: a\r\nX-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n"
+    b"Content-Length: 0\r\n\r\n",
+    b"GET /users/42?id=7&x=%20 HTTP/1.1\r\nHost: API.Example.com:8080\r\n"
+    b"Cookie: a=1; session=s3\r\n\r\n",
+    b"GET /v2/items HTTP/1.1\r\nHost: h\r\nX-Api-Version: 2\r\n\r\n",
+    b"GET /slow HTTP/1.1\r\nHost: h\r\n\r\nGET /slow HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET /api//x/../login HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"GET http://api.example.com/users/1 HTTP/1.1\r\nHost: other\r\n\r\n",
+    b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n"
+    b"5;ext=1\r\nhello\r\n0\r\nTrailer-Field: x\r\n\r\n",
+    b"POST /up HTTP/1.1\r\nHost: h\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\nhi",
+    b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+    b"\x81\x05hello",
+    b"GET /a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET /b HTTP/1.0\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nConnection: close, X-Drop\r\nX-Drop: 1\r\nKeep-Alive: 5\r\n"
+    b"TE: trailers\r\nProxy-Connection: x\r\nX-Forwarded-Proto: https\r\n"
+    b"X-Forwarded-Host: evil\r\n\r\n",
+    b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 1.1.1.1\r\nX-Forwarded-For: ::1, junk\r\n\r\n",
+    b"HEAD / HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"OPTIONS * HTTP/1.1\r\nHost: h\r\n\r\n",
+    b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 2000\r\n\r\n" + b"x" * 100,
+    b"GET /" + b"a" * 3000 + b" HTTP/1.1\r\nHost: h\r\n\r\n",
+]
+
+
+# Byte 0: bits 0-1 the peer, 2-4 the upstream's answer (fuzz_request.c `answers`), 6 answer
+# early, 7 the other peers; byte 1: bit 7 all at once (then bit 0: half-close), else pieces.
+FLAGGED_REQUESTS = [
+    (0x00, 0x80, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n" * 6),  # past the limit: 429
+    (0x02, 0x80, b"POST /api/login HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\n\r\nabcd" * 3),
+    (0x18, 0x80, b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+     b"\r\n\x81\x05hello"),  # 101: the tunnel
+    (0x18, 0x81, b"GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: x\r\n\r\nbye"),
+    (0x40, 0x80, b"POST /up HTTP/1.1\r\nHost: h\r\nContent-Length: 10\r\n\r\n12345"),
+    (0x1c, 0x81, b"POST /up HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"),
+    (0x08, 0x05, b"GET /a HTTP/1.1\r\nHost: h\r\n\r\nGET /b HTTP/1.1\r\nHost: h\r\n\r\n"),
+    (0x83, 0x80, b"GET / HTTP/1.1\r\nHost: h\r\nX-Forwarded-For: 192.0.2.1\r\n\r\n"),
+    (0x00, 0x81, b"GET / HTTP/1.1\r\nHost: h\r\n\r\nGET /x HTTP/1.1\r\nHo"),
+]
+
+
+def request_seeds():
+    for b0, b1, req in FLAGGED_REQUESTS:
+        write("request", bytes([b0, b1]) + req)
+    found = []
+    for p in sorted((ROOT / "tests" / "integration").glob("*.py")):
+        found += [b for b in py_constants(p, bytes) if re.match(rb"[A-Z]+ \S+ HTTP/", b)]
+    # Peer 10.0.0.1 (trusted), answer 200 with Content-Length, all at once; then variations.
+    for i, req in enumerate(REQUESTS + found):
+        write("request", bytes([0x00, 0x80]) + req)
+        write("request", bytes([(i * 37) & 0xff, (i * 11) & 0x7f]) + req)
+
+
+# ---- response: byte 0 = requests/when, byte 1 = write size, then the upstream's bytes ----
+
+RESPONSES = [
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}",
+    b"HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\n"
+    b"Transfer-Encoding: chunked\r\n\r\n4\r\nabcd\r\n0\r\nX-Trailer: 1\r\n\r\n",
+    b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n",
+    b"HTTP/1.1 103 Early Hints\r\nLink: </s.css>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+    b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    b"\x81\x02hi",
+    b"HTTP/1.0 200 OK\r\n\r\nuntil the end",
+    b"HTTP/1.1 200 OK\r\nConnection: close, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\n"
+    b"Content-Length: 1\r\n\r\nx",
+    b"HTTP/1.1 304 Not Modified\r\nETag: \"x\"\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok",
+    b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 5\r\n\r\nab",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nraw bytes",
+]
+
+
+def response_seeds():
+    for i, resp in enumerate(RESPONSES):
+        for which in range(8):
+            write("response", bytes([which | (i << 3 & 0x38), 0x80]) + resp)
+        write("response", bytes([(i * 29) & 0xff, (i * 7) & 0x7f]) + resp)
+
+
+# ---- redis_reply: byte 0 = where the input is cut in two, then RESP bytes ----
+
+REPLIES = [
+    b"*5\r\n:1\r\n:4\r\n:60000000\r\n:0\r\n:0\r\n",
+    b"*5\r\n:0\r\n:0\r\n:60000000\r\n:1500000\r\n:0\r\n",
+    b"*5\r\n:1\r\n:0\r\n:1000\r\n:0\r\n:250000\r\n",
+    b"-NOSCRIPT No matching script. Please use EVAL.\r\n",
+    b"-ERR Error running script\r\n",
+    b"$40\r\n" + b"a" * 40 + b"\r\n",
+    b"+OK\r\n+PONG\r\n",
+    b"*4\r\n:1\r\n:2\r\n:3\r\n:4\r\n",
+    b"*5\r\n:1\r\n$1\r\n2\r\n:3\r\n:4\r\n:5\r\n",
+    b"*5\r\n:1\r\n:-1\r\n:3\r\n:4\r\n:5\r\n",
+    b"*5\r\n:9223372036854775807\r\n:1\r\n:1\r\n:1\r\n:1\r\n",
+    b"*5\r\n:1\r\n*-1\r\n:1\r\n:1\r\n:1\r\n",
+    b"*5\r\n*5\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n:1\r\n",
+    b"$-1\r\n*-1\r\n*0\r\n",
+]
+
+
+def redis_seeds():
+    for r in REPLIES:
+        write("redis_reply", b"\xff" + r)
+        write("redis_reply", b"\x40" + r)
+
+
+# ---- parsers: byte 0 = the parser (enum parser in fuzz_parsers.c), then its input ----
+
+P_DURATION, P_SIZE, P_RATE, P_SOCKADDR, P_CIDR, P_IP, P_UPSTREAM_URL, P_REDIS_URL, \
+    P_EXPAND, P_JSON, P_PATH, P_HOST = range(12)
+
+PARSERS_BY_TEST = {
+    "test_config_parse.c": [P_DURATION, P_SIZE, P_RATE, P_SOCKADDR, P_EXPAND],
+    "test_config_errors.c": [P_UPSTREAM_URL, P_REDIS_URL, P_RATE, P_DURATION],
+    "test_config_load.c": [P_UPSTREAM_URL, P_REDIS_URL, P_EXPAND],
+    "test_cidr.c": [P_CIDR, P_IP],
+    "test_client_ip.c": [P_IP, P_CIDR],
+    "test_json.c": [P_JSON],
+    "test_normalize.c": [P_PATH, P_HOST],
+    "test_route_match.c": [P_PATH, P_HOST],
+}
+
+PARSER_VALUES = {
+    P_DURATION: [b"250ms", b"2s", b"5m", b"1h", b"1d", b"0s", b"18446744073709551615d"],
+    P_SIZE: [b"512", b"16k", b"1m", b"1g", b"0", b"17179869184g"],
+    P_RATE: [b"100/s", b"5/1m", b"1000/h", b"20/10s", b"10/250ms", b"1/0s"],
+    P_SOCKADDR: [b"0.0.0.0:8080", b"[::1]:9901", b"unix:/run/sluice.sock", b"localhost:1"],
+    P_CIDR: [b"10.0.0.0/8", b"::1", b"2001:db8::/32", b"::ffff:10.0.0.0/104"],
+    P_IP: [b"192.0.2.1", b"::ffff:1.2.3.4", b"fe80::1%eth0"],
+    P_UPSTREAM_URL: [b"http://127.0.0.1:3000", b"http://[::1]/", b"unix:/tmp/app.sock"],
+    P_REDIS_URL: [b"redis://127.0.0.1:6379/0", b"redis://user:p%40ss@localhost:1/15",
+                  b"unix:/run/redis.sock?db=3"],
+    P_EXPAND: [b"${SLUICE_FUZZ_A}", b"${UNSET:-x}", b"${SLUICE_FUZZ_NESTED}", b"${"],
+    P_JSON: [b"a\"b\\c\x01", "é€😀".encode(), b"\xc3\x28\xed\xa0\x80"],
+    P_PATH: [b"/api/./x/../%6Cogin?q", b"http://h/p", b"*", b"//a//b/"],
+    P_HOST: [b"API.example.com.:8080", b"[::1]:80", b"user@h"],
+}
+
+
+def parser_seeds():
+    for name, parsers in PARSERS_BY_TEST.items():
+        path = ROOT / "tests" / "unit" / name
+        if not path.exists():
+            continue
+        for s in c_string_runs(path):
+            # Values, not the tests' messages and format strings.
+            if 0 < len(s) < 100 and b"%" not in s and s.count(b" ") < 2:
+                for p in parsers:
+                    write("parsers", bytes([p]) + s)
+    for p, values in PARSER_VALUES.items():
+        for v in values:
+            write("parsers", bytes([p]) + v)
+
+
+if __name__ == "__main__":
+    config_seeds()
+    request_seeds()
+    response_seeds()
+    redis_seeds()
+    parser_seeds()
+    for d in sorted(CORPUS.iterdir()):
+        print(f"{d.name}: {len(list(d.iterdir()))} seeds")

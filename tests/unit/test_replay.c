@@ -1,0 +1,195 @@
+/* `sluice replay`'s reading of access log lines and its counting of denied keys: the
+ * timestamp, the members it reads, escaped strings, key_fields, unusable lines (and the
+ * lines after them), and the order of the keys denied most. */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../../src/cli/replay.h"
+#include "support/run_suite.h"
+
+static uint64_t ts(const char *text)
+{
+    uint64_t us = 0;
+    ck_assert_int_eq(sl_replay_parse_ts(text, strlen(text), &us), 0);
+    return us;
+}
+
+static int ts_bad(const char *text)
+{
+    uint64_t us;
+    return sl_replay_parse_ts(text, strlen(text), &us);
+}
+
+START_TEST(timestamps)
+{
+    ck_assert_uint_eq(ts("1970-01-01T00:00:00Z"), 0);
+    ck_assert_uint_eq(ts("1970-01-01T00:00:01.5Z"), 1500000);
+    ck_assert_uint_eq(ts("2026-11-30T10:00:00.123Z"), 1796032800123000ull);
+    ck_assert_uint_eq(ts("2000-03-01T00:00:00.000001Z"), 951868800000001ull);
+    /* 2024 is a leap year; 2100 is not. */
+    ck_assert_uint_eq(ts("2024-03-01T00:00:00Z") - ts("2024-02-28T00:00:00Z"), 2 * 86400000000ull);
+    ck_assert_uint_eq(ts("2100-03-01T00:00:00Z") - ts("2100-02-28T00:00:00Z"), 86400000000ull);
+    ck_assert_uint_eq(ts("2026-01-01T00:00:00.123456789Z"), ts("2026-01-01T00:00:00.123456Z"));
+    ck_assert_int_eq(ts_bad("2026-11-30T10:00:00.123"), -1);
+    ck_assert_int_eq(ts_bad("2026-11-30 10:00:00.123Z"), -1);
+    ck_assert_int_eq(ts_bad("2026-13-30T10:00:00Z"), -1);
+    ck_assert_int_eq(ts_bad("2026-11-30T24:00:00Z"), -1);
+    ck_assert_int_eq(ts_bad("2026-11-30T10:00:00.Z"), -1);
+    ck_assert_int_eq(ts_bad("2026-11-30T10:00:00.1234567890Z"), -1);
+    ck_assert_int_eq(ts_bad("1969-12-31T23:59:59Z"), -1);
+    ck_assert_int_eq(ts_bad(""), -1);
+}
+END_TEST
+
+static struct sl_replay_parser *parser;
+static struct sl_replay_record rec;
+
+static int parse(const char *line)
+{
+    return sl_replay_parse_line(parser, line, strlen(line), &rec);
+}
+
+static bool text_is(struct sl_replay_text t, const char *want)
+{
+    return t.s && t.n == strlen(want) && memcmp(t.s, want, t.n) == 0;
+}
+
+static void setup(void)
+{
+    parser = sl_replay_parser_new();
+    ck_assert_ptr_nonnull(parser);
+}
+
+static void teardown(void)
+{
+    sl_replay_parser_free(parser);
+}
+
+START_TEST(members_read_and_unescaped)
+{
+    ck_assert_int_eq(parse("{\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\","
+                           "\"method\":\"GET\",\"path\":\"/a\\\"b?q=\\u00e9\",\"status\":200,"
+                           "\"extra\":{\"path\":\"/not-this\"},\"list\":[1,\"x\"],"
+                           "\"decision\":\"allowed\",\"bytes_in\":0}"),
+                     0);
+    ck_assert_uint_eq(rec.ts_us, ts("2026-11-30T10:00:00.250Z"));
+    ck_assert(text_is(rec.client, "192.0.2.1"));
+    ck_assert(text_is(rec.method, "GET"));
+    ck_assert(text_is(rec.path, "/a\"b?q=\xc3\xa9"));
+    ck_assert(text_is(rec.decision, "allowed"));
+    ck_assert(!rec.has_key_fields);
+    ck_assert_uint_eq(rec.nfields, 0);
+
+    /* The same second again: the milliseconds alone change. */
+    ck_assert_int_eq(parse("{\"ts\":\"2026-11-30T10:00:00.999Z\",\"client\":\"c\","
+                           "\"method\":\"GET\",\"path\":\"/\"}"),
+                     0);
+    ck_assert_uint_eq(rec.ts_us, ts("2026-11-30T10:00:00.999Z"));
+    ck_assert_ptr_null(rec.decision.s);
+}
+END_TEST
+
+START_TEST(key_fields)
+{
+    ck_assert_int_eq(parse("{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\","
+                           "\"path\":\"/\",\"key_fields\":{\"host\":\"h.example\","
+                           "\"header:X-Api-Key\":\"k\\n1\",\"cookie:sid\":null,\"other\":\"x\","
+                           "\"header:Y\":5}}"),
+                     0);
+    ck_assert(rec.has_key_fields);
+    ck_assert_uint_eq(rec.nfields, 3);
+    ck_assert_int_eq(rec.fields[0].kind, SL_KEY_HOST);
+    ck_assert(text_is(rec.fields[0].value, "h.example"));
+    ck_assert_int_eq(rec.fields[1].kind, SL_KEY_HEADER);
+    ck_assert(text_is(rec.fields[1].name, "X-Api-Key"));
+    ck_assert(text_is(rec.fields[1].value, "k\n1"));
+    ck_assert_int_eq(rec.fields[2].kind, SL_KEY_COOKIE);
+    ck_assert(text_is(rec.fields[2].name, "sid"));
+    ck_assert_ptr_null(rec.fields[2].value.s);
+}
+END_TEST
+
+START_TEST(unusable_lines_leave_the_next_one_readable)
+{
+    static const char good[] =
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/ok\"}";
+    static const char *const bad[] = {
+        "",
+        "not json",
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\"",
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\"}",
+        "{\"ts\":\"soon\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\"}",
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":[]}",
+        "[\"ts\"]",
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\"}{}",
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\"}}",
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_msg(parse(bad[i]) == -1, "accepted: %s", bad[i]);
+        ck_assert_int_eq(parse(good), 0);
+        ck_assert(text_is(rec.path, "/ok"));
+    }
+}
+END_TEST
+
+/* Nothing replay reads follows bytes_in: the rest of the line is not read. */
+START_TEST(reading_stops_at_bytes_in)
+{
+    ck_assert_int_eq(parse("{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\","
+                           "\"path\":\"/x\",\"bytes_in\":0,\"bytes_out\":"),
+                     0);
+    ck_assert(text_is(rec.path, "/x"));
+    /* Before the members replay needs, bytes_in stops nothing. */
+    ck_assert_int_eq(parse("{\"bytes_in\":0,\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\","
+                           "\"method\":\"GET\",\"path\":\"/y\"}"),
+                     0);
+    ck_assert(text_is(rec.path, "/y"));
+}
+END_TEST
+
+START_TEST(keys_denied_most)
+{
+    struct sl_config cfg = {.nlimits = 1};
+    struct sl_replay_stats st;
+    ck_assert_int_eq(sl_replay_stats_init(&st, &cfg), 0);
+    struct sl_replay_limit_stats *ls = &st.limits[0];
+    struct sl_replay_top top[3];
+    const char *keys[] = {"b", "a", "c", "a", "d", "b", "a", "long-key-value"};
+
+    ck_assert_uint_eq(sl_replay_top_denied(ls, top, 3), 0);
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        ck_assert_int_eq(sl_replay_count_denied(ls, keys[i], strlen(keys[i])), 0);
+    /* Enough distinct keys to grow the table several times. */
+    for (int i = 0; i < 1000; i++) {
+        char k[16];
+        int n = snprintf(k, sizeof k, "k%d", i);
+        ck_assert_int_eq(sl_replay_count_denied(ls, k, (size_t)n), 0);
+    }
+    ck_assert_uint_eq(sl_replay_top_denied(ls, top, 3), 3);
+    ck_assert_uint_eq(top[0].count, 3);
+    ck_assert_mem_eq(top[0].key, "a", 1);
+    ck_assert_uint_eq(top[1].count, 2);
+    ck_assert_mem_eq(top[1].key, "b", 1);
+    /* Ties in key order: "c" before "d", "k0"..., "long-key-value". */
+    ck_assert_uint_eq(top[2].count, 1);
+    ck_assert_uint_eq(top[2].len, 1);
+    ck_assert_mem_eq(top[2].key, "c", 1);
+    sl_replay_stats_deinit(&st, &cfg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("replay");
+    TCase *tc = tcase_create("core");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_add_test(tc, timestamps);
+    tcase_add_test(tc, members_read_and_unescaped);
+    tcase_add_test(tc, key_fields);
+    tcase_add_test(tc, unusable_lines_leave_the_next_one_readable);
+    tcase_add_test(tc, reading_stops_at_bytes_in);
+    tcase_add_test(tc, keys_denied_most);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
