@@ -172,6 +172,7 @@ struct sl_redis_config {
     int db;
     uint64_t timeout_ms;
     char *key_prefix;                /* owned */
+    uint64_t deny_cache;             /* over-limit keys held locally, all workers; 0 = off */
 };
 
 struct sl_config {

@@ -66,6 +66,8 @@ void sl_metrics_headers_underscore(struct sl_metrics_slot *s, enum sl_underscore
                                    uint64_t n);
 void sl_metrics_connection_opened(struct sl_metrics_slot *s);
 void sl_metrics_connection_closed(struct sl_metrics_slot *s);
+/* A Redis decision answered from the worker's over-limit cache instead of Redis. */
+void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s);
 /* Every worker with a Redis connection reports its state; sluice_redis_connected is 1 when
  * Redis is configured and every slot reported "connected" last. */
 void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected);

@@ -103,6 +103,7 @@ struct totals {
     struct hist_sum store_duration[SL_STORE_KIND_COUNT];
     uint64_t redirections[2];
     uint64_t refreshes;
+    uint64_t deny_cache_hits;
 };
 
 static void sum_totals(struct sl_metrics *m, struct totals *t)
@@ -126,6 +127,7 @@ static void sum_totals(struct sl_metrics *m, struct totals *t)
         for (size_t k = 0; k < 2; k++)
             t->redirections[k] += sl_metrics_load(&s->redis_redirections[k]);
         t->refreshes += sl_metrics_load(&s->redis_refreshes);
+        t->deny_cache_hits += sl_metrics_load(&s->deny_cache_hits);
     }
 }
 
@@ -276,6 +278,9 @@ static void emit_store(struct emitter *e, const struct totals *t)
         for (size_t k = 0; k < SL_STORE_ERR_KIND_COUNT; k++)
             emit_series(e, "sluice_store_errors_total", "store", store_names[s], "kind", kinds[k],
                         t->store_errors[s][k]);
+    emit_family(e, "sluice_deny_cache_hits_total", "counter",
+                "Redis decisions answered by the local over-limit cache (redis.deny_cache).");
+    emit(e, "sluice_deny_cache_hits_total %" PRIu64 "\n", t->deny_cache_hits);
 }
 
 /* 1 only when Redis is configured and every worker last reported its connection up: a

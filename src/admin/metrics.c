@@ -277,6 +277,12 @@ void sl_metrics_connection_closed(struct sl_metrics_slot *s)
         bump(&s->conn_closed, 1);
 }
 
+void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s)
+{
+    if (s)
+        bump(&s->deny_cache_hits, 1);
+}
+
 void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected)
 {
     if (s)

@@ -59,6 +59,7 @@ struct sl_metrics_slot {
     _Atomic uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
     struct sl_hist store_duration[SL_STORE_KIND_COUNT];
+    _Atomic uint64_t deny_cache_hits;
     _Atomic int redis_state;
     _Atomic uint64_t redis_redirections[2]; /* [0] moved, [1] ask */
     _Atomic uint64_t redis_refreshes;

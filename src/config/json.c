@@ -186,7 +186,7 @@ static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
     sl_cfg_buf_addf(b, ",\"db\":%d,\"timeout_ms\":%llu,\"key_prefix\":", r->db,
                     (unsigned long long)r->timeout_ms);
     sl_cfg_buf_json(b, r->key_prefix);
-    sl_cfg_buf_adds(b, "}");
+    sl_cfg_buf_addf(b, ",\"deny_cache\":%llu}", (unsigned long long)r->deny_cache);
 }
 
 int sl_cfg_to_json(const struct sl_config *cfg, char **out)

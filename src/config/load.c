@@ -144,6 +144,7 @@ static struct sl_config *new_defaults(void)
     cfg->client.max_connections = 10000;
     cfg->client.underscores_in_headers = SL_UNDERSCORES_DROP;
     cfg->redis.timeout_ms = 50;
+    cfg->redis.deny_cache = 100000;
     cfg->failure_mode = SL_FAILURE_OPEN;
     cfg->memory_max_keys = 1000000;
     cfg->response_status = 429;

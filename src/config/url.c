@@ -389,7 +389,8 @@ static bool load_topology(struct sl_loader *ld, const yaml_node_t *node, struct 
 
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"url", "cluster", "sentinel", "timeout", "key_prefix", NULL};
+    static const char *const keys[] = {"url",     "cluster",    "sentinel",
+                                       "timeout", "key_prefix", "deny_cache", NULL};
     static const char expected[] =
         "\"redis://[user:password@]host:port/db\" or \"unix:/path\" (optionally \"?db=N\")";
     struct sl_redis_config *r = &cfg->redis;
@@ -400,6 +401,7 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
         return;
     sl_ld_duration(ld, node, "redis", "timeout", 1, &r->timeout_ms);
     sl_ld_string(ld, node, "redis", "key_prefix", &r->key_prefix);
+    sl_ld_uint(ld, node, "redis", "deny_cache", 0, UINT32_MAX, &r->deny_cache);
     if (load_topology(ld, node, r))
         return;
 

@@ -244,7 +244,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         }
         break;
     case SL_C_DELAY:
-        sl_request_forward(c);
+        /* Whatever clock the timer went by, the request leaves no earlier than decided. */
+        sl_request_hold(c);
         if (!c->dying)
             sl_conn_process(c);
         break;

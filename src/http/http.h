@@ -283,6 +283,7 @@ struct sl_conn {
 
     /* The request in flight. */
     uint64_t t_start, t_upstream;
+    uint64_t release_us; /* SL_C_DELAY: forwarded no earlier than this (CLOCK_MONOTONIC) */
     uint64_t upstream_us, duration_us;
     uint64_t head_bytes;
     uint64_t bytes_in, bytes_out;
@@ -329,6 +330,9 @@ bool sl_request_read_head(struct sl_conn *c);
 bool sl_request_discard_body(struct sl_conn *c);
 /* Admitted: sends 100 Continue if asked for, and hands the request to the upstream. */
 void sl_request_forward(struct sl_conn *c);
+/* Held by the leaky bucket: forwards once c->release_us has come, else re-arms the timer
+ * for the rest, so that a timer firing early never releases the request early. */
+void sl_request_hold(struct sl_conn *c);
 
 /* Answers `status` and closes; after the response head went out, just closes. */
 void sl_conn_fail(struct sl_conn *c, int status);

@@ -92,15 +92,28 @@ static void apply_verdict(struct sl_conn *c)
     }
     if (v->delay_us) {
         c->state = SL_C_DELAY;
-        struct timeval tv = {(time_t)(v->delay_us / 1000000), (suseconds_t)(v->delay_us % 1000000)};
-        /* libevent counts a timeout from the time it cached at the start of this loop turn;
-         * the delay counts from the decision, later by whatever this turn did before it, and
-         * a request released early by that much would overrun the rate. */
-        event_base_update_cache_time(c->w->base);
-        event_add(&c->timer, &tv);
+        /* Counted from now, at or after the decision, so never shorter than decided. */
+        c->release_us = sl_clock_mono_us() + v->delay_us;
+        sl_request_hold(c);
         return;
     }
     sl_request_forward(c);
+}
+
+void sl_request_hold(struct sl_conn *c)
+{
+    uint64_t now = sl_clock_mono_us();
+    if (now >= c->release_us) {
+        sl_request_forward(c);
+        return;
+    }
+    uint64_t left = c->release_us - now;
+    struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+    /* libevent counts a timeout from the time it cached at the start of this loop turn;
+     * the delay counts from now, later by whatever this turn did before it, and a request
+     * released early by that much would overrun the rate. */
+    event_base_update_cache_time(c->w->base);
+    event_add(&c->timer, &tv);
 }
 
 static void on_verdict(void *arg, struct sl_verdict *v)

@@ -27,9 +27,11 @@ static struct sl_config *server_config_ref(void *arg)
     return cfg;
 }
 
-/* With failure_mode closed a worker without its Redis connection answers every limited
- * request 503, so the instance is ready only when every worker is connected. The stores
- * live from before the admin listener starts until after it stops. */
+/* Until a worker's first Redis connection attempt has finished its decisions wait for it,
+ * so the instance is not ready before every worker's attempt is over. With failure_mode
+ * closed a worker without its Redis connection answers every limited request 503, so the
+ * instance is ready only when every worker is connected. The stores live from before the
+ * admin listener starts until after it stops. */
 static bool server_ready(void *arg)
 {
     struct sl_server *s = arg;
@@ -38,9 +40,13 @@ static bool server_ready(void *arg)
     pthread_mutex_lock(&s->lock);
     bool need_redis = s->cfg->redis.enabled && s->cfg->failure_mode == SL_FAILURE_CLOSED;
     pthread_mutex_unlock(&s->lock);
-    for (unsigned i = 0; need_redis && i < s->nworkers; i++)
-        if (!sl_store_redis_connected(s->workers[i].redis))
+    for (unsigned i = 0; i < s->nworkers; i++) {
+        const struct sl_store *redis = s->workers[i].redis;
+        if (redis && !sl_store_redis_started(redis))
             return false;
+        if (need_redis && !sl_store_redis_connected(redis))
+            return false;
+    }
     return true;
 }
 
@@ -67,7 +73,7 @@ static bool str_same(const char *a, const char *b)
 static bool redis_same(const struct sl_redis_config *a, const struct sl_redis_config *b)
 {
     return a->enabled == b->enabled && str_same(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
-           str_same(a->key_prefix, b->key_prefix);
+           str_same(a->key_prefix, b->key_prefix) && a->deny_cache == b->deny_cache;
 }
 
 /* What a reload cannot change without a restart; the rest applies at once. */

@@ -137,13 +137,21 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
     /* The changelist folds an add and a delete of the same event within one loop turn
      * into nothing, saving epoll_ctl calls on the hot path. */
     event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    /* Timeouts on CLOCK_MONOTONIC, the clock the limits decide on: libevent otherwise uses
+     * CLOCK_MONOTONIC_COARSE, a tick behind, and a leaky-bucket delay would end up to one
+     * tick early, which is a rate overrun. */
+    event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
     if (!w->base)
         goto nomem;
     w->metrics = sl_metrics_slot(s->metrics, index);
     if (s->cfg->redis.enabled) {
-        w->redis = sl_store_redis_new(w->base, &s->cfg->redis, index, w->metrics);
+        /* redis.deny_cache bounds the instance: each worker holds its share, rounded up, in
+         * a cache of its own, so the hot path takes no lock. The settings are copied. */
+        struct sl_redis_config rc = s->cfg->redis;
+        rc.deny_cache = (rc.deny_cache + s->nworkers - 1) / s->nworkers;
+        w->redis = sl_store_redis_new(w->base, &rc, index, w->metrics);
         if (!w->redis)
             goto nomem;
     }

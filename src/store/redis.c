@@ -1,7 +1,9 @@
 /* The Redis store's decisions: one pipelined EVALSHA per decision on the node the topology
  * picks for its key, a deadline for each, and pending entries that outlive late replies.
- * Redirections (MOVED, ASK) are followed inside the same deadline. The connections are in
- * redis_conn.c, which nodes exist in redis_topology.c. */
+ * Redirections (MOVED, ASK) are followed inside the same deadline. Until the topology's first
+ * attempt is over, a decision whose node is not up waits for it (sl_redis_attempt_done); a
+ * key Redis denied is answered from the over-limit cache (deny_cache.c) before any node is
+ * picked. The connections are in redis_conn.c, which nodes exist in redis_topology.c. */
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -13,6 +15,7 @@
 
 #include "redis_internal.h"
 #include "sluice/clock.h"
+#include "sluice/deny_cache.h"
 #include "sluice/log.h"
 #include "sluice/lua_scripts.h"
 #include "sluice/metrics.h"
@@ -37,11 +40,12 @@
  * which names a limit by route and name across reloads. Shared by every worker's store. */
 static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
 
-/* One decision. hiredis owns it from the EVALSHA until its reply callback, which frees it;
- * the callback to the caller (cb) runs at most once, on reply, timeout or failure. */
+/* One decision. Before it is sent (held at start-up, see sl_redis_attempt_done) the store
+ * owns it; hiredis owns it from the EVALSHA until its reply callback, which frees it. The
+ * callback to the caller (cb) runs at most once, on reply, timeout or failure. */
 struct sl_redis_pending {
     struct sl_redis_store *store;
-    struct sl_redis_node *node;           /* where the EVALSHA in flight went */
+    struct sl_redis_node *node;           /* where the EVALSHA went; NULL while held */
     struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
     sl_store_cb cb;                       /* NULL once completed */
     void *arg;
@@ -54,6 +58,9 @@ struct sl_redis_pending {
     bool retried; /* after NOSCRIPT */
     bool asking;  /* sent after ASKING, following an ASK */
     unsigned redirects;
+    uint64_t sent_us; /* when first sent: a held denial counts from here */
+    /* The caller's limit, alive while cb is set (the caller holds its configuration). */
+    const struct sl_limit *lim;
     char member[64];
     size_t member_len;
     size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
@@ -108,6 +115,14 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
     list_remove(s, p);
     p->cb = NULL;
     cb(arg, d, status);
+}
+
+/* Completes `p` with a failure and frees it unless hiredis still holds it. */
+static void complete_failed(struct sl_redis_pending *p, enum sl_store_status status)
+{
+    complete(p, NULL, status);
+    if (!p->node)
+        free(p);
 }
 
 static void fail_now(struct sl_redis_store *s, sl_store_cb cb, void *arg,
@@ -244,6 +259,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     struct sl_decision d;
     if (parse_decision(reply, p->count, &d) == 0) {
+        /* Only while the caller waits: a late reply's limit may be gone with a reload. */
+        if (s->deny && !d.allowed)
+            sl_deny_cache_add(s->deny, p->lim, p->key + p->name_len, p->key_len - p->name_len,
+                              p->sent_us, &d);
         complete(p, &d, SL_STORE_OK);
         goto done;
     }
@@ -271,6 +290,10 @@ static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
     if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
     p->node = n;
+    /* The first send: a NOSCRIPT retry or a redirection goes later, and counting a denial
+     * from the earlier instant only shortens how long it is held. */
+    if (!p->sent_us)
+        p->sent_us = sl_clock_mono_us();
     if (n->inflight++ == 0)
         n->progress_us = sl_clock_mono_us();
     return 0;
@@ -281,7 +304,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
     struct sl_redis_store *s = arg;
     uint64_t now = sl_clock_mono_us();
     while (s->head && s->head->deadline_us <= now)
-        complete(s->head, NULL, SL_STORE_ERR_TIMEOUT);
+        complete_failed(s->head, SL_STORE_ERR_TIMEOUT);
     sl_redis_topo_check_stalls(s, now, STALL_US);
     arm_deadline(s, sl_clock_mono_us());
 }
@@ -359,21 +382,48 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
+    /* The over-limit cache is keyed by the limit and the key value as the Redis key holds
+     * it; it answers before any node is picked, whatever the connections' state. */
+    if (s->deny) {
+        char digest[2 * SL_SHA256_LEN + 1];
+        const char *value = key;
+        size_t value_len = key_len;
+        if (key_len > KEY_VALUE_MAX) {
+            sl_sha256_hex(key, key_len, digest);
+            value = digest;
+            value_len = 2 * SL_SHA256_LEN;
+        }
+        struct sl_decision held;
+        if (sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held)) {
+            sl_metrics_deny_cache_hit(s->metrics);
+            cb(arg, &held, SL_STORE_OK);
+            return;
+        }
+    }
     struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len);
     if (!p) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
-    /* The node is picked by the whole Redis key, prefix included, as Redis hashes it. */
+    /* The node is picked by the whole Redis key, prefix included, as Redis hashes it. Until
+     * the topology's first attempt has finished (sl_redis_attempt_done), a decision with no
+     * node yet waits for it, within its deadline, rather than failing: a fleet starting under
+     * load would otherwise fall into failure_mode for its first requests. */
     struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
-    if (!n) {
+    bool hold = !n && !s->attempted;
+    if (!n && !hold) {
         free(p);
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
     p->cb = cb;
     p->arg = arg;
+    p->lim = lim;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
+    if (hold) {
+        list_append(s, p);
+        return;
+    }
     if (send_eval(n, p) != 0) {
         free(p);
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
@@ -386,12 +436,13 @@ static void redis_free(struct sl_store *store)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     s->freeing = true;
-    /* Answer every caller first; the entries stay with hiredis, which frees them below. */
+    /* Answer every caller first; the entries sent stay with hiredis, which frees them below. */
     while (s->head)
-        complete(s->head, NULL, SL_STORE_ERR_CONNECTION);
+        complete_failed(s->head, SL_STORE_ERR_CONNECTION);
     sl_redis_topo_deinit(s);
     if (s->dns)
         evdns_base_free(s->dns, 0);
+    sl_deny_cache_free(s->deny);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
     free(s->user);
@@ -406,6 +457,33 @@ bool sl_store_redis_connected(const struct sl_store *store)
 {
     const struct sl_redis_store *s = (const struct sl_redis_store *)store;
     return store && store->ops == &redis_ops && atomic_load(&s->connected);
+}
+
+bool sl_store_redis_started(const struct sl_store *store)
+{
+    const struct sl_redis_store *s = (const struct sl_redis_store *)store;
+    return store && store->ops == &redis_ops && atomic_load(&s->started);
+}
+
+void sl_redis_attempt_done(struct sl_redis_store *s)
+{
+    if (s->attempted || s->freeing)
+        return;
+    s->attempted = true;
+    atomic_store(&s->started, true);
+    /* The list holds the decisions held (no node) and those sent to a node that was up
+     * already. Each held one goes to the node its key has now, or fails. A caller's callback
+     * may start new decisions, which are sent at once (to the tail) or fail at once. */
+    struct sl_redis_pending *p = s->head;
+    while (p) {
+        struct sl_redis_pending *next = p->next;
+        if (!p->node) {
+            struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
+            if (!n || send_eval(n, p) != 0)
+                complete_failed(p, SL_STORE_ERR_CONNECTION);
+        }
+        p = next;
+    }
 }
 
 static int copy_str(char **dst, const char *src)
@@ -472,6 +550,8 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
     s->prefix_len = strlen(s->prefix);
     load_scripts(s);
     init_member_prefix(s);
+    if (cfg->deny_cache && !(s->deny = sl_deny_cache_new(cfg->deny_cache)))
+        goto fail;
     s->deadline_timer = evtimer_new(base, on_deadline, s);
     if (!s->deadline_timer || sl_redis_topo_init(s, cfg) != 0)
         goto fail;

@@ -54,13 +54,15 @@ struct sl_redis_node {
     struct event *conn_timer;
     struct evdns_getaddrinfo_request *resolving; /* while RESOLVING */
     uint64_t backoff_ms;
-    bool quiet; /* a failure was already logged: repeat attempts log at debug level */
+    bool quiet;     /* a failure was already logged: repeat attempts log at debug level */
+    bool attempted; /* its first attempt has finished (set by the topology when told) */
 
     unsigned inflight;    /* commands hiredis holds a pending entry for */
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
 };
 
 struct sl_redis_pending;
+struct sl_deny_cache;
 
 /* Where the store's servers are (redis_topology.c). */
 struct sl_redis_topology {
@@ -82,7 +84,9 @@ struct sl_redis_topology {
     struct event *refresh_timer;
     uint64_t refresh_backoff_ms;
     uint64_t last_refresh_us;
-    size_t rotate; /* where the next map read starts looking for a READY node */
+    size_t rotate;        /* where the next map read starts looking for a READY node */
+    bool first_read_over; /* the first map read has answered or failed */
+    bool built;           /* every configured node is recorded (the gate may open) */
 };
 
 struct sl_redis_store {
@@ -102,6 +106,8 @@ struct sl_redis_store {
     struct sl_redis_topology topo;
     struct evdns_base *dns; /* made at the first name to look up */
     atomic_bool connected;
+    bool attempted;      /* the topology's first attempt has finished (sl_redis_attempt_done) */
+    atomic_bool started; /* `attempted`, readable from any thread (for /readyz) */
     bool freeing;
 
     struct sl_redis_script scripts[SL_REDIS_MAX_SCRIPTS];
@@ -110,6 +116,7 @@ struct sl_redis_store {
     /* Decisions awaiting completion, in deadline order (all share one timeout). */
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
+    struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
     char member_prefix[40];
     uint64_t seq;
 };
@@ -176,5 +183,15 @@ void sl_redis_topo_node_down(struct sl_redis_node *n, bool was_ready);
 
 /* Drops the connections that stopped answering (`now_us` - progress past `stall_us`). */
 void sl_redis_topo_check_stalls(struct sl_redis_store *s, uint64_t now_us, uint64_t stall_us);
+
+/* redis.c */
+
+/* From the topology: its first attempt has finished, connected or not (url: the server's
+ * first connection attempt; cluster: the first slot map read, or its failure, and the first
+ * attempt of every master it names; sentinel: the first master lookup, or its failure, and
+ * the master's first attempt). The first call sends each decision held since start-up to
+ * the node its key has now, or fails it with SL_STORE_ERR_CONNECTION; later calls do
+ * nothing. */
+void sl_redis_attempt_done(struct sl_redis_store *s);
 
 #endif

@@ -13,7 +13,12 @@
  *   to the next sentinel of the list); so does losing the sentinel.
  *
  * Nodes are never freed before the store: a slot owner is an index into `nodes`, and a
- * node that left the cluster just keeps reconnecting with backoff (one attempt in 5 s). */
+ * node that left the cluster just keeps reconnecting with backoff (one attempt in 5 s).
+ *
+ * The start-up gate (sl_redis_attempt_done) opens once the mode's first attempt is over:
+ * url, the server's; cluster, the first map read (or its failure) and the first attempt of
+ * every master the map names, or every seed failing; sentinel, the first lookup (or the
+ * sentinel failing before it named a master) and the master's first attempt. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -66,6 +71,48 @@ static void recompute_connected(struct sl_redis_store *s)
         checked = o;
     }
     set_connected(s, up);
+}
+
+/* Cluster: the first map read is over, and so is the first attempt of every master it names;
+ * or, with no map, no node could be reached to read it. */
+static bool cluster_first_attempt_over(const struct sl_redis_topology *t)
+{
+    if (!t->map_known) {
+        if (t->first_read_over)
+            return true;
+        for (size_t i = 0; i < t->nnodes; i++)
+            if (!t->nodes[i]->attempted || node_ready(t->nodes[i]))
+                return false;
+        return !t->refresh_inflight;
+    }
+    uint16_t checked = 0;
+    for (size_t slot = 0; slot < SL_REDIS_SLOTS; slot++) {
+        uint16_t o = t->slot_owner[slot];
+        if (o == checked || o == 0)
+            continue;
+        if (!t->nodes[o - 1]->attempted)
+            return false;
+        checked = o;
+    }
+    return true;
+}
+
+/* Opens the start-up gate (sl_redis_attempt_done) once the configured topology's first
+ * attempt is over: decisions held until then go to their nodes, or fail. */
+static void check_first_attempt(struct sl_redis_store *s)
+{
+    struct sl_redis_topology *t = &s->topo;
+    bool over;
+    if (s->attempted || s->freeing || !t->built)
+        return;
+    if (t->mode == SL_REDIS_MODE_CLUSTER)
+        over = cluster_first_attempt_over(t);
+    else if (t->master)
+        over = t->master->attempted;
+    else /* sentinel: the lookup failed (the sentinel went down before naming a master) */
+        over = t->mode == SL_REDIS_MODE_SENTINEL && t->sentinel && t->sentinel->attempted;
+    if (over)
+        sl_redis_attempt_done(s);
 }
 
 static int add_node(struct sl_redis_topology *t, struct sl_redis_node *n)
@@ -151,6 +198,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     t->refresh_inflight = false;
     if (s->freeing)
         return;
+    t->first_read_over = true;
     if (!reply || sl_redis_slot_map_parse(reply, n->host, &map) < 0) {
         sl_log(SL_LOG_WARN, "redis (worker %u): %s:%d: cannot read the slot map: %s", s->worker_id,
                n->host, n->port,
@@ -158,12 +206,14 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
                : reply->type == REDIS_REPLY_ERROR ? reply->str
                                                   : "malformed reply");
         refresh_failed(s);
+        check_first_attempt(s);
         return;
     }
     int rc = apply_map(s, &map);
     sl_redis_slot_map_deinit(&map);
     if (rc < 0) {
         refresh_failed(s);
+        check_first_attempt(s);
         return;
     }
     t->refresh_backoff_ms = REFRESH_BACKOFF_FIRST_MS;
@@ -171,6 +221,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     if (t->refresh_wanted)
         arm_refresh(s, REFRESH_MIN_INTERVAL_US);
     recompute_connected(s);
+    check_first_attempt(s);
 }
 
 /* Reads the map from a READY node, starting the search at a different node each time so that
@@ -192,6 +243,7 @@ static void refresh_now(struct sl_redis_store *s)
     }
     t->refresh_wanted = false;
     if (redisAsyncCommand(pick->ac, on_slots, pick, "CLUSTER SLOTS") != REDIS_OK) {
+        t->first_read_over = true;
         refresh_failed(s);
         return;
     }
@@ -260,6 +312,7 @@ static void set_master(struct sl_redis_store *s, const char *host, int port, con
                s->worker_id);
     }
     recompute_connected(s);
+    check_first_attempt(s); /* the master's first attempt may have failed at once */
 }
 
 /* Messages on +switch-master: "<name> <old-ip> <old-port> <new-ip> <new-port>". */
@@ -338,23 +391,28 @@ void sl_redis_topo_node_up(struct sl_redis_node *n)
     struct sl_redis_store *s = n->store;
     struct sl_redis_topology *t = &s->topo;
     if (n->kind == SL_REDIS_NODE_SENTINEL) {
+        /* The sentinel's attempt ends with its answer (on_master_addr), not here. */
         ask_sentinel(s, n);
         return;
     }
+    n->attempted = true;
     if (t->mode == SL_REDIS_MODE_CLUSTER && (!t->map_known || t->refresh_wanted) &&
         !t->refresh_inflight && !evtimer_pending(t->refresh_timer, NULL))
         refresh_now(s);
     recompute_connected(s);
+    check_first_attempt(s);
 }
 
 void sl_redis_topo_node_down(struct sl_redis_node *n, bool was_ready)
 {
     struct sl_redis_store *s = n->store;
     struct sl_redis_topology *t = &s->topo;
+    n->attempted = true;
     if (n->kind == SL_REDIS_NODE_SENTINEL) {
         /* The next attempt goes to the next sentinel of the list. */
         const struct sl_redis_addr *a = &t->addrs[t->next_sentinel++ % t->naddrs];
         sl_redis_node_set_address(n, a->host, a->port);
+        check_first_attempt(s);
         return;
     }
     recompute_connected(s);
@@ -364,6 +422,7 @@ void sl_redis_topo_node_down(struct sl_redis_node *n, bool was_ready)
         if (was_ready || sl_clock_mono_us() - t->last_refresh_us >= REASK_MIN_INTERVAL_US)
             reask(s, "the master is unreachable: asking where it is");
     }
+    check_first_attempt(s);
 }
 
 void sl_redis_topo_check_stalls(struct sl_redis_store *s, uint64_t now_us, uint64_t stall_us)
@@ -406,6 +465,15 @@ static int copy_addrs(struct sl_redis_topology *t, const struct sl_redis_config 
     return 0;
 }
 
+/* A first attempt may have failed inside sl_redis_node_new, before the topology recorded the
+ * node: the gate is checked only from here on. */
+static int built(struct sl_redis_store *s)
+{
+    s->topo.built = true;
+    check_first_attempt(s);
+    return 0;
+}
+
 int sl_redis_topo_init(struct sl_redis_store *s, const struct sl_redis_config *cfg)
 {
     struct sl_redis_topology *t = &s->topo;
@@ -418,7 +486,9 @@ int sl_redis_topo_init(struct sl_redis_store *s, const struct sl_redis_config *c
     if (t->mode == SL_REDIS_MODE_URL) {
         const char *host = cfg->unix_path ? NULL : cfg->host ? cfg->host : "127.0.0.1";
         t->master = sl_redis_node_new(s, SL_REDIS_NODE_DATA, host, cfg->port, cfg->unix_path);
-        return t->master ? add_node(t, t->master) : -1;
+        if (!t->master || add_node(t, t->master) < 0)
+            return -1;
+        return built(s);
     }
     if (t->naddrs == 0)
         return -1;
@@ -428,7 +498,9 @@ int sl_redis_topo_init(struct sl_redis_store *s, const struct sl_redis_config *c
         t->next_sentinel = 1;
         t->sentinel =
             sl_redis_node_new(s, SL_REDIS_NODE_SENTINEL, t->addrs[0].host, t->addrs[0].port, NULL);
-        return t->sentinel ? add_node(t, t->sentinel) : -1;
+        if (!t->sentinel || add_node(t, t->sentinel) < 0)
+            return -1;
+        return built(s);
     }
     t->slot_owner = calloc(SL_REDIS_SLOTS, sizeof *t->slot_owner);
     t->refresh_timer = evtimer_new(s->evbase, on_refresh_timer, s);
@@ -437,7 +509,7 @@ int sl_redis_topo_init(struct sl_redis_store *s, const struct sl_redis_config *c
     for (size_t i = 0; i < t->naddrs; i++)
         if (!sl_redis_topo_node_at(s, t->addrs[i].host, t->addrs[i].port))
             return -1;
-    return 0;
+    return built(s);
 }
 
 void sl_redis_topo_deinit(struct sl_redis_store *s)

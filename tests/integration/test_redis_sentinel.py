@@ -122,17 +122,25 @@ def test_master_crash_loses_at_most_the_unreplicated_tail(sluice_factory, upstre
         stop.set()
         runner.join()
 
+    # A request is counted once its response is written, so the last ones may reach the
+    # client before their counts: poll until every response has its limit check counted.
+    answered = len(traffic.all_statuses())
+    wait_until(lambda: metric_sum(instances, "sluice_limit_checks_total") >= answered, 10, 0.05,
+               f"{answered} limit checks counted")
     allowed = metric_sum(instances, "sluice_limit_checks_total", result="allow")
     errors = metric_sum(instances, "sluice_limit_checks_total", result="error")
+    # A decision that timed out fell to failure_mode, yet Redis may still have run it.
+    timeouts = metric_sum(instances, "sluice_store_errors_total", store="redis", kind="timeout")
     lost = allowed - admitted_on(sentinels.replica)
     print(f"\nmaster crash: new master reached {reached * 1000:.0f} ms after the switch; "
           f"{allowed:.0f} decisions acknowledged by Redis, {lost:.0f} forgotten by the "
-          f"failover, {errors:.0f} covered by failure_mode")
+          f"failover, {errors:.0f} covered by failure_mode ({timeouts:.0f} timed out)")
     assert reached < SWITCH_BUDGET_S, reached
     assert not traffic.errors, traffic.errors[:5]
     assert set(traffic.all_statuses()) == {200}
     assert traffic.max_latency < timeout + 1.0, traffic.max_latency
     # The gap between the crash and the switch fell to failure_mode; what was lost is at
-    # most what was acknowledged (never negative: the new master cannot count more).
+    # most what was acknowledged. The new master counts more than was acknowledged only by
+    # decisions it ran whose replies came after their deadline.
     assert errors > 0
-    assert 0 <= lost < allowed
+    assert -timeouts <= lost < allowed

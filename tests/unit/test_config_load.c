@@ -26,6 +26,7 @@ static const char full[] =
     "  url: \"redis://app:s%40cret@10.0.0.5:6380/2\"\n"
     "  timeout: 20ms\n"
     "  key_prefix: \"rl:\"\n"
+    "  deny_cache: 0\n"
     "failure_mode: local\n"
     "memory:\n"
     "  max_keys: 5000\n"
@@ -120,6 +121,7 @@ START_TEST(full_config_round_trips)
     ck_assert_int_eq(cfg->redis.db, 2);
     ck_assert_uint_eq(cfg->redis.timeout_ms, 20);
     ck_assert_str_eq(cfg->redis.key_prefix, "rl:");
+    ck_assert_uint_eq(cfg->redis.deny_cache, 0);
 
     ck_assert_int_eq(cfg->failure_mode, SL_FAILURE_LOCAL);
     ck_assert_uint_eq(cfg->memory_max_keys, 5000);
@@ -343,6 +345,7 @@ START_TEST(redis_url_forms)
     ck_assert_int_eq(cfg->redis.db, 3);
     ck_assert_uint_eq(cfg->redis.timeout_ms, 50);
     ck_assert_str_eq(cfg->redis.key_prefix, "sluice:");
+    ck_assert_uint_eq(cfg->redis.deny_cache, 100000);
     sl_cfg_unref(cfg);
 
     cfg = load_ok(UPSTREAM "redis:\nroutes: []\n");

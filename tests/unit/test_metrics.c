@@ -184,6 +184,9 @@ START_TEST(test_unlabelled_and_fixed_series)
     sl_metrics_upstream_error(a, SL_UPSTREAM_ERR_TIMEOUT);
     sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_ERR_SCRIPT);
     sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_OK); /* not an error: ignored */
+    sl_metrics_deny_cache_hit(a);
+    sl_metrics_deny_cache_hit(b);
+    sl_metrics_deny_cache_hit(NULL);
     sl_metrics_headers_underscore(a, SL_UNDERSCORES_DROP, 2);
     sl_metrics_headers_underscore(b, SL_UNDERSCORES_DROP, 1);
     sl_metrics_headers_underscore(b, SL_UNDERSCORES_REJECT, 1);
@@ -209,6 +212,7 @@ START_TEST(test_unlabelled_and_fixed_series)
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"script\"} 1");
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"timeout\"} 0");
     ck_assert_line(text, "sluice_store_errors_total{store=\"redis\",kind=\"connection\"} 0");
+    ck_assert_line(text, "sluice_deny_cache_hits_total 2");
     ck_assert_line(text, "sluice_headers_underscore_total{action=\"drop\"} 3");
     ck_assert_line(text, "sluice_headers_underscore_total{action=\"allow\"} 0");
     ck_assert_line(text, "sluice_headers_underscore_total{action=\"reject\"} 1");
@@ -382,6 +386,7 @@ static const struct {
     {"sluice_request_duration_seconds", "histogram"},
     {"sluice_store_duration_seconds", "histogram"},
     {"sluice_store_errors_total", "counter"},
+    {"sluice_deny_cache_hits_total", "counter"},
     {"sluice_redis_connected", "gauge"},
     {"sluice_redis_redirections_total", "counter"},
     {"sluice_redis_topology_refreshes_total", "counter"},

@@ -1,5 +1,5 @@
 /* The Redis store's scripts against a real redis-server: each algorithm's decisions (and
- * that they match the C algorithms), and the key layout. */
+ * that they match the C algorithms), the key layout, and the over-limit cache. */
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
 
@@ -308,6 +308,113 @@ START_TEST(test_long_key_digest)
 }
 END_TEST
 
+/* --- the over-limit cache ---------------------------------------------------------------- */
+
+static long long evalsha_calls(void)
+{
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    const char *at = strstr(r->str, "cmdstat_evalsha:calls=");
+    long long n = at ? atoll(at + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+static struct sl_store *store_with_deny_cache(uint64_t timeout_ms)
+{
+    struct sl_redis_config cfg = config(timeout_ms, NULL);
+    cfg.deny_cache = 100;
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    ck_assert_ptr_nonnull(store);
+    ck_assert(run_until_connected(store, true, 5 * S));
+    return store;
+}
+
+START_TEST(test_deny_cache_answers_without_redis)
+{
+    struct sl_store *store = store_with_deny_cache(1000);
+    struct sl_limit lim = limit("fixed_window", 2, HOUR, 0, false);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    struct sl_decision first = decide_ok(store, &lim, "a");
+    ck_assert(!first.allowed);
+    long long before = evalsha_calls();
+    uint64_t last = first.retry_after_us;
+    for (int i = 0; i < 5; i++) {
+        /* Answered inside decide(), with the same denial counted down. */
+        struct result r = {0};
+        sl_store_decide(store, &lim, "a", 1, on_result, &r);
+        ck_assert_int_eq(r.calls, 1);
+        ck_assert_int_eq(r.status, SL_STORE_OK);
+        ck_assert(!r.d.allowed);
+        ck_assert_uint_eq(r.d.limit, 2);
+        ck_assert_uint_eq(r.d.remaining, 0);
+        ck_assert_uint_le(r.d.retry_after_us, last);
+        ck_assert_uint_gt(r.d.retry_after_us, 0);
+        ck_assert_uint_le(r.d.reset_us, first.reset_us);
+        last = r.d.retry_after_us;
+    }
+    ck_assert_int_eq(evalsha_calls(), before);
+    /* Another key, and the same key under another rate, still go to Redis. */
+    ck_assert(decide_ok(store, &lim, "b").allowed);
+    struct sl_limit wider = limit("fixed_window", 5, HOUR, 0, false);
+    ck_assert(decide_ok(store, &wider, "a").allowed);
+    ck_assert_int_eq(evalsha_calls(), before + 2);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_deny_cache_frees_with_the_quota)
+{
+    /* One token per 300 ms: denied right after the first, admitted once the token is back. */
+    struct sl_store *store = store_with_deny_cache(1000);
+    struct sl_limit lim = limit("token_bucket", 1, 300 * MS, 1, false);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    struct sl_decision d = decide_ok(store, &lim, "a");
+    ck_assert(!d.allowed);
+    uint64_t asked = sl_clock_mono_us();
+    ck_assert_uint_gt(d.retry_after_us, 0);
+    for (;;) {
+        struct result r = decide(store, &lim, "a");
+        ck_assert_int_eq(r.status, SL_STORE_OK);
+        if (r.d.allowed)
+            break;
+        ck_assert_uint_le(r.at_us - asked, 2 * S);
+        struct timeval tv = {0, 2000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    /* Admitted no later than Redis frees the token, give or take scheduling. */
+    ck_assert_uint_le(sl_clock_mono_us() - asked, d.retry_after_us + 200 * MS);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_deny_cache_ignores_late_denials)
+{
+    /* A denial that arrives after its decision timed out is not held: its limit may be gone
+     * with a reload by then. */
+    struct sl_store *store = store_with_deny_cache(50);
+    struct sl_limit lim = limit("fixed_window", 1, HOUR, 0, false);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    redisContext *c = client();
+    freeReplyObject(redisCommand(c, "CLIENT PAUSE 300"));
+    redisFree(c);
+    ck_assert_int_eq(decide(store, &lim, "a").status, SL_STORE_ERR_TIMEOUT);
+    struct timeval tv = {0, 600000}; /* the pause ends; the late denial is read */
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+    long long before = evalsha_calls();
+    struct sl_decision d = decide_ok(store, &lim, "a");
+    ck_assert(!d.allowed);
+    ck_assert_int_eq(evalsha_calls(), before + 1);
+    sl_store_free(store);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store_redis");
@@ -324,6 +431,9 @@ int main(void)
     tcase_add_test(tc, test_key_layout);
     tcase_add_test(tc, test_arguments_up_to_the_last_read);
     tcase_add_test(tc, test_long_key_digest);
+    tcase_add_test(tc, test_deny_cache_answers_without_redis);
+    tcase_add_test(tc, test_deny_cache_frees_with_the_quota);
+    tcase_add_test(tc, test_deny_cache_ignores_late_denials);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,6 +1,6 @@
 /* The Redis store when things go wrong: NOSCRIPT recovery, script errors, timeouts, a
- * server that stops and comes back or stalls, a wrong password, and freeing the store
- * with decisions in flight. */
+ * server that stops and comes back or stalls, a wrong password, freeing the store with
+ * decisions in flight, and decisions asked before the first connection attempt ended. */
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
 
@@ -272,6 +272,90 @@ START_TEST(test_free_with_pending)
 }
 END_TEST
 
+START_TEST(test_decisions_wait_for_the_first_attempt)
+{
+    /* Asked before the connection is up: each decision is sent once it is, not failed. */
+    struct sl_redis_config cfg = config(2000, NULL);
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    ck_assert_ptr_nonnull(store);
+    ck_assert(!sl_store_redis_started(store));
+    struct sl_limit lim = limit("fixed_window", 2, HOUR, 0, false);
+    struct result r[3] = {{0}};
+    for (int i = 0; i < 3; i++)
+        sl_store_decide(store, &lim, "a", 1, on_result, &r[i]);
+    ck_assert_int_eq(r[0].calls + r[1].calls + r[2].calls, 0);
+    ck_assert(run_until_called(&r[2].calls, 3 * S));
+    ck_assert(sl_store_redis_started(store));
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(r[i].calls, 1);
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert(r[i].d.allowed == (i < 2)); /* in the order asked */
+    }
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_held_decision_fails_with_the_attempt)
+{
+    /* Nothing listens: the attempt fails at once, and so does the decision waiting on it,
+     * long before its own deadline. */
+    server_stop();
+    struct sl_redis_config cfg = config(2000, NULL);
+    uint64_t start = sl_clock_mono_us();
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    struct sl_limit lim = limit("fixed_window", 2, HOUR, 0, false);
+    struct result r = {0};
+    sl_store_decide(store, &lim, "a", 1, on_result, &r);
+    ck_assert(run_until_called(&r.calls, 3 * S));
+    ck_assert_int_eq(r.status, SL_STORE_ERR_CONNECTION);
+    ck_assert_uint_lt(r.at_us - start, 1000 * MS);
+    ck_assert(sl_store_redis_started(store));
+    ck_assert(!sl_store_redis_connected(store));
+    /* After the first attempt, decisions no longer wait. */
+    struct result now = {0};
+    sl_store_decide(store, &lim, "a", 1, on_result, &now);
+    ck_assert_int_eq(now.calls, 1);
+    ck_assert_int_eq(now.status, SL_STORE_ERR_CONNECTION);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_held_decision_times_out)
+{
+    /* A peer that accepts connections and never answers (a wedged server): the handshake
+     * hangs for redis.timeout + 1 s, but each decision ends within redis.timeout. */
+    server_stop();
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in sin = {.sin_family = AF_INET,
+                              .sin_port = htons((uint16_t)port),
+                              .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    ck_assert_int_eq(bind(fd, (struct sockaddr *)&sin, sizeof sin), 0);
+    ck_assert_int_eq(listen(fd, 16), 0);
+    struct sl_redis_config cfg = config(50, NULL);
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    struct sl_limit lim = limit("fixed_window", 2, HOUR, 0, false);
+    struct result r = {0};
+    uint64_t start = sl_clock_mono_us();
+    sl_store_decide(store, &lim, "a", 1, on_result, &r);
+    ck_assert(run_until_called(&r.calls, 3 * S));
+    ck_assert_int_eq(r.status, SL_STORE_ERR_TIMEOUT);
+    ck_assert_uint_ge(r.at_us - start, 45 * MS);
+    ck_assert_uint_le(r.at_us - start, 500 * MS);
+    ck_assert(!sl_store_redis_started(store));
+    /* The attempt gives up after redis.timeout + 1 s. */
+    uint64_t end = sl_clock_mono_us() + 3 * S;
+    while (!sl_store_redis_started(store) && sl_clock_mono_us() < end) {
+        struct timeval tv = {0, 5000};
+        event_base_loopexit(base, &tv);
+        event_base_dispatch(base);
+    }
+    ck_assert(sl_store_redis_started(store));
+    ck_assert_uint_ge(sl_clock_mono_us() - start, 1000 * MS);
+    sl_store_free(store);
+    close(fd);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store_redis_failures");
@@ -288,6 +372,9 @@ int main(void)
     tcase_add_test(tc, test_password);
     tcase_add_test(tc, test_unix_socket);
     tcase_add_test(tc, test_free_with_pending);
+    tcase_add_test(tc, test_decisions_wait_for_the_first_attempt);
+    tcase_add_test(tc, test_held_decision_fails_with_the_attempt);
+    tcase_add_test(tc, test_held_decision_times_out);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

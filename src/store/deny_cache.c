@@ -1,0 +1,313 @@
+/* The local over-limit cache: a chained hash table of denials and an LRU list through the
+ * same entries (see include/sluice/deny_cache.h for what is held and why it is safe).
+ *
+ * An entry holds the denial's identity inline: route and limit names (NUL-terminated), a
+ * fixed-width block (algorithm, N, P, burst, delay), then the key. Entries are allocated
+ * once per new key and reused when the LRU end makes room; the table doubles as the count
+ * grows, up to the bound, so a cache that sees few denials stays small. */
+#include "sluice/deny_cache.h"
+
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+
+#include "sluice/clock.h"
+#include "sluice/siphash.h"
+
+#define INITIAL_BUCKETS 64
+/* Entries already expired taken off the cold end per new entry: more than one, so that the
+ * table shrinks back after a flood of keys that went quiet. */
+#define RECLAIM_PER_ADD 2
+
+struct entry {
+    struct entry *prev, *next; /* LRU: cache->head is the most recently used */
+    struct entry *hnext;
+    uint64_t hash;
+    uint64_t expires_us;  /* sent + retry_after: from then on Redis is asked again */
+    uint64_t reset_at_us; /* sent + reset */
+    uint64_t limit;
+    size_t ident_len, cap;
+    unsigned char ident[];
+};
+
+struct sl_deny_cache {
+    struct entry **buckets;
+    size_t mask; /* buckets - 1, a power of two minus one */
+    size_t count, max;
+    struct entry *head, *tail;
+    uint64_t k0, k1;
+};
+
+/* One denial's identity, in pieces as the caller has them: never copied to be looked up. */
+struct ident {
+    const char *route, *limit;
+    size_t route_len, limit_len; /* including the NUL */
+    uint64_t fixed[5];
+    const char *key;
+    size_t key_len;
+    size_t len;
+};
+
+static void ident_init(struct ident *id, const struct sl_limit *lim, const char *key,
+                       size_t key_len)
+{
+    id->route = lim->route ? lim->route->name : "";
+    id->limit = lim->name;
+    id->route_len = strlen(id->route) + 1;
+    id->limit_len = strlen(id->limit) + 1;
+    /* The algorithm is its ops: one static object per name for the life of the process. */
+    uint64_t fixed[5] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us, lim->burst,
+                         lim->delay};
+    memcpy(id->fixed, fixed, sizeof fixed);
+    id->key = key;
+    id->key_len = key_len;
+    id->len = id->route_len + id->limit_len + sizeof id->fixed + id->key_len;
+}
+
+static uint64_t ident_hash(const struct sl_deny_cache *c, const struct ident *id)
+{
+    struct sl_siphash h;
+    sl_siphash_init(&h, c->k0, c->k1, 1, 3);
+    sl_siphash_update(&h, id->route, id->route_len);
+    sl_siphash_update(&h, id->limit, id->limit_len);
+    sl_siphash_update(&h, id->fixed, sizeof id->fixed);
+    sl_siphash_update(&h, id->key, id->key_len);
+    return sl_siphash_final(&h);
+}
+
+/* The names end in NUL and the block after them has a fixed width, with the key last:
+ * pieces laid end to end cannot be mistaken for another identity's. */
+static void ident_lay_out(unsigned char *p, const struct ident *id)
+{
+    memcpy(p, id->route, id->route_len);
+    p += id->route_len;
+    memcpy(p, id->limit, id->limit_len);
+    p += id->limit_len;
+    memcpy(p, id->fixed, sizeof id->fixed);
+    p += sizeof id->fixed;
+    memcpy(p, id->key, id->key_len);
+}
+
+static bool ident_equal(const struct entry *e, const struct ident *id)
+{
+    if (e->ident_len != id->len)
+        return false;
+    const unsigned char *p = e->ident;
+    if (memcmp(p, id->route, id->route_len) != 0)
+        return false;
+    p += id->route_len;
+    if (memcmp(p, id->limit, id->limit_len) != 0)
+        return false;
+    p += id->limit_len;
+    if (memcmp(p, id->fixed, sizeof id->fixed) != 0)
+        return false;
+    p += sizeof id->fixed;
+    return memcmp(p, id->key, id->key_len) == 0;
+}
+
+struct sl_deny_cache *sl_deny_cache_new(size_t max_entries)
+{
+    struct sl_deny_cache *c = calloc(1, sizeof *c);
+    if (!c)
+        return NULL;
+    c->max = max_entries ? max_entries : 1;
+    c->buckets = calloc(INITIAL_BUCKETS, sizeof *c->buckets);
+    if (!c->buckets) {
+        free(c);
+        return NULL;
+    }
+    c->mask = INITIAL_BUCKETS - 1;
+    uint64_t key[2];
+    if (getrandom(key, sizeof key, GRND_NONBLOCK) != sizeof key) {
+        key[0] = sl_clock_real_us() ^ (uint64_t)(uintptr_t)c;
+        key[1] = sl_clock_mono_us() * 0x9e3779b97f4a7c15ull;
+    }
+    c->k0 = key[0];
+    c->k1 = key[1];
+    return c;
+}
+
+void sl_deny_cache_free(struct sl_deny_cache *c)
+{
+    if (!c)
+        return;
+    while (c->head) {
+        struct entry *e = c->head;
+        c->head = e->next;
+        free(e);
+    }
+    free(c->buckets);
+    free(c);
+}
+
+size_t sl_deny_cache_count(const struct sl_deny_cache *c)
+{
+    return c->count;
+}
+
+static void lru_unlink(struct sl_deny_cache *c, struct entry *e)
+{
+    if (e->prev)
+        e->prev->next = e->next;
+    else
+        c->head = e->next;
+    if (e->next)
+        e->next->prev = e->prev;
+    else
+        c->tail = e->prev;
+    e->prev = e->next = NULL;
+}
+
+static void lru_push_front(struct sl_deny_cache *c, struct entry *e)
+{
+    e->prev = NULL;
+    e->next = c->head;
+    if (c->head)
+        c->head->prev = e;
+    else
+        c->tail = e;
+    c->head = e;
+}
+
+static struct entry **bucket_of(struct sl_deny_cache *c, uint64_t hash)
+{
+    return &c->buckets[hash & c->mask];
+}
+
+/* Takes `e` out of the table and the LRU list; the caller frees or reuses it. */
+static void detach(struct sl_deny_cache *c, struct entry *e)
+{
+    struct entry **pp = bucket_of(c, e->hash);
+    while (*pp != e)
+        pp = &(*pp)->hnext;
+    *pp = e->hnext;
+    e->hnext = NULL;
+    lru_unlink(c, e);
+    c->count--;
+}
+
+static struct entry *lookup(struct sl_deny_cache *c, const struct ident *id, uint64_t hash)
+{
+    for (struct entry *e = *bucket_of(c, hash); e; e = e->hnext)
+        if (e->hash == hash && ident_equal(e, id))
+            return e;
+    return NULL;
+}
+
+bool sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
+                        size_t key_len, uint64_t now_us, struct sl_decision *out)
+{
+    if (c->count == 0)
+        return false;
+    struct ident id;
+    ident_init(&id, lim, key, key_len);
+    uint64_t hash = ident_hash(c, &id);
+    struct entry *e = lookup(c, &id, hash);
+    if (!e)
+        return false;
+    if (now_us >= e->expires_us) {
+        detach(c, e);
+        free(e);
+        return false;
+    }
+    lru_unlink(c, e);
+    lru_push_front(c, e);
+    *out = (struct sl_decision){.allowed = false,
+                                .limit = e->limit,
+                                .remaining = 0,
+                                .reset_us = e->reset_at_us > now_us ? e->reset_at_us - now_us : 0,
+                                .retry_after_us = e->expires_us - now_us};
+    return true;
+}
+
+/* Doubles the table while it holds more entries than buckets (never past the bound's
+ * size: a full cache keeps its table). Without memory the chains just grow longer. */
+static void maybe_grow(struct sl_deny_cache *c)
+{
+    size_t n = c->mask + 1;
+    if (c->count < n || n >= c->max)
+        return;
+    struct entry **nb = calloc(2 * n, sizeof *nb);
+    if (!nb)
+        return;
+    for (size_t i = 0; i < n; i++) {
+        struct entry *e = c->buckets[i];
+        while (e) {
+            struct entry *next = e->hnext;
+            struct entry **pp = &nb[e->hash & (2 * n - 1)];
+            e->hnext = *pp;
+            *pp = e;
+            e = next;
+        }
+    }
+    free(c->buckets);
+    c->buckets = nb;
+    c->mask = 2 * n - 1;
+}
+
+/* Takes `e` off and keeps it as the spare when none is kept yet and it is big enough for
+ * `len` identity bytes; frees it otherwise. Returns the spare. */
+static struct entry *drop(struct sl_deny_cache *c, struct entry *e, struct entry *spare, size_t len)
+{
+    detach(c, e);
+    if (!spare && e->cap >= len)
+        return e;
+    free(e);
+    return spare;
+}
+
+/* Room for one more entry: expired entries at the cold end go, then, if still full, the
+ * least recently used. Returns one of them to reuse for `len` identity bytes, or NULL. */
+static struct entry *make_room(struct sl_deny_cache *c, size_t len, uint64_t now_us)
+{
+    struct entry *spare = NULL;
+    for (int i = 0; i < RECLAIM_PER_ADD && c->tail && now_us >= c->tail->expires_us; i++)
+        spare = drop(c, c->tail, spare, len);
+    if (c->count >= c->max)
+        spare = drop(c, c->tail, spare, len);
+    return spare;
+}
+
+void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
+                       size_t key_len, uint64_t sent_us, const struct sl_decision *d)
+{
+    if (d->allowed || d->retry_after_us == 0)
+        return;
+    struct ident id;
+    ident_init(&id, lim, key, key_len);
+    uint64_t hash = ident_hash(c, &id);
+    uint64_t expires = sent_us + d->retry_after_us;
+    uint64_t reset_at =
+        sent_us + (d->reset_us > d->retry_after_us ? d->reset_us : d->retry_after_us);
+
+    struct entry *e = lookup(c, &id, hash);
+    if (e) {
+        /* Two denials of one key, each valid until its own end: the later stands. */
+        if (expires > e->expires_us) {
+            e->expires_us = expires;
+            e->reset_at_us = reset_at;
+        }
+        lru_unlink(c, e);
+        lru_push_front(c, e);
+        return;
+    }
+    e = make_room(c, id.len, sent_us);
+    if (!e) {
+        e = malloc(sizeof *e + id.len);
+        if (!e)
+            return;
+        e->cap = id.len;
+    }
+    e->hash = hash;
+    e->expires_us = expires;
+    e->reset_at_us = reset_at;
+    e->limit = lim->count;
+    e->ident_len = id.len;
+    ident_lay_out(e->ident, &id);
+    struct entry **pp = bucket_of(c, hash);
+    e->hnext = *pp;
+    *pp = e;
+    lru_push_front(c, e);
+    c->count++;
+    maybe_grow(c);
+}

@@ -1,0 +1,253 @@
+/* The local over-limit cache on an injected clock: a denial is held exactly until
+ * sent + retry_after and counts down meanwhile, under the limit's full identity only, and the
+ * entry count never passes the bound (least recently used first out). */
+#include <check.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "sluice/deny_cache.h"
+#include "support/run_suite.h"
+
+#define MS 1000ull
+#define S 1000000ull
+
+static struct sl_route route = {.name = (char *)"r1"};
+
+static struct sl_limit limit(const char *alg, uint64_t n, uint64_t p)
+{
+    struct sl_limit l = {.name = (char *)"l1",
+                         .route = &route,
+                         .alg = sl_algorithm_find(alg),
+                         .count = n,
+                         .period_us = p,
+                         .burst = n,
+                         .store = SL_STORE_REDIS};
+    ck_assert_ptr_nonnull(l.alg);
+    return l;
+}
+
+static struct sl_decision denial(uint64_t retry_us, uint64_t reset_us)
+{
+    return (struct sl_decision){.allowed = false,
+                                .limit = 5,
+                                .remaining = 0,
+                                .reset_us = reset_us,
+                                .retry_after_us = retry_us};
+}
+
+static bool held(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key, uint64_t now)
+{
+    struct sl_decision d;
+    return sl_deny_cache_find(c, lim, key, strlen(key), now, &d);
+}
+
+START_TEST(test_held_until_retry_after_exactly)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("fixed_window", 5, 60 * S);
+    struct sl_decision d = denial(500 * MS, 800 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 10 * S, &d);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 1);
+
+    struct sl_decision out;
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S, &out));
+    ck_assert(!out.allowed);
+    ck_assert_uint_eq(out.limit, 5);
+    ck_assert_uint_eq(out.remaining, 0);
+    ck_assert_uint_eq(out.retry_after_us, 500 * MS);
+    ck_assert_uint_eq(out.reset_us, 800 * MS);
+    ck_assert_uint_eq(out.delay_us, 0);
+
+    /* Counted down from the send, to the last microsecond. */
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS - 1, &out));
+    ck_assert_uint_eq(out.retry_after_us, 1);
+    ck_assert_uint_eq(out.reset_us, 300 * MS + 1);
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS, &out));
+    ck_assert_uint_eq(sl_deny_cache_count(c), 0); /* dropped when found expired */
+    ck_assert(!held(c, &lim, "a", 10 * S));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_only_denials_with_a_retry_after)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("token_bucket", 5, S);
+    struct sl_decision allowed = {.allowed = true, .limit = 5, .remaining = 2, .reset_us = S};
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &allowed);
+    struct sl_decision none = denial(0, S);
+    sl_deny_cache_add(c, &lim, "b", 1, 0, &none);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 0);
+    ck_assert(!held(c, &lim, "a", 0));
+    ck_assert(!held(c, &lim, "b", 0));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_identity_is_the_whole_limit)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(64);
+    struct sl_limit lim = limit("sliding_window", 5, 60 * S);
+    struct sl_decision d = denial(30 * S, 60 * S);
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+
+    /* The same limit reloaded into a new configuration: equal by value, still held. */
+    struct sl_route route2 = {.name = (char *)"r1"};
+    struct sl_limit same = lim;
+    same.route = &route2;
+    same.name = (char *)"l1";
+    ck_assert(held(c, &same, "a", S));
+
+    /* Any change a reload could make to the limit asks Redis again. */
+    struct sl_limit other = lim;
+    other.count = 6;
+    ck_assert(!held(c, &other, "a", S));
+    other = lim;
+    other.period_us = 30 * S;
+    ck_assert(!held(c, &other, "a", S));
+    other = lim;
+    other.burst = 9;
+    ck_assert(!held(c, &other, "a", S));
+    other = lim;
+    other.delay = true;
+    ck_assert(!held(c, &other, "a", S));
+    other = lim;
+    other.alg = sl_algorithm_find("sliding_window_counter");
+    ck_assert(!held(c, &other, "a", S));
+    other = lim;
+    other.name = (char *)"l2";
+    ck_assert(!held(c, &other, "a", S));
+    struct sl_route route3 = {.name = (char *)"r2"};
+    other = lim;
+    other.route = &route3;
+    ck_assert(!held(c, &other, "a", S));
+    /* Names and key cannot run into each other. */
+    struct sl_route route4 = {.name = (char *)"r1l"};
+    other = lim;
+    other.route = &route4;
+    other.name = (char *)"1";
+    ck_assert(!held(c, &other, "a", S));
+
+    ck_assert(!held(c, &lim, "b", S));
+    ck_assert(!held(c, &lim, "", S));
+    ck_assert(held(c, &lim, "a", S));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_binary_keys)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("fixed_window", 5, 60 * S);
+    struct sl_decision d = denial(S, S);
+    sl_deny_cache_add(c, &lim, "a\0b", 3, 0, &d);
+    struct sl_decision out;
+    ck_assert(sl_deny_cache_find(c, &lim, "a\0b", 3, 1, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a\0c", 3, 1, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 1, &out));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_later_end_stands)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("token_bucket", 5, S);
+    struct sl_decision d = denial(500 * MS, 500 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    d = denial(100 * MS, 100 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 10 * MS, &d); /* ends at 110 ms: earlier */
+    ck_assert(held(c, &lim, "a", 499 * MS));
+    d = denial(600 * MS, 600 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 100 * MS, &d); /* ends at 700 ms: later */
+    ck_assert(held(c, &lim, "a", 699 * MS));
+    ck_assert(!held(c, &lim, "a", 700 * MS));
+    ck_assert_uint_eq(sl_deny_cache_count(c), 0);
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_lru_bound)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(3);
+    struct sl_limit lim = limit("fixed_window", 5, 60 * S);
+    struct sl_decision d = denial(60 * S, 60 * S);
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "b", 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "c", 1, 0, &d);
+    ck_assert(held(c, &lim, "a", 1)); /* a is now the most recently used; b the least */
+    sl_deny_cache_add(c, &lim, "d", 1, 2, &d);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 3);
+    ck_assert(!held(c, &lim, "b", 3));
+    ck_assert(held(c, &lim, "a", 3));
+    ck_assert(held(c, &lim, "c", 3));
+    ck_assert(held(c, &lim, "d", 3));
+    /* A key longer than the entry it replaces. */
+    char longkey[200];
+    memset(longkey, 'k', sizeof longkey);
+    sl_deny_cache_add(c, &lim, longkey, sizeof longkey, 4, &d);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 3);
+    ck_assert(!held(c, &lim, "a", 5));
+    struct sl_decision out;
+    ck_assert(sl_deny_cache_find(c, &lim, longkey, sizeof longkey, 5, &out));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_many_keys_within_the_bound)
+{
+    enum { MAX = 1000 };
+    struct sl_deny_cache *c = sl_deny_cache_new(MAX);
+    struct sl_limit lim = limit("fixed_window", 5, 60 * S);
+    struct sl_decision d = denial(60 * S, 60 * S);
+    char key[32];
+    for (int i = 0; i < 3 * MAX; i++) {
+        int n = snprintf(key, sizeof key, "client-%d", i);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, (uint64_t)i, &d);
+        ck_assert_uint_le(sl_deny_cache_count(c), MAX);
+    }
+    ck_assert_uint_eq(sl_deny_cache_count(c), MAX);
+    for (int i = 0; i < 3 * MAX; i++) {
+        snprintf(key, sizeof key, "client-%d", i);
+        ck_assert_msg(held(c, &lim, key, 3 * MAX) == (i >= 2 * MAX), "key %d", i);
+    }
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_expired_entries_make_room)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(100);
+    struct sl_limit lim = limit("fixed_window", 5, 60 * S);
+    struct sl_decision brief = denial(S, S);
+    char key[32];
+    for (int i = 0; i < 10; i++) {
+        int n = snprintf(key, sizeof key, "old-%d", i);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, 0, &brief);
+    }
+    /* Past their end, each new denial takes expired ones off the cold end. */
+    for (int i = 0; i < 5; i++) {
+        int n = snprintf(key, sizeof key, "new-%d", i);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, 2 * S, &brief);
+    }
+    ck_assert_uint_eq(sl_deny_cache_count(c), 5);
+    ck_assert(held(c, &lim, "new-0", 2 * S));
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("deny_cache");
+    TCase *tc = tcase_create("deny_cache");
+    tcase_add_test(tc, test_held_until_retry_after_exactly);
+    tcase_add_test(tc, test_only_denials_with_a_retry_after);
+    tcase_add_test(tc, test_identity_is_the_whole_limit);
+    tcase_add_test(tc, test_binary_keys);
+    tcase_add_test(tc, test_later_end_stands);
+    tcase_add_test(tc, test_lru_bound);
+    tcase_add_test(tc, test_many_keys_within_the_bound);
+    tcase_add_test(tc, test_expired_entries_make_room);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
