@@ -440,11 +440,17 @@ static void redis_free(struct sl_store *store)
     while (s->head)
         complete_failed(s->head, SL_STORE_ERR_CONNECTION);
     sl_redis_topo_deinit(s);
+    if (s->deadline_timer)
+        event_free(s->deadline_timer);
+    /* evdns answers a cancelled lookup from the loop's next turn, and only then frees it:
+     * a lookup cancelled just now, at shutdown when the loop has stopped, would leak. Give
+     * it that turn while the resolver still exists. Its callback touches nothing of ours
+     * (EVUTIL_EAI_CANCEL), and the store's own events are gone by now. */
+    if (s->dns && s->lookups_cancelled)
+        event_base_loop(s->evbase, EVLOOP_NONBLOCK);
     if (s->dns)
         evdns_base_free(s->dns, 0);
     sl_deny_cache_free(s->deny);
-    if (s->deadline_timer)
-        event_free(s->deadline_timer);
     free(s->user);
     free(s->password);
     free(s->prefix);

@@ -300,8 +300,11 @@ static void cancel_resolving(struct sl_redis_node *n)
     struct evdns_getaddrinfo_request *req = n->resolving;
     n->state = SL_REDIS_IDLE;
     n->resolving = NULL;
-    if (req)
+    if (req) {
         evdns_getaddrinfo_cancel(req);
+        if (n->store->freeing)
+            n->store->lookups_cancelled++;
+    }
 }
 
 static void on_conn_timer(evutil_socket_t fd, short what, void *arg)

@@ -109,6 +109,7 @@ struct sl_redis_store {
     bool attempted;      /* the topology's first attempt has finished (sl_redis_attempt_done) */
     atomic_bool started; /* `attempted`, readable from any thread (for /readyz) */
     bool freeing;
+    unsigned lookups_cancelled; /* by the free: evdns reports them back one loop turn later */
 
     struct sl_redis_script scripts[SL_REDIS_MAX_SCRIPTS];
     size_t nscripts;

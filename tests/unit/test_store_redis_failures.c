@@ -201,6 +201,19 @@ START_TEST(test_server_absent_at_start)
 }
 END_TEST
 
+/* Freed while its first host-name lookup is still in flight (at shutdown, when the loop
+ * has stopped): the cancelled lookup must not leak (LeakSanitizer checks at exit). */
+START_TEST(test_free_during_lookup)
+{
+    struct sl_redis_config cfg = config(50, NULL);
+    cfg.host = (char *)"lookup-in-flight.invalid";
+    struct sl_store *store = sl_store_redis_new(base, &cfg, 0, NULL);
+    ck_assert_ptr_nonnull(store);
+    ck_assert(!sl_store_redis_connected(store));
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_password)
 {
     server_stop();
@@ -375,6 +388,7 @@ int main(void)
     tcase_add_test(tc, test_decisions_wait_for_the_first_attempt);
     tcase_add_test(tc, test_held_decision_fails_with_the_attempt);
     tcase_add_test(tc, test_held_decision_times_out);
+    tcase_add_test(tc, test_free_during_lookup);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
