@@ -9,101 +9,8 @@
 
 #include "sluice/metrics.h"
 #include "sluice/store_memory.h"
+#include "support/metrics_fixture.h"
 #include "support/run_suite.h"
-
-/* A hand-built configuration: routes with limits, names borrowed from string literals. */
-struct test_route {
-    const char *name;
-    const char *limits[SL_MAX_LIMITS_PER_ROUTE];
-};
-
-static struct sl_config *make_cfg(const struct test_route *spec, size_t nroutes)
-{
-    struct sl_config *cfg = calloc(1, sizeof *cfg);
-    ck_assert_ptr_nonnull(cfg);
-    atomic_init(&cfg->refs, 1);
-    cfg->admin_route_histograms = true; /* the loader's default */
-    cfg->routes = calloc(nroutes, sizeof *cfg->routes);
-    cfg->nroutes = nroutes;
-    for (size_t r = 0; r < nroutes; r++) {
-        struct sl_route *route = &cfg->routes[r];
-        route->name = (char *)spec[r].name;
-        route->index = r;
-        while (route->nlimits < SL_MAX_LIMITS_PER_ROUTE && spec[r].limits[route->nlimits])
-            route->nlimits++;
-        route->limits = calloc(route->nlimits ? route->nlimits : 1, sizeof *route->limits);
-        for (size_t l = 0; l < route->nlimits; l++) {
-            route->limits[l].name = (char *)spec[r].limits[l];
-            route->limits[l].route = route;
-            route->limits[l].index = cfg->nlimits++;
-        }
-    }
-    return cfg;
-}
-
-static void free_cfg(struct sl_config *cfg)
-{
-    for (size_t r = 0; r < cfg->nroutes; r++)
-        free(cfg->routes[r].limits);
-    free(cfg->routes);
-    free(cfg);
-}
-
-static char *render(struct sl_metrics *m)
-{
-    struct evbuffer *out = evbuffer_new();
-    ck_assert_int_eq(sl_metrics_render(m, out), 0);
-    size_t len = evbuffer_get_length(out);
-    char *text = malloc(len + 1);
-    evbuffer_remove(out, text, len);
-    text[len] = '\0';
-    evbuffer_free(out);
-    return text;
-}
-
-/* True when `line` is one whole line of `text`. */
-static bool has_line(const char *text, const char *line)
-{
-    size_t n = strlen(line);
-    for (const char *p = strstr(text, line); p; p = strstr(p + 1, line))
-        if ((p == text || p[-1] == '\n') && p[n] == '\n')
-            return true;
-    return false;
-}
-
-/* True when some line of `text` starts with `prefix`. */
-static bool has_line_prefix(const char *text, const char *prefix)
-{
-    for (const char *p = strstr(text, prefix); p; p = strstr(p + 1, prefix))
-        if (p == text || p[-1] == '\n')
-            return true;
-    return false;
-}
-
-#define ck_assert_line(text, line)                                                                 \
-    ck_assert_msg(has_line((text), (line)), "missing line: %s", (line))
-#define ck_assert_no_line_prefix(text, prefix)                                                     \
-    ck_assert_msg(!has_line_prefix((text), (prefix)), "unexpected line: %s...", (prefix))
-
-/* Lines of `text` that are samples (not comments). */
-static size_t count_series(const char *text)
-{
-    size_t n = 0;
-    for (const char *p = text; *p;) {
-        if (*p != '#' && *p != '\n')
-            n++;
-        const char *nl = strchr(p, '\n');
-        if (!nl)
-            break;
-        p = nl + 1;
-    }
-    return n;
-}
-
-static const struct test_route login_search[] = {
-    {"login", {"per_ip", "per_key"}},
-    {"search", {"per_ip"}},
-};
 
 START_TEST(test_slots_are_summed)
 {
@@ -504,102 +411,6 @@ START_TEST(test_concurrent_writers_and_scraper)
 }
 END_TEST
 
-/* `promtool check metrics` (Debian package prometheus) on an exposition where every family
- * has series; skipped with a note when promtool is not installed. */
-START_TEST(test_promtool_accepts_the_exposition)
-{
-    if (system("command -v promtool >/dev/null 2>&1") != 0) {
-        printf("test_metrics: promtool not found (apt-get install prometheus); skipped\n");
-        return;
-    }
-    struct sl_metrics *m = sl_metrics_new(2);
-    struct sl_config *cfg = make_cfg(login_search, 2);
-    cfg->redis.enabled = true;
-    ck_assert_int_eq(sl_metrics_bind(m, cfg), 0);
-    struct sl_metrics_slot *a = sl_metrics_slot(m, 0);
-    struct sl_store *memory = sl_store_memory_new(100, NULL);
-    sl_metrics_set_memory_store(m, memory);
-    sl_metrics_request(a, &cfg->routes[0], SL_OUTCOME_LIMITED, 1234);
-    sl_metrics_request(a, NULL, SL_OUTCOME_UNMATCHED, 99);
-    sl_metrics_limit_check(a, &cfg->routes[0].limits[0], SL_CHECK_DENY);
-    sl_metrics_response(a, &cfg->routes[0], 429);
-    sl_metrics_response(a, NULL, 200);
-    sl_metrics_store_duration(a, SL_STORE_REDIS, 800);
-    sl_metrics_store_duration(a, SL_STORE_MEMORY, 5);
-    sl_metrics_store_error(a, SL_STORE_REDIS, SL_STORE_ERR_TIMEOUT);
-    sl_metrics_upstream_error(a, SL_UPSTREAM_ERR_RESET);
-    sl_metrics_headers_underscore(a, SL_UNDERSCORES_DROP, 1);
-    sl_metrics_connection_opened(a);
-    sl_metrics_redis_connected(a, true);
-    sl_metrics_config_reload(m, true);
-
-    char path[] = "/tmp/sluice-metrics-XXXXXX";
-    int fd = mkstemp(path);
-    ck_assert_int_ge(fd, 0);
-    char *text = render(m);
-    ck_assert_int_eq(write(fd, text, strlen(text)), (ssize_t)strlen(text));
-    close(fd);
-    char cmd[128];
-    snprintf(cmd, sizeof cmd, "promtool check metrics < %s", path);
-    int rc = system(cmd);
-    unlink(path);
-    ck_assert_msg(rc == 0, "promtool check metrics failed (status %d)", rc);
-    free(text);
-    free_cfg(cfg);
-    sl_store_free(memory);
-    sl_metrics_free(m);
-}
-END_TEST
-
-/* A thousand routes of which one was used expose the used one's series only; with
- * admin.route_histograms off there is one duration histogram, with no route label. */
-START_TEST(test_series_appear_with_use_and_one_histogram_on_request)
-{
-    enum { NROUTES = 1000 };
-    static char names[NROUTES][16];
-    static struct test_route spec[NROUTES];
-    for (size_t r = 0; r < NROUTES; r++) {
-        snprintf(names[r], sizeof names[r], "r%zu", r);
-        spec[r] = (struct test_route){names[r], {"per_ip"}};
-    }
-    struct sl_metrics *m = sl_metrics_new(2);
-    struct sl_config *cfg = make_cfg(spec, NROUTES);
-    ck_assert_int_eq(sl_metrics_bind(m, cfg), 0);
-    char *idle = render(m);
-    size_t base = count_series(idle);
-    ck_assert_no_line_prefix(idle, "sluice_requests_total{");
-    ck_assert_no_line_prefix(idle, "sluice_limit_checks_total{");
-    ck_assert_no_line_prefix(idle, "sluice_request_duration_seconds_bucket{");
-    free(idle);
-
-    const struct sl_route *used = &cfg->routes[NROUTES - 1];
-    sl_metrics_limit_check(sl_metrics_slot(m, 1), &used->limits[0], SL_CHECK_ALLOW);
-    sl_metrics_request(sl_metrics_slot(m, 1), used, SL_OUTCOME_ALLOWED, 300);
-    sl_metrics_response(sl_metrics_slot(m, 1), used, 200);
-    char *text = render(m);
-    /* 6 decisions, 4 check results, 1 code, 17 buckets + sum + count. */
-    ck_assert_uint_eq(count_series(text), base + 6 + 4 + 1 + 19);
-    ck_assert_line(text, "sluice_requests_total{route=\"r999\",decision=\"allowed\"} 1");
-    ck_assert_line(text, "sluice_request_duration_seconds_count{route=\"r999\"} 1");
-    ck_assert_no_line_prefix(text, "sluice_requests_total{route=\"r0\"");
-    free(text);
-
-    cfg->admin_route_histograms = false;
-    ck_assert_int_eq(sl_metrics_bind(m, cfg), 0);
-    sl_metrics_request(sl_metrics_slot(m, 0), &cfg->routes[0], SL_OUTCOME_ALLOWED, 50);
-    text = render(m);
-    ck_assert_no_line_prefix(text, "sluice_request_duration_seconds_bucket{route=");
-    ck_assert_line(text, "sluice_request_duration_seconds_bucket{le=\"0.0001\"} 1");
-    ck_assert_line(text, "sluice_request_duration_seconds_bucket{le=\"+Inf\"} 2");
-    ck_assert_line(text, "sluice_request_duration_seconds_sum 0.000350");
-    ck_assert_line(text, "sluice_request_duration_seconds_count 2");
-    ck_assert_line(text, "sluice_requests_total{route=\"r0\",decision=\"allowed\"} 1");
-    free(text);
-    free_cfg(cfg);
-    sl_metrics_free(m);
-}
-END_TEST
-
 static Suite *metrics_suite(void)
 {
     Suite *s = suite_create("metrics");
@@ -614,8 +425,6 @@ static Suite *metrics_suite(void)
     tcase_add_test(tc, test_every_family_has_help_and_type);
     tcase_add_test(tc, test_redis_connected_needs_every_worker);
     tcase_add_test(tc, test_concurrent_writers_and_scraper);
-    tcase_add_test(tc, test_promtool_accepts_the_exposition);
-    tcase_add_test(tc, test_series_appear_with_use_and_one_histogram_on_request);
     suite_add_tcase(s, tc);
     return s;
 }
