@@ -249,7 +249,8 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
             complete(p, NULL, SL_STORE_ERR_CONNECTION);
             goto done;
         }
-        if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0 || strncmp(reply->str, "TRYAGAIN", 8) == 0) {
+        if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0 ||
+            strncmp(reply->str, "TRYAGAIN", 8) == 0) {
             /* The cluster, not the script, failed: a slot without a master, or keys in
              * migration. The map is read again in case it changed. */
             sl_redis_topo_unavailable(s);
