@@ -29,21 +29,50 @@ struct sl_deny_cache *sl_deny_cache_new(size_t max_entries);
 /* Releases the cache and every entry. Accepts NULL. */
 void sl_deny_cache_free(struct sl_deny_cache *cache);
 
-/* The denial held for `key` (binary-safe, borrowed) under `lim` at `now_us`. When one is
- * live, fills `out` as Redis would answer now: denied, limit N, remaining 0, reset and
- * retry_after counted down to `now_us`, and returns true. An entry whose time has come
- * (now_us >= sent + retry_after) is dropped and false returned. */
-bool sl_deny_cache_find(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                        size_t key_len, uint64_t now_us, struct sl_decision *out);
+/* What the cache knows of a key. */
+enum sl_deny_state {
+    SL_DENY_UNKNOWN, /* nothing held: ask Redis */
+    SL_DENY_HELD,    /* a live denial: answer it locally */
+    /* The held denial has run out. Quota may have freed, but for a key under a flood only
+     * one request needs to find out: the caller sends this one and registers it with
+     * sl_deny_cache_probe, and the requests that follow wait for its answer instead of
+     * all asking Redis at once. */
+    SL_DENY_EXPIRED,
+    SL_DENY_PROBING, /* run out, and a request registered as asking Redis: wait for it */
+};
+
+/* What is held for `key` (binary-safe, borrowed) under `lim` at `now_us`. SL_DENY_HELD
+ * fills `out` as Redis would answer now: denied, limit N, remaining 0, reset and
+ * retry_after counted down to `now_us`. SL_DENY_PROBING sets `*probe` to the token
+ * registered by sl_deny_cache_probe. An entry whose time has come (now_us >= sent +
+ * retry_after) stays, as SL_DENY_EXPIRED, until an answer replaces it (sl_deny_cache_add),
+ * sl_deny_cache_forget drops it, or it is the least recently used. */
+enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *cache, const struct sl_limit *lim,
+                                      const char *key, size_t key_len, uint64_t now_us,
+                                      struct sl_decision *out, void **probe);
+
+/* Marks the run-out denial of `key` under `lim` as being asked again by `token` (the
+ * caller's; never dereferenced here), or clears the mark when `token` is NULL. Until the
+ * mark is cleared, or sl_deny_cache_add or sl_deny_cache_forget is called for the same
+ * key, sl_deny_cache_find answers SL_DENY_PROBING with it. The caller does one of these
+ * three when the token's answer (or failure) comes, before the token dies. */
+void sl_deny_cache_probe(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
+                         size_t key_len, void *token);
+
+/* Drops whatever is held for `key` under `lim`: Redis admitted it, or could not be asked,
+ * so the next requests ask Redis each. */
+void sl_deny_cache_forget(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
+                          size_t key_len);
 
 /* Holds Redis's denial `d` of `key` under `lim`, for a request sent at `sent_us`, until
  * sent_us + d->retry_after_us. Ignores allowed decisions and those with no retry_after.
  * A key already held keeps the later of the two ends. When full, the least recently used
- * entry makes room. Out of memory, nothing is held (the next request asks Redis). */
+ * entry makes room. Out of memory, nothing is held (the next request asks Redis). A probe
+ * registered for the key is cleared: the denial it was asking about has been answered. */
 void sl_deny_cache_add(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
                        size_t key_len, uint64_t sent_us, const struct sl_decision *d);
 
-/* Entries held now, expired ones not yet dropped included. */
+/* Entries held now, run-out ones included. */
 size_t sl_deny_cache_count(const struct sl_deny_cache *cache);
 
 #endif

@@ -26,6 +26,7 @@ struct entry {
     uint64_t expires_us;  /* sent + retry_after: from then on Redis is asked again */
     uint64_t reset_at_us; /* sent + reset */
     uint64_t limit;
+    void *probe; /* the request asking Redis again once run out (sl_deny_cache_probe) */
     size_t ident_len, cap;
     unsigned char ident[];
 };
@@ -194,30 +195,54 @@ static struct entry *lookup(struct sl_deny_cache *c, const struct ident *id, uin
     return NULL;
 }
 
-bool sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
-                        size_t key_len, uint64_t now_us, struct sl_decision *out)
+/* The entry held for `key` under `lim`, or NULL. */
+static struct entry *find_entry(struct sl_deny_cache *c, const struct sl_limit *lim,
+                                const char *key, size_t key_len)
 {
     if (c->count == 0)
-        return false;
+        return NULL;
     struct ident id;
     ident_init(&id, lim, key, key_len);
-    uint64_t hash = ident_hash(c, &id);
-    struct entry *e = lookup(c, &id, hash);
+    return lookup(c, &id, ident_hash(c, &id));
+}
+
+enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim,
+                                      const char *key, size_t key_len, uint64_t now_us,
+                                      struct sl_decision *out, void **probe)
+{
+    struct entry *e = find_entry(c, lim, key, key_len);
     if (!e)
-        return false;
-    if (now_us >= e->expires_us) {
-        detach(c, e);
-        free(e);
-        return false;
-    }
+        return SL_DENY_UNKNOWN;
     lru_unlink(c, e);
     lru_push_front(c, e);
+    if (now_us >= e->expires_us) {
+        *probe = e->probe;
+        return e->probe ? SL_DENY_PROBING : SL_DENY_EXPIRED;
+    }
     *out = (struct sl_decision){.allowed = false,
                                 .limit = e->limit,
                                 .remaining = 0,
                                 .reset_us = e->reset_at_us > now_us ? e->reset_at_us - now_us : 0,
                                 .retry_after_us = e->expires_us - now_us};
-    return true;
+    return SL_DENY_HELD;
+}
+
+void sl_deny_cache_probe(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
+                         size_t key_len, void *token)
+{
+    struct entry *e = find_entry(c, lim, key, key_len);
+    if (e)
+        e->probe = token;
+}
+
+void sl_deny_cache_forget(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
+                          size_t key_len)
+{
+    struct entry *e = find_entry(c, lim, key, key_len);
+    if (e) {
+        detach(c, e);
+        free(e);
+    }
 }
 
 /* Doubles the table while it holds more entries than buckets (never past the bound's
@@ -287,6 +312,7 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
             e->expires_us = expires;
             e->reset_at_us = reset_at;
         }
+        e->probe = NULL;
         lru_unlink(c, e);
         lru_push_front(c, e);
         return;
@@ -302,6 +328,7 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
     e->expires_us = expires;
     e->reset_at_us = reset_at;
     e->limit = lim->count;
+    e->probe = NULL;
     e->ident_len = id.len;
     ident_lay_out(e->ident, &id);
     struct entry **pp = bucket_of(c, hash);

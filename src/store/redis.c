@@ -56,7 +56,13 @@ struct sl_redis_pending {
     uint64_t count, period_us, burst;
     bool delay;
     bool retried; /* after NOSCRIPT */
-    bool asking;  /* sent after ASKING, following an ASK */
+    /* Single flight on a run-out cached denial (deny_cache.h): the one request asking Redis
+     * again, and those that wait for its answer rather than ask too. */
+    bool probing;                             /* registered with the cache as asking */
+    struct sl_redis_pending *awaited;         /* while waiting: the probe it waits for */
+    struct sl_redis_pending *waiters, *wtail; /* a probe's, in arrival order */
+    struct sl_redis_pending *wprev, *wnext;   /* in `awaited`'s waiters */
+    bool asking;                              /* sent after ASKING, following an ASK */
     unsigned redirects;
     uint64_t sent_us; /* when first sent: a held denial counts from here */
     /* The caller's limit, alive while cb is set (the caller holds its configuration). */
@@ -106,6 +112,47 @@ static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p)
         arm_deadline(s, sl_clock_mono_us());
 }
 
+/* The key's value as the Redis key and the over-limit cache hold it (digested if long). */
+static const char *value_of(const struct sl_redis_pending *p, size_t *len)
+{
+    *len = p->key_len - p->name_len;
+    return p->key + p->name_len;
+}
+
+static void wait_for(struct sl_redis_pending *probe, struct sl_redis_pending *p)
+{
+    p->awaited = probe;
+    p->wnext = NULL;
+    p->wprev = probe->wtail;
+    if (probe->wtail)
+        probe->wtail->wnext = p;
+    else
+        probe->waiters = p;
+    probe->wtail = p;
+}
+
+static void stop_waiting(struct sl_redis_pending *p)
+{
+    struct sl_redis_pending *probe = p->awaited;
+    if (p->wprev)
+        p->wprev->wnext = p->wnext;
+    else
+        probe->waiters = p->wnext;
+    if (p->wnext)
+        p->wnext->wprev = p->wprev;
+    else
+        probe->wtail = p->wprev;
+    p->awaited = p->wprev = p->wnext = NULL;
+}
+
+/* A denial the over-limit cache holds (sl_deny_cache_add takes exactly these). */
+static bool held_by_cache(const struct sl_decision *d)
+{
+    return d && !d->allowed && d->retry_after_us > 0;
+}
+
+static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p);
+
 static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
                      enum sl_store_status status)
 {
@@ -113,8 +160,30 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
     sl_store_cb cb = p->cb;
     void *arg = p->arg;
     list_remove(s, p);
+    if (p->awaited)
+        stop_waiting(p);
+    if (p->probing) {
+        /* A denial replaced the cache's entry (on_reply), which cleared the mark. An
+         * admission that took the last unit leaves the key where it was, run out: the next
+         * request (the first waiter) asks alone again, and most likely meets the next
+         * denial. Anything else, an admission with units to spare or a failure, drops the
+         * entry: the next requests ask Redis each. */
+        size_t len;
+        const char *value = value_of(p, &len);
+        if (d && d->allowed && d->remaining == 0)
+            sl_deny_cache_probe(s->deny, p->lim, value, len, NULL);
+        else if (!held_by_cache(d))
+            sl_deny_cache_forget(s->deny, p->lim, value, len);
+        p->probing = false;
+    }
     p->cb = NULL;
     cb(arg, d, status);
+    /* Those waiting for this answer decide again now: most find the fresh denial held. */
+    while (p->waiters) {
+        struct sl_redis_pending *w = p->waiters;
+        stop_waiting(w);
+        redecide(s, w);
+    }
 }
 
 /* Completes `p` with a failure and frees it unless hiredis still holds it. */
@@ -261,9 +330,11 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     struct sl_decision d;
     if (parse_decision(reply, p->count, &d) == 0) {
         /* Only while the caller waits: a late reply's limit may be gone with a reload. */
-        if (s->deny && !d.allowed)
-            sl_deny_cache_add(s->deny, p->lim, p->key + p->name_len, p->key_len - p->name_len,
-                              p->sent_us, &d);
+        if (s->deny && held_by_cache(&d)) {
+            size_t len;
+            const char *value = value_of(p, &len);
+            sl_deny_cache_add(s->deny, p->lim, value, len, p->sent_us, &d);
+        }
         complete(p, &d, SL_STORE_OK);
         goto done;
     }
@@ -370,6 +441,57 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     return p;
 }
 
+/* Sends `p` (its caller set, in the deadline list, not sent) as the cache's `state` of its
+ * key says: waits for the request already asking, or asks, registering as the one asking
+ * when the held denial has run out. Until the topology's first attempt has finished
+ * (sl_redis_attempt_done), a decision with no node yet waits for it, within its deadline,
+ * rather than failing: a fleet starting under load would otherwise fall into failure_mode
+ * for its first requests. */
+static void dispatch(struct sl_redis_store *s, struct sl_redis_pending *p, enum sl_deny_state state,
+                     void *probe)
+{
+    if (state == SL_DENY_PROBING) {
+        wait_for(probe, p);
+        return;
+    }
+    /* The node is picked by the whole Redis key, prefix included, as Redis hashes it. */
+    struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
+    if (!n && !s->attempted)
+        return; /* held */
+    if (!n || send_eval(n, p) != 0) {
+        complete_failed(p, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    if (state == SL_DENY_EXPIRED) {
+        size_t len;
+        const char *value = value_of(p, &len);
+        sl_deny_cache_probe(s->deny, p->lim, value, len, p);
+        p->probing = true;
+    }
+}
+
+/* `p` waited for a probe that has its answer now: the cache decides it or it is sent. */
+static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
+{
+    if (s->freeing) {
+        complete_failed(p, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    size_t len;
+    const char *value = value_of(p, &len);
+    struct sl_decision held;
+    void *probe = NULL;
+    enum sl_deny_state state =
+        sl_deny_cache_find(s->deny, p->lim, value, len, sl_clock_mono_us(), &held, &probe);
+    if (state == SL_DENY_HELD) {
+        sl_metrics_deny_cache_hit(s->metrics);
+        complete(p, &held, SL_STORE_OK);
+        free(p);
+        return;
+    }
+    dispatch(s, p, state, probe);
+}
+
 static void redis_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
                          size_t key_len, sl_store_cb cb, void *arg)
 {
@@ -384,7 +506,10 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         return;
     }
     /* The over-limit cache is keyed by the limit and the key value as the Redis key holds
-     * it; it answers before any node is picked, whatever the connections' state. */
+     * it; it answers before any node is picked, whatever the connections' state, and
+     * before anything is allocated. */
+    enum sl_deny_state state = SL_DENY_UNKNOWN;
+    void *probe = NULL;
     if (s->deny) {
         char digest[2 * SL_SHA256_LEN + 1];
         const char *value = key;
@@ -395,7 +520,9 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
             value_len = 2 * SL_SHA256_LEN;
         }
         struct sl_decision held;
-        if (sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held)) {
+        state =
+            sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held, &probe);
+        if (state == SL_DENY_HELD) {
             sl_metrics_deny_cache_hit(s->metrics);
             cb(arg, &held, SL_STORE_OK);
             return;
@@ -406,31 +533,12 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
     }
-    /* The node is picked by the whole Redis key, prefix included, as Redis hashes it. Until
-     * the topology's first attempt has finished (sl_redis_attempt_done), a decision with no
-     * node yet waits for it, within its deadline, rather than failing: a fleet starting under
-     * load would otherwise fall into failure_mode for its first requests. */
-    struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
-    bool hold = !n && !s->attempted;
-    if (!n && !hold) {
-        free(p);
-        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
-        return;
-    }
     p->cb = cb;
     p->arg = arg;
     p->lim = lim;
     p->deadline_us = sl_clock_mono_us() + s->timeout_us;
-    if (hold) {
-        list_append(s, p);
-        return;
-    }
-    if (send_eval(n, p) != 0) {
-        free(p);
-        fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
-        return;
-    }
     list_append(s, p);
+    dispatch(s, p, state, probe);
 }
 
 static void redis_free(struct sl_store *store)
@@ -478,13 +586,14 @@ void sl_redis_attempt_done(struct sl_redis_store *s)
         return;
     s->attempted = true;
     atomic_store(&s->started, true);
-    /* The list holds the decisions held (no node) and those sent to a node that was up
-     * already. Each held one goes to the node its key has now, or fails. A caller's callback
-     * may start new decisions, which are sent at once (to the tail) or fail at once. */
+    /* The list holds the decisions held (no node), those waiting for another's answer
+     * (awaited), and those sent to a node that was up already. Each held one goes to the node its
+     * key has now, or fails. A caller's callback may start new decisions, which are sent at once
+     * (to the tail) or fail at once. */
     struct sl_redis_pending *p = s->head;
     while (p) {
         struct sl_redis_pending *next = p->next;
-        if (!p->node) {
+        if (!p->node && !p->awaited) {
             struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
             if (!n || send_eval(n, p) != 0)
                 complete_failed(p, SL_STORE_ERR_CONNECTION);

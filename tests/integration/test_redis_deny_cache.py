@@ -53,6 +53,34 @@ def test_a_flood_of_denied_requests_stays_off_redis(sluice_factory, upstream, re
     assert check.returncode == 0, check.stdout + check.stderr
 
 
+def test_a_hot_key_whose_quota_frees_often_asks_redis_once_per_freed_unit(
+        sluice_factory, upstream, redis_server):
+    # 10/s: a unit frees every 100 ms, and each time every request in flight would find
+    # the held denial run out. One of them asks; the rest wait for its answer. It takes
+    # the freed unit (remaining 0), the next asks alone and is denied, and the rest are
+    # answered from that denial: about two script calls per freed unit, whatever the
+    # number of connections.
+    routes = route("t", [dict(name="all", algorithm="token_bucket", rate="10/1s", burst=1,
+                              key="route")])
+    s = sluice_factory(redis_config(redis_server.url, routes, workers=1), upstream=upstream)
+    wait_connected(s)
+    warm = hammer([s.port], "/t", threads=16, duration=0.5)
+    assert warm.count(429) > 0, warm.statuses
+
+    redis_server.command("CONFIG", "RESETSTAT")
+    res = hammer([s.port], "/t", threads=16, duration=2.0)
+    calls = commandstats(redis_server, "evalsha")
+    assert not res.errors, res.errors[:5]
+    assert set(res.statuses) <= {200, 429}
+    freed = 10 * res.elapsed + 2
+    admitted = res.count(200)
+    assert admitted <= freed, (admitted, res.elapsed)
+    assert admitted >= 10 * res.elapsed * 0.5, (admitted, res.elapsed)
+    # Without the single flight each freed unit costs one call per connection in flight.
+    assert calls <= 3 * freed + 5, (calls, admitted, len(res.statuses), res.elapsed)
+    assert s.metrics().value("sluice_store_errors_total") == 0
+
+
 def test_a_held_denial_answers_as_redis_did(sluice_factory, upstream, redis_server):
     routes = route("f", [dict(name="per_key", algorithm="fixed_window", rate="2/1h",
                               key='"header:X-Key"')])

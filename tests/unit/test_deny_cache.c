@@ -35,10 +35,26 @@ static struct sl_decision denial(uint64_t retry_us, uint64_t reset_us)
                                 .retry_after_us = retry_us};
 }
 
+/* Whether a live denial is held, filling `out` as the cache answers it. */
+static bool held_out(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
+                     size_t len, uint64_t now, struct sl_decision *out)
+{
+    void *probe = NULL;
+    return sl_deny_cache_find(c, lim, key, len, now, out, &probe) == SL_DENY_HELD;
+}
+
 static bool held(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key, uint64_t now)
 {
     struct sl_decision d;
-    return sl_deny_cache_find(c, lim, key, strlen(key), now, &d);
+    return held_out(c, lim, key, strlen(key), now, &d);
+}
+
+static enum sl_deny_state state_of(struct sl_deny_cache *c, const struct sl_limit *lim,
+                                   const char *key, uint64_t now, void **probe)
+{
+    struct sl_decision d;
+    *probe = NULL;
+    return sl_deny_cache_find(c, lim, key, strlen(key), now, &d, probe);
 }
 
 START_TEST(test_held_until_retry_after_exactly)
@@ -50,7 +66,7 @@ START_TEST(test_held_until_retry_after_exactly)
     ck_assert_uint_eq(sl_deny_cache_count(c), 1);
 
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S, &out));
+    ck_assert(held_out(c, &lim, "a", 1, 10 * S, &out));
     ck_assert(!out.allowed);
     ck_assert_uint_eq(out.limit, 5);
     ck_assert_uint_eq(out.remaining, 0);
@@ -59,12 +75,17 @@ START_TEST(test_held_until_retry_after_exactly)
     ck_assert_uint_eq(out.delay_us, 0);
 
     /* Counted down from the send, to the last microsecond. */
-    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS - 1, &out));
+    ck_assert(held_out(c, &lim, "a", 1, 10 * S + 500 * MS - 1, &out));
     ck_assert_uint_eq(out.retry_after_us, 1);
     ck_assert_uint_eq(out.reset_us, 300 * MS + 1);
-    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS, &out));
-    ck_assert_uint_eq(sl_deny_cache_count(c), 0); /* dropped when found expired */
-    ck_assert(!held(c, &lim, "a", 10 * S));
+    ck_assert(!held_out(c, &lim, "a", 1, 10 * S + 500 * MS, &out));
+    /* Run out, it stays until an answer replaces it, so that one request asks Redis. */
+    void *probe;
+    ck_assert_int_eq(state_of(c, &lim, "a", 10 * S + 500 * MS, &probe), SL_DENY_EXPIRED);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 1);
+    sl_deny_cache_forget(c, &lim, "a", 1);
+    ck_assert_uint_eq(sl_deny_cache_count(c), 0);
+    ck_assert_int_eq(state_of(c, &lim, "a", 10 * S + 500 * MS, &probe), SL_DENY_UNKNOWN);
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -142,9 +163,9 @@ START_TEST(test_binary_keys)
     struct sl_decision d = denial(S, S);
     sl_deny_cache_add(c, &lim, "a\0b", 3, 0, &d);
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, "a\0b", 3, 1, &out));
-    ck_assert(!sl_deny_cache_find(c, &lim, "a\0c", 3, 1, &out));
-    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 1, &out));
+    ck_assert(held_out(c, &lim, "a\0b", 3, 1, &out));
+    ck_assert(!held_out(c, &lim, "a\0c", 3, 1, &out));
+    ck_assert(!held_out(c, &lim, "a", 1, 1, &out));
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -162,7 +183,68 @@ START_TEST(test_later_end_stands)
     sl_deny_cache_add(c, &lim, "a", 1, 100 * MS, &d); /* ends at 700 ms: later */
     ck_assert(held(c, &lim, "a", 699 * MS));
     ck_assert(!held(c, &lim, "a", 700 * MS));
+    ck_assert_uint_eq(sl_deny_cache_count(c), 1); /* run out, kept for one request to ask */
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_one_probe_per_run_out_denial)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("token_bucket", 10, S);
+    struct sl_decision d = denial(100 * MS, 100 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    int token1, token2;
+    void *probe;
+
+    /* Live: held, and a probe cannot be registered for it in a way that shows. */
+    ck_assert_int_eq(state_of(c, &lim, "a", 99 * MS, &probe), SL_DENY_HELD);
+    /* Run out: the first finder asks and registers; the next ones see it asking. */
+    ck_assert_int_eq(state_of(c, &lim, "a", 100 * MS, &probe), SL_DENY_EXPIRED);
+    sl_deny_cache_probe(c, &lim, "a", 1, &token1);
+    ck_assert_int_eq(state_of(c, &lim, "a", 101 * MS, &probe), SL_DENY_PROBING);
+    ck_assert_ptr_eq(probe, &token1);
+    /* Another key, and the same key under another limit, are not waiting on it. */
+    ck_assert_int_eq(state_of(c, &lim, "b", 101 * MS, &probe), SL_DENY_UNKNOWN);
+    struct sl_limit other = limit("token_bucket", 11, S);
+    ck_assert_int_eq(state_of(c, &other, "a", 101 * MS, &probe), SL_DENY_UNKNOWN);
+
+    /* Denied again: the new denial is held and the mark is gone. */
+    struct sl_decision again = denial(100 * MS, 100 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 100 * MS, &again);
+    ck_assert_int_eq(state_of(c, &lim, "a", 150 * MS, &probe), SL_DENY_HELD);
+    ck_assert_int_eq(state_of(c, &lim, "a", 200 * MS, &probe), SL_DENY_EXPIRED);
+    ck_assert_ptr_null(probe);
+
+    /* Admitted (or failed): the entry goes, every request asks Redis again. */
+    sl_deny_cache_probe(c, &lim, "a", 1, &token2);
+    ck_assert_int_eq(state_of(c, &lim, "a", 201 * MS, &probe), SL_DENY_PROBING);
+    ck_assert_ptr_eq(probe, &token2);
+    sl_deny_cache_forget(c, &lim, "a", 1);
+    ck_assert_int_eq(state_of(c, &lim, "a", 202 * MS, &probe), SL_DENY_UNKNOWN);
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
+    /* Registering for a key with nothing held does nothing. */
+    sl_deny_cache_probe(c, &lim, "a", 1, &token1);
+    ck_assert_int_eq(state_of(c, &lim, "a", 203 * MS, &probe), SL_DENY_UNKNOWN);
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+START_TEST(test_reused_entry_carries_no_probe)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(1);
+    struct sl_limit lim = limit("fixed_window", 5, S);
+    struct sl_decision d = denial(10 * MS, S);
+    int token;
+    void *probe;
+    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    ck_assert_int_eq(state_of(c, &lim, "a", 10 * MS, &probe), SL_DENY_EXPIRED);
+    sl_deny_cache_probe(c, &lim, "a", 1, &token);
+    /* A full cache makes room with that entry: the new key must not inherit the mark. */
+    sl_deny_cache_add(c, &lim, "b", 1, 10 * MS, &d);
+    ck_assert_int_eq(state_of(c, &lim, "a", 11 * MS, &probe), SL_DENY_UNKNOWN);
+    ck_assert_int_eq(state_of(c, &lim, "b", 20 * MS, &probe), SL_DENY_EXPIRED);
+    ck_assert_ptr_null(probe);
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -189,7 +271,7 @@ START_TEST(test_lru_bound)
     ck_assert_uint_eq(sl_deny_cache_count(c), 3);
     ck_assert(!held(c, &lim, "a", 5));
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, longkey, sizeof longkey, 5, &out));
+    ck_assert(held_out(c, &lim, longkey, sizeof longkey, 5, &out));
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -245,6 +327,8 @@ int main(void)
     tcase_add_test(tc, test_identity_is_the_whole_limit);
     tcase_add_test(tc, test_binary_keys);
     tcase_add_test(tc, test_later_end_stands);
+    tcase_add_test(tc, test_one_probe_per_run_out_denial);
+    tcase_add_test(tc, test_reused_entry_carries_no_probe);
     tcase_add_test(tc, test_lru_bound);
     tcase_add_test(tc, test_many_keys_within_the_bound);
     tcase_add_test(tc, test_expired_entries_make_room);
