@@ -1,9 +1,10 @@
-/* The Redis store's decisions: one pipelined EVALSHA per decision on the node the topology
- * picks for its key, a deadline for each, and pending entries that outlive late replies.
- * Redirections (MOVED, ASK) are followed inside the same deadline. Until the topology's first
+/* The Redis store's decisions: a pipelined script call on the node the topology picks for
+ * the key (redis_eval.c sends it, batching a loop turn's decisions on one key), a deadline
+ * for each, and pending entries that outlive late replies. Until the topology's first
  * attempt is over, a decision whose node is not up waits for it (sl_redis_attempt_done); a
  * key Redis denied is answered from the over-limit cache (deny_cache.c) before any node is
- * picked. The connections are in redis_conn.c, which nodes exist in redis_topology.c. */
+ * picked, and when that denial runs out one request asks again while the others wait. The
+ * connections are in redis_conn.c, which nodes exist in redis_topology.c. */
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <inttypes.h>
@@ -28,52 +29,6 @@
 /* With commands outstanding and no reply for this long, the connection is deemed dead even
  * though TCP has not said so (a black-holed peer): it is dropped and reopened. */
 #define STALL_US 2000000
-/* A decision follows at most this many redirections: a slot moves once at a time, so more
- * means a cluster whose nodes disagree, and the decision fails rather than loop until its
- * deadline. */
-#define MAX_REDIRECTS 5
-/* A script error (a key of the wrong type, a rate past the script's range) repeats for every
- * request on the limit: it is logged at most this often per limit, over all workers. */
-#define SCRIPT_LOG_INTERVAL_US 60000000
-
-/* When each limit's script error was last logged (monotonic µs, 0: never), by metrics id,
- * which names a limit by route and name across reloads. Shared by every worker's store. */
-static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
-
-/* One decision. Before it is sent (held at start-up, see sl_redis_attempt_done) the store
- * owns it; hiredis owns it from the EVALSHA until its reply callback, which frees it. The
- * callback to the caller (cb) runs at most once, on reply, timeout or failure. */
-struct sl_redis_pending {
-    struct sl_redis_store *store;
-    struct sl_redis_node *node;           /* where the EVALSHA went; NULL while held */
-    struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
-    sl_store_cb cb;                       /* NULL once completed */
-    void *arg;
-    uint64_t deadline_us;
-    const struct sl_redis_script *script;
-    unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
-    /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
-    uint64_t count, period_us, burst;
-    bool delay;
-    bool retried; /* after NOSCRIPT */
-    /* Single flight on a run-out cached denial (deny_cache.h): the one request asking Redis
-     * again, and those that wait for its answer rather than ask too. */
-    bool probing;                             /* registered with the cache as asking */
-    struct sl_redis_pending *awaited;         /* while waiting: the probe it waits for */
-    struct sl_redis_pending *waiters, *wtail; /* a probe's, in arrival order */
-    struct sl_redis_pending *wprev, *wnext;   /* in `awaited`'s waiters */
-    bool asking;                              /* sent after ASKING, following an ASK */
-    unsigned redirects;
-    uint64_t sent_us; /* when first sent: a held denial counts from here */
-    /* The caller's limit, alive while cb is set (the caller holds its configuration). */
-    const struct sl_limit *lim;
-    char member[64];
-    size_t member_len;
-    size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
-    size_t key_len;
-    char key[];
-};
-
 static const struct sl_store_ops redis_ops;
 
 static void list_remove(struct sl_redis_store *s, struct sl_redis_pending *p)
@@ -112,13 +67,6 @@ static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p)
         arm_deadline(s, sl_clock_mono_us());
 }
 
-/* The key's value as the Redis key and the over-limit cache hold it (digested if long). */
-static const char *value_of(const struct sl_redis_pending *p, size_t *len)
-{
-    *len = p->key_len - p->name_len;
-    return p->key + p->name_len;
-}
-
 static void wait_for(struct sl_redis_pending *probe, struct sl_redis_pending *p)
 {
     p->awaited = probe;
@@ -145,16 +93,10 @@ static void stop_waiting(struct sl_redis_pending *p)
     p->awaited = p->wprev = p->wnext = NULL;
 }
 
-/* A denial the over-limit cache holds (sl_deny_cache_add takes exactly these). */
-static bool held_by_cache(const struct sl_decision *d)
-{
-    return d && !d->allowed && d->retry_after_us > 0;
-}
-
 static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p);
 
-static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
-                     enum sl_store_status status)
+void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
+                       enum sl_store_status status)
 {
     struct sl_redis_store *s = p->store;
     sl_store_cb cb = p->cb;
@@ -169,10 +111,10 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
          * denial. Anything else, an admission with units to spare or a failure, drops the
          * entry: the next requests ask Redis each. */
         size_t len;
-        const char *value = value_of(p, &len);
+        const char *value = sl_redis_pending_value(p, &len);
         if (d && d->allowed && d->remaining == 0)
             sl_deny_cache_probe(s->deny, p->lim, value, len, NULL);
-        else if (!held_by_cache(d))
+        else if (!sl_redis_held_by_cache(d))
             sl_deny_cache_forget(s->deny, p->lim, value, len);
         p->probing = false;
     }
@@ -186,11 +128,12 @@ static void complete(struct sl_redis_pending *p, const struct sl_decision *d,
     }
 }
 
-/* Completes `p` with a failure and frees it unless hiredis still holds it. */
+/* Completes `p` with a failure and frees it unless hiredis (sent) or this turn's batch
+ * (queued, see sl_redis_flush) still holds it. */
 static void complete_failed(struct sl_redis_pending *p, enum sl_store_status status)
 {
-    complete(p, NULL, status);
-    if (!p->node)
+    sl_redis_complete(p, NULL, status);
+    if (!p->node && !p->queued)
         free(p);
 }
 
@@ -198,177 +141,6 @@ static void fail_now(struct sl_redis_store *s, sl_store_cb cb, void *arg,
                      enum sl_store_status status)
 {
     cb(arg, NULL, status);
-}
-
-/* The script reply {allowed, remaining, reset_us, retry_after_us, delay_us}, all integers
- * >= 0; anything else is refused rather than trusted. */
-static int parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
-{
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
-        return -1;
-    uint64_t v[5];
-    for (size_t i = 0; i < 5; i++) {
-        const redisReply *e = r->element[i];
-        if (!e || e->type != REDIS_REPLY_INTEGER || e->integer < 0)
-            return -1;
-        v[i] = (uint64_t)e->integer;
-    }
-    if (v[0] > 1)
-        return -1;
-    *d = (struct sl_decision){.allowed = v[0] == 1,
-                              .limit = count,
-                              .remaining = v[1],
-                              .reset_us = v[2],
-                              .retry_after_us = v[3],
-                              .delay_us = v[4]};
-    return 0;
-}
-
-static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p);
-
-/* Sends `p` again after NOSCRIPT (loading the script first) or a redirection (to `to`).
- * Both go down the same connection as the ASKING they may need, so the order holds. */
-static int resend(struct sl_redis_pending *p, struct sl_redis_node *to, bool load, bool asking)
-{
-    if (!to || to->state != SL_REDIS_READY)
-        return -1;
-    if (load && redisAsyncCommand(to->ac, NULL, NULL, "SCRIPT LOAD %s", p->script->body) != 0)
-        return -1;
-    if (asking && redisAsyncCommand(to->ac, NULL, NULL, "ASKING") != REDIS_OK)
-        return -1;
-    p->asking = asking;
-    return send_eval(to, p);
-}
-
-/* MOVED or ASK: 0 when `p` was sent on, -1 when it is not a redirection or cannot follow. */
-static int follow_redirect(struct sl_redis_store *s, struct sl_redis_pending *p,
-                           const redisReply *reply, bool *handled)
-{
-    char host[256];
-    unsigned slot;
-    int port;
-    enum sl_redis_redirect kind =
-        sl_redis_redirect_parse(reply->str, reply->len, &slot, host, sizeof host, &port);
-    *handled = kind != SL_REDIS_NO_REDIRECT;
-    if (!*handled)
-        return -1;
-    sl_metrics_redis_redirection(s->metrics, kind == SL_REDIS_MOVED);
-    struct sl_redis_node *to = sl_redis_topo_node_at(s, host, port);
-    if (kind == SL_REDIS_MOVED && to)
-        sl_redis_topo_moved(s, slot, to);
-    /* ASK is followed once: a second one means the slot moved on meanwhile. */
-    if (p->redirects++ >= MAX_REDIRECTS || (kind == SL_REDIS_ASK && p->asking))
-        return -1;
-    return resend(p, to, false, kind == SL_REDIS_ASK);
-}
-
-/* Logs the script error of `p` unless its limit's was logged within the last minute. */
-static void log_script_error(const struct sl_redis_store *s, const struct sl_redis_pending *p,
-                             const redisReply *reply)
-{
-    _Atomic uint64_t *at = &script_logged_at[p->limit_id % SL_METRICS_MAX_LIMITS];
-    uint64_t now = sl_clock_mono_us(), last = atomic_load_explicit(at, memory_order_relaxed);
-    if (last != 0 && now - last < SCRIPT_LOG_INTERVAL_US)
-        return;
-    if (!atomic_compare_exchange_strong_explicit(at, &last, now ? now : 1, memory_order_relaxed,
-                                                 memory_order_relaxed))
-        return; /* another worker logs it */
-    sl_log_warn("redis (worker %u): %s script on %.*s*: %s (logged at most once a minute per "
-                "limit)",
-                s->worker_id, p->script->alg->name, (int)p->name_len, p->key,
-                reply->type == REDIS_REPLY_ERROR ? reply->str : "malformed reply");
-}
-
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
-{
-    struct sl_redis_pending *p = privdata;
-    struct sl_redis_store *s = p->store;
-    struct sl_redis_node *n = ac->data;
-    const redisReply *reply = r;
-    if (n->inflight > 0)
-        n->inflight--;
-    if (reply)
-        n->progress_us = sl_clock_mono_us();
-    if (!p->cb)
-        goto done; /* completed already (timed out): the late reply is dropped */
-    if (!reply) {
-        complete(p, NULL, SL_STORE_ERR_CONNECTION);
-        goto done;
-    }
-    if (reply->type == REDIS_REPLY_ERROR) {
-        bool handled;
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && !p->retried && ac == n->ac) {
-            /* The server lost its script cache (restart, SCRIPT FLUSH): load it again and
-             * retry once. */
-            p->retried = true;
-            if (resend(p, n, true, p->asking) == 0)
-                return;
-            complete(p, NULL, SL_STORE_ERR_CONNECTION);
-            goto done;
-        }
-        if (follow_redirect(s, p, reply, &handled) == 0)
-            return;
-        if (handled) {
-            complete(p, NULL, SL_STORE_ERR_CONNECTION);
-            goto done;
-        }
-        if (strncmp(reply->str, "READONLY", 8) == 0) {
-            /* The master became a replica (failover): find the new one. */
-            sl_redis_topo_readonly(s, n);
-            complete(p, NULL, SL_STORE_ERR_CONNECTION);
-            goto done;
-        }
-        if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0 ||
-            strncmp(reply->str, "TRYAGAIN", 8) == 0) {
-            /* The cluster, not the script, failed: a slot without a master, or keys in
-             * migration. The map is read again in case it changed. */
-            sl_redis_topo_unavailable(s);
-            complete(p, NULL, SL_STORE_ERR_CONNECTION);
-            goto done;
-        }
-    }
-    struct sl_decision d;
-    if (parse_decision(reply, p->count, &d) == 0) {
-        /* Only while the caller waits: a late reply's limit may be gone with a reload. */
-        if (s->deny && held_by_cache(&d)) {
-            size_t len;
-            const char *value = value_of(p, &len);
-            sl_deny_cache_add(s->deny, p->lim, value, len, p->sent_us, &d);
-        }
-        complete(p, &d, SL_STORE_OK);
-        goto done;
-    }
-    log_script_error(s, p, reply);
-    complete(p, NULL, SL_STORE_ERR_SCRIPT);
-done:
-    free(p);
-}
-
-static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
-{
-    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS];
-    const char *argv[] = {"EVALSHA", p->script->sha,       "1",      p->key, count, period,
-                          burst,     p->delay ? "1" : "0", p->member};
-    size_t argvlen[] = {7,
-                        strlen(p->script->sha),
-                        1,
-                        p->key_len,
-                        sl_u64_format(count, p->count),
-                        sl_u64_format(period, p->period_us),
-                        sl_u64_format(burst, p->burst),
-                        1,
-                        p->member_len};
-    int argc = 4 + (int)p->script->nargv;
-    if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
-        return -1;
-    p->node = n;
-    /* The first send: a NOSCRIPT retry or a redirection goes later, and counting a denial
-     * from the earlier instant only shortens how long it is held. */
-    if (!p->sent_us)
-        p->sent_us = sl_clock_mono_us();
-    if (n->inflight++ == 0)
-        n->progress_us = sl_clock_mono_us();
-    return 0;
 }
 
 static void on_deadline(evutil_socket_t fd, short what, void *arg)
@@ -385,10 +157,10 @@ static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
                                                  const struct sl_algorithm_ops *alg)
 {
     for (size_t i = 0; i < s->nscripts; i++)
-        if (s->scripts[i].alg == alg)
+        if (s->scripts[i].alg == alg && !s->scripts[i].owned_body)
             return &s->scripts[i];
     for (size_t i = 0; i < s->nscripts; i++)
-        if (alg && strcmp(s->scripts[i].alg->name, alg->name) == 0)
+        if (alg && strcmp(s->scripts[i].alg->name, alg->name) == 0 && !s->scripts[i].owned_body)
             return &s->scripts[i];
     return NULL;
 }
@@ -418,6 +190,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                    .period_us = lim->period_us,
                                    .burst = lim->burst,
                                    .delay = lim->delay,
+                                   .batch_n = 1,
                                    .key_len = total};
     char *k = p->key;
     memcpy(k, s->prefix, s->prefix_len);
@@ -458,13 +231,22 @@ static void dispatch(struct sl_redis_store *s, struct sl_redis_pending *p, enum 
     struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
     if (!n && !s->attempted)
         return; /* held */
-    if (!n || send_eval(n, p) != 0) {
+    if (!n) {
         complete_failed(p, SL_STORE_ERR_CONNECTION);
         return;
     }
-    if (state == SL_DENY_EXPIRED) {
+    if (state != SL_DENY_EXPIRED) {
+        sl_redis_queue(s, p);
+        return;
+    }
+    /* The request asking again goes at once and alone: the others wait for its answer. */
+    if (sl_redis_send(n, p) != 0) {
+        complete_failed(p, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    {
         size_t len;
-        const char *value = value_of(p, &len);
+        const char *value = sl_redis_pending_value(p, &len);
         sl_deny_cache_probe(s->deny, p->lim, value, len, p);
         p->probing = true;
     }
@@ -478,14 +260,14 @@ static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
         return;
     }
     size_t len;
-    const char *value = value_of(p, &len);
+    const char *value = sl_redis_pending_value(p, &len);
     struct sl_decision held;
     void *probe = NULL;
     enum sl_deny_state state =
         sl_deny_cache_find(s->deny, p->lim, value, len, sl_clock_mono_us(), &held, &probe);
     if (state == SL_DENY_HELD) {
         sl_metrics_deny_cache_hit(s->metrics);
-        complete(p, &held, SL_STORE_OK);
+        sl_redis_complete(p, &held, SL_STORE_OK);
         free(p);
         return;
     }
@@ -546,11 +328,14 @@ static void redis_free(struct sl_store *store)
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     s->freeing = true;
     /* Answer every caller first; the entries sent stay with hiredis, which frees them below. */
+    sl_redis_unqueue_all(s);
     while (s->head)
         complete_failed(s->head, SL_STORE_ERR_CONNECTION);
     sl_redis_topo_deinit(s);
     if (s->deadline_timer)
         event_free(s->deadline_timer);
+    if (s->flush_event)
+        event_free(s->flush_event);
     /* evdns answers a cancelled lookup from the loop's next turn, and only then frees it:
      * a lookup cancelled just now, at shutdown when the loop has stopped, would leak. Give
      * it that turn while the resolver still exists. Its callback touches nothing of ours
@@ -560,6 +345,8 @@ static void redis_free(struct sl_store *store)
     if (s->dns)
         evdns_base_free(s->dns, 0);
     sl_deny_cache_free(s->deny);
+    for (size_t i = 0; i < s->nscripts; i++)
+        free(s->scripts[i].owned_body);
     free(s->user);
     free(s->password);
     free(s->prefix);
@@ -587,15 +374,16 @@ void sl_redis_attempt_done(struct sl_redis_store *s)
     s->attempted = true;
     atomic_store(&s->started, true);
     /* The list holds the decisions held (no node), those waiting for another's answer
-     * (awaited), and those sent to a node that was up already. Each held one goes to the node its
+     * (awaited) or queued for this turn's batch, and those sent to a node that was up
+     * already. Each held one goes to the node its
      * key has now, or fails. A caller's callback may start new decisions, which are sent at once
      * (to the tail) or fail at once. */
     struct sl_redis_pending *p = s->head;
     while (p) {
         struct sl_redis_pending *next = p->next;
-        if (!p->node && !p->awaited) {
+        if (!p->node && !p->awaited && !p->queued) {
             struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
-            if (!n || send_eval(n, p) != 0)
+            if (!n || sl_redis_send(n, p) != 0)
                 complete_failed(p, SL_STORE_ERR_CONNECTION);
         }
         p = next;
@@ -636,6 +424,18 @@ static void load_scripts(struct sl_redis_store *s)
         s->scripts[s->nscripts++] =
             (struct sl_redis_script){.alg = all[i], .body = body, .nargv = script_nargv(body)};
     }
+    /* Each with its batch (redis_eval.c); without memory for one, decisions go one by one. */
+    for (size_t i = 0, n = s->nscripts; i < n && s->nscripts < SL_REDIS_MAX_SCRIPTS; i++) {
+        char *batch = sl_redis_batch_body(s->scripts[i].body);
+        if (!batch)
+            break;
+        struct sl_redis_script *b = &s->scripts[s->nscripts++];
+        *b = (struct sl_redis_script){.alg = s->scripts[i].alg,
+                                      .body = batch,
+                                      .nargv = s->scripts[i].nargv,
+                                      .owned_body = batch};
+        s->scripts[i].batch = b;
+    }
 }
 
 /* Members of sliding-window sets must be unique across instances, workers and requests:
@@ -669,15 +469,11 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
     if (cfg->deny_cache && !(s->deny = sl_deny_cache_new(cfg->deny_cache)))
         goto fail;
     s->deadline_timer = evtimer_new(base, on_deadline, s);
-    if (!s->deadline_timer || sl_redis_topo_init(s, cfg) != 0)
+    s->flush_event = event_new(base, -1, 0, sl_redis_flush, s);
+    if (!s->deadline_timer || !s->flush_event || sl_redis_topo_init(s, cfg) != 0)
         goto fail;
     return &s->base;
 fail:
     redis_free(&s->base);
     return NULL;
-}
-
-int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
-{
-    return parse_decision(r, count, d);
 }

@@ -1,8 +1,10 @@
-/* Shared between redis.c (decisions), redis_conn.c (one connection's life cycle) and
- * redis_topology.c (which connections exist and which one serves a key). */
+/* Shared between redis.c (decisions), redis_eval.c (their script calls and replies),
+ * redis_conn.c (one connection's life cycle) and redis_topology.c (which connections exist
+ * and which one serves a key). */
 #ifndef SLUICE_STORE_REDIS_INTERNAL_H
 #define SLUICE_STORE_REDIS_INTERNAL_H
 
+#include <event2/util.h>
 #include <hiredis/async.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -22,9 +24,15 @@ struct sl_redis_script {
     const char *body;
     unsigned nargv; /* the ARGV it reads: ARGV[1] to ARGV[nargv] */
     char sha[41];   /* empty until the first SCRIPT LOAD reply */
+    /* The same algorithm deciding many requests on one key in one call (redis_eval.c), or
+     * NULL; a batch script has its body allocated (owned) and no batch of its own. */
+    const struct sl_redis_script *batch;
+    char *owned_body;
 };
 
 #define SL_REDIS_MAX_SCRIPTS 16
+/* Slots of a loop turn's table of batches, by a hash of the key. */
+#define SL_REDIS_TURN_SLOTS 64
 /* The arguments a script may read, in this order: N, P (us), burst, delay, member. */
 #define SL_REDIS_NARGV 5
 
@@ -61,8 +69,49 @@ struct sl_redis_node {
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
 };
 
-struct sl_redis_pending;
 struct sl_deny_cache;
+
+/* One decision. Before it is sent (held at start-up, see sl_redis_attempt_done; waiting for
+ * another's answer; queued for this loop turn's batch) the store owns it; hiredis owns it
+ * from the EVALSHA until its reply callback, which frees it and those it carries. The
+ * callback to the caller (cb) runs at most once, on reply, timeout or failure. */
+struct sl_redis_pending {
+    struct sl_redis_store *store;
+    struct sl_redis_node *node;           /* where the EVALSHA went; NULL until sent */
+    struct sl_redis_pending *prev, *next; /* in the store's deadline list until completed */
+    sl_store_cb cb;                       /* NULL once completed */
+    void *arg;
+    uint64_t deadline_us;
+    const struct sl_redis_script *script;
+    unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
+    /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
+    uint64_t count, period_us, burst;
+    bool delay;
+    bool retried; /* after NOSCRIPT */
+    /* Single flight on a run-out cached denial (deny_cache.h): the one request asking Redis
+     * again, and those that wait for its answer rather than ask too. */
+    bool probing;                             /* registered with the cache as asking */
+    struct sl_redis_pending *awaited;         /* while waiting: the probe it waits for */
+    struct sl_redis_pending *waiters, *wtail; /* a probe's, in arrival order */
+    struct sl_redis_pending *wprev, *wnext;   /* in `awaited`'s waiters */
+    bool asking;                              /* sent after ASKING, following an ASK */
+    unsigned redirects;
+    uint64_t sent_us; /* when first sent: a held denial counts from here */
+    /* The caller's limit, alive while cb is set (the caller holds its configuration). */
+    const struct sl_limit *lim;
+    /* Decisions on one key made in one loop turn go as one script call (redis_eval.c): the
+     * first, the leader, carries the others, in order, and its reply answers them all. */
+    struct sl_redis_pending *batch_next; /* leader: its first follower; follower: the next */
+    struct sl_redis_pending *batch_last; /* leader, while queued: its last follower */
+    struct sl_redis_pending *turn_next;  /* leader, while queued: the next batch */
+    unsigned batch_n;                    /* leader: the decisions it carries, itself included */
+    bool queued;                         /* in this turn's batches, not sent yet */
+    char member[64];
+    size_t member_len;
+    size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
+    size_t key_len;
+    char key[];
+};
 
 /* Where the store's servers are (redis_topology.c). */
 struct sl_redis_topology {
@@ -118,6 +167,11 @@ struct sl_redis_store {
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
+    /* This loop turn's batches (redis_eval.c): leaders by a hash of their key, in order. */
+    struct sl_redis_pending *turn_slot[SL_REDIS_TURN_SLOTS];
+    struct sl_redis_pending *turn_head, *turn_tail;
+    struct event *flush_event; /* runs sl_redis_flush once the turn's callbacks are done */
+    bool flush_scheduled;
     char member_prefix[40];
     uint64_t seq;
 };
@@ -186,6 +240,43 @@ void sl_redis_topo_node_down(struct sl_redis_node *n, bool was_ready);
 void sl_redis_topo_check_stalls(struct sl_redis_store *s, uint64_t now_us, uint64_t stall_us);
 
 /* redis.c */
+
+/* Completes `p`: takes it off the deadline list and off any wait, settles the over-limit
+ * cache's mark when it was the request asking again, calls its caller back with `d` (NULL
+ * on failure) and `status`, then lets those waiting for it decide again. Frees nothing. */
+void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
+                       enum sl_store_status status);
+
+/* The key's value as the Redis key and the over-limit cache hold it (digested if long). */
+static inline const char *sl_redis_pending_value(const struct sl_redis_pending *p, size_t *len)
+{
+    *len = p->key_len - p->name_len;
+    return p->key + p->name_len;
+}
+
+/* A denial the over-limit cache holds (sl_deny_cache_add takes exactly these). */
+static inline bool sl_redis_held_by_cache(const struct sl_decision *d)
+{
+    return d && !d->allowed && d->retry_after_us > 0;
+}
+
+/* redis_eval.c */
+
+/* Sends `p` (and the decisions it carries) to `n` as one EVALSHA; 0, or -1 when hiredis
+ * refused the command (nothing sent, the store still owns them). */
+int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p);
+
+/* Queues `p` (in the deadline list, not sent) for this loop turn: it joins the batch of an
+ * earlier decision on the same key and rate, or starts one. sl_redis_flush sends them once
+ * the turn's callbacks have run, or fails them when their node is gone. */
+void sl_redis_queue(struct sl_redis_store *s, struct sl_redis_pending *p);
+void sl_redis_flush(evutil_socket_t fd, short what, void *arg);
+
+/* Forgets this turn's batches (the store is being freed; it completes the decisions). */
+void sl_redis_unqueue_all(struct sl_redis_store *s);
+
+/* The batch script of an algorithm's script `body`: malloc'ed, NULL on ENOMEM. */
+char *sl_redis_batch_body(const char *body);
 
 /* From the topology: its first attempt has finished, connected or not (url: the server's
  * first connection attempt; cluster: the first slot map read, or its failure, and the first

@@ -308,6 +308,92 @@ START_TEST(test_long_key_digest)
 }
 END_TEST
 
+/* --- one loop turn's decisions on one key, in one call -------------------------------------- */
+
+#define TURN 8
+
+static long long evalsha_calls(void);
+
+/* Decisions on `key` made one after another, each waited for. */
+static void decide_one_by_one(struct sl_store *store, const struct sl_limit *lim, const char *key,
+                              struct sl_decision *out)
+{
+    for (int i = 0; i < TURN; i++)
+        out[i] = decide_ok(store, lim, key);
+}
+
+START_TEST(test_one_turn_on_one_key_is_one_call)
+{
+    static const struct {
+        const char *alg;
+        uint64_t burst;
+        unsigned admitted;
+    } cases[] = {{"fixed_window", 0, 5},
+                 {"sliding_window", 0, 5},
+                 {"sliding_window_counter", 0, 5},
+                 {"token_bucket", 5, 5},
+                 {"leaky_bucket", 2, 3}};
+    struct sl_store *store = store_new(1000, NULL);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct sl_limit lim = limit(cases[c].alg, 5, HOUR, cases[c].burst, false);
+        struct sl_decision apart[TURN];
+        decide_one_by_one(store, &lim, "apart", apart);
+
+        /* TURN decisions on one key and one on another, all before the loop runs. */
+        struct result together[TURN] = {{0}}, other = {0};
+        long long before = evalsha_calls();
+        for (int i = 0; i < TURN; i++) {
+            sl_store_decide(store, &lim, "together", 8, on_result, &together[i]);
+            if (i == 3)
+                sl_store_decide(store, &lim, "other", 5, on_result, &other);
+        }
+        ck_assert(run_until_called(&together[TURN - 1].calls, 5 * S));
+        ck_assert(run_until_called(&other.calls, 5 * S));
+        ck_assert_int_eq(evalsha_calls() - before, 2);
+        ck_assert_int_eq(other.status, SL_STORE_OK);
+        ck_assert(other.d.allowed);
+
+        /* In order, exactly as one by one. */
+        unsigned admitted = 0;
+        for (int i = 0; i < TURN; i++) {
+            ck_assert_int_eq(together[i].calls, 1);
+            ck_assert_int_eq(together[i].status, SL_STORE_OK);
+            ck_assert_msg(together[i].d.allowed == apart[i].allowed, "%s: decision %d differs",
+                          cases[c].alg, i);
+            ck_assert_uint_eq(together[i].d.remaining, apart[i].remaining);
+            ck_assert_uint_eq(together[i].d.limit, 5);
+            admitted += together[i].d.allowed;
+            if (!together[i].d.allowed)
+                ck_assert_uint_gt(together[i].d.retry_after_us, 0);
+        }
+        ck_assert_uint_eq(admitted, cases[c].admitted);
+    }
+    /* Each admission in a batch is its own member of the sliding log. */
+    ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:sw:together"), 5);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_a_batch_after_the_script_cache_is_flushed)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_limit lim = limit("fixed_window", 3, HOUR, 0, false);
+    ck_assert(decide_ok(store, &lim, "warm").allowed);
+    redisContext *c = client();
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    struct result r[5] = {{0}};
+    for (int i = 0; i < 5; i++)
+        sl_store_decide(store, &lim, "k", 1, on_result, &r[i]);
+    ck_assert(run_until_called(&r[4].calls, 5 * S));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert(r[i].d.allowed == (i < 3));
+    }
+    sl_store_free(store);
+}
+END_TEST
+
 /* --- the over-limit cache ---------------------------------------------------------------- */
 
 static long long evalsha_calls(void)
@@ -431,6 +517,8 @@ int main(void)
     tcase_add_test(tc, test_key_layout);
     tcase_add_test(tc, test_arguments_up_to_the_last_read);
     tcase_add_test(tc, test_long_key_digest);
+    tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
+    tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
     tcase_add_test(tc, test_deny_cache_answers_without_redis);
     tcase_add_test(tc, test_deny_cache_frees_with_the_quota);
     tcase_add_test(tc, test_deny_cache_ignores_late_denials);
