@@ -301,12 +301,15 @@ int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 
 /* --- this loop turn's batches ----------------------------------------------------------- */
 
+/* Keys of one limit share their start and differ in their value, at the end: its last
+ * eight bytes and the length pick the slot. Two keys in one slot go apart, never wrong. */
 static size_t turn_slot(const struct sl_redis_pending *p)
 {
-    uint64_t h = 0xcbf29ce484222325ull; /* FNV-1a */
-    for (size_t i = 0; i < p->key_len; i++)
-        h = (h ^ (unsigned char)p->key[i]) * 0x100000001b3ull;
-    return (size_t)(h ^ (h >> 32)) % SL_REDIS_TURN_SLOTS;
+    uint64_t tail = 0;
+    size_t n = p->key_len < sizeof tail ? p->key_len : sizeof tail;
+    memcpy(&tail, p->key + p->key_len - n, n);
+    uint64_t h = (tail ^ p->key_len) * 0x9e3779b97f4a7c15ull;
+    return (size_t)(h >> 58) % SL_REDIS_TURN_SLOTS;
 }
 
 /* Whether `p` can ride with `leader`: the same key under the same script and rate (a reload
@@ -335,6 +338,7 @@ void sl_redis_queue(struct sl_redis_store *s, struct sl_redis_pending *p)
         return;
     }
     /* A new batch; a slot taken by another key keeps its own (the two go apart). */
+    p->slot = (uint8_t)slot;
     if (!leader)
         s->turn_slot[slot] = p;
     p->turn_next = NULL;
@@ -384,9 +388,11 @@ void sl_redis_flush(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct sl_redis_store *s = arg;
     s->flush_scheduled = false;
-    memset(s->turn_slot, 0, sizeof s->turn_slot);
     struct sl_redis_pending *p = s->turn_head;
     s->turn_head = s->turn_tail = NULL;
+    for (struct sl_redis_pending *q = p; q; q = q->turn_next)
+        if (s->turn_slot[q->slot] == q)
+            s->turn_slot[q->slot] = NULL;
     while (p) {
         struct sl_redis_pending *next = p->turn_next;
         p = prune(p);

@@ -106,6 +106,7 @@ struct sl_redis_pending {
     struct sl_redis_pending *turn_next;  /* leader, while queued: the next batch */
     unsigned batch_n;                    /* leader: the decisions it carries, itself included */
     bool queued;                         /* in this turn's batches, not sent yet */
+    uint8_t slot;                        /* leader, while queued: its turn_slot index */
     char member[64];
     size_t member_len;
     size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
