@@ -38,8 +38,67 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
 
 /* The batch script wraps an algorithm's script (prelude included) as a function of its
  * ARGV and calls it once per decision. The call's ARGV is the script's own followed by the
- * count; a member (sliding_window's ARGV[5]) is made unique per decision by a suffix. */
-static const char BATCH_HEAD[] = "local function decide(ARGV)\n";
+ * count; a member (sliding_window's ARGV[5]) is made unique per decision by a suffix.
+ *
+ * What costs in Redis is the commands a script calls, not its arithmetic, so the wrapper
+ * gives the algorithm its own `redis` whose call() keeps the key's hash in the script:
+ * TIME is read once (the decisions of one loop turn share an instant), HMGET of fields
+ * already read or written answers from the script's copy, HSET and PEXPIRE are written once
+ * at the end. Any other command (sliding_window's sorted set) writes what is pending and
+ * goes to Redis. The decisions are those the algorithm makes in sequence on that state; a
+ * script error fails them all and writes nothing. */
+static const char BATCH_HEAD[] =
+    "local R = redis\n"
+    "local clock, fields, dirty, ttl = nil, nil, false, nil\n"
+    "local function flush()\n"
+    "    if dirty then\n"
+    "        local a = {}\n"
+    "        for f, v in pairs(fields) do\n"
+    "            if v then a[#a + 1] = f; a[#a + 1] = v end\n"
+    "        end\n"
+    "        R.call('HSET', KEYS[1], unpack(a))\n"
+    "        dirty = false\n"
+    "    end\n"
+    "    if ttl then R.call('PEXPIRE', KEYS[1], ttl); ttl = nil end\n"
+    "end\n"
+    "local function call(cmd, key, ...)\n"
+    "    if cmd == 'TIME' then\n"
+    "        clock = clock or R.call('TIME')\n"
+    "        return clock\n"
+    "    end\n"
+    "    if key == KEYS[1] and cmd == 'HMGET' then\n"
+    "        local want, out = {...}, {}\n"
+    "        for i = 1, #want do\n"
+    "            if not fields or fields[want[i]] == nil then\n"
+    "                flush()\n"
+    "                local got = R.call('HMGET', key, ...)\n"
+    "                fields = fields or {}\n"
+    "                for j = 1, #want do\n"
+    "                    if fields[want[j]] == nil then fields[want[j]] = got[j] end\n"
+    "                end\n"
+    "                break\n"
+    "            end\n"
+    "        end\n"
+    "        for i = 1, #want do out[i] = fields[want[i]] end\n"
+    "        return out\n"
+    "    end\n"
+    "    if key == KEYS[1] and cmd == 'HSET' then\n"
+    "        local a = {...}\n"
+    "        fields = fields or {}\n"
+    "        for i = 1, #a, 2 do fields[a[i]] = a[i + 1] end\n"
+    "        dirty = true\n"
+    "        return 0\n"
+    "    end\n"
+    "    if key == KEYS[1] and cmd == 'PEXPIRE' then\n"
+    "        ttl = ...\n"
+    "        return 1\n"
+    "    end\n"
+    "    flush()\n"
+    "    return R.call(cmd, key, ...)\n"
+    "end\n"
+    "local redis = {call = call, error_reply = R.error_reply,\n"
+    "               replicate_commands = R.replicate_commands}\n"
+    "local function decide(ARGV)\n";
 static const char BATCH_TAIL[] =
     "\nend\n"
     "local k = tonumber(ARGV[#ARGV])\n"
@@ -51,6 +110,7 @@ static const char BATCH_TAIL[] =
     "    if r.err then return r end\n"
     "    for j = 1, 5 do out[#out + 1] = r[j] end\n"
     "end\n"
+    "flush()\n"
     "return out\n";
 
 char *sl_redis_batch_body(const char *body)

@@ -370,6 +370,20 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
     }
     /* Each admission in a batch is its own member of the sliding log. */
     ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:sw:together"), 5);
+    /* The state written once at the end of the batch is the one written one by one. */
+    redisContext *rc = client();
+    redisReply *a = redisCommand(rc, "HMGET sluice:r1:l1:fw:apart s c");
+    redisReply *t = redisCommand(rc, "HMGET sluice:r1:l1:fw:together s c");
+    ck_assert_int_eq(a->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(t->type, REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(t->element[1]->str, "5");
+    ck_assert_str_eq(t->element[1]->str, a->element[1]->str);
+    freeReplyObject(a);
+    freeReplyObject(t);
+    redisFree(rc);
+    long long ttl = command_int("PTTL %s", "sluice:r1:l1:tb:together");
+    ck_assert_int_gt(ttl, 0);
+    ck_assert_int_le(ttl, (long long)(HOUR / MS));
     sl_store_free(store);
 }
 END_TEST
