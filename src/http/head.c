@@ -39,6 +39,10 @@ void sl_head_reset(struct sl_head *h)
 /* Appends `n` bytes to the head text; the new bytes extend the token in progress. */
 static int head_append(struct sl_head *h, const char *at, size_t n)
 {
+    /* llhttp may report an empty span (a field with no name) before any byte was kept,
+     * and memcpy to a null buffer is undefined even for no bytes. */
+    if (n == 0)
+        return 0;
     if (h->len + n > h->max) {
         h->overflow = true;
         return -1;

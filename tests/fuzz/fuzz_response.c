@@ -215,8 +215,12 @@ static int cl_headers_complete(llhttp_t *p)
     r->in_head = false;
     if (p->status_code < 100 || p->status_code > 599)
         fz_fail("sluice sent the client status %d", p->status_code);
-    if (p->status_code >= 100 && p->status_code < 200)
-        return 0;
+    if (p->status_code == 101)
+        return 0; /* the tunnel follows */
+    /* RFC 9112 6.3, rule 1: every other 1xx, 204 and 304 ends with its head whatever
+     * Content-Length says; llhttp leaves that rule to its embedder, here the client. */
+    if (p->status_code < 200 || p->status_code == 204 || p->status_code == 304)
+        return 1;
     size_t i = r->responses;
     /* A response to HEAD has no body whatever its head says. */
     return i < strlen(r->methods) && r->methods[i] == 'H' ? 1 : 0;
