@@ -127,6 +127,20 @@ void sl_upstream_name_deinit(struct sl_worker *w);
 
 /* ---- worker.c ---- */
 
+/* A worker's loop has two event priorities; libevent runs only the more urgent level
+ * while it has events, and at most SL_LOW_PRIO_PER_TURN low-priority callbacks before it
+ * polls again. The urgent level holds only upstream sockets awaiting a response head: a
+ * response that arrives completes a request and hands its connection back to the pool
+ * before any further client is read. Were every ready client read first, thousands of
+ * keep-alive clients would start thousands of requests in one turn, each find the pool
+ * empty and connect, and the pool would close most of those connections again a moment
+ * later. Everything else (client sockets, streaming bodies, timers) is low priority; the
+ * urgent level's work is finite (a response head each), so it cannot starve the rest. */
+#define SL_PRIO_URGENT 0
+#define SL_PRIO_NORMAL 1
+#define SL_PRIO_LEVELS 2
+#define SL_LOW_PRIO_PER_TURN 256
+
 struct sl_server;
 struct sl_conn;
 struct sl_upstream;
