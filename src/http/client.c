@@ -71,6 +71,28 @@ void sl_conn_flush(struct sl_conn *c)
     bufferevent_enable(c->bev, EV_WRITE);
 }
 
+void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    if (t->len && !c->dying && evbuffer_get_length(out) == 0 &&
+        !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
+        ssize_t n = send(bufferevent_getfd(c->bev), t->buf, t->len, MSG_NOSIGNAL);
+        if (n == (ssize_t)t->len) {
+            t->len = 0;
+            return;
+        }
+        /* The rest, or all of it after an error, which the bufferevent's own write then
+         * meets and reports. */
+        if (n > 0) {
+            memmove(t->buf, t->buf + n, t->len - (size_t)n);
+            t->len -= (size_t)n;
+        }
+    }
+    sl_text_flush(t);
+    sl_conn_flush(c);
+}
+
 /* Answers an error of sluice's own and closes after it; mid-response there is no way to
  * say anything, so the connection is cut. */
 void sl_conn_fail(struct sl_conn *c, int status)
@@ -279,9 +301,7 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
         goto fail;
     c->w = w;
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
-    c->vheaders = evbuffer_new();
-    c->vbody = evbuffer_new();
-    if (!c->bev || !c->vheaders || !c->vbody)
+    if (!c->bev)
         goto fail;
     fd = -1; /* owned by the bufferevent now */
     if (salen > 0 && (size_t)salen <= sizeof c->peer) {
@@ -325,10 +345,6 @@ fail:
     if (c) {
         if (c->bev)
             bufferevent_free(c->bev);
-        if (c->vheaders)
-            evbuffer_free(c->vheaders);
-        if (c->vbody)
-            evbuffer_free(c->vbody);
         free(c);
     }
     if (fd >= 0)
@@ -343,8 +359,8 @@ static void conn_free(struct sl_conn *c)
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);
-    evbuffer_free(c->vheaders);
-    evbuffer_free(c->vbody);
+    sl_textbuf_free(&c->vheaders);
+    sl_textbuf_free(&c->vbody);
     sl_head_deinit(&c->head);
     sl_cfg_unref(c->cfg);
     if (c->prev)

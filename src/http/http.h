@@ -18,6 +18,7 @@
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
 #include "sluice/request.h"
+#include "sluice/text.h"
 
 /* Flow control: a side stops being read while the other side's output holds more than
  * HIGH_WATER bytes and resumes when it drains below LOW_WATER. Reads stop by themselves
@@ -287,7 +288,7 @@ struct sl_conn {
     size_t peer_text_len;
 
     struct sl_verdict verdict;
-    struct evbuffer *vheaders, *vbody; /* the verdict's buffers, reused by every request */
+    struct sl_textbuf vheaders, vbody; /* the verdict's buffers, reused by every request */
     bool decision_pending;             /* the engine owes a callback: the connection must live */
     bool has_verdict;
     unsigned busy;   /* nesting of callbacks running on this connection */
@@ -328,6 +329,10 @@ void sl_conn_kill(struct sl_conn *c);
 void sl_conn_process(struct sl_conn *c);
 /* Writes what the client output holds now, without waiting for the loop. */
 void sl_conn_flush(struct sl_conn *c);
+/* Writes `t` (text bound for the client output, empty afterwards) and flushes: straight
+ * from `t` to the socket when nothing is queued before it, which spares the output
+ * buffer's allocation, callbacks and drain on sluice's own answers. */
+void sl_conn_send_text(struct sl_conn *c, struct sl_text *t);
 /* The request has a final response and both directions are done: log, count, go on. */
 void sl_conn_request_done(struct sl_conn *c);
 /* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
@@ -356,8 +361,8 @@ void sl_conn_fail(struct sl_conn *c, int status);
 /* Answers `status` with a JSON body (the default for the status when `body` is NULL or
  * empty) and `headers` lines (may be NULL). `close` adds "Connection: close" and closes
  * after the write. */
-void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct evbuffer *body,
-              bool close);
+void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
+              const struct sl_textbuf *body, bool close);
 const char *sl_reason(int status);
 
 /* ---- upstream.c ---- */

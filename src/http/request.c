@@ -248,10 +248,9 @@ static void start_request(struct sl_conn *c)
         .peer = (const struct sockaddr *)&c->peer,
     };
     struct sl_verdict *v = &c->verdict;
-    evbuffer_drain(c->vheaders, evbuffer_get_length(c->vheaders));
-    evbuffer_drain(c->vbody, evbuffer_get_length(c->vbody));
-    v->headers = c->vheaders;
-    v->body = c->vbody;
+    c->vheaders.len = c->vbody.len = 0;
+    v->headers = &c->vheaders;
+    v->body = &c->vbody;
     c->state = SL_C_DECIDE;
     c->decision_pending = true;
     sl_engine_decide(c->w->engine, c->cfg, &req, v, on_verdict, c);

@@ -269,7 +269,7 @@ static void send_response_head(struct sl_conn *c)
         .keep_transfer_encoding = c->http_minor == 1 && !no_content,
         .drop_content_length = no_content && status != 304,
         .connection = conn,
-        .extra = c->has_verdict ? c->vheaders : NULL,
+        .extra = c->has_verdict ? &c->vheaders : NULL,
     };
     size_t before = evbuffer_get_length(out);
     sl_forward_response_head(&f, out);
