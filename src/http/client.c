@@ -51,6 +51,7 @@ void sl_conn_kill(struct sl_conn *c)
         event_del(&c->rev);
         c->rev_active = false;
         event_del(&c->timer);
+        c->timer_due_us = 0;
     }
     if (c->busy == 0 && !c->decision_pending)
         conn_free(c);
@@ -123,6 +124,21 @@ void sl_conn_arm_timer(struct sl_conn *c, uint64_t ms)
 {
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     event_add(&c->timer, &tv);
+    c->timer_due_us = sl_clock_mono_us() + ms * 1000;
+}
+
+/* The idle deadline moves on with every request, and re-adding the timer each time costs
+ * a timer heap removal and insertion under libevent's lock: a tenth of answering a 429.
+ * While the pending timer fires no later than the new deadline, the deadline is only
+ * recorded; the timer, firing early, re-arms itself for the rest. */
+void sl_conn_arm_idle(struct sl_conn *c, uint64_t now_us)
+{
+    uint64_t ms = c->cfg->client.idle_timeout_ms;
+
+    c->idle_until_us = now_us + ms * 1000;
+    if (c->timer_due_us && c->timer_due_us <= c->idle_until_us)
+        return;
+    sl_conn_arm_timer(c, ms);
 }
 
 void sl_conn_set_read_timeout(struct sl_conn *c, bool on)
@@ -184,7 +200,7 @@ static void conn_readcb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         conn_eventcb(c->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, c);
     } else {
-        int n = sl_read_socket(c->bev);
+        int n = sl_read_socket(c->bev, fd);
         if (n > 0)
             sl_conn_process(c);
         else if (n == SL_READ_EOF)
@@ -252,8 +268,18 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct sl_conn *c = arg;
 
     sl_conn_enter(c);
+    c->timer_due_us = 0;
     switch (c->state) {
     case SL_C_HEAD:
+        if (!c->head_started && !c->first_request) {
+            /* Idle: the deadline may have moved on since the timer was set. Within a
+             * millisecond of it counts as reached. */
+            uint64_t now = sl_clock_mono_us();
+            if (c->idle_until_us > now + 1000) {
+                sl_conn_arm_timer(c, (c->idle_until_us - now + 999) / 1000);
+                break;
+            }
+        }
         if (c->head_started || c->first_request) {
             if (!c->head_started) {
                 c->t_start = sl_clock_mono_us();

@@ -229,10 +229,10 @@ int sl_write_now(struct bufferevent *bev);
 #define SL_READ_EOF 0
 #define SL_READ_AGAIN (-1)
 #define SL_READ_ERROR (-2)
-/* Reads once from `bev`'s socket into its input, keeping at most SL_INPUT_MAX buffered.
+/* Reads once from `bev`'s socket `fd` into its input, keeping at most SL_INPUT_MAX buffered.
  * Returns the bytes read, SL_READ_EOF, SL_READ_AGAIN (nothing now, or input full) or
  * SL_READ_ERROR (errno set). */
-int sl_read_socket(struct bufferevent *bev);
+int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd);
 
 /* Adds (`want`) or removes the read event `rev`, tracking it in `*active`; re-adds it
  * when `*timeout_changed` so that a new `timeout` (NULL: none) applies. */
@@ -274,9 +274,11 @@ struct sl_conn {
     enum sl_conn_state state;
     llhttp_t parser;
     struct sl_head head;
-    struct sl_config *cfg; /* snapshot of the request in flight (or the last one) */
-    struct event timer;    /* header, idle, delay and linger deadlines */
-    struct event rev;      /* readable client socket (io.c) */
+    struct sl_config *cfg;  /* snapshot of the request in flight (or the last one) */
+    struct event timer;     /* header, idle, delay and linger deadlines */
+    uint64_t timer_due_us;  /* when `timer` fires if armed by sl_conn_arm_timer, else 0 */
+    uint64_t idle_until_us; /* the idle deadline, which may lie past timer_due_us */
+    struct event rev;       /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
@@ -338,6 +340,9 @@ void sl_conn_request_done(struct sl_conn *c);
 /* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
 void sl_conn_set_read_timeout(struct sl_conn *c, bool on);
 void sl_conn_arm_timer(struct sl_conn *c, uint64_t ms);
+/* Between requests: the connection may stay idle for client.idle_timeout from `now_us`
+ * (CLOCK_MONOTONIC). */
+void sl_conn_arm_idle(struct sl_conn *c, uint64_t now_us);
 /* After the last response: half-close, drain what the client still sends, then close. */
 void sl_conn_linger_start(struct sl_conn *c);
 

@@ -50,7 +50,7 @@ void sl_conn_request_done(struct sl_conn *c)
     } else {
         llhttp_resume(&c->parser);
     }
-    sl_conn_arm_timer(c, c->cfg->client.idle_timeout_ms);
+    sl_conn_arm_idle(c, now);
     if (!c->in_process)
         sl_conn_process(c);
 }
@@ -114,6 +114,7 @@ void sl_request_hold(struct sl_conn *c)
      * released early by that much would overrun the rate. */
     event_base_update_cache_time(c->w->base);
     event_add(&c->timer, &tv);
+    c->timer_due_us = 0; /* not a deadline sl_conn_arm_idle may extend */
 }
 
 static void on_verdict(void *arg, struct sl_verdict *v)

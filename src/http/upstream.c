@@ -467,7 +467,7 @@ static void up_readcb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, up);
     } else {
-        int n = sl_read_socket(up->bev);
+        int n = sl_read_socket(up->bev, fd);
         if (n > 0 && up->tunnel)
             sl_tunnel_pump(c);
         else if (n > 0)
