@@ -63,29 +63,34 @@ wait_port() {
     exit 1
 }
 
-# CPU time (utime + stime, in clock ticks) of processes and their children: on a busy
+# CPU time of processes and their children, in clock ticks, as "user system": on a busy
 # machine req/s is noisy, CPU time per request much less so.
 cpu_ticks() { # pid...
-    local total=0 p
+    local user=0 sys=0 p
     for p in "$@" $(for q in "$@"; do pgrep -P "$q"; done); do
         [ -r "/proc/$p/stat" ] || continue
-        total=$((total + $(awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$p/stat")))
+        read -r u s < <(awk '{ sub(/^.*\) /, ""); print $12, $13 }' "/proc/$p/stat")
+        user=$((user + u))
+        sys=$((sys + s))
     done
-    echo "$total"
+    echo "$user $sys"
 }
 
 # Runs wrk (WRK_THREADS threads, default 2) once for DURATION seconds and appends one line
 # to $out/results.txt:
-#   label case conns round rps p50_ms p99_ms non2xx requests cpu_us_per_request
-# where the CPU time is that of `pid` and its children during the run.
+#   label case conns round rps p50_ms p99_ms non2xx requests cpu_us user_us sys_us
+# where the CPU times (all, user, system; microseconds per request) are those of `pid` and
+# its children during the run.
 #   wrk_record LABEL CASE CONNS ROUND PID URL [wrk options...]
 wrk_record() {
-    local label=$1 case=$2 conns=$3 round=$4 pid=$5 url=$6 before
+    local label=$1 case=$2 conns=$3 round=$4 pid=$5 url=$6 before after
     shift 6
-    before=$(cpu_ticks "$pid")
+    before=($(cpu_ticks "$pid"))
     wrk -t"${WRK_THREADS:-2}" -c"$conns" -d"${DURATION}s" --latency "$@" "$url" >"$out/wrk.txt" 2>&1 || true
+    after=($(cpu_ticks "$pid"))
     awk -v label="$label" -v case="$case" -v conns="$conns" -v round="$round" \
-        -v ticks=$(($(cpu_ticks "$pid") - before)) -v hz="$(getconf CLK_TCK)" '
+        -v user=$((after[0] - before[0])) -v sys=$((after[1] - before[1])) \
+        -v hz="$(getconf CLK_TCK)" '
         function ms(v) {
             if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
             if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
@@ -98,15 +103,15 @@ wrk_record() {
         /Non-2xx/ { bad = $NF }
         / requests in / { total = $1 }
         END {
-            cpu = (total > 0) ? ticks / hz * 1e6 / total : 0
-            printf "%s %s %s %s %s %s %s %s %s %.2f\n", label, case, conns, round, rps + 0, p50 + 0,
-                p99 + 0, bad + 0, total + 0, cpu
+            per = (total > 0) ? 1e6 / hz / total : 0
+            printf "%s %s %s %s %s %s %s %s %s %.2f %.3f %.3f\n", label, case, conns, round, rps + 0,
+                p50 + 0, p99 + 0, bad + 0, total + 0, (user + sys) * per, user * per, sys * per
         }
     ' "$out/wrk.txt" >>"$out/results.txt"
 }
 
 # Columns of $out/results.txt, as wrk_record writes them.
-COL_RPS=5 COL_P50=6 COL_P99=7 COL_NON2XX=8 COL_REQUESTS=9 COL_CPU=10
+COL_RPS=5 COL_P50=6 COL_P99=7 COL_NON2XX=8 COL_REQUESTS=9 COL_CPU=10 COL_USER=11 COL_SYS=12
 
 # The median over rounds of one column for one label, case and connection count.
 col_median() { # label case conns column

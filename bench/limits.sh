@@ -14,7 +14,8 @@
 #          (sluice: leaky_bucket 1/h; nginx: limit_req 1r/m with limit_req_status 429)
 # wrk drives each in interleaved rounds; prints the median req/s, p50 and p99 of the
 # rounds, the CPU time the server spent per request (from /proc: steadier than req/s on a
-# shared machine) and the ratios sluice/nginx. Temporary files live in bench/out/limits/.
+# shared machine; also split into user and system time) and the ratios sluice/nginx.
+# Temporary files live in bench/out/limits/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -158,6 +159,24 @@ for scenario in $SCENARIOS; do
         done
         printf "%-6s %5s | %9.0f %7.3f %7.3f %6.2f %5.1f | %9.0f %7.3f %7.3f %6.2f %5.1f | %5.2f %5.2f %5.2f %5.2f\n" \
             "/$scenario" "$conns" "${row[@]}"
+    done
+done
+echo
+echo "== CPU per request, user and system  (median of $ROUNDS rounds; us per request)"
+printf "%-6s %5s | %7s %7s | %7s %7s | %6s %6s\n" route conns "sl usr" "sl sys" "ng usr" "ng sys" \
+    "usr x" "sys x"
+for scenario in $SCENARIOS; do
+    for conns in $CONNS; do
+        row=()
+        for target in sluice nginx; do
+            for col in $COL_USER $COL_SYS; do
+                row+=("$(col_median "$target" "$scenario" "$conns" "$col")")
+            done
+        done
+        for col in $COL_USER $COL_SYS; do
+            row+=("$(paired_ratio sluice nginx "$scenario" "$conns" "$col")")
+        done
+        printf "%-6s %5s | %7.3f %7.3f | %7.3f %7.3f | %6.2f %6.2f\n" "/$scenario" "$conns" "${row[@]}"
     done
 done
 echo

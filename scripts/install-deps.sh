@@ -12,7 +12,7 @@ for arg in "$@"; do
     # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON checks
     --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
                        prometheus clang-14 libclang-rt-14-dev libyajl-dev) ;;
-    --bench) packages+=(nginx-light wrk redis-server redis-tools) ;;
+    --bench) packages+=(nginx-light wrk redis-server redis-tools curl) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done

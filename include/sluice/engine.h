@@ -13,8 +13,8 @@
 #include "sluice/request.h"
 #include "sluice/store.h"
 
-struct evbuffer;
 struct event_base;
+struct sl_textbuf;
 struct sl_metrics_slot;
 
 /* The `decision` label of sluice_requests_total. */
@@ -46,9 +46,10 @@ struct sl_verdict_check {
 };
 
 struct sl_verdict {
-    /* Set by the caller before sl_engine_decide(); owned by the caller. */
-    struct evbuffer *headers; /* receives "Name: value\r\n" lines for the client response */
-    struct evbuffer *body;    /* receives the body when `status` is set */
+    /* Set by the caller before sl_engine_decide(); owned by the caller; either may be NULL.
+     * The engine appends to them. */
+    struct sl_textbuf *headers; /* "Name: value\r\n" lines for the client response */
+    struct sl_textbuf *body;    /* the body when `status` is set */
 
     /* Results, valid when the callback runs. */
     const struct sl_route *route; /* the matched route (also for exempt clients), or NULL */

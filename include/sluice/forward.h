@@ -10,6 +10,7 @@
 #include "sluice/request.h"
 
 struct evbuffer;
+struct sl_textbuf;
 
 struct sl_forward_request {
     const struct sl_request *req;
@@ -39,7 +40,7 @@ struct sl_forward_response {
     bool keep_transfer_encoding; /* the body is relayed in the upstream's own framing */
     bool drop_content_length;    /* 1xx and 204 must not carry one (RFC 9110 8.6) */
     enum sl_conn_header connection;
-    struct evbuffer *extra; /* "Name: value\r\n" lines to add, drained; may be NULL */
+    const struct sl_textbuf *extra; /* "Name: value\r\n" lines to add; may be NULL */
 };
 
 /* Appends "HTTP/1.1 <status> <reason>" and the upstream's headers minus hop-by-hop ones,

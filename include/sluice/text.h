@@ -11,12 +11,26 @@
 
 struct evbuffer;
 
+/* Text kept in one block that grows as needed and is kept for reuse: a verdict's header
+ * lines and body, written on every limited request, without an allocation per request
+ * once the block is large enough. Zero-initialised is empty. */
+struct sl_textbuf {
+    char *data; /* owned */
+    size_t len, cap;
+};
+
+/* Appends `n` bytes of `s`. Returns 0, or -1 on ENOMEM (nothing appended). */
+int sl_textbuf_add(struct sl_textbuf *b, const char *s, size_t n);
+/* Frees the block; `b` is empty afterwards. */
+void sl_textbuf_free(struct sl_textbuf *b);
+
 /* Room for any ordinary head; longer text is flushed to `out` as it grows, so any length
  * works. */
 #define SL_TEXT_ROOM 2048
 
 struct sl_text {
-    struct evbuffer *out; /* borrowed: receives the text at sl_text_flush() */
+    struct evbuffer *out;  /* borrowed: receives the text at sl_text_flush(), or */
+    struct sl_textbuf *tb; /* borrowed: receives it instead when set */
     size_t len;
     char buf[SL_TEXT_ROOM];
 };
@@ -25,6 +39,15 @@ struct sl_text {
 static inline void sl_text_init(struct sl_text *t, struct evbuffer *out)
 {
     t->out = out;
+    t->tb = NULL;
+    t->len = 0;
+}
+
+/* Starts empty text bound for the end of `tb`. */
+static inline void sl_text_init_textbuf(struct sl_text *t, struct sl_textbuf *tb)
+{
+    t->out = NULL;
+    t->tb = tb;
     t->len = 0;
 }
 
@@ -51,15 +74,21 @@ static inline void sl_text_add(struct sl_text *t, const char *s, size_t n)
  * printf-style formatting costs more than a rate-limit decision. */
 size_t sl_u64_format(char *buf, uint64_t v);
 
-/* Appends `v` in decimal. */
-void sl_text_u64(struct sl_text *t, uint64_t v);
+/* Appends `v` of more than one digit; used by sl_text_u64(). */
+void sl_text_u64_long(struct sl_text *t, uint64_t v);
 
-/* Moves all of `src` to the end of the text, leaving `src` empty: small contents are
- * copied into the room, large ones are moved as evbuffer chains after a flush. */
-void sl_text_move(struct sl_text *t, struct evbuffer *src);
+/* Appends `v` in decimal. Rate-limit fields are mostly small numbers. */
+static inline void sl_text_u64(struct sl_text *t, uint64_t v)
+{
+    if (v < 10 && t->len < sizeof t->buf) {
+        t->buf[t->len++] = (char)('0' + v);
+        return;
+    }
+    sl_text_u64_long(t, v);
+}
 
-/* Hands the text to `out` in one evbuffer_add() and empties it. Returns 0, or -1 on
- * ENOMEM (the text is dropped either way). */
+/* Hands the text to `out` in one evbuffer_add() (or to `tb`) and empties it. Returns 0,
+ * or -1 on ENOMEM (the text is dropped either way). */
 int sl_text_flush(struct sl_text *t);
 
 #endif

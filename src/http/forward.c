@@ -248,8 +248,8 @@ int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffe
             continue;
         add_header(&t, &h[i]);
     }
-    if (f->extra)
-        sl_text_move(&t, f->extra);
+    if (f->extra && f->extra->len)
+        sl_text_add(&t, f->extra->data, f->extra->len);
     switch (f->connection) {
     case SL_CONN_CLOSE:
         SL_TEXT_LIT(&t, "Connection: close\r\n");

@@ -18,6 +18,7 @@
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
 #include "sluice/request.h"
+#include "sluice/text.h"
 
 /* Flow control: a side stops being read while the other side's output holds more than
  * HIGH_WATER bytes and resumes when it drains below LOW_WATER. Reads stop by themselves
@@ -127,6 +128,20 @@ void sl_upstream_name_deinit(struct sl_worker *w);
 
 /* ---- worker.c ---- */
 
+/* A worker's loop has two event priorities; libevent runs only the more urgent level
+ * while it has events, and at most SL_LOW_PRIO_PER_TURN low-priority callbacks before it
+ * polls again. The urgent level holds only upstream sockets awaiting a response head: a
+ * response that arrives completes a request and hands its connection back to the pool
+ * before any further client is read. Were every ready client read first, thousands of
+ * keep-alive clients would start thousands of requests in one turn, each find the pool
+ * empty and connect, and the pool would close most of those connections again a moment
+ * later. Everything else (client sockets, streaming bodies, timers) is low priority; the
+ * urgent level's work is finite (a response head each), so it cannot starve the rest. */
+#define SL_PRIO_URGENT 0
+#define SL_PRIO_NORMAL 1
+#define SL_PRIO_LEVELS 2
+#define SL_LOW_PRIO_PER_TURN 256
+
 struct sl_server;
 struct sl_conn;
 struct sl_upstream;
@@ -214,10 +229,10 @@ int sl_write_now(struct bufferevent *bev);
 #define SL_READ_EOF 0
 #define SL_READ_AGAIN (-1)
 #define SL_READ_ERROR (-2)
-/* Reads once from `bev`'s socket into its input, keeping at most SL_INPUT_MAX buffered.
+/* Reads once from `bev`'s socket `fd` into its input, keeping at most SL_INPUT_MAX buffered.
  * Returns the bytes read, SL_READ_EOF, SL_READ_AGAIN (nothing now, or input full) or
  * SL_READ_ERROR (errno set). */
-int sl_read_socket(struct bufferevent *bev);
+int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd);
 
 /* Adds (`want`) or removes the read event `rev`, tracking it in `*active`; re-adds it
  * when `*timeout_changed` so that a new `timeout` (NULL: none) applies. */
@@ -259,9 +274,11 @@ struct sl_conn {
     enum sl_conn_state state;
     llhttp_t parser;
     struct sl_head head;
-    struct sl_config *cfg; /* snapshot of the request in flight (or the last one) */
-    struct event timer;    /* header, idle, delay and linger deadlines */
-    struct event rev;      /* readable client socket (io.c) */
+    struct sl_config *cfg;  /* snapshot of the request in flight (or the last one) */
+    struct event timer;     /* header, idle, delay and linger deadlines */
+    uint64_t timer_due_us;  /* when `timer` fires if armed by sl_conn_arm_timer, else 0 */
+    uint64_t idle_until_us; /* the idle deadline, which may lie past timer_due_us */
+    struct event rev;       /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
@@ -273,7 +290,7 @@ struct sl_conn {
     size_t peer_text_len;
 
     struct sl_verdict verdict;
-    struct evbuffer *vheaders, *vbody; /* the verdict's buffers, reused by every request */
+    struct sl_textbuf vheaders, vbody; /* the verdict's buffers, reused by every request */
     bool decision_pending;             /* the engine owes a callback: the connection must live */
     bool has_verdict;
     unsigned busy;   /* nesting of callbacks running on this connection */
@@ -314,11 +331,18 @@ void sl_conn_kill(struct sl_conn *c);
 void sl_conn_process(struct sl_conn *c);
 /* Writes what the client output holds now, without waiting for the loop. */
 void sl_conn_flush(struct sl_conn *c);
+/* Writes `t` (text bound for the client output, empty afterwards) and flushes: straight
+ * from `t` to the socket when nothing is queued before it, which spares the output
+ * buffer's allocation, callbacks and drain on sluice's own answers. */
+void sl_conn_send_text(struct sl_conn *c, struct sl_text *t);
 /* The request has a final response and both directions are done: log, count, go on. */
 void sl_conn_request_done(struct sl_conn *c);
 /* Bounds the wait for request body bytes by idle_timeout (`on`), or lifts it. */
 void sl_conn_set_read_timeout(struct sl_conn *c, bool on);
 void sl_conn_arm_timer(struct sl_conn *c, uint64_t ms);
+/* Between requests: the connection may stay idle for client.idle_timeout from `now_us`
+ * (CLOCK_MONOTONIC). */
+void sl_conn_arm_idle(struct sl_conn *c, uint64_t now_us);
 /* After the last response: half-close, drain what the client still sends, then close. */
 void sl_conn_linger_start(struct sl_conn *c);
 
@@ -342,8 +366,8 @@ void sl_conn_fail(struct sl_conn *c, int status);
 /* Answers `status` with a JSON body (the default for the status when `body` is NULL or
  * empty) and `headers` lines (may be NULL). `close` adds "Connection: close" and closes
  * after the write. */
-void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct evbuffer *body,
-              bool close);
+void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
+              const struct sl_textbuf *body, bool close);
 const char *sl_reason(int status);
 
 /* ---- upstream.c ---- */

@@ -41,7 +41,7 @@ int sl_write_now(struct bufferevent *bev)
     return (int)sent;
 }
 
-int sl_read_socket(struct bufferevent *bev)
+int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd)
 {
     struct evbuffer *in = bufferevent_get_input(bev);
     size_t len = evbuffer_get_length(in);
@@ -61,10 +61,10 @@ int sl_read_socket(struct bufferevent *bev)
     }
     ssize_t got;
     if (n == 1) {
-        got = recv(bufferevent_getfd(bev), v[0].iov_base, v[0].iov_len, 0);
+        got = recv(fd, v[0].iov_base, v[0].iov_len, 0);
     } else {
         struct msghdr msg = {.msg_iov = (struct iovec *)v, .msg_iovlen = (size_t)n};
-        got = recvmsg(bufferevent_getfd(bev), &msg, 0);
+        got = recvmsg(fd, &msg, 0);
     }
     int err = errno;
     size_t left = got > 0 ? (size_t)got : 0;

@@ -64,11 +64,11 @@ static const char *default_error(int status)
     }
 }
 
-void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct evbuffer *body,
-              bool close)
+void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
+              const struct sl_textbuf *body, bool close)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
-    size_t body_len = body ? evbuffer_get_length(body) : 0;
+    size_t body_len = body ? body->len : 0;
     const char *dflt = body_len ? NULL : default_error(status);
     const char *reason = sl_reason(status);
     char code[] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
@@ -86,29 +86,26 @@ void sl_reply(struct sl_conn *c, int status, struct evbuffer *headers, struct ev
     SL_TEXT_LIT(&t, "\r\nContent-Type: application/json\r\nContent-Length: ");
     sl_text_u64(&t, body_len);
     SL_TEXT_LIT(&t, "\r\n");
-    if (headers)
-        sl_text_move(&t, headers);
+    if (headers && headers->len)
+        sl_text_add(&t, headers->data, headers->len);
     if (close)
         SL_TEXT_LIT(&t, "Connection: close\r\n\r\n");
     else if (c->http_minor == 0)
         SL_TEXT_LIT(&t, "Connection: keep-alive\r\n\r\n");
     else
         SL_TEXT_LIT(&t, "\r\n");
-    if (c->is_head) { /* RFC 9110 9.3.2: same headers, no content */
-        if (body)
-            evbuffer_drain(body, evbuffer_get_length(body));
-    } else if (dflt) {
+    /* RFC 9110 9.3.2: a response to HEAD has the same headers and no content. */
+    if (!c->is_head && dflt) {
         SL_TEXT_LIT(&t, "{\"error\":\"");
         sl_text_add(&t, dflt, strlen(dflt));
         SL_TEXT_LIT(&t, "\"}\n");
-    } else {
-        sl_text_move(&t, body);
+    } else if (!c->is_head) {
+        sl_text_add(&t, body->data, body->len);
     }
-    sl_text_flush(&t);
-    c->bytes_out += evbuffer_get_length(out) - before;
+    c->bytes_out += evbuffer_get_length(out) - before + t.len;
     c->status = status;
     c->resp_head_sent = true;
     if (close)
         c->close_after = true;
-    sl_conn_flush(c);
+    sl_conn_send_text(c, &t);
 }

@@ -50,7 +50,7 @@ void sl_conn_request_done(struct sl_conn *c)
     } else {
         llhttp_resume(&c->parser);
     }
-    sl_conn_arm_timer(c, c->cfg->client.idle_timeout_ms);
+    sl_conn_arm_idle(c, now);
     if (!c->in_process)
         sl_conn_process(c);
 }
@@ -114,6 +114,7 @@ void sl_request_hold(struct sl_conn *c)
      * released early by that much would overrun the rate. */
     event_base_update_cache_time(c->w->base);
     event_add(&c->timer, &tv);
+    c->timer_due_us = 0; /* not a deadline sl_conn_arm_idle may extend */
 }
 
 static void on_verdict(void *arg, struct sl_verdict *v)
@@ -248,10 +249,9 @@ static void start_request(struct sl_conn *c)
         .peer = (const struct sockaddr *)&c->peer,
     };
     struct sl_verdict *v = &c->verdict;
-    evbuffer_drain(c->vheaders, evbuffer_get_length(c->vheaders));
-    evbuffer_drain(c->vbody, evbuffer_get_length(c->vbody));
-    v->headers = c->vheaders;
-    v->body = c->vbody;
+    c->vheaders.len = c->vbody.len = 0;
+    v->headers = &c->vheaders;
+    v->body = &c->vbody;
     c->state = SL_C_DECIDE;
     c->decision_pending = true;
     sl_engine_decide(c->w->engine, c->cfg, &req, v, on_verdict, c);

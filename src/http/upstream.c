@@ -143,6 +143,9 @@ static void attach(struct sl_conn *c, bool fresh)
     up->conn = c;
     up->got_bytes = up->eof = up->head_sent = up->tunnel = false;
     c->up = up;
+    /* Until the response head is relayed (see SL_PRIO_URGENT). libevent refuses while the
+     * event is active, which leaves the previous level: a matter of order only. */
+    event_priority_set(&up->rev, SL_PRIO_URGENT);
     bufferevent_setcb(up->bev, NULL, up_writecb, up_eventcb, up);
     sl_head_reset(&up->head);
     up->head.skip_body = c->is_head;
@@ -266,7 +269,7 @@ static void send_response_head(struct sl_conn *c)
         .keep_transfer_encoding = c->http_minor == 1 && !no_content,
         .drop_content_length = no_content && status != 304,
         .connection = conn,
-        .extra = c->has_verdict ? c->vheaders : NULL,
+        .extra = c->has_verdict ? &c->vheaders : NULL,
     };
     size_t before = evbuffer_get_length(out);
     sl_forward_response_head(&f, out);
@@ -464,7 +467,7 @@ static void up_readcb(evutil_socket_t fd, short what, void *arg)
     if (what & EV_TIMEOUT) {
         up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_TIMEOUT, up);
     } else {
-        int n = sl_read_socket(up->bev);
+        int n = sl_read_socket(up->bev, fd);
         if (n > 0 && up->tunnel)
             sl_tunnel_pump(c);
         else if (n > 0)
@@ -474,6 +477,9 @@ static void up_readcb(evutil_socket_t fd, short what, void *arg)
         else if (n == SL_READ_ERROR)
             up_eventcb(up->bev, BEV_EVENT_READING | BEV_EVENT_ERROR, up);
     }
+    /* A body or a tunnel streams at the normal level: it can go on indefinitely. */
+    if (!c->dying && c->up == up && up->head_sent)
+        event_priority_set(&up->rev, SL_PRIO_NORMAL);
     sl_conn_leave(c);
 }
 

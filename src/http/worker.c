@@ -141,9 +141,11 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
      * CLOCK_MONOTONIC_COARSE, a tick behind, and a leaky-bucket delay would end up to one
      * tick early, which is a rate overrun. */
     event_config_set_flag(ec, EVENT_BASE_FLAG_PRECISE_TIMER);
+    event_config_set_max_dispatch_interval(ec, NULL, SL_LOW_PRIO_PER_TURN, SL_PRIO_NORMAL);
     w->base = event_base_new_with_config(ec);
     event_config_free(ec);
-    if (!w->base)
+    /* Events made from here on default to SL_PRIO_NORMAL (libevent: levels / 2). */
+    if (!w->base || event_base_priority_init(w->base, SL_PRIO_LEVELS) < 0)
         goto nomem;
     w->metrics = sl_metrics_slot(s->metrics, index);
     if (s->cfg->redis.enabled) {

@@ -5,7 +5,6 @@
  * (memory) or later on the event loop (Redis). The verdict holds one reference for the
  * issuing loop and one per decision in flight, and is finished when the last is dropped,
  * so that it is finished exactly once, after every limit was issued and answered. */
-#include <event2/buffer.h>
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>

@@ -1,9 +1,9 @@
 /* Rate-limit header fields and the bodies of sluice's own answers (SPEC.md section 6).
  *
  * These are written on every response of a limited route, and a denied request is little
- * else, so the text is assembled in a buffer on the stack and handed to the evbuffer in one
- * piece: printf-style formatting and byte-at-a-time appends cost more than the decision. */
-#include <event2/buffer.h>
+ * else, so the text is assembled in a buffer on the stack and handed to the verdict's
+ * buffers in one piece: printf-style formatting and byte-at-a-time appends cost more than
+ * the decision. */
 #include <string.h>
 
 #include "response.h"
@@ -21,6 +21,14 @@ static void text_quoted(struct sl_text *t, const char *s, bool json)
 
     while (plain < n && s[plain] != '"' && s[plain] != '\\' && (unsigned char)s[plain] >= 0x20)
         plain++;
+    if (plain == n && n + 2 <= sizeof t->buf - t->len) {
+        char *p = t->buf + t->len;
+        p[0] = '"';
+        memcpy(p + 1, s, n);
+        p[n + 1] = '"';
+        t->len += n + 2;
+        return;
+    }
     SL_TEXT_LIT(t, "\"");
     sl_text_add(t, s, plain);
     for (size_t i = plain; i < n; i++) {
@@ -131,7 +139,7 @@ void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdic
     if (!v->headers)
         return;
     struct sl_text t;
-    sl_text_init(&t, v->headers);
+    sl_text_init_textbuf(&t, v->headers);
     add_ratelimit_fields(&t, cfg, v);
     sl_text_flush(&t);
 }
@@ -156,7 +164,7 @@ void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v)
     v->status = cfg->response_status;
     if (v->headers) {
         struct sl_text t;
-        sl_text_init(&t, v->headers);
+        sl_text_init_textbuf(&t, v->headers);
         add_ratelimit_fields(&t, cfg, v);
         SL_TEXT_LIT(&t, "Retry-After: ");
         sl_text_u64(&t, retry);
@@ -165,7 +173,7 @@ void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v)
     }
     if (v->body) {
         struct sl_text t;
-        sl_text_init(&t, v->body);
+        sl_text_init_textbuf(&t, v->body);
         SL_TEXT_LIT(&t, "{\"error\":\"rate_limited\",\"route\":");
         text_quoted(&t, v->route->name, true);
         SL_TEXT_LIT(&t, ",\"limit\":");
@@ -183,8 +191,8 @@ void sl_response_store_unavailable(struct sl_verdict *v)
     static const char body[] = "{\"error\":\"store_unavailable\"}";
 
     if (v->headers)
-        evbuffer_add(v->headers, retry, sizeof retry - 1);
+        sl_textbuf_add(v->headers, retry, sizeof retry - 1);
     if (v->body)
-        evbuffer_add(v->body, body, sizeof body - 1);
+        sl_textbuf_add(v->body, body, sizeof body - 1);
     v->status = 503;
 }

@@ -89,8 +89,8 @@ START_TEST(client_ip_key_text)
     struct sl_request req = {"GET", 3, "/", 1, NULL, 0, (const struct sockaddr *)&peer6};
     struct result r6;
     memset(&r6, 0, sizeof r6);
-    r6.v.headers = evbuffer_new();
-    r6.v.body = evbuffer_new();
+    r6.v.headers = &r6.vheaders;
+    r6.v.body = &r6.vbody;
     sl_engine_decide(engine, &cfg, &req, &r6.v, on_verdict, &r6);
     ck_assert_int_eq(r6.calls, 1);
     ck_assert_str_eq(memory.keys[5], "2001:db8::7");

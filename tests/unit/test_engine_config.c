@@ -12,6 +12,7 @@
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
 #include "sluice/store_memory.h"
+#include "sluice/text.h"
 #include "support/run_suite.h"
 
 static uint64_t now_us;
@@ -145,12 +146,16 @@ static void on_verdict(void *arg, struct sl_verdict *v)
     r->status = v->status;
     r->delay_us = v->delay_us;
     r->route = v->route ? v->route->name : "-";
-    size_t n = evbuffer_get_length(v->headers);
+    size_t n = v->headers->len;
     ck_assert_uint_lt(n, sizeof r->headers);
-    r->headers[evbuffer_remove(v->headers, r->headers, n)] = '\0';
-    n = evbuffer_get_length(v->body);
+    if (n)
+        memcpy(r->headers, v->headers->data, n);
+    r->headers[n] = '\0';
+    n = v->body->len;
     ck_assert_uint_lt(n, sizeof r->body);
-    r->body[evbuffer_remove(v->body, r->body, n)] = '\0';
+    if (n)
+        memcpy(r->body, v->body->data, n);
+    r->body[n] = '\0';
 }
 
 /* Decides one request from `peer` (optionally forwarded for `xff`); every store here
@@ -164,12 +169,13 @@ static struct result decide(const char *method, const char *target, const char *
                              {"X-Forwarded-For", 15, xff, xff ? strlen(xff) : 0}};
     struct sl_request req = {method,      strlen(method),         target, strlen(target), hs,
                              xff ? 2 : 1, (struct sockaddr *)&sin};
-    struct sl_verdict v = {.headers = evbuffer_new(), .body = evbuffer_new()};
+    struct sl_textbuf headers = {0}, body = {0};
+    struct sl_verdict v = {.headers = &headers, .body = &body};
     struct result r = {0};
     sl_engine_decide(engine, cfg, &req, &v, on_verdict, &r);
     ck_assert_int_eq(r.calls, 1);
-    evbuffer_free(v.headers);
-    evbuffer_free(v.body);
+    sl_textbuf_free(&headers);
+    sl_textbuf_free(&body);
     return r;
 }
 

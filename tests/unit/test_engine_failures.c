@@ -141,8 +141,8 @@ START_TEST(reentrant_decisions)
     struct result a;
     struct sl_request req = {"GET", 3, "/a/first", 8, NULL, 0, (struct sockaddr *)&peer_addr};
     memset(&a, 0, sizeof a);
-    a.v.headers = evbuffer_new();
-    a.v.body = evbuffer_new();
+    a.v.headers = &a.vheaders;
+    a.v.body = &a.vbody;
     sl_engine_decide(engine, &cfg, &req, &a.v, start_next, &a);
     ck_assert_int_eq(a.calls, 0);
 

@@ -1,6 +1,7 @@
 /* Text assembled on the stack and handed to an evbuffer in one piece. */
 #include <check.h>
 #include <event2/buffer.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -69,6 +70,26 @@ START_TEST(numbers_in_decimal)
 }
 END_TEST
 
+/* Each length is counted right: both sides of every power of ten. */
+START_TEST(numbers_at_every_length)
+{
+    char got[SL_U64_DIGITS], want[32];
+    uint64_t p = 1;
+
+    for (int k = 0; k < 20; k++, p *= 10) {
+        uint64_t vs[] = {p - 1, p, p + 1};
+        for (size_t i = 0; i < 3; i++) {
+            size_t n = sl_u64_format(got, vs[i]);
+            int m = snprintf(want, sizeof want, "%llu", (unsigned long long)vs[i]);
+            ck_assert_uint_eq(n, (size_t)m);
+            ck_assert_int_eq(memcmp(got, want, n), 0);
+        }
+    }
+    ck_assert_uint_eq(sl_u64_format(got, UINT64_MAX), 20);
+    ck_assert_int_eq(memcmp(got, "18446744073709551615", 20), 0);
+}
+END_TEST
+
 /* Text longer than the room arrives whole and in order, however it is cut. */
 START_TEST(long_text_keeps_its_order)
 {
@@ -97,35 +118,35 @@ START_TEST(long_text_keeps_its_order)
 }
 END_TEST
 
-START_TEST(move_empties_the_source)
+START_TEST(textbuf_holds_any_length_and_is_reused)
 {
-    struct evbuffer *b = evbuffer_new();
-    struct evbuffer *small = evbuffer_new();
-    struct evbuffer *large = evbuffer_new();
+    struct sl_textbuf tb = {0};
     struct sl_text t;
-
-    evbuffer_add(small, "X-A: 1\r\n", 8);
     char *big = malloc(2 * SL_TEXT_ROOM);
     memset(big, 'z', 2 * SL_TEXT_ROOM);
-    evbuffer_add(large, big, 2 * SL_TEXT_ROOM);
 
-    sl_text_init(&t, b);
-    SL_TEXT_LIT(&t, "<");
-    sl_text_move(&t, small);
-    sl_text_move(&t, large);
+    sl_text_init_textbuf(&t, &tb);
+    SL_TEXT_LIT(&t, "<X-A: ");
+    sl_text_u64(&t, 1);
+    sl_text_add(&t, big, 2 * SL_TEXT_ROOM);
     SL_TEXT_LIT(&t, ">");
-    sl_text_flush(&t);
-    ck_assert_uint_eq(evbuffer_get_length(small), 0);
-    ck_assert_uint_eq(evbuffer_get_length(large), 0);
-    ck_assert_uint_eq(evbuffer_get_length(b), 1 + 8 + 2 * SL_TEXT_ROOM + 1);
-    char *got = drain(b);
-    ck_assert_int_eq(memcmp(got, "<X-A: 1\r\nzz", 11), 0);
-    ck_assert_int_eq(got[1 + 8 + 2 * SL_TEXT_ROOM], '>');
-    free(got);
+    ck_assert_uint_eq(tb.len, 7 + 2 * SL_TEXT_ROOM); /* the long piece went straight in */
+    ck_assert_int_eq(sl_text_flush(&t), 0);
+    ck_assert_uint_eq(tb.len, 7 + 2 * SL_TEXT_ROOM + 1);
+    ck_assert_int_eq(memcmp(tb.data, "<X-A: 1zz", 9), 0);
+    ck_assert_int_eq(tb.data[tb.len - 1], '>');
+
+    /* Emptied for the next request, the block is kept and written from the start. */
+    const char *block = tb.data;
+    tb.len = 0;
+    ck_assert_int_eq(sl_textbuf_add(&tb, "ab", 2), 0);
+    ck_assert_ptr_eq(tb.data, block);
+    ck_assert_int_eq(memcmp(tb.data, "ab", 2), 0);
+    ck_assert_uint_eq(tb.len, 2);
+    sl_textbuf_free(&tb);
+    ck_assert_ptr_null(tb.data);
+    ck_assert_uint_eq(tb.len + tb.cap, 0);
     free(big);
-    evbuffer_free(large);
-    evbuffer_free(small);
-    evbuffer_free(b);
 }
 END_TEST
 
@@ -135,8 +156,9 @@ int main(void)
     TCase *tc = tcase_create("text");
     tcase_add_test(tc, nothing_reaches_the_buffer_before_flush);
     tcase_add_test(tc, numbers_in_decimal);
+    tcase_add_test(tc, numbers_at_every_length);
     tcase_add_test(tc, long_text_keeps_its_order);
-    tcase_add_test(tc, move_empties_the_source);
+    tcase_add_test(tc, textbuf_holds_any_length_and_is_reused);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

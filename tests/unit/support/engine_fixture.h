@@ -15,6 +15,7 @@
 #include "run_suite.h"
 #include "sluice/engine.h"
 #include "sluice/route.h"
+#include "sluice/text.h"
 
 /* ---- a scripted store ---- */
 
@@ -174,6 +175,7 @@ static inline void teardown(void)
 
 struct result {
     struct sl_verdict v;
+    struct sl_textbuf vheaders, vbody;
     int calls;
     char headers[1024];
     char body[256];
@@ -184,13 +186,15 @@ static inline void on_verdict(void *arg, struct sl_verdict *v)
     struct result *r = arg;
     ck_assert_ptr_eq(v, &r->v);
     r->calls++;
-    size_t n = evbuffer_get_length(v->headers);
+    size_t n = v->headers->len;
     ck_assert_uint_lt(n, sizeof r->headers);
-    evbuffer_remove(v->headers, r->headers, n);
+    if (n)
+        memcpy(r->headers, v->headers->data, n);
     r->headers[n] = '\0';
-    n = evbuffer_get_length(v->body);
+    n = v->body->len;
     ck_assert_uint_lt(n, sizeof r->body);
-    evbuffer_remove(v->body, r->body, n);
+    if (n)
+        memcpy(r->body, v->body->data, n);
     r->body[n] = '\0';
 }
 
@@ -207,15 +211,15 @@ static inline void start(struct result *r, const char *method, const char *targe
                              nh,
                              (const struct sockaddr *)&peer_addr};
     memset(r, 0, sizeof *r);
-    r->v.headers = evbuffer_new();
-    r->v.body = evbuffer_new();
+    r->v.headers = &r->vheaders;
+    r->v.body = &r->vbody;
     sl_engine_decide(engine, &cfg, &req, &r->v, on_verdict, r);
 }
 
 static inline void done(struct result *r)
 {
-    evbuffer_free(r->v.headers);
-    evbuffer_free(r->v.body);
+    sl_textbuf_free(&r->vheaders);
+    sl_textbuf_free(&r->vbody);
 }
 
 /* Decides one request from 192.0.2.1 that every store answers at once. */
