@@ -16,6 +16,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/route.h"
+#include "sluice/top.h"
 
 /* Per-worker buffers for what a request head yields, sized by the largest head seen. */
 struct scratch {
@@ -43,6 +44,7 @@ struct sl_engine {
     struct sl_store *memory;
     struct sl_store *redis;
     struct sl_metrics_slot *metrics;
+    struct sl_top_slot *top; /* NULL: no heavy-hitter sketches */
     struct scratch scratch;
     bool scratch_busy; /* a decision is being issued: a nested call needs its own */
     struct sl_key_block *free_blocks;
@@ -67,6 +69,11 @@ struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory
     e->redis = redis;
     e->metrics = metrics;
     return e;
+}
+
+void sl_engine_set_top(struct sl_engine *engine, struct sl_top_slot *top)
+{
+    engine->top = top;
 }
 
 static void scratch_deinit(struct scratch *s)
@@ -112,8 +119,9 @@ static void metric_check(struct sl_engine *e, const struct sl_limit *lim,
         sl_metrics_limit_check(e->metrics, lim, result);
 }
 
-/* Saves check `i`'s key for a local retry. Without room the retry is not possible and the
- * limit is treated as failure_mode open would treat it. */
+/* Saves check `i`'s key for a local retry, and for the heavy-hitter sketches, which learn
+ * the decision later. Without room the retry is not possible and the limit is treated as
+ * failure_mode open would treat it; the sketches miss that one request. */
 static void keep_key(struct sl_engine *e, struct sl_verdict *v, size_t i, const char *key,
                      size_t len)
 {
@@ -151,6 +159,22 @@ static void keep_key(struct sl_engine *e, struct sl_verdict *v, size_t i, const 
 
 static void finish(struct sl_verdict *v);
 
+static bool top_on(const struct sl_engine *e, const struct sl_verdict *v)
+{
+    return e->top && v->priv.cfg->admin_top;
+}
+
+/* The check's final answer, for the heavy hitters: every decided request counts as seen,
+ * and a denial (a shadow limit's "would deny" included) as denied. */
+static void record_top(struct sl_engine *e, struct sl_verdict *v, size_t i, bool denied,
+                       uint64_t now)
+{
+    const struct sl_key_block *b = v->priv.keys;
+    if (b && b->kept[i])
+        sl_top_record(e->top, v->priv.checks[i].limit, b->data + b->off[i], b->klen[i], denied,
+                      now ? now : sl_clock_mono_us());
+}
+
 static void release(struct sl_verdict *v)
 {
     if (--v->priv.pending == 0)
@@ -170,6 +194,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
     c->status = status;
     if (status == SL_STORE_OK) {
         c->decision = *d;
+        if (top_on(e, v))
+            record_top(e, v, (size_t)(c - v->priv.checks), !d->allowed, now);
         metric_check(e, c->limit,
                      d->allowed         ? SL_CHECK_ALLOW
                      : c->limit->shadow ? SL_CHECK_SHADOW_DENY
@@ -191,6 +217,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
         return;
     }
     metric_check(e, c->limit, SL_CHECK_ERROR);
+    if (top_on(e, v))
+        record_top(e, v, i, false, now);
     release(v);
 }
 
@@ -275,7 +303,8 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                   const struct sl_key_ctx *ctx)
 {
     const struct sl_route *route = v->route;
-    bool keep = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
+    bool retry = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
+    bool top = top_on(e, v);
 
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_limit *lim = &route->limits[i];
@@ -297,7 +326,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
             }
             sl_key_build(lim, ctx, s->key, s->key_cap);
         }
-        if (keep && c->store == SL_STORE_REDIS)
+        if (top || (retry && c->store == SL_STORE_REDIS))
             keep_key(e, v, i, s->key, (size_t)n);
         c->started_us = e->metrics ? sl_clock_mono_us() : 0;
         v->priv.pending++;
