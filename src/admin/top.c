@@ -101,6 +101,18 @@ void sl_top_bind(struct sl_config *cfg)
     }
 }
 
+/* A word at a time: keys are mostly short (addresses, API keys) and this runs per request.
+ * A client choosing colliding keys only lengthens probes, bounded by SL_TOP_K. */
+static uint32_t hash_words(const uint64_t *w, size_t n, size_t len)
+{
+    uint64_t h = (uint64_t)len * 0x9e3779b97f4a7c15ull;
+    for (size_t i = 0; i < n; i++) {
+        h = (h ^ w[i]) * 0xff51afd7ed558ccdull;
+        h ^= h >> 32;
+    }
+    return (uint32_t)h;
+}
+
 static inline uint64_t load(const _Atomic uint64_t *v)
 {
     return atomic_load_explicit(v, memory_order_relaxed);
@@ -337,7 +349,7 @@ void sl_top_record(struct sl_top_slot *slot, const struct sl_limit *lim, const c
     if (nwords)
         words[nwords - 1] = 0;
     memcpy(words, key, len);
-    uint32_t h = fnv1a(2166136261u, key, len);
+    uint32_t h = hash_words(words, nwords, len);
     uint64_t minute = now_us / SL_TOP_WINDOW_US;
 
     summary_add(summary_now(sk, TOP_SEEN, minute), words, (uint32_t)len, h);
