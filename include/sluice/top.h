@@ -5,8 +5,9 @@
  * Each worker holds, per limit it has recorded, two rings of SL_TOP_WINDOWS Space-Saving
  * summaries of SL_TOP_K counters, one summary per minute: one ring counts every decided
  * request, the other only denials. The worker writes its own sketches without a lock; the
- * admin thread reads them under a per-summary sequence counter and merges the workers'
- * summaries of the last SL_TOP_WINDOWS minutes when /top is asked.
+ * admin thread reads them through sequence counters (per counter and per summary, see
+ * src/admin/top_internal.h) and merges the workers' summaries of the last SL_TOP_WINDOWS
+ * minutes when /top is asked.
  *
  * Accuracy. Over a window holding N requests (or N denials) of a limit, every reported
  * `count` is an upper bound of the key's true count and `count - error` a lower bound, with
