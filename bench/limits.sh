@@ -3,7 +3,7 @@
 # limit_req doing the same job, one worker each, all on loopback.
 #
 #   bench/limits.sh        (DURATION=3 ROUNDS=7 CONNS="32 256" SCENARIOS="plain open shut"
-#                           WRK_THREADS=2)
+#                           WRK_THREADS=2 BASELINE=)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, then sluice and nginx (1 worker each, access logs off) with three routes:
@@ -15,7 +15,10 @@
 # wrk drives each in interleaved rounds; prints the median req/s, p50 and p99 of the
 # rounds, the CPU time the server spent per request (from /proc: steadier than req/s on a
 # shared machine; also split into user and system time) and the ratios sluice/nginx.
-# Temporary files live in bench/out/limits/.
+# sluice runs with its admin listener on, as deployed, so the heavy-hitter sketches behind
+# GET /top are fed on every limited request. BASELINE=/path/to/an/older/sluice runs that
+# build too, with the same file, in the same interleaved rounds, and adds a table of this
+# build against it. Temporary files live in bench/out/limits/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -27,9 +30,13 @@ SCENARIOS=${SCENARIOS:-"plain open shut"}
 UP_PORT=${UP_PORT:-18291}
 SL_PORT=${SL_PORT:-18292}
 NG_PORT=${NG_PORT:-18293}
+AD_PORT=${AD_PORT:-18294}
+BASE_PORT=${BASE_PORT:-18295}
+BASE_AD_PORT=${BASE_AD_PORT:-18296}
+BASELINE=${BASELINE:-}
 
 . bench/lib.sh
-bench_setup "nginx wrk" "$UP_PORT" "$SL_PORT" "$NG_PORT"
+bench_setup "nginx wrk" "$UP_PORT" "$SL_PORT" "$NG_PORT" "$AD_PORT" "$BASE_PORT" "$BASE_AD_PORT"
 rm -f "$out"/*.txt
 
 nginx_conf upstream 1 "server {
@@ -43,7 +50,7 @@ cat >"$out/sluice.yaml" <<YAML
 listen: "127.0.0.1:$SL_PORT"
 workers: 1
 admin:
-  listen: "off"
+  listen: "127.0.0.1:$AD_PORT"
 upstream:
   url: "http://127.0.0.1:$UP_PORT"
   keepalive: 512
@@ -78,6 +85,13 @@ YAML
 "$root/build-release/sluice" -c "$out/sluice.yaml" 2>"$out/sluice.err" &
 sl_pid=$!
 pids+=($sl_pid)
+if [ -n "$BASELINE" ]; then
+    sed -e "s/127.0.0.1:$SL_PORT/127.0.0.1:$BASE_PORT/" -e "s/127.0.0.1:$AD_PORT/127.0.0.1:$BASE_AD_PORT/" \
+        "$out/sluice.yaml" >"$out/base.yaml"
+    "$BASELINE" -c "$out/base.yaml" 2>"$out/base.err" &
+    base_pid=$!
+    pids+=($base_pid)
+fi
 
 # nginx keeps its rate in requests per 1000 s internally; 100000000r/s fits easily.
 # Rejections are logged at limit_req_log_level: the error log at crit keeps them out,
@@ -114,6 +128,7 @@ start_nginx limiter
 ng_master=$!
 wait_port "$SL_PORT"
 wait_port "$NG_PORT"
+[ -z "$BASELINE" ] || wait_port "$BASE_PORT"
 ng_pid=
 for _ in $(seq 100); do
     ng_pid=$(pgrep -P "$ng_master" | head -1) && break
@@ -127,11 +142,14 @@ for round in $(seq "$ROUNDS"); do
             # Alternate who goes first, so that neither always runs on a warmer machine.
             sl=(sluice "$scenario" "$conns" "$round" "$sl_pid" "http://127.0.0.1:$SL_PORT/$scenario")
             ng=(nginx "$scenario" "$conns" "$round" "$ng_pid" "http://127.0.0.1:$NG_PORT/$scenario")
+            base=(base "$scenario" "$conns" "$round" "${base_pid:-}" "http://127.0.0.1:$BASE_PORT/$scenario")
             if [ $((round % 2)) -eq 1 ]; then
                 wrk_record "${sl[@]}"
+                [ -z "$BASELINE" ] || wrk_record "${base[@]}"
                 wrk_record "${ng[@]}"
             else
                 wrk_record "${ng[@]}"
+                [ -z "$BASELINE" ] || wrk_record "${base[@]}"
                 wrk_record "${sl[@]}"
             fi
         done
@@ -184,3 +202,23 @@ echo "rps x = sluice/nginx requests per second (higher is better); p50 x, p99 x,
 echo "sluice/nginx latency and CPU time per request (lower is better); 429% = share of"
 echo "responses that were not 2xx. Ratios are the median of each round's own ratio. Both"
 echo "servers share the 2 cores with wrk and the upstream."
+
+[ -n "$BASELINE" ] || exit 0
+echo
+echo "== this build against BASELINE=$BASELINE  (same file, same rounds)"
+printf "%-6s %5s | %9s %6s | %9s %6s | %5s %5s %5s\n" \
+    route conns sluice cpu base cpu "rps x" "p99 x" "cpu x"
+for scenario in $SCENARIOS; do
+    for conns in $CONNS; do
+        printf "%-6s %5s | %9.0f %6.2f | %9.0f %6.2f | %5.3f %5.3f %5.3f\n" "/$scenario" "$conns" \
+            "$(col_median sluice "$scenario" "$conns" $COL_RPS)" \
+            "$(col_median sluice "$scenario" "$conns" $COL_CPU)" \
+            "$(col_median base "$scenario" "$conns" $COL_RPS)" \
+            "$(col_median base "$scenario" "$conns" $COL_CPU)" \
+            "$(paired_ratio sluice base "$scenario" "$conns" $COL_RPS)" \
+            "$(paired_ratio sluice base "$scenario" "$conns" $COL_P99)" \
+            "$(paired_ratio sluice base "$scenario" "$conns" $COL_CPU)"
+    done
+done
+echo "x = this build / BASELINE, the median of each round's own ratio: rps x above 1 and cpu x"
+echo "below 1 favour this build."

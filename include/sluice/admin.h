@@ -1,5 +1,5 @@
-/* The admin listener: /metrics, /healthz, /readyz and /config on their own thread and
- * event loop, so that a slow scrape never delays proxied traffic. */
+/* The admin listener: /metrics, /healthz, /readyz, /config and /top on their own thread
+ * and event loop, so that a slow scrape never delays proxied traffic. */
 #ifndef SLUICE_ADMIN_H
 #define SLUICE_ADMIN_H
 
@@ -8,6 +8,7 @@
 
 #include "sluice/config.h"
 #include "sluice/metrics.h"
+#include "sluice/top.h"
 
 struct sl_admin_hooks {
     /* The current configuration with one reference the admin drops. Thread-safe. */
@@ -15,13 +16,16 @@ struct sl_admin_hooks {
     /* True when listeners are up and, with failure_mode closed, Redis is connected. */
     bool (*ready)(void *arg);
     void *arg;
+    /* The workers' heavy-hitter sketches, or NULL: /top answers 404 without them, and
+     * while the configuration has admin.top off. */
+    struct sl_top *top;
 };
 
 /* Binds `addr` and serves on a new thread. Returns NULL and writes a message to `err`
  * when the address cannot be bound. `metrics` (not NULL) and `hooks->arg` are borrowed and
  * must outlive sl_admin_stop(); `*hooks` is copied. A NULL `ready` hook means always
  * ready; a NULL `config_ref` (or one returning NULL) makes /config answer 503. The process
- * must ignore SIGPIPE (a scraper may hang up mid-response). Paths other than the four
+ * must ignore SIGPIPE (a scraper may hang up mid-response). Paths other than the five
  * answer 404; methods other than GET and HEAD answer 405. A stale unix socket file
  * (nothing listening) is replaced; the file is removed at stop. */
 struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,

@@ -79,6 +79,7 @@ struct sl_limit {
     enum sl_store_kind store;
     size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
     unsigned metrics_id;             /* assigned by sl_metrics_bind() */
+    uint32_t top_tag;                /* its key sources' fingerprint, from sl_top_bind() */
     /* Other rates the limit with this route name, limit name and algorithm had in the
      * configurations before this one, newest first: a store may hold state written under
      * them, which it carries over to this rate (sl_algorithm_ops.rescale). */
@@ -184,6 +185,7 @@ struct sl_config {
     bool admin_enabled;
     struct sl_sockaddr admin_listen;
     bool admin_route_histograms;     /* false: one request-duration histogram per instance */
+    bool admin_top;                  /* heavy-hitter sketches and GET /top */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
     struct sl_path_rules paths;      /* folds for matching and the path key */

@@ -16,6 +16,7 @@
 struct event_base;
 struct sl_textbuf;
 struct sl_metrics_slot;
+struct sl_top_slot;
 
 /* The `decision` label of sluice_requests_total. */
 enum sl_outcome {
@@ -77,6 +78,10 @@ struct sl_verdict {
 struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory,
                                 struct sl_store *redis, struct sl_metrics_slot *metrics);
 void sl_engine_free(struct sl_engine *engine);
+
+/* Gives the engine this worker's heavy-hitter sketches (borrowed; NULL: none). While the
+ * configuration has admin.top on, every limit's final decision is recorded there. */
+void sl_engine_set_top(struct sl_engine *engine, struct sl_top_slot *top);
 
 /* Decides `req` under `cfg` and calls `cb(arg, v)` exactly once: before returning when
  * every store involved answers at once, else later on the worker's event loop (at most

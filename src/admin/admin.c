@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sluice/admin.h"
+#include "sluice/clock.h"
 
 struct sl_admin {
     struct sl_metrics *metrics;
@@ -95,16 +96,47 @@ static void serve_config(struct sl_admin *admin, struct evhttp_request *req)
     reply(req, 200, "OK", "application/json", NULL);
 }
 
+/* Keys may be personal data: without the sketches, or with admin.top off in the running
+ * configuration, the endpoint does not exist. */
+static void serve_top(struct sl_admin *admin, struct evhttp_request *req)
+{
+    struct sl_config *cfg = admin->hooks.config_ref && admin->hooks.top
+                                ? admin->hooks.config_ref(admin->hooks.arg)
+                                : NULL;
+    if (!cfg || !cfg->admin_top) {
+        sl_cfg_unref(cfg);
+        reply(req, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
+        return;
+    }
+    const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+    int status = sl_top_render(admin->hooks.top, cfg, uri ? evhttp_uri_get_query(uri) : NULL,
+                               sl_clock_mono_us(), out);
+    sl_cfg_unref(cfg);
+    switch (status) {
+    case 200:
+        reply(req, 200, "OK", "application/json", NULL);
+        break;
+    case 400:
+        reply(req, 400, "Bad Request", "application/json", NULL);
+        break;
+    case 404:
+        reply(req, 404, "Not Found", "application/json", NULL);
+        break;
+    default:
+        evbuffer_drain(out, evbuffer_get_length(out));
+        reply(req, 500, "Internal Server Error", "text/plain; charset=utf-8", "out of memory\n");
+    }
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     static const struct {
         const char *path;
         void (*serve)(struct sl_admin *, struct evhttp_request *);
     } routes[] = {
-        {"/metrics", serve_metrics},
-        {"/readyz", serve_readyz},
-        {"/config", serve_config},
-        {"/healthz", NULL},
+        {"/metrics", serve_metrics}, {"/readyz", serve_readyz}, {"/config", serve_config},
+        {"/top", serve_top},         {"/healthz", NULL},
     };
     struct sl_admin *admin = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);

@@ -207,6 +207,7 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_json(&b, cfg->admin_enabled ? cfg->admin_listen.text : "off");
     sl_cfg_buf_adds(&b, cfg->admin_route_histograms ? ",\"route_histograms\":true"
                                                     : ",\"route_histograms\":false");
+    sl_cfg_buf_adds(&b, cfg->admin_top ? ",\"top\":true" : ",\"top\":false");
     sl_cfg_buf_adds(&b, "},\"upstream\":{\"url\":");
     sl_cfg_buf_json(&b, up->url);
     sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u}",

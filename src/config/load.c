@@ -134,6 +134,7 @@ static struct sl_config *new_defaults(void)
     cfg->workers_auto = true;
     cfg->admin_enabled = true;
     cfg->admin_route_histograms = true;
+    cfg->admin_top = true;
     cfg->upstream.connect_timeout_ms = 2000;
     cfg->upstream.timeout_ms = 60000;
     cfg->upstream.keepalive = 64;
@@ -194,13 +195,14 @@ static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *
 
 static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"listen", "route_histograms", NULL};
+    static const char *const keys[] = {"listen", "route_histograms", "top", NULL};
     yaml_node_t *node = sl_ld_get(ld, root, "admin");
     char got[96];
 
     if (!node || !sl_ld_mapping(ld, node, "admin", keys))
         return;
     sl_ld_bool(ld, node, "admin", "route_histograms", &cfg->admin_route_histograms);
+    sl_ld_bool(ld, node, "admin", "top", &cfg->admin_top);
     yaml_node_t *v = sl_ld_get(ld, node, "listen");
     if (!v)
         return;

@@ -17,6 +17,7 @@
 #include "sluice/config.h"
 #include "sluice/engine.h"
 #include "sluice/metrics.h"
+#include "sluice/top.h"
 #include "sluice/request.h"
 #include "sluice/text.h"
 
@@ -205,6 +206,7 @@ struct sl_server {
     struct sl_config *cfg; /* current snapshot; guarded by lock */
     pthread_mutex_t lock;
     struct sl_metrics *metrics;
+    struct sl_top *top; /* heavy-hitter sketches; NULL without the admin listener */
     struct sl_store *memory;
     struct sl_worker *workers;
     unsigned nworkers;

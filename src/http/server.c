@@ -114,6 +114,7 @@ static void reload(struct sl_server *s)
         sl_metrics_config_reload(s->metrics, false);
         return;
     }
+    sl_top_bind(cfg);
     warn_restart_needed(s->cfg, cfg);
     sl_cfg_inherit_rates(cfg, s->cfg, sl_clock_mono_us());
     sl_log_set_level(cfg->log_level);
@@ -227,6 +228,11 @@ int sl_server_run(struct sl_config *cfg)
     pthread_mutex_init(&s->lock, NULL);
     s->nworkers = cfg->workers ? cfg->workers : 1;
     s->metrics = sl_metrics_new(s->nworkers);
+    /* The sketches are read only through the admin listener: without it, none is kept. */
+    if (cfg->admin_enabled && !(s->top = sl_top_new(s->nworkers))) {
+        sl_log_error("out of memory starting sluice");
+        goto out;
+    }
     s->memory = sl_store_memory_new(cfg->memory_max_keys, NULL);
     s->workers = calloc(s->nworkers, sizeof *s->workers);
     s->base = event_base_new();
@@ -239,6 +245,7 @@ int sl_server_run(struct sl_config *cfg)
         sl_log_error("too many route and limit names for the metrics registry");
         goto out;
     }
+    sl_top_bind(cfg);
     if (open_access_log(s) < 0)
         goto out;
     s->worker_done_ev = event_new(s->base, -1, 0, worker_done_cb, s);
@@ -268,7 +275,7 @@ int sl_server_run(struct sl_config *cfg)
         }
     }
     if (cfg->admin_enabled) {
-        struct sl_admin_hooks hooks = {server_config_ref, server_ready, s};
+        struct sl_admin_hooks hooks = {server_config_ref, server_ready, s, s->top};
         admin = sl_admin_start(&cfg->admin_listen, s->metrics, &hooks, err, sizeof err);
         if (!admin) {
             sl_log_error("%s", err);
@@ -319,6 +326,7 @@ out:
     free(s->workers);
     sl_store_free(s->memory);
     sl_metrics_free(s->metrics);
+    sl_top_free(s->top);
     sl_cfg_unref(s->cfg);
     pthread_mutex_destroy(&s->lock);
     if (rc == 0)

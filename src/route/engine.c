@@ -15,6 +15,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/route.h"
+#include "sluice/top.h"
 
 /* Per-worker buffers for what a request head yields, sized by the largest head seen. */
 struct scratch {
@@ -42,6 +43,12 @@ struct sl_engine {
     struct sl_store *memory;
     struct sl_store *redis;
     struct sl_metrics_slot *metrics;
+    struct sl_top_slot *top; /* NULL: no heavy-hitter sketches */
+    /* The check being asked in issue() and its key in the scratch buffer: an answer given
+     * inside sl_store_decide() finds its key there, with no copy. */
+    const struct sl_verdict_check *asking;
+    const char *asking_key;
+    size_t asking_len;
     struct scratch scratch;
     bool scratch_busy; /* a decision is being issued: a nested call needs its own */
     struct sl_key_block *free_blocks;
@@ -66,6 +73,11 @@ struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory
     e->redis = redis;
     e->metrics = metrics;
     return e;
+}
+
+void sl_engine_set_top(struct sl_engine *engine, struct sl_top_slot *top)
+{
+    engine->top = top;
 }
 
 static void scratch_deinit(struct scratch *s)
@@ -111,8 +123,9 @@ static void metric_check(struct sl_engine *e, const struct sl_limit *lim,
         sl_metrics_limit_check(e->metrics, lim, result);
 }
 
-/* Saves check `i`'s key for a local retry. Without room the retry is not possible and the
- * limit is treated as failure_mode open would treat it. */
+/* Saves check `i`'s key for a local retry, and for the heavy-hitter sketches, which learn a
+ * Redis decision later. Without room the retry is not possible and the limit is treated as
+ * failure_mode open would treat it; the sketches miss that one request. */
 static void keep_key(struct sl_engine *e, struct sl_verdict *v, size_t i, const char *key,
                      size_t len)
 {
@@ -150,6 +163,27 @@ static void keep_key(struct sl_engine *e, struct sl_verdict *v, size_t i, const 
 
 static void finish(struct sl_verdict *v);
 
+static bool top_on(const struct sl_engine *e, const struct sl_verdict *v)
+{
+    return e->top && v->priv.cfg->admin_top;
+}
+
+/* The check's final answer, for the heavy hitters: every decided request counts as seen,
+ * and a denial (a shadow limit's "would deny" included) as denied. The key is in the
+ * scratch buffer for an answer given at once, else in the key block. */
+static void record_top(struct sl_engine *e, struct sl_verdict *v, size_t i, bool denied,
+                       uint64_t now)
+{
+    const struct sl_verdict_check *c = &v->priv.checks[i];
+    const struct sl_key_block *b = v->priv.keys;
+    if (now == 0)
+        now = sl_clock_mono_us();
+    if (c == e->asking)
+        sl_top_record(e->top, c->limit, e->asking_key, e->asking_len, denied, now);
+    else if (b && b->kept[i])
+        sl_top_record(e->top, c->limit, b->data + b->off[i], b->klen[i], denied, now);
+}
+
 static void release(struct sl_verdict *v)
 {
     if (--v->priv.pending == 0)
@@ -169,6 +203,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
     c->status = status;
     if (status == SL_STORE_OK) {
         c->decision = *d;
+        if (top_on(e, v))
+            record_top(e, v, (size_t)(c - v->priv.checks), !d->allowed, now);
         metric_check(e, c->limit,
                      d->allowed         ? SL_CHECK_ALLOW
                      : c->limit->shadow ? SL_CHECK_SHADOW_DENY
@@ -190,6 +226,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
         return;
     }
     metric_check(e, c->limit, SL_CHECK_ERROR);
+    if (top_on(e, v))
+        record_top(e, v, i, false, now);
     release(v);
 }
 
@@ -274,7 +312,8 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                   const struct sl_key_ctx *ctx)
 {
     const struct sl_route *route = v->route;
-    bool keep = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
+    bool retry = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
+    bool top = top_on(e, v);
 
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_limit *lim = &route->limits[i];
@@ -296,11 +335,22 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
             }
             sl_key_build(lim, ctx, s->key, s->key_cap);
         }
-        if (keep && c->store == SL_STORE_REDIS)
+        /* A Redis answer comes later, when the scratch buffer holds other keys. */
+        if ((top || retry) && c->store == SL_STORE_REDIS)
             keep_key(e, v, i, s->key, (size_t)n);
         c->started_us = e->metrics ? sl_clock_mono_us() : 0;
         v->priv.pending++;
+        const struct sl_verdict_check *outer = e->asking;
+        const char *outer_key = e->asking_key;
+        size_t outer_len = e->asking_len;
+        e->asking = c;
+        e->asking_key = s->key;
+        e->asking_len = (size_t)n;
         sl_store_decide(store, lim, s->key, (size_t)n, on_decision, c);
+        /* Restored: this call may run inside another request's sl_store_decide(). */
+        e->asking = outer;
+        e->asking_key = outer_key;
+        e->asking_len = outer_len;
     }
 }
 

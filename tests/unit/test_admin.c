@@ -117,7 +117,7 @@ struct fixture {
 
 static void start(struct fixture *f, const struct sl_sockaddr *bind_addr)
 {
-    struct sl_admin_hooks hooks = {hook_config_ref, hook_ready, &f->hooks_state};
+    struct sl_admin_hooks hooks = {hook_config_ref, hook_ready, &f->hooks_state, NULL};
     char err[256] = "";
 
     memset(f, 0, sizeof *f);
@@ -292,7 +292,7 @@ START_TEST(test_unix_socket)
 
     /* A live listener's socket is left alone: the second start fails. */
     char err[256] = "";
-    struct sl_admin_hooks hooks = {NULL, NULL, NULL};
+    struct sl_admin_hooks hooks = {NULL, NULL, NULL, NULL};
     ck_assert_ptr_null(sl_admin_start(&addr, f.metrics, &hooks, err, sizeof err));
     ck_assert_ptr_nonnull(strstr(err, "unix:test"));
     r = get(&f.addr, "GET", "/healthz");
@@ -307,7 +307,7 @@ START_TEST(test_busy_port_is_an_error)
     struct fixture f;
     struct sl_sockaddr any;
     char err[256] = "";
-    struct sl_admin_hooks hooks = {NULL, NULL, NULL};
+    struct sl_admin_hooks hooks = {NULL, NULL, NULL, NULL};
 
     loopback_v4(&any, 0);
     start(&f, &any);
@@ -322,7 +322,7 @@ START_TEST(test_missing_hooks)
 {
     struct sl_sockaddr any;
     char err[256] = "";
-    struct sl_admin_hooks hooks = {NULL, NULL, NULL};
+    struct sl_admin_hooks hooks = {NULL, NULL, NULL, NULL};
     struct sl_metrics *metrics = sl_metrics_new(1);
 
     loopback_v4(&any, 0);

@@ -12,6 +12,8 @@ START_TEST(error_unknown_key)
                   "\"2s\", \"5m\", \"1h\" or \"1d\", got \"soon\"\n");
     ASSERT_ERRORS(UPSTREAM "admin:\n  route_histograms: maybe\nroutes: []\n",
                   "t.yaml:4:21: admin.route_histograms: expected true or false, got \"maybe\"\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  top: off\nroutes: []\n",
+                  "t.yaml:4:8: admin.top: expected true or false, got \"off\"\n");
 }
 END_TEST
 

@@ -227,6 +227,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg->workers, cpus > 0 ? (unsigned)cpus : 1);
     ck_assert(cfg->admin_enabled);
     ck_assert_str_eq(cfg->admin_listen.text, "127.0.0.1:9901");
+    ck_assert(cfg->admin_top);
     ck_assert_str_eq(cfg->upstream.url, "http://127.0.0.1:3000");
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->upstream.addr.ss;
     ck_assert_int_eq(ntohs(sin->sin_port), 3000);
@@ -259,13 +260,14 @@ END_TEST
 START_TEST(admin_off_localhost_and_memory_store)
 {
     struct sl_config *cfg =
-        load_ok("admin: {listen: \"off\"}\n"
+        load_ok("admin: {listen: \"off\", top: false}\n"
                 "upstream: {url: \"http://localhost:3000/\"}\n"
                 "access_log: \"off\"\n"
                 "routes:\n"
                 "  - name: a\n"
                 "    limits: [{name: x, algorithm: fixed_window, rate: 1/s}]\n");
     ck_assert(!cfg->admin_enabled);
+    ck_assert(!cfg->admin_top);
     ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_OFF);
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->upstream.addr.ss;
     ck_assert_uint_eq(ntohl(sin->sin_addr.s_addr), 0x7f000001);

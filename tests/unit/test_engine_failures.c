@@ -1,6 +1,8 @@
 /* The limiter engine when stores fail or answer late: each failure_mode, answers that
  * arrive after the verdict, decisions that re-enter the engine, and keys that outgrow the
  * buffers. */
+#include "sluice/clock.h"
+#include "sluice/top.h"
 #include "support/engine_fixture.h"
 
 static void two_limits_one_failing(void)
@@ -88,6 +90,65 @@ START_TEST(failure_local_after_a_late_answer)
     ck_assert_str_eq(memory.keys[3], "198.51.100.7");
     done(&r1);
     done(&r2);
+}
+END_TEST
+
+static uint64_t top_count(struct sl_top *top, const struct sl_limit *lim, bool denied,
+                          const char *key)
+{
+    struct sl_top_report rep;
+    uint64_t n = 0;
+    ck_assert_int_eq(sl_top_read(top, lim, sl_clock_mono_us(), SL_TOP_K, &rep), 0);
+    const struct sl_top_list *l = denied ? &rep.denied : &rep.seen;
+    for (size_t i = 0; i < l->n; i++)
+        if (strcmp(l->items[i].key, key) == 0)
+            n = l->items[i].count;
+    sl_top_report_deinit(&rep);
+    return n;
+}
+
+/* The heavy hitters learn each limit's decision under the key it was asked with, also when
+ * the answer comes after other requests have reused the engine's buffers. */
+START_TEST(late_answers_reach_the_heavy_hitters)
+{
+    struct sl_top *top = sl_top_new(1);
+    two_limits_one_failing();
+    struct sl_limit *local = &routes[0].limits[0], *global = &routes[0].limits[1];
+    local->metrics_id = 0;
+    global->metrics_id = 1;
+    local->top_tag = global->top_tag = 1;
+    cfg.admin_top = true;
+    script(&redis, "global", SL_STORE_OK, deny(100, 60000000, 5000000));
+    redis.async = true;
+    sl_engine_set_top(engine, sl_top_slot(top, 0));
+
+    struct result r1, r2;
+    peer_addr.sin_family = AF_INET;
+    inet_pton(AF_INET, "192.0.2.1", &peer_addr.sin_addr);
+    start(&r1, "GET", "/", NULL, 0);
+    inet_pton(AF_INET, "198.51.100.7", &peer_addr.sin_addr);
+    start(&r2, "GET", "/", NULL, 0);
+    ck_assert_uint_eq(top_count(top, local, false, "192.0.2.1"), 1);
+    ck_assert_uint_eq(top_count(top, global, false, "192.0.2.1"), 0);
+    fake_flush(&redis);
+    ck_assert_int_eq(r1.v.outcome, SL_OUTCOME_LIMITED);
+    for (int i = 0; i < 2; i++) {
+        const char *key = i ? "198.51.100.7" : "192.0.2.1";
+        ck_assert_uint_eq(top_count(top, local, false, key), 1);
+        ck_assert_uint_eq(top_count(top, local, true, key), 0);
+        ck_assert_uint_eq(top_count(top, global, false, key), 1);
+        ck_assert_uint_eq(top_count(top, global, true, key), 1);
+    }
+    done(&r1);
+    done(&r2);
+
+    /* admin.top off in the configuration: nothing more is recorded. */
+    cfg.admin_top = false;
+    redis.async = false;
+    decide("GET", "/");
+    ck_assert_uint_eq(top_count(top, global, false, "192.0.2.1"), 1);
+    sl_engine_set_top(engine, NULL);
+    sl_top_free(top);
 }
 END_TEST
 
@@ -204,6 +265,7 @@ int main(void)
     tcase_add_test(tc, failure_local_asks_memory);
     tcase_add_test(tc, failure_local_after_a_late_answer);
     tcase_add_test(tc, late_answers_finish_once);
+    tcase_add_test(tc, late_answers_reach_the_heavy_hitters);
     tcase_add_test(tc, reentrant_decisions);
     tcase_add_test(tc, long_keys_grow_the_buffers);
     suite_add_tcase(s, tc);

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Instructions sluice executes per request, counted by callgrind: independent of the
+# machine's load, so two builds compare exactly where wrk's req/s would only be noisy.
+#
+#   bench/callgrind.sh [SLUICE_BINARY...]     (N1=2000 N2=10000 KEYS=1 TOP=)
+#
+# For each binary (default build-release/sluice, built in release mode), runs sluice under
+# callgrind twice, answering N1 and then N2 requests on /open (a leaky_bucket limit that
+# never rejects, proxied to an nginx upstream, as bench/limits.sh's /open), and prints
+# (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. KEYS > 1 keys the limit
+# on an X-Key header drawn from KEYS values (1 = client_ip, one key); TOP=true|false sets
+# admin.top (unset: the binary's default, so that a build before admin.top runs too).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$PWD
+out=$root/bench/out/callgrind
+N1=${N1:-2000}
+N2=${N2:-10000}
+KEYS=${KEYS:-1}
+TOP=${TOP:-}
+UP_PORT=${UP_PORT:-18461}
+SL_PORT=${SL_PORT:-18462}
+AD_PORT=${AD_PORT:-18463}
+
+. bench/lib.sh
+bench_setup "nginx valgrind python3" "$UP_PORT" "$SL_PORT" "$AD_PORT"
+[ $# -gt 0 ] || set -- "$root/build-release/sluice"
+
+nginx_conf upstream 1 "server {
+        listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
+        location / { return 200 \"ok\n\"; }
+    }"
+start_nginx upstream
+wait_port "$UP_PORT"
+
+if [ "$KEYS" -gt 1 ]; then key='"header:X-Key"'; else key=client_ip; fi
+cat >"$out/sluice.yaml" <<YAML
+listen: "127.0.0.1:$SL_PORT"
+workers: 1
+admin:
+  listen: "127.0.0.1:$AD_PORT"
+${TOP:+  top: $TOP}
+upstream:
+  url: "http://127.0.0.1:$UP_PORT"
+access_log: off
+log_level: warn
+routes:
+  - name: open
+    match:
+      path_prefix: "/open"
+    limits:
+      - name: per_key
+        algorithm: leaky_bucket
+        rate: 100000000/s
+        burst: 1000
+        delay: false
+        key: $key
+YAML
+
+# Sends exactly N requests, pipelined 50 at a time on one keep-alive connection, and
+# checks every answer is a 200.
+drive() { # n
+    python3 - "$SL_PORT" "$1" "$KEYS" <<'PY'
+import random, socket, sys
+port, n, keys = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+rng = random.Random(1)
+s = socket.create_connection(("127.0.0.1", port))
+f = s.makefile("rb")
+sent = 0
+while sent < n:
+    batch = min(50, n - sent)
+    s.sendall(b"".join(b"GET /open HTTP/1.1\r\nHost: b\r\nX-Key: k%d\r\n\r\n" % rng.randrange(keys)
+                       for _ in range(batch)))
+    for _ in range(batch):
+        status = f.readline()
+        assert b" 200 " in status, status
+        length = 0
+        while True:
+            line = f.readline()
+            if line in (b"\r\n", b""):
+                break
+            if line.lower().startswith(b"content-length:"):
+                length = int(line.split(b":")[1])
+        f.read(length)
+    sent += batch
+PY
+}
+
+run() { # binary n -> Ir
+    local log=$out/callgrind.log
+    rm -f "$out"/callgrind.out.*
+    valgrind --tool=callgrind --callgrind-out-file="$out/callgrind.out.%p" \
+        "$1" -c "$out/sluice.yaml" 2>"$log" &
+    local pid=$!
+    for _ in $(seq 600); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$SL_PORT") 2>/dev/null && break
+        sleep 0.1
+    done
+    drive "$2"
+    kill -TERM "$pid"
+    wait "$pid" || true
+    awk '/Collected :/ { print $NF }' "$log"
+}
+
+printf "%-50s %8s %12s %12s %10s\n" binary keys "Ir(N1)" "Ir(N2)" "Ir/request"
+for bin in "$@"; do
+    a=$(run "$bin" "$N1")
+    b=$(run "$bin" "$N2")
+    printf "%-50s %8s %12s %12s %10.0f\n" "$bin" "$KEYS" "$a" "$b" \
+        "$(awk -v a="$a" -v b="$b" -v n1="$N1" -v n2="$N2" 'BEGIN { print (b - a) / (n2 - n1) }')"
+done
