@@ -53,11 +53,12 @@ static const char *match_h(const char *method, const char *target, const struct 
         hlen = sl_host_normalize(a, alen, host, sizeof host);
     const char *p = plen < 0 ? NULL : path, *h = hlen < 0 ? NULL : host;
     size_t pl = plen < 0 ? 0 : (size_t)plen, hl = hlen < 0 ? 0 : (size_t)hlen;
-    const struct sl_route *r = sl_route_match(&cfg, &req, p, pl, h, hl);
+    const struct sl_route *r = sl_route_match(&cfg, 0, &req, p, pl, h, hl);
     /* The index, which configurations use, must give the same route as the walk. */
-    struct sl_route_index *ix = sl_route_index_new(&cfg);
+    struct sl_route_index *ix = sl_route_index_new(&cfg, SL_REGEX_MATCHER_BEST, NULL);
     ck_assert_ptr_nonnull(ix);
-    ck_assert_ptr_eq(sl_route_index_match(ix, &cfg, &req, p, pl, h, hl), r);
+    ck_assert_int_eq(sl_route_index_reserve(ix, 1), 0);
+    ck_assert_ptr_eq(sl_route_index_match(ix, &cfg, 0, &req, p, pl, h, hl), r);
     sl_route_index_free(ix);
     return r ? r->name : "-";
 }
