@@ -11,7 +11,8 @@
  * - escapes other than "\" before a special character: "\d", "\w", "\b", "\1" are Perl
  *   classes, boundaries and back-references to Hyperscan, undefined in POSIX ERE;
  * - a backslash inside brackets: a member in POSIX, an escape in Hyperscan;
- * - "[.x.]" and "[=x=]", "{,n}", a quantifier with nothing to repeat or after another
+ * - "[.x.]" and "[=x=]", "[:alpha:]" outside brackets, "{,n}", a quantifier with nothing to repeat
+ * or after another
  *   ("a**", "a+?": possessive and lazy in Hyperscan), "(?...)" groups;
  * - ranges other than within 0-9, a-z or A-Z (POSIX ranges follow the collation order);
  * - "^" other than at the start of the pattern or of a top-level alternative, "$" other
@@ -140,6 +141,14 @@ static int lex_bracket(struct lexer *lx, size_t *i)
     const char *p = lx->p;
     size_t start = *i, j = *i + 1;
 
+    /* "[:alpha:]" alone is a bracket of ":alph" to POSIX and an error to Hyperscan. */
+    if (p[j] == ':' || p[j] == '.' || p[j] == '=')
+        for (size_t k = j + 1; p[k] && p[k] != ']'; k++)
+            if (p[k] == p[j] && p[k + 1] == ']')
+                return fail(lx, start,
+                            "\"[%c...%c]\" outside a bracket expression; a class goes inside "
+                            "one, as in [[:alpha:]]",
+                            p[j], p[j]);
     if (p[j] == '^')
         j++;
     size_t first = j;
