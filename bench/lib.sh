@@ -54,8 +54,8 @@ start_nginx() { # name
     pids+=($!)
 }
 
-wait_port() {
-    for _ in $(seq 100); do
+wait_port() { # port [seconds, default 5]
+    for _ in $(seq $((${2:-5} * 20))); do
         (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
         sleep 0.05
     done

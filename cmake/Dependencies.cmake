@@ -29,6 +29,21 @@ target_include_directories(llhttp SYSTEM PUBLIC ${LLHTTP_INCLUDE_DIR})
 set_target_properties(llhttp PROPERTIES C_EXTENSIONS ON POSITION_INDEPENDENT_CODE ON)
 target_compile_options(llhttp PRIVATE -O2 -w)
 
+# Hyperscan matches every path_regex route in one scan (src/route/regex_hs.c). Debian ships it
+# for amd64 only; elsewhere the POSIX matcher (literal-prefix prefilter, then regexec) is used.
+set(SLUICE_HYPERSCAN AUTO CACHE STRING "Match path_regex routes with Hyperscan: AUTO, ON or OFF")
+set_property(CACHE SLUICE_HYPERSCAN PROPERTY STRINGS AUTO ON OFF)
+set(SLUICE_HAVE_HYPERSCAN 0)
+if(NOT SLUICE_HYPERSCAN STREQUAL "OFF")
+    pkg_check_modules(HYPERSCAN QUIET IMPORTED_TARGET libhs)
+    if(HYPERSCAN_FOUND)
+        set(SLUICE_HAVE_HYPERSCAN 1)
+    elseif(SLUICE_HYPERSCAN STREQUAL "ON")
+        message(FATAL_ERROR "libhs not found: apt-get install -y libhyperscan-dev (amd64 only)")
+    endif()
+endif()
+message(STATUS "path_regex matcher: hyperscan=${SLUICE_HAVE_HYPERSCAN}")
+
 if(SLUICE_TESTS)
     sluice_require_pkg(CHECK check check)
 endif()

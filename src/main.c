@@ -36,6 +36,26 @@ static const char usage[] =
     "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
+/* sluice -t: what the route index holds and what its regex matcher takes. */
+static void print_index(const struct sl_route_index *ix)
+{
+    struct sl_route_index_stats st;
+
+    sl_route_index_stats(ix, &st);
+    printf("routes: %zu path, %zu path_prefix, %zu path_regex, %zu without a path; "
+           "index %zu bytes\n",
+           st.exact, st.prefix, st.regex_prefixed + st.regex_any, st.any, st.bytes);
+    if (st.matcher == SL_REGEX_MATCHER_HYPERSCAN)
+        printf("regex: %zu routes, hyperscan matcher: %zu patterns, database %zu bytes, "
+               "scratch %zu bytes per worker (%u workers)\n",
+               st.regex_prefixed + st.regex_any, st.patterns, st.database_bytes, st.scratch_bytes,
+               st.threads);
+    else
+        printf("regex: %zu routes, fallback matcher (%zu with a literal prefix, tried only "
+               "when the path starts with it)\n",
+               st.regex_prefixed + st.regex_any, st.regex_prefixed);
+}
+
 int main(int argc, char **argv)
 {
     if (argc > 1 && strcmp(argv[1], "explain") == 0)
@@ -86,12 +106,7 @@ int main(int argc, char **argv)
     if (!cfg)
         return EXIT_CONFIG;
     if (test_only) {
-        struct sl_route_index_stats st;
-        sl_route_index_stats(cfg->route_index, &st);
-        printf("routes: %zu path, %zu path_prefix, %zu path_regex (%zu with a literal prefix), "
-               "%zu without a path; index %zu bytes\n",
-               st.exact, st.prefix, st.regex_prefixed + st.regex_any, st.regex_prefixed, st.any,
-               st.bytes);
+        print_index(cfg->route_index);
         printf("configuration ok\n");
         sl_cfg_unref(cfg);
         return 0;

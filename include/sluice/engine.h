@@ -77,6 +77,10 @@ struct sl_verdict {
  * worker's metrics slot (borrowed, may be NULL in tests). */
 struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory,
                                 struct sl_store *redis, struct sl_metrics_slot *metrics);
+
+/* Sets the thread slot the engine's route lookups use (sl_route_match()): the worker's
+ * number. 0 until set, which suits a program with one engine. */
+void sl_engine_set_thread(struct sl_engine *engine, unsigned thread);
 void sl_engine_free(struct sl_engine *engine);
 
 /* Gives the engine this worker's heavy-hitter sketches (borrowed; NULL: none). While the

@@ -41,10 +41,13 @@ ssize_t sl_host_normalize(const char *authority, size_t len, char *out, size_t s
  * condition match); `host` is the normalised host or NULL. Path prefixes are
  * segment-aware: "/api" matches "/api" and "/api/x" but not "/apix"; a prefix ending in
  * "/" matches every path that starts with it. Returns NULL when no route matches. Looks up
- * cfg->route_index when the snapshot has one (route_index.h), else walks the routes. */
-const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
-                                      const char *path, size_t path_len, const char *host,
-                                      size_t host_len);
+ * cfg->route_index when the snapshot has one (route_index.h), else walks the routes.
+ * `thread` is the caller's thread slot in the index (a worker's number; 0 for a program
+ * with one thread): the one exception to "pure" above, no two threads may pass the same
+ * one at once. */
+const struct sl_route *sl_route_match(const struct sl_config *cfg, unsigned thread,
+                                      const struct sl_request *req, const char *path,
+                                      size_t path_len, const char *host, size_t host_len);
 
 /* Why a route does not match a request: its first condition not met, in the order
  * sl_route_match() tests them. */

@@ -369,6 +369,28 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         sl_ld_error(ld, root, "routes", "required key is missing; expected a list of routes");
 }
 
+/* A pattern the regex matcher refused although it passed the dialect check (a resource
+ * limit), at its path_regex; else what failed. */
+static void report_index_error(struct sl_loader *ld, const struct sl_route_index_error *err)
+{
+    char path[SL_LD_PATH_MAX];
+    const yaml_node_t *routes = sl_ld_get(ld, yaml_document_get_root_node(&ld->doc), "routes");
+    const yaml_node_t *route = NULL;
+
+    if (routes && routes->type == YAML_SEQUENCE_NODE &&
+        err->route < (size_t)(routes->data.sequence.items.top - routes->data.sequence.items.start))
+        route = sl_ld_item(ld, routes, err->route);
+    const yaml_node_t *match = route ? sl_ld_get(ld, route, "match") : NULL;
+    const yaml_node_t *regex = match ? sl_ld_get(ld, match, "path_regex") : NULL;
+
+    if (!regex) {
+        sl_ld_report(ld, 0, 0, "building the route index: %s", err->message);
+        return;
+    }
+    snprintf(path, sizeof path, "routes[%zu].match.path_regex", err->route);
+    sl_ld_error(ld, regex, path, "the regex matcher refused the pattern: %s", err->message);
+}
+
 static void finish(struct sl_loader *ld, struct sl_config *cfg)
 {
     if (cfg->workers_auto) {
@@ -379,9 +401,12 @@ static void finish(struct sl_loader *ld, struct sl_config *cfg)
         for (size_t l = 0; l < cfg->routes[r].nlimits; l++)
             cfg->routes[r].limits[l].index = cfg->nlimits++;
     /* Here, once per snapshot, so that reloads build it off the workers' hot path. */
-    cfg->route_index = sl_route_index_new(cfg);
+    struct sl_route_index_error err;
+    cfg->route_index = sl_route_index_new(cfg, SL_REGEX_MATCHER_BEST, &err);
     if (!cfg->route_index)
-        sl_ld_report(ld, 0, 0, "out of memory building the route index");
+        report_index_error(ld, &err);
+    else if (sl_route_index_reserve(cfg->route_index, cfg->workers) < 0)
+        sl_ld_report(ld, 0, 0, "out of memory for the route index's scratch space");
 }
 
 struct sl_config *sl_cfg_load(const char *path, char **errors)

@@ -8,6 +8,7 @@
 #include "sluice/config_parse.h"
 #include "sluice/limit.h"
 #include "sluice/route.h"
+#include "sluice/route_index.h"
 
 /* RFC 9110 token: the form of methods and header field names. */
 static bool valid_token(const char *s)
@@ -60,6 +61,14 @@ static void load_path(struct sl_loader *ld, const yaml_node_t *match, const char
                 regerror(rc, &route->regex, err, sizeof err);
                 sl_ld_error(ld, v, vpath,
                             "expected a POSIX extended regular expression, got %s: %s",
+                            sl_ld_quote(text, got, sizeof got), err);
+                continue;
+            }
+            if (sl_regex_dialect_check(text, err, sizeof err) < 0) {
+                regfree(&route->regex);
+                sl_ld_error(ld, v, vpath,
+                            "expected a POSIX extended regular expression within the dialect "
+                            "both regex matchers share, got %s: %s",
                             sl_ld_quote(text, got, sizeof got), err);
                 continue;
             }

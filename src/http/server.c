@@ -12,6 +12,7 @@
 #include "sluice/admin.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
+#include "sluice/route_index.h"
 #include "sluice/server.h"
 #include "sluice/store_memory.h"
 #include "sluice/store_redis.h"
@@ -110,6 +111,14 @@ static void reload(struct sl_server *s)
     }
     if (sl_metrics_bind(s->metrics, cfg) < 0) {
         sl_log_error("reload failed: too many route and limit names for the metrics");
+        sl_cfg_unref(cfg);
+        sl_metrics_config_reload(s->metrics, false);
+        return;
+    }
+    /* The file may name fewer workers than run (that takes a restart): each running worker
+     * needs its scratch space in the new route index. */
+    if (sl_route_index_reserve(cfg->route_index, s->nworkers) < 0) {
+        sl_log_error("reload failed: out of memory for the route index's scratch space");
         sl_cfg_unref(cfg);
         sl_metrics_config_reload(s->metrics, false);
         return;
@@ -243,6 +252,10 @@ int sl_server_run(struct sl_config *cfg)
     sl_metrics_set_memory_store(s->metrics, s->memory);
     if (sl_metrics_bind(s->metrics, cfg) < 0) {
         sl_log_error("too many route and limit names for the metrics registry");
+        goto out;
+    }
+    if (sl_route_index_reserve(cfg->route_index, s->nworkers) < 0) {
+        sl_log_error("out of memory for the route index's scratch space");
         goto out;
     }
     sl_top_bind(cfg);

@@ -158,8 +158,10 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
             goto nomem;
     }
     w->engine = sl_engine_new(w->base, s->memory, w->redis, w->metrics);
-    if (w->engine)
+    if (w->engine) {
         sl_engine_set_top(w->engine, sl_top_slot(s->top, index));
+        sl_engine_set_thread(w->engine, w->index);
+    }
     w->cfg_ev = event_new(w->base, -1, 0, cfg_cb, w);
     w->stop_ev = event_new(w->base, -1, 0, stop_cb, w);
     w->force_ev = event_new(w->base, -1, 0, force_cb, w);

@@ -52,6 +52,7 @@ struct sl_engine {
     struct scratch scratch;
     bool scratch_busy; /* a decision is being issued: a nested call needs its own */
     struct sl_key_block *free_blocks;
+    unsigned thread; /* the route index's thread slot */
 };
 
 const char *sl_outcome_name(enum sl_outcome outcome)
@@ -78,6 +79,11 @@ struct sl_engine *sl_engine_new(struct event_base *base, struct sl_store *memory
 void sl_engine_set_top(struct sl_engine *engine, struct sl_top_slot *top)
 {
     engine->top = top;
+}
+
+void sl_engine_set_thread(struct sl_engine *engine, unsigned thread)
+{
+    engine->thread = thread;
 }
 
 static void scratch_deinit(struct scratch *s)
@@ -375,8 +381,9 @@ static size_t format_client(const struct sl_ip *ip, char *buf, size_t size)
 }
 
 /* Reads the request head into `s`: client, path and host, then the route. */
-static int read_head(struct scratch *s, const struct sl_config *cfg, const struct sl_request *req,
-                     struct sl_verdict *v, struct sl_key_ctx *ctx, char *client, size_t client_size)
+static int read_head(struct sl_engine *e, struct scratch *s, const struct sl_config *cfg,
+                     const struct sl_request *req, struct sl_verdict *v, struct sl_key_ctx *ctx,
+                     char *client, size_t client_size)
 {
     ctx->req = req;
     sl_client_ip(&cfg->trusted_proxies, req, &v->client);
@@ -407,7 +414,8 @@ static int read_head(struct scratch *s, const struct sl_config *cfg, const struc
             ctx->host_len = (size_t)n;
         }
     }
-    v->route = sl_route_match(cfg, req, ctx->path, ctx->path_len, ctx->host, ctx->host_len);
+    v->route =
+        sl_route_match(cfg, e->thread, req, ctx->path, ctx->path_len, ctx->host, ctx->host_len);
     ctx->route = v->route;
     return 0;
 }
@@ -442,7 +450,7 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
     memset(v->priv.checks, 0, sizeof v->priv.checks);
 
-    if (read_head(s, cfg, req, v, &ctx, client, sizeof client) < 0) {
+    if (read_head(engine, s, cfg, req, v, &ctx, client, sizeof client) < 0) {
         /* Without the path no route can be chosen: as if the store had failed. */
         sl_log_error("engine: out of memory reading a request head");
         v->route = NULL;

@@ -97,12 +97,13 @@ bool sl_route_conditions_hold(const struct sl_route *r, const struct sl_request 
     return headers_match(r, req, &missing);
 }
 
-const struct sl_route *sl_route_match(const struct sl_config *cfg, const struct sl_request *req,
-                                      const char *path, size_t path_len, const char *host,
-                                      size_t host_len)
+const struct sl_route *sl_route_match(const struct sl_config *cfg, unsigned thread,
+                                      const struct sl_request *req, const char *path,
+                                      size_t path_len, const char *host, size_t host_len)
 {
     if (cfg->route_index)
-        return sl_route_index_match(cfg->route_index, cfg, req, path, path_len, host, host_len);
+        return sl_route_index_match(cfg->route_index, cfg, thread, req, path, path_len, host,
+                                    host_len);
     for (size_t i = 0; i < cfg->nroutes; i++) {
         const struct sl_route *r = &cfg->routes[i];
         if (path_matches(r, path, path_len) && sl_route_conditions_hold(r, req, host, host_len))

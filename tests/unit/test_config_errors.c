@@ -113,6 +113,20 @@ START_TEST(error_bad_regex)
 }
 END_TEST
 
+START_TEST(error_regex_outside_the_shared_dialect)
+{
+    /* Valid POSIX ERE, but "\d" is a digit to Hyperscan and undefined to POSIX. */
+    ASSERT_ERRORS(UPSTREAM "routes:\n"
+                           "  - name: users\n"
+                           "    match:\n"
+                           "      path_regex: \"^/users/\\\\d+$\"\n",
+                  "t.yaml:6:19: routes[0].match.path_regex: expected a POSIX extended regular "
+                  "expression within the dialect both regex matchers share, got "
+                  "\"^/users/\\d+$\": at offset 8, \"\\d\" is a Perl character class, not "
+                  "POSIX ERE; write a bracket expression such as [0-9]\n");
+}
+END_TEST
+
 START_TEST(error_bad_url)
 {
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
@@ -340,6 +354,7 @@ int main(void)
     tcase_add_test(tc, error_bad_rate);
     tcase_add_test(tc, error_bad_cidr);
     tcase_add_test(tc, error_bad_regex);
+    tcase_add_test(tc, error_regex_outside_the_shared_dialect);
     tcase_add_test(tc, error_bad_url);
     tcase_add_test(tc, error_out_of_range);
     tcase_add_test(tc, error_rate_beyond_exact_bounds);
