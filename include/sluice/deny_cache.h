@@ -29,19 +29,23 @@ struct sl_deny_cache *sl_deny_cache_new(size_t max_entries);
 /* Releases the cache and every entry. Accepts NULL. */
 void sl_deny_cache_free(struct sl_deny_cache *cache);
 
-/* The denial held for `key` (binary-safe, borrowed) under `lim` at `now_us`. When one is
- * live, fills `out` as Redis would answer now: denied, limit N, remaining 0, reset and
+/* The denial held for `key` (binary-safe, borrowed) under `lim` at `now_us`, for a request
+ * asking `need` units: a denial of a larger need says nothing of it (false, the entry kept).
+ * When one is live, fills `out` as Redis would answer now: denied, limit N, remaining 0, reset and
  * retry_after counted down to `now_us`, and returns true. An entry whose time has come
  * (now_us >= sent + retry_after) is dropped and false returned. */
 bool sl_deny_cache_find(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                        size_t key_len, uint64_t now_us, struct sl_decision *out);
+                        size_t key_len, uint64_t need, uint64_t now_us, struct sl_decision *out);
 
-/* Holds Redis's denial `d` of `key` under `lim`, for a request sent at `sent_us`, until
- * sent_us + d->retry_after_us. Ignores allowed decisions and those with no retry_after.
- * A key already held keeps the later of the two ends. When full, the least recently used
- * entry makes room. Out of memory, nothing is held (the next request asks Redis). */
+/* Holds Redis's denial `d` of `key` under `lim`, for a request of `need` units sent at
+ * `sent_us`, until sent_us + d->retry_after_us; it then answers requests of that need or more.
+ * Ignores allowed decisions and those with no retry_after. A key already held keeps its entry
+ * when that is of a need no larger and ends no earlier, else takes the new one. When full, the
+ * least recently used entry makes room. Out of memory, nothing is held (the next request asks
+ * Redis). */
 void sl_deny_cache_add(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                       size_t key_len, uint64_t sent_us, const struct sl_decision *d);
+                       size_t key_len, uint64_t need, uint64_t sent_us,
+                       const struct sl_decision *d);
 
 /* Entries held now, expired ones not yet dropped included. */
 size_t sl_deny_cache_count(const struct sl_deny_cache *cache);

@@ -42,6 +42,9 @@ struct sl_verdict_check {
     bool applied;             /* every key source was present */
     enum sl_store_status status;
     struct sl_decision decision; /* valid when status is SL_STORE_OK */
+    struct sl_units units;       /* what the request asked of the limit */
+    bool never_fits;             /* denied without asking: the cost exceeds the capacity */
+    bool charge_due;             /* admitted under a `charge`: the response will say how much */
     uint64_t started_us;
 };
 
@@ -55,6 +58,8 @@ struct sl_verdict {
     enum sl_outcome outcome;
     int status;          /* 0: forward upstream; else answer this status with `body` */
     uint64_t delay_us;   /* forward only after this long (leaky_bucket) */
+    bool rejected;       /* refused before any limit was asked (a malformed cost header, 400):
+                            no decision to count */
     struct sl_ip client; /* the client address limits saw (family 0 for unix peers) */
 
     /* Engine-private: the decisions of the request in flight. */
@@ -84,5 +89,24 @@ void sl_engine_free(struct sl_engine *engine);
 void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
                       const struct sl_request *req, struct sl_verdict *v, sl_verdict_cb cb,
                       void *arg);
+
+/* Charges after the fact (SPEC.md section 3, Cost). A verdict whose request is forwarded
+ * keeps the keys of its admitted charged limits until sl_engine_verdict_done(). */
+
+/* The response head of v's request arrived: every admitted limit with
+ * charge "response_header:NAME" takes the number that header holds from its key's budget, as
+ * one more store decision asking {0, number} (on Redis one pipelined EVALSHA, never awaited).
+ * A missing or malformed header charges nothing and is counted. `hs` is borrowed. */
+void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
+                           const struct sl_header *hs, size_t nheaders);
+
+/* True while some limit of `v` still waits for its charge. */
+bool sl_engine_charge_pending(const struct sl_verdict *v);
+
+/* v's request is over, answered or abandoned: a charge not made by now is not made (a
+ * response that never arrived charges nothing beyond the cost). Releases what `v` kept.
+ * Call before `v` is decided again or freed; a verdict that kept nothing is left alone.
+ * `engine` NULL: the engine was freed first; what `v` kept is freed. */
+void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v);
 
 #endif

@@ -268,6 +268,10 @@ static void send_response_head(struct sl_conn *c)
         .connection = conn,
         .extra = c->has_verdict ? c->vheaders : NULL,
     };
+    /* The head is all a response_header charge needs: it is made now, never delaying the
+     * response (a Redis charge is one pipelined call, not awaited). */
+    if (c->has_verdict)
+        sl_engine_charge_head(c->w->engine, &c->verdict, h->headers, h->nfields);
     size_t before = evbuffer_get_length(out);
     sl_forward_response_head(&f, out);
     c->bytes_out += evbuffer_get_length(out) - before;

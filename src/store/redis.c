@@ -54,6 +54,7 @@ struct sl_redis_pending {
     unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
     /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
     uint64_t count, period_us, burst;
+    struct sl_units units;
     bool delay;
     bool retried; /* after NOSCRIPT */
     bool asking;  /* sent after ASKING, following an ASK */
@@ -263,7 +264,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
         /* Only while the caller waits: a late reply's limit may be gone with a reload. */
         if (s->deny && !d.allowed)
             sl_deny_cache_add(s->deny, p->lim, p->key + p->name_len, p->key_len - p->name_len,
-                              p->sent_us, &d);
+                              p->units.need, p->sent_us, &d);
         complete(p, &d, SL_STORE_OK);
         goto done;
     }
@@ -275,19 +276,29 @@ done:
 
 static int send_eval(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
-    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS];
-    const char *argv[] = {"EVALSHA", p->script->sha,       "1",      p->key, count, period,
-                          burst,     p->delay ? "1" : "0", p->member};
+    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], need[SL_U64_DIGITS], take[SL_U64_DIGITS],
+        burst[SL_U64_DIGITS], now[SL_U64_DIGITS];
+    const char *argv[] = {
+        "EVALSHA", p->script->sha,       "1",       p->key, count, period, need, take,
+        burst,     p->delay ? "1" : "0", p->member, now};
     size_t argvlen[] = {7,
                         strlen(p->script->sha),
                         1,
                         p->key_len,
                         sl_u64_format(count, p->count),
                         sl_u64_format(period, p->period_us),
+                        sl_u64_format(need, p->units.need),
+                        sl_u64_format(take, p->units.take),
                         sl_u64_format(burst, p->burst),
                         1,
-                        p->member_len};
+                        p->member_len,
+                        0};
     int argc = 4 + (int)p->script->nargv;
+    if (p->store->pinned_clock) {
+        /* A unit test's time instead of Redis's (the scripts' ARGV[8]). */
+        argvlen[11] = sl_u64_format(now, p->store->pinned_clock());
+        argc = 4 + SL_REDIS_NARGV + 1;
+    }
     if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
     p->node = n;
@@ -325,7 +336,7 @@ static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
 static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                             const struct sl_redis_script *script,
                                             const struct sl_limit *lim, const char *key,
-                                            size_t key_len)
+                                            size_t key_len, const struct sl_units *u)
 {
     const char *route = lim->route ? lim->route->name : "";
     const char *tag = lim->alg->tag;
@@ -346,6 +357,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                    .count = lim->count,
                                    .period_us = lim->period_us,
                                    .burst = lim->burst,
+                                   .units = *u,
                                    .delay = lim->delay,
                                    .key_len = total};
     char *k = p->key;
@@ -371,7 +383,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
 }
 
 static void redis_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                         size_t key_len, sl_store_cb cb, void *arg)
+                         size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     const struct sl_redis_script *script = find_script(s, lim->alg);
@@ -385,7 +397,7 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
     }
     /* The over-limit cache is keyed by the limit and the key value as the Redis key holds
      * it; it answers before any node is picked, whatever the connections' state. */
-    if (s->deny) {
+    if (s->deny && u->need > 0) {
         char digest[2 * SL_SHA256_LEN + 1];
         const char *value = key;
         size_t value_len = key_len;
@@ -395,13 +407,14 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
             value_len = 2 * SL_SHA256_LEN;
         }
         struct sl_decision held;
-        if (sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held)) {
+        if (sl_deny_cache_find(s->deny, lim, value, value_len, u->need, sl_clock_mono_us(),
+                               &held)) {
             sl_metrics_deny_cache_hit(s->metrics);
             cb(arg, &held, SL_STORE_OK);
             return;
         }
     }
-    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len);
+    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len, u);
     if (!p) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
@@ -501,7 +514,8 @@ static int copy_str(char **dst, const char *src)
     return 0;
 }
 
-/* The highest ARGV[k] `body` reads. Every script takes the same list (N, P, burst, delay,
+/* The highest ARGV[k] `body` reads, up to SL_REDIS_NARGV (past it is the tests' pinned time,
+ * sent only with one). Every script takes the same list (N, P, need, take, burst, delay,
  * member) and most read only its start: sending just that saves Redis parsing and sluice
  * formatting arguments nobody reads. */
 static unsigned script_nargv(const char *body)
@@ -509,10 +523,10 @@ static unsigned script_nargv(const char *body)
     unsigned n = 0;
     for (const char *at = strstr(body, "ARGV["); at; at = strstr(at + 5, "ARGV[")) {
         unsigned k = (unsigned)strtoul(at + 5, NULL, 10);
-        if (k > n)
+        if (k > n && k <= SL_REDIS_NARGV)
             n = k;
     }
-    return n < SL_REDIS_NARGV ? n : SL_REDIS_NARGV;
+    return n;
 }
 
 static void load_scripts(struct sl_redis_store *s)
@@ -566,6 +580,11 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
 fail:
     redis_free(&s->base);
     return NULL;
+}
+
+void sl_store_redis_pin_clock(struct sl_store *store, uint64_t (*clock_us)(void))
+{
+    ((struct sl_redis_store *)store)->pinned_clock = clock_us;
 }
 
 int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)

@@ -25,8 +25,9 @@ struct sl_redis_script {
 };
 
 #define SL_REDIS_MAX_SCRIPTS 16
-/* The arguments a script may read, in this order: N, P (us), burst, delay, member. */
-#define SL_REDIS_NARGV 5
+/* The arguments a script may read, in this order: N, P (us), need, take, burst, delay,
+ * member; a test's pinned time follows as ARGV[8] (sl_store_redis_pin_clock). */
+#define SL_REDIS_NARGV 7
 
 enum sl_redis_state {
     SL_REDIS_IDLE,       /* no connection; conn_timer runs the next attempt */
@@ -120,6 +121,7 @@ struct sl_redis_store {
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
     char member_prefix[40];
     uint64_t seq;
+    uint64_t (*pinned_clock)(void); /* tests only: sent as the scripts' time; NULL: TIME */
 };
 
 /* redis.c: a script's reply {allowed, remaining, reset_us, retry_after_us, delay_us} as

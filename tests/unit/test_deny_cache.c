@@ -38,7 +38,7 @@ static struct sl_decision denial(uint64_t retry_us, uint64_t reset_us)
 static bool held(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key, uint64_t now)
 {
     struct sl_decision d;
-    return sl_deny_cache_find(c, lim, key, strlen(key), now, &d);
+    return sl_deny_cache_find(c, lim, key, strlen(key), 1, now, &d);
 }
 
 START_TEST(test_held_until_retry_after_exactly)
@@ -46,11 +46,11 @@ START_TEST(test_held_until_retry_after_exactly)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(500 * MS, 800 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 10 * S, &d);
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 10 * S, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 1);
 
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S, &out));
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 1, 10 * S, &out));
     ck_assert(!out.allowed);
     ck_assert_uint_eq(out.limit, 5);
     ck_assert_uint_eq(out.remaining, 0);
@@ -59,10 +59,10 @@ START_TEST(test_held_until_retry_after_exactly)
     ck_assert_uint_eq(out.delay_us, 0);
 
     /* Counted down from the send, to the last microsecond. */
-    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS - 1, &out));
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 1, 10 * S + 500 * MS - 1, &out));
     ck_assert_uint_eq(out.retry_after_us, 1);
     ck_assert_uint_eq(out.reset_us, 300 * MS + 1);
-    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 10 * S + 500 * MS, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 1, 10 * S + 500 * MS, &out));
     ck_assert_uint_eq(sl_deny_cache_count(c), 0); /* dropped when found expired */
     ck_assert(!held(c, &lim, "a", 10 * S));
     sl_deny_cache_free(c);
@@ -74,9 +74,9 @@ START_TEST(test_only_denials_with_a_retry_after)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 5, S);
     struct sl_decision allowed = {.allowed = true, .limit = 5, .remaining = 2, .reset_us = S};
-    sl_deny_cache_add(c, &lim, "a", 1, 0, &allowed);
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &allowed);
     struct sl_decision none = denial(0, S);
-    sl_deny_cache_add(c, &lim, "b", 1, 0, &none);
+    sl_deny_cache_add(c, &lim, "b", 1, 1, 0, &none);
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
     ck_assert(!held(c, &lim, "a", 0));
     ck_assert(!held(c, &lim, "b", 0));
@@ -89,7 +89,7 @@ START_TEST(test_identity_is_the_whole_limit)
     struct sl_deny_cache *c = sl_deny_cache_new(64);
     struct sl_limit lim = limit("sliding_window", 5, 60 * S);
     struct sl_decision d = denial(30 * S, 60 * S);
-    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
 
     /* The same limit reloaded into a new configuration: equal by value, still held. */
     struct sl_route route2 = {.name = (char *)"r1"};
@@ -140,11 +140,11 @@ START_TEST(test_binary_keys)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(S, S);
-    sl_deny_cache_add(c, &lim, "a\0b", 3, 0, &d);
+    sl_deny_cache_add(c, &lim, "a\0b", 3, 1, 0, &d);
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, "a\0b", 3, 1, &out));
-    ck_assert(!sl_deny_cache_find(c, &lim, "a\0c", 3, 1, &out));
-    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 1, &out));
+    ck_assert(sl_deny_cache_find(c, &lim, "a\0b", 3, 1, 1, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a\0c", 3, 1, 1, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 1, 1, &out));
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -154,15 +154,43 @@ START_TEST(test_later_end_stands)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 5, S);
     struct sl_decision d = denial(500 * MS, 500 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
     d = denial(100 * MS, 100 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 10 * MS, &d); /* ends at 110 ms: earlier */
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 10 * MS, &d); /* ends at 110 ms: earlier */
     ck_assert(held(c, &lim, "a", 499 * MS));
     d = denial(600 * MS, 600 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 100 * MS, &d); /* ends at 700 ms: later */
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 100 * MS, &d); /* ends at 700 ms: later */
     ck_assert(held(c, &lim, "a", 699 * MS));
     ck_assert(!held(c, &lim, "a", 700 * MS));
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
+    sl_deny_cache_free(c);
+}
+END_TEST
+
+/* A denial of cost c says nothing of a smaller cost, which may fit: only requests asking c or
+ * more are answered from it. A held denial of a smaller need, ending no earlier, stands. */
+START_TEST(test_need_of_the_denial)
+{
+    struct sl_deny_cache *c = sl_deny_cache_new(16);
+    struct sl_limit lim = limit("token_bucket", 5, S);
+    struct sl_decision d = denial(500 * MS, 500 * MS), out;
+    sl_deny_cache_add(c, &lim, "a", 1, 5, 0, &d);
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 4, 10 * MS, &out));
+    ck_assert(!sl_deny_cache_find(c, &lim, "a", 1, 0, 10 * MS, &out));
+    ck_assert_uint_eq(sl_deny_cache_count(c), 1); /* kept for larger asks */
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 5, 10 * MS, &out));
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 9, 10 * MS, &out));
+    ck_assert_uint_eq(out.retry_after_us, 490 * MS);
+    /* A smaller need denied until earlier replaces it: both facts hold, the new one is
+     * about more requests. */
+    d = denial(100 * MS, 100 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 2, 20 * MS, &d);
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 2, 30 * MS, &out));
+    ck_assert_uint_eq(out.retry_after_us, 90 * MS);
+    /* A larger need ending no later says less: the held one stands. */
+    d = denial(50 * MS, 50 * MS);
+    sl_deny_cache_add(c, &lim, "a", 1, 7, 30 * MS, &d);
+    ck_assert(sl_deny_cache_find(c, &lim, "a", 1, 2, 40 * MS, &out));
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -172,11 +200,11 @@ START_TEST(test_lru_bound)
     struct sl_deny_cache *c = sl_deny_cache_new(3);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(60 * S, 60 * S);
-    sl_deny_cache_add(c, &lim, "a", 1, 0, &d);
-    sl_deny_cache_add(c, &lim, "b", 1, 0, &d);
-    sl_deny_cache_add(c, &lim, "c", 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "b", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, "c", 1, 1, 0, &d);
     ck_assert(held(c, &lim, "a", 1)); /* a is now the most recently used; b the least */
-    sl_deny_cache_add(c, &lim, "d", 1, 2, &d);
+    sl_deny_cache_add(c, &lim, "d", 1, 1, 2, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 3);
     ck_assert(!held(c, &lim, "b", 3));
     ck_assert(held(c, &lim, "a", 3));
@@ -185,11 +213,11 @@ START_TEST(test_lru_bound)
     /* A key longer than the entry it replaces. */
     char longkey[200];
     memset(longkey, 'k', sizeof longkey);
-    sl_deny_cache_add(c, &lim, longkey, sizeof longkey, 4, &d);
+    sl_deny_cache_add(c, &lim, longkey, sizeof longkey, 1, 4, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 3);
     ck_assert(!held(c, &lim, "a", 5));
     struct sl_decision out;
-    ck_assert(sl_deny_cache_find(c, &lim, longkey, sizeof longkey, 5, &out));
+    ck_assert(sl_deny_cache_find(c, &lim, longkey, sizeof longkey, 1, 5, &out));
     sl_deny_cache_free(c);
 }
 END_TEST
@@ -203,7 +231,7 @@ START_TEST(test_many_keys_within_the_bound)
     char key[32];
     for (int i = 0; i < 3 * MAX; i++) {
         int n = snprintf(key, sizeof key, "client-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, (uint64_t)i, &d);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, (uint64_t)i, &d);
         ck_assert_uint_le(sl_deny_cache_count(c), MAX);
     }
     ck_assert_uint_eq(sl_deny_cache_count(c), MAX);
@@ -223,12 +251,12 @@ START_TEST(test_expired_entries_make_room)
     char key[32];
     for (int i = 0; i < 10; i++) {
         int n = snprintf(key, sizeof key, "old-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, 0, &brief);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, 0, &brief);
     }
     /* Past their end, each new denial takes expired ones off the cold end. */
     for (int i = 0; i < 5; i++) {
         int n = snprintf(key, sizeof key, "new-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, 2 * S, &brief);
+        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, 2 * S, &brief);
     }
     ck_assert_uint_eq(sl_deny_cache_count(c), 5);
     ck_assert(held(c, &lim, "new-0", 2 * S));
@@ -248,6 +276,7 @@ int main(void)
     tcase_add_test(tc, test_lru_bound);
     tcase_add_test(tc, test_many_keys_within_the_bound);
     tcase_add_test(tc, test_expired_entries_make_room);
+    tcase_add_test(tc, test_need_of_the_denial);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
