@@ -32,6 +32,7 @@ const char *sl_outcome_name(enum sl_outcome outcome);
 
 struct sl_verdict;
 struct sl_key_block;
+struct sl_usage_scan;
 typedef void (*sl_verdict_cb)(void *arg, struct sl_verdict *verdict);
 
 /* Engine-private: one limit's decision in flight. */
@@ -45,6 +46,7 @@ struct sl_verdict_check {
     struct sl_units units;       /* what the request asked of the limit */
     bool never_fits;             /* denied without asking: the cost exceeds the capacity */
     bool charge_due;             /* admitted under a `charge`: the response will say how much */
+    struct sl_usage_scan *scan;  /* response_json: the body's scanner, from head to end */
     uint64_t started_us;
 };
 
@@ -96,9 +98,19 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
 /* The response head of v's request arrived: every admitted limit with
  * charge "response_header:NAME" takes the number that header holds from its key's budget, as
  * one more store decision asking {0, number} (on Redis one pipelined EVALSHA, never awaited).
- * A missing or malformed header charges nothing and is counted. `hs` is borrowed. */
+ * A missing or malformed header charges nothing and is counted. A response_json charge starts
+ * scanning the body if its Content-Type is JSON or server-sent events, and is counted as an
+ * error at once otherwise. `hs` is borrowed. */
 void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
                            const struct sl_header *hs, size_t nheaders);
+
+/* For response_json charges started by sl_engine_charge_head(): the next `len` bytes of the
+ * decoded response body, scanned where they lie (borrowed for the call; never copied). */
+void sl_engine_charge_body(struct sl_verdict *v, const char *data, size_t len);
+
+/* The response body ended: each response_json charge takes the number its scanner found;
+ * a body without it (not JSON, malformed, field missing) charges nothing and is counted. */
+void sl_engine_charge_body_end(struct sl_engine *engine, struct sl_verdict *v);
 
 /* True while some limit of `v` still waits for its charge. */
 bool sl_engine_charge_pending(const struct sl_verdict *v);

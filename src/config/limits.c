@@ -288,11 +288,32 @@ static void load_cost(struct sl_loader *ld, const yaml_node_t *node, const char 
     lim->cost = units;
 }
 
-/* `charge`: "response_header:NAME". The limit becomes a budget charged after the fact. */
+/* A dot path of map keys: non-empty segments of printable characters other than '.'. */
+static bool is_dot_path(const char *p)
+{
+    size_t seg = 0, nsegs = 1;
+    for (; *p; p++) {
+        if (*p == '.') {
+            if (seg == 0)
+                return false;
+            seg = 0;
+            nsegs++;
+        } else if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            return false;
+        } else {
+            seg++;
+        }
+    }
+    return seg > 0 && nsegs <= 16;
+}
+
+/* `charge`: "response_header:NAME" or "response_json:PATH". The limit becomes a budget
+ * charged after the fact. */
 static void load_charge(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                         struct sl_limit *lim)
 {
-    static const char expected[] = "\"response_header:NAME\"";
+    static const char expected[] = "\"response_header:NAME\" or \"response_json:PATH\" (a dot "
+                                   "path of at most 16 keys such as usage.total_tokens)";
     char vpath[SL_LD_PATH_MAX], got[96];
     yaml_node_t *v = sl_ld_get(ld, node, "charge");
 
@@ -308,6 +329,13 @@ static void load_charge(struct sl_loader *ld, const yaml_node_t *node, const cha
         return;
     if (parse_header_ref(text, "response_header:", &lim->charge_name, &lim->charge_name_len) == 0) {
         lim->charge_kind = SL_CHARGE_HEADER;
+        return;
+    }
+    const char *json = "response_json:";
+    if (strncmp(text, json, strlen(json)) == 0 && is_dot_path(text + strlen(json))) {
+        lim->charge_kind = SL_CHARGE_JSON;
+        lim->charge_name = sl_ld_strdup(ld, v, text + strlen(json));
+        lim->charge_name_len = lim->charge_name ? strlen(lim->charge_name) : 0;
         return;
     }
     sl_ld_error(ld, v, vpath, "expected %s, got %s", expected, sl_ld_quote(text, got, sizeof got));

@@ -9,6 +9,7 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "response.h"
 #include "sluice/charge.h"
@@ -17,6 +18,7 @@
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/route.h"
+#include "sluice/usage_scan.h"
 
 /* Per-worker buffers for what a request head yields, sized by the largest head seen. */
 struct scratch {
@@ -509,13 +511,28 @@ void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
 {
     if (!v->priv.keys || !v->route)
         return;
+    enum sl_usage_body kind = SL_USAGE_NONE;
+    for (size_t i = 0; i < nheaders; i++)
+        if (hs[i].name_len == 12 && strncasecmp(hs[i].name, "Content-Type", 12) == 0) {
+            kind = sl_usage_body_kind(hs[i].value, hs[i].value_len);
+            break;
+        }
     for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
         struct sl_verdict_check *c = &v->priv.checks[i];
-        if (!c->charge_due || c->limit->charge_kind != SL_CHARGE_HEADER)
+        if (!c->charge_due)
             continue;
-        c->charge_due = false;
         uint64_t units;
-        if (sl_charge_header_units(c->limit, hs, nheaders, &units))
+        bool ok;
+        if (c->limit->charge_kind == SL_CHARGE_JSON) {
+            if (kind != SL_USAGE_NONE &&
+                (c->scan = sl_usage_scan_new(c->limit->charge_name, kind)) != NULL)
+                continue; /* charged when the body ends */
+            ok = false;
+        } else {
+            ok = sl_charge_header_units(c->limit, hs, nheaders, &units);
+        }
+        c->charge_due = false;
+        if (ok)
             charge(engine, v, i, units);
         else if (engine->metrics)
             sl_metrics_charge_error(engine->metrics, c->limit);
@@ -524,17 +541,54 @@ void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
         recycle_keys(engine, v);
 }
 
+void sl_engine_charge_body(struct sl_verdict *v, const char *data, size_t len)
+{
+    if (!v->priv.keys || !v->route)
+        return;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
+        if (v->priv.checks[i].scan)
+            sl_usage_scan_feed(v->priv.checks[i].scan, data, len);
+}
+
+void sl_engine_charge_body_end(struct sl_engine *engine, struct sl_verdict *v)
+{
+    if (!v->priv.keys || !v->route)
+        return;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        if (!c->scan)
+            continue;
+        uint64_t units;
+        if (sl_usage_scan_finish(c->scan, &units))
+            charge(engine, v, i, units);
+        else if (engine->metrics)
+            sl_metrics_charge_error(engine->metrics, c->limit);
+        sl_usage_scan_free(c->scan);
+        c->scan = NULL;
+        c->charge_due = false;
+    }
+    recycle_keys(engine, v);
+}
+
 void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v)
 {
     if (!v->priv.keys)
         return;
     if (!engine) { /* the engine is gone (worker shutdown): nothing to recycle into */
+        for (size_t i = 0; v->route && i < sl_verdict_nchecks(v->route); i++) {
+            sl_usage_scan_free(v->priv.checks[i].scan);
+            v->priv.checks[i].scan = NULL;
+        }
         free(v->priv.keys);
         v->priv.keys = NULL;
         return;
     }
     if (v->route)
-        for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
-            v->priv.checks[i].charge_due = false;
+        for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+            struct sl_verdict_check *c = &v->priv.checks[i];
+            c->charge_due = false;
+            sl_usage_scan_free(c->scan); /* a body cut short charges nothing */
+            c->scan = NULL;
+        }
     recycle_keys(engine, v);
 }

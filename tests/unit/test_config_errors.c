@@ -215,6 +215,24 @@ START_TEST(error_bad_cost)
 }
 END_TEST
 
+START_TEST(error_bad_charge)
+{
+    assert_limit_error("        algorithm: token_bucket\n"
+                       "        rate: 5/s\n"
+                       "        charge: \"response_json:usage..total\"\n",
+                       "t.yaml:9:17: routes[0].limits[0].charge: expected "
+                       "\"response_header:NAME\" or \"response_json:PATH\" (a dot path of at "
+                       "most 16 keys such as usage.total_tokens), got "
+                       "\"response_json:usage..total\"\n");
+    assert_limit_error("        algorithm: leaky_bucket\n"
+                       "        rate: 5/s\n"
+                       "        charge: \"response_header:X-Used\"\n",
+                       "t.yaml:9:17: routes[0].limits[0].charge: charge is not supported by "
+                       "leaky_bucket: it admits whole requests (only fixed_window, "
+                       "sliding_window_counter, token_bucket count units)\n");
+}
+END_TEST
+
 START_TEST(error_delay_on_token_bucket)
 {
     assert_limit_error("        algorithm: token_bucket\n"
@@ -382,6 +400,7 @@ int main(void)
     tcase_add_test(tc, error_several_in_file_order);
     tcase_add_test(tc, error_cost_on_sliding_window);
     tcase_add_test(tc, error_bad_cost);
+    tcase_add_test(tc, error_bad_charge);
     suite_add_tcase(s, tc);
     return run_config_suite(s);
 }
