@@ -91,7 +91,7 @@ START_TEST(check_shipped_config)
     struct result r;
     run((const char *[]){"-t", "-c", SLUICE_SOURCE_DIR "/conf/sluice.yaml", NULL}, NULL, &r);
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
-    ck_assert_msg(checked_ok(r.out, "routes: 1 path, 2 path_prefix, 1 path_regex (1 with a "
+    ck_assert_msg(checked_ok(r.out, "routes: 1 path, 4 path_prefix, 1 path_regex (1 with a "
                                     "literal prefix), 1 without a path"),
                   "%s", r.out);
     ck_assert_str_eq(r.err, "");
