@@ -3,7 +3,7 @@
 # limit_req doing the same job, one worker each, all on loopback.
 #
 #   bench/limits.sh        (DURATION=3 ROUNDS=7 CONNS="32 256" SCENARIOS="plain open shut"
-#                           WRK_THREADS=2 BASELINE=)
+#                           WRK_THREADS=2 COST_ROUNDS=$ROUNDS BASELINE=)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
 # `return 200`, then sluice and nginx (1 worker each, access logs off) with three routes:
@@ -12,6 +12,10 @@
 #          (sluice: leaky_bucket with delay off; nginx: limit_req nodelay)
 #   /shut  a per-client limit that rejects almost everything: answered 429 at once
 #          (sluice: leaky_bucket 1/h; nginx: limit_req 1r/m with limit_req_status 429)
+# and, sluice only, a weighted limit against the same limit at unit cost (COST_ROUNDS paired
+# rounds; 0 skips them), every request sending X-Cost: 1:
+#   /unit  token_bucket that never rejects, one unit a request
+#   /cost  the same with `cost: header:X-Cost`: the header read and parsed per request
 # wrk drives each in interleaved rounds; prints the median req/s, p50 and p99 of the
 # rounds, the CPU time the server spent per request (from /proc: steadier than req/s on a
 # shared machine; also split into user and system time) and the ratios sluice/nginx.
@@ -27,6 +31,7 @@ DURATION=${DURATION:-3}
 ROUNDS=${ROUNDS:-7}
 CONNS=${CONNS:-"32 256"}
 SCENARIOS=${SCENARIOS:-"plain open shut"}
+COST_ROUNDS=${COST_ROUNDS:-$ROUNDS}
 UP_PORT=${UP_PORT:-18291}
 SL_PORT=${SL_PORT:-18292}
 NG_PORT=${NG_PORT:-18293}
@@ -81,6 +86,25 @@ routes:
         algorithm: leaky_bucket
         rate: 1/h
         key: client_ip
+  - name: unit
+    match:
+      path_prefix: "/unit"
+    limits:
+      - name: per_ip
+        algorithm: token_bucket
+        rate: 100000000/s
+        burst: 1000000000
+        key: client_ip
+  - name: cost
+    match:
+      path_prefix: "/cost"
+    limits:
+      - name: per_ip
+        algorithm: token_bucket
+        rate: 100000000/s
+        burst: 1000000000
+        key: client_ip
+        cost: "header:X-Cost"
 YAML
 "$root/build-release/sluice" -c "$out/sluice.yaml" 2>"$out/sluice.err" &
 sl_pid=$!
@@ -157,6 +181,21 @@ for round in $(seq "$ROUNDS"); do
     echo "round $round of $ROUNDS done" >&2
 done
 
+for round in $(seq "$COST_ROUNDS"); do
+    for conns in $CONNS; do
+        unit=(unit weighted "$conns" "$round" "$sl_pid" "http://127.0.0.1:$SL_PORT/unit" -H "X-Cost: 1")
+        cost=(cost weighted "$conns" "$round" "$sl_pid" "http://127.0.0.1:$SL_PORT/cost" -H "X-Cost: 1")
+        if [ $((round % 2)) -eq 1 ]; then
+            wrk_record "${unit[@]}"
+            wrk_record "${cost[@]}"
+        else
+            wrk_record "${cost[@]}"
+            wrk_record "${unit[@]}"
+        fi
+    done
+    echo "cost round $round of $COST_ROUNDS done" >&2
+done
+
 echo
 echo "== limiter, 1 worker each  (median of $ROUNDS rounds of ${DURATION}s; latency in ms, cpu in us per request)"
 printf "%-6s %5s | %9s %7s %7s %6s %5s | %9s %7s %7s %6s %5s | %5s %5s %5s %5s\n" \
@@ -202,6 +241,19 @@ echo "rps x = sluice/nginx requests per second (higher is better); p50 x, p99 x,
 echo "sluice/nginx latency and CPU time per request (lower is better); 429% = share of"
 echo "responses that were not 2xx. Ratios are the median of each round's own ratio. Both"
 echo "servers share the 2 cores with wrk and the upstream."
+if [ "$COST_ROUNDS" -gt 0 ]; then
+    echo
+    echo "== weighted requests, sluice only  (median of $COST_ROUNDS paired rounds)"
+    printf "%5s | %9s %9s | %7s %7s\n" conns unit cost "rps x" "cpu x"
+    for conns in $CONNS; do
+        printf "%5s | %9.0f %9.0f | %7.3f %7.3f\n" "$conns" \
+            "$(col_median unit weighted "$conns" $COL_RPS)" "$(col_median cost weighted "$conns" $COL_RPS)" \
+            "$(paired_ratio cost unit weighted "$conns" $COL_RPS)" \
+            "$(paired_ratio cost unit weighted "$conns" $COL_CPU)"
+    done
+    echo "rps x = /cost over /unit (the same token_bucket, cost read from X-Cost), higher is"
+    echo "better; cpu x = sluice CPU per request, /cost over /unit, lower is better."
+fi
 
 [ -n "$BASELINE" ] || exit 0
 echo

@@ -2,7 +2,8 @@
 # Cost of the Redis store: sluice deciding on Redis next to the same sluice deciding on its
 # memory store, on a limit that never rejects and on one that rejects almost everything.
 #
-#   bench/redis.sh     (DURATION=3 ROUNDS=7 WORKERS=2 CONNS=256 WRK_THREADS=2)
+#   bench/redis.sh     (DURATION=3 ROUNDS=7 WORKERS=2 CONNS=256 WRK_THREADS=2
+#                       SCENARIOS="allow deny allowkeys denykeys" STORES="memory redis charged")
 #   bench/redis.sh cluster     a three-master Redis Cluster next to one Redis (redis_cluster.sh)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
@@ -11,7 +12,9 @@
 # once with 10/s, keyed either on the client address (one hot key: every request of the
 # run touches it) or on an X-Key header that wrk draws from 10 000 values per request
 # (KEYS). wrk drives each route in interleaved rounds, short ones so that the median
-# survives a busy machine.
+# survives a busy machine. The store "charged" is the Redis "allow" limits with a
+# `charge: response_header:X-Tokens-Used` (the upstream reports 1): each request then
+# costs its decision and one pipelined charge, and is compared with "redis".
 # For every Redis run it reads INFO commandstats (EVALSHA calls) and INFO cpu
 # (used_cpu_sys + used_cpu_user) before and after. Prints the median req/s of the rounds,
 # the ratio redis/memory, EVALSHA calls per request and Redis CPU per request, and the
@@ -54,7 +57,7 @@ http {
     keepalive_requests 1000000;
     server {
         listen 127.0.0.1:$UP_PORT reuseport backlog=4096;
-        location / { return 200 "ok\n"; }
+        location / { add_header X-Tokens-Used 1; return 200 "ok\n"; }
     }
 }
 CONF
@@ -66,7 +69,7 @@ redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
 pids+=($!)
 
 KEYS=${KEYS:-10000}
-limit() { # store rate [key]
+limit() { # store rate [key [charge]]
     cat <<YAML
     limits:
       - name: per_ip
@@ -74,6 +77,7 @@ limit() { # store rate [key]
         rate: $2
         key: "${3:-client_ip}"
         store: $1
+${4:+        charge: $4}
 YAML
 }
 # Each request names one of KEYS keys, drawn afresh, so that no two requests of a
@@ -124,6 +128,12 @@ $(limit memory 1/1h header:X-Key)
   - name: redis-denykeys
     match: {path: /redis-denykeys}
 $(limit redis 1/1h header:X-Key)
+  - name: charged-allow
+    match: {path: /charged-allow}
+$(limit redis 1000000000/1s client_ip response_header:X-Tokens-Used)
+  - name: charged-allowkeys
+    match: {path: /charged-allowkeys}
+$(limit redis 1000000000/1s header:X-Key response_header:X-Tokens-Used)
 YAML
 wait_port "$UP_PORT"
 wait_port "$REDIS_PORT"
@@ -150,7 +160,7 @@ sluice_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.6f", ($14 + $15) / hz
 # round" to the results.
 run_wrk() { # store scenario round
     local store=$1 scenario=$2 round=$3 calls=0 cpu0=0 cpu1=0 scpu0 scpu1
-    if [ "$store" = redis ]; then
+    if [ "$store" != memory ]; then
         rcli CONFIG RESETSTAT >/dev/null
         cpu0=$(redis_cpu)
     fi
@@ -160,7 +170,7 @@ run_wrk() { # store scenario round
     wrk -t"${WRK_THREADS:-2}" -c"$CONNS" -d"${DURATION}s" "${script[@]}" \
         "http://127.0.0.1:$SL_PORT/$store-$scenario" >"$out/redis-wrk.txt" 2>&1 || true
     scpu1=$(sluice_cpu)
-    if [ "$store" = redis ]; then
+    if [ "$store" != memory ]; then
         cpu1=$(redis_cpu)
         calls=$(evalsha_calls)
     fi
@@ -185,7 +195,9 @@ col() { # store scenario column -> the values of that column, one a line
 for round in $(seq "$ROUNDS"); do
     for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
         # Alternate which store goes first so that neither always meets a warmer machine.
-        if [ $((round % 2)) -eq 1 ]; then order="memory redis"; else order="redis memory"; fi
+        order="${STORES:-memory redis charged}"
+        case "$scenario" in allow*) ;; *) order=${order/charged/} ;; esac
+        if [ $((round % 2)) -eq 0 ]; then order=$(echo $order | tr ' ' '\n' | tac | tr '\n' ' '); fi
         for store in $order; do
             run_wrk "$store" "$scenario" "$round"
         done
@@ -215,11 +227,25 @@ for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
         "$(per_req redis "$scenario" 5 1)" "$(per_req redis "$scenario" 6 1e6)" \
         "$(per_req memory "$scenario" 8 1e6)" "$(per_req redis "$scenario" 8 1e6)"
 done
+# The charged limit against the same limit uncharged, both on Redis.
+paired_charged() { # scenario
+    awk -v sc="$1" '$2 == sc && $1 == "redis" { m[$9] = $3 } $2 == sc && $1 == "charged" { r[$9] = $3 }
+        END { for (k in r) if ((k in m) && m[k] > 0) print r[k] / m[k] }' "$out/redis-results.txt" | median
+}
+for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
+    case "$scenario" in allow*) ;; *) continue ;; esac
+    [ -n "$(col charged "$scenario" 3)" ] || continue
+    printf "%-10s | %10s %10.0f | %7.2f | %14.3f %16.2f | %8s / %7.2f  (charged / redis)\n" \
+        "$scenario+c" "" "$(col charged "$scenario" 3 | median)" "$(paired_charged "$scenario")" \
+        "$(per_req charged "$scenario" 5 1)" "$(per_req charged "$scenario" 6 1e6)" "" \
+        "$(per_req charged "$scenario" 8 1e6)"
+done
 echo
 echo "ratio = redis/memory req/s, the median of each round's own; allow: limit never reached;"
 echo "deny: 10/s, the rest 429; *keys: the same on $KEYS X-Key values (denykeys: 1/1h a key)"
 echo "sluice CPU = memory store / redis store; EVALSHA/req counts calls of requests still in flight"
-echo "when wrk stops, hence slightly above 1"
+echo "when wrk stops, hence slightly above 1; +c rows: the same limit charged by the response"
+echo "(one more pipelined EVALSHA a request), ratio = charged/redis, paired"
 echo "$metrics" | grep -E '^sluice_store_errors_total\{store="redis"' | sed 's/^/sluice: /'
 echo "$metrics" | grep -E '^sluice_requests_total\{route="redis-[a-z]+",decision="(allowed|limited|store_error)"\}' |
     sed 's/^/sluice: /'

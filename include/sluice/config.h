@@ -64,6 +64,20 @@ struct sl_prev_rate {
 
 #define SL_LIMIT_PREV_RATES 3
 
+/* A limit's `cost`: the units one request takes (SPEC.md section 3, Cost). */
+enum sl_cost_kind {
+    SL_COST_DEFAULT, /* not set: 1 */
+    SL_COST_CONST,   /* a number */
+    SL_COST_HEADER,  /* "header:NAME": read from the request (absent: 1) */
+};
+
+/* A limit's `charge`: units taken after the fact, from the upstream's answer. */
+enum sl_charge_kind {
+    SL_CHARGE_NONE,
+    SL_CHARGE_HEADER, /* "response_header:NAME" */
+    SL_CHARGE_JSON,   /* "response_json:PATH", a dot path into a JSON or SSE body */
+};
+
 struct sl_limit {
     char *name;                      /* unique within the route; owned */
     const struct sl_route *route;    /* the route holding this limit */
@@ -77,6 +91,13 @@ struct sl_limit {
     struct sl_key_source *keys;      /* one or more sources; owned */
     size_t nkeys;
     enum sl_store_kind store;
+    enum sl_cost_kind cost_kind;
+    uint64_t cost;                   /* SL_COST_CONST: the units, at most 2^32 */
+    char *cost_header;               /* SL_COST_HEADER: the request header's name; owned */
+    size_t cost_header_len;
+    enum sl_charge_kind charge_kind;
+    char *charge_name;               /* the response header, or the dot path; owned */
+    size_t charge_name_len;
     size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
     unsigned metrics_id;             /* assigned by sl_metrics_bind() */
     uint32_t top_tag;                /* its key sources' fingerprint, from sl_top_bind() */

@@ -41,15 +41,16 @@ enum sl_deny_state {
     SL_DENY_PROBING, /* run out, and a request registered as asking Redis: wait for it */
 };
 
-/* What is held for `key` (binary-safe, borrowed) under `lim` at `now_us`. SL_DENY_HELD
- * fills `out` as Redis would answer now: denied, limit N, remaining 0, reset and
- * retry_after counted down to `now_us`. SL_DENY_PROBING sets `*probe` to the token
- * registered by sl_deny_cache_probe. An entry whose time has come (now_us >= sent +
- * retry_after) stays, as SL_DENY_EXPIRED, until an answer replaces it (sl_deny_cache_add),
+/* What is held for `key` (binary-safe, borrowed) under `lim` at `now_us`, for a request
+ * asking `need` units: a denial of a larger need says nothing of it (SL_DENY_UNKNOWN, the
+ * entry kept for larger asks). SL_DENY_HELD fills `out` as Redis would answer now: denied,
+ * limit N, remaining 0, reset and retry_after counted down to `now_us`. SL_DENY_PROBING sets
+ * `*probe` to the token registered by sl_deny_cache_probe. An entry whose time has come (now_us >=
+ * sent + retry_after) stays, as SL_DENY_EXPIRED, until an answer replaces it (sl_deny_cache_add),
  * sl_deny_cache_forget drops it, or it is the least recently used. */
 enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *cache, const struct sl_limit *lim,
-                                      const char *key, size_t key_len, uint64_t now_us,
-                                      struct sl_decision *out, void **probe);
+                                      const char *key, size_t key_len, uint64_t need,
+                                      uint64_t now_us, struct sl_decision *out, void **probe);
 
 /* Marks the run-out denial of `key` under `lim` as being asked again by `token` (the
  * caller's; never dereferenced here), or clears the mark when `token` is NULL. Until the
@@ -64,13 +65,16 @@ void sl_deny_cache_probe(struct sl_deny_cache *cache, const struct sl_limit *lim
 void sl_deny_cache_forget(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
                           size_t key_len);
 
-/* Holds Redis's denial `d` of `key` under `lim`, for a request sent at `sent_us`, until
- * sent_us + d->retry_after_us. Ignores allowed decisions and those with no retry_after.
- * A key already held keeps the later of the two ends. When full, the least recently used
- * entry makes room. Out of memory, nothing is held (the next request asks Redis). A probe
- * registered for the key is cleared: the denial it was asking about has been answered. */
+/* Holds Redis's denial `d` of `key` under `lim`, for a request of `need` units sent at
+ * `sent_us`, until sent_us + d->retry_after_us; it then answers requests of that need or
+ * more. Ignores allowed decisions and those with no retry_after. A key already held keeps
+ * its entry when that is of a need no larger and ends no earlier, else takes the new one.
+ * When full, the least recently used entry makes room. Out of memory, nothing is held (the
+ * next request asks Redis). A probe registered for the key is cleared: the denial it was
+ * asking about has been answered. */
 void sl_deny_cache_add(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                       size_t key_len, uint64_t sent_us, const struct sl_decision *d);
+                       size_t key_len, uint64_t need, uint64_t sent_us,
+                       const struct sl_decision *d);
 
 /* Entries held now, run-out ones included. */
 size_t sl_deny_cache_count(const struct sl_deny_cache *cache);

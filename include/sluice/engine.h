@@ -33,6 +33,7 @@ const char *sl_outcome_name(enum sl_outcome outcome);
 
 struct sl_verdict;
 struct sl_key_block;
+struct sl_usage_scan;
 typedef void (*sl_verdict_cb)(void *arg, struct sl_verdict *verdict);
 
 /* Engine-private: one limit's decision in flight. */
@@ -43,6 +44,10 @@ struct sl_verdict_check {
     bool applied;             /* every key source was present */
     enum sl_store_status status;
     struct sl_decision decision; /* valid when status is SL_STORE_OK */
+    struct sl_units units;       /* what the request asked of the limit */
+    bool never_fits;             /* denied without asking: the cost exceeds the capacity */
+    bool charge_due;             /* admitted under a `charge`: the response will say how much */
+    struct sl_usage_scan *scan;  /* response_json: the body's scanner, from head to end */
     uint64_t started_us;
 };
 
@@ -57,6 +62,8 @@ struct sl_verdict {
     enum sl_outcome outcome;
     int status;          /* 0: forward upstream; else answer this status with `body` */
     uint64_t delay_us;   /* forward only after this long (leaky_bucket) */
+    bool rejected;       /* refused before any limit was asked (a malformed cost header, 400):
+                            no decision to count */
     struct sl_ip client; /* the client address limits saw (family 0 for unix peers) */
 
     /* Engine-private: the decisions of the request in flight. */
@@ -94,5 +101,34 @@ void sl_engine_set_top(struct sl_engine *engine, struct sl_top_slot *top);
 void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
                       const struct sl_request *req, struct sl_verdict *v, sl_verdict_cb cb,
                       void *arg);
+
+/* Charges after the fact (SPEC.md section 3, Cost). A verdict whose request is forwarded
+ * keeps the keys of its admitted charged limits until sl_engine_verdict_done(). */
+
+/* The response head of v's request arrived: every admitted limit with
+ * charge "response_header:NAME" takes the number that header holds from its key's budget, as
+ * one more store decision asking {0, number} (on Redis one pipelined EVALSHA, never awaited).
+ * A missing or malformed header charges nothing and is counted. A response_json charge starts
+ * scanning the body if its Content-Type is JSON or server-sent events, and is counted as an
+ * error at once otherwise. `hs` is borrowed. */
+void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
+                           const struct sl_header *hs, size_t nheaders);
+
+/* For response_json charges started by sl_engine_charge_head(): the next `len` bytes of the
+ * decoded response body, scanned where they lie (borrowed for the call; never copied). */
+void sl_engine_charge_body(struct sl_verdict *v, const char *data, size_t len);
+
+/* The response body ended: each response_json charge takes the number its scanner found;
+ * a body without it (not JSON, malformed, field missing) charges nothing and is counted. */
+void sl_engine_charge_body_end(struct sl_engine *engine, struct sl_verdict *v);
+
+/* True while some limit of `v` still waits for its charge. */
+bool sl_engine_charge_pending(const struct sl_verdict *v);
+
+/* v's request is over, answered or abandoned: a charge not made by now is not made (a
+ * response that never arrived charges nothing beyond the cost). Releases what `v` kept.
+ * Call before `v` is decided again or freed; a verdict that kept nothing is left alone.
+ * `engine` NULL: the engine was freed first; what `v` kept is freed. */
+void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v);
 
 #endif

@@ -26,23 +26,47 @@ struct sl_decision {
     uint64_t delay_us;       /* allowed: hold the request this long first (leaky_bucket) */
 };
 
+/* What one decision asks of a limit, in units (SPEC.md section 3, Cost). A request of cost c
+ * asks {c, c}; a request on a limit charged by the response asks {c, c} with its `cost`, else
+ * {1, 0} (admitted while a unit is left, taking none); the charge itself asks {0, amount}. Both
+ * are at most SL_UNITS_MAX. */
+struct sl_units {
+    uint64_t need; /* admitted only if this many units fit now; 0 always admits */
+    uint64_t take; /* taken when admitted; may exceed what is left (debt, repaid by refill) */
+};
+
+/* A cost or charge above this is refused (2^32): with it, every product the algorithms and
+ * the Lua scripts form stays exact (see each algorithm's file). */
+#define SL_UNITS_MAX 4294967296ull
+
+/* Units held in a fixed_window or sliding_window_counter counter, debt included, saturate
+ * here (2^50), so that the Lua twins hold them exactly in doubles. */
+#define SL_COUNTER_MAX 1125899906842624ull
+
+/* Times reported (reset, retry_after) saturate here (2^52 µs, 142 years) on every algorithm
+ * that takes units, so that a deep debt reads the same on both stores. */
+#define SL_TIME_MAX 4503599627370496ull
+
 struct sl_algorithm_ops {
-    const char *name;                /* as in the configuration: "token_bucket" */
-    const char *tag;                 /* short and fixed, in the Redis key: "tb" (SPEC.md 3) */
-    bool has_burst;                  /* accepts `burst` */
-    bool burst_defaults_to_count;    /* default burst: N when true, else 0 */
-    bool has_delay;                  /* accepts `delay` */
+    const char *name;             /* as in the configuration: "token_bucket" */
+    const char *tag;              /* short and fixed, in the Redis key: "tb" (SPEC.md 3) */
+    bool has_burst;               /* accepts `burst` */
+    bool burst_defaults_to_count; /* default burst: N when true, else 0 */
+    bool has_delay;               /* accepts `delay` */
+    bool has_units;               /* accepts `cost` and `charge` (decide honours units) */
 
     /* Bytes of per-key state for `lim` (SIZE_MAX when it cannot be held); a zeroed state
      * is a fresh key. The state needs 8-byte alignment. */
     size_t (*state_size)(const struct sl_limit *lim);
 
-    /* Decides one request at `now_us` (monotonic, microseconds), updates `state` and fills
-     * every field of `out`. Not thread-safe on one state: the caller serialises. Once
-     * `out->reset_us` has passed the state is equivalent to a zeroed one and may be
-     * dropped. */
+    /* Decides one request asking `u` at `now_us` (monotonic, microseconds), updates `state`
+     * and fills every field of `out`. remaining, reset and retry_after count units;
+     * retry_after is when u->need fits. A need above the limit's capacity never fits: it is
+     * denied (the engine refuses it before asking). Algorithms without has_units read `u`
+     * as {1, 1}. Not thread-safe on one state: the caller serialises. Once `out->reset_us`
+     * has passed the state is equivalent to a zeroed one and may be dropped. */
     void (*decide)(const struct sl_limit *lim, void *state, uint64_t now_us,
-                   struct sl_decision *out);
+                   const struct sl_units *u, struct sl_decision *out);
 
     /* Carries a state written under the rate `from` (same route, limit and algorithm) over to
      * `lim`'s rate: reads `old` (a state of `from`'s size) and writes `state` (zeroed, of
@@ -54,8 +78,10 @@ struct sl_algorithm_ops {
                     void *state);
 
     /* The same decision as one Lua script for EVALSHA, touching only KEYS[1] and reading
-     * the time with TIME. ARGV: [1] N, [2] P in microseconds, [3] burst, [4] delay (0|1),
-     * [5] a member unique to this request (sliding_window). Returns the array
+     * the time with TIME. ARGV: [1] N, [2] P in microseconds, [3] need, [4] take, [5] burst,
+     * [6] delay (0|1), [7] a member unique to this request (sliding_window), and [8], only
+     * from tests (sl_store_redis_pin_clock), the time in microseconds instead of TIME.
+     * Returns the array
      * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL. A key
      * written under another N or P is read as rescale() reads it (scaled states keep the N
      * they were written under in the key). */
@@ -64,6 +90,16 @@ struct sl_algorithm_ops {
 
 /* The algorithm registered under `name`, or NULL. */
 const struct sl_algorithm_ops *sl_algorithm_find(const char *name);
+
+/* The most units `lim` can ever admit at once: burst for algorithms with one, else N. A need
+ * above it never fits. */
+uint64_t sl_limit_capacity(const struct sl_limit *lim);
+
+/* True when `lim` has a `cost` or a `charge`: its units are counted in the metrics. */
+static inline bool sl_limit_takes_units(const struct sl_limit *lim)
+{
+    return lim->cost_kind != SL_COST_DEFAULT || lim->charge_kind != SL_CHARGE_NONE;
+}
 
 /* Every registered algorithm, NULL-terminated (for error messages listing the choices). */
 const struct sl_algorithm_ops *const *sl_algorithm_all(void);

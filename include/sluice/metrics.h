@@ -54,6 +54,12 @@ void sl_metrics_request(struct sl_metrics_slot *s, const struct sl_route *route,
                         enum sl_outcome outcome, uint64_t duration_us);
 void sl_metrics_limit_check(struct sl_metrics_slot *s, const struct sl_limit *limit,
                             enum sl_check_result result);
+/* Units a limit with `cost` or `charge` took: admitted by cost (charge false), or charged
+ * from the upstream's answer (charge true). */
+void sl_metrics_limit_units(struct sl_metrics_slot *s, const struct sl_limit *limit, bool charge,
+                            uint64_t units);
+/* A response of a charged limit's request that reported no usable number. */
+void sl_metrics_charge_error(struct sl_metrics_slot *s, const struct sl_limit *limit);
 void sl_metrics_response(struct sl_metrics_slot *s, const struct sl_route *route, int status);
 void sl_metrics_store_duration(struct sl_metrics_slot *s, enum sl_store_kind store,
                                uint64_t duration_us);

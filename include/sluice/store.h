@@ -23,11 +23,12 @@ struct sl_store;
 
 struct sl_store_ops {
     const char *name; /* "memory" or "redis": the `store` label of the metrics */
-    /* Decides one request for `lim` under `key` (borrowed for the call only; binary-safe).
+    /* Decides one request asking `u` (copied) of `lim` under `key` (borrowed for the call
+     * only; binary-safe). A charge is a decision asking {0, amount}: always admitted.
      * Calls `cb` exactly once: possibly before returning, at most after the store's
      * timeout. */
     void (*decide)(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                   size_t key_len, sl_store_cb cb, void *arg);
+                   size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg);
     void (*free)(struct sl_store *store);
 };
 
@@ -35,10 +36,19 @@ struct sl_store {
     const struct sl_store_ops *ops;
 };
 
+/* A decision of one unit, as a request of the default cost asks. */
 static inline void sl_store_decide(struct sl_store *store, const struct sl_limit *lim,
                                    const char *key, size_t key_len, sl_store_cb cb, void *arg)
 {
-    store->ops->decide(store, lim, key, key_len, cb, arg);
+    static const struct sl_units one = {1, 1};
+    store->ops->decide(store, lim, key, key_len, &one, cb, arg);
+}
+
+static inline void sl_store_decide_units(struct sl_store *store, const struct sl_limit *lim,
+                                         const char *key, size_t key_len, const struct sl_units *u,
+                                         sl_store_cb cb, void *arg)
+{
+    store->ops->decide(store, lim, key, key_len, u, cb, arg);
 }
 
 /* Releases a store. Accepts NULL. */

@@ -51,4 +51,10 @@ bool sl_store_redis_connected(const struct sl_store *store);
  * thread (for /readyz). */
 bool sl_store_redis_started(const struct sl_store *store);
 
+/* Tests only: every script of `store` (a Redis store) decides at `clock_us()` (µs, any epoch)
+ * instead of Redis's TIME, sent as the scripts' ARGV[8], so that a sequence decides exactly as
+ * on the memory store with the same clock. NULL restores TIME. Nothing in the configuration
+ * or the binary calls it: production scripts always read TIME. */
+void sl_store_redis_pin_clock(struct sl_store *store, uint64_t (*clock_us)(void));
+
 #endif

@@ -9,6 +9,7 @@
 #include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "metrics_internal.h"
@@ -212,6 +213,59 @@ static void emit_limit_checks(struct emitter *e, struct sl_metrics *m, unsigned 
     }
 }
 
+/* sluice_limit_units_total and sluice_charge_errors_total, for the limits that took units:
+ * limits of unit cost have none, and no series. */
+static void emit_limit_units(struct emitter *e, struct sl_metrics *m, unsigned nlimits)
+{
+    static const char *const kinds[2] = {"cost", "charge"};
+    uint64_t(*units)[2] = calloc(nlimits ? nlimits : 1, sizeof *units);
+    uint64_t *errors = calloc(nlimits ? nlimits : 1, sizeof *errors);
+    if (!units || !errors) {
+        e->err = -1;
+        goto out;
+    }
+    for (unsigned l = 0; l < nlimits; l++) {
+        for (unsigned i = 0; i < m->nslots; i++) {
+            const struct sl_limit_counters *lc = atomic_load_explicit(
+                &m->slots[i]->limits[l / SL_LIMIT_CHUNK], memory_order_acquire);
+            if (!lc)
+                continue;
+            for (size_t k = 0; k < 2; k++)
+                units[l][k] += sl_metrics_load(&lc->units[l % SL_LIMIT_CHUNK][k]);
+            errors[l] += sl_metrics_load(&lc->charge_errors[l % SL_LIMIT_CHUNK]);
+        }
+    }
+    emit_family(e, "sluice_limit_units_total", "counter",
+                "Units taken by limits with a cost or a charge, by route, limit and kind.");
+    for (unsigned l = 0; l < nlimits; l++) {
+        if (!units[l][0] && !units[l][1] && !errors[l])
+            continue;
+        const struct sl_metrics_limit_name *name = &m->limit_names[l];
+        for (size_t k = 0; k < 2; k++) {
+            emit(e, "sluice_limit_units_total{");
+            emit_label(e, "route", m->route_names[name->route_id]);
+            emit(e, ",");
+            emit_label(e, "limit", name->name);
+            emit(e, ",kind=\"%s\"} %" PRIu64 "\n", kinds[k], units[l][k]);
+        }
+    }
+    emit_family(e, "sluice_charge_errors_total", "counter",
+                "Responses of charged limits that reported no usable number, by route and limit.");
+    for (unsigned l = 0; l < nlimits; l++) {
+        if (!units[l][1] && !errors[l])
+            continue;
+        const struct sl_metrics_limit_name *name = &m->limit_names[l];
+        emit(e, "sluice_charge_errors_total{");
+        emit_label(e, "route", m->route_names[name->route_id]);
+        emit(e, ",");
+        emit_label(e, "limit", name->name);
+        emit(e, "} %" PRIu64 "\n", errors[l]);
+    }
+out:
+    free(units);
+    free(errors);
+}
+
 /* Status codes are not enumerable up front: only codes actually sent appear. */
 static void emit_responses(struct emitter *e, struct sl_metrics *m, unsigned nroutes)
 {
@@ -358,6 +412,7 @@ int sl_metrics_render(struct sl_metrics *m, struct evbuffer *out)
 
     emit_requests(&e, m, nroutes);
     emit_limit_checks(&e, m, nlimits);
+    emit_limit_units(&e, m, nlimits);
     emit_responses(&e, m, nroutes);
     emit_request_durations(&e, m, nroutes);
     struct totals t;

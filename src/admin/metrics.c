@@ -219,21 +219,45 @@ void sl_metrics_response(struct sl_metrics_slot *s, const struct sl_route *route
     bump(&rc->responses[status - SL_STATUS_MIN], 1);
 }
 
-void sl_metrics_limit_check(struct sl_metrics_slot *s, const struct sl_limit *limit,
-                            enum sl_check_result result)
+/* The counters of `limit`'s chunk in `s`, allocated on first use; NULL without room. */
+static struct sl_limit_counters *limit_counters(struct sl_metrics_slot *s,
+                                                const struct sl_limit *limit)
 {
-    if (!s || limit->metrics_id >= SL_METRICS_MAX_LIMITS ||
-        (unsigned)result >= SL_CHECK_RESULT_COUNT)
-        return;
+    if (!s || limit->metrics_id >= SL_METRICS_MAX_LIMITS)
+        return NULL;
     unsigned chunk = limit->metrics_id / SL_LIMIT_CHUNK;
     struct sl_limit_counters *lc = atomic_load_explicit(&s->limits[chunk], memory_order_relaxed);
     if (!lc) {
         lc = alloc_lines(sizeof *lc);
         if (!lc)
-            return;
+            return NULL;
         atomic_store_explicit(&s->limits[chunk], lc, memory_order_release);
     }
+    return lc;
+}
+
+void sl_metrics_limit_check(struct sl_metrics_slot *s, const struct sl_limit *limit,
+                            enum sl_check_result result)
+{
+    struct sl_limit_counters *lc;
+    if ((unsigned)result >= SL_CHECK_RESULT_COUNT || !(lc = limit_counters(s, limit)))
+        return;
     bump(&lc->checks[limit->metrics_id % SL_LIMIT_CHUNK][result], 1);
+}
+
+void sl_metrics_limit_units(struct sl_metrics_slot *s, const struct sl_limit *limit, bool charge,
+                            uint64_t units)
+{
+    struct sl_limit_counters *lc = limit_counters(s, limit);
+    if (lc)
+        bump(&lc->units[limit->metrics_id % SL_LIMIT_CHUNK][charge], units);
+}
+
+void sl_metrics_charge_error(struct sl_metrics_slot *s, const struct sl_limit *limit)
+{
+    struct sl_limit_counters *lc = limit_counters(s, limit);
+    if (lc)
+        bump(&lc->charge_errors[limit->metrics_id % SL_LIMIT_CHUNK], 1);
 }
 
 void sl_metrics_store_duration(struct sl_metrics_slot *s, enum sl_store_kind store,

@@ -46,6 +46,8 @@ struct sl_route_counters {
 #define SL_LIMIT_CHUNK 64
 struct sl_limit_counters {
     _Atomic uint64_t checks[SL_LIMIT_CHUNK][SL_CHECK_RESULT_COUNT];
+    _Atomic uint64_t units[SL_LIMIT_CHUNK][2]; /* [0] cost, [1] charge */
+    _Atomic uint64_t charge_errors[SL_LIMIT_CHUNK];
 };
 
 enum sl_redis_state { SL_REDIS_UNKNOWN, SL_REDIS_DOWN, SL_REDIS_UP };

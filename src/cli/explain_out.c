@@ -148,6 +148,16 @@ static void rate_text(const struct sl_limit *lim, struct evbuffer *b)
 {
     evbuffer_add_printf(b, "algorithm %s, rate %s, burst %" PRIu64 ", shadow %s", lim->alg->name,
                         lim->rate_text, lim->burst, lim->shadow ? "yes" : "no");
+    /* Names come from the configuration, which allows only token characters in them. */
+    if (lim->cost_kind == SL_COST_CONST)
+        evbuffer_add_printf(b, ", cost %" PRIu64, lim->cost);
+    else if (lim->cost_kind == SL_COST_HEADER)
+        evbuffer_add_printf(b, ", cost header:%s", lim->cost_header);
+    if (lim->charge_kind != SL_CHARGE_NONE)
+        evbuffer_add_printf(b, ", charge %s:%s",
+                            lim->charge_kind == SL_CHARGE_HEADER ? "response_header"
+                                                                 : "response_json",
+                            lim->charge_name);
 }
 
 static void text_limit(const struct sl_explain *x, const struct sl_explain_limit *l,

@@ -38,6 +38,8 @@ static void free_route(struct sl_route *route)
         struct sl_limit *lim = &route->limits[i];
         free(lim->name);
         free(lim->rate_text);
+        free(lim->cost_header);
+        free(lim->charge_name);
         for (size_t k = 0; k < lim->nkeys; k++)
             free(lim->keys[k].name);
         free(lim->keys);

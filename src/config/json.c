@@ -1,5 +1,6 @@
 /* sl_cfg_to_json(): the effective configuration for the admin /config endpoint.
  * Durations are in milliseconds and sizes in bytes; passwords never appear. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -59,6 +60,19 @@ static void cidr_list(struct sl_cfg_buf *b, const struct sl_cidr_list *list)
     sl_cfg_buf_adds(b, "]");
 }
 
+/* `prefix` and `name` joined, as one JSON string. */
+static void json_prefixed(struct sl_cfg_buf *b, const char *prefix, const char *name)
+{
+    struct sl_cfg_buf tmp = {0};
+    sl_cfg_buf_addf(&tmp, "%s%s", prefix, name);
+    char *text = sl_cfg_buf_take(&tmp);
+    if (text)
+        sl_cfg_buf_json(b, text);
+    else
+        b->failed = true;
+    free(text);
+}
+
 static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
 {
     static const char *const kinds[] = {
@@ -70,14 +84,9 @@ static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
         sl_cfg_buf_json(b, kinds[k->kind]);
         return;
     }
-    struct sl_cfg_buf tmp = {0};
-    sl_cfg_buf_addf(&tmp, "%s:%s", kinds[k->kind], k->name);
-    char *text = sl_cfg_buf_take(&tmp);
-    if (text)
-        sl_cfg_buf_json(b, text);
-    else
-        b->failed = true;
-    free(text);
+    char prefix[16];
+    snprintf(prefix, sizeof prefix, "%s:", kinds[k->kind]);
+    json_prefixed(b, prefix, k->name);
 }
 
 static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
@@ -94,6 +103,18 @@ static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
         sl_cfg_buf_addf(b, ",\"burst\":%llu", (unsigned long long)lim->burst);
     if (lim->alg->has_delay)
         sl_cfg_buf_addf(b, ",\"delay\":%s", lim->delay ? "true" : "false");
+    if (lim->cost_kind == SL_COST_CONST)
+        sl_cfg_buf_addf(b, ",\"cost\":%llu", (unsigned long long)lim->cost);
+    if (lim->cost_kind == SL_COST_HEADER) {
+        sl_cfg_buf_adds(b, ",\"cost\":");
+        json_prefixed(b, "header:", lim->cost_header);
+    }
+    if (lim->charge_kind != SL_CHARGE_NONE) {
+        sl_cfg_buf_adds(b, ",\"charge\":");
+        json_prefixed(b,
+                      lim->charge_kind == SL_CHARGE_HEADER ? "response_header:" : "response_json:",
+                      lim->charge_name);
+    }
     sl_cfg_buf_adds(b, ",\"key\":[");
     for (size_t k = 0; k < lim->nkeys; k++) {
         if (k)

@@ -1,4 +1,5 @@
 /* A route's limits: algorithm, rate, key sources, store and the algorithm's options. */
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -211,6 +212,135 @@ static void reject_option(struct sl_loader *ld, const yaml_node_t *node, const c
                 option, alg->name, which);
 }
 
+/* Reports `cost` or `charge` on an algorithm that does not take units. */
+static void reject_units(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                         const char *option, const struct sl_algorithm_ops *alg)
+{
+    const struct sl_algorithm_ops *const *all = sl_algorithm_all();
+    char vpath[SL_LD_PATH_MAX], which[200];
+    size_t n = 0;
+
+    which[0] = '\0';
+    for (size_t i = 0; all[i] && n < sizeof which; i++)
+        if (all[i]->has_units)
+            n += (size_t)snprintf(which + n, sizeof which - n, "%s%s", n ? ", " : "", all[i]->name);
+    sl_ld_path(vpath, path, option);
+    sl_ld_error(ld, sl_ld_get(ld, node, option), vpath,
+                "%s is not supported by %s: it admits whole requests (only %s count units)", option,
+                alg->name, which);
+}
+
+/* A header name after `prefix` in `text`, copied to `*out`; -1 when it is not one. */
+static int parse_header_ref(const char *text, const char *prefix, char **out, size_t *len)
+{
+    size_t plen = strlen(prefix);
+    if (strncmp(text, prefix, plen) != 0 || !text[plen])
+        return -1;
+    for (const char *c = text + plen; *c; c++)
+        if (!is_token_char(*c))
+            return -1;
+    if (!(*out = strdup(text + plen)))
+        return -1;
+    *len = strlen(*out);
+    return 0;
+}
+
+/* `cost`: a number of units (0 to 2^32) or "header:NAME". A constant above the limit's
+ * capacity could never be admitted: refused here rather than denying every request. */
+static void load_cost(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      struct sl_limit *lim)
+{
+    static const char expected[] = "a number of units from 0 to 4294967296, or \"header:NAME\"";
+    char vpath[SL_LD_PATH_MAX], got[96];
+    yaml_node_t *v = sl_ld_get(ld, node, "cost");
+
+    if (!v)
+        return;
+    sl_ld_path(vpath, path, "cost");
+    if (!lim->alg->has_units) {
+        reject_units(ld, node, path, "cost", lim->alg);
+        return;
+    }
+    const char *text = sl_ld_scalar(ld, v, vpath, expected);
+    if (!text)
+        return;
+    if (parse_header_ref(text, "header:", &lim->cost_header, &lim->cost_header_len) == 0) {
+        lim->cost_kind = SL_COST_HEADER;
+        return;
+    }
+    char *end;
+    errno = 0;
+    unsigned long long units = strtoull(text, &end, 10);
+    if (!(*text >= '0' && *text <= '9') || *end || errno || units > SL_UNITS_MAX) {
+        sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
+                    sl_ld_quote(text, got, sizeof got));
+        return;
+    }
+    if (units > sl_limit_capacity(lim)) {
+        sl_ld_error(ld, v, vpath,
+                    "expected at most the limit's capacity (%s %llu), got %llu: such a request "
+                    "could never be admitted",
+                    lim->alg->has_burst ? "burst" : "N of the rate",
+                    (unsigned long long)sl_limit_capacity(lim), units);
+        return;
+    }
+    lim->cost_kind = SL_COST_CONST;
+    lim->cost = units;
+}
+
+/* A dot path of map keys: non-empty segments of printable characters other than '.'. */
+static bool is_dot_path(const char *p)
+{
+    size_t seg = 0, nsegs = 1;
+    for (; *p; p++) {
+        if (*p == '.') {
+            if (seg == 0)
+                return false;
+            seg = 0;
+            nsegs++;
+        } else if ((unsigned char)*p <= ' ' || *p == 0x7f) {
+            return false;
+        } else {
+            seg++;
+        }
+    }
+    return seg > 0 && nsegs <= 16;
+}
+
+/* `charge`: "response_header:NAME" or "response_json:PATH". The limit becomes a budget
+ * charged after the fact. */
+static void load_charge(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                        struct sl_limit *lim)
+{
+    static const char expected[] = "\"response_header:NAME\" or \"response_json:PATH\" (a dot "
+                                   "path of at most 16 keys such as usage.total_tokens)";
+    char vpath[SL_LD_PATH_MAX], got[96];
+    yaml_node_t *v = sl_ld_get(ld, node, "charge");
+
+    if (!v)
+        return;
+    sl_ld_path(vpath, path, "charge");
+    if (!lim->alg->has_units) {
+        reject_units(ld, node, path, "charge", lim->alg);
+        return;
+    }
+    const char *text = sl_ld_scalar(ld, v, vpath, expected);
+    if (!text)
+        return;
+    if (parse_header_ref(text, "response_header:", &lim->charge_name, &lim->charge_name_len) == 0) {
+        lim->charge_kind = SL_CHARGE_HEADER;
+        return;
+    }
+    const char *json = "response_json:";
+    if (strncmp(text, json, strlen(json)) == 0 && is_dot_path(text + strlen(json))) {
+        lim->charge_kind = SL_CHARGE_JSON;
+        lim->charge_name = sl_ld_strdup(ld, v, text + strlen(json));
+        lim->charge_name_len = lim->charge_name ? strlen(lim->charge_name) : 0;
+        return;
+    }
+    sl_ld_error(ld, v, vpath, "expected %s, got %s", expected, sl_ld_quote(text, got, sizeof got));
+}
+
 static void load_store(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                        const struct sl_config *cfg, struct sl_limit *lim)
 {
@@ -252,8 +382,8 @@ static void load_name(struct sl_loader *ld, const yaml_node_t *node, const char 
 static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                        const struct sl_config *cfg, struct sl_route *route)
 {
-    static const char *const keys[] = {"name",  "algorithm", "rate",   "key", "store",
-                                       "burst", "delay",     "shadow", NULL};
+    static const char *const keys[] = {"name",  "algorithm", "rate", "key",    "store", "burst",
+                                       "delay", "shadow",    "cost", "charge", NULL};
     struct sl_limit *lim = &route->limits[route->nlimits++];
     char got[96];
 
@@ -290,8 +420,11 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
     else
         sl_ld_bool(ld, node, path, "delay", &lim->delay);
     sl_ld_bool(ld, node, path, "shadow", &lim->shadow);
-    if (lim->count)
+    if (lim->count) {
         check_bounds(ld, node, path, lim);
+        load_cost(ld, node, path, lim);
+        load_charge(ld, node, path, lim);
+    }
 }
 
 void sl_ld_limits(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,

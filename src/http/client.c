@@ -381,6 +381,7 @@ static void conn_free(struct sl_conn *c)
 {
     struct sl_worker *w = c->w;
 
+    sl_engine_verdict_done(w->engine, &c->verdict);
     sl_upstream_release(c, false);
     event_del(&c->timer);
     event_del(&c->rev);

@@ -33,6 +33,7 @@ void sl_head_reset(struct sl_head *h)
     h->skip_body = h->interim = false;
     h->body_bytes = 0;
     h->body_sink = NULL;
+    h->body_tap = NULL;
     h->prev_byte = '\n';
 }
 
@@ -197,6 +198,8 @@ static int on_body(llhttp_t *p, const char *at, size_t n)
 {
     struct sl_head *h = head_of(p);
     h->body_bytes += n;
+    if (h->body_tap)
+        h->body_tap(h->body_tap_arg, at, n);
     if (h->body_sink && evbuffer_add(h->body_sink, at, n) < 0)
         return -1;
     return 0;

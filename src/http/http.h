@@ -66,6 +66,9 @@ struct sl_head {
     bool interim;               /* the response head is a 1xx other than 101: skip it */
     uint64_t body_bytes;        /* decoded body bytes of the message so far */
     struct evbuffer *body_sink; /* non-NULL: decoded body bytes are copied here */
+    /* non-NULL: shown each span of decoded body where it lies (a charge's scanner) */
+    void (*body_tap)(void *arg, const char *at, size_t n);
+    void *body_tap_arg;
     unsigned char prev_byte;    /* last head byte seen, for obs-fold detection */
 };
 

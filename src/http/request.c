@@ -15,6 +15,7 @@ void sl_conn_request_done(struct sl_conn *c)
     const struct sl_route *route = c->has_verdict ? c->verdict.route : NULL;
 
     c->duration_us = now - c->t_start;
+    sl_engine_verdict_done(w->engine, &c->verdict);
     if (c->has_verdict)
         sl_metrics_request(w->metrics, route, c->verdict.outcome, c->duration_us);
     sl_metrics_response(w->metrics, route, c->status);
@@ -76,7 +77,7 @@ static void apply_verdict(struct sl_conn *c)
 {
     struct sl_verdict *v = &c->verdict;
 
-    c->has_verdict = true;
+    c->has_verdict = !v->rejected; /* a 400 before any limit is no decision to count */
     if (v->status) {
         /* With Expect the body was never sent, and without it the body may be large: both
          * are better ended by closing than by reading and discarding. */

@@ -209,9 +209,17 @@ static void response_done(struct sl_conn *c)
 
     c->resp_done = true;
     c->upstream_us = sl_clock_mono_us() - c->t_upstream;
+    if (c->has_verdict)
+        sl_engine_charge_body_end(c->w->engine, &c->verdict);
     sl_conn_flush(c);
     sl_upstream_release(c, reuse);
     sl_conn_request_done(c);
+}
+
+static void tap_body(void *arg, const char *at, size_t n)
+{
+    struct sl_conn *c = arg;
+    sl_engine_charge_body(&c->verdict, at, n);
 }
 
 static void send_response_head(struct sl_conn *c)
@@ -271,6 +279,15 @@ static void send_response_head(struct sl_conn *c)
         .connection = conn,
         .extra = c->has_verdict ? &c->vheaders : NULL,
     };
+    /* The head is all a response_header charge needs: it is made now, never delaying the
+     * response (a Redis charge is one pipelined call, not awaited). */
+    if (c->has_verdict) {
+        sl_engine_charge_head(c->w->engine, &c->verdict, h->headers, h->nfields);
+        if (sl_engine_charge_pending(&c->verdict)) {
+            h->body_tap = tap_body; /* a response_json charge reads the body as it passes */
+            h->body_tap_arg = c;
+        }
+    }
     size_t before = evbuffer_get_length(out);
     sl_forward_response_head(&f, out);
     c->bytes_out += evbuffer_get_length(out) - before;

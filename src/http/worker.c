@@ -215,6 +215,7 @@ void sl_worker_deinit(struct sl_worker *w)
     /* Freeing the engine answers the decisions it still owes; what remains after that
      * has nobody left to call it back. */
     sl_engine_free(w->engine);
+    w->engine = NULL;
     while (w->conns) {
         w->conns->decision_pending = false;
         sl_conn_shutdown(w->conns, false);

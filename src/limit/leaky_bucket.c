@@ -36,7 +36,7 @@ static size_t leaky_bucket_state_size(const struct sl_limit *lim)
 }
 
 static void leaky_bucket_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                struct sl_decision *out)
+                                const struct sl_units *u, struct sl_decision *out)
 {
     uint64_t n = lim->count, p = lim->period_us;
     sl_u128 now = sl_mul128(now_us, n);

@@ -31,3 +31,8 @@ const struct sl_algorithm_ops *const *sl_algorithm_all(void)
 {
     return algorithms;
 }
+
+uint64_t sl_limit_capacity(const struct sl_limit *lim)
+{
+    return lim->alg->has_burst ? lim->burst : lim->count;
+}

@@ -37,7 +37,7 @@ static bool has_left_window(uint64_t ts, uint64_t now_us, uint64_t p)
 }
 
 static void sliding_window_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                  struct sl_decision *out)
+                                  const struct sl_units *u, struct sl_decision *out)
 {
     struct sliding_window_state *s = state;
     uint64_t n = lim->count, p = lim->period_us;

@@ -1,5 +1,6 @@
 /* token_bucket: a bucket of at most `burst` tokens (default N) refilled continuously at
- * N tokens per P; a request takes one token and is admitted when there is one.
+ * N tokens per P; a request takes `cost` tokens (1 by default) and is admitted when the
+ * bucket holds them all.
  *
  * State: the theoretical arrival time (GCRA) `tat`: the instant at which the bucket would
  * be full again. Times are kept scaled by N (µs × N), where one token is worth exactly P,
@@ -14,9 +15,15 @@
  * burst 0 is a bucket that can hold no token: nothing is ever admitted. Such a decision
  * reports retry_after = P, since no instant would do.
  *
- * remaining: whole tokens left after this request.
+ * Debt: a charge (struct sl_units.take beyond what the bucket holds) moves tat further than
+ * `burst` tokens ahead: the bucket is below empty, and admits nothing until refill has
+ * repaid the debt. The lack tat − now·N saturates at max(2^53 − 1, burst·P), which the Lua
+ * twin holds exactly: a debt of (2^53 − burst·P)/P tokens at least (25 hours of a
+ * 100000/1h budget); more is forgiven. Reported times saturate at SL_TIME_MAX (2^52 µs).
+ *
+ * remaining: whole tokens left after this request (0 in debt).
  * reset:     until the bucket is full again (tat reached).
- * retry_after (denied): until the bucket holds one whole token. */
+ * retry_after (denied): until the bucket holds `need` whole tokens. */
 #include "sluice/limit.h"
 #include "sluice/lua_scripts.h"
 
@@ -31,32 +38,47 @@ static size_t token_bucket_state_size(const struct sl_limit *lim)
     return sizeof(struct token_bucket_state);
 }
 
+#define LACK_MAX 9007199254740991ull /* 2^53 − 1 */
+
+static uint64_t cap_time(sl_u128 t)
+{
+    return t > SL_TIME_MAX ? SL_TIME_MAX : (uint64_t)t;
+}
+
 static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                struct sl_decision *out)
+                                const struct sl_units *u, struct sl_decision *out)
 {
     uint64_t n = lim->count, p = lim->period_us;
     sl_u128 now = sl_mul128(now_us, n);
     sl_u128 capacity = sl_mul128(lim->burst, p);
-    sl_u128 tat = sl_max128(sl_load128(state), now);
+    sl_u128 lack = sl_max128(sl_load128(state), now) - now; /* missing tokens, times P */
 
     *out = (struct sl_decision){.limit = n};
     /* Taking a token moves tat one token's worth (P) later; the bucket may lack at most
-     * `burst` tokens. */
-    if (tat - now + p <= capacity) {
-        tat += p;
-        sl_store128(state, tat);
+     * `burst` tokens, except by a charge. */
+    if (u->need == 0 || (u->need <= lim->burst && lack + sl_mul128(u->need, p) <= capacity)) {
+        sl_u128 most = sl_max128(LACK_MAX, capacity);
+        lack += sl_mul128(u->take, p);
+        if (lack > most)
+            lack = most;
+        sl_store128(state, now + lack);
         out->allowed = true;
-        out->remaining = sl_sat64((capacity - (tat - now)) / p);
-        out->reset_us = sl_sat64(sl_ceil_div128(tat - now, n));
+        out->remaining = lack < capacity ? sl_sat64((capacity - lack) / p) : 0;
+        out->reset_us = cap_time(sl_ceil_div128(lack, n));
         return;
     }
-    out->reset_us = sl_sat64(sl_ceil_div128(tat - now, n));
+    out->reset_us = cap_time(sl_ceil_div128(lack, n));
     if (lim->burst == 0) {
         out->retry_after_us = p;
         return;
     }
-    /* The first instant t with tat − t·N ≤ (burst − 1)·P; tat > now here, so t > now_us. */
-    out->retry_after_us = sl_sat64(sl_ceil_div128(tat - (capacity - p), n) - now_us);
+    if (u->need > lim->burst) {
+        out->retry_after_us = SL_TIME_MAX; /* never fits */
+        return;
+    }
+    /* The first instant t with lack − (t − now)·N ≤ burst·P − need·P; here lack is above the
+     * right side, so t > now_us. */
+    out->retry_after_us = cap_time(sl_ceil_div128(lack - (capacity - sl_mul128(u->need, p)), n));
 }
 
 static void token_bucket_rescale(const struct sl_limit *lim, const struct sl_rate *from,
@@ -70,6 +92,7 @@ const struct sl_algorithm_ops sl_alg_token_bucket = {
     .tag = "tb",
     .has_burst = true,
     .burst_defaults_to_count = true,
+    .has_units = true,
     .state_size = token_bucket_state_size,
     .decide = token_bucket_decide,
     .rescale = token_bucket_rescale,

@@ -8,14 +8,17 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "response.h"
+#include "sluice/charge.h"
 #include "sluice/clock.h"
 #include "sluice/engine.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
 #include "sluice/route.h"
 #include "sluice/top.h"
+#include "sluice/usage_scan.h"
 
 /* Per-worker buffers for what a request head yields, sized by the largest head seen. */
 struct scratch {
@@ -211,6 +214,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
         c->decision = *d;
         if (top_on(e, v))
             record_top(e, v, (size_t)(c - v->priv.checks), !d->allowed, now);
+        if (d->allowed && c->units.take > 0 && e->metrics && sl_limit_takes_units(c->limit))
+            sl_metrics_limit_units(e->metrics, c->limit, false, c->units.take);
         metric_check(e, c->limit,
                      d->allowed         ? SL_CHECK_ALLOW
                      : c->limit->shadow ? SL_CHECK_SHADOW_DENY
@@ -228,7 +233,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
          * Redis is away. The reference stays with the retry. */
         c->store = SL_STORE_MEMORY;
         c->started_us = now;
-        sl_store_decide(e->memory, c->limit, b->data + b->off[i], b->klen[i], on_decision, c);
+        sl_store_decide_units(e->memory, c->limit, b->data + b->off[i], b->klen[i], &c->units,
+                              on_decision, c);
         return;
     }
     metric_check(e, c->limit, SL_CHECK_ERROR);
@@ -287,17 +293,40 @@ static void aggregate(struct sl_verdict *v)
     sl_response_ratelimit_headers(cfg, v);
 }
 
-static void finish(struct sl_verdict *v)
+/* Marks the charges a forwarded request owes: its admitted checks of charged limits whose
+ * keys were kept. Returns true when there is one. */
+static bool mark_charges(struct sl_verdict *v)
 {
-    struct sl_engine *e = v->priv.engine;
+    struct sl_key_block *b = v->priv.keys;
+    bool any = false;
+    if (!v->route || v->status != 0 || !b)
+        return false;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        c->charge_due = c->applied && c->limit->charge_kind != SL_CHARGE_NONE &&
+                        c->status == SL_STORE_OK && c->decision.allowed && b->kept[i];
+        any |= c->charge_due;
+    }
+    return any;
+}
 
-    if (v->route && v->outcome == SL_OUTCOME_ALLOWED)
-        aggregate(v);
+static void recycle_keys(struct sl_engine *e, struct sl_verdict *v)
+{
     if (v->priv.keys) {
         v->priv.keys->next = e->free_blocks;
         e->free_blocks = v->priv.keys;
         v->priv.keys = NULL;
     }
+}
+
+static void finish(struct sl_verdict *v)
+{
+    struct sl_engine *e = v->priv.engine;
+
+    if (v->route && v->outcome == SL_OUTCOME_ALLOWED && !v->rejected)
+        aggregate(v);
+    if (!mark_charges(v))
+        recycle_keys(e, v);
     /* Last: the callback may free `v`. */
     v->priv.cb(v->priv.arg, v);
 }
@@ -313,6 +342,28 @@ static struct sl_store *store_for(struct sl_engine *e, const struct sl_limit *li
     return e->memory;
 }
 
+/* What the request asks of each limit. A malformed cost header makes the request a 400 (no
+ * limit is asked, so none is spent); on a shadow limit, which must never change an answer,
+ * it counts as the default cost. Returns 0, or -1 when `v` is answered. */
+static int read_costs(struct sl_verdict *v, const struct sl_request *req)
+{
+    const struct sl_route *route = v->route;
+    for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
+        const struct sl_limit *lim = &route->limits[i];
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        if (sl_cost_units(lim, req, &c->units) == 0)
+            continue;
+        if (lim->shadow) {
+            c->units = (struct sl_units){1, 1};
+            continue;
+        }
+        v->rejected = true;
+        sl_response_bad_cost(v, lim);
+        return -1;
+    }
+    return 0;
+}
+
 /* Asks the store of every limit whose key sources are all present. */
 static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                   const struct sl_key_ctx *ctx)
@@ -321,6 +372,8 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
     bool retry = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
     bool top = top_on(e, v);
 
+    if (read_costs(v, ctx->req) < 0)
+        return;
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
         const struct sl_limit *lim = &route->limits[i];
         struct sl_verdict_check *c = &v->priv.checks[i];
@@ -331,6 +384,14 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         c->limit = lim;
         c->applied = true;
         struct sl_store *store = store_for(e, lim, &c->store);
+        if (sl_limit_takes_units(lim) && c->units.need > sl_limit_capacity(lim)) {
+            /* It can never fit: denied here, and no store is asked to spend anything. */
+            c->status = SL_STORE_OK;
+            c->never_fits = true;
+            c->decision = (struct sl_decision){.limit = lim->count};
+            metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
+            continue;
+        }
         if ((size_t)n > s->key_cap) {
             if (reserve(&s->key, &s->key_cap, (size_t)n) < 0) {
                 /* The limit cannot be asked: as if its store had failed. */
@@ -341,8 +402,9 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
             }
             sl_key_build(lim, ctx, s->key, s->key_cap);
         }
-        /* A Redis answer comes later, when the scratch buffer holds other keys. */
-        if ((top || retry) && c->store == SL_STORE_REDIS)
+        /* A Redis answer comes later, when the scratch buffer holds other keys; a charge is
+         * made when the response arrives. */
+        if (((top || retry) && c->store == SL_STORE_REDIS) || lim->charge_kind != SL_CHARGE_NONE)
             keep_key(e, v, i, s->key, (size_t)n);
         c->started_us = e->metrics ? sl_clock_mono_us() : 0;
         v->priv.pending++;
@@ -352,7 +414,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         e->asking = c;
         e->asking_key = s->key;
         e->asking_len = (size_t)n;
-        sl_store_decide(store, lim, s->key, (size_t)n, on_decision, c);
+        sl_store_decide_units(store, lim, s->key, (size_t)n, &c->units, on_decision, c);
         /* Restored: this call may run inside another request's sl_store_decide(). */
         e->asking = outer;
         e->asking_key = outer_key;
@@ -440,13 +502,14 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     v->outcome = SL_OUTCOME_ALLOWED;
     v->status = 0;
     v->delay_us = 0;
+    v->rejected = false;
     memset(&v->client, 0, sizeof v->client);
     v->priv.cb = cb;
     v->priv.arg = arg;
     v->priv.engine = engine;
     v->priv.cfg = cfg;
-    v->priv.pending = 1; /* held by this call until every limit is issued */
-    v->priv.keys = NULL;
+    v->priv.pending = 1;     /* held by this call until every limit is issued */
+    recycle_keys(engine, v); /* a previous request's, should its end have gone unreported */
     v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
     memset(v->priv.checks, 0, sizeof v->priv.checks);
 
@@ -469,4 +532,121 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     else
         engine->scratch_busy = false;
     release(v);
+}
+
+static void on_charged(void *arg, const struct sl_decision *d, enum sl_store_status status)
+{
+    /* A charge is never awaited: a store that fails it leaves the budget as it was. */
+}
+
+/* Takes `units` from check `i`'s key on the store that decided it. */
+static void charge(struct sl_engine *e, struct sl_verdict *v, size_t i, uint64_t units)
+{
+    struct sl_verdict_check *c = &v->priv.checks[i];
+    struct sl_key_block *b = v->priv.keys;
+    struct sl_store *store = c->store == SL_STORE_REDIS && e->redis ? e->redis : e->memory;
+    struct sl_units u = {0, units};
+
+    if (e->metrics)
+        sl_metrics_limit_units(e->metrics, c->limit, true, units);
+    if (units > 0)
+        sl_store_decide_units(store, c->limit, b->data + b->off[i], b->klen[i], &u, on_charged,
+                              NULL);
+}
+
+bool sl_engine_charge_pending(const struct sl_verdict *v)
+{
+    if (!v->priv.keys || !v->route)
+        return false;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
+        if (v->priv.checks[i].charge_due)
+            return true;
+    return false;
+}
+
+void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
+                           const struct sl_header *hs, size_t nheaders)
+{
+    if (!v->priv.keys || !v->route)
+        return;
+    enum sl_usage_body kind = SL_USAGE_NONE;
+    for (size_t i = 0; i < nheaders; i++)
+        if (hs[i].name_len == 12 && strncasecmp(hs[i].name, "Content-Type", 12) == 0) {
+            kind = sl_usage_body_kind(hs[i].value, hs[i].value_len);
+            break;
+        }
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        if (!c->charge_due)
+            continue;
+        uint64_t units;
+        bool ok;
+        if (c->limit->charge_kind == SL_CHARGE_JSON) {
+            if (kind != SL_USAGE_NONE &&
+                (c->scan = sl_usage_scan_new(c->limit->charge_name, kind)) != NULL)
+                continue; /* charged when the body ends */
+            ok = false;
+        } else {
+            ok = sl_charge_header_units(c->limit, hs, nheaders, &units);
+        }
+        c->charge_due = false;
+        if (ok)
+            charge(engine, v, i, units);
+        else if (engine->metrics)
+            sl_metrics_charge_error(engine->metrics, c->limit);
+    }
+    if (!sl_engine_charge_pending(v))
+        recycle_keys(engine, v);
+}
+
+void sl_engine_charge_body(struct sl_verdict *v, const char *data, size_t len)
+{
+    if (!v->priv.keys || !v->route)
+        return;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
+        if (v->priv.checks[i].scan)
+            sl_usage_scan_feed(v->priv.checks[i].scan, data, len);
+}
+
+void sl_engine_charge_body_end(struct sl_engine *engine, struct sl_verdict *v)
+{
+    if (!v->priv.keys || !v->route)
+        return;
+    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+        struct sl_verdict_check *c = &v->priv.checks[i];
+        if (!c->scan)
+            continue;
+        uint64_t units;
+        if (sl_usage_scan_finish(c->scan, &units))
+            charge(engine, v, i, units);
+        else if (engine->metrics)
+            sl_metrics_charge_error(engine->metrics, c->limit);
+        sl_usage_scan_free(c->scan);
+        c->scan = NULL;
+        c->charge_due = false;
+    }
+    recycle_keys(engine, v);
+}
+
+void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v)
+{
+    if (!v->priv.keys)
+        return;
+    if (!engine) { /* the engine is gone (worker shutdown): nothing to recycle into */
+        for (size_t i = 0; v->route && i < sl_verdict_nchecks(v->route); i++) {
+            sl_usage_scan_free(v->priv.checks[i].scan);
+            v->priv.checks[i].scan = NULL;
+        }
+        free(v->priv.keys);
+        v->priv.keys = NULL;
+        return;
+    }
+    if (v->route)
+        for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
+            struct sl_verdict_check *c = &v->priv.checks[i];
+            c->charge_due = false;
+            sl_usage_scan_free(c->scan); /* a body cut short charges nothing */
+            c->scan = NULL;
+        }
+    recycle_keys(engine, v);
 }

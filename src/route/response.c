@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "response.h"
+#include "sluice/limit.h"
 #include "sluice/text.h"
 
 /* Appends `s` between double quotes, each byte of `special` preceded by a backslash and
@@ -144,6 +145,50 @@ void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdic
     sl_text_flush(&t);
 }
 
+/* The answer to a request whose cost limit `c` can never admit. */
+static void response_never_fits(const struct sl_config *cfg, struct sl_verdict *v,
+                                const struct sl_verdict_check *c)
+{
+    v->status = cfg->response_status;
+    if (v->headers) {
+        struct sl_text t;
+        sl_text_init_textbuf(&t, v->headers);
+        add_ratelimit_fields(&t, cfg, v);
+        sl_text_flush(&t);
+    }
+    if (v->body) {
+        struct sl_text t;
+        sl_text_init_textbuf(&t, v->body);
+        SL_TEXT_LIT(&t, "{\"error\":\"cost_exceeds_capacity\",\"route\":");
+        text_quoted(&t, v->route->name, true);
+        SL_TEXT_LIT(&t, ",\"limit\":");
+        text_quoted(&t, c->limit->name, true);
+        SL_TEXT_LIT(&t, ",\"cost\":");
+        sl_text_u64(&t, c->units.need);
+        SL_TEXT_LIT(&t, ",\"capacity\":");
+        sl_text_u64(&t, sl_limit_capacity(c->limit));
+        SL_TEXT_LIT(&t, "}");
+        sl_text_flush(&t);
+    }
+}
+
+void sl_response_bad_cost(struct sl_verdict *v, const struct sl_limit *lim)
+{
+    v->status = 400;
+    if (!v->body)
+        return;
+    struct sl_text t;
+    sl_text_init_textbuf(&t, v->body);
+    SL_TEXT_LIT(&t, "{\"error\":\"bad_cost\",\"route\":");
+    text_quoted(&t, v->route->name, true);
+    SL_TEXT_LIT(&t, ",\"limit\":");
+    text_quoted(&t, lim->name, true);
+    SL_TEXT_LIT(&t, ",\"header\":");
+    text_quoted(&t, lim->cost_header, true);
+    SL_TEXT_LIT(&t, "}");
+    sl_text_flush(&t);
+}
+
 void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v)
 {
     const struct sl_verdict_check *first = NULL;
@@ -153,6 +198,10 @@ void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v)
         const struct sl_verdict_check *c = &v->priv.checks[i];
         if (!answered(c) || c->decision.allowed)
             continue;
+        if (c->never_fits) {
+            response_never_fits(cfg, v, c);
+            return;
+        }
         if (!first)
             first = c;
         if (c->decision.retry_after_us > retry_us)

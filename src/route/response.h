@@ -18,8 +18,14 @@ void sl_response_ratelimit_headers(const struct sl_config *cfg, struct sl_verdic
 /* Makes `v` a rate-limited answer: status, the rate-limit header fields as
  * sl_response_ratelimit_headers() writes them, Retry-After (the largest retry_after among
  * denying checks, whole seconds rounded up, at least 1) and the JSON body naming the first
- * denying limit in configuration order. */
+ * denying limit in configuration order. When a limit denied because the request's cost
+ * exceeds its capacity, no wait would help: the body says so
+ * ({"error":"cost_exceeds_capacity",…,"cost":C,"capacity":K}) and there is no Retry-After. */
 void sl_response_limited(const struct sl_config *cfg, struct sl_verdict *v);
+
+/* Makes `v` the 400 of a request whose cost header for `lim` is not a number of units:
+ * {"error":"bad_cost","route":…,"limit":…,"header":NAME}. */
+void sl_response_bad_cost(struct sl_verdict *v, const struct sl_limit *lim);
 
 /* Makes `v` the 503 of failure_mode closed: Retry-After: 1 and {"error":"store_unavailable"}. */
 void sl_response_store_unavailable(struct sl_verdict *v);

@@ -26,7 +26,8 @@ struct entry {
     uint64_t expires_us;  /* sent + retry_after: from then on Redis is asked again */
     uint64_t reset_at_us; /* sent + reset */
     uint64_t limit;
-    void *probe; /* the request asking Redis again once run out (sl_deny_cache_probe) */
+    void *probe;   /* the request asking Redis again once run out (sl_deny_cache_probe) */
+    uint64_t need; /* units the denied request asked: a smaller need may still fit */
     size_t ident_len, cap;
     unsigned char ident[];
 };
@@ -207,12 +208,14 @@ static struct entry *find_entry(struct sl_deny_cache *c, const struct sl_limit *
 }
 
 enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim,
-                                      const char *key, size_t key_len, uint64_t now_us,
-                                      struct sl_decision *out, void **probe)
+                                      const char *key, size_t key_len, uint64_t need,
+                                      uint64_t now_us, struct sl_decision *out, void **probe)
 {
     struct entry *e = find_entry(c, lim, key, key_len);
     if (!e)
         return SL_DENY_UNKNOWN;
+    if (need < e->need)
+        return SL_DENY_UNKNOWN; /* Redis may admit fewer units; the entry stays for larger asks */
     lru_unlink(c, e);
     lru_push_front(c, e);
     if (now_us >= e->expires_us) {
@@ -294,7 +297,7 @@ static struct entry *make_room(struct sl_deny_cache *c, size_t len, uint64_t now
 }
 
 void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
-                       size_t key_len, uint64_t sent_us, const struct sl_decision *d)
+                       size_t key_len, uint64_t need, uint64_t sent_us, const struct sl_decision *d)
 {
     if (d->allowed || d->retry_after_us == 0)
         return;
@@ -307,10 +310,12 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
 
     struct entry *e = lookup(c, &id, hash);
     if (e) {
-        /* Two denials of one key, each valid until its own end: the later stands. */
-        if (expires > e->expires_us) {
+        /* Two denials of one key, each true of its own need until its own end: the held one
+         * stands while it says as much (a need no larger, an end no earlier), else the new. */
+        if (e->need > need || e->expires_us < expires) {
             e->expires_us = expires;
             e->reset_at_us = reset_at;
+            e->need = need;
         }
         e->probe = NULL;
         lru_unlink(c, e);
@@ -329,6 +334,7 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
     e->reset_at_us = reset_at;
     e->limit = lim->count;
     e->probe = NULL;
+    e->need = need;
     e->ident_len = id.len;
     ident_lay_out(e->ident, &id);
     struct entry **pp = bucket_of(c, hash);

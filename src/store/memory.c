@@ -372,7 +372,7 @@ static struct entry *carry_over(struct memory_store *ms, struct stripe *s, uint6
 }
 
 static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                          size_t key_len, sl_store_cb cb, void *arg)
+                          size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
     unsigned char flat[FLAT_IDENT_MAX];
@@ -409,7 +409,7 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
             return;
         }
     }
-    lim->alg->decide(lim, e->data, now, &d);
+    lim->alg->decide(lim, e->data, now, u, &d);
     e->expires_at = d.reset_us > UINT64_MAX - now ? UINT64_MAX : now + d.reset_us;
     pthread_mutex_unlock(&s->lock);
 

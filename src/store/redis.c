@@ -168,7 +168,7 @@ static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
 static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                             const struct sl_redis_script *script,
                                             const struct sl_limit *lim, const char *key,
-                                            size_t key_len)
+                                            size_t key_len, const struct sl_units *u)
 {
     const char *route = lim->route ? lim->route->name : "";
     const char *tag = lim->alg->tag;
@@ -189,6 +189,7 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                    .count = lim->count,
                                    .period_us = lim->period_us,
                                    .burst = lim->burst,
+                                   .units = *u,
                                    .delay = lim->delay,
                                    .batch_n = 1,
                                    .key_len = total};
@@ -263,8 +264,8 @@ static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
     const char *value = sl_redis_pending_value(p, &len);
     struct sl_decision held;
     void *probe = NULL;
-    enum sl_deny_state state =
-        sl_deny_cache_find(s->deny, p->lim, value, len, sl_clock_mono_us(), &held, &probe);
+    enum sl_deny_state state = sl_deny_cache_find(s->deny, p->lim, value, len, p->units.need,
+                                                  sl_clock_mono_us(), &held, &probe);
     if (state == SL_DENY_HELD) {
         sl_metrics_deny_cache_hit(s->metrics);
         sl_redis_complete(p, &held, SL_STORE_OK);
@@ -275,7 +276,7 @@ static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
 }
 
 static void redis_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                         size_t key_len, sl_store_cb cb, void *arg)
+                         size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     const struct sl_redis_script *script = find_script(s, lim->alg);
@@ -289,10 +290,10 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
     }
     /* The over-limit cache is keyed by the limit and the key value as the Redis key holds
      * it; it answers before any node is picked, whatever the connections' state, and
-     * before anything is allocated. */
+     * before anything is allocated. A decision that asks no unit (a charge) never uses it. */
     enum sl_deny_state state = SL_DENY_UNKNOWN;
     void *probe = NULL;
-    if (s->deny) {
+    if (s->deny && u->need > 0) {
         char digest[2 * SL_SHA256_LEN + 1];
         const char *value = key;
         size_t value_len = key_len;
@@ -302,15 +303,15 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
             value_len = 2 * SL_SHA256_LEN;
         }
         struct sl_decision held;
-        state =
-            sl_deny_cache_find(s->deny, lim, value, value_len, sl_clock_mono_us(), &held, &probe);
+        state = sl_deny_cache_find(s->deny, lim, value, value_len, u->need, sl_clock_mono_us(),
+                                   &held, &probe);
         if (state == SL_DENY_HELD) {
             sl_metrics_deny_cache_hit(s->metrics);
             cb(arg, &held, SL_STORE_OK);
             return;
         }
     }
-    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len);
+    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len, u);
     if (!p) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;
@@ -398,7 +399,8 @@ static int copy_str(char **dst, const char *src)
     return 0;
 }
 
-/* The highest ARGV[k] `body` reads. Every script takes the same list (N, P, burst, delay,
+/* The highest ARGV[k] `body` reads, up to SL_REDIS_NARGV (past it is the tests' pinned time,
+ * sent only with one). Every script takes the same list (N, P, need, take, burst, delay,
  * member) and most read only its start: sending just that saves Redis parsing and sluice
  * formatting arguments nobody reads. */
 static unsigned script_nargv(const char *body)
@@ -406,10 +408,10 @@ static unsigned script_nargv(const char *body)
     unsigned n = 0;
     for (const char *at = strstr(body, "ARGV["); at; at = strstr(at + 5, "ARGV[")) {
         unsigned k = (unsigned)strtoul(at + 5, NULL, 10);
-        if (k > n)
+        if (k > n && k <= SL_REDIS_NARGV)
             n = k;
     }
-    return n < SL_REDIS_NARGV ? n : SL_REDIS_NARGV;
+    return n;
 }
 
 static void load_scripts(struct sl_redis_store *s)
@@ -476,4 +478,9 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
 fail:
     redis_free(&s->base);
     return NULL;
+}
+
+void sl_store_redis_pin_clock(struct sl_store *store, uint64_t (*clock_us)(void))
+{
+    ((struct sl_redis_store *)store)->pinned_clock = clock_us;
 }

@@ -38,7 +38,7 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
 
 /* The batch script wraps an algorithm's script (prelude included) as a function of its
  * ARGV and calls it once per decision. The call's ARGV is the script's own followed by the
- * count; a member (sliding_window's ARGV[5]) is made unique per decision by a suffix.
+ * count; a member (sliding_window's ARGV[7]) is made unique per decision by a suffix.
  *
  * What costs in Redis is the commands a script calls, not its arithmetic, so the wrapper
  * gives the algorithm its own `redis` whose call() keeps the key's hash in the script:
@@ -105,7 +105,7 @@ static const char BATCH_TAIL[] =
     "local argv, out = {}, {}\n"
     "for i = 1, #ARGV - 1 do argv[i] = ARGV[i] end\n"
     "for i = 1, k do\n"
-    "    if ARGV[5] and #ARGV > 5 then argv[5] = ARGV[5] .. ':' .. i end\n"
+    "    if ARGV[7] and #ARGV > 7 then argv[7] = ARGV[7] .. ':' .. i end\n"
     "    local r = decide(argv)\n"
     "    if r.err then return r end\n"
     "    for j = 1, 5 do out[#out + 1] = r[j] end\n"
@@ -237,10 +237,10 @@ static int answer_all(struct sl_redis_store *s, struct sl_redis_pending *p, cons
         if (!q->cb)
             continue;
         parse_at(r, i, p->count, &d);
-        if (s->deny && sl_redis_held_by_cache(&d)) {
+        if (s->deny && q->units.need > 0 && sl_redis_held_by_cache(&d)) {
             size_t len;
             const char *value = sl_redis_pending_value(q, &len);
-            sl_deny_cache_add(s->deny, q->lim, value, len, p->sent_us, &d);
+            sl_deny_cache_add(s->deny, q->lim, value, len, q->units.need, p->sent_us, &d);
         }
         sl_redis_complete(q, &d, SL_STORE_OK);
     }
@@ -325,20 +325,30 @@ done:
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     const struct sl_redis_script *script = script_of(p);
-    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], burst[SL_U64_DIGITS], k[SL_U64_DIGITS];
-    const char *argv[] = {"EVALSHA", script->sha,          "1",       p->key, count, period,
-                          burst,     p->delay ? "1" : "0", p->member, k};
+    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], need[SL_U64_DIGITS], take[SL_U64_DIGITS],
+        burst[SL_U64_DIGITS], now[SL_U64_DIGITS], k[SL_U64_DIGITS];
+    const char *argv[] = {"EVALSHA", script->sha, "1",  p->key, count,
+                          period,    need,        take, burst,  p->delay ? "1" : "0",
+                          p->member, now,         NULL};
     size_t argvlen[] = {7,
                         strlen(script->sha),
                         1,
                         p->key_len,
                         sl_u64_format(count, p->count),
                         sl_u64_format(period, p->period_us),
+                        sl_u64_format(need, p->units.need),
+                        sl_u64_format(take, p->units.take),
                         sl_u64_format(burst, p->burst),
                         1,
                         p->member_len,
+                        0,
                         0};
     int argc = 4 + (int)script->nargv;
+    if (p->store->pinned_clock) {
+        /* A unit test's time instead of Redis's (the scripts' ARGV[8]). */
+        argvlen[11] = sl_u64_format(now, p->store->pinned_clock());
+        argc = 4 + SL_REDIS_NARGV + 1;
+    }
     if (p->batch_n > 1) {
         /* The count follows the arguments the algorithm reads (the batch script's last). */
         argv[argc] = k;
@@ -373,11 +383,12 @@ static size_t turn_slot(const struct sl_redis_pending *p)
 }
 
 /* Whether `p` can ride with `leader`: the same key under the same script and rate (a reload
- * may put two rates of one limit in one turn). */
+ * may put two rates of one limit in one turn), asking the same units. */
 static bool same_call(const struct sl_redis_pending *leader, const struct sl_redis_pending *p)
 {
     return leader->batch_n < BATCH_MAX && leader->script == p->script &&
            leader->key_len == p->key_len && leader->count == p->count &&
+           leader->units.need == p->units.need && leader->units.take == p->units.take &&
            leader->period_us == p->period_us && leader->burst == p->burst &&
            leader->delay == p->delay && memcmp(leader->key, p->key, p->key_len) == 0;
 }

@@ -33,8 +33,9 @@ struct sl_redis_script {
 #define SL_REDIS_MAX_SCRIPTS 16
 /* Slots of a loop turn's table of batches, by a hash of the key. */
 #define SL_REDIS_TURN_SLOTS 64
-/* The arguments a script may read, in this order: N, P (us), burst, delay, member. */
-#define SL_REDIS_NARGV 5
+/* The arguments a script may read, in this order: N, P (us), need, take, burst, delay,
+ * member; a test's pinned time follows as ARGV[8] (sl_store_redis_pin_clock). */
+#define SL_REDIS_NARGV 7
 
 enum sl_redis_state {
     SL_REDIS_IDLE,       /* no connection; conn_timer runs the next attempt */
@@ -86,6 +87,7 @@ struct sl_redis_pending {
     unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
     /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
     uint64_t count, period_us, burst;
+    struct sl_units units;
     bool delay;
     bool retried; /* after NOSCRIPT */
     /* Single flight on a run-out cached denial (deny_cache.h): the one request asking Redis
@@ -175,6 +177,7 @@ struct sl_redis_store {
     bool flush_scheduled;
     char member_prefix[40];
     uint64_t seq;
+    uint64_t (*pinned_clock)(void); /* tests only: sent as the scripts' time; NULL: TIME */
 };
 
 /* redis.c: a script's reply {allowed, remaining, reset_us, retry_after_us, delay_us} as

@@ -21,6 +21,11 @@ and sha256), except on these paths:
                        header, exactly (several responses, broken framing, anything);
                        ?early=1 replies before reading the body, then reads and
                        discards the rest until the client closes
+    /usage/N           an LLM-style answer reporting N tokens used: ?as=header (default)
+                       sets X-Tokens-Used: N; ?as=json answers an OpenAI-style JSON body
+                       with usage.total_tokens N; ?as=sse streams server-sent events,
+                       chunked, the last carrying the usage, then [DONE]; N "bad" puts
+                       a malformed number there
     /count             {"count": N}: requests seen since start (or the last reset)
     /count/reset       sets the count to 0
     GET  /__log        every request seen, as a JSON list (see Server.record)
@@ -234,6 +239,9 @@ class Server:
             await self.stream(writer, int(path[8:]), params.get("cl") == "1" or
                               entry["version"] != "HTTP/1.1", method == "HEAD", keep)
             return keep
+        elif path.startswith("/usage/"):
+            await self.usage(writer, path[7:], params.get("as", "header"), keep)
+            return keep
         elif path == "/count":
             echo = {"count": self.count}
         elif path == "/count/reset":
@@ -281,6 +289,38 @@ class Server:
         writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
         if not bodyless and not head:
             writer.write(body)
+        await writer.drain()
+
+    @staticmethod
+    async def usage(writer, n, kind, keep):
+        number = '"lots"' if n == "bad" else str(int(n))
+        lines = ["HTTP/1.1 200 OK"]
+        if not keep:
+            lines.append("Connection: close")
+        if kind == "sse":
+            lines += ["Content-Type: text/event-stream", "Transfer-Encoding: chunked"]
+            writer.write(("\r\n".join(lines) + "\r\n\r\n").encode())
+            events = [b'data: {"choices":[{"delta":{"content":"Hel"}}],"usage":null}\n\n',
+                      b'data: {"choices":[{"delta":{"content":"lo"}}],"usage":null}\n\n',
+                      b'data: {"choices":[],"usage":{"prompt_tokens":3,"total_tokens":'
+                      + number.encode() + b'}}\n\n',
+                      b"data: [DONE]\n\n"]
+            for e in events:  # one chunk each, flushed apart: the body arrives in pieces
+                writer.write(b"%x\r\n%s\r\n" % (len(e), e))
+                await writer.drain()
+            writer.write(b"0\r\n\r\n")
+            await writer.drain()
+            return
+        if kind == "json":
+            body = ('{"id":"cmpl-1","object":"chat.completion","choices":[{"message":'
+                    '{"role":"assistant","content":"Hello"}}],"usage":{"prompt_tokens":3,'
+                    f'"completion_tokens":2,"total_tokens":{number}}}}}').encode()
+            lines.append("Content-Type: application/json")
+        else:
+            body = b'{"ok":true}'
+            lines += ["Content-Type: application/json", f"X-Tokens-Used: {n if n != 'bad' else 'lots'}"]
+        lines.append(f"Content-Length: {len(body)}")
+        writer.write(("\r\n".join(lines) + "\r\n\r\n").encode() + body)
         await writer.drain()
 
     @staticmethod

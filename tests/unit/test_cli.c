@@ -103,7 +103,7 @@ START_TEST(check_shipped_config)
     run((const char *[]){"-t", "-c", SLUICE_SOURCE_DIR "/conf/sluice.yaml", NULL}, NULL, &r);
     ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
     ck_assert_msg(
-        checked_ok(r.out, "routes: 1 path, 2 path_prefix, 1 path_regex, 1 without a path", 1), "%s",
+        checked_ok(r.out, "routes: 1 path, 4 path_prefix, 1 path_regex, 1 without a path", 1), "%s",
         r.out);
     ck_assert_str_eq(r.err, "");
 

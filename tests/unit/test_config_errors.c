@@ -205,6 +205,50 @@ START_TEST(error_burst_on_fixed_window)
 }
 END_TEST
 
+START_TEST(error_cost_on_sliding_window)
+{
+    assert_limit_error("        algorithm: sliding_window\n"
+                       "        rate: 5/s\n"
+                       "        cost: 2\n",
+                       "t.yaml:9:15: routes[0].limits[0].cost: cost is not supported by "
+                       "sliding_window: it admits whole requests (only fixed_window, "
+                       "sliding_window_counter, token_bucket count units)\n");
+}
+END_TEST
+
+START_TEST(error_bad_cost)
+{
+    assert_limit_error("        algorithm: fixed_window\n"
+                       "        rate: 5/s\n"
+                       "        cost: \"header:\"\n",
+                       "t.yaml:9:15: routes[0].limits[0].cost: expected a number of units from 0 "
+                       "to 4294967296, or \"header:NAME\", got \"header:\"\n");
+    assert_limit_error("        algorithm: token_bucket\n"
+                       "        rate: 5/s\n"
+                       "        cost: 6\n",
+                       "t.yaml:9:15: routes[0].limits[0].cost: expected at most the limit's "
+                       "capacity (burst 5), got 6: such a request could never be admitted\n");
+}
+END_TEST
+
+START_TEST(error_bad_charge)
+{
+    assert_limit_error("        algorithm: token_bucket\n"
+                       "        rate: 5/s\n"
+                       "        charge: \"response_json:usage..total\"\n",
+                       "t.yaml:9:17: routes[0].limits[0].charge: expected "
+                       "\"response_header:NAME\" or \"response_json:PATH\" (a dot path of at "
+                       "most 16 keys such as usage.total_tokens), got "
+                       "\"response_json:usage..total\"\n");
+    assert_limit_error("        algorithm: leaky_bucket\n"
+                       "        rate: 5/s\n"
+                       "        charge: \"response_header:X-Used\"\n",
+                       "t.yaml:9:17: routes[0].limits[0].charge: charge is not supported by "
+                       "leaky_bucket: it admits whole requests (only fixed_window, "
+                       "sliding_window_counter, token_bucket count units)\n");
+}
+END_TEST
+
 START_TEST(error_delay_on_token_bucket)
 {
     assert_limit_error("        algorithm: token_bucket\n"
@@ -371,6 +415,9 @@ int main(void)
     tcase_add_test(tc, error_redis_topology);
     tcase_add_test(tc, error_paths_section);
     tcase_add_test(tc, error_several_in_file_order);
+    tcase_add_test(tc, error_cost_on_sliding_window);
+    tcase_add_test(tc, error_bad_cost);
+    tcase_add_test(tc, error_bad_charge);
     suite_add_tcase(s, tc);
     return run_config_suite(s);
 }

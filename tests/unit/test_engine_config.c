@@ -26,7 +26,7 @@ static uint64_t fake_clock(void)
 static unsigned dead_calls;
 
 static void dead_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                        size_t key_len, sl_store_cb cb, void *arg)
+                        size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     dead_calls++;
     cb(arg, NULL, SL_STORE_ERR_CONNECTION);

@@ -289,6 +289,8 @@ static const struct {
 } families[] = {
     {"sluice_requests_total", "counter"},
     {"sluice_limit_checks_total", "counter"},
+    {"sluice_limit_units_total", "counter"},
+    {"sluice_charge_errors_total", "counter"},
     {"sluice_responses_total", "counter"},
     {"sluice_request_duration_seconds", "histogram"},
     {"sluice_store_duration_seconds", "histogram"},

@@ -250,17 +250,18 @@ static size_t last_command_args(redisContext *c, size_t i, char *at, size_t size
     return n;
 }
 
-/* Each script gets the arguments up to the last one it reads: N, P, burst, delay, member. */
+/* Each script gets the arguments up to the last one it reads: N, P, need, take, burst, delay,
+ * member (the prelude reads the first four). */
 START_TEST(test_arguments_up_to_the_last_read)
 {
     static const struct {
         const char *alg;
         size_t args; /* EVALSHA sha 1 key, then ARGV */
-    } want[] = {{"fixed_window", 6},
-                {"sliding_window_counter", 6},
-                {"token_bucket", 7},
-                {"leaky_bucket", 8},
-                {"sliding_window", 9}};
+    } want[] = {{"fixed_window", 8},
+                {"sliding_window_counter", 8},
+                {"token_bucket", 9},
+                {"leaky_bucket", 10},
+                {"sliding_window", 11}};
     struct sl_store *store = store_new(1000, NULL);
     redisContext *c = client();
     ck_assert_ptr_nonnull(c);

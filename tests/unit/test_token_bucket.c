@@ -151,6 +151,18 @@ START_TEST(test_random_walk_promises)
 }
 END_TEST
 
+START_TEST(test_random_walk_costs_and_debt)
+{
+    struct alg_fixture f;
+    fx_init(&f, "token_bucket", 7, 3 * US_PER_S, 12, false);
+    fx_random_walk_units(&f, 9, 5000, 900000, 21, 7);
+    fx_deinit(&f);
+    fx_init(&f, "token_bucket", 7, 3 * US_PER_S, 12, false);
+    fx_random_walk_units(&f, 9, 5000, 40000, 22, 3);
+    fx_deinit(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("token_bucket");
@@ -165,6 +177,7 @@ int main(void)
     tcase_add_test(tc, test_large_count_and_period);
     tcase_add_test(tc, test_near_end_of_clock);
     tcase_add_test(tc, test_random_walk_promises);
+    tcase_add_test(tc, test_random_walk_costs_and_debt);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -1,27 +1,54 @@
--- fixed_window: at most N admitted requests in each aligned window [k*P, (k+1)*P); the same
--- decision as src/limit/fixed_window.c, on Redis's clock.
--- KEYS[1]: hash {s = the window's start (us), c = requests admitted in it}. The start rather
--- than the index, so that a change of P reads it as src/limit/fixed_window.c does.
--- ARGV: [1] N, [2] P (us); sluice sends a script only the arguments up to the last it reads.
+-- fixed_window: at most N admitted units in each aligned window [k*P, (k+1)*P); the same
+-- decision as src/limit/fixed_window.c (need, take and debt as defined there), on Redis's
+-- clock.
+-- KEYS[1]: hash {s = the window's start (us), c = units taken in it}. The start rather than
+-- the index, so that a change of P reads it as src/limit/fixed_window.c does.
+-- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
+-- the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Exact while (k+1)*P < 2^53 us (any P up to 2^51 us at today's clock): Lua numbers are
--- doubles, and div (the prelude's, with math.fmod) divides exactly.
--- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- doubles, and div (the prelude's, with math.fmod) divides exactly. The count stays at most
+-- COUNTER_MAX (2^50); a time past TIME_MAX (2^52) saturates, as in C: a product of windows
+-- and P that passes 2^53 is inexact but still above TIME_MAX.
+-- n, p, need, take, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local k = div(now, p)
 local st = redis.call('HMGET', KEYS[1], 's', 'c')
 local ss, count = tonumber(st[1]), tonumber(st[2]) or 0
 -- The stored window's index under the current P: the count carries over while it began in
 -- the current aligned window (whatever P it began under). One after the current window
--- means the clock stepped back: keep counting in it.
+-- means the clock stepped back: keep counting in it. Each window begun since repays N units.
 local sk = ss and div(ss, p) or k
-if not ss or sk < k then
+if not ss then
     ss, sk, count = k * p, k, 0
+elseif sk < k then
+    local repaid = (k - sk) * n
+    if repaid >= count then
+        count = 0
+    else
+        count = count - repaid
+    end
+    ss, sk = k * p, k
 end
 local until_end = (sk + 1) * p - now
-if count >= n then
-    return {0, 0, until_end, until_end, 0}
+-- From the end of this window, w more windows, saturated.
+local function after(w)
+    return math.min(until_end + w * p, TIME_MAX)
 end
-count = count + 1
+local function reset_of(c)
+    if c <= n then
+        return until_end
+    end
+    return after(cdiv(c, n) - 1)
+end
+if need > 0 and count + need > n then
+    local retry = TIME_MAX -- need above N never fits
+    if need <= n then
+        retry = after(cdiv(count + need - n, n) - 1)
+    end
+    return {0, 0, reset_of(count), retry, 0}
+end
+count = math.min(count + take, COUNTER_MAX)
+local reset = reset_of(count)
 redis.call('HSET', KEYS[1], 's', ss, 'c', count)
-redis.call('PEXPIRE', KEYS[1], math.ceil(until_end / 1000))
-return {1, n - count, until_end, 0, 0}
+redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+return {1, math.max(n - count, 0), reset, 0, 0}

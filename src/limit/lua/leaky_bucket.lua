@@ -5,12 +5,13 @@
 -- KEYS[1]: hash {u, f, n}: tat, the next free departure time, as u*N + f (0 <= f < N), so that
 -- no double ever holds a scaled absolute time, and the N it was written under; a missing key
 -- is an empty queue.
--- ARGV: [1] N, [2] P (us), [3] burst, [4] delay (0|1).
+-- ARGV: [1] N, [2] P (us), [3] need and [4] take (unused: leaky_bucket takes no cost), [5]
+-- burst, [6] delay (0|1).
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes; N is at most 10^9 < 2^30, as rescale needs.
 -- n, p, cdiv, rescale and now come from the prelude (src/limit/lua/prelude/prelude.lua).
-local b = tonumber(ARGV[3])
+local b = tonumber(ARGV[5])
 if not b or b < 0 then
     return redis.error_reply('ERR sluice: bad burst')
 end
@@ -46,7 +47,7 @@ local reset = cdiv(ahead, n)
 redis.call('HSET', KEYS[1], 'u', u, 'f', f, 'n', n)
 redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
 local delay = 0
-if ARGV[4] == '1' then
+if ARGV[6] == '1' then
     delay = cdiv(wait, n)
 end
 return {1, remaining, reset, 0, delay}

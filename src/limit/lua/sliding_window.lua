@@ -2,8 +2,8 @@
 -- as src/limit/sliding_window.c, on Redis's clock.
 -- KEYS[1]: sorted set of the admitted requests, scored by their time (us); denied requests
 -- are not recorded. A change of N or P reads the same set under the new rate.
--- ARGV: [1] N, [2] P (us), [3] burst and [4] delay (unused), [5] member unique to this
--- request.
+-- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst and [6] delay (all four unused:
+-- sliding_window takes no cost), [7] member unique to this request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Scores are doubles: exact while now + P < 2^53 us.
 -- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
@@ -18,6 +18,6 @@ if count >= n then
     local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
     return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[5])
+redis.call('ZADD', KEYS[1], now, ARGV[7])
 redis.call('PEXPIRE', KEYS[1], math.ceil(p / 1000))
 return {1, n - count - 1, p, 0, 0}

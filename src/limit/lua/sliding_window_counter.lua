@@ -1,14 +1,17 @@
--- sliding_window_counter: admits when prev*(P - elapsed) + curr*P < N*P, with prev and curr
--- the requests admitted in the previous and current aligned windows; the same decision as
--- src/limit/sliding_window_counter.c (remaining, reset and retry_after as defined there), on
--- Redis's clock.
+-- sliding_window_counter: admits `need` units when prev*(P - elapsed) + (curr + need - 1)*P < N*P,
+-- with prev and curr the units admitted in the previous and current aligned windows; the same
+-- decision as src/limit/sliding_window_counter.c (remaining, reset, retry_after and the roll
+-- of debt as defined there), on Redis's clock.
 -- KEYS[1]: hash {s = current window's start (us), c = curr, p = prev}. The start rather than
 -- the index, so that a change of P reads it as src/limit/sliding_window_counter.c does.
--- ARGV: [1] N, [2] P (us); sluice sends a script only the arguments up to the last it reads.
+-- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
+-- the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses N*P >= 2^53 (with P = 1 day, N <= 104249), so
--- that every product is exact; math.fmod, unlike %, divides exactly.
--- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- that every product is exact: prev never exceeds N, and a curr + need - 1 at or above N is
+-- decided by comparison (curr stays at most COUNTER_MAX, 2^50). Times past TIME_MAX (2^52)
+-- saturate, as in C. math.fmod, unlike %, divides exactly.
+-- n, p, need, take, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
 local limit = n * p
 if limit >= 9007199254740992 then
     return redis.error_reply('ERR sluice: N*P too large for sliding_window_counter')
@@ -17,32 +20,48 @@ local elapsed = math.fmod(now, p)
 local k = (now - elapsed) / p
 local st = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
 local ss, curr, prev = tonumber(st[1]), tonumber(st[2]) or 0, tonumber(st[3]) or 0
+-- After w windows: curr_w = max(0, curr - w*N), prev_w = min(max(0, curr - (w - 1)*N), N).
+local function roll(c, w)
+    return math.min(math.max(c - (w - 1) * n, 0), n), math.max(c - w * n, 0)
+end
 -- The stored window's index under the current P (whatever P it began under). A stored window
 -- above the current one means the clock stepped back: keep its counters.
 local sk = ss and div(ss, p)
 if not ss then
     ss, curr, prev = k * p, 0, 0
-elseif k == sk + 1 then
-    ss, curr, prev = k * p, 0, curr
 elseif k > sk then
-    ss, curr, prev = k * p, 0, 0
+    prev, curr = roll(curr, k - sk)
+    ss = k * p
+end
+local m = math.max(need - 1, 0)
+-- Within a window with counters pv and cv (cv + m < N), the first offset at which
+-- pv*(P - e) <= (N - cv - m)*P - 1; 0 when it holds from the start.
+local function first_offset(pv, cv)
+    if pv == 0 then
+        return 0
+    end
+    return math.max(p - div((n - cv - m) * p - 1, pv), 0)
 end
 local weighted_prev = prev * (p - elapsed)
 local allowed, remaining, retry = 0, 0, 0
-if weighted_prev + curr * p < limit then
+if need == 0 or (curr + m < n and weighted_prev + (curr + m) * p < limit) then
     allowed = 1
-    curr = curr + 1
+    curr = math.min(curr + take, COUNTER_MAX)
     remaining = math.max(cdiv(limit - weighted_prev, p) - curr, 0)
-elseif curr < n then
-    -- Later in this window, as prev's weight decays: prev*(P - e) <= (N - curr)*P - 1.
-    retry = p - div((n - curr) * p - 1, prev) - elapsed
+elseif need > n then
+    retry = TIME_MAX -- never fits
+elseif curr + m < n then
+    -- Later in this window, as prev's weight decays.
+    retry = first_offset(prev, curr) - elapsed
 else
-    -- In the next window, where curr becomes prev: curr*(P - e) <= N*P - 1.
-    retry = (p - elapsed) + p - div(limit - 1, curr)
+    -- In the first later window whose curr leaves room, as its prev decays.
+    local w = div(curr + m - n, n) + 1
+    local pw, cw = roll(curr, w)
+    retry = math.min((p - elapsed) + (w - 1) * p + first_offset(pw, cw), TIME_MAX)
 end
 local reset = 0
 if curr > 0 then
-    reset = p + (p - elapsed)
+    reset = math.min((p - elapsed) + cdiv(curr, n) * p, TIME_MAX)
 elseif prev > 0 then
     reset = p - elapsed
 end

@@ -17,6 +17,7 @@ struct alg_fixture {
     struct sl_limit lim;
     void *state;
     size_t state_size;
+    struct sl_units units; /* what each decision asks: {1, 1} unless a test sets it */
 };
 
 static inline void fx_init(struct alg_fixture *f, const char *alg, uint64_t count,
@@ -31,6 +32,7 @@ static inline void fx_init(struct alg_fixture *f, const char *alg, uint64_t coun
     f->lim.burst = burst;
     f->lim.delay = delay;
     f->state_size = f->lim.alg->state_size(&f->lim);
+    f->units = (struct sl_units){1, 1};
     f->state = calloc(1, f->state_size);
     ck_assert_ptr_nonnull(f->state);
 }
@@ -44,7 +46,7 @@ static inline struct sl_decision fx_decide(struct alg_fixture *f, uint64_t now)
 {
     struct sl_decision d;
     memset(&d, 0xa5, sizeof d); /* every field must be written */
-    f->lim.alg->decide(&f->lim, f->state, now, &d);
+    f->lim.alg->decide(&f->lim, f->state, now, &f->units, &d);
     /* Plain checks: ck_assert marks a point through a pipe on every call, too slow for
      * the million-request loops. */
     bool consistent = d.limit == f->lim.count &&
@@ -75,7 +77,7 @@ static inline struct sl_decision fx_probe(struct alg_fixture *f, const void *sta
     ck_assert_ptr_nonnull(copy);
     memcpy(copy, state, f->state_size);
     struct sl_decision d;
-    f->lim.alg->decide(&f->lim, copy, now, &d);
+    f->lim.alg->decide(&f->lim, copy, now, &f->units, &d);
     free(copy);
     return d;
 }
@@ -118,6 +120,27 @@ static inline void fx_random_walk(struct alg_fixture *f, uint64_t start, unsigne
             fx_check_retry_exact(f, now, &d);
         fx_check_reset(f, now, &d);
     }
+}
+
+/* The same walk with costs from 0 to `max_need` and, one step in seven, a charge of
+ * 5·max_need units (debt): retry_after says when the request's own cost fits. */
+static inline void fx_random_walk_units(struct alg_fixture *f, uint64_t start, unsigned steps,
+                                        uint64_t max_step_us, unsigned seed, uint64_t max_need)
+{
+    uint64_t now = start;
+    for (unsigned i = 0; i < steps; i++) {
+        seed = seed * 1103515245u + 12345u;
+        if ((seed >> 16) % 3 != 0)
+            now += ((uint64_t)(seed >> 8) * 2654435761u) % (max_step_us + 1);
+        uint64_t need = (seed >> 4) % (max_need + 1);
+        f->units = (seed >> 12) % 7 == 0 ? (struct sl_units){0, 5 * max_need}
+                                         : (struct sl_units){need, need};
+        struct sl_decision d = fx_decide(f, now);
+        if (!d.allowed)
+            fx_check_retry_exact(f, now, &d);
+        fx_check_reset(f, now, &d);
+    }
+    f->units = (struct sl_units){1, 1};
 }
 
 #endif

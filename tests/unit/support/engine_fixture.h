@@ -56,7 +56,7 @@ static inline void fake_flush(struct fake_store *f)
 }
 
 static inline void fake_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                               size_t key_len, sl_store_cb cb, void *arg)
+                               size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct fake_store *f = (struct fake_store *)store;
     struct deferred d = {cb,

@@ -1,13 +1,23 @@
 -- The prelude of every sluice script, joined before each src/limit/lua/<algorithm>.lua at
 -- build time (cmake/LuaScripts.cmake), so that the five scripts cannot drift apart on the
--- parts they share. It defines n (ARGV[1], N), p (ARGV[2], P in us), div, cdiv, rescale and
--- now.
--- It reads no ARGV past [2]: sluice sends a script only the arguments up to the last it reads.
+-- parts they share. It defines n (ARGV[1], N), p (ARGV[2], P in us), need and take (ARGV[3]
+-- and [4], the units a decision asks, include/sluice/limit.h struct sl_units), the bounds
+-- TIME_MAX and COUNTER_MAX (SL_TIME_MAX, SL_COUNTER_MAX), div, cdiv, rescale and now.
+-- It reads no ARGV past [4] but the test hook [8]: sluice sends a script only the arguments up
+-- to the last it reads (at most [7]), and [8] only when a test pinned the clock.
 local n = tonumber(ARGV[1])
 local p = tonumber(ARGV[2])
 if not n or not p or n < 1 or p < 1 then
     return redis.error_reply('ERR sluice: bad N or P')
 end
+local need = tonumber(ARGV[3])
+local take = tonumber(ARGV[4])
+-- 2^32 (SL_UNITS_MAX): every product of units and P below stays exact or saturates.
+if not need or not take or need < 0 or take < 0 or need > 4294967296 or take > 4294967296 then
+    return redis.error_reply('ERR sluice: bad need or take')
+end
+local TIME_MAX = 4503599627370496 -- 2^52 us: reported times saturate here
+local COUNTER_MAX = 1125899906842624 -- 2^50: counted units, debt included, saturate here
 -- Lua numbers are doubles; math.fmod, unlike %, divides exactly, so these are exact for
 -- integers below 2^53.
 local function div(a, b) -- floor(a / b), a >= 0
@@ -33,5 +43,13 @@ end
 if redis.replicate_commands then
     redis.replicate_commands()
 end
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+-- ARGV[8], the time in us instead of Redis's clock, is a test hook: only a store whose clock
+-- a unit test pinned (sl_store_redis_pin_clock, never reachable from the configuration)
+-- sends it, so that the same sequence decides the same on both stores.
+local now
+if ARGV[8] then
+    now = tonumber(ARGV[8])
+else
+    local t = redis.call('TIME')
+    now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+end
