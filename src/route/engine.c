@@ -8,8 +8,8 @@
 #include <netinet/in.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
+#include "engine_internal.h"
 #include "response.h"
 #include "sluice/charge.h"
 #include "sluice/clock.h"
@@ -19,44 +19,6 @@
 #include "sluice/route.h"
 #include "sluice/top.h"
 #include "sluice/usage_scan.h"
-
-/* Per-worker buffers for what a request head yields, sized by the largest head seen. */
-struct scratch {
-    char *path;
-    size_t path_cap;
-    char *host;
-    size_t host_cap;
-    char *key;
-    size_t key_cap;
-};
-
-/* The keys of one request, kept past sl_store_decide() for a failure_mode local retry.
- * Blocks are recycled through the engine, so steady traffic allocates nothing. */
-struct sl_key_block {
-    struct sl_key_block *next;
-    size_t cap, len;
-    size_t off[SL_MAX_LIMITS_PER_ROUTE];
-    size_t klen[SL_MAX_LIMITS_PER_ROUTE];
-    bool kept[SL_MAX_LIMITS_PER_ROUTE];
-    char data[];
-};
-
-struct sl_engine {
-    struct event_base *base;
-    struct sl_store *memory;
-    struct sl_store *redis;
-    struct sl_metrics_slot *metrics;
-    struct sl_top_slot *top; /* NULL: no heavy-hitter sketches */
-    /* The check being asked in issue() and its key in the scratch buffer: an answer given
-     * inside sl_store_decide() finds its key there, with no copy. */
-    const struct sl_verdict_check *asking;
-    const char *asking_key;
-    size_t asking_len;
-    struct scratch scratch;
-    bool scratch_busy; /* a decision is being issued: a nested call needs its own */
-    struct sl_key_block *free_blocks;
-    unsigned thread; /* the route index's thread slot */
-};
 
 const char *sl_outcome_name(enum sl_outcome outcome)
 {
@@ -310,7 +272,7 @@ static bool mark_charges(struct sl_verdict *v)
     return any;
 }
 
-static void recycle_keys(struct sl_engine *e, struct sl_verdict *v)
+void sl_engine_recycle_keys(struct sl_engine *e, struct sl_verdict *v)
 {
     if (v->priv.keys) {
         v->priv.keys->next = e->free_blocks;
@@ -326,7 +288,7 @@ static void finish(struct sl_verdict *v)
     if (v->route && v->outcome == SL_OUTCOME_ALLOWED && !v->rejected)
         aggregate(v);
     if (!mark_charges(v))
-        recycle_keys(e, v);
+        sl_engine_recycle_keys(e, v);
     /* Last: the callback may free `v`. */
     v->priv.cb(v->priv.arg, v);
 }
@@ -508,8 +470,9 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     v->priv.arg = arg;
     v->priv.engine = engine;
     v->priv.cfg = cfg;
-    v->priv.pending = 1;     /* held by this call until every limit is issued */
-    recycle_keys(engine, v); /* a previous request's, should its end have gone unreported */
+    v->priv.pending = 1; /* held by this call until every limit is issued */
+    sl_engine_recycle_keys(engine,
+                           v); /* a previous request's, should its end have gone unreported */
     v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
     memset(v->priv.checks, 0, sizeof v->priv.checks);
 
@@ -534,100 +497,6 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     release(v);
 }
 
-static void on_charged(void *arg, const struct sl_decision *d, enum sl_store_status status)
-{
-    /* A charge is never awaited: a store that fails it leaves the budget as it was. */
-}
-
-/* Takes `units` from check `i`'s key on the store that decided it. */
-static void charge(struct sl_engine *e, struct sl_verdict *v, size_t i, uint64_t units)
-{
-    struct sl_verdict_check *c = &v->priv.checks[i];
-    struct sl_key_block *b = v->priv.keys;
-    struct sl_store *store = c->store == SL_STORE_REDIS && e->redis ? e->redis : e->memory;
-    struct sl_units u = {0, units};
-
-    if (e->metrics)
-        sl_metrics_limit_units(e->metrics, c->limit, true, units);
-    if (units > 0)
-        sl_store_decide_units(store, c->limit, b->data + b->off[i], b->klen[i], &u, on_charged,
-                              NULL);
-}
-
-bool sl_engine_charge_pending(const struct sl_verdict *v)
-{
-    if (!v->priv.keys || !v->route)
-        return false;
-    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
-        if (v->priv.checks[i].charge_due)
-            return true;
-    return false;
-}
-
-void sl_engine_charge_head(struct sl_engine *engine, struct sl_verdict *v,
-                           const struct sl_header *hs, size_t nheaders)
-{
-    if (!v->priv.keys || !v->route)
-        return;
-    enum sl_usage_body kind = SL_USAGE_NONE;
-    for (size_t i = 0; i < nheaders; i++)
-        if (hs[i].name_len == 12 && strncasecmp(hs[i].name, "Content-Type", 12) == 0) {
-            kind = sl_usage_body_kind(hs[i].value, hs[i].value_len);
-            break;
-        }
-    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
-        struct sl_verdict_check *c = &v->priv.checks[i];
-        if (!c->charge_due)
-            continue;
-        uint64_t units;
-        bool ok;
-        if (c->limit->charge_kind == SL_CHARGE_JSON) {
-            if (kind != SL_USAGE_NONE &&
-                (c->scan = sl_usage_scan_new(c->limit->charge_name, kind)) != NULL)
-                continue; /* charged when the body ends */
-            ok = false;
-        } else {
-            ok = sl_charge_header_units(c->limit, hs, nheaders, &units);
-        }
-        c->charge_due = false;
-        if (ok)
-            charge(engine, v, i, units);
-        else if (engine->metrics)
-            sl_metrics_charge_error(engine->metrics, c->limit);
-    }
-    if (!sl_engine_charge_pending(v))
-        recycle_keys(engine, v);
-}
-
-void sl_engine_charge_body(struct sl_verdict *v, const char *data, size_t len)
-{
-    if (!v->priv.keys || !v->route)
-        return;
-    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++)
-        if (v->priv.checks[i].scan)
-            sl_usage_scan_feed(v->priv.checks[i].scan, data, len);
-}
-
-void sl_engine_charge_body_end(struct sl_engine *engine, struct sl_verdict *v)
-{
-    if (!v->priv.keys || !v->route)
-        return;
-    for (size_t i = 0; i < sl_verdict_nchecks(v->route); i++) {
-        struct sl_verdict_check *c = &v->priv.checks[i];
-        if (!c->scan)
-            continue;
-        uint64_t units;
-        if (sl_usage_scan_finish(c->scan, &units))
-            charge(engine, v, i, units);
-        else if (engine->metrics)
-            sl_metrics_charge_error(engine->metrics, c->limit);
-        sl_usage_scan_free(c->scan);
-        c->scan = NULL;
-        c->charge_due = false;
-    }
-    recycle_keys(engine, v);
-}
-
 void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v)
 {
     if (!v->priv.keys)
@@ -648,5 +517,5 @@ void sl_engine_verdict_done(struct sl_engine *engine, struct sl_verdict *v)
             sl_usage_scan_free(c->scan); /* a body cut short charges nothing */
             c->scan = NULL;
         }
-    recycle_keys(engine, v);
+    sl_engine_recycle_keys(engine, v);
 }
