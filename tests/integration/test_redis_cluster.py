@@ -93,7 +93,9 @@ def test_slots_moved_under_load(sluice_factory, upstream, cluster):
             slot = cluster.slot(tag)
             dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
             src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
-        time.sleep(0.5)  # half-moved slots under traffic: new keys go by ASK
+        # Half-moved slots under traffic: wait until new keys have gone by ASK.
+        wait_until(lambda: metric_sum(instances, "sluice_redis_redirections_total",
+                                      kind="ask") > 0, timeout=10, what="an ASK redirection")
         for tag in moving:
             slot = cluster.slot(tag)
             while True:
