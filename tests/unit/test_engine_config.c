@@ -13,6 +13,7 @@
 #include "sluice/metrics.h"
 #include "sluice/store_memory.h"
 #include "sluice/text.h"
+#include "support/metrics_fixture.h"
 #include "support/run_suite.h"
 
 static uint64_t now_us;
@@ -114,18 +115,9 @@ static void teardown(void)
     sl_metrics_free(metrics);
 }
 
-/* Fails unless the exposition holds `line` as a whole line. */
 static void assert_metric(const char *line)
 {
-    struct evbuffer *out = evbuffer_new();
-    ck_assert_int_eq(sl_metrics_render(metrics, out), 0);
-    evbuffer_add(out, "", 1);
-    const char *text = (const char *)evbuffer_pullup(out, -1);
-    char want[256];
-    snprintf(want, sizeof want, "\n%s\n", line);
-    if (!strstr(text, want))
-        ck_abort_msg("metric line missing: %s", line);
-    evbuffer_free(out);
+    assert_metric_line(metrics, line);
 }
 
 struct result {

@@ -70,6 +70,16 @@ static inline bool has_line(const char *text, const char *line)
     return false;
 }
 
+/* Fails unless the exposition of `m` holds `line` as a whole line. */
+static inline void assert_metric_line(struct sl_metrics *m, const char *line)
+{
+    char *text = render(m);
+    bool found = has_line(text, line);
+    free(text);
+    if (!found)
+        ck_abort_msg("metric line missing: %s", line);
+}
+
 /* True when some line of `text` starts with `prefix`. */
 static inline bool has_line_prefix(const char *text, const char *prefix)
 {
