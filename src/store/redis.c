@@ -245,12 +245,10 @@ static void dispatch(struct sl_redis_store *s, struct sl_redis_pending *p, enum 
         complete_failed(p, SL_STORE_ERR_CONNECTION);
         return;
     }
-    {
-        size_t len;
-        const char *value = sl_redis_pending_value(p, &len);
-        sl_deny_cache_probe(s->deny, p->lim, value, len, p);
-        p->probing = true;
-    }
+    size_t len;
+    const char *value = sl_redis_pending_value(p, &len);
+    sl_deny_cache_probe(s->deny, p->lim, value, len, p);
+    p->probing = true;
 }
 
 /* `p` waited for a probe that has its answer now: the cache decides it or it is sent. */
