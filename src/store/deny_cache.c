@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "ident.h"
 #include "sluice/clock.h"
 #include "sluice/siphash.h"
 
@@ -40,71 +41,15 @@ struct sl_deny_cache {
     uint64_t k0, k1;
 };
 
-/* One denial's identity, in pieces as the caller has them: never copied to be looked up. */
-struct ident {
-    const char *route, *limit;
-    size_t route_len, limit_len; /* including the NUL */
-    uint64_t fixed[5];
-    const char *key;
-    size_t key_len;
-    size_t len;
-};
-
-static void ident_init(struct ident *id, const struct sl_limit *lim, const char *key,
+/* A denial's identity: route and limit names, then its algorithm, N, P, burst and delay
+ * (ident.h). The algorithm is its ops: one static object per name for the life of the
+ * process. */
+static void ident_init(struct sl_ident *id, const struct sl_limit *lim, const char *key,
                        size_t key_len)
 {
-    id->route = lim->route ? lim->route->name : "";
-    id->limit = lim->name;
-    id->route_len = strlen(id->route) + 1;
-    id->limit_len = strlen(id->limit) + 1;
-    /* The algorithm is its ops: one static object per name for the life of the process. */
-    uint64_t fixed[5] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us, lim->burst,
+    uint64_t words[5] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us, lim->burst,
                          lim->delay};
-    memcpy(id->fixed, fixed, sizeof fixed);
-    id->key = key;
-    id->key_len = key_len;
-    id->len = id->route_len + id->limit_len + sizeof id->fixed + id->key_len;
-}
-
-static uint64_t ident_hash(const struct sl_deny_cache *c, const struct ident *id)
-{
-    struct sl_siphash h;
-    sl_siphash_init(&h, c->k0, c->k1, 1, 3);
-    sl_siphash_update(&h, id->route, id->route_len);
-    sl_siphash_update(&h, id->limit, id->limit_len);
-    sl_siphash_update(&h, id->fixed, sizeof id->fixed);
-    sl_siphash_update(&h, id->key, id->key_len);
-    return sl_siphash_final(&h);
-}
-
-/* The names end in NUL and the block after them has a fixed width, with the key last:
- * pieces laid end to end cannot be mistaken for another identity's. */
-static void ident_lay_out(unsigned char *p, const struct ident *id)
-{
-    memcpy(p, id->route, id->route_len);
-    p += id->route_len;
-    memcpy(p, id->limit, id->limit_len);
-    p += id->limit_len;
-    memcpy(p, id->fixed, sizeof id->fixed);
-    p += sizeof id->fixed;
-    memcpy(p, id->key, id->key_len);
-}
-
-static bool ident_equal(const struct entry *e, const struct ident *id)
-{
-    if (e->ident_len != id->len)
-        return false;
-    const unsigned char *p = e->ident;
-    if (memcmp(p, id->route, id->route_len) != 0)
-        return false;
-    p += id->route_len;
-    if (memcmp(p, id->limit, id->limit_len) != 0)
-        return false;
-    p += id->limit_len;
-    if (memcmp(p, id->fixed, sizeof id->fixed) != 0)
-        return false;
-    p += sizeof id->fixed;
-    return memcmp(p, id->key, id->key_len) == 0;
+    sl_ident_init(id, lim, words, 5, key, key_len);
 }
 
 struct sl_deny_cache *sl_deny_cache_new(size_t max_entries)
@@ -188,10 +133,10 @@ static void detach(struct sl_deny_cache *c, struct entry *e)
     c->count--;
 }
 
-static struct entry *lookup(struct sl_deny_cache *c, const struct ident *id, uint64_t hash)
+static struct entry *lookup(struct sl_deny_cache *c, const struct sl_ident *id, uint64_t hash)
 {
     for (struct entry *e = *bucket_of(c, hash); e; e = e->hnext)
-        if (e->hash == hash && ident_equal(e, id))
+        if (e->hash == hash && sl_ident_equal(e->ident, e->ident_len, id))
             return e;
     return NULL;
 }
@@ -202,9 +147,9 @@ static struct entry *find_entry(struct sl_deny_cache *c, const struct sl_limit *
 {
     if (c->count == 0)
         return NULL;
-    struct ident id;
+    struct sl_ident id;
     ident_init(&id, lim, key, key_len);
-    return lookup(c, &id, ident_hash(c, &id));
+    return lookup(c, &id, sl_ident_hash(&id, c->k0, c->k1));
 }
 
 enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim,
@@ -301,9 +246,9 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
 {
     if (d->allowed || d->retry_after_us == 0)
         return;
-    struct ident id;
+    struct sl_ident id;
     ident_init(&id, lim, key, key_len);
-    uint64_t hash = ident_hash(c, &id);
+    uint64_t hash = sl_ident_hash(&id, c->k0, c->k1);
     uint64_t expires = sent_us + d->retry_after_us;
     uint64_t reset_at =
         sent_us + (d->reset_us > d->retry_after_us ? d->reset_us : d->retry_after_us);
@@ -336,7 +281,7 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
     e->probe = NULL;
     e->need = need;
     e->ident_len = id.len;
-    ident_lay_out(e->ident, &id);
+    sl_ident_lay_out(e->ident, &id);
     struct entry **pp = bucket_of(c, hash);
     e->hnext = *pp;
     *pp = e;

@@ -35,6 +35,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "ident.h"
 #include "sluice/clock.h"
 #include "sluice/siphash.h"
 
@@ -85,47 +86,23 @@ struct memory_store {
  * piece; longer ones (very long keys) are handled piecewise, still without allocating. */
 #define FLAT_IDENT_MAX 256
 
-/* The identity of one decision's key, measured once per decision. */
+/* The identity of one decision's key (ident.h: route and limit names, then the algorithm, N
+ * and P), measured once per decision, and laid out flat when short enough. */
 struct ident {
-    const char *route, *limit;
-    size_t route_len, limit_len; /* including the terminating NUL */
-    /* The algorithm, N and P. The algorithm is its ops: one static object per name for
-     * the life of the process, so across reloads too. */
-    unsigned char fixed[3 * sizeof(uint64_t)];
-    const char *key;
-    size_t key_len;
-    size_t len;
-    const unsigned char *flat; /* the whole identity, when len <= FLAT_IDENT_MAX */
+    struct sl_ident id;
+    const unsigned char *flat; /* the whole identity, when id.len <= FLAT_IDENT_MAX */
 };
-
-/* The names are NUL-terminated and the rest has a fixed width but for the key, which
- * comes last: pieces laid end to end cannot be confused with another identity's. */
-static void ident_lay_out(unsigned char *p, const struct ident *id)
-{
-    memcpy(p, id->route, id->route_len);
-    p += id->route_len;
-    memcpy(p, id->limit, id->limit_len);
-    p += id->limit_len;
-    memcpy(p, id->fixed, sizeof id->fixed);
-    p += sizeof id->fixed;
-    memcpy(p, id->key, id->key_len);
-}
 
 static void ident_init(struct ident *id, const struct sl_limit *lim, struct sl_rate rate,
                        const char *key, size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
 {
-    id->route = lim->route ? lim->route->name : "";
-    id->limit = lim->name;
-    id->route_len = strlen(id->route) + 1;
-    id->limit_len = strlen(id->limit) + 1;
-    uint64_t fixed[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
-    memcpy(id->fixed, fixed, sizeof fixed);
-    id->key = key;
-    id->key_len = key_len;
-    id->len = id->route_len + id->limit_len + sizeof id->fixed + key_len;
+    /* The algorithm is its ops: one static object per name for the life of the process,
+     * so across reloads too. */
+    uint64_t words[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
+    sl_ident_init(&id->id, lim, words, 3, key, key_len);
     id->flat = NULL;
-    if (id->len <= FLAT_IDENT_MAX) {
-        ident_lay_out(flat, id);
+    if (id->id.len <= FLAT_IDENT_MAX) {
+        sl_ident_lay_out(flat, &id->id);
         id->flat = flat;
     }
 }
@@ -133,14 +110,8 @@ static void ident_init(struct ident *id, const struct sl_limit *lim, struct sl_r
 static uint64_t ident_hash(const struct memory_store *ms, const struct ident *id)
 {
     if (id->flat)
-        return sl_siphash(ms->k0, ms->k1, 1, 3, id->flat, id->len);
-    struct sl_siphash h;
-    sl_siphash_init(&h, ms->k0, ms->k1, 1, 3);
-    sl_siphash_update(&h, id->route, id->route_len);
-    sl_siphash_update(&h, id->limit, id->limit_len);
-    sl_siphash_update(&h, id->fixed, sizeof id->fixed);
-    sl_siphash_update(&h, id->key, id->key_len);
-    return sl_siphash_final(&h);
+        return sl_siphash(ms->k0, ms->k1, 1, 3, id->flat, id->id.len);
+    return sl_ident_hash(&id->id, ms->k0, ms->k1);
 }
 
 static unsigned char *entry_ident(struct entry *e)
@@ -150,21 +121,9 @@ static unsigned char *entry_ident(struct entry *e)
 
 static bool ident_equal(struct entry *e, const struct ident *id)
 {
-    if (e->ident_len != id->len)
-        return false;
-    const unsigned char *p = entry_ident(e);
     if (id->flat)
-        return memcmp(p, id->flat, id->len) == 0;
-    if (memcmp(p, id->route, id->route_len) != 0)
-        return false;
-    p += id->route_len;
-    if (memcmp(p, id->limit, id->limit_len) != 0)
-        return false;
-    p += id->limit_len;
-    if (memcmp(p, id->fixed, sizeof id->fixed) != 0)
-        return false;
-    p += sizeof id->fixed;
-    return memcmp(p, id->key, id->key_len) == 0;
+        return e->ident_len == id->id.len && memcmp(entry_ident(e), id->flat, id->id.len) == 0;
+    return sl_ident_equal(entry_ident(e), e->ident_len, &id->id);
 }
 
 static void lru_unlink(struct lru_link *l)
@@ -272,7 +231,7 @@ static struct entry *make_room(struct stripe *s, uint64_t now)
 static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident *id,
                             size_t state_size, struct entry *spare)
 {
-    size_t size = entry_alloc_size(state_size, id->len);
+    size_t size = entry_alloc_size(state_size, id->id.len);
     struct entry *e = NULL;
     if (spare && size != 0 && entry_alloc_size(spare->state_size, spare->ident_len) == size) {
         e = spare;
@@ -286,8 +245,11 @@ static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident 
         return NULL;
     e->hash = hash;
     e->state_size = state_size;
-    e->ident_len = id->len;
-    ident_lay_out(entry_ident(e), id);
+    e->ident_len = id->id.len;
+    if (id->flat)
+        memcpy(entry_ident(e), id->flat, id->id.len);
+    else
+        sl_ident_lay_out(entry_ident(e), &id->id);
     e->hnext = s->buckets[hash & s->mask];
     s->buckets[hash & s->mask] = e;
     lru_push_front(s, &e->lru);
@@ -339,7 +301,7 @@ static struct entry *carry_over(struct memory_store *ms, struct stripe *s, uint6
             continue;
         unsigned char flat[FLAT_IDENT_MAX];
         struct ident old_id;
-        ident_init(&old_id, lim, prev->rate, id->key, id->key_len, flat);
+        ident_init(&old_id, lim, prev->rate, id->id.key, id->id.key_len, flat);
         uint64_t old_hash = ident_hash(ms, &old_id);
         bool raced = false;
         struct entry *old = take_out(s, stripe_of(ms, old_hash), old_hash, &old_id, now, &raced);
