@@ -225,24 +225,24 @@ static void fail_all(struct sl_redis_pending *p, enum sl_store_status status)
  * the over-limit cache; 0, or -1 (nothing completed) when the reply has another shape. */
 static int answer_all(struct sl_redis_store *s, struct sl_redis_pending *p, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)p->batch_n * FIELDS)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)p->batch_n * FIELDS ||
+        p->batch_n > BATCH_MAX)
         return -1;
-    struct sl_decision d;
+    struct sl_decision d[BATCH_MAX];
     for (size_t i = 0; i < p->batch_n; i++)
-        if (parse_at(r, i, p->count, &d) != 0)
+        if (parse_at(r, i, p->count, &d[i]) != 0)
             return -1;
     size_t i = 0;
     for (struct sl_redis_pending *q = p; q; q = q->batch_next, i++) {
         /* Only while the caller waits: a late reply's limit may be gone with a reload. */
         if (!q->cb)
             continue;
-        parse_at(r, i, p->count, &d);
-        if (s->deny && q->units.need > 0 && sl_redis_held_by_cache(&d)) {
+        if (s->deny && q->units.need > 0 && sl_redis_held_by_cache(&d[i])) {
             size_t len;
             const char *value = sl_redis_pending_value(q, &len);
-            sl_deny_cache_add(s->deny, q->lim, value, len, q->units.need, p->sent_us, &d);
+            sl_deny_cache_add(s->deny, q->lim, value, len, q->units.need, p->sent_us, &d[i]);
         }
-        sl_redis_complete(q, &d, SL_STORE_OK);
+        sl_redis_complete(q, &d[i], SL_STORE_OK);
     }
     return 0;
 }
