@@ -25,6 +25,14 @@ void sl_siphash_update(struct sl_siphash *h, const void *data, size_t len);
 /* Returns the hash of everything appended; `h` must not be used afterwards. */
 uint64_t sl_siphash_final(struct sl_siphash *h);
 
+/* Starts SipHash-c-d with a 128-bit output (the variant with published reference vectors
+ * as SipHash-2-4-128); finish it with sl_siphash_final128, not sl_siphash_final. */
+void sl_siphash_init128(struct sl_siphash *h, uint64_t k0, uint64_t k1, int c, int d);
+
+/* Writes the 128-bit hash of everything appended as two words (the output's first eight
+ * bytes little-endian in out[0]); `h` must not be used afterwards. */
+void sl_siphash_final128(struct sl_siphash *h, uint64_t out[2]);
+
 /* One-shot form. */
 uint64_t sl_siphash(uint64_t k0, uint64_t k1, int c, int d, const void *data, size_t len);
 

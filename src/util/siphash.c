@@ -86,6 +86,25 @@ uint64_t sl_siphash_final(struct sl_siphash *h)
     return h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
 }
 
+void sl_siphash_init128(struct sl_siphash *h, uint64_t k0, uint64_t k1, int c, int d)
+{
+    sl_siphash_init(h, k0, k1, c, d);
+    h->v1 ^= 0xee;
+}
+
+void sl_siphash_final128(struct sl_siphash *h, uint64_t out[2])
+{
+    compress(h, h->tail | h->len << 56);
+    h->v2 ^= 0xee;
+    for (int i = 0; i < h->d; i++)
+        sip_round(h);
+    out[0] = h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
+    h->v1 ^= 0xdd;
+    for (int i = 0; i < h->d; i++)
+        sip_round(h);
+    out[1] = h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
+}
+
 uint64_t sl_siphash(uint64_t k0, uint64_t k1, int c, int d, const void *data, size_t len)
 {
     struct sl_siphash h;
