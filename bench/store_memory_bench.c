@@ -91,7 +91,7 @@ static int run_scenario(const struct scenario *sc, const struct sl_limit *lim, i
     double *all = calloc((size_t)(rounds * sc->threads), sizeof *all);
     int rc = -1;
 
-    b.store = sl_store_memory_new(1000000, NULL);
+    b.store = sl_store_memory_new(1000000, UINT64_MAX, NULL);
     if (!b.store || !all)
         goto done;
     pthread_barrier_init(&b.barrier, NULL, (unsigned)sc->threads);

@@ -197,6 +197,9 @@ struct sl_redis_config {
     uint64_t deny_cache;             /* over-limit keys held locally, all workers; 0 = off */
 };
 
+/* The smallest memory.max_bytes accepted (64 KiB). */
+#define SL_MEMORY_MIN_BYTES 65536u
+
 struct sl_config {
     atomic_int refs;
     char *file;                      /* path the snapshot was loaded from; owned */
@@ -215,6 +218,7 @@ struct sl_config {
     struct sl_redis_config redis;
     enum sl_failure_mode failure_mode;
     uint64_t memory_max_keys;
+    uint64_t memory_max_bytes;        /* at least SL_MEMORY_MIN_BYTES */
     uint64_t shutdown_drain_delay_ms; /* SIGTERM: keep serving, closing, this long first */
     int response_status;
     enum sl_header_mode response_headers;

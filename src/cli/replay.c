@@ -437,7 +437,7 @@ int sl_cli_replay(int argc, char **argv)
     }
     if (sl_replay_stats_init(&r.stats, cfg) < 0 ||
         !(r.asked = calloc(cfg->nlimits ? cfg->nlimits : 1, sizeof *r.asked)) ||
-        !(memory = sl_store_memory_new(cfg->memory_max_keys, virtual_clock)) ||
+        !(memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, virtual_clock)) ||
         !(parser = sl_replay_parser_new()))
         goto oom;
     counting.memory = memory;

@@ -256,10 +256,11 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_adds(&b, ",\"redis\":");
     redis(&b, &cfg->redis);
     sl_cfg_buf_addf(&b,
-                    ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu},"
+                    ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
                     "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
                     "\"shutdown\":{\"drain_delay_ms\":%llu},\"access_log\":",
                     failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
+                    (unsigned long long)cfg->memory_max_bytes,
                     cfg->response_status, header_modes[cfg->response_headers],
                     (unsigned long long)cfg->shutdown_drain_delay_ms);
     if (cfg->access_log == SL_ACCESS_LOG_FILE)

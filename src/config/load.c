@@ -148,6 +148,7 @@ static struct sl_config *new_defaults(void)
     cfg->redis.deny_cache = 100000;
     cfg->failure_mode = SL_FAILURE_OPEN;
     cfg->memory_max_keys = 1000000;
+    cfg->memory_max_bytes = 64ull << 20;
     cfg->response_status = 429;
     cfg->response_headers = SL_HEADERS_BOTH;
     cfg->access_log = SL_ACCESS_LOG_STDOUT;
@@ -263,7 +264,7 @@ static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_
 static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
                                 struct sl_config *cfg)
 {
-    static const char *const memory_keys[] = {"max_keys", NULL};
+    static const char *const memory_keys[] = {"max_keys", "max_bytes", NULL};
     static const char *const shutdown_keys[] = {"drain_delay", NULL};
     static const char *const response_keys[] = {"status", "headers", NULL};
     static const char *const failure_modes[] = {"open", "closed", "local", NULL};
@@ -275,8 +276,10 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 
     if (sl_ld_enum(ld, root, "", "failure_mode", failure_modes, &choice))
         cfg->failure_mode = (enum sl_failure_mode)choice;
-    if ((node = sl_ld_get(ld, root, "memory")) && sl_ld_mapping(ld, node, "memory", memory_keys))
+    if ((node = sl_ld_get(ld, root, "memory")) && sl_ld_mapping(ld, node, "memory", memory_keys)) {
         sl_ld_uint(ld, node, "memory", "max_keys", 1, UINT64_MAX, &cfg->memory_max_keys);
+        sl_ld_size(ld, node, "memory", "max_bytes", SL_MEMORY_MIN_BYTES, &cfg->memory_max_bytes);
+    }
     if ((node = sl_ld_get(ld, root, "shutdown")) &&
         sl_ld_mapping(ld, node, "shutdown", shutdown_keys))
         sl_ld_duration(ld, node, "shutdown", "drain_delay", 0, &cfg->shutdown_drain_delay_ms);

@@ -28,7 +28,7 @@ struct sl_embed *sl_embed_new(struct sl_config *cfg, struct sl_metrics *metrics,
     s->nworkers = 1;
     s->workers = &e->worker;
     s->metrics = metrics;
-    s->memory = sl_store_memory_new(cfg->memory_max_keys, NULL);
+    s->memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, NULL);
     if (!s->memory)
         goto fail;
     e->worker_inited = true;

@@ -91,8 +91,9 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
         (new->access_log ==
          SL_ACCESS_LOG_FILE &&strcmp(old->access_log_path, new->access_log_path) != 0))
         sl_log_warn("reload: access_log changed; restart sluice to apply it");
-    if (old->memory_max_keys != new->memory_max_keys)
-        sl_log_warn("reload: memory.max_keys changed; restart sluice to apply it");
+    if (old->memory_max_keys != new->memory_max_keys ||
+        old->memory_max_bytes != new->memory_max_bytes)
+        sl_log_warn("reload: memory changed; restart sluice to apply it");
     if (!redis_same(&old->redis, &new->redis))
         sl_log_warn("reload: redis changed; restart sluice to apply it");
 }
@@ -242,7 +243,7 @@ int sl_server_run(struct sl_config *cfg)
         sl_log_error("out of memory starting sluice");
         goto out;
     }
-    s->memory = sl_store_memory_new(cfg->memory_max_keys, NULL);
+    s->memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, NULL);
     s->workers = calloc(s->nworkers, sizeof *s->workers);
     s->base = event_base_new();
     if (!s->metrics || !s->memory || !s->workers || !s->base) {

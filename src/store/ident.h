@@ -1,8 +1,9 @@
-/* A limit's key as the local stores hold it (memory.c, deny_cache.c): route and limit names,
+/* A limit's key as the local stores know it (memory.c, deny_cache.c): route and limit names,
  * a block of words naming the limit's algorithm and rate, and the key value, laid end to end.
  * The names end in NUL and the block has a fixed width per store, with the key last, so two
- * identities of one store are equal exactly when their bytes are. Looked up in pieces, as the
- * caller has them, never copied first. Private to src/store/. */
+ * identities of one store are equal exactly when their bytes are. Hashed and compared in
+ * pieces, as the caller has them, never copied first; the deny cache keeps the bytes, the
+ * memory store only their 128-bit digest. Private to src/store/. */
 #ifndef SLUICE_STORE_IDENT_H
 #define SLUICE_STORE_IDENT_H
 
@@ -65,6 +66,21 @@ static inline uint64_t sl_ident_hash(const struct sl_ident *id, uint64_t k0, uin
     sl_siphash_update(&h, id->words, id->words_len);
     sl_siphash_update(&h, id->key, id->key_len);
     return sl_siphash_final(&h);
+}
+
+/* The 128-bit SipHash-1-3 of the laid-out bytes, keyed by (k0, k1), fed piece by piece: an
+ * identity that a store may keep in place of the bytes, since with a secret key no client can
+ * make two identities share it. */
+static inline void sl_ident_digest(const struct sl_ident *id, uint64_t k0, uint64_t k1,
+                                   uint64_t out[2])
+{
+    struct sl_siphash h;
+    sl_siphash_init128(&h, k0, k1, 1, 3);
+    sl_siphash_update(&h, id->route, id->route_len);
+    sl_siphash_update(&h, id->limit, id->limit_len);
+    sl_siphash_update(&h, id->words, id->words_len);
+    sl_siphash_update(&h, id->key, id->key_len);
+    sl_siphash_final128(&h, out);
 }
 
 /* Whether the `len` bytes at `p` are this identity laid out. */

@@ -1,13 +1,20 @@
 /* The in-memory store: per-key limit state shared by every worker thread.
  *
- * Keys are spread by a seeded SipHash-1-3 over up to 256 stripes. A stripe is a mutex, a
- * chained hash table and an LRU list, so a decision takes exactly one lock and threads
- * working on different keys rarely meet. An entry is allocated once per new key with
- * the algorithm state and the key's identity inline; deciding on a known key allocates
- * nothing.
+ * Keys are spread by their digest over up to 256 stripes. A stripe is a mutex and a packed
+ * table (memory_table.h: hash chains and an LRU list linked by 32-bit handles), so a
+ * decision takes exactly one lock and threads working on different keys rarely meet.
+ * Deciding on a known key allocates nothing.
  *
- * A key's identity is (route name, limit name, algorithm, N, P, key bytes): a reload
- * that keeps those finds the same entries.
+ * A key's identity is (route name, limit name, algorithm, N, P, key bytes): a reload that
+ * keeps those finds the same entries. The table keeps the identity's 128-bit SipHash under a
+ * secret per-process key rather than its bytes, so that a key costs the same whatever its
+ * length: two identities share a digest with probability about 2^-128 per pair, and a client
+ * that does not know the key cannot aim for it.
+ *
+ * Bounds: max_keys and max_bytes are split evenly over the stripes. A stripe counts the
+ * bytes of its entries and its bucket array; a new key evicts the stripe's least recently
+ * used keys until both bounds hold. Memory beyond the count is the tables' slack (at most
+ * two chunks of 2 KiB per entry size per stripe) and the fixed stripe array.
  *
  * A changed rate carries state over lazily, adding no byte to any entry: a reload gives
  * each limit the earlier rates of the limit with the same route, name and algorithm
@@ -15,16 +22,16 @@
  * the current identity, each earlier identity is looked up once, in that order; an entry
  * found there is taken out, converted by the algorithm's rescale() into a new entry under
  * the current identity (a new entry because the state's size may change: sliding_window
- * holds N timestamps) and freed. So the old state is read exactly once, by the first
+ * holds N timestamps) and removed. So the old state is read exactly once, by the first
  * decision on the key after the change, and a key nobody asks for again costs nothing
  * until it expires or is evicted. The old entry may sit in another stripe: both locks are
  * then held at once, taken in address order when the other is busy. The price is a few
  * extra lookups on the first decision of each new key while a limit remembers earlier
  * rates, which lasts until state written under them must have expired (until_us).
  *
- * Expiry is lazy: an entry whose quota is fully restored (expires_at, from the
- * decision's reset_us) is as good as a zeroed state. It is zeroed when found, and
- * reclaimed when it reaches the cold end of its LRU list. */
+ * Expiry is lazy: an entry whose quota is fully restored (its expiry, from the decision's
+ * reset_us, rounded up to a whole second) is as good as a zeroed state. It is zeroed when
+ * found, and reclaimed when it reaches the cold end of its LRU list. */
 #include "sluice/store_memory.h"
 
 #include <pthread.h>
@@ -36,240 +43,122 @@
 #include <sys/random.h>
 
 #include "ident.h"
+#include "memory_table.h"
 #include "sluice/clock.h"
 #include "sluice/siphash.h"
 
 #define MAX_STRIPES 256
-/* Below this many keys per stripe, fewer stripes: a tiny max_keys keeps an LRU order
- * close to global instead of a stripe of one or two keys each. */
+/* Below this many keys per stripe, fewer stripes: a tiny bound keeps an LRU order close to
+ * global instead of a stripe of one or two keys each. */
 #define MIN_KEYS_PER_STRIPE 64
-#define INITIAL_BUCKETS 8
+/* What a small key costs, for counting the keys a max_bytes holds when choosing stripes. */
+#define SMALL_KEY_BYTES 64
 /* Expired entries reclaimed from the cold end of the LRU list per new key: more than one,
  * so that the table shrinks back after a burst of keys that went quiet. */
 #define RECLAIM_PER_INSERT 2
-
-struct lru_link {
-    struct lru_link *prev, *next;
-};
-
-struct entry {
-    struct lru_link lru; /* first: an LRU link is its entry */
-    struct entry *hnext;
-    uint64_t hash;
-    uint64_t expires_at;
-    size_t state_size;
-    size_t ident_len;
-    uint64_t data[]; /* state_size bytes of state, then ident_len bytes of identity */
-};
+#define US_PER_S 1000000u
 
 struct stripe {
     alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
-    struct entry **buckets;
-    size_t mask;                    /* buckets - 1, a power of two minus one */
-    size_t count;                   /* entries held */
-    size_t max;                     /* entries allowed */
+    struct sl_mtable table;
+    uint64_t max_keys;              /* entries allowed, at most SL_MT_CLASS_MAX_ENTRIES - 1 */
+    uint64_t max_bytes;             /* table bytes allowed */
     uint64_t last_now;              /* time never goes back within a stripe */
-    struct lru_link lru;            /* lru.next is the most recently used */
-    atomic_uint_fast64_t keys;      /* `count`, readable without the lock */
+    atomic_uint_fast64_t keys;      /* table.count, readable without the lock */
     atomic_uint_fast64_t evictions; /* entries evicted for room */
 };
 
 struct memory_store {
     struct sl_store base;
     uint64_t (*clock_us)(void);
-    uint64_t k0, k1; /* hash key */
+    uint64_t k0, k1; /* digest key */
     size_t nstripes; /* a power of two */
     struct stripe *stripes;
 };
 
-/* Identities up to this size are laid out on the stack and hashed and compared in one
- * piece; longer ones (very long keys) are handled piecewise, still without allocating. */
-#define FLAT_IDENT_MAX 256
-
-/* The identity of one decision's key (ident.h: route and limit names, then the algorithm, N
- * and P), measured once per decision, and laid out flat when short enough. */
-struct ident {
-    struct sl_ident id;
-    const unsigned char *flat; /* the whole identity, when id.len <= FLAT_IDENT_MAX */
-};
-
-static void ident_init(struct ident *id, const struct sl_limit *lim, struct sl_rate rate,
-                       const char *key, size_t key_len, unsigned char flat[FLAT_IDENT_MAX])
+/* The digest of `key` under `lim` at `rate` (ident.h: route and limit names, then the
+ * algorithm, N and P). The algorithm is its ops: one static object per name for the life of
+ * the process, so across reloads too. */
+static void digest_of(const struct memory_store *ms, const struct sl_limit *lim,
+                      struct sl_rate rate, const char *key, size_t key_len, uint64_t out[2])
 {
-    /* The algorithm is its ops: one static object per name for the life of the process,
-     * so across reloads too. */
     uint64_t words[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
-    sl_ident_init(&id->id, lim, words, 3, key, key_len);
-    id->flat = NULL;
-    if (id->id.len <= FLAT_IDENT_MAX) {
-        sl_ident_lay_out(flat, &id->id);
-        id->flat = flat;
-    }
+    struct sl_ident id;
+    sl_ident_init(&id, lim, words, 3, key, key_len);
+    sl_ident_digest(&id, ms->k0, ms->k1, out);
 }
 
-static uint64_t ident_hash(const struct memory_store *ms, const struct ident *id)
-{
-    if (id->flat)
-        return sl_siphash(ms->k0, ms->k1, 1, 3, id->flat, id->id.len);
-    return sl_ident_hash(&id->id, ms->k0, ms->k1);
-}
-
-static unsigned char *entry_ident(struct entry *e)
-{
-    return (unsigned char *)e->data + e->state_size;
-}
-
-static bool ident_equal(struct entry *e, const struct ident *id)
-{
-    if (id->flat)
-        return e->ident_len == id->id.len && memcmp(entry_ident(e), id->flat, id->id.len) == 0;
-    return sl_ident_equal(entry_ident(e), e->ident_len, &id->id);
-}
-
-static void lru_unlink(struct lru_link *l)
-{
-    l->prev->next = l->next;
-    l->next->prev = l->prev;
-}
-
-static void lru_push_front(struct stripe *s, struct lru_link *l)
-{
-    l->prev = &s->lru;
-    l->next = s->lru.next;
-    s->lru.next->prev = l;
-    s->lru.next = l;
-}
-
-static struct entry *lookup(struct stripe *s, uint64_t hash, const struct ident *id)
-{
-    for (struct entry *e = s->buckets[hash & s->mask]; e; e = e->hnext)
-        if (e->hash == hash && ident_equal(e, id))
-            return e;
-    return NULL;
-}
-
-/* Bytes allocated for an entry, or 0 when too large. Rounded up to a size class so that
- * an entry removed to make room can often carry the next key as is: keys such as client
- * addresses differ in length by a few bytes. */
-static size_t entry_alloc_size(size_t state_size, size_t ident_len)
-{
-    size_t size = sizeof(struct entry);
-    if (state_size > SIZE_MAX - 64 - size || ident_len > SIZE_MAX - 64 - size - state_size)
-        return 0;
-    size += state_size + ident_len;
-    return (size + 31) & ~(size_t)31;
-}
-
-/* Takes `e` out of the table and the LRU list; the caller frees or reuses it. */
-static void detach(struct stripe *s, struct entry *e)
-{
-    struct entry **pp = &s->buckets[e->hash & s->mask];
-    while (*pp != e)
-        pp = &(*pp)->hnext;
-    *pp = e->hnext;
-    lru_unlink(&e->lru);
-    s->count--;
-    atomic_store_explicit(&s->keys, s->count, memory_order_relaxed);
-}
-
-/* Doubles the bucket array once the chains average more than one entry. On ENOMEM the
- * table keeps working with longer chains. */
-static void maybe_grow(struct stripe *s)
-{
-    size_t n = s->mask + 1;
-    if (s->count < n || n > SIZE_MAX / 2 / sizeof *s->buckets)
-        return;
-    struct entry **nb = calloc(2 * n, sizeof *nb);
-    if (!nb)
-        return;
-    size_t mask = 2 * n - 1;
-    for (size_t i = 0; i < n; i++) {
-        struct entry *e = s->buckets[i];
-        while (e) {
-            struct entry *next = e->hnext;
-            e->hnext = nb[e->hash & mask];
-            nb[e->hash & mask] = e;
-            e = next;
-        }
-    }
-    free(s->buckets);
-    s->buckets = nb;
-    s->mask = mask;
-}
-
-static struct entry *lru_coldest(struct stripe *s)
-{
-    return s->lru.prev == &s->lru ? NULL : (struct entry *)s->lru.prev;
-}
-
-/* Keeps one removed entry for reuse by the next insert, frees any other. */
-static void keep_spare(struct entry **spare, struct entry *e)
-{
-    free(*spare);
-    *spare = e;
-}
-
-/* Makes room for one more entry: expired entries at the cold end go first, free of
- * charge; if the stripe is still full, its least recently used entry is evicted. Returns
- * a removed entry whose memory the insert may reuse, or NULL. */
-static struct entry *make_room(struct stripe *s, uint64_t now)
-{
-    struct entry *e, *spare = NULL;
-    for (int i = 0; i < RECLAIM_PER_INSERT && (e = lru_coldest(s)) && now >= e->expires_at; i++) {
-        detach(s, e);
-        keep_spare(&spare, e);
-    }
-    if (s->count >= s->max && (e = lru_coldest(s))) {
-        detach(s, e);
-        keep_spare(&spare, e);
-        atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
-    }
-    return spare;
-}
-
-/* Adds a zeroed entry for `id`, in `spare` (taken over) when its size class fits. */
-static struct entry *insert(struct stripe *s, uint64_t hash, const struct ident *id,
-                            size_t state_size, struct entry *spare)
-{
-    size_t size = entry_alloc_size(state_size, id->id.len);
-    struct entry *e = NULL;
-    if (spare && size != 0 && entry_alloc_size(spare->state_size, spare->ident_len) == size) {
-        e = spare;
-        memset(e, 0, size);
-    } else {
-        free(spare);
-        if (size != 0)
-            e = calloc(1, size);
-    }
-    if (!e)
-        return NULL;
-    e->hash = hash;
-    e->state_size = state_size;
-    e->ident_len = id->id.len;
-    if (id->flat)
-        memcpy(entry_ident(e), id->flat, id->id.len);
-    else
-        sl_ident_lay_out(entry_ident(e), &id->id);
-    e->hnext = s->buckets[hash & s->mask];
-    s->buckets[hash & s->mask] = e;
-    lru_push_front(s, &e->lru);
-    s->count++;
-    atomic_store_explicit(&s->keys, s->count, memory_order_relaxed);
-    maybe_grow(s);
-    return e;
-}
-
-static struct stripe *stripe_of(const struct memory_store *ms, uint64_t hash)
+static struct stripe *stripe_of(const struct memory_store *ms, const uint64_t digest[2])
 {
     /* The top bits pick the stripe, the low bits the bucket: independent of each other. */
-    return &ms->stripes[(hash >> 56) & (ms->nstripes - 1)];
+    return &ms->stripes[(digest[0] >> 56) & (ms->nstripes - 1)];
 }
 
-/* Takes the entry of `old_id` out of its stripe `o`, with `s` locked by the caller: `o` is
- * locked too, in address order when it is busy, so that two threads never wait on each
- * other. Sets `*raced` when s's lock was let go meanwhile. */
-static struct entry *take_out(struct stripe *s, struct stripe *o, uint64_t old_hash,
-                              const struct ident *old_id, uint64_t *now, bool *raced)
+static bool expired(const struct sl_mt_trailer *tr, uint64_t now)
+{
+    return now >= (uint64_t)tr->expires_s * US_PER_S;
+}
+
+/* The second from which a state decided at `now` with `reset_us` is as new. */
+static uint32_t expiry_s(uint64_t now, uint64_t reset_us)
+{
+    uint64_t at = reset_us > UINT64_MAX - now ? UINT64_MAX : now + reset_us;
+    uint64_t s = at / US_PER_S + (at % US_PER_S != 0);
+    return s > UINT32_MAX ? UINT32_MAX : (uint32_t)s;
+}
+
+static void publish_count(struct stripe *s)
+{
+    atomic_store_explicit(&s->keys, s->table.count, memory_order_relaxed);
+}
+
+/* Makes room for a new entry costing `size` bytes: expired entries at the cold end go first, free
+ * of charge; then the least recently used are evicted while either bound would be passed.
+ * Returns false, evicting nothing, when the entry cannot fit even in an empty stripe. */
+static bool make_room(struct stripe *s, uint64_t now, size_t size)
+{
+    struct sl_mtable *t = &s->table;
+    size_t buckets = ((size_t)t->mask + 1) * sizeof *t->buckets;
+    if (size > s->max_bytes || buckets > s->max_bytes - size)
+        return false;
+    for (int i = 0; i < RECLAIM_PER_INSERT && t->oldest != SL_MT_NONE &&
+                    expired(sl_mtable_trailer(t, t->oldest), now);
+         i++)
+        sl_mtable_remove(t, t->oldest);
+    while (t->oldest != SL_MT_NONE && (t->count >= s->max_keys || t->bytes + size > s->max_bytes)) {
+        sl_mtable_remove(t, t->oldest);
+        atomic_fetch_add_explicit(&s->evictions, 1, memory_order_relaxed);
+    }
+    return true;
+}
+
+/* Adds a zeroed entry for `digest` within the stripe's bounds, or returns SL_MT_NONE. */
+static uint32_t insert(struct stripe *s, const uint64_t digest[2], size_t state_size, uint64_t now)
+{
+    size_t size = sl_mtable_entry_cost(state_size);
+    uint32_t h = SL_MT_NONE;
+    if (size != 0 && make_room(s, now, size)) {
+        h = sl_mtable_insert(&s->table, digest, state_size);
+        if (h != SL_MT_NONE)
+            sl_mtable_maybe_grow(&s->table, s->max_bytes);
+    }
+    publish_count(s);
+    return h;
+}
+
+/* A copy of one key's state, taken out of the store. */
+struct taken {
+    void *state; /* owned; NULL when the key was absent or its state as new */
+    size_t size;
+    uint32_t expires_s;
+};
+
+/* Takes the entry of `old_digest` out of its stripe `o`, with `s` locked by the caller: `o`
+ * is locked too, in address order when it is busy, so that two threads never wait on each
+ * other. Sets `*raced` when s's lock was let go meanwhile. Returns whether the key was
+ * there (its state copied into `out` unless expired or on ENOMEM). */
+static bool take_out(struct stripe *s, struct stripe *o, const uint64_t old_digest[2],
+                     uint64_t *now, bool *raced, struct taken *out)
 {
     if (o != s && pthread_mutex_trylock(&o->lock) != 0) {
         pthread_mutex_unlock(&s->lock);
@@ -277,71 +166,77 @@ static struct entry *take_out(struct stripe *s, struct stripe *o, uint64_t old_h
         pthread_mutex_lock(s < o ? &o->lock : &s->lock);
         *raced = true;
     }
-    struct entry *e = lookup(o, old_hash, old_id);
-    if (e) {
-        detach(o, e);
+    uint32_t h = sl_mtable_find(&o->table, old_digest);
+    if (h != SL_MT_NONE) {
         if (o->last_now > *now)
             *now = o->last_now; /* the old state was decided up to o's time */
+        const struct sl_mt_trailer *tr = sl_mtable_trailer(&o->table, h);
+        if (!expired(tr, *now)) {
+            out->size = sl_mtable_state_size(&o->table, h);
+            out->expires_s = tr->expires_s;
+            if ((out->state = malloc(out->size)))
+                memcpy(out->state, sl_mtable_state(&o->table, h), out->size);
+        }
+        sl_mtable_remove(&o->table, h);
+        publish_count(o);
     }
     if (o != s)
         pthread_mutex_unlock(&o->lock);
-    return e;
+    return h != SL_MT_NONE;
 }
 
-/* On a miss for `id`: the key's state under one of the limit's earlier rates, carried over
- * into a new entry for `id` in `s` (see the opening comment). Returns NULL when there is
- * none still in use (or no memory). s's lock may be let go and taken again: an entry for
- * `id` that another thread added meanwhile is then returned instead. */
-static struct entry *carry_over(struct memory_store *ms, struct stripe *s, uint64_t hash,
-                                const struct ident *id, const struct sl_limit *lim, uint64_t *now)
+/* On a miss for `digest`: the key's state under one of the limit's earlier rates, carried
+ * over into a new entry in `s` (see the opening comment). Returns SL_MT_NONE when there is
+ * none still in use (or no room). s's lock may be let go and taken again: an entry for
+ * `digest` that another thread added meanwhile is then returned instead. */
+static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint64_t digest[2],
+                           const struct sl_limit *lim, const char *key, size_t key_len,
+                           uint64_t *now)
 {
     for (size_t i = 0; i < lim->nprev_rates; i++) {
         const struct sl_prev_rate *prev = &lim->prev_rates[i];
         if (*now >= prev->until_us)
             continue;
-        unsigned char flat[FLAT_IDENT_MAX];
-        struct ident old_id;
-        ident_init(&old_id, lim, prev->rate, id->id.key, id->id.key_len, flat);
-        uint64_t old_hash = ident_hash(ms, &old_id);
+        uint64_t old_digest[2];
+        digest_of(ms, lim, prev->rate, key, key_len, old_digest);
         bool raced = false;
-        struct entry *old = take_out(s, stripe_of(ms, old_hash), old_hash, &old_id, now, &raced);
+        struct taken old = {0};
+        bool found = take_out(s, stripe_of(ms, old_digest), old_digest, now, &raced, &old);
         if (*now > s->last_now)
             s->last_now = *now;
-        struct entry *e = raced ? lookup(s, hash, id) : NULL;
-        if (e || !old) {
-            free(old); /* e: a decision on the new identity came first; the old state is moot */
-            if (e)
-                return e;
+        uint32_t h = raced ? sl_mtable_find(&s->table, digest) : SL_MT_NONE;
+        if (h != SL_MT_NONE || !old.state) {
+            /* h: a decision on the new identity came first, and the old state is moot;
+             * found without a state: it was as good as a zeroed one. */
+            free(old.state);
+            if (h != SL_MT_NONE || found)
+                return h;
             continue;
         }
-        if (*now >= old->expires_at) {
-            free(old); /* as good as a zeroed state */
-            return NULL;
-        }
-        e = insert(s, hash, id, lim->alg->state_size(lim), make_room(s, *now));
-        if (e) {
+        size_t state_size = lim->alg->state_size(lim);
+        h = insert(s, digest, state_size, *now);
+        if (h != SL_MT_NONE) {
+            void *state = sl_mtable_state(&s->table, h);
             if (lim->alg->rescale)
-                lim->alg->rescale(lim, &prev->rate, old->data, e->data);
+                lim->alg->rescale(lim, &prev->rate, old.state, state);
             else
-                memcpy(e->data, old->data,
-                       old->state_size < e->state_size ? old->state_size : e->state_size);
-            e->expires_at = old->expires_at;
+                memcpy(state, old.state, old.size < state_size ? old.size : state_size);
+            sl_mtable_trailer(&s->table, h)->expires_s = old.expires_s;
         }
-        free(old);
-        return e;
+        free(old.state);
+        return h;
     }
-    return NULL;
+    return SL_MT_NONE;
 }
 
 static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
                           size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
-    unsigned char flat[FLAT_IDENT_MAX];
-    struct ident id;
-    ident_init(&id, lim, (struct sl_rate){lim->count, lim->period_us}, key, key_len, flat);
-    uint64_t hash = ident_hash(ms, &id);
-    struct stripe *s = stripe_of(ms, hash);
+    uint64_t digest[2];
+    digest_of(ms, lim, (struct sl_rate){lim->count, lim->period_us}, key, key_len, digest);
+    struct stripe *s = stripe_of(ms, digest);
+    struct sl_mtable *t = &s->table;
     uint64_t now = ms->clock_us();
     struct sl_decision d;
 
@@ -352,27 +247,23 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
         now = s->last_now;
     s->last_now = now;
 
-    struct entry *e = lookup(s, hash, &id);
-    if (!e && lim->nprev_rates > 0)
-        e = carry_over(ms, s, hash, &id, lim, &now);
-    if (e) {
-        if (now >= e->expires_at)
-            memset(e->data, 0, e->state_size);
-        if (s->lru.next != &e->lru) {
-            lru_unlink(&e->lru);
-            lru_push_front(s, &e->lru);
-        }
+    uint32_t h = sl_mtable_find(t, digest);
+    if (h == SL_MT_NONE && lim->nprev_rates > 0)
+        h = carry_over(ms, s, digest, lim, key, key_len, &now);
+    if (h != SL_MT_NONE) {
+        if (expired(sl_mtable_trailer(t, h), now))
+            memset(sl_mtable_state(t, h), 0, sl_mtable_state_size(t, h));
+        sl_mtable_touch(t, h);
     } else {
-        struct entry *spare = make_room(s, now);
-        e = insert(s, hash, &id, lim->alg->state_size(lim), spare);
-        if (!e) {
+        h = insert(s, digest, lim->alg->state_size(lim), now);
+        if (h == SL_MT_NONE) {
             pthread_mutex_unlock(&s->lock);
             cb(arg, NULL, SL_STORE_ERR_CONNECTION);
             return;
         }
     }
-    lim->alg->decide(lim, e->data, now, u, &d);
-    e->expires_at = d.reset_us > UINT64_MAX - now ? UINT64_MAX : now + d.reset_us;
+    lim->alg->decide(lim, sl_mtable_state(t, h), now, u, &d);
+    sl_mtable_trailer(t, h)->expires_s = expiry_s(now, d.reset_us);
     pthread_mutex_unlock(&s->lock);
 
     cb(arg, &d, SL_STORE_OK);
@@ -382,15 +273,8 @@ static void memory_free(struct sl_store *store)
 {
     struct memory_store *ms = (struct memory_store *)store;
     for (size_t i = 0; i < ms->nstripes; i++) {
-        struct stripe *s = &ms->stripes[i];
-        struct lru_link *l = s->lru.next;
-        while (l != &s->lru) {
-            struct lru_link *next = l->next;
-            free(l);
-            l = next;
-        }
-        free(s->buckets);
-        pthread_mutex_destroy(&s->lock);
+        sl_mtable_free(&ms->stripes[i].table);
+        pthread_mutex_destroy(&ms->stripes[i].lock);
     }
     free(ms->stripes);
     free(ms);
@@ -402,9 +286,9 @@ static const struct sl_store_ops memory_ops = {
     .free = memory_free,
 };
 
-/* A secret hash key, so that clients cannot choose keys that land in one stripe or one
- * chain. getrandom() only fails on kernels without it; the clock and an address are a
- * weak but still per-process fallback. */
+/* A secret digest key, so that clients cannot choose keys that land in one stripe or one
+ * chain, or share a digest. getrandom() only fails on kernels without it; the clock and an
+ * address are a weak but still per-process fallback. */
 static void seed(struct memory_store *ms)
 {
     uint64_t k[2];
@@ -416,7 +300,14 @@ static void seed(struct memory_store *ms)
     ms->k1 = k[1];
 }
 
-struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(void))
+/* `total` split over `n` parts exactly: the first (total mod n) parts take one more. */
+static uint64_t share(uint64_t total, size_t n, size_t i)
+{
+    return total / n + (i < total % n);
+}
+
+struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t max_bytes,
+                                     uint64_t (*clock_us)(void))
 {
     struct memory_store *ms = calloc(1, sizeof *ms);
     if (!ms)
@@ -428,8 +319,9 @@ struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(voi
     /* A decision needs a state to work on, so even max_keys 0 holds one key. */
     if (max_keys == 0)
         max_keys = 1;
+    uint64_t keys = max_bytes / SMALL_KEY_BYTES < max_keys ? max_bytes / SMALL_KEY_BYTES : max_keys;
     ms->nstripes = 1;
-    while (ms->nstripes < MAX_STRIPES && max_keys / (2 * ms->nstripes) >= MIN_KEYS_PER_STRIPE)
+    while (ms->nstripes < MAX_STRIPES && keys / (2 * ms->nstripes) >= MIN_KEYS_PER_STRIPE)
         ms->nstripes *= 2;
     ms->stripes = aligned_alloc(alignof(struct stripe), ms->nstripes * sizeof *ms->stripes);
     if (!ms->stripes)
@@ -439,15 +331,16 @@ struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(voi
     for (; ready < ms->nstripes; ready++) {
         struct stripe *s = &ms->stripes[ready];
         memset(s, 0, sizeof *s);
-        /* max_keys split exactly: the first (max_keys mod stripes) stripes take one more. */
-        s->max = max_keys / ms->nstripes + (ready < max_keys % ms->nstripes);
-        s->lru.prev = s->lru.next = &s->lru;
-        s->mask = INITIAL_BUCKETS - 1;
-        s->buckets = calloc(INITIAL_BUCKETS, sizeof *s->buckets);
-        if (!s->buckets)
+        s->max_keys = share(max_keys, ms->nstripes, ready);
+        if (s->max_keys == 0)
+            s->max_keys = 1;
+        if (s->max_keys >= SL_MT_CLASS_MAX_ENTRIES)
+            s->max_keys = SL_MT_CLASS_MAX_ENTRIES - 1;
+        s->max_bytes = share(max_bytes, ms->nstripes, ready);
+        if (sl_mtable_init(&s->table) != 0)
             goto fail_stripes;
         if (pthread_mutex_init(&s->lock, NULL) != 0) {
-            free(s->buckets);
+            sl_mtable_free(&s->table);
             goto fail_stripes;
         }
     }
@@ -455,7 +348,7 @@ struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t (*clock_us)(voi
 
 fail_stripes:
     while (ready-- > 0) {
-        free(ms->stripes[ready].buckets);
+        sl_mtable_free(&ms->stripes[ready].table);
         pthread_mutex_destroy(&ms->stripes[ready].lock);
     }
     free(ms->stripes);

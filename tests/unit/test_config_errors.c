@@ -58,6 +58,9 @@ START_TEST(error_bad_size)
     ASSERT_ERRORS(UPSTREAM "client:\n  max_body_bytes: 1tb\nroutes: []\n",
                   "t.yaml:4:19: client.max_body_bytes: expected a size such as \"512\", \"16k\", "
                   "\"1m\" or \"1g\", got \"1tb\"\n");
+    ASSERT_ERRORS(UPSTREAM "memory:\n  max_bytes: 16k\nroutes: []\n",
+                  "t.yaml:4:14: memory.max_bytes: expected a size of at least 65536 bytes, "
+                  "got \"16k\"\n");
 }
 END_TEST
 

@@ -30,6 +30,7 @@ static const char full[] =
     "failure_mode: local\n"
     "memory:\n"
     "  max_keys: 5000\n"
+    "  max_bytes: 16m\n"
     "response:\n"
     "  status: 503\n"
     "  headers: draft\n"
@@ -125,6 +126,7 @@ START_TEST(full_config_round_trips)
 
     ck_assert_int_eq(cfg->failure_mode, SL_FAILURE_LOCAL);
     ck_assert_uint_eq(cfg->memory_max_keys, 5000);
+    ck_assert_uint_eq(cfg->memory_max_bytes, 16u << 20);
     ck_assert_int_eq(cfg->response_status, 503);
     ck_assert_int_eq(cfg->response_headers, SL_HEADERS_DRAFT);
     ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_FILE);
@@ -245,6 +247,7 @@ START_TEST(defaults)
     ck_assert(!cfg->redis.enabled);
     ck_assert_int_eq(cfg->failure_mode, SL_FAILURE_OPEN);
     ck_assert_uint_eq(cfg->memory_max_keys, 1000000);
+    ck_assert_uint_eq(cfg->memory_max_bytes, 64u << 20);
     ck_assert_int_eq(cfg->response_status, 429);
     ck_assert_int_eq(cfg->response_headers, SL_HEADERS_BOTH);
     ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_STDOUT);

@@ -115,7 +115,7 @@ START_TEST(test_same_decisions)
     const struct scenario *sc = &scenarios[_i];
     struct sl_store *redis = store_new(1000, NULL);
     sl_store_redis_pin_clock(redis, pinned_clock);
-    struct sl_store *memory = sl_store_memory_new(100, pinned_clock);
+    struct sl_store *memory = sl_store_memory_new(100, UINT64_MAX, pinned_clock);
     struct sl_limit lim = limit(sc->alg, sc->n, sc->p, sc->burst, false);
     struct sl_decision last = {0};
 
@@ -163,7 +163,7 @@ START_TEST(test_never_fits)
     } algs[] = {{"fixed_window", 0}, {"sliding_window_counter", 0}, {"token_bucket", 5}};
     struct sl_store *redis = store_new(1000, NULL);
     sl_store_redis_pin_clock(redis, pinned_clock);
-    struct sl_store *memory = sl_store_memory_new(100, pinned_clock);
+    struct sl_store *memory = sl_store_memory_new(100, UINT64_MAX, pinned_clock);
     pinned = BASE + S;
     for (size_t i = 0; i < sizeof algs / sizeof algs[0]; i++) {
         struct sl_limit lim = limit(algs[i].alg, 5, W, algs[i].burst, false);

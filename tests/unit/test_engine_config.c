@@ -98,7 +98,7 @@ static void start_engine(const char *extra, struct sl_store *redis)
 {
     now_us = 10 * 1000000ull;
     cfg = load(extra);
-    memory = sl_store_memory_new(1000, fake_clock);
+    memory = sl_store_memory_new(1000, UINT64_MAX, fake_clock);
     ck_assert_ptr_nonnull(memory);
     metrics = sl_metrics_new(1);
     ck_assert_ptr_nonnull(metrics);

@@ -79,7 +79,7 @@ static void setup(void)
     unlink(path);
     if (!cfg)
         ck_abort_msg("configuration rejected: %s", errors);
-    memory = sl_store_memory_new(1000, fake_clock);
+    memory = sl_store_memory_new(1000, UINT64_MAX, fake_clock);
     metrics = sl_metrics_new(1);
     ck_assert_int_eq(sl_metrics_bind(metrics, cfg), 0);
     engine = sl_engine_new(NULL, memory, NULL, sl_metrics_slot(metrics, 0));

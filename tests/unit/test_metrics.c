@@ -80,7 +80,7 @@ START_TEST(test_unlabelled_and_fixed_series)
 {
     struct sl_metrics *m = sl_metrics_new(2);
     struct sl_metrics_slot *a = sl_metrics_slot(m, 0), *b = sl_metrics_slot(m, 1);
-    struct sl_store *memory = sl_store_memory_new(100, NULL);
+    struct sl_store *memory = sl_store_memory_new(100, UINT64_MAX, NULL);
 
     sl_metrics_set_memory_store(m, memory);
     sl_metrics_connection_opened(a);

@@ -24,7 +24,7 @@ START_TEST(test_promtool_accepts_the_exposition)
     cfg->redis.enabled = true;
     ck_assert_int_eq(sl_metrics_bind(m, cfg), 0);
     struct sl_metrics_slot *a = sl_metrics_slot(m, 0);
-    struct sl_store *memory = sl_store_memory_new(100, NULL);
+    struct sl_store *memory = sl_store_memory_new(100, UINT64_MAX, NULL);
     sl_metrics_set_memory_store(m, memory);
     sl_metrics_request(a, &cfg->routes[0], SL_OUTCOME_LIMITED, 1234);
     sl_metrics_request(a, NULL, SL_OUTCOME_UNMATCHED, 99);

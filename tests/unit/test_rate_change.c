@@ -84,7 +84,7 @@ START_TEST(test_state_survives_a_change_of_rate)
     const struct scenario *sc = &scenarios[_i];
     atomic_store(&fake_now, 1000 * HOUR + 10 * MIN);
     /* Enough stripes that the old and the new identity of a key often differ in stripe. */
-    struct sl_store *store = sl_store_memory_new(100000, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100000, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit(sc->alg, sc->n, sc->p, sc->burst);
     struct sl_limit b = changed(make_limit(sc->alg, sc->n2, sc->p2, sc->burst2), &a);
     char key[16];
@@ -111,7 +111,7 @@ END_TEST
 START_TEST(test_window_p_down_into_the_next_window)
 {
     atomic_store(&fake_now, 1000 * HOUR + 40 * MIN);
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("fixed_window", 4, HOUR, 0);
     struct sl_limit b = changed(make_limit("fixed_window", 4, 30 * MIN, 0), &a);
     ck_assert_uint_eq(admitted(store, &a, "k", 3), 3);
@@ -130,7 +130,7 @@ END_TEST
 /* sliding_window with P down: the log is read under the new P. */
 START_TEST(test_sliding_window_p_down_drops_what_left_the_window)
 {
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("sliding_window", 4, HOUR, 0);
     struct sl_limit b = changed(make_limit("sliding_window", 4, 15 * MIN, 0), &a);
     for (int i = 0; i < 3; i++) {
@@ -147,7 +147,7 @@ END_TEST
 /* N down on the log keeps the newest N: retry_after is when the oldest of those leaves. */
 START_TEST(test_sliding_window_n_down_keeps_the_newest)
 {
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("sliding_window", 4, HOUR, 0);
     struct sl_limit b = changed(make_limit("sliding_window", 2, HOUR, 0), &a);
     for (int i = 0; i < 4; i++) {
@@ -170,7 +170,7 @@ END_TEST
 START_TEST(test_bucket_rescale_rounds_later)
 {
     atomic_store(&fake_now, 1000 * HOUR);
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     /* 3/10s: one token every 3 333 333⅓ µs. */
     struct sl_limit a = make_limit("token_bucket", 3, 10 * S, 1);
     struct sl_limit b = changed(make_limit("token_bucket", 2, 10 * S, 1), &a);
@@ -194,7 +194,7 @@ END_TEST
 START_TEST(test_expired_or_forgotten_earlier_state)
 {
     atomic_store(&fake_now, 1000 * HOUR);
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("fixed_window", 2, MIN, 0);
     struct sl_limit b = changed(make_limit("fixed_window", 3, MIN, 0), &a);
     ck_assert_uint_eq(admitted(store, &a, "x", 2), 2);
@@ -217,7 +217,7 @@ END_TEST
 START_TEST(test_two_changes_in_a_row)
 {
     atomic_store(&fake_now, 1000 * HOUR);
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("fixed_window", 4, HOUR, 0);
     struct sl_limit b = changed(make_limit("fixed_window", 5, HOUR, 0), &a);
     struct sl_limit c = changed(make_limit("fixed_window", 6, HOUR, 0), &b);
@@ -251,7 +251,7 @@ static void *race_thread(void *arg)
 START_TEST(test_threads_racing_on_the_change)
 {
     atomic_store(&fake_now, 1000 * HOUR);
-    struct sl_store *store = sl_store_memory_new(100000, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100000, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("sliding_window", 100, HOUR, 0);
     struct sl_limit b = changed(make_limit("sliding_window", 120, HOUR, 0), &a);
     ck_assert_uint_eq(admitted(store, &a, "k", 60), 60);

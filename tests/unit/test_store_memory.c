@@ -70,7 +70,7 @@ static void setup(void)
 
 START_TEST(test_fresh_key_and_gauge)
 {
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     ck_assert_ptr_nonnull(store);
     ck_assert_str_eq(store->ops->name, "memory");
     struct sl_limit lim = make_limit("fixed_window", 3, 1000000);
@@ -90,7 +90,7 @@ END_TEST
 
 START_TEST(test_expired_key_is_fresh_and_reclaimed)
 {
-    struct sl_store *store = sl_store_memory_new(10, fake_clock);
+    struct sl_store *store = sl_store_memory_new(10, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("token_bucket", 2, 1000000);
     ck_assert(allowed(store, &lim, "a"));
     ck_assert(allowed(store, &lim, "a"));
@@ -111,7 +111,7 @@ END_TEST
 
 START_TEST(test_time_never_goes_back)
 {
-    struct sl_store *store = sl_store_memory_new(10, fake_clock);
+    struct sl_store *store = sl_store_memory_new(10, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 1, 1000000);
     atomic_store(&fake_now, 5000000);
     ck_assert(allowed(store, &lim, "a"));
@@ -124,7 +124,7 @@ END_TEST
 
 START_TEST(test_identity_kept_across_equal_limits)
 {
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 2, 60000000);
     ck_assert(allowed(store, &lim, "k"));
     ck_assert(allowed(store, &lim, "k"));
@@ -168,7 +168,7 @@ END_TEST
 
 START_TEST(test_keys_are_binary)
 {
-    struct sl_store *store = sl_store_memory_new(100, fake_clock);
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 1, 60000000);
     ck_assert(decide(store, &lim, "a\0b", 3).allowed);
     ck_assert(decide(store, &lim, "a\0c", 3).allowed);
@@ -180,8 +180,8 @@ END_TEST
 
 START_TEST(test_long_keys)
 {
-    /* Identities past the on-stack layout are hashed and compared piece by piece. */
-    struct sl_store *store = sl_store_memory_new(2, fake_clock);
+    /* Long keys are held by their digest, like short ones. */
+    struct sl_store *store = sl_store_memory_new(2, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 1, 60000000);
     static char a[5000], b[5000];
     memset(a, 'x', sizeof a);
@@ -193,7 +193,7 @@ START_TEST(test_long_keys)
     ck_assert(!decide(store, &lim, b, sizeof b).allowed);
     ck_assert(decide(store, &lim, a, sizeof a - 1).allowed); /* a prefix is another key */
     ck_assert_uint_eq(sl_store_memory_evictions(store), 1);
-    /* A short key in a full store evicts a long one whose memory does not fit it. */
+    /* A short key in a full store evicts a long one. */
     ck_assert(allowed(store, &lim, "short"));
     ck_assert_uint_eq(sl_store_memory_keys(store), 2);
     ck_assert_uint_eq(sl_store_memory_evictions(store), 2);
@@ -204,7 +204,7 @@ END_TEST
 START_TEST(test_lru_eviction_keeps_recently_used)
 {
     /* A small max_keys keeps one stripe, so the LRU order is global. */
-    struct sl_store *store = sl_store_memory_new(4, fake_clock);
+    struct sl_store *store = sl_store_memory_new(4, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 1, 3600000000);
     const char *keys[] = {"k0", "k1", "k2", "k3"};
     for (int i = 0; i < 4; i++)
@@ -232,7 +232,7 @@ END_TEST
 
 START_TEST(test_max_keys_bounds_many_stripes)
 {
-    struct sl_store *store = sl_store_memory_new(1000, fake_clock);
+    struct sl_store *store = sl_store_memory_new(1000, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("sliding_window", 2, 3600000000);
     char key[32];
     for (int i = 0; i < 5000; i++) {
@@ -246,9 +246,51 @@ START_TEST(test_max_keys_bounds_many_stripes)
 }
 END_TEST
 
+START_TEST(test_max_bytes_bounds_the_store)
+{
+    /* 64 KiB over 8 stripes: token_bucket keys of 49 bytes, whatever their length. */
+    struct sl_store *store = sl_store_memory_new(1000000, 65536, fake_clock);
+    struct sl_limit lim = make_limit("token_bucket", 5, 3600000000);
+    char key[64];
+    for (int i = 0; i < 20000; i++) {
+        int n = snprintf(key, sizeof key, "client-%d-%.*s", i, i % 40,
+                         "padding-padding-padding-padding-padding-");
+        ck_assert(decide(store, &lim, key, (size_t)n).allowed);
+    }
+    uint64_t keys = sl_store_memory_keys(store);
+    ck_assert_uint_le(keys * 49, 65536);
+    ck_assert_uint_ge(keys, 65536 / 48 * 3 / 4); /* buckets and uneven stripes aside */
+    ck_assert_uint_eq(sl_store_memory_evictions(store), 20000 - keys);
+    /* The most recent keys are still there, with their quota spent. */
+    int n = snprintf(key, sizeof key, "client-%d-%.*s", 19999, 19999 % 40,
+                     "padding-padding-padding-padding-padding-");
+    ck_assert_uint_eq(decide(store, &lim, key, (size_t)n).remaining, 3);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_state_larger_than_a_stripe_fails_cleanly)
+{
+    /* sliding_window 10000/1s holds 80 KB per key: more than 64 KiB can take. */
+    struct sl_store *store = sl_store_memory_new(1000, 65536, fake_clock);
+    struct sl_limit big = make_limit("sliding_window", 10000, 1000000);
+    struct sl_limit small = make_limit("token_bucket", 1, 1000000);
+    ck_assert(allowed(store, &small, "a"));
+    struct result r = {0};
+    sl_store_decide(store, &big, "a", 1, on_decision, &r);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.status, SL_STORE_ERR_CONNECTION);
+    /* Nothing was evicted for it. */
+    ck_assert_uint_eq(sl_store_memory_keys(store), 1);
+    ck_assert_uint_eq(sl_store_memory_evictions(store), 0);
+    ck_assert(!allowed(store, &small, "a"));
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_state_too_large_fails_cleanly)
 {
-    struct sl_store *store = sl_store_memory_new(10, fake_clock);
+    struct sl_store *store = sl_store_memory_new(10, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("sliding_window", UINT64_MAX / 4, 1000000);
     struct result r = {0};
     sl_store_decide(store, &lim, "a", 1, on_decision, &r);
@@ -305,7 +347,7 @@ static void run_workers(struct worker *w, struct sl_store *store, const struct s
 
 START_TEST(test_threads_on_one_key_admit_exactly_n)
 {
-    struct sl_store *store = sl_store_memory_new(1000000, fake_clock);
+    struct sl_store *store = sl_store_memory_new(1000000, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("fixed_window", 5000, 3600000000);
     static struct worker w[THREADS];
     run_workers(w, store, &lim, false);
@@ -320,7 +362,7 @@ END_TEST
 
 START_TEST(test_threads_on_distinct_keys)
 {
-    struct sl_store *store = sl_store_memory_new(1000000, fake_clock);
+    struct sl_store *store = sl_store_memory_new(1000000, UINT64_MAX, fake_clock);
     struct sl_limit lim = make_limit("sliding_window", 30, 3600000000);
     static struct worker w[THREADS];
     run_workers(w, store, &lim, true);
@@ -336,7 +378,8 @@ END_TEST
 START_TEST(test_free_accepts_null)
 {
     sl_store_free(NULL);
-    struct sl_store *store = sl_store_memory_new(0, NULL); /* the real clock; max_keys 1 */
+    struct sl_store *store =
+        sl_store_memory_new(0, UINT64_MAX, NULL); /* the real clock; max_keys 1 */
     ck_assert_ptr_nonnull(store);
     struct sl_limit lim = make_limit("leaky_bucket", 1, 3600000000);
     ck_assert(allowed(store, &lim, "a"));
@@ -361,6 +404,8 @@ int main(void)
     tcase_add_test(tc, test_long_keys);
     tcase_add_test(tc, test_lru_eviction_keeps_recently_used);
     tcase_add_test(tc, test_max_keys_bounds_many_stripes);
+    tcase_add_test(tc, test_max_bytes_bounds_the_store);
+    tcase_add_test(tc, test_state_larger_than_a_stripe_fails_cleanly);
     tcase_add_test(tc, test_state_too_large_fails_cleanly);
     tcase_add_test(tc, test_threads_on_one_key_admit_exactly_n);
     tcase_add_test(tc, test_threads_on_distinct_keys);

@@ -161,7 +161,7 @@ static void compare_with_memory(struct sl_store *store, const char *alg, uint64_
                                 uint64_t burst, bool delay, int steps)
 {
     struct sl_limit lim = limit(alg, n, p, burst, delay);
-    struct sl_store *memory = sl_store_memory_new(100, memory_clock);
+    struct sl_store *memory = sl_store_memory_new(100, UINT64_MAX, memory_clock);
     ck_assert_ptr_nonnull(memory);
     memory_now = 1000 * p + p / 2;
     for (int i = 0; i < steps; i++) {
