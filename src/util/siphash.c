@@ -9,30 +9,64 @@ static inline uint64_t rotl(uint64_t x, int b)
     return (x << b) | (x >> (64 - b));
 }
 
-static inline void sip_round(struct sl_siphash *h)
+/* The four state words, worked on in a local copy so that they stay in registers: through
+ * the caller's struct every round would load and store them. */
+struct sip_state {
+    uint64_t v0, v1, v2, v3;
+};
+
+static inline void sip_round(struct sip_state *s)
 {
-    h->v0 += h->v1;
-    h->v1 = rotl(h->v1, 13);
-    h->v1 ^= h->v0;
-    h->v0 = rotl(h->v0, 32);
-    h->v2 += h->v3;
-    h->v3 = rotl(h->v3, 16);
-    h->v3 ^= h->v2;
-    h->v0 += h->v3;
-    h->v3 = rotl(h->v3, 21);
-    h->v3 ^= h->v0;
-    h->v2 += h->v1;
-    h->v1 = rotl(h->v1, 17);
-    h->v1 ^= h->v2;
-    h->v2 = rotl(h->v2, 32);
+    s->v0 += s->v1;
+    s->v1 = rotl(s->v1, 13);
+    s->v1 ^= s->v0;
+    s->v0 = rotl(s->v0, 32);
+    s->v2 += s->v3;
+    s->v3 = rotl(s->v3, 16);
+    s->v3 ^= s->v2;
+    s->v0 += s->v3;
+    s->v3 = rotl(s->v3, 21);
+    s->v3 ^= s->v0;
+    s->v2 += s->v1;
+    s->v1 = rotl(s->v1, 17);
+    s->v1 ^= s->v2;
+    s->v2 = rotl(s->v2, 32);
 }
 
-static inline void compress(struct sl_siphash *h, uint64_t m)
+/* `n` rounds; the counts of SipHash-1-3, the hash tables' variant, spelled out so that the
+ * compiler unrolls them. */
+static inline void rounds(struct sip_state *s, int n)
 {
-    h->v3 ^= m;
-    for (int i = 0; i < h->c; i++)
-        sip_round(h);
-    h->v0 ^= m;
+    if (n == 1) {
+        sip_round(s);
+    } else if (n == 3) {
+        sip_round(s);
+        sip_round(s);
+        sip_round(s);
+    } else {
+        for (int i = 0; i < n; i++)
+            sip_round(s);
+    }
+}
+
+static inline void compress(struct sip_state *s, uint64_t m, int c)
+{
+    s->v3 ^= m;
+    rounds(s, c);
+    s->v0 ^= m;
+}
+
+static inline struct sip_state load_state(const struct sl_siphash *h)
+{
+    return (struct sip_state){h->v0, h->v1, h->v2, h->v3};
+}
+
+static inline void store_state(struct sl_siphash *h, const struct sip_state *s)
+{
+    h->v0 = s->v0;
+    h->v1 = s->v1;
+    h->v2 = s->v2;
+    h->v3 = s->v3;
 }
 
 /* The algorithm reads words little-endian whatever the host. */
@@ -59,6 +93,7 @@ void sl_siphash_update(struct sl_siphash *h, const void *data, size_t len)
 {
     const unsigned char *p = data;
     unsigned used = h->len & 7;
+    struct sip_state s = load_state(h);
 
     h->len += len;
     if (used) {
@@ -68,22 +103,23 @@ void sl_siphash_update(struct sl_siphash *h, const void *data, size_t len)
         }
         if (used < 8)
             return;
-        compress(h, h->tail);
+        compress(&s, h->tail, h->c);
         h->tail = 0;
     }
     for (; len >= 8; p += 8, len -= 8)
-        compress(h, load_le64(p));
+        compress(&s, load_le64(p), h->c);
     for (unsigned i = 0; i < len; i++)
         h->tail |= (uint64_t)p[i] << (8 * i);
+    store_state(h, &s);
 }
 
 uint64_t sl_siphash_final(struct sl_siphash *h)
 {
-    compress(h, h->tail | h->len << 56);
-    h->v2 ^= 0xff;
-    for (int i = 0; i < h->d; i++)
-        sip_round(h);
-    return h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
+    struct sip_state s = load_state(h);
+    compress(&s, h->tail | h->len << 56, h->c);
+    s.v2 ^= 0xff;
+    rounds(&s, h->d);
+    return s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
 void sl_siphash_init128(struct sl_siphash *h, uint64_t k0, uint64_t k1, int c, int d)
@@ -94,15 +130,14 @@ void sl_siphash_init128(struct sl_siphash *h, uint64_t k0, uint64_t k1, int c, i
 
 void sl_siphash_final128(struct sl_siphash *h, uint64_t out[2])
 {
-    compress(h, h->tail | h->len << 56);
-    h->v2 ^= 0xee;
-    for (int i = 0; i < h->d; i++)
-        sip_round(h);
-    out[0] = h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
-    h->v1 ^= 0xdd;
-    for (int i = 0; i < h->d; i++)
-        sip_round(h);
-    out[1] = h->v0 ^ h->v1 ^ h->v2 ^ h->v3;
+    struct sip_state s = load_state(h);
+    compress(&s, h->tail | h->len << 56, h->c);
+    s.v2 ^= 0xee;
+    rounds(&s, h->d);
+    out[0] = s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
+    s.v1 ^= 0xdd;
+    rounds(&s, h->d);
+    out[1] = s.v0 ^ s.v1 ^ s.v2 ^ s.v3;
 }
 
 uint64_t sl_siphash(uint64_t k0, uint64_t k1, int c, int d, const void *data, size_t len)
