@@ -10,6 +10,7 @@
 #ifndef SLUICE_STORE_MEMORY_H
 #define SLUICE_STORE_MEMORY_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "sluice/store.h"
@@ -19,10 +20,14 @@
  * as 1; UINT64_MAX bytes is no byte bound. Past what the keys count, the store holds at most
  * two chunks of 2 KiB per state size for each of its up to 256 stripes. decide() always
  * calls back before returning: SL_STORE_OK, or SL_STORE_ERR_CONNECTION when the state of a
- * new key cannot be allocated or is larger than max_bytes / 256 allows. Free it only once no
- * thread uses it any more. */
+ * new key cannot be allocated or is larger than sl_store_memory_max_state allows. Free it only once
+ * no thread uses it any more. */
 struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t max_bytes,
                                      uint64_t (*clock_us)(void));
+
+/* The largest per-key state (sl_algorithm_ops.state_size) a store made with these bounds
+ * always has room for: half of one stripe's share of max_bytes, less the entry's overhead. */
+size_t sl_store_memory_max_state(uint64_t max_keys, uint64_t max_bytes);
 
 /* Keys held (expired keys included until reclaimed): the sluice_memory_keys gauge. Any
  * thread, no lock taken. */

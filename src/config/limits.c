@@ -7,6 +7,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/limit.h"
+#include "sluice/store_memory.h"
 
 static const char key_expected[] = "a key source (client_ip, header:NAME, query:NAME, "
                                    "cookie:NAME, method, path, host or route)";
@@ -164,7 +165,7 @@ static void load_rate(struct sl_loader *ld, const yaml_node_t *node, const char 
  * time: the sliding log keeps 8 bytes per admitted request per key, and the Redis scripts
  * compute in Lua numbers (doubles), exact only below 2^53. */
 static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const char *path,
-                         const struct sl_limit *lim)
+                         const struct sl_config *cfg, const struct sl_limit *lim)
 {
     static const uint64_t max_count = 1000000000, max_period_us = 366ull * 86400 * 1000000;
     static const uint64_t max_log = 100000;
@@ -183,6 +184,15 @@ static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const ch
                     "expected at most %llu requests for sliding_window (it logs each one; "
                     "use sliding_window_counter for more), got %s",
                     (unsigned long long)max_log, got);
+    } else if ((lim->store == SL_STORE_MEMORY || cfg->failure_mode == SL_FAILURE_LOCAL) &&
+               lim->alg->state_size(lim) >
+                   sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes)) {
+        size_t room = sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes);
+        sl_ld_error(ld, v, vpath,
+                    "expected a per-key state the memory store has room for (%s: %zu bytes, "
+                    "at most %zu with memory.max_bytes %llu; raise memory.max_bytes), got %s",
+                    alg, lim->alg->state_size(lim), room, (unsigned long long)cfg->memory_max_bytes,
+                    got);
     } else if (lim->store == SL_STORE_REDIS) {
         double p = (double)lim->period_us, n = (double)lim->count, b = (double)lim->burst;
         bool counter = strcmp(alg, "sliding_window_counter") == 0;
@@ -421,7 +431,7 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
         sl_ld_bool(ld, node, path, "delay", &lim->delay);
     sl_ld_bool(ld, node, path, "shadow", &lim->shadow);
     if (lim->count) {
-        check_bounds(ld, node, path, lim);
+        check_bounds(ld, node, path, cfg, lim);
         load_cost(ld, node, path, lim);
         load_charge(ld, node, path, lim);
     }

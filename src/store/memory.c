@@ -53,10 +53,15 @@
 #define MIN_KEYS_PER_STRIPE 64
 /* What a small key costs, for counting the keys a max_bytes holds when choosing stripes. */
 #define SMALL_KEY_BYTES 64
+/* Below this share of max_bytes per stripe, fewer stripes: a key's state may take half a
+ * share (sl_store_memory_max_state), and sliding_window's log is 8 bytes per request. */
+#define MIN_STRIPE_BYTES (1u << 20)
 /* Expired entries reclaimed from the cold end of the LRU list per new key: more than one,
  * so that the table shrinks back after a burst of keys that went quiet. */
 #define RECLAIM_PER_INSERT 2
 #define US_PER_S 1000000u
+/* Identities up to this size are laid out on the stack to be hashed. */
+#define FLAT_IDENT_MAX 256
 
 struct stripe {
     alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
@@ -85,7 +90,18 @@ static void digest_of(const struct memory_store *ms, const struct sl_limit *lim,
     uint64_t words[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
     struct sl_ident id;
     sl_ident_init(&id, lim, words, 3, key, key_len);
-    sl_ident_digest(&id, ms->k0, ms->k1, out);
+    /* Hashed whole words at a time when laid out in one piece: the names are a few bytes
+     * each, and fed piece by piece most of their bytes would go one at a time. */
+    unsigned char flat[FLAT_IDENT_MAX];
+    if (id.len > sizeof flat) {
+        sl_ident_digest(&id, ms->k0, ms->k1, out);
+        return;
+    }
+    sl_ident_lay_out(flat, &id);
+    struct sl_siphash h;
+    sl_siphash_init128(&h, ms->k0, ms->k1, 1, 3);
+    sl_siphash_update(&h, flat, id.len);
+    sl_siphash_final128(&h, out);
 }
 
 static struct stripe *stripe_of(const struct memory_store *ms, const uint64_t digest[2])
@@ -306,6 +322,39 @@ static uint64_t share(uint64_t total, size_t n, size_t i)
     return total / n + (i < total % n);
 }
 
+/* Stripes for these bounds: as many as keep MIN_KEYS_PER_STRIPE small keys and
+ * MIN_STRIPE_BYTES each, at most MAX_STRIPES. */
+static size_t stripes_for(uint64_t max_keys, uint64_t max_bytes)
+{
+    uint64_t keys = max_bytes / SMALL_KEY_BYTES < max_keys ? max_bytes / SMALL_KEY_BYTES : max_keys;
+    size_t n = 1;
+    while (n < MAX_STRIPES && keys / (2 * n) >= MIN_KEYS_PER_STRIPE &&
+           max_bytes / (2 * n) >= MIN_STRIPE_BYTES)
+        n *= 2;
+    return n;
+}
+
+size_t sl_store_memory_max_state(uint64_t max_keys, uint64_t max_bytes)
+{
+    if (max_keys == 0)
+        max_keys = 1;
+    /* Half the smallest stripe's share: the bucket array never takes the other half, so the
+     * entry fits once older keys are evicted. */
+    uint64_t half = max_bytes / stripes_for(max_keys, max_bytes) / 2;
+    size_t lo = 0, hi = half > SIZE_MAX ? SIZE_MAX : (size_t)half;
+    if (sl_mtable_entry_cost(0) > half)
+        return 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo + 1) / 2;
+        size_t cost = sl_mtable_entry_cost(mid);
+        if (cost != 0 && cost <= half)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
+}
+
 struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t max_bytes,
                                      uint64_t (*clock_us)(void))
 {
@@ -319,10 +368,7 @@ struct sl_store *sl_store_memory_new(uint64_t max_keys, uint64_t max_bytes,
     /* A decision needs a state to work on, so even max_keys 0 holds one key. */
     if (max_keys == 0)
         max_keys = 1;
-    uint64_t keys = max_bytes / SMALL_KEY_BYTES < max_keys ? max_bytes / SMALL_KEY_BYTES : max_keys;
-    ms->nstripes = 1;
-    while (ms->nstripes < MAX_STRIPES && keys / (2 * ms->nstripes) >= MIN_KEYS_PER_STRIPE)
-        ms->nstripes *= 2;
+    ms->nstripes = stripes_for(max_keys, max_bytes);
     ms->stripes = aligned_alloc(alignof(struct stripe), ms->nstripes * sizeof *ms->stripes);
     if (!ms->stripes)
         goto fail;

@@ -6,11 +6,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define INDEX_BITS 26
+#define INDEX_BITS SL_MT_INDEX_BITS
 #define INDEX_MASK (SL_MT_CLASS_MAX_ENTRIES - 1)
-/* Classes a table can have: the handle's remaining bits, less one so that no handle is
- * SL_MT_NONE. Sizes step by 8 bytes up to SMALL_MAX and by powers of two above, which
- * makes at most 51 classes. */
+/* Classes a table can have at once: the handle's remaining bits, less one so that no handle
+ * is SL_MT_NONE. Sizes step by 8 bytes up to SMALL_MAX and by quarters of a power of two
+ * above (so at most a fifth is padding); a class left empty is reused for another size. */
 #define MAX_CLASSES 63
 #define SMALL_MAX 256
 #define CHUNK_BYTES 2048
@@ -21,6 +21,11 @@
 #define TRAILER_SIZE sizeof(struct sl_mt_trailer)
 
 _Static_assert(sizeof(struct sl_mt_trailer) == 32, "the trailer is 32 bytes");
+
+static unsigned char *entry_at(const struct sl_mtable *t, uint32_t h)
+{
+    return sl_mtable_state(t, h);
+}
 
 static uint32_t handle_of(uint32_t cls, uint32_t index)
 {
@@ -35,9 +40,10 @@ size_t sl_mtable_entry_size(size_t state_size)
     if (size <= SMALL_MAX)
         return size;
     size_t pow2 = SMALL_MAX;
-    while (pow2 < size)
+    while (2 * pow2 < size)
         pow2 *= 2;
-    return pow2;
+    size_t step = pow2 / 4;
+    return (size + step - 1) / step * step;
 }
 
 /* log2 of the entries of `entry_size` bytes in one chunk. */
@@ -53,24 +59,6 @@ size_t sl_mtable_entry_cost(size_t state_size)
 {
     size_t size = sl_mtable_entry_size(state_size);
     return size == 0 ? 0 : size + (CHUNK_OVERHEAD >> chunk_shift(size));
-}
-
-static unsigned char *entry_at(const struct sl_mtable *t, uint32_t h)
-{
-    const struct sl_mt_class *c = &t->classes[h >> INDEX_BITS];
-    uint32_t i = h & INDEX_MASK;
-    return c->chunks[i >> c->shift] + (size_t)(i & ((UINT32_C(1) << c->shift) - 1)) * c->entry_size;
-}
-
-void *sl_mtable_state(const struct sl_mtable *t, uint32_t h)
-{
-    return entry_at(t, h);
-}
-
-struct sl_mt_trailer *sl_mtable_trailer(const struct sl_mtable *t, uint32_t h)
-{
-    return (struct sl_mt_trailer *)(entry_at(t, h) + t->classes[h >> INDEX_BITS].entry_size -
-                                    TRAILER_SIZE);
 }
 
 size_t sl_mtable_state_size(const struct sl_mtable *t, uint32_t h)
@@ -147,23 +135,39 @@ void sl_mtable_touch(struct sl_mtable *t, uint32_t h)
     lru_push_newest(t, h, tr);
 }
 
-/* The class of entries of `entry_size` bytes, added if new; MAX_CLASSES on ENOMEM. */
+static void class_set_size(struct sl_mt_class *c, size_t entry_size)
+{
+    c->entry_size = (uint32_t)entry_size;
+    c->shift = chunk_shift(entry_size);
+    c->cost = (uint32_t)(entry_size + (CHUNK_OVERHEAD >> c->shift));
+}
+
+/* The class of entries of `entry_size` bytes: the existing one, an empty one given the new
+ * size, or a new one; MAX_CLASSES when none can be had. */
 static uint32_t class_for(struct sl_mtable *t, size_t entry_size)
 {
-    for (uint32_t i = 0; i < t->nclasses; i++)
+    uint32_t empty = MAX_CLASSES;
+    for (uint32_t i = 0; i < t->nclasses; i++) {
         if (t->classes[i].entry_size == entry_size)
             return i;
+        if (t->classes[i].count == 0 && empty == MAX_CLASSES)
+            empty = i;
+    }
+    if (empty != MAX_CLASSES) {
+        struct sl_mt_class *c = &t->classes[empty];
+        while (c->nchunks > 0)
+            free(c->chunks[--c->nchunks]);
+        class_set_size(c, entry_size);
+        return empty;
+    }
     if (t->nclasses == MAX_CLASSES)
         return MAX_CLASSES;
     struct sl_mt_class *classes = realloc(t->classes, (t->nclasses + 1) * sizeof *classes);
     if (!classes)
         return MAX_CLASSES;
     t->classes = classes;
-    struct sl_mt_class *c = &classes[t->nclasses];
-    memset(c, 0, sizeof *c);
-    c->entry_size = (uint32_t)entry_size;
-    c->shift = chunk_shift(entry_size);
-    c->cost = (uint32_t)(entry_size + (CHUNK_OVERHEAD >> c->shift));
+    memset(&classes[t->nclasses], 0, sizeof *classes);
+    class_set_size(&classes[t->nclasses], entry_size);
     return t->nclasses++;
 }
 

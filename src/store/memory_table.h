@@ -7,9 +7,11 @@
  * for its hash chain and two for the LRU list. Links are handles, not pointers: a handle
  * names an entry by its size class and its index in that class.
  *
- * Entries of one size form a class, held in chunks of about 2 KiB that are allocated as the
- * class grows. A removed entry's place is taken by the class's last entry, so a class stays
- * dense, and its trailing chunk is freed once a whole spare chunk is empty behind it:
+ * Entries of one size form a class, held in chunks of about 2 KiB (or one entry, if larger)
+ * that are allocated as the class grows. Sizes are rounded up to 8 bytes, and past 256 to a
+ * quarter of a power of two. A table holds at most 63 sizes at once: an insert of a 64th
+ * fails until a class empties. A removed entry's place is taken by the class's last entry, so a
+ * class stays dense, and its trailing chunk is freed once a whole spare chunk is empty behind it:
  * memory follows the live count, with at most two chunks of slack per class. */
 #ifndef SLUICE_STORE_MEMORY_TABLE_H
 #define SLUICE_STORE_MEMORY_TABLE_H
@@ -19,8 +21,10 @@
 
 #define SL_MT_NONE UINT32_MAX
 
-/* Entries one class can hold: the handle's index bits. */
-#define SL_MT_CLASS_MAX_ENTRIES (UINT32_C(1) << 26)
+/* A handle is a class number above SL_MT_INDEX_BITS bits of index in the class. */
+#define SL_MT_INDEX_BITS 26
+/* Entries one class can hold. */
+#define SL_MT_CLASS_MAX_ENTRIES (UINT32_C(1) << SL_MT_INDEX_BITS)
 
 struct sl_mt_trailer {
     uint64_t digest[2];
@@ -67,9 +71,21 @@ void sl_mtable_free(struct sl_mtable *t);
 uint32_t sl_mtable_find(const struct sl_mtable *t, const uint64_t digest[2]);
 
 /* An entry's state (8-byte aligned) and trailer. Valid until the next insert or remove:
- * a remove moves another entry into the removed one's place. */
-void *sl_mtable_state(const struct sl_mtable *t, uint32_t h);
-struct sl_mt_trailer *sl_mtable_trailer(const struct sl_mtable *t, uint32_t h);
+ * a remove moves another entry into the removed one's place. Inline: every lookup step and
+ * every link followed takes one. */
+static inline void *sl_mtable_state(const struct sl_mtable *t, uint32_t h)
+{
+    const struct sl_mt_class *c = &t->classes[h >> SL_MT_INDEX_BITS];
+    uint32_t i = h & (SL_MT_CLASS_MAX_ENTRIES - 1);
+    return c->chunks[i >> c->shift] + (size_t)(i & ((UINT32_C(1) << c->shift) - 1)) * c->entry_size;
+}
+
+static inline struct sl_mt_trailer *sl_mtable_trailer(const struct sl_mtable *t, uint32_t h)
+{
+    return (struct sl_mt_trailer *)((unsigned char *)sl_mtable_state(t, h) +
+                                    t->classes[h >> SL_MT_INDEX_BITS].entry_size -
+                                    sizeof(struct sl_mt_trailer));
+}
 
 /* Bytes of `h`'s state (its class's, so possibly more than was asked for). */
 size_t sl_mtable_state_size(const struct sl_mtable *t, uint32_t h);

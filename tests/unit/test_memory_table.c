@@ -16,8 +16,10 @@ START_TEST(test_entry_sizes)
     ck_assert_uint_eq(sl_mtable_entry_size(17), 56);
     ck_assert_uint_eq(sl_mtable_entry_size(24), 56); /* sliding_window_counter */
     ck_assert_uint_eq(sl_mtable_entry_size(224), 256);
-    ck_assert_uint_eq(sl_mtable_entry_size(225), 512);
+    ck_assert_uint_eq(sl_mtable_entry_size(225), 320); /* quarters of 256 */
+    ck_assert_uint_eq(sl_mtable_entry_size(16 + 8 * 100), 896);
     ck_assert_uint_eq(sl_mtable_entry_size(16 + 8 * 1000), 8192);
+    ck_assert_uint_eq(sl_mtable_entry_size(16 + 8 * 1100), 10240);
     ck_assert_uint_eq(sl_mtable_entry_size(SIZE_MAX), 0);
     /* 32 entries of 48 bytes to a chunk: one byte each of the chunk's 32 of overhead. */
     ck_assert_uint_eq(sl_mtable_entry_cost(16), 49);
@@ -166,6 +168,34 @@ START_TEST(test_random_operations_match_a_model)
 }
 END_TEST
 
+START_TEST(test_classes_run_out_and_are_reused)
+{
+    struct sl_mtable t;
+    ck_assert_int_eq(sl_mtable_init(&t), 0);
+    /* 63 sizes, one entry each. */
+    size_t state = 0;
+    for (int i = 0; i < 63; i++) {
+        uint64_t d[2] = {(uint64_t)i, 1};
+        ck_assert_uint_ne(sl_mtable_insert(&t, d, state), SL_MT_NONE);
+        size_t size = sl_mtable_entry_size(state);
+        while (sl_mtable_entry_size(state) == size)
+            state += 8;
+    }
+    ck_assert_uint_eq(t.nclasses, 63);
+    uint64_t extra[2] = {100, 1};
+    ck_assert_uint_eq(sl_mtable_insert(&t, extra, state), SL_MT_NONE);
+    /* Once one size has no entry left, its class takes the new size. */
+    uint64_t d5[2] = {5, 1};
+    sl_mtable_remove(&t, sl_mtable_find(&t, d5));
+    uint32_t h = sl_mtable_insert(&t, extra, state);
+    ck_assert_uint_ne(h, SL_MT_NONE);
+    ck_assert_uint_ge(sl_mtable_state_size(&t, h), state);
+    ck_assert_uint_eq(sl_mtable_find(&t, extra), h);
+    ck_assert_uint_eq(t.count, 63);
+    sl_mtable_free(&t);
+}
+END_TEST
+
 START_TEST(test_buckets_grow_within_the_bound)
 {
     struct sl_mtable t;
@@ -194,6 +224,7 @@ int main(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_entry_sizes);
     tcase_add_test(tc, test_random_operations_match_a_model);
+    tcase_add_test(tc, test_classes_run_out_and_are_reused);
     tcase_add_test(tc, test_buckets_grow_within_the_bound);
     suite_add_tcase(s, tc);
     return run_suite(s);

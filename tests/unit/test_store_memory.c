@@ -248,7 +248,7 @@ END_TEST
 
 START_TEST(test_max_bytes_bounds_the_store)
 {
-    /* 64 KiB over 8 stripes: token_bucket keys of 49 bytes, whatever their length. */
+    /* 64 KiB in one stripe: token_bucket keys of 49 bytes, whatever their length. */
     struct sl_store *store = sl_store_memory_new(1000000, 65536, fake_clock);
     struct sl_limit lim = make_limit("token_bucket", 5, 3600000000);
     char key[64];
