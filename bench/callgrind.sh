@@ -2,7 +2,7 @@
 # Instructions sluice executes per request, counted by callgrind: independent of the
 # machine's load, so two builds compare exactly where wrk's req/s would only be noisy.
 #
-#   bench/callgrind.sh [SLUICE_BINARY...]     (N1=2000 N2=10000 KEYS=1 TOP=)
+#   bench/callgrind.sh [SLUICE_BINARY...]     (N1=2000 N2=10000 KEYS=1 TOP= DENY=)
 #
 # For each binary (default build-release/sluice, built in release mode), runs sluice under
 # callgrind twice, answering N1 and then N2 requests on /open (a leaky_bucket limit that
@@ -10,6 +10,8 @@
 # (Ir(N2) - Ir(N1)) / (N2 - N1): start-up and shutdown cancel out. KEYS > 1 keys the limit
 # on an X-Key header drawn from KEYS values (1 = client_ip, one key); TOP=true|false sets
 # admin.top (unset: the binary's default, so that a build before admin.top runs too).
+# DENY=1 makes the limit 1/1h, so that every request but each key's first is answered 429
+# by sluice itself: the cost of the 429 path.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -17,6 +19,7 @@ out=$root/bench/out/callgrind
 N1=${N1:-2000}
 N2=${N2:-10000}
 KEYS=${KEYS:-1}
+DENY=${DENY:-}
 TOP=${TOP:-}
 UP_PORT=${UP_PORT:-18461}
 SL_PORT=${SL_PORT:-18462}
@@ -34,6 +37,7 @@ start_nginx upstream
 wait_port "$UP_PORT"
 
 if [ "$KEYS" -gt 1 ]; then key='"header:X-Key"'; else key=client_ip; fi
+if [ -n "$DENY" ]; then rate=1/1h burst=0; else rate=100000000/s burst=1000; fi
 cat >"$out/sluice.yaml" <<YAML
 listen: "127.0.0.1:$SL_PORT"
 workers: 1
@@ -51,8 +55,8 @@ routes:
     limits:
       - name: per_key
         algorithm: leaky_bucket
-        rate: 100000000/s
-        burst: 1000
+        rate: $rate
+        burst: $burst
         delay: false
         key: $key
 YAML
@@ -60,20 +64,24 @@ YAML
 # Sends exactly N requests, pipelined 50 at a time on one keep-alive connection, and
 # checks every answer is a 200.
 drive() { # n
-    python3 - "$SL_PORT" "$1" "$KEYS" <<'PY'
+    python3 - "$SL_PORT" "$1" "$KEYS" "$DENY" <<'PY'
 import random, socket, sys
 port, n, keys = int(sys.argv[1]), int(sys.argv[2]), int(sys.argv[3])
+want = b" 429 " if sys.argv[4] else b" 200 "
+seen = set()
 rng = random.Random(1)
 s = socket.create_connection(("127.0.0.1", port))
 f = s.makefile("rb")
 sent = 0
 while sent < n:
     batch = min(50, n - sent)
-    s.sendall(b"".join(b"GET /open HTTP/1.1\r\nHost: b\r\nX-Key: k%d\r\n\r\n" % rng.randrange(keys)
-                       for _ in range(batch)))
-    for _ in range(batch):
+    batch_keys = [rng.randrange(keys) for _ in range(batch)]
+    s.sendall(b"".join(b"GET /open HTTP/1.1\r\nHost: b\r\nX-Key: k%d\r\n\r\n" % k
+                       for k in batch_keys))
+    for k in batch_keys:
         status = f.readline()
-        assert b" 200 " in status, status
+        assert (b" 200 " if want == b" 429 " and k not in seen else want) in status, status
+        seen.add(k)
         length = 0
         while True:
             line = f.readline()

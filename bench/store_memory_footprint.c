@@ -5,7 +5,7 @@
  *
  * For each algorithm, in a fresh child process: resident memory (/proc/self/statm) before the
  * store is made and after `keys` distinct keys of `key-length` bytes were decided on with no
- * bound in the way, divided by the keys; then, for max_bytes of 16 and 64 MiB, the keys a
+ * bound in the way, divided by the keys; then, for max_bytes of 16, 64 and 256 MiB, the keys a
  * flood of four times as many distinct keys as fit leaves held, and how far resident memory
  * grew past the bound (negative: it stayed below). */
 #include <stdio.h>

@@ -388,8 +388,9 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
 
     emit_family(e, "sluice_memory_keys", "gauge", "Keys held by the memory store.");
     emit(e, "sluice_memory_keys %" PRIu64 "\n", memory ? sl_store_memory_keys(memory) : 0);
-    emit_family(e, "sluice_memory_evictions_total", "counter",
-                "Keys evicted from the memory store to stay within memory.max_keys.");
+    emit_family(
+        e, "sluice_memory_evictions_total", "counter",
+        "Keys evicted from the memory store to stay within memory.max_keys or memory.max_bytes.");
     emit(e, "sluice_memory_evictions_total %" PRIu64 "\n",
          memory ? sl_store_memory_evictions(memory) : 0);
 
