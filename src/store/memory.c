@@ -54,8 +54,9 @@
 /* What a small key costs, for counting the keys a max_bytes holds when choosing stripes. */
 #define SMALL_KEY_BYTES 64
 /* Below this share of max_bytes per stripe, fewer stripes: a key's state may take half a
- * share (sl_store_memory_max_state), and sliding_window's log is 8 bytes per request. */
-#define MIN_STRIPE_BYTES (1u << 20)
+ * share (sl_store_memory_max_state), and sliding_window's log, 8 bytes per request, may hold
+ * 100 000 (800 KB). 16 stripes at the default 64m still keep threads apart. */
+#define MIN_STRIPE_BYTES (4u << 20)
 /* Expired entries reclaimed from the cold end of the LRU list per new key: more than one,
  * so that the table shrinks back after a burst of keys that went quiet. */
 #define RECLAIM_PER_INSERT 2

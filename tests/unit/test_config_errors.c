@@ -191,13 +191,14 @@ START_TEST(error_rate_beyond_exact_bounds)
                        "t.yaml:8:15: routes[0].limits[0].rate: expected at most 100000 requests "
                        "for sliding_window (it logs each one; use sliding_window_counter for "
                        "more), got \"200000/s\"\n");
-    /* 60000 timestamps are 480 KB: more than half of a 1 MiB stripe of the default 64m. */
-    assert_limit_error("        algorithm: sliding_window\n"
-                       "        rate: 60000/s\n",
-                       "t.yaml:8:15: routes[0].limits[0].rate: expected a per-key state the "
-                       "memory store has room for (sliding_window: 480016 bytes, at most 458720 "
-                       "with memory.max_bytes 67108864; raise memory.max_bytes), got "
-                       "\"60000/s\"\n");
+    /* 60000 timestamps are 480 KB: more than half of max_bytes 1m, one stripe. The default
+     * 64m has room for the longest log, 100000. */
+    ASSERT_ERRORS(UPSTREAM "memory:\n  max_bytes: 1m\n"
+                           "routes:\n  - name: api\n    limits:\n      - name: a\n"
+                           "        algorithm: sliding_window\n        rate: 60000/s\n",
+                  "t.yaml:10:15: routes[0].limits[0].rate: expected a per-key state the memory "
+                  "store has room for (sliding_window: 480016 bytes, at most 458720 with "
+                  "memory.max_bytes 1048576; raise memory.max_bytes), got \"60000/s\"\n");
     assert_limit_error("        algorithm: fixed_window\n"
                        "        rate: 2000000000/s\n",
                        "t.yaml:8:15: routes[0].limits[0].rate: expected at most 1000000000 "
