@@ -1,11 +1,13 @@
 /* The Redis store's own cost per decision, for instruction counts under callgrind (wall
  * time on a shared machine says little). Connects one store to a redis-server on
- * 127.0.0.1:PORT and makes DECISIONS decisions on one key, BATCH in flight at a time, then
- * prints how many were allowed. The limit is a token_bucket at a rate nothing reaches, or
- * with `deny` one a minute, so that all but the first are denied; DENY_CACHE entries (0:
- * off) hold those denials in the store:
+ * 127.0.0.1:PORT and makes DECISIONS decisions, BATCH in flight at a time, then prints how
+ * many were allowed. The limit is a token_bucket at a rate nothing reaches (`allow`, the
+ * default), or with `deny` one a minute, so that all but the first are denied; DENY_CACHE
+ * entries (0: off) hold those denials in the store. The decisions are on one key, or with
+ * KEYS > 1 on KEYS keys visited in a scattered order, so that no two decisions in flight
+ * share one (each is then its own script call, as under many clients):
  *
- *     store_redis_bench PORT DECISIONS [BATCH [deny [DENY_CACHE]]]
+ *     store_redis_bench PORT DECISIONS [BATCH [allow|deny [DENY_CACHE [KEYS]]]]
  *
  * Instructions per decision are the difference between two runs over their difference in
  * DECISIONS, which cancels start-up and connection set-up:
@@ -22,7 +24,7 @@
 #include "sluice/store_redis.h"
 
 struct run {
-    long asked, answered, allowed, failed, total, batch;
+    long asked, answered, allowed, failed, total, batch, keys;
     struct sl_store *store;
     const struct sl_limit *lim;
     struct event_base *base;
@@ -46,10 +48,14 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
 
 static void ask_more(struct run *r)
 {
-    static const char key[] = "10.1.2.3";
+    static const char one[] = "10.1.2.3";
+    char key[24];
     for (long i = 0; i < r->batch && r->asked < r->total; i++) {
+        /* 7919 is prime, so with KEYS not its multiple the walk visits every key in turn. */
+        int len = r->keys > 1 ? snprintf(key, sizeof key, "%ld", r->asked * 7919 % r->keys + 1)
+                              : (int)sizeof one - 1;
         r->asked++;
-        sl_store_decide(r->store, r->lim, key, sizeof key - 1, on_decision, r);
+        sl_store_decide(r->store, r->lim, r->keys > 1 ? key : one, (size_t)len, on_decision, r);
     }
 }
 
@@ -67,7 +73,9 @@ static void on_start(evutil_socket_t fd, short what, void *arg)
 int main(int argc, char **argv)
 {
     if (argc < 3) {
-        fprintf(stderr, "usage: store_redis_bench PORT DECISIONS [BATCH [deny [DENY_CACHE]]]\n");
+        fprintf(
+            stderr,
+            "usage: store_redis_bench PORT DECISIONS [BATCH [allow|deny [DENY_CACHE [KEYS]]]]\n");
         return 2;
     }
     struct sl_route route = {.name = (char *)"bench"};
@@ -86,9 +94,12 @@ int main(int argc, char **argv)
     if (argc > 4 && strcmp(argv[4], "deny") == 0) {
         lim.count = lim.burst = 1;
         lim.period_us = 60000000;
-        cfg.deny_cache = argc > 5 ? strtoull(argv[5], NULL, 10) : 0;
     }
-    struct run r = {.total = atol(argv[2]), .batch = argc > 3 ? atol(argv[3]) : 64, .lim = &lim};
+    cfg.deny_cache = argc > 5 ? strtoull(argv[5], NULL, 10) : 0;
+    struct run r = {.total = atol(argv[2]),
+                    .batch = argc > 3 ? atol(argv[3]) : 64,
+                    .keys = argc > 6 ? atol(argv[6]) : 1,
+                    .lim = &lim};
     r.base = event_base_new();
     r.store = r.base ? sl_store_redis_new(r.base, &cfg, 0, NULL) : NULL;
     if (!r.store || r.total <= 0 || r.batch <= 0) {
