@@ -45,21 +45,26 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
  * TIME is read once (the decisions of one loop turn share an instant), HMGET of fields
  * already read or written answers from the script's copy, HSET and PEXPIRE are written once
  * at the end. Any other command (sliding_window's sorted set) writes what is pending and
- * goes to Redis. The decisions are those the algorithm makes in sequence on that state; a
- * script error fails them all and writes nothing. */
+ * goes to Redis. The copy holds numbers (the prelude's fmt passes them through here), so
+ * that reading them back parses no string; they are spelled once, when written. The
+ * decisions are those the algorithm makes in sequence on that state; a script error fails
+ * them all and writes nothing. */
 static const char BATCH_HEAD[] =
     "local R = redis\n"
     "local clock, fields, dirty, ttl = nil, nil, false, nil\n"
+    "local function spell(v)\n"
+    "    return type(v) == 'number' and string.format('%d', v) or v\n"
+    "end\n"
     "local function flush()\n"
     "    if dirty then\n"
     "        local a = {}\n"
     "        for f, v in pairs(fields) do\n"
-    "            if v then a[#a + 1] = f; a[#a + 1] = v end\n"
+    "            if v then a[#a + 1] = f; a[#a + 1] = spell(v) end\n"
     "        end\n"
     "        R.call('HSET', KEYS[1], unpack(a))\n"
     "        dirty = false\n"
     "    end\n"
-    "    if ttl then R.call('PEXPIRE', KEYS[1], ttl); ttl = nil end\n"
+    "    if ttl then R.call('PEXPIRE', KEYS[1], spell(ttl)); ttl = nil end\n"
     "end\n"
     "local function call(cmd, key, ...)\n"
     "    if cmd == 'TIME' then\n"
@@ -97,7 +102,8 @@ static const char BATCH_HEAD[] =
     "    return R.call(cmd, key, ...)\n"
     "end\n"
     "local redis = {call = call, error_reply = R.error_reply,\n"
-    "               replicate_commands = R.replicate_commands}\n"
+    "               replicate_commands = R.replicate_commands,\n"
+    "               sluice_fmt = function(_, v) return v end}\n"
     "local function decide(ARGV)\n";
 static const char BATCH_TAIL[] =
     "\nend\n"

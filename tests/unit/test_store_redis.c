@@ -389,6 +389,57 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
 }
 END_TEST
 
+/* Whether `s` is a decimal integer as Redis itself would write one: digits, no leading 0. */
+static bool plain_decimal(const char *s)
+{
+    if (!*s || (s[0] == '0' && s[1]))
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* The scripts spell the numbers they write themselves, and the batch script spells its copy
+ * of the hash: either way each field holds plain decimal digits (never "1e+15" or "5.0"),
+ * as the layout has always held them, and N as sluice sent it. */
+START_TEST(test_fields_are_plain_decimals)
+{
+    static const struct {
+        const char *alg, *fields[3];
+    } cases[] = {{"fixed_window", {"s", "c", NULL}},
+                 {"sliding_window_counter", {"s", "c", "p"}},
+                 {"token_bucket", {"u", "f", "n"}},
+                 {"leaky_bucket", {"u", "f", "n"}}};
+    struct sl_store *store = store_new(1000, NULL);
+    redisContext *rc = client();
+    ck_assert_ptr_nonnull(rc);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        /* 7 per 3 seconds: a fraction of a microsecond per unit, so that f is not 0. */
+        struct sl_limit lim = limit(cases[c].alg, 7, 3 * S, 5, false);
+        decide_ok(store, &lim, "alone");
+        struct result r[3] = {{0}};
+        for (int i = 0; i < 3; i++)
+            sl_store_decide(store, &lim, "batch", 5, on_result, &r[i]);
+        ck_assert(run_until_called(&r[2].calls, 5 * S));
+        for (int v = 0; v < 2; v++) {
+            for (int f = 0; f < 3 && cases[c].fields[f]; f++) {
+                redisReply *h = redisCommand(rc, "HGET sluice:r1:l1:%s:%s %s", lim.alg->tag,
+                                             v ? "batch" : "alone", cases[c].fields[f]);
+                ck_assert_int_eq(h->type, REDIS_REPLY_STRING);
+                ck_assert_msg(plain_decimal(h->str), "%s %s: %s", cases[c].alg, cases[c].fields[f],
+                              h->str);
+                if (strcmp(cases[c].fields[f], "n") == 0)
+                    ck_assert_str_eq(h->str, "7");
+                freeReplyObject(h);
+            }
+        }
+    }
+    redisFree(rc);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_a_batch_after_the_script_cache_is_flushed)
 {
     struct sl_store *store = store_new(1000, NULL);
@@ -533,6 +584,7 @@ int main(void)
     tcase_add_test(tc, test_arguments_up_to_the_last_read);
     tcase_add_test(tc, test_long_key_digest);
     tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
+    tcase_add_test(tc, test_fields_are_plain_decimals);
     tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
     tcase_add_test(tc, test_deny_cache_answers_without_redis);
     tcase_add_test(tc, test_deny_cache_frees_with_the_quota);

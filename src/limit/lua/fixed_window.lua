@@ -10,7 +10,7 @@
 -- doubles, and div (the prelude's, with math.fmod) divides exactly. The count stays at most
 -- COUNTER_MAX (2^50); a time past TIME_MAX (2^52) saturates, as in C: a product of windows
 -- and P that passes 2^53 is inexact but still above TIME_MAX.
--- n, p, need, take, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, need, take, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
 local k = div(now, p)
 local st = redis.call('HMGET', KEYS[1], 's', 'c')
 local ss, count = tonumber(st[1]), tonumber(st[2]) or 0
@@ -49,6 +49,6 @@ if need > 0 and count + need > n then
 end
 count = math.min(count + take, COUNTER_MAX)
 local reset = reset_of(count)
-redis.call('HSET', KEYS[1], 's', ss, 'c', count)
-redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', count))
+redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
 return {1, math.max(n - count, 0), reset, 0, 0}

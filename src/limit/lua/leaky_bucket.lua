@@ -10,7 +10,8 @@
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes; N is at most 10^9 < 2^30, as rescale needs.
--- n, p, cdiv, rescale and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, cdiv, rescale, now, fmt and n_text come from the prelude
+-- (src/limit/lua/prelude/prelude.lua).
 local b = tonumber(ARGV[5])
 if not b or b < 0 then
     return redis.error_reply('ERR sluice: bad burst')
@@ -44,8 +45,8 @@ if ahead <= queue then
     remaining = (queue - ahead - math.fmod(queue - ahead, p)) / p + 1
 end
 local reset = cdiv(ahead, n)
-redis.call('HSET', KEYS[1], 'u', u, 'f', f, 'n', n)
-redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+redis.call('HSET', KEYS[1], 'u', fmt('%d', u), 'f', fmt('%d', f), 'n', n_text)
+redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
 local delay = 0
 if ARGV[6] == '1' then
     delay = cdiv(wait, n)

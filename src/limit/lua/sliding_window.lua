@@ -6,10 +6,10 @@
 -- sliding_window takes no cost), [7] member unique to this request.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
 -- Scores are doubles: exact while now + P < 2^53 us.
--- n, p, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
 -- stays.
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - p)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt('%d', now - p))
 local count = redis.call('ZCARD', KEYS[1])
 if count >= n then
     -- Written under a larger N, the set may hold more than N: a place frees when the
@@ -18,6 +18,6 @@ if count >= n then
     local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
     return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
 end
-redis.call('ZADD', KEYS[1], now, ARGV[7])
-redis.call('PEXPIRE', KEYS[1], math.ceil(p / 1000))
+redis.call('ZADD', KEYS[1], fmt('%d', now), ARGV[7])
+redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(p / 1000)))
 return {1, n - count - 1, p, 0, 0}

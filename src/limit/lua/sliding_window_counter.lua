@@ -11,7 +11,7 @@
 -- that every product is exact: prev never exceeds N, and a curr + need - 1 at or above N is
 -- decided by comparison (curr stays at most COUNTER_MAX, 2^50). Times past TIME_MAX (2^52)
 -- saturate, as in C. math.fmod, unlike %, divides exactly.
--- n, p, need, take, div, cdiv and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, need, take, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
 local limit = n * p
 if limit >= 9007199254740992 then
     return redis.error_reply('ERR sluice: N*P too large for sliding_window_counter')
@@ -66,7 +66,7 @@ elseif prev > 0 then
     reset = p - elapsed
 end
 if allowed == 1 then
-    redis.call('HSET', KEYS[1], 's', ss, 'c', curr, 'p', prev)
-    redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+    redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', curr), 'p', fmt('%d', prev))
+    redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
 end
 return {allowed, remaining, reset, retry, 0}

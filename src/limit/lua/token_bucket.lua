@@ -11,7 +11,8 @@
 -- scaled difference it computes, and the lack tat - now*N it stores is at most 2^53 - 1 (as
 -- in C): a debt beyond is forgiven. need*P is at most burst*P; take*P may pass 2^53, inexact
 -- but then above the bound it saturates at. N is at most 10^9 < 2^30, as rescale needs.
--- n, p, need, take, cdiv, rescale and now come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, need, take, cdiv, rescale, now, fmt and n_text come from the prelude
+-- (src/limit/lua/prelude/prelude.lua).
 local b = tonumber(ARGV[5])
 if not b or b < 0 then
     return redis.error_reply('ERR sluice: bad burst')
@@ -40,8 +41,8 @@ if need == 0 or (need <= b and lack + need * p <= capacity) then
     local r = math.fmod(lack, n)
     u, f = now + (lack - r) / n, r
     local reset = math.min(cdiv(lack, n), TIME_MAX)
-    redis.call('HSET', KEYS[1], 'u', u, 'f', f, 'n', n)
-    redis.call('PEXPIRE', KEYS[1], math.ceil(reset / 1000))
+    redis.call('HSET', KEYS[1], 'u', fmt('%d', u), 'f', fmt('%d', f), 'n', n_text)
+    redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
     local remaining = 0
     if lack < capacity then
         remaining = (capacity - lack - math.fmod(capacity - lack, p)) / p

@@ -2,7 +2,8 @@
 -- build time (cmake/LuaScripts.cmake), so that the five scripts cannot drift apart on the
 -- parts they share. It defines n (ARGV[1], N), p (ARGV[2], P in us), need and take (ARGV[3]
 -- and [4], the units a decision asks, include/sluice/limit.h struct sl_units), the bounds
--- TIME_MAX and COUNTER_MAX (SL_TIME_MAX, SL_COUNTER_MAX), div, cdiv, rescale and now.
+-- TIME_MAX and COUNTER_MAX (SL_TIME_MAX, SL_COUNTER_MAX), div, cdiv, rescale, now, and fmt
+-- and n_text, which spell the numbers a script writes.
 -- It reads no ARGV past [4] but the test hook [8]: sluice sends a script only the arguments up
 -- to the last it reads (at most [7]), and [8] only when a test pinned the clock.
 local n = tonumber(ARGV[1])
@@ -38,6 +39,13 @@ local function rescale(f, from)
     local r = math.fmod(x, from)
     return div(a, from) * 32768 + (x - r) / from + (r > 0 and 1 or 0)
 end
+-- The numbers a script writes are spelled here, fmt('%d', x): given a number, redis.call
+-- formats it with "%.17g", which costs Redis more, and both spell the same digits for the
+-- integers in [0, 2^53) written. N is written as sluice sent it (ARGV[1], n's digits). The
+-- batch script (src/store/redis_eval.c) keeps its copy of the hash in numbers, written once
+-- per call: its redis.sluice_fmt passes them through.
+local fmt = redis.sluice_fmt or string.format
+local n_text = redis.sluice_fmt and n or ARGV[1]
 -- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
 -- replicate effects.
 if redis.replicate_commands then
