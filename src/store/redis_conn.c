@@ -10,10 +10,10 @@
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
-#include <hiredis/adapters/libevent.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "redis_events.h"
 #include "redis_internal.h"
 #include "sluice/log.h"
 
@@ -208,7 +208,7 @@ static void connect_to(struct sl_redis_node *n, const char *ip)
         return;
     }
     ac->data = n;
-    if (redisLibeventAttach(ac, s->evbase) != REDIS_OK) {
+    if (sl_redis_events_attach(ac, s->evbase) != REDIS_OK) {
         redisAsyncFree(ac);
         attempt_failed(n);
         return;
