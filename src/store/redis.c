@@ -237,7 +237,8 @@ static void dispatch(struct sl_redis_store *s, struct sl_redis_pending *p, enum 
         return;
     }
     if (state != SL_DENY_EXPIRED) {
-        sl_redis_queue(s, p);
+        if (sl_redis_submit(s, n, p) != 0)
+            complete_failed(p, SL_STORE_ERR_CONNECTION);
         return;
     }
     /* The request asking again goes at once and alone: the others wait for its answer. */

@@ -6,7 +6,9 @@
  * callbacks have run (hiredis writes the turn's commands in one go anyway, on the next
  * write event, so nothing waits longer) and go as one call of the algorithm's batch script,
  * which runs the algorithm once per request, in order, in one script invocation: exactly the
- * decisions the separate calls would have had, for one command's cost in Redis and here. */
+ * decisions the separate calls would have had, for one command's cost in Redis and here.
+ * A decision made while its connection has nothing in flight and nothing is queued goes at
+ * once: that is a lone decision, and the next ones, if a burst follows, are batched. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -399,7 +401,20 @@ static bool same_call(const struct sl_redis_pending *leader, const struct sl_red
            leader->delay == p->delay && memcmp(leader->key, p->key, p->key_len) == 0;
 }
 
-void sl_redis_queue(struct sl_redis_store *s, struct sl_redis_pending *p)
+static void queue(struct sl_redis_store *s, struct sl_redis_pending *p);
+
+int sl_redis_submit(struct sl_redis_store *s, struct sl_redis_node *n, struct sl_redis_pending *p)
+{
+    /* A decision on an idle connection goes at once: waiting for the turn's end would cost
+     * it an event and a pass over the turn's batches, and under a burst the next decisions
+     * find this one in flight and are batched. Nothing queued is overtaken. */
+    if (n->inflight == 0 && !s->turn_head)
+        return sl_redis_send(n, p);
+    queue(s, p);
+    return 0;
+}
+
+static void queue(struct sl_redis_store *s, struct sl_redis_pending *p)
 {
     p->queued = true;
     p->batch_n = 1;

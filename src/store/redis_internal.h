@@ -270,10 +270,12 @@ static inline bool sl_redis_held_by_cache(const struct sl_decision *d)
  * refused the command (nothing sent, the store still owns them). */
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p);
 
-/* Queues `p` (in the deadline list, not sent) for this loop turn: it joins the batch of an
- * earlier decision on the same key and rate, or starts one. sl_redis_flush sends them once
- * the turn's callbacks have run, or fails them when their node is gone. */
-void sl_redis_queue(struct sl_redis_store *s, struct sl_redis_pending *p);
+/* Sends `p` (in the deadline list) to `n` at once when nothing waits for an answer from `n`
+ * and nothing is queued, else queues it for this loop turn: it joins the batch of an earlier
+ * decision on the same key and rate, or starts one, and sl_redis_flush sends them once the
+ * turn's callbacks have run, or fails them when their node is gone. Returns 0, or -1 when
+ * sending at once failed (the store still owns `p`). */
+int sl_redis_submit(struct sl_redis_store *s, struct sl_redis_node *n, struct sl_redis_pending *p);
 void sl_redis_flush(evutil_socket_t fd, short what, void *arg);
 
 /* Forgets this turn's batches (the store is being freed; it completes the decisions). */

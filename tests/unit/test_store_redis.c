@@ -1,5 +1,6 @@
 /* The Redis store's scripts against a real redis-server: each algorithm's decisions (and
  * that they match the C algorithms), the key layout, and the over-limit cache. */
+#include "../../src/store/redis_internal.h"
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
 
@@ -340,7 +341,9 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
         struct sl_decision apart[TURN];
         decide_one_by_one(store, &lim, "apart", apart);
 
-        /* TURN decisions on one key and one on another, all before the loop runs. */
+        /* TURN decisions on one key and one on another, all before the loop runs: the
+         * first goes at once (the connection is idle), the others wait for the turn's end
+         * and those on one key go as one call. */
         struct result together[TURN] = {{0}}, other = {0};
         long long before = evalsha_calls();
         for (int i = 0; i < TURN; i++) {
@@ -350,7 +353,7 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
         }
         ck_assert(run_until_called(&together[TURN - 1].calls, 5 * S));
         ck_assert(run_until_called(&other.calls, 5 * S));
-        ck_assert_int_eq(evalsha_calls() - before, 2);
+        ck_assert_int_eq(evalsha_calls() - before, 3);
         ck_assert_int_eq(other.status, SL_STORE_OK);
         ck_assert(other.d.allowed);
 
@@ -436,6 +439,41 @@ START_TEST(test_fields_are_plain_decimals)
         }
     }
     redisFree(rc);
+    sl_store_free(store);
+}
+END_TEST
+
+/* A decision on an idle connection is sent at once, not at the turn's end; one made while
+ * another is in flight waits for the turn's batch, and the answers keep the order asked. */
+START_TEST(test_a_lone_decision_goes_at_once)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    const struct sl_redis_store *s = (const struct sl_redis_store *)store;
+    struct sl_limit lim = limit("token_bucket", 5, HOUR, 5, false);
+    long long before = evalsha_calls();
+    struct result r[3] = {{0}};
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[0]);
+    ck_assert_ptr_null(s->turn_head);
+    ck_assert(!s->flush_scheduled);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[1]);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[2]);
+    ck_assert_ptr_nonnull(s->turn_head);
+    ck_assert(s->flush_scheduled);
+    ck_assert(run_until_called(&r[2].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 2); /* the lone one, then the batch */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(r[i].calls, 1);
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert(r[i].d.allowed);
+        ck_assert_uint_eq(r[i].d.remaining, 4 - (uint64_t)i);
+    }
+    /* Answered: the connection is idle again, and the next one goes at once too. */
+    struct result next = {0};
+    sl_store_decide(store, &lim, "lone", 4, on_result, &next);
+    ck_assert_ptr_null(s->turn_head);
+    ck_assert(run_until_called(&next.calls, 5 * S));
+    ck_assert_int_eq(next.status, SL_STORE_OK);
+    ck_assert_uint_eq(next.d.remaining, 1);
     sl_store_free(store);
 }
 END_TEST
@@ -585,6 +623,7 @@ int main(void)
     tcase_add_test(tc, test_long_key_digest);
     tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
     tcase_add_test(tc, test_fields_are_plain_decimals);
+    tcase_add_test(tc, test_a_lone_decision_goes_at_once);
     tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
     tcase_add_test(tc, test_deny_cache_answers_without_redis);
     tcase_add_test(tc, test_deny_cache_frees_with_the_quota);
