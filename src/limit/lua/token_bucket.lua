@@ -13,7 +13,7 @@
 -- but then above the bound it saturates at. N is at most 10^9 < 2^30, as rescale needs.
 -- n, p, need, take, cdiv, rescale, now, fmt and n_text come from the prelude
 -- (src/limit/lua/prelude/prelude.lua).
-local b = tonumber(ARGV[5])
+local b = ARGV[5] == ARGV[1] and n or tonumber(ARGV[5]) -- burst is often N: no parse
 if not b or b < 0 then
     return redis.error_reply('ERR sluice: bad burst')
 end
