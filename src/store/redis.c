@@ -51,10 +51,12 @@ static void arm_deadline(struct sl_redis_store *s, uint64_t now_us)
     uint64_t wait = s->head->deadline_us > now_us ? s->head->deadline_us - now_us : 0;
     struct timeval tv = {.tv_sec = (time_t)(wait / 1000000),
                          .tv_usec = (suseconds_t)(wait % 1000000)};
-    evtimer_add(s->deadline_timer, &tv);
+    if (evtimer_add(s->deadline_timer, &tv) == 0)
+        s->deadline_armed_us = s->head->deadline_us;
 }
 
-static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p)
+/* Appends `p`, whose deadline is the latest (all share one timeout), made at `now_us`. */
+static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p, uint64_t now_us)
 {
     p->prev = s->tail;
     p->next = NULL;
@@ -63,8 +65,11 @@ static void list_append(struct sl_redis_store *s, struct sl_redis_pending *p)
     else
         s->head = p;
     s->tail = p;
-    if (s->head == p)
-        arm_deadline(s, sl_clock_mono_us());
+    /* A timer still set for an earlier deadline (the list emptied since) goes off first and
+     * is set again for the list's head then: setting it for each lone decision would cost
+     * more than the decision's own bookkeeping. */
+    if (s->head == p && !(s->deadline_armed_us && s->deadline_armed_us <= p->deadline_us))
+        arm_deadline(s, now_us);
 }
 
 static void wait_for(struct sl_redis_pending *probe, struct sl_redis_pending *p)
@@ -147,6 +152,7 @@ static void on_deadline(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_redis_store *s = arg;
     uint64_t now = sl_clock_mono_us();
+    s->deadline_armed_us = 0;
     while (s->head && s->head->deadline_us <= now)
         complete_failed(s->head, SL_STORE_ERR_TIMEOUT);
     sl_redis_topo_check_stalls(s, now, STALL_US);
@@ -292,6 +298,7 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
      * before anything is allocated. A decision that asks no unit (a charge) never uses it. */
     enum sl_deny_state state = SL_DENY_UNKNOWN;
     void *probe = NULL;
+    uint64_t now = sl_clock_mono_us();
     if (s->deny && u->need > 0) {
         char digest[2 * SL_SHA256_LEN + 1];
         const char *value = key;
@@ -302,8 +309,7 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
             value_len = 2 * SL_SHA256_LEN;
         }
         struct sl_decision held;
-        state = sl_deny_cache_find(s->deny, lim, value, value_len, u->need, sl_clock_mono_us(),
-                                   &held, &probe);
+        state = sl_deny_cache_find(s->deny, lim, value, value_len, u->need, now, &held, &probe);
         if (state == SL_DENY_HELD) {
             sl_metrics_deny_cache_hit(s->metrics);
             cb(arg, &held, SL_STORE_OK);
@@ -318,8 +324,8 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
     p->cb = cb;
     p->arg = arg;
     p->lim = lim;
-    p->deadline_us = sl_clock_mono_us() + s->timeout_us;
-    list_append(s, p);
+    p->deadline_us = now + s->timeout_us;
+    list_append(s, p, now);
     dispatch(s, p, state, probe);
 }
 

@@ -169,6 +169,7 @@ struct sl_redis_store {
     /* Decisions awaiting completion, in deadline order (all share one timeout). */
     struct sl_redis_pending *head, *tail;
     struct event *deadline_timer;
+    uint64_t deadline_armed_us; /* the deadline deadline_timer is set for; 0: not set */
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
     /* This loop turn's batches (redis_eval.c): leaders by a hash of their key, in order. */
     struct sl_redis_pending *turn_slot[SL_REDIS_TURN_SLOTS];

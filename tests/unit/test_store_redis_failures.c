@@ -129,6 +129,33 @@ START_TEST(test_timeout)
 }
 END_TEST
 
+/* The deadline timer, still set for an answered decision's deadline, goes off before a later
+ * decision's and is set again for it: that decision times out at its own deadline, neither
+ * at the earlier one nor much after. */
+START_TEST(test_timeout_after_an_answered_decision)
+{
+    struct sl_store *store = store_new(300, NULL);
+    struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
+    ck_assert(decide_ok(store, &lim, "a").allowed);
+    struct timeval tv = {0, 150000};
+    event_base_loopexit(base, &tv);
+    event_base_dispatch(base);
+
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    freeReplyObject(redisCommand(c, "CLIENT PAUSE 1000"));
+    redisFree(c);
+    struct result r = {0};
+    uint64_t start = sl_clock_mono_us();
+    sl_store_decide(store, &lim, "a", 1, on_result, &r);
+    ck_assert(run_until_called(&r.calls, 5 * S));
+    ck_assert_int_eq(r.status, SL_STORE_ERR_TIMEOUT);
+    ck_assert_uint_ge(r.at_us - start, 295 * MS);
+    ck_assert_uint_le(r.at_us - start, 700 * MS);
+    sl_store_free(store);
+}
+END_TEST
+
 START_TEST(test_server_restart)
 {
     struct sl_store *store = store_new(50, NULL);
@@ -379,6 +406,7 @@ int main(void)
     tcase_add_test(tc, test_script_error);
     tcase_add_test(tc, test_wrong_type_is_a_script_error_logged_once_a_minute_per_limit);
     tcase_add_test(tc, test_timeout);
+    tcase_add_test(tc, test_timeout_after_an_answered_decision);
     tcase_add_test(tc, test_server_restart);
     tcase_add_test(tc, test_stalled_connection);
     tcase_add_test(tc, test_server_absent_at_start);
