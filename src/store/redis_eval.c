@@ -31,8 +31,10 @@
 /* Decisions one batch carries at most: one script call is one Redis command, and Redis
  * serves nothing else while it runs. */
 #define BATCH_MAX 64
-/* The elements of one decision in a script's reply. */
+/* The elements of one decision in a batch script's reply; a script's own may leave out the
+ * last two when they are 0 (see parse_at). */
 #define FIELDS 5
+#define FIELDS_MIN 3
 
 /* When each limit's script error was last logged (monotonic µs, 0: never), by metrics id,
  * which names a limit by route and name across reloads. Shared by every worker's store. */
@@ -116,7 +118,7 @@ static const char BATCH_TAIL[] =
     "    if ARGV[7] and #ARGV > 7 then argv[7] = ARGV[7] .. ':' .. i end\n"
     "    local r = decide(argv)\n"
     "    if r.err then return r end\n"
-    "    for j = 1, 5 do out[#out + 1] = r[j] end\n"
+    "    for j = 1, 5 do out[#out + 1] = r[j] or 0 end\n"
     "end\n"
     "flush()\n"
     "return out\n";
@@ -139,13 +141,16 @@ static const struct sl_redis_script *script_of(const struct sl_redis_pending *p)
     return p->batch_n > 1 ? p->script->batch : p->script;
 }
 
-/* Decision `i` of a script reply {allowed, remaining, reset_us, retry_after_us, delay_us}
- * repeated, all integers >= 0; anything else is refused rather than trusted. */
-static int parse_at(const redisReply *r, size_t i, uint64_t count, struct sl_decision *d)
+/* The decision in the `n` elements of `r` from `first`: {allowed, remaining, reset_us,
+ * retry_after_us, delay_us}, all integers >= 0, those past `n` 0; anything else is refused
+ * rather than trusted. The scripts leave out trailing zeros (an admission without a delay
+ * is 3 elements): each element is an allocation here and a conversion in Redis. */
+static int parse_at(const redisReply *r, size_t first, size_t n, uint64_t count,
+                    struct sl_decision *d)
 {
-    uint64_t v[FIELDS];
-    for (size_t j = 0; j < FIELDS; j++) {
-        const redisReply *e = r->element[i * FIELDS + j];
+    uint64_t v[FIELDS] = {0};
+    for (size_t j = 0; j < n; j++) {
+        const redisReply *e = r->element[first + j];
         if (!e || e->type != REDIS_REPLY_INTEGER || e->integer < 0)
             return -1;
         v[j] = (uint64_t)e->integer;
@@ -163,9 +168,9 @@ static int parse_at(const redisReply *r, size_t i, uint64_t count, struct sl_dec
 
 int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != FIELDS)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < FIELDS_MIN || r->elements > FIELDS)
         return -1;
-    return parse_at(r, 0, count, d);
+    return parse_at(r, 0, r->elements, count, d);
 }
 
 /* Sends `p` again after NOSCRIPT (loading the script first) or a redirection (to `to`).
@@ -233,13 +238,18 @@ static void fail_all(struct sl_redis_pending *p, enum sl_store_status status)
  * the over-limit cache; 0, or -1 (nothing completed) when the reply has another shape. */
 static int answer_all(struct sl_redis_store *s, struct sl_redis_pending *p, const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)p->batch_n * FIELDS ||
-        p->batch_n > BATCH_MAX)
-        return -1;
     struct sl_decision d[BATCH_MAX];
-    for (size_t i = 0; i < p->batch_n; i++)
-        if (parse_at(r, i, p->count, &d[i]) != 0)
+    if (p->batch_n == 1) { /* the algorithm's own script */
+        if (sl_redis_parse_decision(r, p->count, &d[0]) != 0)
             return -1;
+    } else {
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)p->batch_n * FIELDS ||
+            p->batch_n > BATCH_MAX)
+            return -1;
+        for (size_t i = 0; i < p->batch_n; i++)
+            if (parse_at(r, i * FIELDS, FIELDS, p->count, &d[i]) != 0)
+                return -1;
+    }
     size_t i = 0;
     for (struct sl_redis_pending *q = p; q; q = q->batch_next, i++) {
         /* Only while the caller waits: a late reply's limit may be gone with a reload. */

@@ -181,9 +181,9 @@ struct sl_redis_store {
     uint64_t (*pinned_clock)(void); /* tests only: sent as the scripts' time; NULL: TIME */
 };
 
-/* redis.c: a script's reply {allowed, remaining, reset_us, retry_after_us, delay_us} as
- * the decision of a limit of `count` requests. Returns 0, or -1 (`d` untouched) for a reply
- * of any other shape, which is never trusted. */
+/* redis_eval.c: a script's reply {allowed, remaining, reset_us, retry_after_us, delay_us}
+ * (the last two may be left out when 0) as the decision of a limit of `count` requests.
+ * Returns 0, or -1 (`d` untouched) for a reply of any other shape, which is never trusted. */
 int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d);
 
 /* redis_conn.c: one node's connection. */

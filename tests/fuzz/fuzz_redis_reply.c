@@ -1,8 +1,8 @@
 /* Replies from Redis: the bytes are what the server sends, cut into replies by hiredis's
  * own reader (as the store's connection does), and each reply goes to the store's decision
  * parser, which must accept only {allowed, remaining, reset_us, retry_after_us, delay_us}
- * and refuse every other shape: malformed and nested arrays, wrong types, huge and
- * negative integers, errors, nil. */
+ * (the last two may be left out) and refuse every other shape: malformed and nested
+ * arrays, wrong types, huge and negative integers, errors, nil. */
 #include <hiredis/hiredis.h>
 #include <hiredis/read.h>
 #include <stdint.h>
@@ -28,16 +28,23 @@ static void check(int ok, const char *what)
     }
 }
 
-/* What parse_decision must accept, checked independently of it. */
+/* What parse_decision must accept, checked independently of it: 3 to 5 elements (the
+ * missing ones are 0). */
 static bool well_formed(const redisReply *r)
 {
-    if (r->type != REDIS_REPLY_ARRAY || r->elements != 5)
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < 3 || r->elements > 5)
         return false;
-    for (size_t i = 0; i < 5; i++)
+    for (size_t i = 0; i < r->elements; i++)
         if (!r->element[i] || r->element[i]->type != REDIS_REPLY_INTEGER ||
             r->element[i]->integer < 0)
             return false;
     return r->element[0]->integer <= 1;
+}
+
+/* Element `i` of a well-formed reply, 0 past its end. */
+static uint64_t field(const redisReply *r, size_t i)
+{
+    return i < r->elements ? (uint64_t)r->element[i]->integer : 0;
 }
 
 static void decide(const redisReply *r, uint64_t count)
@@ -48,10 +55,8 @@ static void decide(const redisReply *r, uint64_t count)
     if (rc == 0) {
         check(d.limit == count, "limit is not the configured count");
         check(d.allowed == (r->element[0]->integer == 1), "allowed does not follow the reply");
-        check(d.remaining == (uint64_t)r->element[1]->integer &&
-                  d.reset_us == (uint64_t)r->element[2]->integer &&
-                  d.retry_after_us == (uint64_t)r->element[3]->integer &&
-                  d.delay_us == (uint64_t)r->element[4]->integer,
+        check(d.remaining == field(r, 1) && d.reset_us == field(r, 2) &&
+                  d.retry_after_us == field(r, 3) && d.delay_us == field(r, 4),
               "decision fields do not follow the reply");
     } else {
         check(d.limit == 12345, "a refused reply changed the decision");

@@ -5,7 +5,8 @@
 -- the index, so that a change of P reads it as src/limit/fixed_window.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
 -- the last it reads.
--- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
+-- when 0.
 -- Exact while (k+1)*P < 2^53 us (any P up to 2^51 us at today's clock): Lua numbers are
 -- doubles, and div (the prelude's, with math.fmod) divides exactly. The count stays at most
 -- COUNTER_MAX (2^50); a time past TIME_MAX (2^52) saturates, as in C: a product of windows
@@ -45,10 +46,10 @@ if need > 0 and count + need > n then
     if need <= n then
         retry = after(cdiv(count + need - n, n) - 1)
     end
-    return {0, 0, reset_of(count), retry, 0}
+    return {0, 0, reset_of(count), retry}
 end
 count = math.min(count + take, COUNTER_MAX)
 local reset = reset_of(count)
 redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', count))
 redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
-return {1, math.max(n - count, 0), reset, 0, 0}
+return {1, math.max(n - count, 0), reset}

@@ -7,7 +7,8 @@
 -- is an empty queue.
 -- ARGV: [1] N, [2] P (us), [3] need and [4] take (unused: leaky_bucket takes no cost), [5]
 -- burst, [6] delay (0|1).
--- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
+-- when 0.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes; N is at most 10^9 < 2^30, as rescale needs.
 -- n, p, cdiv, rescale, now, fmt and n_text come from the prelude
@@ -34,7 +35,7 @@ if not u or not f or u < now then
 end
 local wait = (u - now) * n + f
 if wait > queue then
-    return {0, 0, cdiv(wait, n), cdiv(wait - queue, n), 0}
+    return {0, 0, cdiv(wait, n), cdiv(wait - queue, n)}
 end
 f = f + p
 local r = math.fmod(f, n)

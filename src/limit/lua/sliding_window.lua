@@ -4,7 +4,8 @@
 -- are not recorded. A change of N or P reads the same set under the new rate.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst and [6] delay (all four unused:
 -- sliding_window takes no cost), [7] member unique to this request.
--- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
+-- when 0.
 -- Scores are doubles: exact while now + P < 2^53 us.
 -- n, p, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
@@ -16,8 +17,8 @@ if count >= n then
     -- (count - N + 1)-th oldest leaves, as with the newest N the memory store keeps.
     local oldest = tonumber(redis.call('ZRANGE', KEYS[1], count - n, count - n, 'WITHSCORES')[2])
     local newest = tonumber(redis.call('ZRANGE', KEYS[1], -1, -1, 'WITHSCORES')[2])
-    return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0), 0}
+    return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0)}
 end
 redis.call('ZADD', KEYS[1], fmt('%d', now), ARGV[7])
 redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(p / 1000)))
-return {1, n - count - 1, p, 0, 0}
+return {1, n - count - 1, p}

@@ -6,7 +6,8 @@
 -- the index, so that a change of P reads it as src/limit/sliding_window_counter.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
 -- the last it reads.
--- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
+-- when 0.
 -- Lua numbers are doubles: the script refuses N*P >= 2^53 (with P = 1 day, N <= 104249), so
 -- that every product is exact: prev never exceeds N, and a curr + need - 1 at or above N is
 -- decided by comparison (curr stays at most COUNTER_MAX, 2^50). Times past TIME_MAX (2^52)
@@ -69,4 +70,4 @@ if allowed == 1 then
     redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', curr), 'p', fmt('%d', prev))
     redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
 end
-return {allowed, remaining, reset, retry, 0}
+return {allowed, remaining, reset, retry}

@@ -6,7 +6,8 @@
 -- so that no double ever holds a scaled absolute time, and the N it was written under; a
 -- missing key is a full bucket.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst.
--- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}.
+-- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
+-- when 0.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes, and the lack tat - now*N it stores is at most 2^53 - 1 (as
 -- in C): a debt beyond is forgiven. need*P is at most burst*P; take*P may pass 2^53, inexact
@@ -47,7 +48,7 @@ if need == 0 or (need <= b and lack + need * p <= capacity) then
     if lack < capacity then
         remaining = (capacity - lack - math.fmod(capacity - lack, p)) / p
     end
-    return {1, remaining, reset, 0, 0}
+    return {1, remaining, reset}
 end
 local retry = p -- burst 0: no instant would do
 if b > 0 and need > b then
@@ -55,4 +56,4 @@ if b > 0 and need > b then
 elseif b > 0 then
     retry = math.min(cdiv(lack - (capacity - need * p), n), TIME_MAX)
 end
-return {0, 0, math.min(cdiv(lack, n), TIME_MAX), retry, 0}
+return {0, 0, math.min(cdiv(lack, n), TIME_MAX), retry}
