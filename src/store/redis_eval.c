@@ -413,13 +413,33 @@ static bool same_call(const struct sl_redis_pending *leader, const struct sl_red
 
 static void queue(struct sl_redis_store *s, struct sl_redis_pending *p);
 
+/* A hash of the limit and the key: keys of one limit differ at their end, and one client's
+ * key is often the same under several limits. */
+static uint64_t key_hash(const struct sl_redis_pending *p)
+{
+    uint64_t tail = 0;
+    size_t n = p->key_len < sizeof tail ? p->key_len : sizeof tail;
+    memcpy(&tail, p->key + p->key_len - n, n);
+    return (tail ^ p->key_len ^ (uint64_t)(uintptr_t)p->lim) * 0x9e3779b97f4a7c15ull;
+}
+
 int sl_redis_submit(struct sl_redis_store *s, struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     /* A decision on an idle connection goes at once: waiting for the turn's end would cost
-     * it an event and a pass over the turn's batches, and under a burst the next decisions
-     * find this one in flight and are batched. Nothing queued is overtaken. */
-    if (n->inflight == 0 && !s->turn_head)
-        return sl_redis_send(n, p);
+     * it an event and a pass over the turn's batches for nothing. The next decisions find
+     * it in flight and wait, so nothing queued is overtaken (nor what a flush running
+     * callbacks has yet to send). When the last turn showed keys asked in bursts (a
+     * route-wide limit under load), the first of a turn waits too, or each turn would cost
+     * such a key two calls. */
+    if (n->inflight == 0 && !s->turn_head && !s->flushing && !s->bursty) {
+        if (sl_redis_send(n, p) != 0)
+            return -1;
+        s->lone_hash = key_hash(p);
+        s->lone_live = true;
+        return 0;
+    }
+    if (s->lone_live && key_hash(p) == s->lone_hash)
+        s->repeated = true; /* a burst that began with the decision sent at once */
     queue(s, p);
     return 0;
 }
@@ -490,6 +510,9 @@ void sl_redis_flush(evutil_socket_t fd, short what, void *arg)
     (void)what;
     struct sl_redis_store *s = arg;
     s->flush_scheduled = false;
+    s->flushing = true;
+    bool bursty = s->repeated;
+    s->repeated = s->lone_live = false;
     struct sl_redis_pending *p = s->turn_head;
     s->turn_head = s->turn_tail = NULL;
     for (struct sl_redis_pending *q = p; q; q = q->turn_next)
@@ -502,6 +525,7 @@ void sl_redis_flush(evutil_socket_t fd, short what, void *arg)
             p = next;
             continue;
         }
+        bursty |= p->batch_n > 1;
         struct sl_redis_node *n = sl_redis_topo_pick(s, p->key, p->key_len);
         if (!n || sl_redis_send(n, p) != 0) {
             /* Never sent: the store still owns them. */
@@ -515,6 +539,8 @@ void sl_redis_flush(evutil_socket_t fd, short what, void *arg)
         }
         p = next;
     }
+    s->flushing = false;
+    s->bursty = bursty;
 }
 
 void sl_redis_unqueue_all(struct sl_redis_store *s)

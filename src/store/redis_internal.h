@@ -176,6 +176,11 @@ struct sl_redis_store {
     struct sl_redis_pending *turn_head, *turn_tail;
     struct event *flush_event; /* runs sl_redis_flush once the turn's callbacks are done */
     bool flush_scheduled;
+    /* Whether keys come in bursts (sl_redis_submit): the last flush sent a batch of several
+     * decisions, or one on the key of the decision sent at once (lone_hash) while lone_live. */
+    bool bursty, repeated, lone_live;
+    bool flushing; /* sl_redis_flush is sending the turn's batches */
+    uint64_t lone_hash;
     char member_prefix[40];
     uint64_t seq;
     uint64_t (*pinned_clock)(void); /* tests only: sent as the scripts' time; NULL: TIME */
@@ -271,11 +276,11 @@ static inline bool sl_redis_held_by_cache(const struct sl_decision *d)
  * refused the command (nothing sent, the store still owns them). */
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p);
 
-/* Sends `p` (in the deadline list) to `n` at once when nothing waits for an answer from `n`
- * and nothing is queued, else queues it for this loop turn: it joins the batch of an earlier
- * decision on the same key and rate, or starts one, and sl_redis_flush sends them once the
- * turn's callbacks have run, or fails them when their node is gone. Returns 0, or -1 when
- * sending at once failed (the store still owns `p`). */
+/* Sends `p` (in the deadline list) to `n` at once when nothing waits for an answer from `n`,
+ * nothing is queued and keys have not been coming in bursts; else queues it for this loop
+ * turn: it joins the batch of an earlier decision on the same key and rate, or starts one,
+ * and sl_redis_flush sends them once the turn's callbacks have run, or fails them when their
+ * node is gone. Returns 0, or -1 when sending at once failed (the store still owns `p`). */
 int sl_redis_submit(struct sl_redis_store *s, struct sl_redis_node *n, struct sl_redis_pending *p);
 void sl_redis_flush(evutil_socket_t fd, short what, void *arg);
 

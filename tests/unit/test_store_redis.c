@@ -444,7 +444,8 @@ START_TEST(test_fields_are_plain_decimals)
 END_TEST
 
 /* A decision on an idle connection is sent at once, not at the turn's end; one made while
- * another is in flight waits for the turn's batch, and the answers keep the order asked. */
+ * another is in flight waits for the turn's batch, and the answers keep the order asked.
+ * After a turn with a burst on one key, the first decision of a turn waits too. */
 START_TEST(test_a_lone_decision_goes_at_once)
 {
     struct sl_store *store = store_new(1000, NULL);
@@ -467,13 +468,26 @@ START_TEST(test_a_lone_decision_goes_at_once)
         ck_assert(r[i].d.allowed);
         ck_assert_uint_eq(r[i].d.remaining, 4 - (uint64_t)i);
     }
-    /* Answered: the connection is idle again, and the next one goes at once too. */
-    struct result next = {0};
-    sl_store_decide(store, &lim, "lone", 4, on_result, &next);
+    /* That was a burst: the first decision of the next turn waits too, so that a key asked
+     * in bursts costs one call a turn. */
+    before = evalsha_calls();
+    struct result burst[2] = {{0}};
+    sl_store_decide(store, &lim, "lone", 4, on_result, &burst[0]);
+    ck_assert_ptr_nonnull(s->turn_head);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &burst[1]);
+    ck_assert(run_until_called(&burst[1].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 1);
+    ck_assert_uint_eq(burst[0].d.remaining, 1);
+    ck_assert_uint_eq(burst[1].d.remaining, 0);
+    /* A turn with a lone decision ends the bursts: the next one goes at once again. */
+    struct result lone = {0}, next = {0};
+    sl_store_decide(store, &lim, "other", 5, on_result, &lone);
+    ck_assert(run_until_called(&lone.calls, 5 * S));
+    sl_store_decide(store, &lim, "other", 5, on_result, &next);
     ck_assert_ptr_null(s->turn_head);
     ck_assert(run_until_called(&next.calls, 5 * S));
     ck_assert_int_eq(next.status, SL_STORE_OK);
-    ck_assert_uint_eq(next.d.remaining, 1);
+    ck_assert_uint_eq(next.d.remaining, 3);
     sl_store_free(store);
 }
 END_TEST
