@@ -253,4 +253,18 @@ static inline long long command_int(const char *fmt, const char *arg)
     return v;
 }
 
+/* EVALSHA calls the server has run since it started. */
+static inline long long evalsha_calls(void)
+{
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    const char *at = strstr(r->str, "cmdstat_evalsha:calls=");
+    long long n = at ? atoll(at + strlen("cmdstat_evalsha:calls=")) : 0;
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
 #endif

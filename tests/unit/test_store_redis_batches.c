@@ -1,0 +1,220 @@
+/* One loop turn's decisions against a real redis-server: those on one key go as one call of
+ * the batch script, with the decisions and the state one by one would have given; a lone
+ * decision goes at once. */
+#include "../../src/store/redis_internal.h"
+#include "support/redis_fixture.h"
+#include "support/run_suite.h"
+
+/* --- one loop turn's decisions on one key, in one call -------------------------------------- */
+
+#define TURN 8
+
+/* Decisions on `key` made one after another, each waited for. */
+static void decide_one_by_one(struct sl_store *store, const struct sl_limit *lim, const char *key,
+                              struct sl_decision *out)
+{
+    for (int i = 0; i < TURN; i++)
+        out[i] = decide_ok(store, lim, key);
+}
+
+START_TEST(test_one_turn_on_one_key_is_one_call)
+{
+    static const struct {
+        const char *alg;
+        uint64_t burst;
+        unsigned admitted;
+    } cases[] = {{"fixed_window", 0, 5},
+                 {"sliding_window", 0, 5},
+                 {"sliding_window_counter", 0, 5},
+                 {"token_bucket", 5, 5},
+                 {"leaky_bucket", 2, 3}};
+    struct sl_store *store = store_new(1000, NULL);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        struct sl_limit lim = limit(cases[c].alg, 5, HOUR, cases[c].burst, false);
+        struct sl_decision apart[TURN];
+        decide_one_by_one(store, &lim, "apart", apart);
+
+        /* TURN decisions on one key and one on another, all before the loop runs: the
+         * first goes at once (the connection is idle), the others wait for the turn's end
+         * and those on one key go as one call. */
+        struct result together[TURN] = {{0}}, other = {0};
+        long long before = evalsha_calls();
+        for (int i = 0; i < TURN; i++) {
+            sl_store_decide(store, &lim, "together", 8, on_result, &together[i]);
+            if (i == 3)
+                sl_store_decide(store, &lim, "other", 5, on_result, &other);
+        }
+        ck_assert(run_until_called(&together[TURN - 1].calls, 5 * S));
+        ck_assert(run_until_called(&other.calls, 5 * S));
+        ck_assert_int_eq(evalsha_calls() - before, 3);
+        ck_assert_int_eq(other.status, SL_STORE_OK);
+        ck_assert(other.d.allowed);
+
+        /* In order, exactly as one by one. */
+        unsigned admitted = 0;
+        for (int i = 0; i < TURN; i++) {
+            ck_assert_int_eq(together[i].calls, 1);
+            ck_assert_int_eq(together[i].status, SL_STORE_OK);
+            ck_assert_msg(together[i].d.allowed == apart[i].allowed, "%s: decision %d differs",
+                          cases[c].alg, i);
+            ck_assert_uint_eq(together[i].d.remaining, apart[i].remaining);
+            ck_assert_uint_eq(together[i].d.limit, 5);
+            admitted += together[i].d.allowed;
+            if (!together[i].d.allowed)
+                ck_assert_uint_gt(together[i].d.retry_after_us, 0);
+        }
+        ck_assert_uint_eq(admitted, cases[c].admitted);
+    }
+    /* Each admission in a batch is its own member of the sliding log. */
+    ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:sw:together"), 5);
+    /* The state written once at the end of the batch is the one written one by one. */
+    redisContext *rc = client();
+    redisReply *a = redisCommand(rc, "HMGET sluice:r1:l1:fw:apart s c");
+    redisReply *t = redisCommand(rc, "HMGET sluice:r1:l1:fw:together s c");
+    ck_assert_int_eq(a->type, REDIS_REPLY_ARRAY);
+    ck_assert_int_eq(t->type, REDIS_REPLY_ARRAY);
+    ck_assert_str_eq(t->element[1]->str, "5");
+    ck_assert_str_eq(t->element[1]->str, a->element[1]->str);
+    freeReplyObject(a);
+    freeReplyObject(t);
+    redisFree(rc);
+    long long ttl = command_int("PTTL %s", "sluice:r1:l1:tb:together");
+    ck_assert_int_gt(ttl, 0);
+    ck_assert_int_le(ttl, (long long)(HOUR / MS));
+    sl_store_free(store);
+}
+END_TEST
+
+/* Whether `s` is a decimal integer as Redis itself would write one: digits, no leading 0. */
+static bool plain_decimal(const char *s)
+{
+    if (!*s || (s[0] == '0' && s[1]))
+        return false;
+    for (; *s; s++)
+        if (*s < '0' || *s > '9')
+            return false;
+    return true;
+}
+
+/* The scripts spell the numbers they write themselves, and the batch script spells its copy
+ * of the hash: either way each field holds plain decimal digits (never "1e+15" or "5.0"),
+ * as the layout has always held them, and N as sluice sent it. */
+START_TEST(test_fields_are_plain_decimals)
+{
+    static const struct {
+        const char *alg, *fields[3];
+    } cases[] = {{"fixed_window", {"s", "c", NULL}},
+                 {"sliding_window_counter", {"s", "c", "p"}},
+                 {"token_bucket", {"u", "f", "n"}},
+                 {"leaky_bucket", {"u", "f", "n"}}};
+    struct sl_store *store = store_new(1000, NULL);
+    redisContext *rc = client();
+    ck_assert_ptr_nonnull(rc);
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        /* 7 per 3 seconds: a fraction of a microsecond per unit, so that f is not 0. */
+        struct sl_limit lim = limit(cases[c].alg, 7, 3 * S, 5, false);
+        decide_ok(store, &lim, "alone");
+        struct result r[3] = {{0}};
+        for (int i = 0; i < 3; i++)
+            sl_store_decide(store, &lim, "batch", 5, on_result, &r[i]);
+        ck_assert(run_until_called(&r[2].calls, 5 * S));
+        for (int v = 0; v < 2; v++) {
+            for (int f = 0; f < 3 && cases[c].fields[f]; f++) {
+                redisReply *h = redisCommand(rc, "HGET sluice:r1:l1:%s:%s %s", lim.alg->tag,
+                                             v ? "batch" : "alone", cases[c].fields[f]);
+                ck_assert_int_eq(h->type, REDIS_REPLY_STRING);
+                ck_assert_msg(plain_decimal(h->str), "%s %s: %s", cases[c].alg, cases[c].fields[f],
+                              h->str);
+                if (strcmp(cases[c].fields[f], "n") == 0)
+                    ck_assert_str_eq(h->str, "7");
+                freeReplyObject(h);
+            }
+        }
+    }
+    redisFree(rc);
+    sl_store_free(store);
+}
+END_TEST
+
+/* A decision on an idle connection is sent at once, not at the turn's end; one made while
+ * another is in flight waits for the turn's batch, and the answers keep the order asked.
+ * After a turn with a burst on one key, the first decision of a turn waits too. */
+START_TEST(test_a_lone_decision_goes_at_once)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    const struct sl_redis_store *s = (const struct sl_redis_store *)store;
+    struct sl_limit lim = limit("token_bucket", 5, HOUR, 5, false);
+    long long before = evalsha_calls();
+    struct result r[3] = {{0}};
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[0]);
+    ck_assert_ptr_null(s->turn_head);
+    ck_assert(!s->flush_scheduled);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[1]);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &r[2]);
+    ck_assert_ptr_nonnull(s->turn_head);
+    ck_assert(s->flush_scheduled);
+    ck_assert(run_until_called(&r[2].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 2); /* the lone one, then the batch */
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(r[i].calls, 1);
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert(r[i].d.allowed);
+        ck_assert_uint_eq(r[i].d.remaining, 4 - (uint64_t)i);
+    }
+    /* That was a burst: the first decision of the next turn waits too, so that a key asked
+     * in bursts costs one call a turn. */
+    before = evalsha_calls();
+    struct result burst[2] = {{0}};
+    sl_store_decide(store, &lim, "lone", 4, on_result, &burst[0]);
+    ck_assert_ptr_nonnull(s->turn_head);
+    sl_store_decide(store, &lim, "lone", 4, on_result, &burst[1]);
+    ck_assert(run_until_called(&burst[1].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 1);
+    ck_assert_uint_eq(burst[0].d.remaining, 1);
+    ck_assert_uint_eq(burst[1].d.remaining, 0);
+    /* A turn with a lone decision ends the bursts: the next one goes at once again. */
+    struct result lone = {0}, next = {0};
+    sl_store_decide(store, &lim, "other", 5, on_result, &lone);
+    ck_assert(run_until_called(&lone.calls, 5 * S));
+    sl_store_decide(store, &lim, "other", 5, on_result, &next);
+    ck_assert_ptr_null(s->turn_head);
+    ck_assert(run_until_called(&next.calls, 5 * S));
+    ck_assert_int_eq(next.status, SL_STORE_OK);
+    ck_assert_uint_eq(next.d.remaining, 3);
+    sl_store_free(store);
+}
+END_TEST
+
+START_TEST(test_a_batch_after_the_script_cache_is_flushed)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_limit lim = limit("fixed_window", 3, HOUR, 0, false);
+    ck_assert(decide_ok(store, &lim, "warm").allowed);
+    redisContext *c = client();
+    freeReplyObject(redisCommand(c, "SCRIPT FLUSH"));
+    redisFree(c);
+    struct result r[5] = {{0}};
+    for (int i = 0; i < 5; i++)
+        sl_store_decide(store, &lim, "k", 1, on_result, &r[i]);
+    ck_assert(run_until_called(&r[4].calls, 5 * S));
+    for (int i = 0; i < 5; i++) {
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert(r[i].d.allowed == (i < 3));
+    }
+    sl_store_free(store);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("store_redis_batches");
+    TCase *tc = tcase_create("batches");
+    tcase_add_checked_fixture(tc, setup, teardown);
+    tcase_set_timeout(tc, 30);
+    tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
+    tcase_add_test(tc, test_fields_are_plain_decimals);
+    tcase_add_test(tc, test_a_lone_decision_goes_at_once);
+    tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
+    suite_add_tcase(s, tc);
+    return run_suite(s);
+}
