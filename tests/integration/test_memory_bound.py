@@ -14,9 +14,8 @@ from harness_procs import ROOT, Sluice
 from limits_support import config
 
 MAX_BYTES = 4 << 20
-# What the store may hold past max_bytes (at most two spare 2 KiB chunks per stripe and
-# state size, chunk arrays, the allocator's free lists), and what else the process may
-# grow by under this load: README states 1 MiB plus 1% of max_bytes for the store.
+# What the store may hold past max_bytes (spare chunks, the allocator's free lists: README
+# states 1 MiB), and 1 MiB for what else the process may grow by under this load.
 CONSTANT = 2 << 20
 KEYS = 200_000  # about three times what fits
 BATCH = 2000
