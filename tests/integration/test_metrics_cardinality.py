@@ -2,6 +2,7 @@
 once the route has been used, and admin.route_histograms: false keeps one request-duration
 histogram for the whole instance."""
 
+import re
 import shutil
 import subprocess
 
@@ -45,12 +46,17 @@ def samples(text):
 
 
 def until_counted(s, route, n):
-    """The exposition once `n` responses of `route` are counted (counted as each ends)."""
+    """The exposition once `n` admitted requests of `route` are counted in full: as each
+    ends, its decision, its response and its duration. A scrape made while the last one
+    ends may show some of its series and not others, so all three are waited for."""
     for _ in range(500):
         text = scrape(s)
-        if f'sluice_responses_total{{route="{route}",code="200"}} {n}' in text:
+        if (f'sluice_responses_total{{route="{route}",code="200"}} {n}' in text
+                and f'sluice_requests_total{{route="{route}",decision="allowed"}} {n}' in text
+                and re.search(rf'^sluice_request_duration_seconds_count(\{{route="{route}"\}})? '
+                              rf'{n}$', text, re.M)):
             return text
-    raise AssertionError(f"{n} responses of {route} never counted")
+    raise AssertionError(f"{n} requests of {route} never counted")
 
 
 @pytest.mark.parametrize("per_route", [True, False])
