@@ -56,30 +56,44 @@ static inline void sl_ident_lay_out(unsigned char *p, const struct sl_ident *id)
     memcpy(p, id->key, id->key_len);
 }
 
-/* SipHash-1-3 of the laid-out bytes, keyed by (k0, k1), fed piece by piece. */
+/* Identities up to this size are laid out on the stack to be hashed. */
+#define SL_IDENT_FLAT_MAX 256
+
+/* Feeds the laid-out bytes to `h`: whole words at a time from a copy on the stack when short
+ * enough, since the names are a few bytes each and fed piece by piece most of their bytes
+ * would go one at a time; piece by piece when longer. */
+static inline void sl_ident_feed(struct sl_siphash *h, const struct sl_ident *id)
+{
+    if (id->len <= SL_IDENT_FLAT_MAX) {
+        unsigned char flat[SL_IDENT_FLAT_MAX];
+        sl_ident_lay_out(flat, id);
+        sl_siphash_update(h, flat, id->len);
+        return;
+    }
+    sl_siphash_update(h, id->route, id->route_len);
+    sl_siphash_update(h, id->limit, id->limit_len);
+    sl_siphash_update(h, id->words, id->words_len);
+    sl_siphash_update(h, id->key, id->key_len);
+}
+
+/* SipHash-1-3 of the laid-out bytes, keyed by (k0, k1). */
 static inline uint64_t sl_ident_hash(const struct sl_ident *id, uint64_t k0, uint64_t k1)
 {
     struct sl_siphash h;
     sl_siphash_init(&h, k0, k1, 1, 3);
-    sl_siphash_update(&h, id->route, id->route_len);
-    sl_siphash_update(&h, id->limit, id->limit_len);
-    sl_siphash_update(&h, id->words, id->words_len);
-    sl_siphash_update(&h, id->key, id->key_len);
+    sl_ident_feed(&h, id);
     return sl_siphash_final(&h);
 }
 
-/* The 128-bit SipHash-1-3 of the laid-out bytes, keyed by (k0, k1), fed piece by piece: an
- * identity that a store may keep in place of the bytes, since with a secret key no client can
- * make two identities share it. */
+/* The 128-bit SipHash-1-3 of the laid-out bytes, keyed by (k0, k1): an identity that a store
+ * may keep in place of the bytes, since with a secret key no client can make two identities
+ * share it. */
 static inline void sl_ident_digest(const struct sl_ident *id, uint64_t k0, uint64_t k1,
                                    uint64_t out[2])
 {
     struct sl_siphash h;
     sl_siphash_init128(&h, k0, k1, 1, 3);
-    sl_siphash_update(&h, id->route, id->route_len);
-    sl_siphash_update(&h, id->limit, id->limit_len);
-    sl_siphash_update(&h, id->words, id->words_len);
-    sl_siphash_update(&h, id->key, id->key_len);
+    sl_ident_feed(&h, id);
     sl_siphash_final128(&h, out);
 }
 

@@ -45,7 +45,6 @@
 #include "ident.h"
 #include "memory_table.h"
 #include "sluice/clock.h"
-#include "sluice/siphash.h"
 
 #define MAX_STRIPES 256
 /* Below this many keys per stripe, fewer stripes: a tiny bound keeps an LRU order close to
@@ -61,8 +60,6 @@
  * so that the table shrinks back after a burst of keys that went quiet. */
 #define RECLAIM_PER_INSERT 2
 #define US_PER_S 1000000u
-/* Identities up to this size are laid out on the stack to be hashed. */
-#define FLAT_IDENT_MAX 256
 
 struct stripe {
     alignas(64) pthread_mutex_t lock; /* a cache line of its own: no false sharing */
@@ -91,18 +88,7 @@ static void digest_of(const struct memory_store *ms, const struct sl_limit *lim,
     uint64_t words[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
     struct sl_ident id;
     sl_ident_init(&id, lim, words, 3, key, key_len);
-    /* Hashed whole words at a time when laid out in one piece: the names are a few bytes
-     * each, and fed piece by piece most of their bytes would go one at a time. */
-    unsigned char flat[FLAT_IDENT_MAX];
-    if (id.len > sizeof flat) {
-        sl_ident_digest(&id, ms->k0, ms->k1, out);
-        return;
-    }
-    sl_ident_lay_out(flat, &id);
-    struct sl_siphash h;
-    sl_siphash_init128(&h, ms->k0, ms->k1, 1, 3);
-    sl_siphash_update(&h, flat, id.len);
-    sl_siphash_final128(&h, out);
+    sl_ident_digest(&id, ms->k0, ms->k1, out);
 }
 
 static struct stripe *stripe_of(const struct memory_store *ms, const uint64_t digest[2])

@@ -22,11 +22,6 @@
 
 _Static_assert(sizeof(struct sl_mt_trailer) == 32, "the trailer is 32 bytes");
 
-static unsigned char *entry_at(const struct sl_mtable *t, uint32_t h)
-{
-    return sl_mtable_state(t, h);
-}
-
 static uint32_t handle_of(uint32_t cls, uint32_t index)
 {
     return cls << INDEX_BITS | index;
@@ -203,7 +198,7 @@ uint32_t sl_mtable_insert(struct sl_mtable *t, const uint64_t digest[2], size_t 
         return SL_MT_NONE;
     struct sl_mt_class *c = &t->classes[cls];
     uint32_t h = handle_of(cls, c->count++);
-    unsigned char *e = entry_at(t, h);
+    unsigned char *e = (unsigned char *)sl_mtable_state(t, h);
     memset(e, 0, size);
     struct sl_mt_trailer *tr = (struct sl_mt_trailer *)(e + size - TRAILER_SIZE);
     tr->digest[0] = digest[0];
@@ -237,7 +232,7 @@ void sl_mtable_remove(struct sl_mtable *t, uint32_t h)
     /* The class's last entry moves into the hole; whoever linked to it is told. */
     uint32_t last = handle_of(cls, c->count - 1);
     if (last != h) {
-        memcpy(entry_at(t, h), entry_at(t, last), c->entry_size);
+        memcpy(sl_mtable_state(t, h), sl_mtable_state(t, last), c->entry_size);
         *chain_link(t, last, tr->digest[0]) = h;
         if (tr->newer != SL_MT_NONE)
             sl_mtable_trailer(t, tr->newer)->older = h;
