@@ -36,31 +36,32 @@ def status_kib(pid, field):
         return int(re.search(rf"^{field}:\s+(\d+) kB", f.read(), re.M).group(1))
 
 
+# An answer: its status, and the head up to its Content-Length and the blank line.
+ANSWER = re.compile(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n(?:[^\r]*\r\n)*?"
+                    rb"[Cc]ontent-[Ll]ength: (\d+)\r\n(?:[^\r]*\r\n)*?\r\n")
+
+
 def flood(port, first, count):
     """`count` requests with distinct X-Key values, pipelined BATCH at a time on one
     connection; returns the statuses."""
     statuses = []
     with socket.create_connection(("127.0.0.1", port)) as s:
         s.settimeout(30)
-        buf = b""
         for start in range(first, first + count, BATCH):
             n = min(BATCH, first + count - start)
             s.sendall(b"".join(b"GET / HTTP/1.1\r\nHost: x\r\nX-Key: %032d\r\n\r\n" % k
                                for k in range(start, start + n)))
-            got = 0
+            buf, pos, got = b"", 0, 0
             while got < n:
                 chunk = s.recv(1 << 20)
                 assert chunk, "sluice closed the connection"
-                buf += chunk
-                # Each answer is a head and a Content-Length body; count whole answers.
-                while True:
-                    m = re.match(rb"HTTP/1\.1 (\d{3}) [^\r]*\r\n(?:[^\r]*\r\n)*?"
-                                 rb"[Cc]ontent-[Ll]ength: (\d+)\r\n(?:[^\r]*\r\n)*?\r\n", buf)
-                    if not m or len(buf) < m.end() + int(m.group(2)):
-                        break
+                buf = buf[pos:] + chunk
+                pos = 0
+                while (m := ANSWER.match(buf, pos)) and len(buf) >= m.end() + int(m.group(2)):
                     statuses.append(int(m.group(1)))
-                    buf = buf[m.end() + int(m.group(2)):]
+                    pos = m.end() + int(m.group(2))
                     got += 1
+            assert pos == len(buf), "bytes after the last answer of a batch"
     return statuses
 
 
