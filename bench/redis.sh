@@ -148,6 +148,8 @@ for _ in $(seq 100); do
 done
 
 redis_cpu() { rcli INFO cpu | tr -d '\r' | awk -F: '/^used_cpu_(sys|user):/ { s += $2 } END { printf "%.6f", s }'; }
+# Reads Redis made from its clients: calls over reads is how many commands a read carried.
+redis_reads() { rcli INFO stats | tr -d '\r' | awk -F: '/^total_reads_processed:/ { print $2 + 0 }'; }
 evalsha_calls() {
     rcli INFO commandstats | tr -d '\r' |
         awk -F'[:=,]' '/^cmdstat_evalsha:/ { print $3; found = 1 } END { if (!found) print 0 }'
@@ -157,9 +159,9 @@ evalsha_calls() {
 sluice_cpu() { awk -v hz="$(getconf CLK_TCK)" '{ printf "%.6f", ($14 + $15) / hz }' "/proc/$sl_pid/stat"; }
 
 # Runs wrk once; appends "store scenario rps requests evalsha redis_cpu_s non2xx sluice_cpu_s
-# round" to the results.
+# round redis_reads" to the results.
 run_wrk() { # store scenario round
-    local store=$1 scenario=$2 round=$3 calls=0 cpu0=0 cpu1=0 scpu0 scpu1
+    local store=$1 scenario=$2 round=$3 calls=0 reads=0 cpu0=0 cpu1=0 scpu0 scpu1
     if [ "$store" != memory ]; then
         rcli CONFIG RESETSTAT >/dev/null
         cpu0=$(redis_cpu)
@@ -173,16 +175,17 @@ run_wrk() { # store scenario round
     if [ "$store" != memory ]; then
         cpu1=$(redis_cpu)
         calls=$(evalsha_calls)
+        reads=$(redis_reads)
     fi
     awk -v store="$store" -v scenario="$scenario" -v calls="$calls" -v cpu="$cpu0 $cpu1" \
-        -v scpu="$scpu0 $scpu1" -v round="$round" '
+        -v scpu="$scpu0 $scpu1" -v round="$round" -v reads="$reads" '
         /requests in/ { n = $1 }
         /^Requests\/sec:/ { rps = $2 }
         /Non-2xx/ { bad = $NF }
         END {
             split(cpu, c, " "); split(scpu, d, " ")
-            printf "%s %s %s %s %s %.6f %s %.6f %s\n", store, scenario, rps + 0, n + 0, calls,
-                c[2] - c[1], bad + 0, d[2] - d[1], round
+            printf "%s %s %s %s %s %.6f %s %.6f %s %s\n", store, scenario, rps + 0, n + 0, calls,
+                c[2] - c[1], bad + 0, d[2] - d[1], round, reads
         }
     ' "$out/redis-wrk.txt" >>"$out/redis-results.txt"
 }
@@ -208,10 +211,14 @@ metrics=$(curl -s "http://127.0.0.1:$ADMIN_PORT/metrics")
 
 echo
 echo "== sluice with $WORKERS workers, $CONNS connections, median of $ROUNDS rounds of ${DURATION}s"
-printf "%-10s | %10s %10s | %7s | %14s %16s | %18s\n" limit "memory" "redis" "ratio" \
-    "EVALSHA/req" "Redis CPU us/req" "sluice CPU us/req"
+printf "%-10s | %10s %10s | %7s | %14s %16s %12s | %18s\n" limit "memory" "redis" "ratio" \
+    "EVALSHA/req" "Redis CPU us/req" "EVALSHA/read" "sluice CPU us/req"
 per_req() { # store scenario column scale -> median of column / requests * scale
     awk -v s="$1" -v sc="$2" -v c="$3" -v k="$4" '$1 == s && $2 == sc && $4 > 0 { print $c / $4 * k }' \
+        "$out/redis-results.txt" | median
+}
+calls_per_read() { # store scenario -> median of EVALSHA calls over Redis's reads
+    awk -v s="$1" -v sc="$2" '$1 == s && $2 == sc && $10 > 0 { print $5 / $10 }' \
         "$out/redis-results.txt" | median
 }
 # The median of each round's redis/memory ratio: the machine's speed drifts between rounds.
@@ -222,9 +229,10 @@ paired() { # scenario
 for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
     mem=$(col memory "$scenario" 3 | median)
     red=$(col redis "$scenario" 3 | median)
-    printf "%-10s | %10.0f %10.0f | %7.2f | %14.3f %16.2f | %8.2f / %7.2f\n" "$scenario" \
+    printf "%-10s | %10.0f %10.0f | %7.2f | %14.3f %16.2f %12.1f | %8.2f / %7.2f\n" "$scenario" \
         "$mem" "$red" "$(paired "$scenario")" \
         "$(per_req redis "$scenario" 5 1)" "$(per_req redis "$scenario" 6 1e6)" \
+        "$(calls_per_read redis "$scenario")" \
         "$(per_req memory "$scenario" 8 1e6)" "$(per_req redis "$scenario" 8 1e6)"
 done
 # The charged limit against the same limit uncharged, both on Redis.
@@ -235,9 +243,10 @@ paired_charged() { # scenario
 for scenario in ${SCENARIOS:-allow deny allowkeys denykeys}; do
     case "$scenario" in allow*) ;; *) continue ;; esac
     [ -n "$(col charged "$scenario" 3)" ] || continue
-    printf "%-10s | %10s %10.0f | %7.2f | %14.3f %16.2f | %8s / %7.2f  (charged / redis)\n" \
+    printf "%-10s | %10s %10.0f | %7.2f | %14.3f %16.2f %12.1f | %8s / %7.2f  (charged / redis)\n" \
         "$scenario+c" "" "$(col charged "$scenario" 3 | median)" "$(paired_charged "$scenario")" \
-        "$(per_req charged "$scenario" 5 1)" "$(per_req charged "$scenario" 6 1e6)" "" \
+        "$(per_req charged "$scenario" 5 1)" "$(per_req charged "$scenario" 6 1e6)" \
+        "$(calls_per_read charged "$scenario")" "" \
         "$(per_req charged "$scenario" 8 1e6)"
 done
 echo
@@ -245,7 +254,8 @@ echo "ratio = redis/memory req/s, the median of each round's own; allow: limit n
 echo "deny: 10/s, the rest 429; *keys: the same on $KEYS X-Key values (denykeys: 1/1h a key)"
 echo "sluice CPU = memory store / redis store; EVALSHA/req counts calls of requests still in flight"
 echo "when wrk stops, hence slightly above 1; +c rows: the same limit charged by the response"
-echo "(one more pipelined EVALSHA a request), ratio = charged/redis, paired"
+echo "(one more pipelined EVALSHA a request), ratio = charged/redis, paired; EVALSHA/read: the calls"
+echo "one read of Redis carried (sluice pipelines a loop turn's decisions on each connection)"
 echo "$metrics" | grep -E '^sluice_store_errors_total\{store="redis"' | sed 's/^/sluice: /'
 echo "$metrics" | grep -E '^sluice_requests_total\{route="redis-[a-z]+",decision="(allowed|limited|store_error)"\}' |
     sed 's/^/sluice: /'

@@ -45,69 +45,45 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
  * count; a member (sliding_window's ARGV[7]) is made unique per decision by a suffix.
  *
  * What costs in Redis is the commands a script calls, not its arithmetic, so the wrapper
- * gives the algorithm its own `redis` whose call() keeps the key's hash in the script:
- * TIME is read once (the decisions of one loop turn share an instant), HMGET of fields
- * already read or written answers from the script's copy, HSET and PEXPIRE are written once
- * at the end. Any other command (sliding_window's sorted set) writes what is pending and
- * goes to Redis. The copy holds numbers (the prelude's fmt passes them through here), so
- * that reading them back parses no string; they are spelled once, when written. The
- * decisions are those the algorithm makes in sequence on that state; a script error fails
- * them all and writes nothing. */
+ * gives the algorithm its own `redis` whose call() and pcall() keep the key's state string in
+ * the script: TIME is read once (the decisions of one loop turn share an instant), GET of the
+ * key answers from the script's copy once read or written, SET is written once at the end.
+ * Any other command (a hash's HMGET, sliding_window's sorted set) writes what is pending and
+ * goes to Redis. The decisions are those the algorithm makes in sequence on that state; a
+ * script error fails them all and writes nothing. */
 static const char BATCH_HEAD[] =
     "local R = redis\n"
-    "local clock, fields, dirty, ttl = nil, nil, false, nil\n"
-    "local function spell(v)\n"
-    "    return type(v) == 'number' and string.format('%d', v) or v\n"
-    "end\n"
+    "local clock, value, pending = nil, nil, nil\n"
     "local function flush()\n"
-    "    if dirty then\n"
-    "        local a = {}\n"
-    "        for f, v in pairs(fields) do\n"
-    "            if v then a[#a + 1] = f; a[#a + 1] = spell(v) end\n"
-    "        end\n"
-    "        R.call('HSET', KEYS[1], unpack(a))\n"
-    "        dirty = false\n"
+    "    if pending then\n"
+    "        R.call('SET', KEYS[1], value, 'PX', pending)\n"
+    "        pending = nil\n"
     "    end\n"
-    "    if ttl then R.call('PEXPIRE', KEYS[1], spell(ttl)); ttl = nil end\n"
     "end\n"
-    "local function call(cmd, key, ...)\n"
-    "    if cmd == 'TIME' then\n"
-    "        clock = clock or R.call('TIME')\n"
-    "        return clock\n"
-    "    end\n"
-    "    if key == KEYS[1] and cmd == 'HMGET' then\n"
-    "        local want, out = {...}, {}\n"
-    "        for i = 1, #want do\n"
-    "            if not fields or fields[want[i]] == nil then\n"
-    "                flush()\n"
-    "                local got = R.call('HMGET', key, ...)\n"
-    "                fields = fields or {}\n"
-    "                for j = 1, #want do\n"
-    "                    if fields[want[j]] == nil then fields[want[j]] = got[j] end\n"
-    "                end\n"
-    "                break\n"
-    "            end\n"
+    "local function via(send)\n"
+    "    return function(cmd, key, ...)\n"
+    "        if cmd == 'TIME' then\n"
+    "            clock = clock or R.call('TIME')\n"
+    "            return clock\n"
     "        end\n"
-    "        for i = 1, #want do out[i] = fields[want[i]] end\n"
-    "        return out\n"
+    "        if key == KEYS[1] and cmd == 'GET' and value ~= nil then\n"
+    "            return value\n"
+    "        end\n"
+    "        if key == KEYS[1] and cmd == 'SET' then\n"
+    "            local v, _, ttl = ...\n"
+    "            value, pending = v, ttl\n"
+    "            return {ok = 'OK'}\n"
+    "        end\n"
+    "        flush()\n"
+    "        local r = send(cmd, key, ...)\n"
+    "        if key == KEYS[1] and cmd == 'GET' and type(r) ~= 'table' then\n"
+    "            value = r\n"
+    "        end\n"
+    "        return r\n"
     "    end\n"
-    "    if key == KEYS[1] and cmd == 'HSET' then\n"
-    "        local a = {...}\n"
-    "        fields = fields or {}\n"
-    "        for i = 1, #a, 2 do fields[a[i]] = a[i + 1] end\n"
-    "        dirty = true\n"
-    "        return 0\n"
-    "    end\n"
-    "    if key == KEYS[1] and cmd == 'PEXPIRE' then\n"
-    "        ttl = ...\n"
-    "        return 1\n"
-    "    end\n"
-    "    flush()\n"
-    "    return R.call(cmd, key, ...)\n"
     "end\n"
-    "local redis = {call = call, error_reply = R.error_reply,\n"
-    "               replicate_commands = R.replicate_commands,\n"
-    "               sluice_fmt = function(_, v) return v end}\n"
+    "local redis = {call = via(R.call), pcall = via(R.pcall), error_reply = R.error_reply,\n"
+    "               replicate_commands = R.replicate_commands}\n"
     "local function decide(ARGV)\n";
 static const char BATCH_TAIL[] =
     "\nend\n"
@@ -340,6 +316,23 @@ done:
     free_all(p);
 }
 
+/* How many of the `nargv` arguments a script reads `p` sends: those at the end that hold their
+ * default (the prelude's: need 1, take = need, burst = N) are left out, down to N and P. Each
+ * costs Redis an object and a Lua string, and sluice its formatting; a decision at unit cost
+ * on a bucket of N sends two. Past [5] (leaky_bucket's delay, sliding_window's member) every
+ * one is sent. */
+static unsigned sent_nargv(const struct sl_redis_pending *p, unsigned nargv)
+{
+    unsigned k = nargv;
+    if (k == 5 && p->burst == p->count)
+        k = 4;
+    if (k == 4 && p->units.take == p->units.need)
+        k = 3;
+    if (k == 3 && p->units.need == 1)
+        k = 2;
+    return k;
+}
+
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     const struct sl_redis_script *script = script_of(p);
@@ -361,7 +354,7 @@ int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
                         p->member_len,
                         0,
                         0};
-    int argc = 4 + (int)script->nargv;
+    int argc = 4 + (int)sent_nargv(p, script->nargv);
     if (p->store->pinned_clock) {
         /* A unit test's time instead of Redis's (the scripts' ARGV[8]). */
         argvlen[11] = sl_u64_format(now, p->store->pinned_clock());

@@ -1,4 +1,5 @@
 """Shared pieces of the Redis integration tests: configurations and concurrent clients."""
+import struct
 import threading
 import time
 
@@ -117,6 +118,26 @@ def wait_connected(s, want=1, timeout=8.0):
     """Polls until sluice_redis_connected is `want`: every worker connected (1) or not."""
     wait_until(lambda: s.metrics().value("sluice_redis_connected") == want, timeout, 0.05,
                f"sluice_redis_connected to be {want}")
+
+
+def wait_past_hour_edge(redis, margin=20):
+    """fixed_window counts in windows aligned on Redis's clock: keep a short test inside
+    one hour-long window by waiting out the last `margin` seconds of an hour."""
+    now = int(redis.command("TIME")[0])
+    left = 3600 - now % 3600
+    if left < margin:
+        time.sleep(left + 0.5)
+
+
+def limit_state(redis, key):
+    """The integers a limit's key holds (fixed_window: start, count; the buckets: u, f, N;
+    sliding_window_counter: start, curr, prev), stored as little-endian doubles; None when
+    the key is missing."""
+    value = redis.command("GET", key)
+    if value is None:
+        return None
+    raw = value.encode("latin-1")
+    return tuple(int(x) for x in struct.unpack("<%dd" % (len(raw) // 8), raw))
 
 
 def commandstats(redis, name):

@@ -6,7 +6,6 @@ The debt timeline is asserted tightly where it follows from the arithmetic (neve
 before the debt is repaid, counted from when the charged request was sent) and generously
 where it depends on scheduling (admitted soon after)."""
 import json
-import math
 
 import pytest
 

@@ -9,8 +9,8 @@ import pytest
 from harness_http import wait_until
 from redis_cluster_support import (Cluster, Traffic, cluster_config, metric_sum,
                                    need_cluster_tools, tags_per_node)
-from redis_support import route, wait_connected
-from test_redis_shared import ALGORITHMS, wait_past_hour_edge
+from redis_support import route, wait_connected, wait_past_hour_edge
+from test_redis_shared import ALGORITHMS
 
 LIMIT = 6
 

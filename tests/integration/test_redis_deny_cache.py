@@ -10,8 +10,9 @@ import time
 import pytest
 
 from conftest import Client, get, http, request
-from redis_support import commandstats, hammer, redis_config, route, wait_connected
-from test_redis_shared import ALGORITHMS, wait_past_hour_edge
+from redis_support import (commandstats, hammer, redis_config, route, wait_connected,
+                           wait_past_hour_edge)
+from test_redis_shared import ALGORITHMS
 
 LATE = 0.3  # how late an admission may come after its instant on a loaded machine
 

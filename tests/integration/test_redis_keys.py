@@ -1,10 +1,10 @@
 """Redis keys and changes of rate through running sluice processes: a key written by an
 earlier version of sluice (no algorithm tag) does not disturb decisions, and a reloaded
 rate (SIGHUP) carries each key's state over alike on the memory store and on Redis."""
-import time
 
 from conftest import Client, request, wait_until
-from redis_support import hammer, redis_config, route, wait_connected
+from redis_support import (hammer, limit_state, redis_config, route, wait_connected,
+                           wait_past_hour_edge)
 
 
 def test_untagged_keys_of_an_earlier_version_are_not_read(sluice_factory, upstream,
@@ -32,6 +32,30 @@ def test_untagged_keys_of_an_earlier_version_are_not_read(sluice_factory, upstre
         assert m.value("sluice_limit_checks_total", result="error") == 0
     assert redis_server.command("ZCARD", "sluice:r:all:sw:r") == 40
     assert redis_server.command("HGET", "sluice:r:all:r", "c") == "1000"
+
+
+def test_hash_state_of_an_earlier_version_is_carried_on(sluice_factory, upstream,
+                                                        redis_server):
+    # An earlier sluice kept a key's state in a hash; this one keeps a string. A fixed_window
+    # key it left with 38 of 40 used this hour: three instances admit the 2 left, not 40.
+    wait_past_hour_edge(redis_server)
+    now = int(redis_server.command("TIME")[0])
+    key = "sluice:r:all:fw:r"
+    redis_server.command("HSET", key, "s", str(now // 3600 * 3600 * 10**6), "c", "38")
+    redis_server.command("EXPIRE", key, "3600")
+    routes = route("r", [dict(name="all", algorithm="fixed_window", rate="40/1h",
+                              key="route")])
+    cfg = redis_config(redis_server.url, routes, failure_mode="open", timeout="2s")
+    instances = [sluice_factory(cfg, upstream=upstream) for _ in range(3)]
+    for s in instances:
+        wait_connected(s)
+
+    res = hammer([s.port for s in instances], "/r", total=60, threads=24)
+    assert not res.errors, res.errors[:5]
+    assert res.count(200) == 2, f"{res.count(200)} admitted of 60"
+    assert sum(s.metrics().value("sluice_store_errors_total") for s in instances) == 0
+    assert redis_server.command("TYPE", key) == "string"
+    assert limit_state(redis_server, key)[1] == 40
 
 
 def rate_routes(sw_rate, tb_rate, tb_burst):

@@ -8,8 +8,7 @@ import pytest
 
 from harness_http import pick_port, wait_until
 from redis_cluster_support import Sentinels, Traffic, metric_sum, sentinel_config
-from redis_support import commandstats, route, wait_connected
-from test_redis_shared import wait_past_hour_edge
+from redis_support import commandstats, limit_state, route, wait_connected, wait_past_hour_edge
 
 SWITCH_BUDGET_S = 5.0
 
@@ -82,7 +81,8 @@ def test_failover_under_load(sluice_factory, upstream, sentinels):
 
 def admitted_on(redis):
     """Requests the fixed_window keys of `redis` admitted (the sum of their counters)."""
-    return sum(int(redis.command("HGET", k, "c") or 0) for k in redis.command("KEYS", "*"))
+    states = (limit_state(redis, k) or (0, 0) for k in redis.command("KEYS", "*"))
+    return sum(count for _, count in states)
 
 
 def test_master_crash_loses_at_most_the_unreplicated_tail(sluice_factory, upstream, sentinels):

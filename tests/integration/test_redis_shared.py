@@ -2,22 +2,13 @@
 every algorithm decides as on the memory store, keys are laid out as SPEC.md section 3
 says, and each applied limit costs exactly one EVALSHA."""
 import hashlib
-import time
 
 from conftest import Client, request
-from redis_support import commandstats, hammer, redis_config, route, wait_connected
+from redis_support import (commandstats, hammer, limit_state, redis_config, route,
+                           wait_connected, wait_past_hour_edge)
 
 ALGORITHMS = ["fixed_window", "sliding_window", "sliding_window_counter", "token_bucket",
               "leaky_bucket"]
-
-
-def wait_past_hour_edge(redis, margin=20):
-    """fixed_window counts in windows aligned on Redis's clock: keep a short test inside
-    one hour-long window by waiting out the last `margin` seconds of an hour."""
-    now = int(redis.command("TIME")[0])
-    left = 3600 - now % 3600
-    if left < margin:
-        time.sleep(left + 0.5)
 
 
 def test_instances_share_one_limit_exactly(sluice_factory, upstream, redis_server):
@@ -138,6 +129,6 @@ def test_one_evalsha_per_applied_limit(sluice_factory, upstream, redis_server):
     calls = commandstats(redis_server, "evalsha")
     assert 2 * 60 / 4 <= calls <= 2 * 60, calls
     # Every request counted once in the window, batched or not.
-    assert redis_server.command("HGET", "sluice:cost:a:fw:127.0.0.1", "c") == str(4 + 60)
+    assert limit_state(redis_server, "sluice:cost:a:fw:127.0.0.1")[1] == 4 + 60
     assert commandstats(redis_server, "eval") == 0
     assert commandstats(redis_server, "script|load") + commandstats(redis_server, "script") == 0

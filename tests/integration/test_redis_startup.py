@@ -15,8 +15,7 @@ import pytest
 from conftest import can_connect, get, http, request, wait_until
 from redis_cluster_support import (Cluster, Sentinels, cluster_config, need_cluster_tools,
                                    sentinel_config, tags_per_node)
-from redis_support import hammer, redis_config, route
-from test_redis_shared import wait_past_hour_edge
+from redis_support import hammer, redis_config, route, wait_past_hour_edge
 
 SLACK = 1.5  # a loaded 2-core machine running sanitizer builds answers late
 

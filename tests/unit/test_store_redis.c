@@ -237,47 +237,61 @@ START_TEST(test_key_layout)
 END_TEST
 
 /* The arguments of the last command Redis ran, as its slow log (set to log every command)
- * recorded them; `at` receives argument `i`. */
-static size_t last_command_args(redisContext *c, size_t i, char *at, size_t size)
+ * recorded them, into `args` (at most `max`); returns how many. */
+static size_t last_command_args(redisContext *c, char (*args)[64], size_t max)
 {
     redisReply *log = redisCommand(c, "SLOWLOG GET 1");
     ck_assert_int_eq(log->type, REDIS_REPLY_ARRAY);
     ck_assert_uint_eq(log->elements, 1);
-    const redisReply *args = log->element[0]->element[3];
-    size_t n = args->elements;
-    ck_assert_uint_lt(i, n);
-    snprintf(at, size, "%s", args->element[i]->str);
+    const redisReply *all = log->element[0]->element[3];
+    size_t n = all->elements;
+    ck_assert_uint_le(n, max);
+    for (size_t i = 0; i < n; i++)
+        snprintf(args[i], sizeof args[i], "%s", all->element[i]->str);
     freeReplyObject(log);
     return n;
 }
 
 /* Each script gets the arguments up to the last one it reads: N, P, need, take, burst, delay,
- * member (the prelude reads the first four). */
+ * member (the prelude reads the first four), less those at the end that hold their default
+ * (need 1, take = need, burst = N). */
 START_TEST(test_arguments_up_to_the_last_read)
 {
+    static const struct sl_units one = {1, 1}, cost = {3, 3}, charge = {0, 7}, only = {1, 0};
     static const struct {
         const char *alg;
-        size_t args; /* EVALSHA sha 1 key, then ARGV */
-    } want[] = {{"fixed_window", 8},
-                {"sliding_window_counter", 8},
-                {"token_bucket", 9},
-                {"leaky_bucket", 10},
-                {"sliding_window", 11}};
+        uint64_t burst;
+        const struct sl_units *units;
+        size_t args;             /* EVALSHA sha 1 key, then ARGV */
+        const char *last;        /* the last argument sent */
+    } want[] = {{"fixed_window", 0, &one, 6, "60000000"},
+                {"fixed_window", 0, &cost, 7, "3"},
+                {"fixed_window", 0, &charge, 8, "7"},
+                {"fixed_window", 0, &only, 8, "0"},
+                {"sliding_window_counter", 0, &one, 6, "60000000"},
+                {"token_bucket", 5, &one, 6, "60000000"},
+                {"token_bucket", 5, &cost, 7, "3"},
+                {"token_bucket", 2, &one, 9, "2"},
+                {"leaky_bucket", 5, &one, 10, "0"},
+                {"sliding_window", 0, &one, 11, NULL}};
     struct sl_store *store = store_new(1000, NULL);
     redisContext *c = client();
     ck_assert_ptr_nonnull(c);
     freeReplyObject(redisCommand(c, "CONFIG SET slowlog-log-slower-than 0"));
     for (size_t i = 0; i < sizeof want / sizeof want[0]; i++) {
-        struct sl_limit lim = limit(want[i].alg, 5, 60 * S, 2, false);
-        if (strcmp(want[i].alg, "fixed_window") == 0 ||
-            strcmp(want[i].alg, "sliding_window") == 0 ||
-            strcmp(want[i].alg, "sliding_window_counter") == 0)
-            lim.burst = 0;
+        struct sl_limit lim = limit(want[i].alg, 5, 60 * S, want[i].burst, false);
         freeReplyObject(redisCommand(c, "SLOWLOG RESET"));
-        decide_ok(store, &lim, "k"); /* one key value: the tag keeps the algorithms apart */
-        char arg[64];
-        ck_assert_uint_eq(last_command_args(c, 4, arg, sizeof arg), want[i].args);
-        ck_assert_str_eq(arg, "5"); /* ARGV[1]: N */
+        struct result r = {0};
+        /* One key value: the tag keeps the algorithms apart. */
+        sl_store_decide_units(store, &lim, "k", 1, want[i].units, on_result, &r);
+        ck_assert(run_until_called(&r.calls, 5 * S));
+        ck_assert_int_eq(r.status, SL_STORE_OK);
+        char args[16][64];
+        size_t n = last_command_args(c, args, 16);
+        ck_assert_msg(n == want[i].args, "case %zu: %zu arguments", i, n);
+        ck_assert_str_eq(args[4], "5"); /* ARGV[1]: N */
+        if (want[i].last)
+            ck_assert_str_eq(args[n - 1], want[i].last);
         char key[64];
         snprintf(key, sizeof key, "sluice:r1:l1:%s:k", lim.alg->tag);
         ck_assert_int_eq(command_int("EXISTS %s", key), 1);

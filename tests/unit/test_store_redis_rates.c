@@ -124,27 +124,82 @@ START_TEST(test_bucket_rescale_rounds_later)
     struct sl_limit a = limit_of("token_bucket", 3, 10 * S, 1);
     ck_assert(decide_ok(redis, &a, "k").allowed);
     redisContext *c = client();
-    redisReply *r = redisCommand(c, "HGET sluice:r1:l1:tb:k n");
+    redisReply *r = redisCommand(c, "GET sluice:r1:l1:tb:k");
     ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
-    ck_assert_str_eq(r->str, "3");
+    double f[3];
+    ck_assert(state_of(r->str, r->len, 3, f));
+    ck_assert(f[2] == 3); /* {u, f, n} */
     freeReplyObject(r);
     /* tat a whole hour ahead plus 1/3 µs: u = now + 1 h, f = 1 under N = 3. */
-    char u[32];
-    snprintf(u, sizeof u, "%llu", (unsigned long long)(redis_time() + HOUR));
-    freeReplyObject(redisCommand(c, "HSET sluice:r1:l1:tb:k u %s f 1 n 3", u));
+    double state[3] = {(double)(redis_time() + HOUR), 1, 3};
+    set_state(c, "sluice:r1:l1:tb:k", 3, state);
     struct sl_limit b = limit_of("token_bucket", 2, 10 * S, 1);
     ck_assert(!decide_ok(redis, &b, "k").allowed);
-    r = redisCommand(c, "HMGET sluice:r1:l1:tb:k u f n");
-    ck_assert_str_eq(r->element[0]->str, u);
-    ck_assert_str_eq(r->element[1]->str, "1"); /* ceil(1·2/3) = 1 of 2 */
-    freeReplyObject(r);
     /* A denial writes nothing: the conversion is made again on every read. */
-    freeReplyObject(redisCommand(c, "HSET sluice:r1:l1:tb:k f 2 n 3"));
+    r = redisCommand(c, "GET sluice:r1:l1:tb:k");
+    ck_assert(state_of(r->str, r->len, 3, f));
+    ck_assert(f[0] == state[0] && f[1] == 1 && f[2] == 3);
+    freeReplyObject(r);
+    state[1] = 2;
+    set_state(c, "sluice:r1:l1:tb:k", 3, state);
     struct sl_decision d = decide_ok(redis, &b, "k");
     ck_assert(!d.allowed);
     /* ceil(2·2/3) = 2 = N: one whole µs later, f = 0. */
     ck_assert_uint_le(d.reset_us, HOUR + 1);
     ck_assert_uint_gt(d.reset_us, HOUR - S);
+    redisFree(c);
+    sl_store_free(redis);
+}
+END_TEST
+
+/* A key an earlier sluice wrote as a hash is read from it: a quota used up there is denied
+ * (and a denial leaves the hash as it was), one unit left there is admitted, and the key is
+ * one string from that write on. Each algorithm, N = 5: the hash says 5 of 5 used, then 4. */
+START_TEST(test_hash_written_before_is_read)
+{
+    static const struct {
+        const char *alg, *tag;
+        uint64_t period, burst;
+        bool bucket;
+    } cases[] = {{"fixed_window", "fw", 24 * HOUR, 0, false},
+                 {"sliding_window_counter", "swc", 24 * HOUR, 0, false},
+                 {"token_bucket", "tb", HOUR, 5, true},
+                 {"leaky_bucket", "lb", HOUR, 4, true}};
+    struct sl_store *redis = store_new(1000, NULL);
+    redisContext *c = client();
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        struct sl_limit lim = limit_of(cases[i].alg, 5, cases[i].period, cases[i].burst);
+        char key[64];
+        snprintf(key, sizeof key, "sluice:r1:l1:%s:old", cases[i].tag);
+        for (int used = 5; used >= 4; used--) {
+            uint64_t now = redis_time();
+            freeReplyObject(redisCommand(c, "DEL %s", key));
+            if (cases[i].bucket) {
+                /* tat `used` units of P/N (12 min) ahead of now; the script's own now, a
+                 * little later, takes from it less than a unit. */
+                unsigned long long tat = now + (uint64_t)used * 12 * MIN;
+                freeReplyObject(redisCommand(c, "HSET %s u %llu f 0 n 5", key, tat));
+            } else {
+                /* The current window's start and its count (a day long: a window ending
+                 * within the test is unlikely, and refused). */
+                unsigned long long start = now - now % cases[i].period;
+                ck_assert_msg(now - start < cases[i].period - 10 * S, "at a window's end: rerun");
+                freeReplyObject(redisCommand(c, "HSET %s s %llu c %d p 0", key, start, used));
+            }
+            ck_assert_int_eq(command_int("EXPIRE %s 3600", key), 1);
+            struct sl_decision d = decide_ok(redis, &lim, "old");
+            redisReply *t = redisCommand(c, "TYPE %s", key);
+            if (used == 5) {
+                ck_assert_msg(!d.allowed, "%s: admitted past a used-up hash", cases[i].alg);
+                ck_assert_str_eq(t->str, "hash");
+            } else {
+                ck_assert_msg(d.allowed, "%s: denied with a unit left", cases[i].alg);
+                ck_assert_uint_eq(d.remaining, 0);
+                ck_assert_str_eq(t->str, "string");
+            }
+            freeReplyObject(t);
+        }
+    }
     redisFree(c);
     sl_store_free(redis);
 }
@@ -160,6 +215,7 @@ int main(void)
                         (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, test_sliding_window_n_down_retry_after);
     tcase_add_test(tc, test_bucket_rescale_rounds_later);
+    tcase_add_test(tc, test_hash_written_before_is_read);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

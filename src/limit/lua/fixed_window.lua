@@ -1,8 +1,9 @@
 -- fixed_window: at most N admitted units in each aligned window [k*P, (k+1)*P); the same
 -- decision as src/limit/fixed_window.c (need, take and debt as defined there), on Redis's
 -- clock.
--- KEYS[1]: hash {s = the window's start (us), c = units taken in it}. The start rather than
--- the index, so that a change of P reads it as src/limit/fixed_window.c does.
+-- KEYS[1]: {s, c} (load and save, in the prelude; a hash {s, c} before): s, the window's start
+-- (us), and c, the units taken in it. The start rather than the index, so that a change of P
+-- reads it as src/limit/fixed_window.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
 -- the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
@@ -11,10 +12,11 @@
 -- doubles, and div (the prelude's, with math.fmod) divides exactly. The count stays at most
 -- COUNTER_MAX (2^50); a time past TIME_MAX (2^52) saturates, as in C: a product of windows
 -- and P that passes 2^53 is inexact but still above TIME_MAX.
--- n, p, need, take, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, need, take, div, cdiv, now, load and save come from the prelude
+-- (src/limit/lua/prelude/prelude.lua).
 local k = div(now, p)
-local st = redis.call('HMGET', KEYS[1], 's', 'c')
-local ss, count = tonumber(st[1]), tonumber(st[2]) or 0
+local ss, count = load('s', 'c')
+count = count or 0
 -- The stored window's index under the current P: the count carries over while it began in
 -- the current aligned window (whatever P it began under). One after the current window
 -- means the clock stepped back: keep counting in it. Each window begun since repays N units.
@@ -50,6 +52,5 @@ if need > 0 and count + need > n then
 end
 count = math.min(count + take, COUNTER_MAX)
 local reset = reset_of(count)
-redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', count))
-redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
+save(reset, ss, count)
 return {1, math.max(n - count, 0), reset}

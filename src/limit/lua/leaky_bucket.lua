@@ -2,16 +2,16 @@
 -- `burst` places, and is denied when the queue is full. The same decision as
 -- src/limit/leaky_bucket.c (burst B admits B + 1 at once, as nginx limit_req does): times are
 -- scaled by N (us * N), so that T is exactly P.
--- KEYS[1]: hash {u, f, n}: tat, the next free departure time, as u*N + f (0 <= f < N), so that
--- no double ever holds a scaled absolute time, and the N it was written under; a missing key
--- is an empty queue.
+-- KEYS[1]: {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the next
+-- free departure time, as u*N + f (0 <= f < N), so that no double ever holds a scaled absolute
+-- time, and the N it was written under; a missing key is an empty queue.
 -- ARGV: [1] N, [2] P (us), [3] need and [4] take (unused: leaky_bucket takes no cost), [5]
 -- burst, [6] delay (0|1).
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
 -- when 0.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes; N is at most 10^9 < 2^30, as rescale needs.
--- n, p, cdiv, rescale, now, fmt and n_text come from the prelude
+-- n, p, cdiv, rescale, now, load and save come from the prelude
 -- (src/limit/lua/prelude/prelude.lua).
 local b = tonumber(ARGV[5])
 if not b or b < 0 then
@@ -21,8 +21,7 @@ local queue = b * p
 if queue + p + n >= 9007199254740992 then
     return redis.error_reply('ERR sluice: burst*P too large for leaky_bucket')
 end
-local st = redis.call('HMGET', KEYS[1], 'u', 'f', 'n')
-local u, f, sn = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+local u, f, sn = load('u', 'f', 'n')
 -- Written under another N: tat stays the same instant, rounded toward later.
 if u and f and sn and sn ~= n then
     f = rescale(f, sn)
@@ -46,8 +45,7 @@ if ahead <= queue then
     remaining = (queue - ahead - math.fmod(queue - ahead, p)) / p + 1
 end
 local reset = cdiv(ahead, n)
-redis.call('HSET', KEYS[1], 'u', fmt('%d', u), 'f', fmt('%d', f), 'n', n_text)
-redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
+save(reset, u, f, n)
 local delay = 0
 if ARGV[6] == '1' then
     delay = cdiv(wait, n)

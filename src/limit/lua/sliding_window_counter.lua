@@ -2,8 +2,9 @@
 -- with prev and curr the units admitted in the previous and current aligned windows; the same
 -- decision as src/limit/sliding_window_counter.c (remaining, reset, retry_after and the roll
 -- of debt as defined there), on Redis's clock.
--- KEYS[1]: hash {s = current window's start (us), c = curr, p = prev}. The start rather than
--- the index, so that a change of P reads it as src/limit/sliding_window_counter.c does.
+-- KEYS[1]: {s, c, p} (load and save, in the prelude; a hash {s, c, p} before): s, the current
+-- window's start (us), c = curr and p = prev. The start rather than the index, so that a
+-- change of P reads it as src/limit/sliding_window_counter.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
 -- the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
@@ -12,15 +13,16 @@
 -- that every product is exact: prev never exceeds N, and a curr + need - 1 at or above N is
 -- decided by comparison (curr stays at most COUNTER_MAX, 2^50). Times past TIME_MAX (2^52)
 -- saturate, as in C. math.fmod, unlike %, divides exactly.
--- n, p, need, take, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, need, take, div, cdiv, now, load and save come from the prelude
+-- (src/limit/lua/prelude/prelude.lua).
 local limit = n * p
 if limit >= 9007199254740992 then
     return redis.error_reply('ERR sluice: N*P too large for sliding_window_counter')
 end
 local elapsed = math.fmod(now, p)
 local k = (now - elapsed) / p
-local st = redis.call('HMGET', KEYS[1], 's', 'c', 'p')
-local ss, curr, prev = tonumber(st[1]), tonumber(st[2]) or 0, tonumber(st[3]) or 0
+local ss, curr, prev = load('s', 'c', 'p')
+curr, prev = curr or 0, prev or 0
 -- After w windows: curr_w = max(0, curr - w*N), prev_w = min(max(0, curr - (w - 1)*N), N).
 local function roll(c, w)
     return math.min(math.max(c - (w - 1) * n, 0), n), math.max(c - w * n, 0)
@@ -67,7 +69,6 @@ elseif prev > 0 then
     reset = p - elapsed
 end
 if allowed == 1 then
-    redis.call('HSET', KEYS[1], 's', fmt('%d', ss), 'c', fmt('%d', curr), 'p', fmt('%d', prev))
-    redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
+    save(reset, ss, curr, prev)
 end
 return {allowed, remaining, reset, retry}

@@ -2,19 +2,19 @@
 -- request takes `need` tokens when they are all there, and a charge takes `take` into debt.
 -- The same decision as src/limit/token_bucket.c: GCRA with times scaled by N (us * N), where
 -- one token is worth exactly P.
--- KEYS[1]: hash {u, f, n}: tat, the instant the bucket is full again, as u*N + f (0 <= f < N),
--- so that no double ever holds a scaled absolute time, and the N it was written under; a
--- missing key is a full bucket.
--- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst.
+-- KEYS[1]: {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the instant
+-- the bucket is full again, as u*N + f (0 <= f < N), so that no double ever holds a scaled
+-- absolute time, and the N it was written under; a missing key is a full bucket.
+-- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst (N when left out).
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
 -- when 0.
 -- Lua numbers are doubles: the script refuses (burst + 1)*P + N >= 2^53, which bounds every
 -- scaled difference it computes, and the lack tat - now*N it stores is at most 2^53 - 1 (as
 -- in C): a debt beyond is forgiven. need*P is at most burst*P; take*P may pass 2^53, inexact
 -- but then above the bound it saturates at. N is at most 10^9 < 2^30, as rescale needs.
--- n, p, need, take, cdiv, rescale, now, fmt and n_text come from the prelude
+-- n, p, need, take, cdiv, rescale, now, load and save come from the prelude
 -- (src/limit/lua/prelude/prelude.lua).
-local b = ARGV[5] == ARGV[1] and n or tonumber(ARGV[5]) -- burst is often N: no parse
+local b = (not ARGV[5] or ARGV[5] == ARGV[1]) and n or tonumber(ARGV[5])
 if not b or b < 0 then
     return redis.error_reply('ERR sluice: bad burst')
 end
@@ -23,8 +23,7 @@ if capacity + p + n >= 9007199254740992 then
     return redis.error_reply('ERR sluice: burst*P too large for token_bucket')
 end
 local LACK_MAX = 9007199254740991 -- 2^53 - 1
-local st = redis.call('HMGET', KEYS[1], 'u', 'f', 'n')
-local u, f, sn = tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+local u, f, sn = load('u', 'f', 'n')
 -- Written under another N: tat stays the same instant, rounded toward later.
 if u and f and sn and sn ~= n then
     f = rescale(f, sn)
@@ -42,8 +41,7 @@ if need == 0 or (need <= b and lack + need * p <= capacity) then
     local r = math.fmod(lack, n)
     u, f = now + (lack - r) / n, r
     local reset = math.min(cdiv(lack, n), TIME_MAX)
-    redis.call('HSET', KEYS[1], 'u', fmt('%d', u), 'f', fmt('%d', f), 'n', n_text)
-    redis.call('PEXPIRE', KEYS[1], fmt('%d', math.ceil(reset / 1000)))
+    save(reset, u, f, n)
     local remaining = 0
     if lack < capacity then
         remaining = (capacity - lack - math.fmod(capacity - lack, p)) / p

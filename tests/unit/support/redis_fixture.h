@@ -212,6 +212,37 @@ static inline bool run_until_connected(struct sl_store *store, bool want, uint64
     return true;
 }
 
+/* A limit's state in the string `v` of `len` bytes: `fields` little-endian doubles, each an
+ * integer in [0, 2^53) (src/limit/lua/prelude/prelude.lua); returns whether it is one, with
+ * the numbers in `out`. */
+static inline bool state_of(const char *v, size_t len, int fields, double *out)
+{
+    if (len != 8 * (size_t)fields)
+        return false;
+    for (int i = 0; i < fields; i++) {
+        uint64_t bits = 0;
+        for (int b = 7; b >= 0; b--)
+            bits = bits << 8 | (unsigned char)v[8 * i + b];
+        memcpy(&out[i], &bits, sizeof out[i]);
+        if (!(out[i] >= 0 && out[i] < 9007199254740992.0) || out[i] != (double)(uint64_t)out[i])
+            return false;
+    }
+    return true;
+}
+
+/* Writes `fields` numbers as a limit's state at `key`, as the scripts do. */
+static inline void set_state(redisContext *c, const char *key, int fields, const double *in)
+{
+    char v[24];
+    for (int i = 0; i < fields; i++) {
+        uint64_t bits;
+        memcpy(&bits, &in[i], sizeof bits);
+        for (int b = 0; b < 8; b++)
+            v[8 * i + b] = (char)(bits >> (8 * b));
+    }
+    freeReplyObject(redisCommand(c, "SET %s %b", key, v, (size_t)(8 * fields)));
+}
+
 static inline struct sl_store *store_new(uint64_t timeout_ms, const char *password)
 {
     struct sl_redis_config cfg = config(timeout_ms, password);

@@ -2,10 +2,12 @@
 -- build time (cmake/LuaScripts.cmake), so that the five scripts cannot drift apart on the
 -- parts they share. It defines n (ARGV[1], N), p (ARGV[2], P in us), need and take (ARGV[3]
 -- and [4], the units a decision asks, include/sluice/limit.h struct sl_units), the bounds
--- TIME_MAX and COUNTER_MAX (SL_TIME_MAX, SL_COUNTER_MAX), div, cdiv, rescale, now, and fmt
--- and n_text, which spell the numbers a script writes.
+-- TIME_MAX and COUNTER_MAX (SL_TIME_MAX, SL_COUNTER_MAX), div, cdiv, rescale, now, fmt, which
+-- spells the numbers a script sends, and load and save, which read and write the key's state.
 -- It reads no ARGV past [4] but the test hook [8]: sluice sends a script only the arguments up
--- to the last it reads (at most [7]), and [8] only when a test pinned the clock.
+-- to the last it reads (at most [7]), leaves out those at the end that hold their default
+-- (need 1, take = need, burst = N: src/store/redis_eval.c), and sends [8] only when a test
+-- pinned the clock. Each argument costs Redis an object and a Lua string per call.
 local n = tonumber(ARGV[1])
 local p = tonumber(ARGV[2])
 if not n or not p or n < 1 or p < 1 then
@@ -13,8 +15,8 @@ if not n or not p or n < 1 or p < 1 then
 end
 -- tonumber parses with strtod, which costs Redis more than all the prelude's arithmetic: need
 -- and take are nearly always 1 (a charge's need is 0), and the same string is the same number.
-local need = ARGV[3] == '1' and 1 or tonumber(ARGV[3])
-local take = ARGV[4] == ARGV[3] and need or tonumber(ARGV[4])
+local need = (not ARGV[3] or ARGV[3] == '1') and 1 or tonumber(ARGV[3])
+local take = (not ARGV[4] or ARGV[4] == ARGV[3]) and need or tonumber(ARGV[4])
 -- 2^32 (SL_UNITS_MAX): every product of units and P below stays exact or saturates.
 if not need or not take or need < 0 or take < 0 or need > 4294967296 or take > 4294967296 then
     return redis.error_reply('ERR sluice: bad need or take')
@@ -43,11 +45,52 @@ local function rescale(f, from)
 end
 -- The numbers a script writes are spelled here, fmt('%d', x): given a number, redis.call
 -- formats it with "%.17g", which costs Redis more, and both spell the same digits for the
--- integers in [0, 2^53) written. N is written as sluice sent it (ARGV[1], n's digits). The
--- batch script (src/store/redis_eval.c) keeps its copy of the hash in numbers, written once
--- per call: its redis.sluice_fmt passes them through.
-local fmt = redis.sluice_fmt or string.format
-local n_text = redis.sluice_fmt and n or ARGV[1]
+-- integers in [0, 2^53) written.
+local fmt = string.format
+-- A key's state (every algorithm's but sliding_window's) is one string: the algorithm's two
+-- or three integers as little-endian IEEE doubles (exact below 2^53, as every one is), in the
+-- order of the fields it names, written with its time to live by one SET ... PX. GET and SET
+-- are two commands where a hash took three (HMGET, HSET, PEXPIRE), a command costs Redis
+-- more than all of a script's arithmetic, and struct packs and unpacks numbers for a fraction
+-- of what spelling them in decimal and parsing them back costs. load(...) returns the
+-- numbers (nil for a missing key); a key that still holds a hash, as an earlier sluice wrote
+-- it, is read from it under the field names given, and becomes a string when next written.
+-- A string that is not such a state, or any other type, is a WRONGTYPE error.
+local function load(...)
+    local v = redis.pcall('GET', KEYS[1])
+    if type(v) == 'string' then
+        local k = select('#', ...)
+        local a, b, c
+        if #v == 16 and k == 2 then
+            a, b = struct.unpack('<dd', v)
+            c = 0
+        elseif #v == 24 and k == 3 then
+            a, b, c = struct.unpack('<ddd', v)
+        end
+        -- Each an integer in [0, 2^53) (x % 1 is NaN for NaN and the infinities).
+        if not (a and a % 1 == 0 and b % 1 == 0 and c % 1 == 0 and a >= 0 and b >= 0 and
+                c >= 0 and a < 9007199254740992 and b < 9007199254740992 and
+                c < 9007199254740992) then
+            error({err = 'WRONGTYPE sluice: the key holds a string sluice did not write'})
+        end
+        if k == 2 then
+            return a, b
+        end
+        return a, b, c
+    end
+    if not v then
+        return nil
+    end
+    local st = redis.call('HMGET', KEYS[1], ...)
+    return tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+end
+-- Writes the state `...` (load's numbers) to live `ttl` us, rounded up to whole ms and at
+-- least one: a state that expires is a full quota again, and every algorithm reads a state
+-- older than its reset so.
+local function save(ttl, ...)
+    redis.call('SET', KEYS[1], struct.pack(select('#', ...) == 2 and '<dd' or '<ddd', ...), 'PX',
+               fmt('%d', math.max(math.ceil(ttl / 1000), 1)))
+end
 -- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
 -- replicate effects.
 if redis.replicate_commands then
