@@ -198,6 +198,41 @@ START_TEST(test_a_batch_after_the_script_cache_is_flushed)
 }
 END_TEST
 
+/* A batch on a key an earlier sluice wrote as a hash reads the hash once and writes the
+ * string once: a fixed_window hash with 3 of 5 used this day admits 2 of a turn's 4. */
+START_TEST(test_a_batch_on_a_hash_written_before)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_limit lim = limit("fixed_window", 5, 24 * HOUR, 0, false);
+    redisContext *c = client();
+    redisReply *t = redisCommand(c, "TIME");
+    unsigned long long now = strtoull(t->element[0]->str, NULL, 10) * S;
+    freeReplyObject(t);
+    unsigned long long start = now - now % (24 * HOUR);
+    ck_assert_msg(now - start < 24 * HOUR - 10 * S, "at a window's end: rerun");
+    freeReplyObject(redisCommand(c, "HSET sluice:r1:l1:fw:old s %llu c 3", start));
+    /* One decision first, so that the connection is busy and the next four go together. */
+    struct result r[5] = {{0}};
+    long long before = evalsha_calls();
+    for (int i = 0; i < 5; i++)
+        sl_store_decide(store, &lim, i ? "old" : "other", i ? 3 : 5, on_result, &r[i]);
+    ck_assert(run_until_called(&r[4].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 2);
+    for (int i = 1; i < 5; i++) {
+        ck_assert_int_eq(r[i].status, SL_STORE_OK);
+        ck_assert_msg(r[i].d.allowed == (i <= 2), "decision %d", i);
+    }
+    t = redisCommand(c, "GET sluice:r1:l1:fw:old");
+    ck_assert_int_eq(t->type, REDIS_REPLY_STRING);
+    double f[2];
+    ck_assert(state_of(t->str, t->len, 2, f));
+    ck_assert(f[0] == (double)start && f[1] == 5);
+    freeReplyObject(t);
+    redisFree(c);
+    sl_store_free(store);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store_redis_batches");
@@ -208,6 +243,7 @@ int main(void)
     tcase_add_test(tc, test_state_is_the_fields_as_doubles);
     tcase_add_test(tc, test_a_lone_decision_goes_at_once);
     tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
+    tcase_add_test(tc, test_a_batch_on_a_hash_written_before);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
