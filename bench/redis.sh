@@ -15,10 +15,10 @@
 # survives a busy machine. The store "charged" is the Redis "allow" limits with a
 # `charge: response_header:X-Tokens-Used` (the upstream reports 1): each request then
 # costs its decision and one pipelined charge, and is compared with "redis".
-# For every Redis run it reads INFO commandstats (EVALSHA calls) and INFO cpu
-# (used_cpu_sys + used_cpu_user) before and after. Prints the median req/s of the rounds,
-# the ratio redis/memory, EVALSHA calls per request and Redis CPU per request, and the
-# store errors sluice counted. Temporary files live in bench/out/.
+# For every Redis run it reads INFO commandstats (EVALSHA calls), INFO stats (reads from
+# clients) and INFO cpu (used_cpu_sys + used_cpu_user) before and after. Prints the median
+# req/s of the rounds, the ratio redis/memory, EVALSHA calls per request, Redis CPU per
+# request and EVALSHA calls per read, and the store errors sluice counted. Temporary files live in bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = cluster ]; then

@@ -7,7 +7,7 @@
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
 -- when 0.
 -- Scores are doubles: exact while now + P < 2^53 us.
--- n, p, div, cdiv, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
+-- n, p, now and fmt come from the prelude (src/limit/lua/prelude/prelude.lua).
 -- An entry has left the window once now - ts >= P; one from the future (clock stepped back)
 -- stays.
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', fmt('%d', now - p))
