@@ -7,6 +7,18 @@ from redis_support import (hammer, limit_state, redis_config, route, wait_connec
                            wait_past_hour_edge)
 
 
+def fleet_on_route_r(sluice_factory, upstream, redis_server, algorithm):
+    """Three connected instances with route r and its limit `all`, `algorithm` at 40/1h on
+    one key for the whole route. failure_mode open: a failing script would admit every
+    request, so an over-admission shows."""
+    routes = route("r", [dict(name="all", algorithm=algorithm, rate="40/1h", key="route")])
+    cfg = redis_config(redis_server.url, routes, failure_mode="open", timeout="2s")
+    instances = [sluice_factory(cfg, upstream=upstream) for _ in range(3)]
+    for s in instances:
+        wait_connected(s)
+    return instances
+
+
 def test_untagged_keys_of_an_earlier_version_are_not_read(sluice_factory, upstream,
                                                           redis_server):
     # What an earlier sluice left for route r, limit all, key value r: a fixed_window hash
@@ -14,14 +26,7 @@ def test_untagged_keys_of_an_earlier_version_are_not_read(sluice_factory, upstre
     now = int(redis_server.command("TIME")[0])
     redis_server.command("HSET", "sluice:r:all:r", "k", str(now // 3600), "c", "1000")
     redis_server.command("EXPIRE", "sluice:r:all:r", "3600")
-    routes = route("r", [dict(name="all", algorithm="sliding_window", rate="40/1h",
-                              key="route")])
-    # failure_mode open: a failing script would admit every request.
-    cfg = redis_config(redis_server.url, routes, failure_mode="open", timeout="2s")
-    instances = [sluice_factory(cfg, upstream=upstream) for _ in range(3)]
-    for s in instances:
-        wait_connected(s)
-
+    instances = fleet_on_route_r(sluice_factory, upstream, redis_server, "sliding_window")
     res = hammer([s.port for s in instances], "/r", total=300, threads=48)
     assert not res.errors, res.errors[:5]
     assert res.count(200) == 40, f"{res.count(200)} admitted of 300"
@@ -43,13 +48,7 @@ def test_hash_state_of_an_earlier_version_is_carried_on(sluice_factory, upstream
     key = "sluice:r:all:fw:r"
     redis_server.command("HSET", key, "s", str(now // 3600 * 3600 * 10**6), "c", "38")
     redis_server.command("EXPIRE", key, "3600")
-    routes = route("r", [dict(name="all", algorithm="fixed_window", rate="40/1h",
-                              key="route")])
-    cfg = redis_config(redis_server.url, routes, failure_mode="open", timeout="2s")
-    instances = [sluice_factory(cfg, upstream=upstream) for _ in range(3)]
-    for s in instances:
-        wait_connected(s)
-
+    instances = fleet_on_route_r(sluice_factory, upstream, redis_server, "fixed_window")
     res = hammer([s.port for s in instances], "/r", total=60, threads=24)
     assert not res.errors, res.errors[:5]
     assert res.count(200) == 2, f"{res.count(200)} admitted of 60"
