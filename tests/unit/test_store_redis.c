@@ -403,9 +403,7 @@ START_TEST(test_deny_cache_ignores_late_denials)
     struct sl_store *store = store_with_deny_cache(50);
     struct sl_limit lim = limit("fixed_window", 1, HOUR, 0, false);
     ck_assert(decide_ok(store, &lim, "a").allowed);
-    redisContext *c = client();
-    freeReplyObject(redisCommand(c, "CLIENT PAUSE 300"));
-    redisFree(c);
+    pause_server(300);
     ck_assert_int_eq(decide(store, &lim, "a").status, SL_STORE_ERR_TIMEOUT);
     struct timeval tv = {0, 600000}; /* the pause ends; the late denial is read */
     event_base_loopexit(base, &tv);

@@ -97,14 +97,7 @@ START_TEST(test_timeout)
     struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
     ck_assert(decide_ok(store, &lim, "a").allowed);
 
-    /* The server holds every client's commands for 1 s, as if it slept (DEBUG SLEEP
-     * would need enable-debug-command); the pause is in force once CLIENT PAUSE returns. */
-    redisContext *c = client();
-    ck_assert_ptr_nonnull(c);
-    redisReply *paused = redisCommand(c, "CLIENT PAUSE 1000");
-    ck_assert_int_eq(paused->type, REDIS_REPLY_STATUS);
-    freeReplyObject(paused);
-    redisFree(c);
+    pause_server(1000);
 
     struct result r = {0};
     uint64_t start = sl_clock_mono_us();
@@ -142,10 +135,7 @@ START_TEST(test_timeout_after_an_answered_decision)
     event_base_loopexit(base, &tv);
     event_base_dispatch(base);
 
-    redisContext *c = client();
-    ck_assert_ptr_nonnull(c);
-    freeReplyObject(redisCommand(c, "CLIENT PAUSE 1000"));
-    redisFree(c);
+    pause_server(1000);
     struct result r = {0};
     uint64_t start = sl_clock_mono_us();
     sl_store_decide(store, &lim, "a", 1, on_result, &r);
@@ -193,10 +183,7 @@ START_TEST(test_stalled_connection)
      * decisions time out, and after 2 s without a reply the store reconnects. */
     struct sl_store *store = store_new(50, NULL);
     struct sl_limit lim = limit("fixed_window", 1000, HOUR, 0, false);
-    redisContext *c = client();
-    ck_assert_ptr_nonnull(c);
-    freeReplyObject(redisCommand(c, "CLIENT PAUSE 4000"));
-    redisFree(c);
+    pause_server(4000);
     uint64_t start = sl_clock_mono_us();
     while (sl_store_redis_connected(store)) {
         struct result r = decide(store, &lim, "a");

@@ -212,6 +212,19 @@ static inline bool run_until_connected(struct sl_store *store, bool want, uint64
     return true;
 }
 
+/* Holds every client's commands for `ms` (as if the server slept: DEBUG SLEEP would need
+ * enable-debug-command); the pause is in force once this returns. */
+static inline void pause_server(int ms)
+{
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "CLIENT PAUSE %d", ms);
+    ck_assert_ptr_nonnull(r);
+    ck_assert_int_eq(r->type, REDIS_REPLY_STATUS);
+    freeReplyObject(r);
+    redisFree(c);
+}
+
 /* A limit's state in the string `v` of `len` bytes: `fields` little-endian doubles, each an
  * integer in [0, 2^53) (src/limit/lua/prelude/prelude.lua); returns whether it is one, with
  * the numbers in `out`. */
