@@ -5,11 +5,17 @@
 #ifndef SLUICE_LUA_SCRIPTS_H
 #define SLUICE_LUA_SCRIPTS_H
 
+#include <stddef.h>
+
 extern const char sl_lua_fixed_window[];
 extern const char sl_lua_sliding_window[];
 extern const char sl_lua_sliding_window_counter[];
 extern const char sl_lua_token_bucket[];
 extern const char sl_lua_leaky_bucket[];
+
+/* The length of the prelude every script above begins with; the algorithm's own part
+ * follows it. */
+extern const size_t sl_lua_prelude_len;
 
 struct sl_lua_script {
     const char *name; /* the algorithm's name: "token_bucket" */

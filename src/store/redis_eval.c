@@ -1,14 +1,15 @@
-/* The Redis store's script calls: the EVALSHA of a decision, or of every decision on one key
+/* The Redis store's script calls: the EVALSHA of a decision, or of every decision on one limit
  * made in one loop turn, and its reply (NOSCRIPT, redirections, errors, the decisions).
  *
- * A route-wide or per-tenant limit is one key that every request touches: under load a
- * worker makes many decisions on it in the same loop turn. They are queued until the turn's
- * callbacks have run (hiredis writes the turn's commands in one go anyway, on the next
- * write event, so nothing waits longer) and go as one call of the algorithm's batch script,
- * which runs the algorithm once per request, in order, in one script invocation: exactly the
- * decisions the separate calls would have had, for one command's cost in Redis and here.
- * A decision made while its connection has nothing in flight and nothing is queued goes at
- * once: that is a lone decision, and the next ones, if a burst follows, are batched. */
+ * Under load a worker makes many decisions on each limit in the same loop turn: on one key
+ * (a route-wide or per-tenant limit) or on many (a per-client one). They are queued until
+ * the turn's callbacks have run (hiredis writes the turn's commands in one go anyway, on the
+ * next write event, so nothing waits longer) and go as one call of the algorithm's batch
+ * script, which runs the algorithm once per decision, in order, in one script invocation:
+ * exactly the decisions the separate calls would have had, at the instant of the call, for
+ * one call's cost in Redis and here. A decision made while its connection has nothing in
+ * flight and nothing is queued goes at once: that is a lone decision, and the next ones, if
+ * a burst follows, are batched. In a cluster a call's keys share a slot. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -18,7 +19,9 @@
 #include "sluice/clock.h"
 #include "sluice/deny_cache.h"
 #include "sluice/log.h"
+#include "sluice/lua_scripts.h"
 #include "sluice/metrics.h"
+#include "sluice/redis_slots.h"
 #include "sluice/text.h"
 
 /* A decision follows at most this many redirections: a slot moves once at a time, so more
@@ -31,8 +34,7 @@
 /* Decisions one batch carries at most: one script call is one Redis command, and Redis
  * serves nothing else while it runs. */
 #define BATCH_MAX 64
-/* The elements of one decision in a batch script's reply; a script's own may leave out the
- * last two when they are 0 (see parse_at). */
+/* The elements of a decision in a script's reply; the last two are left out when 0. */
 #define FIELDS 5
 #define FIELDS_MIN 3
 
@@ -40,74 +42,55 @@
  * which names a limit by route and name across reloads. Shared by every worker's store. */
 static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
 
-/* The batch script wraps an algorithm's script (prelude included) as a function of its
- * ARGV and calls it once per decision. The call's ARGV is the script's own followed by the
- * count; a member (sliding_window's ARGV[7]) is made unique per decision by a suffix.
- *
- * What costs in Redis is the commands a script calls, not its arithmetic, so the wrapper
- * gives the algorithm its own `redis` whose call() and pcall() keep the key's state string in
- * the script: TIME is read once (the decisions of one loop turn share an instant), GET of the
- * key answers from the script's copy once read or written, SET is written once at the end.
- * Any other command (a hash's HMGET, sliding_window's sorted set) writes what is pending and
- * goes to Redis. The decisions are those the algorithm makes in sequence on that state; a
- * script error fails them all and writes nothing. */
-static const char BATCH_HEAD[] =
-    "local R = redis\n"
-    "local clock, value, pending = nil, nil, nil\n"
-    "local function flush()\n"
-    "    if pending then\n"
-    "        R.call('SET', KEYS[1], value, 'PX', pending)\n"
-    "        pending = nil\n"
-    "    end\n"
-    "end\n"
-    "local function via(send)\n"
-    "    return function(cmd, key, ...)\n"
-    "        if cmd == 'TIME' then\n"
-    "            clock = clock or R.call('TIME')\n"
-    "            return clock\n"
-    "        end\n"
-    "        if key == KEYS[1] and cmd == 'GET' and value ~= nil then\n"
-    "            return value\n"
-    "        end\n"
-    "        if key == KEYS[1] and cmd == 'SET' then\n"
-    "            local v, _, ttl = ...\n"
-    "            value, pending = v, ttl\n"
-    "            return {ok = 'OK'}\n"
-    "        end\n"
-    "        flush()\n"
-    "        local r = send(cmd, key, ...)\n"
-    "        if key == KEYS[1] and cmd == 'GET' and type(r) ~= 'table' then\n"
-    "            value = r\n"
-    "        end\n"
-    "        return r\n"
-    "    end\n"
-    "end\n"
-    "local redis = {call = via(R.call), pcall = via(R.pcall), error_reply = R.error_reply,\n"
-    "               replicate_commands = R.replicate_commands}\n"
-    "local function decide(ARGV)\n";
+/* The batch script runs the prelude once (arguments, the instant from TIME) and the algorithm
+ * once per key in KEYS, in order, each decision on the state the one before it left: a turn's
+ * decisions on one limit go as one call whether they share a key or not. A key may repeat
+ * (a route-wide limit's): its state is held in the script from its first save and written
+ * once at the end (the prelude's `held`). sliding_window's member is made unique per
+ * decision by a suffix.
+ * What costs in Redis is the call (its arguments, TIME, the numbers parsed) more than a
+ * decision's commands and arithmetic, so this is one call's cost for the turn. The reply is
+ * the decisions' own, one element each; a decision that fails (a key of the wrong type) is
+ * its error element, and the others stand as made. */
+static const char BATCH_DECIDE[] = "local function decide()\n";
 static const char BATCH_TAIL[] =
     "\nend\n"
-    "local k = tonumber(ARGV[#ARGV])\n"
-    "local argv, out = {}, {}\n"
-    "for i = 1, #ARGV - 1 do argv[i] = ARGV[i] end\n"
-    "for i = 1, k do\n"
-    "    if ARGV[7] and #ARGV > 7 then argv[7] = ARGV[7] .. ':' .. i end\n"
-    "    local r = decide(argv)\n"
-    "    if r.err then return r end\n"
-    "    for j = 1, 5 do out[#out + 1] = r[j] or 0 end\n"
+    "local unique, out = ARGV[7], {}\n"
+    "held = {}\n"
+    "for i = 1, #KEYS do\n"
+    "    key = KEYS[i]\n"
+    "    if unique then\n"
+    "        member = unique .. ':' .. i\n"
+    "    end\n"
+    "    local ok, r = pcall(decide)\n"
+    "    if not ok then\n"
+    "        r = type(r) == 'table' and r.err and r or {err = tostring(r)}\n"
+    "    end\n"
+    "    out[i] = r\n"
     "end\n"
-    "flush()\n"
+    "for i = 1, #held do\n"
+    "    local h = held[held[i]]\n"
+    "    write(held[i], h[4], h[1], h[2], h[3])\n"
+    "end\n"
     "return out\n";
 
 char *sl_redis_batch_body(const char *body)
 {
-    size_t len = strlen(body);
-    char *out = malloc(sizeof BATCH_HEAD - 1 + len + sizeof BATCH_TAIL);
+    /* Every embedded script begins with the same prelude; another has no batch. */
+    size_t len = strlen(body), head = sl_lua_prelude_len;
+    if (len < head || memcmp(body, sl_lua_scripts[0].body, head) != 0)
+        return NULL;
+    size_t own = len - head, decide = sizeof BATCH_DECIDE - 1;
+    char *out = malloc(len + decide + sizeof BATCH_TAIL);
     if (!out)
         return NULL;
-    memcpy(out, BATCH_HEAD, sizeof BATCH_HEAD - 1);
-    memcpy(out + sizeof BATCH_HEAD - 1, body, len);
-    memcpy(out + sizeof BATCH_HEAD - 1 + len, BATCH_TAIL, sizeof BATCH_TAIL);
+    char *at = out;
+    memcpy(at, body, head);
+    at += head;
+    memcpy(at, BATCH_DECIDE, decide);
+    at += decide;
+    memcpy(at, body + head, own);
+    memcpy(at + own, BATCH_TAIL, sizeof BATCH_TAIL);
     return out;
 }
 
@@ -117,16 +100,17 @@ static const struct sl_redis_script *script_of(const struct sl_redis_pending *p)
     return p->batch_n > 1 ? p->script->batch : p->script;
 }
 
-/* The decision in the `n` elements of `r` from `first`: {allowed, remaining, reset_us,
- * retry_after_us, delay_us}, all integers >= 0, those past `n` 0; anything else is refused
- * rather than trusted. The scripts leave out trailing zeros (an admission without a delay
- * is 3 elements): each element is an allocation here and a conversion in Redis. */
-static int parse_at(const redisReply *r, size_t first, size_t n, uint64_t count,
-                    struct sl_decision *d)
+/* The decision in `r`: {allowed, remaining, reset_us, retry_after_us, delay_us}, all integers
+ * >= 0; anything else is refused rather than trusted. The scripts leave out trailing zeros
+ * (an admission without a delay is 3 elements): each element is an allocation here and a
+ * conversion in Redis. */
+int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
 {
+    if (r->type != REDIS_REPLY_ARRAY || r->elements < FIELDS_MIN || r->elements > FIELDS)
+        return -1;
     uint64_t v[FIELDS] = {0};
-    for (size_t j = 0; j < n; j++) {
-        const redisReply *e = r->element[first + j];
+    for (size_t j = 0; j < r->elements; j++) {
+        const redisReply *e = r->element[j];
         if (!e || e->type != REDIS_REPLY_INTEGER || e->integer < 0)
             return -1;
         v[j] = (uint64_t)e->integer;
@@ -140,13 +124,6 @@ static int parse_at(const redisReply *r, size_t first, size_t n, uint64_t count,
                               .retry_after_us = v[3],
                               .delay_us = v[4]};
     return 0;
-}
-
-int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decision *d)
-{
-    if (r->type != REDIS_REPLY_ARRAY || r->elements < FIELDS_MIN || r->elements > FIELDS)
-        return -1;
-    return parse_at(r, 0, r->elements, count, d);
 }
 
 /* Sends `p` again after NOSCRIPT (loading the script first) or a redirection (to `to`).
@@ -211,26 +188,36 @@ static void fail_all(struct sl_redis_pending *p, enum sl_store_status status)
 }
 
 /* Completes `p` and those it carries with their decisions from `reply`, holding denials in
- * the over-limit cache; 0, or -1 (nothing completed) when the reply has another shape. */
+ * the over-limit cache, and a batch's decision that failed in the script with its error;
+ * 0, or -1 (nothing completed) when the reply has another shape. */
 static int answer_all(struct sl_redis_store *s, struct sl_redis_pending *p, const redisReply *r)
 {
     struct sl_decision d[BATCH_MAX];
+    const redisReply *failed[BATCH_MAX] = {NULL};
     if (p->batch_n == 1) { /* the algorithm's own script */
         if (sl_redis_parse_decision(r, p->count, &d[0]) != 0)
             return -1;
     } else {
-        if (r->type != REDIS_REPLY_ARRAY || r->elements != (size_t)p->batch_n * FIELDS ||
-            p->batch_n > BATCH_MAX)
+        if (r->type != REDIS_REPLY_ARRAY || r->elements != p->batch_n || p->batch_n > BATCH_MAX)
             return -1;
-        for (size_t i = 0; i < p->batch_n; i++)
-            if (parse_at(r, i * FIELDS, FIELDS, p->count, &d[i]) != 0)
+        for (size_t i = 0; i < p->batch_n; i++) {
+            const redisReply *e = r->element[i];
+            if (e && e->type == REDIS_REPLY_ERROR)
+                failed[i] = e;
+            else if (!e || sl_redis_parse_decision(e, p->count, &d[i]) != 0)
                 return -1;
+        }
     }
     size_t i = 0;
     for (struct sl_redis_pending *q = p; q; q = q->batch_next, i++) {
         /* Only while the caller waits: a late reply's limit may be gone with a reload. */
         if (!q->cb)
             continue;
+        if (failed[i]) {
+            log_script_error(s, q, failed[i]);
+            sl_redis_complete(q, NULL, SL_STORE_ERR_SCRIPT);
+            continue;
+        }
         if (s->deny && q->units.need > 0 && sl_redis_held_by_cache(&d[i])) {
             size_t len;
             const char *value = sl_redis_pending_value(q, &len);
@@ -336,35 +323,41 @@ static unsigned sent_nargv(const struct sl_redis_pending *p, unsigned nargv)
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     const struct sl_redis_script *script = script_of(p);
-    char count[SL_U64_DIGITS], period[SL_U64_DIGITS], need[SL_U64_DIGITS], take[SL_U64_DIGITS],
-        burst[SL_U64_DIGITS], now[SL_U64_DIGITS], k[SL_U64_DIGITS];
-    const char *argv[] = {"EVALSHA", script->sha, "1",  p->key, count,
-                          period,    need,        take, burst,  p->delay ? "1" : "0",
-                          p->member, now,         NULL};
-    size_t argvlen[] = {7,
-                        strlen(script->sha),
-                        1,
-                        p->key_len,
-                        sl_u64_format(count, p->count),
-                        sl_u64_format(period, p->period_us),
-                        sl_u64_format(need, p->units.need),
-                        sl_u64_format(take, p->units.take),
-                        sl_u64_format(burst, p->burst),
-                        1,
-                        p->member_len,
-                        0,
-                        0};
-    int argc = 4 + (int)sent_nargv(p, script->nargv);
+    char nkeys[SL_U64_DIGITS], count[SL_U64_DIGITS], period[SL_U64_DIGITS],
+        need[SL_U64_DIGITS], take[SL_U64_DIGITS], burst[SL_U64_DIGITS], now[SL_U64_DIGITS];
+    /* EVALSHA sha numkeys, the keys (the batch's, in order), then the arguments. */
+    const char *argv[3 + BATCH_MAX + SL_REDIS_NARGV + 1];
+    size_t argvlen[3 + BATCH_MAX + SL_REDIS_NARGV + 1];
+    int argc = 0;
+    argv[argc] = "EVALSHA";
+    argvlen[argc++] = 7;
+    argv[argc] = script->sha;
+    argvlen[argc++] = strlen(script->sha);
+    argv[argc] = nkeys;
+    argvlen[argc++] = sl_u64_format(nkeys, p->batch_n);
+    for (const struct sl_redis_pending *q = p; q && argc < 3 + BATCH_MAX; q = q->batch_next) {
+        argv[argc] = q->key;
+        argvlen[argc++] = q->key_len;
+    }
+    const char *args[] = {count, period, need, take, burst, p->delay ? "1" : "0", p->member,
+                          now};
+    size_t arglen[] = {sl_u64_format(count, p->count),
+                       sl_u64_format(period, p->period_us),
+                       sl_u64_format(need, p->units.need),
+                       sl_u64_format(take, p->units.take),
+                       sl_u64_format(burst, p->burst),
+                       1,
+                       p->member_len,
+                       0};
+    unsigned nargs = sent_nargv(p, script->nargv);
     if (p->store->pinned_clock) {
         /* A unit test's time instead of Redis's (the scripts' ARGV[8]). */
-        argvlen[11] = sl_u64_format(now, p->store->pinned_clock());
-        argc = 4 + SL_REDIS_NARGV + 1;
+        arglen[7] = sl_u64_format(now, p->store->pinned_clock());
+        nargs = SL_REDIS_NARGV + 1;
     }
-    if (p->batch_n > 1) {
-        /* The count follows the arguments the algorithm reads (the batch script's last). */
-        argv[argc] = k;
-        argvlen[argc] = sl_u64_format(k, p->batch_n);
-        argc++;
+    for (unsigned i = 0; i < nargs; i++) {
+        argv[argc] = args[i];
+        argvlen[argc++] = arglen[i];
     }
     if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
         return -1;
@@ -382,56 +375,45 @@ int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 
 /* --- this loop turn's batches ----------------------------------------------------------- */
 
-/* Keys of one limit share their start and differ in their value, at the end: its last
- * eight bytes and the length pick the slot. Two keys in one slot go apart, never wrong. */
-static size_t turn_slot(const struct sl_redis_pending *p)
+/* A hash of what makes decisions one call: the limit and the units asked, and in a cluster the
+ * key's slot (one script call's keys must share one). */
+static uint64_t call_hash(const struct sl_redis_pending *p)
 {
-    uint64_t tail = 0;
-    size_t n = p->key_len < sizeof tail ? p->key_len : sizeof tail;
-    memcpy(&tail, p->key + p->key_len - n, n);
-    uint64_t h = (tail ^ p->key_len) * 0x9e3779b97f4a7c15ull;
-    return (size_t)(h >> 58) % SL_REDIS_TURN_SLOTS;
+    return ((uint64_t)(uintptr_t)p->lim ^ p->units.need ^ ((uint64_t)p->key_slot << 48)) *
+           0x9e3779b97f4a7c15ull;
 }
 
-/* Whether `p` can ride with `leader`: the same key under the same script and rate (a reload
- * may put two rates of one limit in one turn), asking the same units. */
+/* Whether `p` can ride with `leader`: the same script and rate (a reload may put two rates of
+ * one limit in one turn), asking the same units, and a key in the same cluster slot. */
 static bool same_call(const struct sl_redis_pending *leader, const struct sl_redis_pending *p)
 {
     return leader->batch_n < BATCH_MAX && leader->script == p->script &&
-           leader->key_len == p->key_len && leader->count == p->count &&
-           leader->units.need == p->units.need && leader->units.take == p->units.take &&
-           leader->period_us == p->period_us && leader->burst == p->burst &&
-           leader->delay == p->delay && memcmp(leader->key, p->key, p->key_len) == 0;
+           leader->count == p->count && leader->units.need == p->units.need &&
+           leader->units.take == p->units.take && leader->period_us == p->period_us &&
+           leader->burst == p->burst && leader->delay == p->delay &&
+           leader->key_slot == p->key_slot;
 }
 
 static void queue(struct sl_redis_store *s, struct sl_redis_pending *p);
-
-/* A hash of the limit and the key: keys of one limit differ at their end, and one client's
- * key is often the same under several limits. */
-static uint64_t key_hash(const struct sl_redis_pending *p)
-{
-    uint64_t tail = 0;
-    size_t n = p->key_len < sizeof tail ? p->key_len : sizeof tail;
-    memcpy(&tail, p->key + p->key_len - n, n);
-    return (tail ^ p->key_len ^ (uint64_t)(uintptr_t)p->lim) * 0x9e3779b97f4a7c15ull;
-}
 
 int sl_redis_submit(struct sl_redis_store *s, struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     /* A decision on an idle connection goes at once: waiting for the turn's end would cost
      * it an event and a pass over the turn's batches for nothing. The next decisions find
      * it in flight and wait, so nothing queued is overtaken (nor what a flush running
-     * callbacks has yet to send). When the last turn showed keys asked in bursts (a
-     * route-wide limit under load), the first of a turn waits too, or each turn would cost
-     * such a key two calls. */
+     * callbacks has yet to send). When the last turn showed limits asked in bursts (any
+     * limit under load), the first of a turn waits too, or each turn would cost such a
+     * limit two calls. */
+    if (s->topo.mode == SL_REDIS_MODE_CLUSTER)
+        p->key_slot = (uint16_t)sl_redis_key_slot(p->key, p->key_len);
     if (n->inflight == 0 && !s->turn_head && !s->flushing && !s->bursty) {
         if (sl_redis_send(n, p) != 0)
             return -1;
-        s->lone_hash = key_hash(p);
+        s->lone_hash = call_hash(p);
         s->lone_live = true;
         return 0;
     }
-    if (s->lone_live && key_hash(p) == s->lone_hash)
+    if (s->lone_live && call_hash(p) == s->lone_hash)
         s->repeated = true; /* a burst that began with the decision sent at once */
     queue(s, p);
     return 0;
@@ -441,7 +423,7 @@ static void queue(struct sl_redis_store *s, struct sl_redis_pending *p)
 {
     p->queued = true;
     p->batch_n = 1;
-    size_t slot = turn_slot(p);
+    size_t slot = (size_t)(call_hash(p) >> 58) % SL_REDIS_TURN_SLOTS;
     struct sl_redis_pending *leader = s->turn_slot[slot];
     if (leader && p->script->batch && same_call(leader, p)) {
         if (leader->batch_last)

@@ -101,7 +101,7 @@ struct sl_redis_pending {
     uint64_t sent_us; /* when first sent: a held denial counts from here */
     /* The caller's limit, alive while cb is set (the caller holds its configuration). */
     const struct sl_limit *lim;
-    /* Decisions on one key made in one loop turn go as one script call (redis_eval.c): the
+    /* Decisions on one limit made in one loop turn go as one script call (redis_eval.c): the
      * first, the leader, carries the others, in order, and its reply answers them all. */
     struct sl_redis_pending *batch_next; /* leader: its first follower; follower: the next */
     struct sl_redis_pending *batch_last; /* leader, while queued: its last follower */
@@ -109,6 +109,7 @@ struct sl_redis_pending {
     unsigned batch_n;                    /* leader: the decisions it carries, itself included */
     bool queued;                         /* in this turn's batches, not sent yet */
     uint8_t slot;                        /* leader, while queued: its turn_slot index */
+    uint16_t key_slot;                   /* cluster mode: the key's hash slot; else 0 */
     char member[64];
     size_t member_len;
     size_t name_len; /* key_prefix + route:limit:tag, the key without its value */

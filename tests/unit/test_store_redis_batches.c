@@ -1,6 +1,6 @@
-/* One loop turn's decisions against a real redis-server: those on one key go as one call of
- * the batch script, with the decisions and the state one by one would have given; a lone
- * decision goes at once. */
+/* One loop turn's decisions against a real redis-server: those on one limit, on one key or on
+ * many, go as one call of the batch script, with the decisions and the state one by one would
+ * have given; a lone decision goes at once. */
 #include "../../src/store/redis_internal.h"
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
@@ -36,7 +36,7 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
 
         /* TURN decisions on one key and one on another, all before the loop runs: the
          * first goes at once (the connection is idle), the others wait for the turn's end
-         * and those on one key go as one call. */
+         * and go as one call, "other" among them. */
         struct result together[TURN] = {{0}}, other = {0};
         long long before = evalsha_calls();
         for (int i = 0; i < TURN; i++) {
@@ -46,7 +46,7 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
         }
         ck_assert(run_until_called(&together[TURN - 1].calls, 5 * S));
         ck_assert(run_until_called(&other.calls, 5 * S));
-        ck_assert_int_eq(evalsha_calls() - before, 3);
+        ck_assert_int_eq(evalsha_calls() - before, 2);
         ck_assert_int_eq(other.status, SL_STORE_OK);
         ck_assert(other.d.allowed);
 
@@ -84,6 +84,70 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
     long long ttl = command_int("PTTL %s", "sluice:r1:l1:tb:together");
     ck_assert_int_gt(ttl, 0);
     ck_assert_int_le(ttl, (long long)(HOUR / MS));
+    sl_store_free(store);
+}
+END_TEST
+
+/* A turn's decisions on one limit over several keys, interleaved, go as one call and decide
+ * each key as one by one would: 3 of each key's 4. */
+START_TEST(test_one_turn_on_many_keys_is_one_call)
+{
+    static const char *const algs[] = {"fixed_window", "sliding_window",
+                                       "sliding_window_counter", "token_bucket", "leaky_bucket"};
+    enum { KEYS = 3, EACH = 4 };
+    struct sl_store *store = store_new(1000, NULL);
+    for (size_t c = 0; c < sizeof algs / sizeof algs[0]; c++) {
+        struct sl_limit lim = limit(algs[c], 3, HOUR, 2, false);
+        struct sl_decision apart[EACH];
+        for (int i = 0; i < EACH; i++)
+            apart[i] = decide_ok(store, &lim, "apart");
+        /* The first goes at once on the idle connection; the rest wait for the turn. */
+        struct result warm = {0}, r[KEYS * EACH] = {{0}};
+        long long before = evalsha_calls();
+        sl_store_decide(store, &lim, "warm", 4, on_result, &warm);
+        static const char *const keys[KEYS] = {"ka", "kb", "kc"};
+        for (int i = 0; i < KEYS * EACH; i++)
+            sl_store_decide(store, &lim, keys[i % KEYS], 2, on_result, &r[i]);
+        ck_assert(run_until_called(&r[KEYS * EACH - 1].calls, 5 * S));
+        ck_assert_int_eq(evalsha_calls() - before, 2);
+        ck_assert_int_eq(warm.status, SL_STORE_OK);
+        for (int i = 0; i < KEYS * EACH; i++) {
+            const struct sl_decision *want = &apart[i / KEYS];
+            ck_assert_int_eq(r[i].calls, 1);
+            ck_assert_int_eq(r[i].status, SL_STORE_OK);
+            ck_assert_msg(r[i].d.allowed == want->allowed, "%s: decision %d differs", algs[c], i);
+            ck_assert_uint_eq(r[i].d.remaining, want->remaining);
+            ck_assert_uint_eq(r[i].d.limit, 3);
+        }
+    }
+    /* Each key's sliding log holds its own admissions, each its own member. */
+    ck_assert_int_eq(command_int("ZCARD %s", "sluice:r1:l1:sw:kb"), 3);
+    sl_store_free(store);
+}
+END_TEST
+
+/* A key of the wrong type fails its own decision in a batch; the others stand. */
+START_TEST(test_a_wrong_key_fails_only_its_decision)
+{
+    struct sl_store *store = store_new(1000, NULL);
+    struct sl_limit lim = limit("fixed_window", 5, HOUR, 0, false);
+    ck_assert_int_eq(command_int("LPUSH %s x", "sluice:r1:l1:fw:bad"), 1);
+    struct result r[4] = {{0}};
+    static const char *const keys[] = {"warm", "x", "bad", "y"};
+    long long before = evalsha_calls();
+    for (int i = 0; i < 4; i++)
+        sl_store_decide(store, &lim, keys[i], strlen(keys[i]), on_result, &r[i]);
+    ck_assert(run_until_called(&r[3].calls, 5 * S));
+    ck_assert_int_eq(evalsha_calls() - before, 2);
+    for (int i = 0; i < 4; i++) {
+        ck_assert_int_eq(r[i].calls, 1);
+        ck_assert_int_eq(r[i].status, i == 2 ? SL_STORE_ERR_SCRIPT : SL_STORE_OK);
+        if (i != 2) {
+            ck_assert(r[i].d.allowed);
+            ck_assert_uint_eq(r[i].d.remaining, 4);
+        }
+    }
+    ck_assert_int_eq(command_int("LLEN %s", "sluice:r1:l1:fw:bad"), 1);
     sl_store_free(store);
 }
 END_TEST
@@ -240,6 +304,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 30);
     tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
+    tcase_add_test(tc, test_one_turn_on_many_keys_is_one_call);
+    tcase_add_test(tc, test_a_wrong_key_fails_only_its_decision);
     tcase_add_test(tc, test_state_is_the_fields_as_doubles);
     tcase_add_test(tc, test_a_lone_decision_goes_at_once);
     tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);

@@ -1,7 +1,7 @@
 -- fixed_window: at most N admitted units in each aligned window [k*P, (k+1)*P); the same
 -- decision as src/limit/fixed_window.c (need, take and debt as defined there), on Redis's
 -- clock.
--- KEYS[1]: {s, c} (load and save, in the prelude; a hash {s, c} before): s, the window's start
+-- key (KEYS[1]): {s, c} (load and save, in the prelude; a hash {s, c} before): s, the window's start
 -- (us), and c, the units taken in it. The start rather than the index, so that a change of P
 -- reads it as src/limit/fixed_window.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to

@@ -2,7 +2,7 @@
 -- `burst` places, and is denied when the queue is full. The same decision as
 -- src/limit/leaky_bucket.c (burst B admits B + 1 at once, as nginx limit_req does): times are
 -- scaled by N (us * N), so that T is exactly P.
--- KEYS[1]: {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the next
+-- key (KEYS[1]): {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the next
 -- free departure time, as u*N + f (0 <= f < N), so that no double ever holds a scaled absolute
 -- time, and the N it was written under; a missing key is an empty queue.
 -- ARGV: [1] N, [2] P (us), [3] need and [4] take (unused: leaky_bucket takes no cost), [5]

@@ -2,7 +2,7 @@
 -- with prev and curr the units admitted in the previous and current aligned windows; the same
 -- decision as src/limit/sliding_window_counter.c (remaining, reset, retry_after and the roll
 -- of debt as defined there), on Redis's clock.
--- KEYS[1]: {s, c, p} (load and save, in the prelude; a hash {s, c, p} before): s, the current
+-- key (KEYS[1]): {s, c, p} (load and save, in the prelude; a hash {s, c, p} before): s, the current
 -- window's start (us), c = curr and p = prev. The start rather than the index, so that a
 -- change of P reads it as src/limit/sliding_window_counter.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to

@@ -2,7 +2,7 @@
 -- request takes `need` tokens when they are all there, and a charge takes `take` into debt.
 -- The same decision as src/limit/token_bucket.c: GCRA with times scaled by N (us * N), where
 -- one token is worth exactly P.
--- KEYS[1]: {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the instant
+-- key (KEYS[1]): {u, f, n} (load and save, in the prelude; a hash {u, f, n} before): tat, the instant
 -- the bucket is full again, as u*N + f (0 <= f < N), so that no double ever holds a scaled
 -- absolute time, and the N it was written under; a missing key is a full bucket.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take, [5] burst (N when left out).

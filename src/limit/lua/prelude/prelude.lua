@@ -8,6 +8,11 @@
 -- to the last it reads (at most [7]), leaves out those at the end that hold their default
 -- (need 1, take = need, burst = N: src/store/redis_eval.c), and sends [8] only when a test
 -- pinned the clock. Each argument costs Redis an object and a Lua string per call.
+-- key is the key decided on: KEYS[1] here, and each of KEYS in turn in a batch script, which
+-- runs the algorithm once per key (src/store/redis_eval.c).
+local key = KEYS[1]
+-- sliding_window's member for this decision when a batch script sets it (nil: its argument).
+local member
 local n = tonumber(ARGV[1])
 local p = tonumber(ARGV[2])
 if not n or not p or n < 1 or p < 1 then
@@ -56,8 +61,16 @@ local fmt = string.format
 -- numbers (nil for a missing key); a key that still holds a hash, as an earlier sluice wrote
 -- it, is read from it under the field names given, and becomes a string when next written.
 -- A string that is not such a state, or any other type, is a WRONGTYPE error.
+-- A batch script sets held to a table: it keeps each key's state there, by key, from its
+-- first save on, and writes each (listed in held[1], held[2], ...) once at its end, so that
+-- a key decided many times in one call costs one GET and one SET.
+local held
 local function load(...)
-    local v = redis.pcall('GET', KEYS[1])
+    local h = held and held[key]
+    if h then
+        return h[1], h[2], h[3]
+    end
+    local v = redis.pcall('GET', key)
     if type(v) == 'string' then
         local k = select('#', ...)
         local a, b, c
@@ -81,15 +94,28 @@ local function load(...)
     if not v then
         return nil
     end
-    local st = redis.call('HMGET', KEYS[1], ...)
+    local st = redis.call('HMGET', key, ...)
     return tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
 end
--- Writes the state `...` (load's numbers) to live `ttl` us, rounded up to whole ms and at
--- least one: a state that expires is a full quota again, and every algorithm reads a state
--- older than its reset so.
-local function save(ttl, ...)
-    redis.call('SET', KEYS[1], struct.pack(select('#', ...) == 2 and '<dd' or '<ddd', ...), 'PX',
+-- write sets key k to the state a, b[, c] (load's numbers) to live `ttl` us, rounded up to
+-- whole ms and at least one: a state that expires is a full quota again, and every algorithm
+-- reads a state older than its reset so. save(ttl, a, b[, c]) is the current key's: written,
+-- or in a batch held until its end.
+local function write(k, ttl, a, b, c)
+    redis.call('SET', k, c and struct.pack('<ddd', a, b, c) or struct.pack('<dd', a, b), 'PX',
                fmt('%d', math.max(math.ceil(ttl / 1000), 1)))
+end
+local function save(ttl, a, b, c)
+    if not held then
+        return write(key, ttl, a, b, c)
+    end
+    local h = held[key]
+    if h then
+        h[1], h[2], h[3], h[4] = a, b, c, ttl
+    else
+        held[key] = {a, b, c, ttl}
+        held[#held + 1] = key
+    end
 end
 -- Redis before 5 replicates scripts verbatim and refuses writes after TIME unless told to
 -- replicate effects.
