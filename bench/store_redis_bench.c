@@ -5,7 +5,7 @@
  * default), or with `deny` one a minute, so that all but the first are denied; DENY_CACHE
  * entries (0: off) hold those denials in the store. The decisions are on one key, or with
  * KEYS > 1 on KEYS keys visited in a scattered order, so that no two decisions in flight
- * share one (each is then its own script call, as under many clients):
+ * share one, as under many clients (those asked in one loop turn still share a call):
  *
  *     store_redis_bench PORT DECISIONS [BATCH [allow|deny [DENY_CACHE [KEYS]]]]
  *

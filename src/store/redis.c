@@ -431,11 +431,12 @@ static void load_scripts(struct sl_redis_store *s)
         s->scripts[s->nscripts++] =
             (struct sl_redis_script){.alg = all[i], .body = body, .nargv = script_nargv(body)};
     }
-    /* Each with its batch (redis_eval.c); without memory for one, decisions go one by one. */
+    /* Each with its batch (redis_eval.c); without one (no memory), its decisions go one by
+     * one. */
     for (size_t i = 0, n = s->nscripts; i < n && s->nscripts < SL_REDIS_MAX_SCRIPTS; i++) {
         char *batch = sl_redis_batch_body(s->scripts[i].body);
         if (!batch)
-            break;
+            continue;
         struct sl_redis_script *b = &s->scripts[s->nscripts++];
         *b = (struct sl_redis_script){.alg = s->scripts[i].alg,
                                       .body = batch,

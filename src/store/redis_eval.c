@@ -48,10 +48,10 @@ static _Atomic uint64_t script_logged_at[SL_METRICS_MAX_LIMITS];
  * (a route-wide limit's): its state is held in the script from its first save and written
  * once at the end (the prelude's `held`). sliding_window's member is made unique per
  * decision by a suffix.
- * What costs in Redis is the call (its arguments, TIME, the numbers parsed) more than a
- * decision's commands and arithmetic, so this is one call's cost for the turn. The reply is
- * the decisions' own, one element each; a decision that fails (a key of the wrong type) is
- * its error element, and the others stand as made. */
+ * A call costs Redis its arguments, TIME and the numbers parsed, about a third of a lone
+ * decision; a batch pays that once for the turn, and a key asked again its GET and SET once.
+ * The reply is the decisions' own, one element each; a decision that fails (a key of the
+ * wrong type) is its error element, and the others stand as made. */
 static const char BATCH_DECIDE[] = "local function decide()\n";
 static const char BATCH_TAIL[] =
     "\nend\n"

@@ -31,7 +31,7 @@ struct sl_redis_script {
 };
 
 #define SL_REDIS_MAX_SCRIPTS 16
-/* Slots of a loop turn's table of batches, by a hash of the key. */
+/* Slots of a loop turn's table of batches, by a hash of the limit and the units asked. */
 #define SL_REDIS_TURN_SLOTS 64
 /* The arguments a script may read, in this order: N, P (us), need, take, burst, delay,
  * member; a test's pinned time follows as ARGV[8] (sl_store_redis_pin_clock). */
@@ -172,13 +172,14 @@ struct sl_redis_store {
     struct event *deadline_timer;
     uint64_t deadline_armed_us; /* the deadline deadline_timer is set for; 0: not set */
     struct sl_deny_cache *deny; /* redis.deny_cache, or NULL when off */
-    /* This loop turn's batches (redis_eval.c): leaders by a hash of their key, in order. */
+    /* This loop turn's batches (redis_eval.c): leaders by a hash of their call, in order. */
     struct sl_redis_pending *turn_slot[SL_REDIS_TURN_SLOTS];
     struct sl_redis_pending *turn_head, *turn_tail;
     struct event *flush_event; /* runs sl_redis_flush once the turn's callbacks are done */
     bool flush_scheduled;
-    /* Whether keys come in bursts (sl_redis_submit): the last flush sent a batch of several
-     * decisions, or one on the key of the decision sent at once (lone_hash) while lone_live. */
+    /* Whether limits come in bursts (sl_redis_submit): the last flush sent a batch of several
+     * decisions, or one that could have ridden with the decision sent at once (lone_hash)
+     * while lone_live. */
     bool bursty, repeated, lone_live;
     bool flushing; /* sl_redis_flush is sending the turn's batches */
     uint64_t lone_hash;
@@ -288,7 +289,8 @@ void sl_redis_flush(evutil_socket_t fd, short what, void *arg);
 /* Forgets this turn's batches (the store is being freed; it completes the decisions). */
 void sl_redis_unqueue_all(struct sl_redis_store *s);
 
-/* The batch script of an algorithm's script `body`: malloc'ed, NULL on ENOMEM. */
+/* The batch script of an algorithm's embedded script `body` (lua_scripts.h: the prelude, then
+ * the algorithm's own part): malloc'ed; NULL on ENOMEM or for a body without the prelude. */
 char *sl_redis_batch_body(const char *body);
 
 /* From the topology: its first attempt has finished, connected or not (url: the server's

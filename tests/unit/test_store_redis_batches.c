@@ -2,6 +2,7 @@
  * many, go as one call of the batch script, with the decisions and the state one by one would
  * have given; a lone decision goes at once. */
 #include "../../src/store/redis_internal.h"
+#include "sluice/lua_scripts.h"
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
 
@@ -297,6 +298,23 @@ START_TEST(test_a_batch_on_a_hash_written_before)
 }
 END_TEST
 
+/* A batch runs the prelude once and the algorithm's own part as its decide(); a script
+ * without the prelude has no batch. */
+START_TEST(test_batch_body_wraps_the_algorithm_after_the_prelude)
+{
+    const char *body = sl_lua_script_find("token_bucket");
+    ck_assert_ptr_nonnull(body);
+    char *batch = sl_redis_batch_body(body);
+    ck_assert_ptr_nonnull(batch);
+    ck_assert_int_eq(memcmp(batch, body, sl_lua_prelude_len), 0);
+    const char *decide = batch + sl_lua_prelude_len;
+    ck_assert_int_eq(strncmp(decide, "local function decide()\n", 24), 0);
+    ck_assert_ptr_nonnull(strstr(decide, body + sl_lua_prelude_len));
+    free(batch);
+    ck_assert_ptr_null(sl_redis_batch_body("return {1, 0, 0}"));
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("store_redis_batches");
@@ -306,6 +324,7 @@ int main(void)
     tcase_add_test(tc, test_one_turn_on_one_key_is_one_call);
     tcase_add_test(tc, test_one_turn_on_many_keys_is_one_call);
     tcase_add_test(tc, test_a_wrong_key_fails_only_its_decision);
+    tcase_add_test(tc, test_batch_body_wraps_the_algorithm_after_the_prelude);
     tcase_add_test(tc, test_state_is_the_fields_as_doubles);
     tcase_add_test(tc, test_a_lone_decision_goes_at_once);
     tcase_add_test(tc, test_a_batch_after_the_script_cache_is_flushed);
