@@ -162,6 +162,30 @@ static int follow_redirect(struct sl_redis_store *s, struct sl_redis_pending *p,
     return resend(p, to, false, kind == SL_REDIS_ASK);
 }
 
+/* Sends each decision `p` carries again as its own call, to the node that answered TRYAGAIN:
+ * a batch whose keys share a slot in migration, some moved and some not, is refused whole
+ * and run by neither node. Alone, a key is served where it is, or its ASK followed. The
+ * leader's ASKING and redirections go with each. Those that cannot go fail, and are freed. */
+static void split(struct sl_redis_pending *p, struct sl_redis_node *n)
+{
+    bool asking = p->asking;
+    unsigned redirects = p->redirects;
+    uint64_t sent_us = p->sent_us;
+    for (struct sl_redis_pending *q = p, *next; q; q = next) {
+        next = q->batch_next;
+        q->batch_next = NULL;
+        q->batch_n = 1;
+        q->redirects = redirects;
+        q->retried = false; /* the algorithm's own script, which the node may lack */
+        q->sent_us = sent_us;
+        if (q->cb && resend(q, n, false, asking) == 0)
+            continue;
+        if (q->cb)
+            sl_redis_complete(q, NULL, SL_STORE_ERR_CONNECTION);
+        free(q);
+    }
+}
+
 /* Logs the script error of `p` unless its limit's was logged within the last minute. */
 static void log_script_error(const struct sl_redis_store *s, const struct sl_redis_pending *p,
                              const redisReply *reply)
@@ -285,6 +309,10 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
             sl_redis_topo_readonly(s, n);
             fail_all(p, SL_STORE_ERR_CONNECTION);
             goto done;
+        }
+        if (strncmp(reply->str, "TRYAGAIN", 8) == 0 && p->batch_n > 1) {
+            split(p, n);
+            return;
         }
         if (strncmp(reply->str, "CLUSTERDOWN", 11) == 0 ||
             strncmp(reply->str, "TRYAGAIN", 8) == 0) {

@@ -140,6 +140,41 @@ def test_slots_moved_under_load(sluice_factory, upstream, cluster):
         workers * len(moving))
 
 
+def test_batch_over_a_half_moved_slot(sluice_factory, upstream, cluster):
+    # One slot MIGRATING from src to dst, one key of it still on src and others never used:
+    # a call carrying both is refused whole (TRYAGAIN), and each decision must still be made,
+    # exactly, where its key is.
+    tag = tags_per_node(cluster, 1)[cluster.nodes[0]][0]
+    src, dst = cluster.nodes[0], cluster.nodes[1]
+    slot = cluster.slot(tag)
+    limit = 20
+    routes = route("fw", [dict(name="per_key", algorithm="fixed_window", rate=f"{limit}/1h",
+                               key='"header:X-Key"')])
+    cfg = cluster_config(cluster.seeds, routes, failure_mode="closed", timeout="2s")
+    s = sluice_factory(cfg, upstream=upstream)
+    wait_connected(s)
+    wait_past_hour_edge(cluster.nodes[0])
+    present = f"{{{tag}}}present"
+    Traffic([s.port], threads=1).run([("fw", present)])
+    dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
+    src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
+
+    absent = [f"{{{tag}}}absent{i}" for i in range(8)]
+    jobs = [("fw", k) for _ in range(2 * limit) for k in [present] + absent]
+    traffic = Traffic([s.port], threads=32)
+    traffic.run(jobs)
+
+    assert not traffic.errors, traffic.errors[:5]
+    assert s.metrics().value("sluice_store_errors_total") == 0
+    assert traffic.count(("fw", present), 200) == limit - 1
+    for k in absent:
+        assert traffic.count(("fw", k), 200) == limit, (k, traffic.statuses[("fw", k)])
+    # The key that was there stayed; the new ones were made on the target after ASK.
+    assert src.command("CLUSTER", "COUNTKEYSINSLOT", slot) == 1
+    assert dst.command("CLUSTER", "COUNTKEYSINSLOT", slot) == len(absent)
+    assert s.metrics().value("sluice_redis_redirections_total", kind="ask") >= len(absent)
+
+
 def test_master_killed(sluice_factory, upstream, cluster):
     timeout = 0.5
     tags = tags_per_node(cluster, 2)
