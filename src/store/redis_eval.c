@@ -9,7 +9,8 @@
  * exactly the decisions the separate calls would have had, at the instant of the call, for
  * one call's cost in Redis and here. A decision made while its connection has nothing in
  * flight and nothing is queued goes at once: that is a lone decision, and the next ones, if
- * a burst follows, are batched. In a cluster a call's keys share a slot. */
+ * a burst follows, are batched. In a cluster a call's keys share a slot, and a call refused
+ * because that slot is half-migrated goes again one decision at a time. */
 #include <event2/event.h>
 #include <stdio.h>
 #include <stdlib.h>
