@@ -159,6 +159,10 @@ struct sl_client_config {
     uint64_t max_body_bytes;         /* 0 = unlimited */
     unsigned max_connections;
     enum sl_underscores underscores_in_headers;
+    /* client.upgrades: the Upgrade protocols tunnelled after a 101, lower case; owned.
+     * "h2c" is refused at load: its tunnel would carry requests past every limit. */
+    char **upgrades;
+    size_t nupgrades;
 };
 
 /* How the application behind sluice folds path spellings (the paths section). Each rule,

@@ -57,6 +57,9 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->upstream.url);
     free(cfg->upstream.host);
     sl_sockaddr_deinit(&cfg->upstream.addr);
+    for (size_t i = 0; i < cfg->client.nupgrades; i++)
+        free(cfg->client.upgrades[i]);
+    free(cfg->client.upgrades);
     sl_cidr_list_deinit(&cfg->trusted_proxies);
     sl_cidr_list_deinit(&cfg->exempt);
     free(cfg->redis.url);

@@ -237,11 +237,17 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_addf(&b,
                     ",\"client\":{\"header_timeout_ms\":%llu,\"idle_timeout_ms\":%llu,"
                     "\"max_header_bytes\":%llu,\"max_body_bytes\":%llu,"
-                    "\"max_connections\":%u,\"underscores_in_headers\":\"%s\"}",
+                    "\"max_connections\":%u,\"underscores_in_headers\":\"%s\",\"upgrades\":[",
                     (unsigned long long)c->header_timeout_ms,
                     (unsigned long long)c->idle_timeout_ms, (unsigned long long)c->max_header_bytes,
                     (unsigned long long)c->max_body_bytes, c->max_connections,
                     underscores[c->underscores_in_headers]);
+    for (size_t i = 0; i < c->nupgrades; i++) {
+        if (i)
+            sl_cfg_buf_adds(&b, ",");
+        sl_cfg_buf_json(&b, c->upgrades[i]);
+    }
+    sl_cfg_buf_adds(&b, "]}");
     sl_cfg_buf_addf(&b,
                     ",\"paths\":{\"case_insensitive\":%s,\"strip_path_parameters\":%s,"
                     "\"decode_slash\":%s,\"ignore_trailing_slash\":%s}",

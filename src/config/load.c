@@ -1,10 +1,12 @@
 /* sl_cfg_load(): reads the file, parses it with libyaml, and builds a validated snapshot
  * from the top-level sections. */
+#include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -144,6 +146,9 @@ static struct sl_config *new_defaults(void)
     cfg->client.max_body_bytes = 0;
     cfg->client.max_connections = 10000;
     cfg->client.underscores_in_headers = SL_UNDERSCORES_DROP;
+    cfg->client.upgrades = calloc(1, sizeof *cfg->client.upgrades);
+    if (cfg->client.upgrades && (cfg->client.upgrades[0] = strdup("websocket")))
+        cfg->client.nupgrades = 1;
     cfg->redis.timeout_ms = 50;
     cfg->redis.deny_cache = 100000;
     cfg->failure_mode = SL_FAILURE_OPEN;
@@ -154,7 +159,8 @@ static struct sl_config *new_defaults(void)
     cfg->access_log = SL_ACCESS_LOG_STDOUT;
     cfg->log_level = SL_LOG_INFO;
     cfg->redis.key_prefix = strdup("sluice:");
-    if (!cfg->redis.key_prefix || sl_parse_sockaddr("0.0.0.0:8080", &cfg->listen) < 0 ||
+    if (!cfg->redis.key_prefix || !cfg->client.nupgrades ||
+        sl_parse_sockaddr("0.0.0.0:8080", &cfg->listen) < 0 ||
         sl_parse_sockaddr("127.0.0.1:9901", &cfg->admin_listen) < 0) {
         sl_cfg_free(cfg);
         return NULL;
@@ -219,6 +225,65 @@ static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_
                     sl_ld_quote(cfg->admin_listen.text, got, sizeof got));
 }
 
+/* RFC 9110 5.6.2: the characters of a token, which an Upgrade protocol name is. */
+static bool is_token(const char *s)
+{
+    if (!*s)
+        return false;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              strchr("!#$%&'*+-.^_`|~", *s)))
+            return false;
+    return true;
+}
+
+/* client.upgrades: protocol names, compared without case, so kept in lower case. */
+static void load_upgrades(struct sl_loader *ld, const yaml_node_t *client, struct sl_config *cfg)
+{
+    struct sl_client_config *c = &cfg->client;
+    yaml_node_t *v = sl_ld_get(ld, client, "upgrades");
+    char path[SL_LD_PATH_MAX], got[96];
+    long n = v ? sl_ld_sequence(ld, v, "client.upgrades") : -1;
+
+    if (n < 0)
+        return;
+    for (size_t i = 0; i < c->nupgrades; i++)
+        free(c->upgrades[i]);
+    c->nupgrades = 0;
+    char **names = realloc(c->upgrades, (size_t)(n ? n : 1) * sizeof *names);
+    if (!names) {
+        sl_ld_error(ld, v, "client.upgrades", "out of memory");
+        return;
+    }
+    c->upgrades = names;
+    for (size_t i = 0; i < (size_t)n; i++) {
+        yaml_node_t *item = sl_ld_item(ld, v, i);
+        sl_ld_path_index(path, "client.upgrades", i);
+        const char *text = sl_ld_scalar(ld, item, path, "a protocol name such as websocket");
+        if (!text)
+            continue;
+        if (!is_token(text) || strchr(text, '/')) {
+            sl_ld_error(ld, item, path, "expected a protocol name such as websocket, got %s",
+                        sl_ld_quote(text, got, sizeof got));
+            continue;
+        }
+        if (strcasecmp(text, "h2c") == 0) {
+            /* An application that speaks HTTP/2 after the 101 would take any number of
+             * requests through the tunnel, none of them seen by a limit. */
+            sl_ld_error(ld, item, path,
+                        "h2c is never tunnelled: its requests would pass every limit "
+                        "(HTTP/2 clients are served by sluice itself)");
+            continue;
+        }
+        char *name = sl_ld_strdup(ld, item, text);
+        if (!name)
+            continue;
+        for (char *p = name; *p; p++)
+            *p = (char)tolower((unsigned char)*p);
+        c->upgrades[c->nupgrades++] = name;
+    }
+}
+
 static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
     static const char *const keys[] = {"header_timeout",
@@ -227,6 +292,7 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
                                        "max_body_bytes",
                                        "max_connections",
                                        "underscores_in_headers",
+                                       "upgrades",
                                        NULL};
     static const char *const underscores[] = {"drop", "allow", "reject", NULL};
     struct sl_client_config *c = &cfg->client;
@@ -244,6 +310,7 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
         c->max_connections = (unsigned)max_conns;
     if (sl_ld_enum(ld, node, "client", "underscores_in_headers", underscores, &choice))
         c->underscores_in_headers = (enum sl_underscores)choice;
+    load_upgrades(ld, node, cfg);
 }
 
 static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)

@@ -72,6 +72,21 @@ START_TEST(error_bad_underscores_mode)
 }
 END_TEST
 
+START_TEST(error_bad_upgrades)
+{
+    ASSERT_ERRORS(UPSTREAM "client:\n  upgrades: [websocket, H2C, \"web socket\", tls/1.2]\n"
+                           "routes: []\n",
+                  "t.yaml:4:25: client.upgrades[1]: h2c is never tunnelled: its requests would "
+                  "pass every limit (HTTP/2 clients are served by sluice itself)\n"
+                  "t.yaml:4:30: client.upgrades[2]: expected a protocol name such as websocket, "
+                  "got \"web socket\"\n"
+                  "t.yaml:4:44: client.upgrades[3]: expected a protocol name such as websocket, "
+                  "got \"tls/1.2\"\n");
+    ASSERT_ERRORS(UPSTREAM "client:\n  upgrades: websocket\nroutes: []\n",
+                  "t.yaml:4:13: client.upgrades: expected a list, got \"websocket\"\n");
+}
+END_TEST
+
 START_TEST(error_bad_rate)
 {
     ASSERT_ERRORS(UPSTREAM "routes:\n"
@@ -406,6 +421,7 @@ int main(void)
     tcase_add_test(tc, error_bad_duration);
     tcase_add_test(tc, error_bad_size);
     tcase_add_test(tc, error_bad_underscores_mode);
+    tcase_add_test(tc, error_bad_upgrades);
     tcase_add_test(tc, error_bad_rate);
     tcase_add_test(tc, error_bad_cidr);
     tcase_add_test(tc, error_bad_regex);
