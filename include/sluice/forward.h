@@ -17,14 +17,17 @@ struct sl_forward_request {
     unsigned http_minor; /* HTTP/1.<minor>, as received */
     const char *peer;    /* client address appended to X-Forwarded-For; NULL: none */
     size_t peer_len;
-    bool upgrade;      /* keep Upgrade and send "Connection: upgrade" */
+    bool upgrade;      /* send Upgrade's allowed elements and "Connection: upgrade" */
+    char *const *upgrades; /* client.upgrades: the protocol names allowed, lower case */
+    size_t nupgrades;
     bool chunked;      /* the body follows in chunked framing */
     bool strip_expect; /* sluice answers "Expect: 100-continue" itself */
 };
 
 /* Appends the request head for the upstream to `out`: the request line as received, the
  * headers minus hop-by-hop ones (Connection and every header it names, Keep-Alive,
- * Proxy-Connection, TE, Trailer, Transfer-Encoding, Upgrade unless upgrading), the peer
+ * Proxy-Connection, TE, Trailer, Transfer-Encoding, HTTP2-Settings, Upgrade unless
+ * upgrading, and then only the protocols in `upgrades`, never h2c), the peer
  * appended to X-Forwarded-For, X-Forwarded-Proto "http", X-Forwarded-Host from Host.
  * Returns 0, or -1 on ENOMEM. */
 int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out);
@@ -57,6 +60,12 @@ bool sl_forward_status_bodiless(int status);
  * Returns NULL when sluice can relay the response, else the reason to log (answer 502). */
 const char *sl_forward_check_response(unsigned http_major, unsigned http_minor, int status,
                                       bool bodiless, const struct sl_header *headers, size_t n);
+
+/* Counts the elements of the Upgrade fields among `h` (`n` fields); `*allowed` receives
+ * how many name a protocol in `names` (lower case), compared without case and ignoring
+ * any "/version". h2c is never allowed. Returns the count of all elements. */
+size_t sl_forward_upgrades(const struct sl_header *h, size_t n, char *const *names,
+                           size_t nnames, size_t *allowed);
 
 /* True when `name` (`len` bytes) is one of the fixed hop-by-hop header names. */
 bool sl_forward_is_hop_by_hop(const char *name, size_t len);

@@ -35,6 +35,9 @@ bool sl_forward_is_hop_by_hop(const char *name, size_t len)
     switch (len) {
     case 2:
         return name_is(name, len, NAME("TE"));
+    case 14:
+        /* RFC 9113 3.2.1: it belongs to the connection that asks for h2c. */
+        return name_is(name, len, NAME("HTTP2-Settings"));
     case 7:
         return name_is(name, len, NAME("Trailer")) || name_is(name, len, NAME("Upgrade"));
     case 10:
@@ -53,26 +56,38 @@ static bool is_ows(char c)
     return c == ' ' || c == '\t';
 }
 
-/* Calls back for each comma-separated, trimmed, non-empty element of a list value. */
-static void split_list(const char *v, size_t len, struct tokens *out)
+/* The next comma-separated, trimmed, non-empty element of a list value from `*pos`;
+ * false at the end. */
+static bool next_element(const char *v, size_t len, size_t *pos, struct token *out)
 {
-    size_t i = 0;
+    size_t i = *pos;
     while (i < len) {
         size_t start = i;
         while (i < len && v[i] != ',')
             i++;
-        size_t end = i;
+        size_t end = i++;
         while (start < end && is_ows(v[start]))
             start++;
         while (end > start && is_ows(v[end - 1]))
             end--;
         if (end > start) {
-            if (out->n < MAX_CONNECTION_TOKENS)
-                out->t[out->n++] = (struct token){v + start, end - start};
-            else
-                out->overflow = true;
+            *pos = i;
+            *out = (struct token){v + start, end - start};
+            return true;
         }
-        i++;
+    }
+    *pos = i;
+    return false;
+}
+
+static void split_list(const char *v, size_t len, struct tokens *out)
+{
+    struct token t;
+    for (size_t pos = 0; next_element(v, len, &pos, &t);) {
+        if (out->n < MAX_CONNECTION_TOKENS)
+            out->t[out->n++] = t;
+        else
+            out->overflow = true;
     }
 }
 
@@ -89,26 +104,67 @@ static bool list_has(const struct tokens *tk, const char *name, size_t len)
 static bool named_by_connection_slow(const struct sl_header *h, size_t n, const char *name,
                                      size_t len)
 {
+    struct token t;
     for (size_t i = 0; i < n; i++) {
         if (!name_is(h[i].name, h[i].name_len, NAME("Connection")))
             continue;
-        const char *v = h[i].value;
-        size_t vl = h[i].value_len, j = 0;
-        while (j < vl) {
-            size_t s = j;
-            while (j < vl && v[j] != ',')
-                j++;
-            size_t e = j;
-            while (s < e && is_ows(v[s]))
-                s++;
-            while (e > s && is_ows(v[e - 1]))
-                e--;
-            if (name_is(name, len, v + s, e - s))
+        for (size_t pos = 0; next_element(h[i].value, h[i].value_len, &pos, &t);)
+            if (name_is(name, len, t.s, t.len))
                 return true;
-            j++;
-        }
     }
     return false;
+}
+
+/* An Upgrade element is "name" or "name/version" (RFC 9110 7.8); the name decides. */
+static bool upgrade_allowed(const struct token *t, char *const *names, size_t nnames)
+{
+    const char *slash = memchr(t->s, '/', t->len);
+    size_t len = slash ? (size_t)(slash - t->s) : t->len;
+
+    /* Never h2c, whatever the list: HTTP/2 in a tunnel is requests no limit sees. */
+    if (name_is(t->s, len, NAME("h2c")))
+        return false;
+    for (size_t i = 0; i < nnames; i++)
+        if (name_is(t->s, len, names[i], strlen(names[i])))
+            return true;
+    return false;
+}
+
+size_t sl_forward_upgrades(const struct sl_header *h, size_t n, char *const *names,
+                           size_t nnames, size_t *allowed)
+{
+    size_t total = 0;
+    struct token t;
+
+    *allowed = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (!name_is(h[i].name, h[i].name_len, NAME("Upgrade")))
+            continue;
+        for (size_t pos = 0; next_element(h[i].value, h[i].value_len, &pos, &t); total++)
+            *allowed += upgrade_allowed(&t, names, nnames);
+    }
+    return total;
+}
+
+/* One Upgrade field holding the allowed elements of all of the request's, in order. */
+static void add_upgrade(struct sl_text *out, const struct sl_forward_request *f)
+{
+    const struct sl_header *h = f->req->headers;
+    const char *sep = "Upgrade: ";
+    struct token t;
+
+    for (size_t i = 0; i < f->req->nheaders; i++) {
+        if (!name_is(h[i].name, h[i].name_len, NAME("Upgrade")))
+            continue;
+        for (size_t pos = 0; next_element(h[i].value, h[i].value_len, &pos, &t);) {
+            if (!upgrade_allowed(&t, f->upgrades, f->nupgrades))
+                continue;
+            sl_text_add(out, sep, strlen(sep));
+            sl_text_add(out, t.s, t.len);
+            sep = ", ";
+        }
+    }
+    SL_TEXT_LIT(out, "\r\n");
 }
 
 static void connection_tokens(const struct sl_header *h, size_t n, struct tokens *tk)
@@ -160,10 +216,6 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
         const char *name = h[i].name;
         size_t len = h[i].name_len;
 
-        if (name_is(name, len, NAME("Upgrade")) && f->upgrade) {
-            add_header(&t, &h[i]);
-            continue;
-        }
         if (sl_forward_is_hop_by_hop(name, len) ||
             named_by_connection(&tk, h, r->nheaders, name, len))
             continue;
@@ -206,8 +258,10 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
     }
     if (f->chunked)
         SL_TEXT_LIT(&t, "Transfer-Encoding: chunked\r\n");
-    if (f->upgrade)
+    if (f->upgrade) {
+        add_upgrade(&t, f);
         SL_TEXT_LIT(&t, "Connection: upgrade\r\n");
+    }
     SL_TEXT_LIT(&t, "\r\n");
     return sl_text_flush(&t);
 }

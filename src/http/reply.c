@@ -43,6 +43,8 @@ static const char *default_error(int status)
     switch (status) {
     case 400:
         return "bad_request";
+    case 405:
+        return "method_not_allowed";
     case 408:
         return "request_timeout";
     case 413:

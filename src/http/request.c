@@ -6,6 +6,7 @@
 
 #include "http.h"
 #include "sluice/clock.h"
+#include "sluice/forward.h"
 #include "sluice/log.h"
 
 void sl_conn_request_done(struct sl_conn *c)
@@ -150,8 +151,11 @@ static int validate(struct sl_conn *c)
 
     if (llhttp_get_http_major(&c->parser) != 1 || llhttp_get_http_minor(&c->parser) > 1)
         return 505;
-    if (h->obs_fold || llhttp_get_method(&c->parser) == HTTP_CONNECT)
+    if (h->obs_fold)
         return 400;
+    /* A tunnel to wherever the client names would carry anything past the limits. */
+    if (llhttp_get_method(&c->parser) == HTTP_CONNECT)
+        return 405;
     for (size_t i = 0; i < h->nfields; i++) {
         const struct sl_header *f = &h->headers[i];
         char last = f->name_len ? f->name[f->name_len - 1] : ' ';
@@ -192,6 +196,25 @@ static int check_underscores(struct sl_conn *c)
     return mode == SL_UNDERSCORES_REJECT ? 400 : 0;
 }
 
+/* client.upgrades: an Upgrade naming no allowed protocol is not one. The field goes (a
+ * non-upgrade head never forwards it), and llhttp, told so before it resumes, reads any
+ * body and the next request as HTTP/1.1 instead of stopping for a new protocol. Without
+ * this an upstream that speaks h2c after 101 would take every later request on the
+ * connection past the limits. */
+static void filter_upgrade(struct sl_conn *c, uint8_t method)
+{
+    const struct sl_client_config *cc = &c->cfg->client;
+    size_t allowed;
+
+    if (!c->upgrade || method == HTTP_CONNECT)
+        return;
+    sl_forward_upgrades(c->head.headers, c->head.nfields, cc->upgrades, cc->nupgrades, &allowed);
+    if (allowed == 0) {
+        c->upgrade = false;
+        c->parser.upgrade = 0;
+    }
+}
+
 static void start_request(struct sl_conn *c)
 {
     struct sl_head *h = &c->head;
@@ -209,6 +232,7 @@ static void start_request(struct sl_conn *c)
     c->chunked = (p->flags & F_CHUNKED) != 0;
     c->has_body = c->chunked || p->content_length > 0;
     c->upgrade = llhttp_get_upgrade(p) != 0;
+    filter_upgrade(c, method);
     c->is_head = method == HTTP_HEAD;
     c->idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
                     method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;

@@ -114,6 +114,8 @@ static void write_head(struct sl_conn *c)
         .peer = c->peer_text_len ? c->peer_text : NULL,
         .peer_len = c->peer_text_len,
         .upgrade = c->upgrade,
+        .upgrades = c->cfg->client.upgrades,
+        .nupgrades = c->cfg->client.nupgrades,
         .chunked = c->chunked,
         .strip_expect = c->expect_continue,
     };
@@ -248,7 +250,11 @@ static void send_response_head(struct sl_conn *c)
     if (status == 101) {
         /* RFC 9110 15.2.2: a 101 names the protocol in Upgrade; without it the client
          * cannot tell what the bytes after the head are, and would read them as HTTP. */
-        if (!c->upgrade || !(up->parser.flags & F_UPGRADE)) {
+        size_t allowed, named = sl_forward_upgrades(h->headers, h->nfields,
+                                                    c->cfg->client.upgrades,
+                                                    c->cfg->client.nupgrades, &allowed);
+        /* Nor is a switch to a protocol not allowed tunnelled, h2c above all. */
+        if (!c->upgrade || !(up->parser.flags & F_UPGRADE) || named == 0 || allowed < named) {
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }

@@ -70,8 +70,8 @@ def free_port():
 def upstream_factory(tmp_path):
     started = []
 
-    def start(unix=False):
-        up = Upstream(str(tmp_path), unix)
+    def start(unix=False, script="upstream.py"):
+        up = Upstream(str(tmp_path), unix, script)
         started.append(up)
         return up
     yield start

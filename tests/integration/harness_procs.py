@@ -23,10 +23,11 @@ SANITIZER_MARKERS = ("AddressSanitizer", "LeakSanitizer", "runtime error", "Thre
 # ---------------------------------------------------------------- the upstream
 
 class Upstream:
-    """upstream.py in its own process on 127.0.0.1:port, or on a unix socket (then
-    .port is None and .unix the path)."""
+    """upstream.py (or another `script` of this folder taking --listen and printing
+    "ready") in its own process on 127.0.0.1:port, or on a unix socket (then .port is
+    None and .unix the path)."""
 
-    def __init__(self, tmp_dir, unix=False):
+    def __init__(self, tmp_dir, unix=False, script="upstream.py"):
         self.tmp_dir = tmp_dir
         self.proc = None
         self.unix = None
@@ -39,13 +40,13 @@ class Upstream:
                 where = ["--listen", f"127.0.0.1:{self.port}"]
             self.err_path = os.path.join(tmp_dir, f"upstream-{self.port or attempt}.err")
             self.proc = subprocess.Popen(
-                [sys.executable, os.path.join(HERE, "upstream.py")] + where,
+                [sys.executable, os.path.join(HERE, script)] + where,
                 stdout=subprocess.PIPE, stderr=open(self.err_path, "w"))
             if self._wait_ready():
                 break
             self.stop()
         else:
-            pytest.fail("upstream.py did not start")
+            pytest.fail(f"{script} did not start")
         self.url = f"unix:{self.unix}" if unix else f"http://127.0.0.1:{self.port}"
 
     def _wait_ready(self):

@@ -193,9 +193,11 @@ def test_response_before_request_body_closes_both_sides(proxy):
 
 def test_connect_is_never_forwarded(proxy):
     # A 2xx to CONNECT turns the connection into a tunnel, a framing llhttp's response
-    # parser cannot know of: sluice refuses CONNECT, so it never reads such a response.
+    # parser cannot know of, and a tunnel to wherever the client names would pass every
+    # limit: sluice answers CONNECT 405, so it never reads such a response.
     with Client(proxy.port) as c:
         resp = c.exchange(request("CONNECT", "example.com:443", host="example.com:443"))
-        assert resp.status == 400, resp
+        assert resp.status == 405, resp
+        assert resp.json() == {"error": "method_not_allowed"}
         assert c.closed_by_peer()
     assert proxy.upstream.log() == []

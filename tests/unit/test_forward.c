@@ -22,6 +22,8 @@ static char *drain(struct evbuffer *b)
     return out;
 }
 
+static char *const websocket[] = {"websocket"};
+
 static char *request_head(const struct sl_header *h, size_t n, struct sl_forward_request f)
 {
     struct sl_request req = {"GET", 3, "/a/../b?q=%20", 13, h, n, NULL};
@@ -79,10 +81,51 @@ START_TEST(upgrade_kept_when_upgrading)
 {
     const struct sl_header h[] = {H("Host", "h"), H("Connection", "Upgrade"),
                                   H("Upgrade", "websocket")};
-    char *s = request_head(h, 3, (struct sl_forward_request){.http_minor = 1, .upgrade = true});
+    char *s = request_head(h, 3,
+                           (struct sl_forward_request){
+                               .http_minor = 1, .upgrade = true, .upgrades = websocket, .nupgrades = 1});
     ck_assert_ptr_nonnull(strstr(s, "Upgrade: websocket\r\n"));
     ck_assert_ptr_nonnull(strstr(s, "Connection: upgrade\r\n"));
     free(s);
+}
+END_TEST
+
+/* h2c smuggling: only the allowed protocols go up, h2c never, and HTTP2-Settings with it. */
+START_TEST(upgrade_keeps_only_allowed_protocols)
+{
+    char *const both[] = {"websocket", "h2c"};
+    const struct sl_header h[] = {H("Host", "h"),
+                                  H("Connection", "Upgrade"),
+                                  H("Upgrade", "WebSocket/13, h2c"),
+                                  H("HTTP2-Settings", "AAMAAABkAARAAAAAAAIAAAAA"),
+                                  H("upgrade", " H2C/1 ,foo,websocket")};
+    char *s = request_head(h, 5,
+                           (struct sl_forward_request){
+                               .http_minor = 1, .upgrade = true, .upgrades = both, .nupgrades = 2});
+    ck_assert_str_eq(s, "GET /a/../b?q=%20 HTTP/1.1\r\n"
+                        "Host: h\r\n"
+                        "X-Forwarded-Proto: http\r\n"
+                        "X-Forwarded-Host: h\r\n"
+                        "Upgrade: WebSocket/13, websocket\r\n"
+                        "Connection: upgrade\r\n"
+                        "\r\n");
+    free(s);
+}
+END_TEST
+
+START_TEST(upgrades_counted)
+{
+    const struct sl_header h[] = {H("Upgrade", "h2c"), H("X", "websocket"),
+                                  H("UPGRADE", ", WEBSOCKET/13 , , TLS/1.2,")};
+    size_t allowed;
+
+    ck_assert_uint_eq(sl_forward_upgrades(h, 3, websocket, 1, &allowed), 3);
+    ck_assert_uint_eq(allowed, 1);
+    ck_assert_uint_eq(sl_forward_upgrades(h, 1, websocket, 1, &allowed), 1);
+    ck_assert_uint_eq(allowed, 0);
+    ck_assert_uint_eq(sl_forward_upgrades(h + 1, 1, websocket, 1, &allowed), 0);
+    ck_assert_uint_eq(sl_forward_upgrades(h + 2, 1, NULL, 0, &allowed), 2);
+    ck_assert_uint_eq(allowed, 0);
 }
 END_TEST
 
@@ -160,6 +203,7 @@ START_TEST(hop_by_hop_names)
     ck_assert(sl_forward_is_hop_by_hop("te", 2));
     ck_assert(sl_forward_is_hop_by_hop("CONNECTION", 10));
     ck_assert(sl_forward_is_hop_by_hop("transfer-encoding", 17));
+    ck_assert(sl_forward_is_hop_by_hop("http2-settings", 14));
     ck_assert(!sl_forward_is_hop_by_hop("Content-Length", 14));
     ck_assert(!sl_forward_is_hop_by_hop("Host", 4));
 }
@@ -233,6 +277,8 @@ int main(void)
     tcase_add_test(tc, request_line_as_received_and_forwarded_headers);
     tcase_add_test(tc, hop_by_hop_removed);
     tcase_add_test(tc, upgrade_kept_when_upgrading);
+    tcase_add_test(tc, upgrade_keeps_only_allowed_protocols);
+    tcase_add_test(tc, upgrades_counted);
     tcase_add_test(tc, x_forwarded_for_merged_and_appended);
     tcase_add_test(tc, expect_stripped_only_when_answered_locally);
     tcase_add_test(tc, response_head_filtered);
