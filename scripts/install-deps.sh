@@ -14,9 +14,11 @@ if [ "$(dpkg --print-architecture)" = amd64 ]; then
 fi
 for arg in "$@"; do
     case "$arg" in
-    # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON checks
+    # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON
+    # checks; python3-h2: an application that speaks h2c; nghttp2-client: nghttp and h2load
     --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
-                       prometheus clang-14 libclang-rt-14-dev libyajl-dev) ;;
+                       prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
+                       nghttp2-client) ;;
     --bench) packages+=(nginx-light wrk redis-server redis-tools curl) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
