@@ -159,12 +159,12 @@ static void add_key_fields(struct evbuffer *b, const struct sl_config *cfg,
     evbuffer_add(b, "}", 1);
 }
 
-void sl_access_log_request(struct sl_worker *w, const struct sl_conn *c)
+void sl_access_log_request(struct sl_worker *w, const struct sl_exchange *x)
 {
     struct evbuffer *b = w->log_buf;
     uint64_t now = sl_clock_real_us();
     int64_t sec = (int64_t)(now / 1000000);
-    const struct sl_head *h = &c->head;
+    const struct sl_request *req = &x->req;
 
     if (w->server->access_fd < 0)
         return;
@@ -178,41 +178,32 @@ void sl_access_log_request(struct sl_worker *w, const struct sl_conn *c)
     evbuffer_add_printf(b, "{\"ts\":\"%s%03uZ\",\"client\":", w->log_ts,
                         (unsigned)(now / 1000 % 1000));
     char ip[48];
-    const char *client = c->peer_text;
-    if (c->has_verdict && c->verdict.client.family) {
-        int fam = c->verdict.client.family;
-        if (inet_ntop(fam, c->verdict.client.addr, ip, sizeof ip))
+    const char *client = x->peer_text;
+    if (x->has_verdict && x->verdict.client.family) {
+        int fam = x->verdict.client.family;
+        if (inet_ntop(fam, x->verdict.client.addr, ip, sizeof ip))
             client = ip;
     }
     sl_json_append_string(b, client, strlen(client));
-    /* A request refused in its first bytes has no head text at all. */
-    const char *text = h->buf ? h->buf : "";
     evbuffer_add(b, ",\"method\":", 10);
-    sl_json_append_string(b, text + h->method_off, h->method_len);
+    sl_json_append_string(b, req->method, req->method_len);
     evbuffer_add(b, ",\"path\":", 8);
-    sl_json_append_string(b, text + h->url_off, h->url_len);
-    evbuffer_add_printf(b, ",\"status\":%d,\"route\":", c->status);
-    const char *route = c->has_verdict && c->verdict.route ? c->verdict.route->name : "";
+    sl_json_append_string(b, req->target, req->target_len);
+    evbuffer_add_printf(b, ",\"status\":%d,\"route\":", x->status);
+    const char *route = x->has_verdict && x->verdict.route ? x->verdict.route->name : "";
     sl_json_append_string(b, route, strlen(route));
     evbuffer_add(b, ",\"decision\":", 12);
-    const char *decision = c->has_verdict ? sl_outcome_name(c->verdict.outcome) : "";
+    const char *decision = x->has_verdict ? sl_outcome_name(x->verdict.outcome) : "";
     sl_json_append_string(b, decision, strlen(decision));
     /* Only a request the engine saw has a complete head to read. Before the sizes and
      * durations: `sluice replay` stops reading a line at "bytes_in". */
-    if (c->cfg->access_log_key_fields && c->has_verdict) {
-        struct sl_request req = {.method = h->buf + h->method_off,
-                                 .method_len = h->method_len,
-                                 .target = h->buf + h->url_off,
-                                 .target_len = h->url_len,
-                                 .headers = h->headers,
-                                 .nheaders = h->nfields};
-        add_key_fields(b, c->cfg, &req);
-    }
-    evbuffer_add_printf(b, ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64, c->bytes_in,
-                        c->bytes_out);
-    add_ms(b, "duration_ms", c->duration_us);
-    if (c->t_upstream)
-        add_ms(b, "upstream_ms", c->upstream_us);
+    if (x->cfg->access_log_key_fields && x->has_verdict)
+        add_key_fields(b, x->cfg, req);
+    evbuffer_add_printf(b, ",\"bytes_in\":%" PRIu64 ",\"bytes_out\":%" PRIu64, x->bytes_in,
+                        x->bytes_out);
+    add_ms(b, "duration_ms", x->duration_us);
+    if (x->t_upstream)
+        add_ms(b, "upstream_ms", x->upstream_us);
     else
         evbuffer_add(b, ",\"upstream_ms\":null", 19);
     evbuffer_add(b, "}\n", 2);

@@ -38,7 +38,7 @@ void sl_conn_leave(struct sl_conn *c)
         return;
     if (!c->dying)
         sync_read(c);
-    else if (!c->decision_pending)
+    else if (!c->x.decision_pending)
         conn_free(c);
 }
 
@@ -53,7 +53,7 @@ void sl_conn_kill(struct sl_conn *c)
         event_del(&c->timer);
         c->timer_due_us = 0;
     }
-    if (c->busy == 0 && !c->decision_pending)
+    if (c->busy == 0 && !c->x.decision_pending)
         conn_free(c);
 }
 
@@ -99,7 +99,7 @@ void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)
 void sl_conn_fail(struct sl_conn *c, int status)
 {
     sl_upstream_release(c, false);
-    if (c->resp_head_sent) {
+    if (c->x.resp_head_sent) {
         sl_conn_kill(c);
         return;
     }
@@ -164,7 +164,7 @@ void sl_conn_process(struct sl_conn *c)
             again = sl_request_read_head(c);
             break;
         case SL_C_PROXY:
-            if (!c->req_done && c->up)
+            if (!c->x.req_done && c->up)
                 sl_upstream_pump_body(c);
             again = false;
             break;
@@ -219,8 +219,8 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
     sl_conn_enter(c);
     if (c->state == SL_C_TUNNEL) {
         sl_tunnel_pump(c);
-    } else if (c->resp_blocked && c->up) {
-        c->resp_blocked = false;
+    } else if (c->x.resp_blocked && c->up) {
+        c->x.resp_blocked = false;
         sl_upstream_process(c);
     }
     if (!c->dying && evbuffer_get_length(out) == 0) {
@@ -251,7 +251,7 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
             sl_tunnel_pump(c);
             break;
         default:
-            if (!c->req_done && evbuffer_get_length(bufferevent_get_input(bev)) == 0)
+            if (!c->x.req_done && evbuffer_get_length(bufferevent_get_input(bev)) == 0)
                 sl_conn_kill(c);
             else
                 c->close_after = true;
@@ -282,8 +282,8 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         }
         if (c->head_started || c->first_request) {
             if (!c->head_started) {
-                c->t_start = sl_clock_mono_us();
-                c->bytes_in = c->bytes_out = 0;
+                c->x.t_start = sl_clock_mono_us();
+                c->x.bytes_in = c->x.bytes_out = 0;
             }
             sl_reply(c, 408, NULL, NULL, true);
             sl_conn_request_done(c);
@@ -339,7 +339,10 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
         setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     format_peer(c);
+    c->x.peer_text = c->peer_text;
+    c->x.peer_text_len = c->peer_text_len;
     c->cfg = sl_cfg_ref(w->cfg);
+    c->x.cfg = c->cfg;
     sl_head_init(&c->head, c->cfg->client.max_header_bytes);
     sl_head_reset(&c->head);
     llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
@@ -381,13 +384,13 @@ static void conn_free(struct sl_conn *c)
 {
     struct sl_worker *w = c->w;
 
-    sl_engine_verdict_done(w->engine, &c->verdict);
+    sl_engine_verdict_done(w->engine, &c->x.verdict);
     sl_upstream_release(c, false);
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);
-    sl_textbuf_free(&c->vheaders);
-    sl_textbuf_free(&c->vbody);
+    sl_textbuf_free(&c->x.vheaders);
+    sl_textbuf_free(&c->x.vbody);
     sl_head_deinit(&c->head);
     sl_cfg_unref(c->cfg);
     if (c->prev)

@@ -21,6 +21,8 @@
 #include "sluice/request.h"
 #include "sluice/text.h"
 
+#include "exchange.h"
+
 /* Flow control: a side stops being read while the other side's output holds more than
  * HIGH_WATER bytes and resumes when it drains below LOW_WATER. Reads stop by themselves
  * when a side's own input holds INPUT_MAX bytes nobody has taken. */
@@ -294,32 +296,18 @@ struct sl_conn {
     char peer_text[48];
     size_t peer_text_len;
 
-    struct sl_verdict verdict;
-    struct sl_textbuf vheaders, vbody; /* the verdict's buffers, reused by every request */
-    bool decision_pending;             /* the engine owes a callback: the connection must live */
-    bool has_verdict;
-    unsigned busy;   /* nesting of callbacks running on this connection */
-    bool dying;      /* free when busy reaches 0 and no decision is pending */
-    bool in_process; /* sl_conn_process is on the stack: it loops, no recursion */
+    struct sl_exchange x; /* the request in flight, or the last one; one at a time */
+    unsigned busy;        /* nesting of callbacks running on this connection */
+    bool dying;           /* free when busy reaches 0 and no decision is pending */
+    bool in_process;      /* sl_conn_process is on the stack: it loops, no recursion */
     bool lingering;
 
-    /* The request in flight. */
-    uint64_t t_start, t_upstream;
-    uint64_t release_us; /* SL_C_DELAY: forwarded no earlier than this (CLOCK_MONOTONIC) */
-    uint64_t upstream_us, duration_us;
-    uint64_t head_bytes;
-    uint64_t bytes_in, bytes_out;
-    int status;
-    unsigned http_minor;
-    bool head_started; /* a byte of the current request head arrived */
-    bool header_timer; /* the timer holds this head's header_timeout */
+    unsigned http_minor; /* of the request in flight */
+    bool head_started;   /* a byte of the current request head arrived */
+    bool header_timer;   /* the timer holds this head's header_timeout */
     bool first_request;
-    bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
-    bool req_done, resp_head_sent, resp_done;
-    bool req_blocked, resp_blocked;
     bool close_after; /* close once the current response is written */
     bool client_eof;
-    bool retried;
 };
 
 void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
@@ -352,6 +340,9 @@ void sl_conn_arm_idle(struct sl_conn *c, uint64_t now_us);
 void sl_conn_linger_start(struct sl_conn *c);
 
 /* ---- request.c ---- */
+
+/* Points c->x.req at the head as parsed so far (its fields only when `complete`). */
+void sl_request_expose_head(struct sl_conn *c, bool complete);
 
 /* Parses the request head in the input; returns true when the state moved on. */
 bool sl_request_read_head(struct sl_conn *c);
@@ -428,7 +419,7 @@ void sl_pool_drop(struct sl_upstream *up);
 
 int sl_access_log_init(struct sl_worker *w);
 void sl_access_log_deinit(struct sl_worker *w);
-void sl_access_log_request(struct sl_worker *w, const struct sl_conn *c);
+void sl_access_log_request(struct sl_worker *w, const struct sl_exchange *x);
 void sl_access_log_flush(struct sl_worker *w);
 
 #endif

@@ -97,16 +97,16 @@ void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
     else
         SL_TEXT_LIT(&t, "\r\n");
     /* RFC 9110 9.3.2: a response to HEAD has the same headers and no content. */
-    if (!c->is_head && dflt) {
+    if (!c->x.is_head && dflt) {
         SL_TEXT_LIT(&t, "{\"error\":\"");
         sl_text_add(&t, dflt, strlen(dflt));
         SL_TEXT_LIT(&t, "\"}\n");
-    } else if (!c->is_head) {
+    } else if (!c->x.is_head) {
         sl_text_add(&t, body->data, body->len);
     }
-    c->bytes_out += evbuffer_get_length(out) - before + t.len;
-    c->status = status;
-    c->resp_head_sent = true;
+    c->x.bytes_out += evbuffer_get_length(out) - before + t.len;
+    c->x.status = status;
+    c->x.resp_head_sent = true;
     if (close)
         c->close_after = true;
     sl_conn_send_text(c, &t);

@@ -9,46 +9,66 @@
 #include "sluice/forward.h"
 #include "sluice/log.h"
 
+void sl_request_expose_head(struct sl_conn *c, bool complete)
+{
+    const struct sl_head *h = &c->head;
+    /* A request refused in its first bytes has no head text at all. */
+    const char *text = h->buf ? h->buf : "";
+
+    c->x.req.method = text + h->method_off;
+    c->x.req.method_len = h->method_len;
+    c->x.req.target = text + h->url_off;
+    c->x.req.target_len = h->url_len;
+    /* `headers` holds the fields once the head is complete and checked. */
+    c->x.req.headers = h->headers;
+    c->x.req.nheaders = complete ? h->nfields : 0;
+    c->x.req.peer = (const struct sockaddr *)&c->peer;
+    c->x.proto = c->http_minor ? SL_PROTO_11 : SL_PROTO_10;
+}
+
 void sl_conn_request_done(struct sl_conn *c)
 {
     struct sl_worker *w = c->w;
     uint64_t now = sl_clock_mono_us();
-    const struct sl_route *route = c->has_verdict ? c->verdict.route : NULL;
+    const struct sl_route *route = c->x.has_verdict ? c->x.verdict.route : NULL;
 
-    c->duration_us = now - c->t_start;
-    sl_engine_verdict_done(w->engine, &c->verdict);
-    if (c->has_verdict)
-        sl_metrics_request(w->metrics, route, c->verdict.outcome, c->duration_us);
-    sl_metrics_response(w->metrics, route, c->status);
-    if (c->cfg->access_log != SL_ACCESS_LOG_OFF)
-        sl_access_log_request(w, c);
+    c->x.duration_us = now - c->x.t_start;
+    sl_engine_verdict_done(w->engine, &c->x.verdict);
+    if (c->x.has_verdict)
+        sl_metrics_request(w->metrics, route, c->x.verdict.outcome, c->x.duration_us);
+    sl_metrics_response(w->metrics, route, c->x.status);
+    if (c->cfg->access_log != SL_ACCESS_LOG_OFF) {
+        if (!c->x.has_verdict)
+            sl_request_expose_head(c, false); /* refused before the engine saw it */
+        sl_access_log_request(w, &c->x);
+    }
 
-    if (c->has_body && !c->req_done)
+    if (c->x.has_body && !c->x.req_done)
         c->close_after = true; /* the rest of the body would be read as the next request */
     if (w->draining)
         c->close_after = true;
     if (c->close_after) {
         c->state = SL_C_LINGER;
-        if (c->has_body && !c->req_done)
+        if (c->x.has_body && !c->x.req_done)
             sl_conn_set_read_timeout(c, false);
         if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
             sl_conn_linger_start(c);
         return;
     }
-    if (c->has_body)
+    if (c->x.has_body)
         sl_conn_set_read_timeout(c, false);
     c->state = SL_C_HEAD;
     c->head_started = false;
     c->header_timer = false;
     c->first_request = false;
-    c->has_verdict = false;
+    c->x.has_verdict = false;
     sl_head_reset(&c->head);
-    if (c->upgrade) {
+    if (c->x.upgrade) {
         /* The upstream declined the upgrade: the connection goes on as HTTP/1.1, and
          * llhttp, which stopped at the upgrade, starts over. */
         llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
         c->parser.data = &c->head;
-        c->upgrade = false;
+        c->x.upgrade = false;
     } else {
         llhttp_resume(&c->parser);
     }
@@ -59,32 +79,32 @@ void sl_conn_request_done(struct sl_conn *c)
 
 void sl_request_forward(struct sl_conn *c)
 {
-    if (c->expect_continue) {
+    if (c->x.expect_continue) {
         /* RFC 9110 10.1.1: the client waits for this before sending the body; it is sent
          * only once the request is admitted, so a refused body is never transmitted. */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof cont - 1);
-        c->bytes_out += sizeof cont - 1;
+        c->x.bytes_out += sizeof cont - 1;
         sl_conn_flush(c);
     }
     c->state = SL_C_PROXY;
-    c->t_upstream = sl_clock_mono_us();
-    if (c->has_body && !c->req_done)
+    c->x.t_upstream = sl_clock_mono_us();
+    if (c->x.has_body && !c->x.req_done)
         sl_conn_set_read_timeout(c, true);
     sl_upstream_forward(c);
 }
 
 static void apply_verdict(struct sl_conn *c)
 {
-    struct sl_verdict *v = &c->verdict;
+    struct sl_verdict *v = &c->x.verdict;
 
-    c->has_verdict = !v->rejected; /* a 400 before any limit is no decision to count */
+    c->x.has_verdict = !v->rejected; /* a 400 before any limit is no decision to count */
     if (v->status) {
         /* With Expect the body was never sent, and without it the body may be large: both
          * are better ended by closing than by reading and discarding. */
-        bool close = c->close_after || (c->has_body && !c->req_done && c->expect_continue);
+        bool close = c->close_after || (c->x.has_body && !c->x.req_done && c->x.expect_continue);
         sl_reply(c, v->status, v->headers, v->body, close);
-        if (c->has_body && !c->req_done && !close) {
+        if (c->x.has_body && !c->x.req_done && !close) {
             c->state = SL_C_DISCARD;
             sl_conn_set_read_timeout(c, true);
         } else {
@@ -95,7 +115,7 @@ static void apply_verdict(struct sl_conn *c)
     if (v->delay_us) {
         c->state = SL_C_DELAY;
         /* Counted from now, at or after the decision, so never shorter than decided. */
-        c->release_us = sl_clock_mono_us() + v->delay_us;
+        c->x.release_us = sl_clock_mono_us() + v->delay_us;
         sl_request_hold(c);
         return;
     }
@@ -105,11 +125,11 @@ static void apply_verdict(struct sl_conn *c)
 void sl_request_hold(struct sl_conn *c)
 {
     uint64_t now = sl_clock_mono_us();
-    if (now >= c->release_us) {
+    if (now >= c->x.release_us) {
         sl_request_forward(c);
         return;
     }
-    uint64_t left = c->release_us - now;
+    uint64_t left = c->x.release_us - now;
     struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
     /* libevent counts a timeout from the time it cached at the start of this loop turn;
      * the delay counts from now, later by whatever this turn did before it, and a request
@@ -123,7 +143,7 @@ static void on_verdict(void *arg, struct sl_verdict *v)
 {
     struct sl_conn *c = arg;
     sl_conn_enter(c);
-    c->decision_pending = false;
+    c->x.decision_pending = false;
     if (!c->dying) {
         apply_verdict(c);
         if (!c->in_process && !c->dying)
@@ -170,12 +190,12 @@ static int validate(struct sl_conn *c)
             if (!value_is(f, "chunked", 7) || c->http_minor == 0)
                 return 400;
         } else if (name_is(f, "Expect", 6) && value_is(f, "100-continue", 12)) {
-            c->expect_continue = c->http_minor == 1;
+            c->x.expect_continue = c->http_minor == 1;
         }
     }
     if (hosts > 1 || (hosts == 0 && c->http_minor == 1))
         return 400;
-    if (c->upgrade && c->has_body)
+    if (c->x.upgrade && c->x.has_body)
         return 400;
     return 0;
 }
@@ -206,11 +226,11 @@ static void filter_upgrade(struct sl_conn *c, uint8_t method)
     const struct sl_client_config *cc = &c->cfg->client;
     size_t allowed;
 
-    if (!c->upgrade || method == HTTP_CONNECT)
+    if (!c->x.upgrade || method == HTTP_CONNECT)
         return;
     sl_forward_upgrades(c->head.headers, c->head.nfields, cc->upgrades, cc->nupgrades, &allowed);
     if (allowed == 0) {
-        c->upgrade = false;
+        c->x.upgrade = false;
         c->parser.upgrade = 0;
     }
 }
@@ -229,57 +249,49 @@ static void start_request(struct sl_conn *c)
     }
     uint8_t method = llhttp_get_method(p);
     c->http_minor = llhttp_get_http_minor(p);
-    c->chunked = (p->flags & F_CHUNKED) != 0;
-    c->has_body = c->chunked || p->content_length > 0;
-    c->upgrade = llhttp_get_upgrade(p) != 0;
+    c->x.chunked = (p->flags & F_CHUNKED) != 0;
+    c->x.has_body = c->x.chunked || p->content_length > 0;
+    c->x.upgrade = llhttp_get_upgrade(p) != 0;
     filter_upgrade(c, method);
-    c->is_head = method == HTTP_HEAD;
-    c->idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
+    c->x.is_head = method == HTTP_HEAD;
+    c->x.idempotent = method == HTTP_GET || method == HTTP_HEAD || method == HTTP_OPTIONS ||
                     method == HTTP_TRACE || method == HTTP_PUT || method == HTTP_DELETE;
-    c->expect_continue = false;
-    c->req_done = c->resp_head_sent = c->resp_done = false;
-    c->req_blocked = c->resp_blocked = c->retried = false;
+    c->x.expect_continue = false;
+    c->x.req_done = c->x.resp_head_sent = c->x.resp_done = false;
+    c->x.req_blocked = c->x.resp_blocked = c->x.retried = false;
     c->close_after = !llhttp_should_keep_alive(p) ||
                      atomic_load_explicit(&c->w->server->closing, memory_order_relaxed);
-    c->status = 0;
-    c->upstream_us = 0;
-    c->t_upstream = 0;
+    c->x.status = 0;
+    c->x.upstream_us = 0;
+    c->x.t_upstream = 0;
 
     int status = check_underscores(c);
     if (!status)
         status = validate(c);
-    if (!status && !c->chunked && c->cfg->client.max_body_bytes &&
+    if (!status && !c->x.chunked && c->cfg->client.max_body_bytes &&
         p->content_length > c->cfg->client.max_body_bytes)
         status = 413;
     if (status) {
-        c->has_body = false; /* never read: the connection closes */
+        c->x.has_body = false; /* never read: the connection closes */
         sl_reply(c, status, NULL, NULL, true);
         sl_conn_request_done(c);
         return;
     }
     llhttp_resume(p);
-    if (!c->has_body) {
+    if (!c->x.has_body) {
         /* Lets llhttp reach on_message_complete, which needs no further byte. */
         llhttp_execute(p, h->buf, 0);
-        c->req_done = true;
+        c->x.req_done = true;
     }
 
-    struct sl_request req = {
-        .method = h->buf + h->method_off,
-        .method_len = h->method_len,
-        .target = h->buf + h->url_off,
-        .target_len = h->url_len,
-        .headers = h->headers,
-        .nheaders = h->nfields,
-        .peer = (const struct sockaddr *)&c->peer,
-    };
-    struct sl_verdict *v = &c->verdict;
-    c->vheaders.len = c->vbody.len = 0;
-    v->headers = &c->vheaders;
-    v->body = &c->vbody;
+    sl_request_expose_head(c, true);
+    struct sl_verdict *v = &c->x.verdict;
+    c->x.vheaders.len = c->x.vbody.len = 0;
+    v->headers = &c->x.vheaders;
+    v->body = &c->x.vbody;
     c->state = SL_C_DECIDE;
-    c->decision_pending = true;
-    sl_engine_decide(c->w->engine, c->cfg, &req, v, on_verdict, c);
+    c->x.decision_pending = true;
+    sl_engine_decide(c->w->engine, c->cfg, &c->x.req, v, on_verdict, c);
 }
 
 /* Returns true when the state moved on and the caller should look again. */
@@ -298,16 +310,17 @@ bool sl_request_read_head(struct sl_conn *c)
         return false;
     if (!c->head_started) {
         c->head_started = true;
-        c->t_start = sl_clock_mono_us();
-        c->bytes_in = c->bytes_out = 0;
-        c->head_bytes = 0;
-        c->is_head = false;
+        c->x.t_start = sl_clock_mono_us();
+        c->x.bytes_in = c->x.bytes_out = 0;
+        c->x.head_bytes = 0;
+        c->x.is_head = false;
         sl_worker_adopt_config(c->w);
         if (c->cfg != c->w->cfg) {
             sl_cfg_unref(c->cfg);
             c->cfg = sl_cfg_ref(c->w->cfg);
         }
         c->head.max = c->cfg->client.max_header_bytes;
+        c->x.cfg = c->cfg;
     }
 
     llhttp_errno_t err;
@@ -318,9 +331,9 @@ bool sl_request_read_head(struct sl_conn *c)
         sl_log_debug("bad request from %s: %s", c->peer_text, llhttp_errno_name(err));
     } else {
         evbuffer_drain(in, (size_t)n);
-        c->bytes_in += (uint64_t)n;
-        c->head_bytes += (uint64_t)n;
-        if (c->head_bytes > c->cfg->client.max_header_bytes)
+        c->x.bytes_in += (uint64_t)n;
+        c->x.head_bytes += (uint64_t)n;
+        if (c->x.head_bytes > c->cfg->client.max_header_bytes)
             status = 431;
     }
     if (status) {
@@ -356,13 +369,13 @@ bool sl_request_discard_body(struct sl_conn *c)
         return false;
     }
     evbuffer_drain(in, (size_t)n);
-    c->bytes_in += (uint64_t)n;
+    c->x.bytes_in += (uint64_t)n;
     if (!c->head.msg_done) {
         if (c->client_eof)
             sl_conn_kill(c);
         return false;
     }
-    c->req_done = true;
+    c->x.req_done = true;
     sl_conn_request_done(c);
     return true;
 }

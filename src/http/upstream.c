@@ -55,7 +55,7 @@ static void set_timeouts(struct sl_conn *c)
     struct sl_upstream *up = c->up;
     const struct sl_upstream_config *u = &c->cfg->upstream;
     struct timeval rd = tv_ms(u->timeout_ms);
-    bool on = up->connected && c->req_done;
+    bool on = up->connected && c->x.req_done;
     if (on != up->read_timeout_on || (on && up->read_timeout.tv_sec != rd.tv_sec)) {
         up->read_timeout_on = on;
         up->read_timeout = rd;
@@ -113,11 +113,11 @@ static void write_head(struct sl_conn *c)
         .http_minor = c->http_minor,
         .peer = c->peer_text_len ? c->peer_text : NULL,
         .peer_len = c->peer_text_len,
-        .upgrade = c->upgrade,
+        .upgrade = c->x.upgrade,
         .upgrades = c->cfg->client.upgrades,
         .nupgrades = c->cfg->client.nupgrades,
-        .chunked = c->chunked,
-        .strip_expect = c->expect_continue,
+        .chunked = c->x.chunked,
+        .strip_expect = c->x.expect_continue,
     };
     sl_forward_request_head(&f, bufferevent_get_output(c->up->bev));
 }
@@ -150,13 +150,13 @@ static void attach(struct sl_conn *c, bool fresh)
     event_priority_set(&up->rev, SL_PRIO_URGENT);
     bufferevent_setcb(up->bev, NULL, up_writecb, up_eventcb, up);
     sl_head_reset(&up->head);
-    up->head.skip_body = c->is_head;
+    up->head.skip_body = c->x.is_head;
     llhttp_init(&up->parser, HTTP_RESPONSE, &sl_response_settings);
     up->parser.data = &up->head;
     set_timeouts(c);
     write_head(c);
     /* With a body to follow, the pump writes head and body together. */
-    if (!c->has_body || c->req_done)
+    if (!c->x.has_body || c->x.req_done)
         sl_upstream_flush(up);
 }
 
@@ -183,9 +183,9 @@ void sl_upstream_release(struct sl_conn *c, bool reuse)
 static bool try_retry(struct sl_conn *c)
 {
     struct sl_upstream *up = c->up;
-    if (!up->reused || up->got_bytes || c->retried || !c->idempotent || c->has_body)
+    if (!up->reused || up->got_bytes || c->x.retried || !c->x.idempotent || c->x.has_body)
         return false;
-    c->retried = true;
+    c->x.retried = true;
     sl_upstream_release(c, false);
     attach(c, true);
     return true;
@@ -205,14 +205,14 @@ static void upstream_failed(struct sl_conn *c, enum sl_upstream_error kind, int 
 static void response_done(struct sl_conn *c)
 {
     struct sl_upstream *up = c->up;
-    bool reuse = c->req_done && !up->eof && llhttp_should_keep_alive(&up->parser) &&
+    bool reuse = c->x.req_done && !up->eof && llhttp_should_keep_alive(&up->parser) &&
                  evbuffer_get_length(bufferevent_get_input(up->bev)) == 0 &&
                  evbuffer_get_length(bufferevent_get_output(up->bev)) == 0;
 
-    c->resp_done = true;
-    c->upstream_us = sl_clock_mono_us() - c->t_upstream;
-    if (c->has_verdict)
-        sl_engine_charge_body_end(c->w->engine, &c->verdict);
+    c->x.resp_done = true;
+    c->x.upstream_us = sl_clock_mono_us() - c->x.t_upstream;
+    if (c->x.has_verdict)
+        sl_engine_charge_body_end(c->w->engine, &c->x.verdict);
     sl_conn_flush(c);
     sl_upstream_release(c, reuse);
     sl_conn_request_done(c);
@@ -221,7 +221,7 @@ static void response_done(struct sl_conn *c)
 static void tap_body(void *arg, const char *at, size_t n)
 {
     struct sl_conn *c = arg;
-    sl_engine_charge_body(&c->verdict, at, n);
+    sl_engine_charge_body(&c->x.verdict, at, n);
 }
 
 static void send_response_head(struct sl_conn *c)
@@ -254,7 +254,7 @@ static void send_response_head(struct sl_conn *c)
                                                     c->cfg->client.upgrades,
                                                     c->cfg->client.nupgrades, &allowed);
         /* Nor is a switch to a protocol not allowed tunnelled, h2c above all. */
-        if (!c->upgrade || !(up->parser.flags & F_UPGRADE) || named == 0 || allowed < named) {
+        if (!c->x.upgrade || !(up->parser.flags & F_UPGRADE) || named == 0 || allowed < named) {
             upstream_failed(c, SL_UPSTREAM_ERR_RESET, 502);
             return;
         }
@@ -264,7 +264,7 @@ static void send_response_head(struct sl_conn *c)
         /* A response that ends by closing, or that comes before the request body is
          * all sent (whose rest would be read as the next request), ends the
          * connection: the client is told so in the head. */
-        if (llhttp_message_needs_eof(&up->parser) || dechunk || !c->req_done)
+        if (llhttp_message_needs_eof(&up->parser) || dechunk || !c->x.req_done)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
@@ -283,28 +283,28 @@ static void send_response_head(struct sl_conn *c)
         .keep_transfer_encoding = c->http_minor == 1 && !no_content,
         .drop_content_length = no_content && status != 304,
         .connection = conn,
-        .extra = c->has_verdict ? &c->vheaders : NULL,
+        .extra = c->x.has_verdict ? &c->x.vheaders : NULL,
     };
     /* The head is all a response_header charge needs: it is made now, never delaying the
      * response (a Redis charge is one pipelined call, not awaited). */
-    if (c->has_verdict) {
-        sl_engine_charge_head(c->w->engine, &c->verdict, h->headers, h->nfields);
-        if (sl_engine_charge_pending(&c->verdict)) {
+    if (c->x.has_verdict) {
+        sl_engine_charge_head(c->w->engine, &c->x.verdict, h->headers, h->nfields);
+        if (sl_engine_charge_pending(&c->x.verdict)) {
             h->body_tap = tap_body; /* a response_json charge reads the body as it passes */
             h->body_tap_arg = c;
         }
     }
     size_t before = evbuffer_get_length(out);
     sl_forward_response_head(&f, out);
-    c->bytes_out += evbuffer_get_length(out) - before;
-    c->status = status;
-    c->resp_head_sent = up->head_sent = true;
+    c->x.bytes_out += evbuffer_get_length(out) - before;
+    c->x.status = status;
+    c->x.resp_head_sent = up->head_sent = true;
     if (dechunk)
         h->body_sink = out; /* HTTP/1.0 has no chunked framing: relay the decoded body */
     llhttp_resume(&up->parser);
     if (up->tunnel) {
         c->state = SL_C_TUNNEL;
-        c->upstream_us = sl_clock_mono_us() - c->t_upstream;
+        c->x.upstream_us = sl_clock_mono_us() - c->x.t_upstream;
         sl_write_timeout_set(c->bev, &c->write_timeout_ms, 0);
         return;
     }
@@ -320,7 +320,7 @@ static void pump_response(struct sl_conn *c)
     while (!up->head.msg_done) {
         size_t olen = evbuffer_get_length(out);
         if (olen >= SL_HIGH_WATER) {
-            c->resp_blocked = true;
+            c->x.resp_blocked = true;
             break;
         }
         size_t avail = evbuffer_get_length(in);
@@ -336,10 +336,10 @@ static void pump_response(struct sl_conn *c)
         }
         if (up->head.body_sink) {
             evbuffer_drain(in, (size_t)n);
-            c->bytes_out += evbuffer_get_length(out) - olen; /* decoded by on_body */
+            c->x.bytes_out += evbuffer_get_length(out) - olen; /* decoded by on_body */
         } else {
             evbuffer_remove_buffer(in, out, (size_t)n);
-            c->bytes_out += (uint64_t)n;
+            c->x.bytes_out += (uint64_t)n;
         }
         if (n == 0)
             break;
@@ -406,10 +406,10 @@ void sl_upstream_pump_body(struct sl_conn *c)
     struct evbuffer *out = bufferevent_get_output(up->bev);
     uint64_t max = c->cfg->client.max_body_bytes;
 
-    while (!c->req_done) {
+    while (!c->x.req_done) {
         size_t olen = evbuffer_get_length(out);
         if (olen >= SL_HIGH_WATER) {
-            c->req_blocked = true;
+            c->x.req_blocked = true;
             break;
         }
         if (evbuffer_get_length(in) == 0)
@@ -423,13 +423,13 @@ void sl_upstream_pump_body(struct sl_conn *c)
             return;
         }
         evbuffer_remove_buffer(in, out, (size_t)n);
-        c->bytes_in += (uint64_t)n;
+        c->x.bytes_in += (uint64_t)n;
         if (max && c->head.body_bytes > max) {
             sl_conn_fail(c, 413);
             return;
         }
         if (c->head.msg_done) {
-            c->req_done = true;
+            c->x.req_done = true;
             sl_conn_set_read_timeout(c, false);
             set_timeouts(c);
         }
@@ -437,7 +437,7 @@ void sl_upstream_pump_body(struct sl_conn *c)
             break;
     }
     sl_upstream_flush(up);
-    if (!c->req_done && c->client_eof && evbuffer_get_length(in) == 0)
+    if (!c->x.req_done && c->client_eof && evbuffer_get_length(in) == 0)
         sl_conn_kill(c);
 }
 
@@ -454,7 +454,7 @@ void sl_tunnel_pump(struct sl_conn *c)
     if (evbuffer_get_length(uout) < SL_HIGH_WATER)
         evbuffer_add_buffer(uout, cin);
     if (evbuffer_get_length(cout) < SL_HIGH_WATER) {
-        c->bytes_out += evbuffer_get_length(uin);
+        c->x.bytes_out += evbuffer_get_length(uin);
         evbuffer_add_buffer(cout, uin);
     }
     sl_upstream_flush(up);
@@ -462,7 +462,7 @@ void sl_tunnel_pump(struct sl_conn *c)
     bool client_gone = c->client_eof && !evbuffer_get_length(cin) && !evbuffer_get_length(uout);
     bool upstream_gone = up->eof && !evbuffer_get_length(uin) && !evbuffer_get_length(cout);
     if (client_gone || upstream_gone) {
-        c->resp_done = true;
+        c->x.resp_done = true;
         c->close_after = true;
         sl_conn_request_done(c); /* logs the exchange */
         if (!c->dying)
@@ -514,8 +514,8 @@ static void up_writecb(struct bufferevent *bev, void *arg)
     sl_conn_enter(c);
     if (up->tunnel) {
         sl_tunnel_pump(c);
-    } else if (c->req_blocked) {
-        c->req_blocked = false;
+    } else if (c->x.req_blocked) {
+        c->x.req_blocked = false;
         sl_conn_process(c);
     }
     if (!c->dying && c->up == up && evbuffer_get_length(bufferevent_get_output(bev)) == 0)

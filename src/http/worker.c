@@ -217,7 +217,7 @@ void sl_worker_deinit(struct sl_worker *w)
     sl_engine_free(w->engine);
     w->engine = NULL;
     while (w->conns) {
-        w->conns->decision_pending = false;
+        w->conns->x.decision_pending = false;
         sl_conn_shutdown(w->conns, false);
     }
     sl_access_log_deinit(w);

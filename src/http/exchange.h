@@ -1,0 +1,50 @@
+/* One request and its response, in no protocol: what routing, limits, charges, the access
+ * log and metrics see. A client codec makes it and fills the request side; the response
+ * side is filled as the answer passes. README.md beside this file gives the states and who
+ * owns each buffer. Worker thread only. */
+#ifndef SLUICE_HTTP_EXCHANGE_H
+#define SLUICE_HTTP_EXCHANGE_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "sluice/config.h"
+#include "sluice/engine.h"
+#include "sluice/request.h"
+#include "sluice/text.h"
+
+/* The protocol the request arrived in, as the access log names it. */
+enum sl_proto { SL_PROTO_10, SL_PROTO_11, SL_PROTO_2 };
+
+struct sl_exchange {
+    /* The request, set by the client codec before the engine sees it. `req` points into
+     * the codec's head storage; `cfg` and `peer_text` are the codec's too, kept alive by it
+     * for as long as the exchange lives. */
+    struct sl_request req;
+    struct sl_config *cfg;
+    const char *peer_text; /* the peer's address as text, "" for a unix-socket peer */
+    size_t peer_text_len;
+    enum sl_proto proto;
+    bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
+
+    /* The decision. `vheaders` and `vbody` are the verdict's buffers, kept allocated from
+     * one exchange to the next where the codec reuses the exchange. */
+    struct sl_verdict verdict;
+    struct sl_textbuf vheaders, vbody;
+    bool decision_pending; /* the engine owes a callback: the exchange must live */
+    bool has_verdict;      /* a decision to count (not a request refused before any limit) */
+
+    /* Progress, both ways. */
+    bool req_done, resp_head_sent, resp_done;
+    bool req_blocked, resp_blocked; /* a side waits for the other to drain */
+    bool retried;                   /* sent again on a new upstream connection once */
+    int status;                     /* of the final response, 0 until there is one */
+
+    /* Times (CLOCK_MONOTONIC, µs) and sizes for the log and metrics. */
+    uint64_t t_start, t_upstream; /* head's first byte; forwarding (0: never forwarded) */
+    uint64_t release_us;          /* held by a leaky bucket until then */
+    uint64_t upstream_us, duration_us;
+    uint64_t head_bytes, bytes_in, bytes_out;
+};
+
+#endif
