@@ -206,7 +206,12 @@ void sl_access_log_request(struct sl_worker *w, const struct sl_exchange *x)
         add_ms(b, "upstream_ms", x->upstream_us);
     else
         evbuffer_add(b, ",\"upstream_ms\":null", 19);
-    evbuffer_add(b, "}\n", 2);
+    static const char *const protos[] = {
+        [SL_PROTO_10] = ",\"proto\":\"1.0\"}\n",
+        [SL_PROTO_11] = ",\"proto\":\"1.1\"}\n",
+        [SL_PROTO_2] = ",\"proto\":\"2\"}\n",
+    };
+    evbuffer_add(b, protos[x->proto], strlen(protos[x->proto]));
     if (evbuffer_get_length(b) >= FLUSH_BYTES)
         sl_access_log_flush(w);
 }

@@ -245,7 +245,7 @@ def test_reload_switches_upstream_and_in_flight_finishes(proxy, upstream_factory
 # ---------------------------------------------------------------- access log
 
 FIELDS = {"ts", "client", "method", "path", "status", "route", "decision", "bytes_in",
-          "bytes_out", "duration_ms", "upstream_ms"}
+          "bytes_out", "duration_ms", "upstream_ms", "proto"}
 DECISIONS = {"allowed", "limited", "shadow_limited", "exempt", "unmatched", "store_error"}
 RFC3339_MS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}(Z|[+-]\d\d:\d\d)$")
 
@@ -266,8 +266,9 @@ def test_access_log_fields(proxy):
         c.exchange(request("POST", "/upload", body=b"y" * 1000))
         c.exchange(request("HEAD", "/h"))
         c.exchange(request("GET", "/status/404"))
-    entries = parse_lines(proxy.wait_access_log(4))
-    assert len(entries) == 4
+    http(proxy.port, request("GET", "/old", version="HTTP/1.0", host=None))
+    entries = parse_lines(proxy.wait_access_log(5))
+    assert len(entries) == 5
     for e in entries:
         assert FIELDS <= set(e), f"missing {FIELDS - set(e)} in {e}"
         assert RFC3339_MS.match(e["ts"]), e["ts"]
@@ -279,7 +280,8 @@ def test_access_log_fields(proxy):
         for k in ("duration_ms", "upstream_ms"):
             assert isinstance(e[k], (int, float)) and e[k] >= 0, (k, e)
     by_method = [(e["method"], e["status"]) for e in entries]
-    assert by_method == [("GET", 200), ("POST", 200), ("HEAD", 200), ("GET", 404)]
+    assert by_method == [("GET", 200), ("POST", 200), ("HEAD", 200), ("GET", 404), ("GET", 200)]
+    assert [e["proto"] for e in entries] == ["1.1"] * 4 + ["1.0"]
     assert entries[0]["path"] in ("/a/b", "/a/b?x=1")
     assert entries[1]["bytes_in"] >= 1000
     assert entries[0]["bytes_out"] > 0

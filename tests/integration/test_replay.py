@@ -54,7 +54,8 @@ def log_line(us, client, path, decision="allowed", key_fields=None):
          "route": "x", "decision": decision}
     if key_fields is not None:
         e["key_fields"] = key_fields
-    e.update({"bytes_in": 0, "bytes_out": 10, "duration_ms": 0.5, "upstream_ms": None})
+    e.update({"bytes_in": 0, "bytes_out": 10, "duration_ms": 0.5, "upstream_ms": None,
+              "proto": "2" if us % 2 else "1.1"})
     return json.dumps(e, separators=(",", ":"))
 
 
