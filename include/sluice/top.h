@@ -39,8 +39,10 @@ struct sl_top_slot;
 #define SL_TOP_SKETCH_BYTES 153600u /* 150 KiB: the bound per limit per worker */
 #define SL_TOP_DEFAULT_N 20
 
-/* A registry for `nslots` workers, holding no sketch yet. NULL on ENOMEM. */
-struct sl_top *sl_top_new(unsigned nslots);
+/* A registry for `nslots` workers, holding no sketch yet, created at `now_us`
+ * (sl_clock_mono_us): nothing is recorded before it, so /top's window never reaches further
+ * back. NULL on ENOMEM. */
+struct sl_top *sl_top_new(unsigned nslots, uint64_t now_us);
 /* Frees the registry and every sketch. Accepts NULL. Call after the workers stopped. */
 void sl_top_free(struct sl_top *top);
 
@@ -87,6 +89,10 @@ struct sl_top_report {
 int sl_top_read(struct sl_top *top, const struct sl_limit *lim, uint64_t now_us, size_t n,
                 struct sl_top_report *out);
 void sl_top_report_deinit(struct sl_top_report *report);
+
+/* The microseconds an answer at `now_us` covers: from the start of the oldest minute merged
+ * (4 to 5 minutes back), or from the registry's creation when that is later. Thread-safe. */
+uint64_t sl_top_window_us(const struct sl_top *top, uint64_t now_us);
 
 /* GET /top: appends to `out` the JSON answer for the URI query `query` (NULL: none) under
  * `cfg`: `limit=ROUTE/LIMIT` picks one limit (default: every limit of `cfg`, in file order)

@@ -25,12 +25,13 @@
 #include "sluice/sha256.h"
 #include "top_internal.h"
 
-struct sl_top *sl_top_new(unsigned nslots)
+struct sl_top *sl_top_new(unsigned nslots, uint64_t now_us)
 {
     struct sl_top *top = calloc(1, sizeof *top);
 
     if (!top)
         return NULL;
+    top->born_us = now_us;
     top->slots = calloc(nslots ? nslots : 1, sizeof *top->slots);
     if (!top->slots)
         goto fail;

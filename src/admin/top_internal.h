@@ -75,6 +75,7 @@ struct sl_top_slot {
 
 struct sl_top {
     unsigned nslots;
+    uint64_t born_us; /* sl_clock_mono_us at creation; read-only after */
     struct sl_top_slot **slots;
     _Atomic size_t bytes; /* held by sketches and chunks */
 };

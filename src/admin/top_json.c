@@ -120,9 +120,7 @@ int sl_top_render(struct sl_top *top, const struct sl_config *cfg, const char *q
         goto out;
     }
 
-    uint64_t last = now_us / SL_TOP_WINDOW_US;
-    uint64_t first = last >= SL_TOP_WINDOWS - 1 ? last - (SL_TOP_WINDOWS - 1) : 0;
-    uint64_t span_s = (now_us - first * SL_TOP_WINDOW_US) / 1000000;
+    uint64_t span_s = sl_top_window_us(top, now_us) / 1000000;
     if (evbuffer_add_printf(out, "{\"window_seconds\":%llu,\"memory_bytes\":%zu,\"limits\":[",
                             (unsigned long long)span_s, sl_top_memory(top)) < 0)
         goto fail;

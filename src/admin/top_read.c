@@ -188,11 +188,30 @@ out:
     return rc;
 }
 
+/* The oldest minute merged at `now_us`: the window's SL_TOP_WINDOWS minutes end with the
+ * current one. */
+static uint64_t first_minute(uint64_t now_us)
+{
+    uint64_t last = now_us / SL_TOP_WINDOW_US;
+    return last >= SL_TOP_WINDOWS - 1 ? last - (SL_TOP_WINDOWS - 1) : 0;
+}
+
+/* The minutes are counted on the monotonic clock, from the machine's boot: a process younger
+ * than the window, or started soon after boot, has recorded only since its start. */
+uint64_t sl_top_window_us(const struct sl_top *top, uint64_t now_us)
+{
+    uint64_t from = first_minute(now_us) * SL_TOP_WINDOW_US;
+
+    if (top->born_us > from)
+        from = top->born_us;
+    return now_us > from ? now_us - from : 0;
+}
+
 int sl_top_read(struct sl_top *top, const struct sl_limit *lim, uint64_t now_us, size_t n,
                 struct sl_top_report *out)
 {
     uint64_t last = now_us / SL_TOP_WINDOW_US;
-    uint64_t first = last >= SL_TOP_WINDOWS - 1 ? last - (SL_TOP_WINDOWS - 1) : 0;
+    uint64_t first = first_minute(now_us);
     size_t max = (size_t)top->nslots * SL_TOP_WINDOWS;
     struct snap *snaps[TOP_STREAMS] = {NULL, NULL};
     size_t nsnaps[TOP_STREAMS] = {0, 0};

@@ -239,7 +239,7 @@ int sl_server_run(struct sl_config *cfg)
     s->nworkers = cfg->workers ? cfg->workers : 1;
     s->metrics = sl_metrics_new(s->nworkers);
     /* The sketches are read only through the admin listener: without it, none is kept. */
-    if (cfg->admin_enabled && !(s->top = sl_top_new(s->nworkers))) {
+    if (cfg->admin_enabled && !(s->top = sl_top_new(s->nworkers, sl_clock_mono_us()))) {
         sl_log_error("out of memory starting sluice");
         goto out;
     }

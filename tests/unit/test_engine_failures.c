@@ -111,7 +111,7 @@ static uint64_t top_count(struct sl_top *top, const struct sl_limit *lim, bool d
  * the answer comes after other requests have reused the engine's buffers. */
 START_TEST(late_answers_reach_the_heavy_hitters)
 {
-    struct sl_top *top = sl_top_new(1);
+    struct sl_top *top = sl_top_new(1, 0);
     two_limits_one_failing();
     struct sl_limit *local = &routes[0].limits[0], *global = &routes[0].limits[1];
     local->metrics_id = 0;

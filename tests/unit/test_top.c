@@ -2,7 +2,8 @@
  * with counts inside the stated error, split over workers or not; minutes leaving the
  * window take their keys along; memory fixed whatever the number of keys; denials counted
  * apart; long keys shown as the store holds them; key-source changes forget old keys; a
- * reader racing the writer only ever sees consistent summaries; the /top answer. */
+ * reader racing the writer only ever sees consistent summaries; the window an answer covers,
+ * for a young process and on a machine booted recently; the /top answer. */
 #include <check.h>
 #include <event2/buffer.h>
 #include <math.h>
@@ -94,7 +95,7 @@ static void check_zipf_top10(unsigned workers)
     double *cdf = zipf_cdf(1.1);
     unsigned *truth = calloc(UNIVERSE, sizeof *truth);
     int *order = malloc(UNIVERSE * sizeof *order);
-    struct sl_top *top = sl_top_new(workers);
+    struct sl_top *top = sl_top_new(workers, 0);
     struct sl_limit lim = limit_with("per_key", 3, 7);
     char key[32];
 
@@ -148,7 +149,7 @@ END_TEST
 
 START_TEST(test_counts_exact_below_capacity)
 {
-    struct sl_top *top = sl_top_new(2);
+    struct sl_top *top = sl_top_new(2, 0);
     struct sl_limit lim = limit_with("l", 0, 1);
     for (int i = 0; i < 30; i++)
         rec(top, i % 2, &lim, "a", i % 3 == 0, T0);
@@ -176,7 +177,7 @@ END_TEST
 
 START_TEST(test_window_expiry)
 {
-    struct sl_top *top = sl_top_new(1);
+    struct sl_top *top = sl_top_new(1, 0);
     struct sl_limit lim = limit_with("l", 0, 1);
     struct sl_top_report r;
 
@@ -212,7 +213,7 @@ END_TEST
 
 START_TEST(test_memory_bound_after_a_million_keys)
 {
-    struct sl_top *top = sl_top_new(2);
+    struct sl_top *top = sl_top_new(2, 0);
     struct sl_limit a = limit_with("a", 0, 1), b = limit_with("b", 700, 1);
     char key[32];
 
@@ -240,7 +241,7 @@ END_TEST
 
 START_TEST(test_long_keys_as_the_store_holds_them)
 {
-    struct sl_top *top = sl_top_new(1);
+    struct sl_top *top = sl_top_new(1, 0);
     struct sl_limit lim = limit_with("l", 0, 1);
     char longkey[301], exact[SL_TOP_KEY_MAX + 1], hex[2 * SL_SHA256_LEN + 1];
 
@@ -265,7 +266,7 @@ END_TEST
 
 START_TEST(test_binary_keys_and_prefixes_are_distinct)
 {
-    struct sl_top *top = sl_top_new(1);
+    struct sl_top *top = sl_top_new(1, 0);
     struct sl_limit lim = limit_with("l", 0, 1);
     sl_top_record(sl_top_slot(top, 0), &lim, "ab\0c", 4, false, T0);
     sl_top_record(sl_top_slot(top, 0), &lim, "ab", 2, false, T0);
@@ -284,7 +285,7 @@ END_TEST
 
 START_TEST(test_key_source_change_forgets)
 {
-    struct sl_top *top = sl_top_new(2);
+    struct sl_top *top = sl_top_new(2, 0);
     struct sl_limit before = limit_with("l", 5, 11), same = limit_with("l", 5, 11),
                     changed = limit_with("l", 5, 13);
     struct sl_top_report r;
@@ -362,7 +363,7 @@ static void *writer(void *arg)
 
 START_TEST(test_reader_sees_consistent_entries)
 {
-    struct race rc = {.top = sl_top_new(1), .lim = limit_with("l", 0, 1)};
+    struct race rc = {.top = sl_top_new(1, 0), .lim = limit_with("l", 0, 1)};
     pthread_t t;
     uint64_t last = 0;
     int torn = 0, backwards = 0, failed = 0;
@@ -399,6 +400,68 @@ START_TEST(test_reader_sees_consistent_entries)
 }
 END_TEST
 
+/* ---- the span an answer covers ---- */
+
+#define S_US 1000000ull
+
+static uint64_t window_s(uint64_t born_us, uint64_t now_us)
+{
+    struct sl_top *top = sl_top_new(1, born_us);
+    uint64_t us = sl_top_window_us(top, now_us);
+    sl_top_free(top);
+    return us / S_US;
+}
+
+START_TEST(test_window_is_the_sketch_age_when_younger)
+{
+    /* An old process on a machine up for long: the five minutes ending with the current
+     * one, T0 being half-way through its minute. */
+    ck_assert_uint_eq(window_s(T0 - 60 * MIN_US, T0), 270);
+    ck_assert_uint_eq(window_s(0, T0), 270);
+    /* A process started 90 s ago has seen 90 s, whatever the clock reads. */
+    ck_assert_uint_eq(window_s(T0 - 90 * S_US, T0), 90);
+    ck_assert_uint_eq(window_s(T0, T0), 0);
+    /* Older than the oldest minute merged: the whole window, not the age. */
+    ck_assert_uint_eq(window_s(T0 - 271 * S_US, T0), 270);
+    ck_assert_uint_eq(window_s(T0 - 269 * S_US, T0), 269);
+}
+END_TEST
+
+START_TEST(test_window_on_a_machine_booted_recently)
+{
+    /* The monotonic clock starts near zero at boot. 214 s after boot, a process started at
+     * 200 s has seen 14 s, not the machine's 214. */
+    ck_assert_uint_eq(window_s(200 * S_US, 214 * S_US), 14);
+    /* One started with the machine has seen the 213 s since its start. */
+    ck_assert_uint_eq(window_s(1 * S_US, 214 * S_US), 213);
+    ck_assert_uint_eq(window_s(29 * S_US, 30 * S_US), 1);
+    /* Ten minutes after boot a process started at 2 s covers the full window: minutes 6
+     * to 10. */
+    ck_assert_uint_eq(window_s(2 * S_US, 10 * MIN_US), 240);
+}
+END_TEST
+
+START_TEST(test_render_states_a_young_sketch_window)
+{
+    struct sl_limit lim = limit_with("per_key", 0, 1);
+    struct sl_route r = {.name = (char *)"api", .limits = &lim, .nlimits = 1};
+    struct sl_config cfg = {.routes = &r, .nroutes = 1};
+    struct sl_top *top = sl_top_new(1, T0 - 42 * S_US);
+    struct evbuffer *out = evbuffer_new();
+
+    lim.route = &r;
+    rec(top, 0, &lim, "k", false, T0 - 1 * S_US);
+    ck_assert_int_eq(sl_top_render(top, &cfg, NULL, T0, out), 200);
+    evbuffer_add(out, "", 1);
+    const char *body = (const char *)evbuffer_pullup(out, -1);
+    static const char head[] = "{\"window_seconds\":42,";
+    ck_assert_msg(strncmp(body, head, strlen(head)) == 0, "%s", body);
+    ck_assert_ptr_nonnull(strstr(body, "\"top\":[{\"key\":\"k\",\"count\":1,"));
+    evbuffer_free(out);
+    sl_top_free(top);
+}
+END_TEST
+
 /* ---- GET /top ---- */
 
 static char *render(struct sl_top *top, const struct sl_config *cfg, const char *query, int *status)
@@ -418,7 +481,7 @@ START_TEST(test_render)
     struct sl_limit lims[2] = {limit_with("per_ip", 0, 1), limit_with("per_key", 1, 1)};
     struct sl_route r = {.name = (char *)"api", .limits = lims, .nlimits = 2};
     struct sl_config cfg = {.routes = &r, .nroutes = 1};
-    struct sl_top *top = sl_top_new(1);
+    struct sl_top *top = sl_top_new(1, 0);
     int status;
     char *body;
 
@@ -477,6 +540,9 @@ int main(void)
     tcase_add_test(tc, test_bind_fingerprints_key_sources);
     tcase_add_test(tc, test_reader_sees_consistent_entries);
     tcase_add_test(tc, test_render);
+    tcase_add_test(tc, test_window_is_the_sketch_age_when_younger);
+    tcase_add_test(tc, test_window_on_a_machine_booted_recently);
+    tcase_add_test(tc, test_render_states_a_young_sketch_window);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
