@@ -1,5 +1,7 @@
-/* SHA-256 (FIPS 180-4), for digests of long Redis key values. Not constant-time: use it
- * for naming, never for secrets. */
+/* SHA-256 (FIPS 180-4), for digests of long Redis key values and for comparing secrets
+ * (secret.h). A digest takes time that depends on the data's length only: no branch or table
+ * index depends on its bytes (sl_sha256_hex's digit table is indexed by the digest). Not a
+ * password hash: no salt, no work factor. */
 #ifndef SLUICE_SHA256_H
 #define SLUICE_SHA256_H
 
