@@ -214,6 +214,9 @@ struct sl_config {
     struct sl_sockaddr admin_listen;
     bool admin_route_histograms;     /* false: one request-duration histogram per instance */
     bool admin_top;                  /* heavy-hitter sketches and GET /top */
+    char *admin_token;               /* NULL: none; else the bearer token /top and /config ask
+                                      * for; owned (redact: never logged or shown) */
+    bool admin_metrics_auth;         /* /metrics asks for the token too; only with a token */
     struct sl_upstream_config upstream;
     struct sl_client_config client;
     struct sl_path_rules paths;      /* folds for matching and the path key */
@@ -257,7 +260,8 @@ struct sl_config *sl_cfg_ref(struct sl_config *cfg);
 /* Drops one reference; the last one frees the snapshot. Accepts NULL. Thread-safe. */
 void sl_cfg_unref(struct sl_config *cfg);
 
-/* Writes the effective configuration as one JSON object, passwords redacted, to `out`
+/* Writes the effective configuration as one JSON object, passwords and the admin token
+ * redacted ("***"), to `out`
  * (a malloc'd NUL-terminated string the caller frees). Returns 0, or -1 on ENOMEM. */
 int sl_cfg_to_json(const struct sl_config *cfg, char **out);
 

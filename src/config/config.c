@@ -54,6 +54,7 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->file);
     sl_sockaddr_deinit(&cfg->listen);
     sl_sockaddr_deinit(&cfg->admin_listen);
+    free(cfg->admin_token);
     free(cfg->upstream.url);
     free(cfg->upstream.host);
     sl_sockaddr_deinit(&cfg->upstream.addr);

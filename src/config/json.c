@@ -1,5 +1,6 @@
 /* sl_cfg_to_json(): the effective configuration for the admin /config endpoint.
- * Durations are in milliseconds and sizes in bytes; passwords never appear. */
+ * Durations are in milliseconds and sizes in bytes; passwords and the admin token never
+ * appear. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -229,6 +230,10 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_adds(&b, cfg->admin_route_histograms ? ",\"route_histograms\":true"
                                                     : ",\"route_histograms\":false");
     sl_cfg_buf_adds(&b, cfg->admin_top ? ",\"top\":true" : ",\"top\":false");
+    sl_cfg_buf_adds(&b, ",\"token\":");
+    json_str_or_null(&b, cfg->admin_token ? redacted : NULL);
+    sl_cfg_buf_adds(&b,
+                    cfg->admin_metrics_auth ? ",\"metrics_auth\":true" : ",\"metrics_auth\":false");
     sl_cfg_buf_adds(&b, "},\"upstream\":{\"url\":");
     sl_cfg_buf_json(&b, up->url);
     sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u}",

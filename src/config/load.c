@@ -200,9 +200,53 @@ static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *
     return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
+/* What makes `text` unusable as a bearer token, with its position in `*at`, or NULL. The token
+ * travels in a header field ("Authorization: Bearer TOKEN") and is compared byte for byte: a
+ * space or a control character in it could never be sent and matched. */
+static const char *token_problem(const char *text, size_t *at)
+{
+    for (size_t i = 0; text[i]; i++) {
+        unsigned char c = (unsigned char)text[i];
+        *at = i + 1;
+        if (c == ' ')
+            return "a space";
+        if (c < ' ' || c == 0x7f)
+            return "a control character";
+        if (c > 0x7f)
+            return "a non-ASCII byte";
+    }
+    return NULL;
+}
+
+/* The token is a secret: no message shows it. */
+static void load_admin_token(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
+{
+    yaml_node_t *v = sl_ld_get(ld, node, "token");
+    const char *text = v ? sl_ld_scalar(ld, v, "admin.token", "a string") : NULL;
+    const char *problem = NULL;
+    size_t at = 0;
+
+    if (text && (problem = token_problem(text, &at)))
+        sl_ld_error(ld, v, "admin.token",
+                    "expected visible ASCII characters only (a bearer token), got %s at "
+                    "character %zu",
+                    problem, at);
+    else if (text && *text)
+        cfg->admin_token = sl_ld_strdup(ld, v, text);
+    /* metrics_auth without a token would leave /metrics open while the file says it is not:
+     * refused rather than guessed. */
+    bool reported = v && (!text || problem);
+    if (sl_ld_bool(ld, node, "admin", "metrics_auth", &cfg->admin_metrics_auth) &&
+        cfg->admin_metrics_auth && !cfg->admin_token && !reported)
+        sl_ld_error(ld, sl_ld_get(ld, node, "metrics_auth"), "admin.metrics_auth",
+                    "true needs admin.token, the token /metrics would ask for; got %s",
+                    v ? "an empty token" : "no token");
+}
+
 static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"listen", "route_histograms", "top", NULL};
+    static const char *const keys[] = {"listen", "route_histograms", "top",
+                                       "token",  "metrics_auth",     NULL};
     yaml_node_t *node = sl_ld_get(ld, root, "admin");
     char got[96];
 
@@ -210,6 +254,7 @@ static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_
         return;
     sl_ld_bool(ld, node, "admin", "route_histograms", &cfg->admin_route_histograms);
     sl_ld_bool(ld, node, "admin", "top", &cfg->admin_top);
+    load_admin_token(ld, node, cfg);
     yaml_node_t *v = sl_ld_get(ld, node, "listen");
     if (!v)
         return;

@@ -326,6 +326,38 @@ START_TEST(error_unset_env_var)
 }
 END_TEST
 
+/* The token is a secret: messages place it and say what is wrong, never what it is. */
+START_TEST(error_admin_token)
+{
+    ASSERT_ERRORS(UPSTREAM "admin:\n  metrics_auth: true\nroutes: []\n",
+                  "t.yaml:4:17: admin.metrics_auth: true needs admin.token, the token /metrics "
+                  "would ask for; got no token\n");
+    setenv("SL_TEST_ADMIN_TOKEN", "", 1);
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: \"${SL_TEST_ADMIN_TOKEN}\"\n  metrics_auth: true\n"
+                           "routes: []\n",
+                  "t.yaml:5:17: admin.metrics_auth: true needs admin.token, the token /metrics "
+                  "would ask for; got an empty token\n");
+    unsetenv("SL_TEST_ADMIN_TOKEN");
+    /* An unset variable is reported once, at the token. */
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: \"${SL_TEST_ADMIN_TOKEN}\"\n  metrics_auth: true\n"
+                           "routes: []\n",
+                  "t.yaml:4:10: admin.token: environment variable SL_TEST_ADMIN_TOKEN is not set "
+                  "and has no default\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: \"s3cret token\"\nroutes: []\n",
+                  "t.yaml:4:10: admin.token: expected visible ASCII characters only (a bearer "
+                  "token), got a space at character 7\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: \"s3cret\\ttoken\"\n  metrics_auth: true\n"
+                           "routes: []\n",
+                  "t.yaml:4:10: admin.token: expected visible ASCII characters only (a bearer "
+                  "token), got a control character at character 7\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: \"s3cr\u00e9t\"\nroutes: []\n",
+                  "t.yaml:4:10: admin.token: expected visible ASCII characters only (a bearer "
+                  "token), got a non-ASCII byte at character 5\n");
+    ASSERT_ERRORS(UPSTREAM "admin:\n  token: abc\n  metrics_auth: yes\nroutes: []\n",
+                  "t.yaml:5:17: admin.metrics_auth: expected true or false, got \"yes\"\n");
+}
+END_TEST
+
 START_TEST(error_unknown_algorithm)
 {
     assert_limit_error("        algorithm: gcra\n"
@@ -436,6 +468,7 @@ int main(void)
     tcase_add_test(tc, error_not_yaml);
     tcase_add_test(tc, error_unreadable_file);
     tcase_add_test(tc, error_unset_env_var);
+    tcase_add_test(tc, error_admin_token);
     tcase_add_test(tc, error_unknown_algorithm);
     tcase_add_test(tc, error_bad_key_source);
     tcase_add_test(tc, error_store_redis_without_redis);

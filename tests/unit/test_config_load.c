@@ -1,5 +1,6 @@
 /* sl_cfg_load() on good input: a full configuration read field by field, the defaults,
- * normalised matches, Redis URL forms, redacted JSON, reference counts, ${VAR} expansion. */
+ * normalised matches, Redis URL forms, redacted JSON (passwords, the admin token), reference
+ * counts, ${VAR} expansion. */
 #include "support/config_fixture.h"
 
 static const char full[] =
@@ -234,6 +235,8 @@ START_TEST(defaults)
     ck_assert(cfg->admin_enabled);
     ck_assert_str_eq(cfg->admin_listen.text, "127.0.0.1:9901");
     ck_assert(cfg->admin_top);
+    ck_assert_ptr_null(cfg->admin_token);
+    ck_assert(!cfg->admin_metrics_auth);
     ck_assert_str_eq(cfg->upstream.url, "http://127.0.0.1:3000");
     const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->upstream.addr.ss;
     ck_assert_int_eq(ntohs(sin->sin_port), 3000);
@@ -436,6 +439,34 @@ START_TEST(json_redacts_passwords)
 }
 END_TEST
 
+/* The token comes from the environment as any scalar does, and never appears in /config. */
+START_TEST(admin_token_from_the_environment_redacted_in_json)
+{
+    char *json = NULL;
+
+    setenv("SL_TEST_ADMIN_TOKEN", "t0k-en_~+/=", 1);
+    struct sl_config *cfg = load_ok("admin:\n  token: \"${SL_TEST_ADMIN_TOKEN}\"\n"
+                                    "  metrics_auth: true\n" UPSTREAM "routes: []\n");
+    ck_assert_str_eq(cfg->admin_token, "t0k-en_~+/=");
+    ck_assert(cfg->admin_metrics_auth);
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_null(strstr(json, "t0k"));
+    ck_assert_ptr_nonnull(strstr(json, "\"top\":true,\"token\":\"***\",\"metrics_auth\":true}"));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    /* Set but empty: no token, as when the key is absent. */
+    setenv("SL_TEST_ADMIN_TOKEN", "", 1);
+    cfg = load_ok("admin: {token: \"${SL_TEST_ADMIN_TOKEN}\"}\n" UPSTREAM "routes: []\n");
+    ck_assert_ptr_null(cfg->admin_token);
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"token\":null,\"metrics_auth\":false}"));
+    free(json);
+    sl_cfg_unref(cfg);
+    unsetenv("SL_TEST_ADMIN_TOKEN");
+}
+END_TEST
+
 START_TEST(refcount)
 {
     struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
@@ -528,6 +559,7 @@ int main(void)
     tcase_add_test(tc, redis_url_forms);
     tcase_add_test(tc, redis_cluster_and_sentinel);
     tcase_add_test(tc, json_redacts_passwords);
+    tcase_add_test(tc, admin_token_from_the_environment_redacted_in_json);
     tcase_add_test(tc, refcount);
     tcase_add_test(tc, env_default_and_set);
     suite_add_tcase(s, tc);
