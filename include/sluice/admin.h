@@ -27,7 +27,13 @@ struct sl_admin_hooks {
  * ready; a NULL `config_ref` (or one returning NULL) makes /config answer 503. The process
  * must ignore SIGPIPE (a scraper may hang up mid-response). Paths other than the five
  * answer 404; methods other than GET and HEAD answer 405. A stale unix socket file
- * (nothing listening) is replaced; the file is removed at stop. */
+ * (nothing listening) is replaced; the file is removed at stop.
+ *
+ * Each request reads the configuration through `config_ref`, so a reload's token applies
+ * to the next request. With admin.token set, /top and /config (and /metrics under
+ * admin.metrics_auth) answer 401 with "WWW-Authenticate: Bearer" unless the request carries
+ * "Authorization: Bearer TOKEN" (compared in constant time); /healthz and /readyz never ask.
+ * Logs a warning when `addr` is not loopback or a unix socket and there is no token. */
 struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,
                                 const struct sl_admin_hooks *hooks, char *err, size_t errlen);
 

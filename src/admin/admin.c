@@ -10,12 +10,15 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
 #include "sluice/admin.h"
 #include "sluice/clock.h"
+#include "sluice/log.h"
+#include "sluice/secret.h"
 
 struct sl_admin {
     struct sl_metrics *metrics;
@@ -54,7 +57,8 @@ static void reply(struct evhttp_request *req, int code, const char *reason,
     evhttp_send_reply(req, code, reason, NULL);
 }
 
-static void serve_metrics(struct sl_admin *admin, struct evhttp_request *req)
+static void serve_metrics(struct sl_admin *admin, struct evhttp_request *req,
+                          const struct sl_config *cfg)
 {
     if (sl_metrics_render(admin->metrics, evhttp_request_get_output_buffer(req)) < 0) {
         evbuffer_drain(evhttp_request_get_output_buffer(req), (size_t)-1);
@@ -64,7 +68,14 @@ static void serve_metrics(struct sl_admin *admin, struct evhttp_request *req)
     reply(req, 200, "OK", "text/plain; version=0.0.4; charset=utf-8", NULL);
 }
 
-static void serve_readyz(struct sl_admin *admin, struct evhttp_request *req)
+static void serve_healthz(struct sl_admin *admin, struct evhttp_request *req,
+                          const struct sl_config *cfg)
+{
+    reply(req, 200, "OK", "text/plain; charset=utf-8", "ok\n");
+}
+
+static void serve_readyz(struct sl_admin *admin, struct evhttp_request *req,
+                         const struct sl_config *cfg)
 {
     bool ready = !admin->hooks.ready || admin->hooks.ready(admin->hooks.arg);
     if (ready)
@@ -73,14 +84,12 @@ static void serve_readyz(struct sl_admin *admin, struct evhttp_request *req)
         reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "not ready\n");
 }
 
-static void serve_config(struct sl_admin *admin, struct evhttp_request *req)
+static void serve_config(struct sl_admin *admin, struct evhttp_request *req,
+                         const struct sl_config *cfg)
 {
-    struct sl_config *cfg =
-        admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
     char *json = NULL;
     int rc = cfg ? sl_cfg_to_json(cfg, &json) : -1;
 
-    sl_cfg_unref(cfg);
     if (!cfg) {
         reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "no configuration\n");
         return;
@@ -98,13 +107,10 @@ static void serve_config(struct sl_admin *admin, struct evhttp_request *req)
 
 /* Keys may be personal data: without the sketches, or with admin.top off in the running
  * configuration, the endpoint does not exist. */
-static void serve_top(struct sl_admin *admin, struct evhttp_request *req)
+static void serve_top(struct sl_admin *admin, struct evhttp_request *req,
+                      const struct sl_config *cfg)
 {
-    struct sl_config *cfg = admin->hooks.config_ref && admin->hooks.top
-                                ? admin->hooks.config_ref(admin->hooks.arg)
-                                : NULL;
-    if (!cfg || !cfg->admin_top) {
-        sl_cfg_unref(cfg);
+    if (!cfg || !admin->hooks.top || !cfg->admin_top) {
         reply(req, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
         return;
     }
@@ -112,7 +118,6 @@ static void serve_top(struct sl_admin *admin, struct evhttp_request *req)
     struct evbuffer *out = evhttp_request_get_output_buffer(req);
     int status = sl_top_render(admin->hooks.top, cfg, uri ? evhttp_uri_get_query(uri) : NULL,
                                sl_clock_mono_us(), out);
-    sl_cfg_unref(cfg);
     switch (status) {
     case 200:
         reply(req, 200, "OK", "application/json", NULL);
@@ -129,14 +134,57 @@ static void serve_top(struct sl_admin *admin, struct evhttp_request *req)
     }
 }
 
+/* Who may ask: anyone (probes must keep working whatever the token), or only a client that
+ * presents admin.token; /metrics too under admin.metrics_auth. */
+enum access { ACCESS_OPEN, ACCESS_TOKEN, ACCESS_METRICS };
+
+static bool token_required(enum access access, const struct sl_config *cfg)
+{
+    if (!cfg || !cfg->admin_token)
+        return false;
+    return access == ACCESS_TOKEN || (access == ACCESS_METRICS && cfg->admin_metrics_auth);
+}
+
+enum credentials { CREDENTIALS_NONE, CREDENTIALS_WRONG, CREDENTIALS_RIGHT };
+
+/* RFC 6750 section 2.1: "Authorization: Bearer TOKEN", the scheme in any case (RFC 9110
+ * section 11.1) and one or more spaces before the token. Another scheme is no credentials
+ * at all, as RFC 6750 section 3.1 counts it. */
+static enum credentials bearer(struct evhttp_request *req, const char *token)
+{
+    const char *value = evhttp_find_header(evhttp_request_get_input_headers(req), "Authorization");
+
+    if (!value || strncasecmp(value, "Bearer ", 7) != 0)
+        return CREDENTIALS_NONE;
+    const char *given = value + 7;
+    while (*given == ' ')
+        given++;
+    return sl_secret_equal(given, strlen(given), token, strlen(token)) ? CREDENTIALS_RIGHT
+                                                                       : CREDENTIALS_WRONG;
+}
+
+/* RFC 6750 section 3: the challenge names the scheme; error="invalid_token" only when a
+ * token was presented. */
+static void reply_unauthorized(struct evhttp_request *req, enum credentials given)
+{
+    evhttp_add_header(evhttp_request_get_output_headers(req), "WWW-Authenticate",
+                      given == CREDENTIALS_WRONG
+                          ? "Bearer realm=\"sluice admin\", error=\"invalid_token\""
+                          : "Bearer realm=\"sluice admin\"");
+    reply(req, 401, "Unauthorized", "text/plain; charset=utf-8",
+          "unauthorized: send the admin token as \"Authorization: Bearer TOKEN\"\n");
+}
+
 static void handle(struct evhttp_request *req, void *arg)
 {
     static const struct {
         const char *path;
-        void (*serve)(struct sl_admin *, struct evhttp_request *);
+        enum access access;
+        void (*serve)(struct sl_admin *, struct evhttp_request *, const struct sl_config *);
     } routes[] = {
-        {"/metrics", serve_metrics}, {"/readyz", serve_readyz}, {"/config", serve_config},
-        {"/top", serve_top},         {"/healthz", NULL},
+        {"/metrics", ACCESS_METRICS, serve_metrics}, {"/readyz", ACCESS_OPEN, serve_readyz},
+        {"/config", ACCESS_TOKEN, serve_config},     {"/top", ACCESS_TOKEN, serve_top},
+        {"/healthz", ACCESS_OPEN, serve_healthz},
     };
     struct sl_admin *admin = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -150,11 +198,19 @@ static void handle(struct evhttp_request *req, void *arg)
             evhttp_add_header(evhttp_request_get_output_headers(req), "Allow", "GET, HEAD");
             reply(req, 405, "Method Not Allowed", "text/plain; charset=utf-8",
                   "method not allowed\n");
-        } else if (routes[i].serve) {
-            routes[i].serve(admin, req);
-        } else {
-            reply(req, 200, "OK", "text/plain; charset=utf-8", "ok\n");
+            return;
         }
+        /* The snapshot of this request: a reload's new token applies to the next one. */
+        struct sl_config *cfg =
+            admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
+        enum credentials given = token_required(routes[i].access, cfg)
+                                     ? bearer(req, cfg->admin_token)
+                                     : CREDENTIALS_RIGHT;
+        if (given == CREDENTIALS_RIGHT)
+            routes[i].serve(admin, req, cfg);
+        else
+            reply_unauthorized(req, given);
+        sl_cfg_unref(cfg);
         return;
     }
     reply(req, 404, "Not Found", "text/plain; charset=utf-8", "not found\n");
@@ -231,6 +287,43 @@ fail:
     return -1;
 }
 
+/* Reachable from this machine only: 127.0.0.0/8, ::1 (::ffff:127.0.0.0/104 too) and unix
+ * sockets. */
+static bool is_local(const struct sl_sockaddr *addr)
+{
+    const struct in6_addr *a6 = &((const struct sockaddr_in6 *)&addr->ss)->sin6_addr;
+
+    switch (addr->ss.ss_family) {
+    case AF_UNIX:
+        return true;
+    case AF_INET:
+        return ntohl(((const struct sockaddr_in *)&addr->ss)->sin_addr.s_addr) >> 24 == 127;
+    case AF_INET6:
+        return IN6_IS_ADDR_LOOPBACK(a6) || (IN6_IS_ADDR_V4MAPPED(a6) && a6->s6_addr[12] == 127);
+    default:
+        return false;
+    }
+}
+
+/* /top lists the keys limits count (client addresses, API keys): on an address other
+ * machines reach, without a token, the operator should hear of it once. */
+static void warn_if_exposed(struct sl_admin *admin, const struct sl_sockaddr *addr)
+{
+    if (is_local(addr))
+        return;
+    struct sl_config *cfg =
+        admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
+    if (!cfg || !cfg->admin_token)
+        sl_log_warn("admin.listen %s is not a loopback address and admin.token is not set: "
+                    "whoever reaches it can read %s/config (the configuration) and /metrics; "
+                    "set admin.token, e.g. to \"${SLUICE_ADMIN_TOKEN}\"",
+                    addr->text ? addr->text : "(admin address)",
+                    cfg && !cfg->admin_top
+                        ? ""
+                        : "/top (the keys limits count, such as client addresses and API keys), ");
+    sl_cfg_unref(cfg);
+}
+
 struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metrics *metrics,
                                 const struct sl_admin_hooks *hooks, char *err, size_t errlen)
 {
@@ -275,6 +368,8 @@ struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metric
         goto fail_errno;
     }
     fd = -1;
+    /* Before the first request can be answered: whoever sees the listener up sees this. */
+    warn_if_exposed(admin, addr);
     if ((errno = pthread_create(&admin->thread, NULL, run, admin)) != 0)
         goto fail_errno;
     admin->thread_started = true;

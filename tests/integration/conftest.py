@@ -89,7 +89,7 @@ def upstream(upstream_factory):
 def sluice_factory(request, sluice_binary, tmp_path):
     """start(yaml_text, upstream=None, admin=True, env=None, wait=True) -> Sluice.
 
-    yaml_text may use {listen} {admin} {upstream} {access_log} {tmp}; upstream is an
+    yaml_text may use {listen} {admin} {admin_port} {upstream} {access_log} {tmp}; upstream is an
     Upstream or a URL string. Each sluice gets SIGTERM at teardown and must exit 0
     within 15 s with no sanitizer report."""
     started = []

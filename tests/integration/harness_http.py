@@ -298,7 +298,7 @@ def parse_metrics(text):
     return out
 
 
-def metrics(admin_port):
-    resp = get(admin_port, "/metrics")
+def metrics(admin_port, headers=()):
+    resp = get(admin_port, "/metrics", headers)
     assert resp.status == 200, resp
     return parse_metrics(resp.body.decode())

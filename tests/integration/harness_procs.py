@@ -118,6 +118,7 @@ class Sluice:
         self.stdout_path = os.path.join(tmp_dir, f"{self.name}.out")
         self.stderr_path = os.path.join(tmp_dir, f"{self.name}.err")
         self.env = env
+        self.admin_token = None  # sent as "Authorization: Bearer" by metrics() when set
         self.proc = None
         self.exit_code = None
         self.terminating = False
@@ -131,10 +132,12 @@ class Sluice:
                 return port
 
     def render(self, yaml_text):
-        """Fills {listen} {admin} {upstream} {access_log} {tmp}; other braces are left alone."""
+        """Fills {listen} {admin} {admin_port} {upstream} {access_log} {tmp}; other braces are
+        left alone."""
         values = {
             "{listen}": f"127.0.0.1:{self.port}",
             "{admin}": f"127.0.0.1:{self.admin_port}" if self.admin_port else "off",
+            "{admin_port}": str(self.admin_port),
             "{upstream}": self.upstream_url or "http://127.0.0.1:9",
             "{access_log}": self.access_log_path,
             "{tmp}": self.tmp_dir,
@@ -230,8 +233,12 @@ class Sluice:
         return wait_until(lambda: (lambda ls: ls if len(ls) >= n else None)(self.access_log()),
                           timeout, 0.02, f"{n} access log line(s)")
 
+    def admin_headers(self):
+        """The Authorization header for admin.token, when the test set self.admin_token."""
+        return [("Authorization", f"Bearer {self.admin_token}")] if self.admin_token else []
+
     def metrics(self):
-        return metrics(self.admin_port)
+        return metrics(self.admin_port, self.admin_headers())
 
     def rss_kib(self):
         return proc_status_kib(self.pid, "VmRSS")

@@ -1,4 +1,5 @@
-/* The admin listener over real sockets: every endpoint, status codes, hooks, stop. */
+/* The admin listener over real sockets: every endpoint, status codes, hooks, stop; the
+ * bearer token on /top, /config and (under metrics_auth) /metrics, never on the probes. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <errno.h>
@@ -90,6 +91,16 @@ static char *get(const struct sl_sockaddr *addr, const char *method, const char 
     char req[256];
     snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: admin\r\nConnection: close\r\n\r\n", method,
              path);
+    return exchange(addr, req);
+}
+
+/* `get` with extra header lines, each ending in CRLF. */
+static char *get_with(const struct sl_sockaddr *addr, const char *method, const char *path,
+                      const char *headers)
+{
+    char req[512];
+    snprintf(req, sizeof req, "%s %s HTTP/1.1\r\nHost: admin\r\n%sConnection: close\r\n\r\n",
+             method, path, headers);
     return exchange(addr, req);
 }
 
@@ -370,6 +381,134 @@ START_TEST(test_ipv6_loopback)
 }
 END_TEST
 
+/* The status of `method path` with `headers`, and the response's challenge (or "") in
+ * `challenge`. */
+static int ask(const struct fixture *f, const char *method, const char *path, const char *headers,
+               char challenge[128])
+{
+    char *r = get_with(&f->addr, method, path, headers);
+    int status = status_of(r);
+    const char *h = strstr(r, "\r\nWWW-Authenticate: ");
+
+    challenge[0] = '\0';
+    if (h && h < strstr(r, "\r\n\r\n")) {
+        h += strlen("\r\nWWW-Authenticate: ");
+        snprintf(challenge, 128, "%.*s", (int)strcspn(h, "\r"), h);
+    }
+    free(r);
+    return status;
+}
+
+#define BEARER_RIGHT "Authorization: Bearer s3cret-T0ken\r\n"
+#define CHALLENGE "Bearer realm=\"sluice admin\""
+#define CHALLENGE_INVALID "Bearer realm=\"sluice admin\", error=\"invalid_token\""
+
+START_TEST(test_token_guards_top_and_config)
+{
+    struct fixture f;
+    struct sl_sockaddr any;
+    char ch[128];
+    static const char *const wrong[] = {
+        "Authorization: Bearer s3cret-T0ke\r\n",   /* a prefix */
+        "Authorization: Bearer s3cret-T0ken0\r\n", /* one more byte */
+        "Authorization: Bearer S3cret-T0ken\r\n",  /* case counts in the token */
+    };
+
+    loopback_v4(&any, 0);
+    start(&f, &any);
+    f.cfg.admin_token = (char *)"s3cret-T0ken";
+    f.cfg.admin_top = true;
+
+    /* No credentials, or another scheme: the challenge without an error (RFC 6750, 3.1). */
+    ck_assert_int_eq(ask(&f, "GET", "/config", "", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "HEAD", "/config", "", ch), 401);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "Authorization: Basic czNjcmV0LVQwa2Vu\r\n", ch),
+                     401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "Authorization: Bearers3cret-T0ken\r\n", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "Authorization: Bearer \r\n", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "GET", "/top", "", ch), 401);
+    for (size_t i = 0; i < sizeof wrong / sizeof wrong[0]; i++) {
+        ck_assert_int_eq(ask(&f, "GET", "/config", wrong[i], ch), 401);
+        ck_assert_str_eq(ch, CHALLENGE_INVALID);
+        ck_assert_int_eq(ask(&f, "GET", "/top", wrong[i], ch), 401);
+    }
+
+    /* The right token, the scheme in any case, spaces before the token. */
+    char *r = get_with(&f.addr, "GET", "/config", BEARER_RIGHT);
+    ck_assert_int_eq(status_of(r), 200);
+    ck_assert_ptr_nonnull(strstr(body_of(r), "\"token\":\"***\""));
+    ck_assert_ptr_null(strstr(body_of(r), "s3cret"));
+    free(r);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "authorization: bEARER   s3cret-T0ken\r\n", ch),
+                     200);
+    ck_assert_int_eq(ask(&f, "HEAD", "/config", BEARER_RIGHT, ch), 200);
+    /* Past the token, /top says what it would have said: no sketches here. */
+    ck_assert_int_eq(ask(&f, "GET", "/top", BEARER_RIGHT, ch), 404);
+
+    /* Probes, /metrics (without metrics_auth) and unknown paths never ask. */
+    ck_assert_int_eq(ask(&f, "GET", "/healthz", "", ch), 200);
+    ck_assert_int_eq(ask(&f, "GET", "/readyz", "", ch), 200);
+    ck_assert_int_eq(ask(&f, "GET", "/metrics", "", ch), 200);
+    ck_assert_int_eq(ask(&f, "GET", "/nope", "", ch), 404);
+    ck_assert_int_eq(ask(&f, "POST", "/config", "", ch), 405);
+    stop(&f);
+}
+END_TEST
+
+START_TEST(test_metrics_auth)
+{
+    struct fixture f;
+    struct sl_sockaddr any;
+    char ch[128];
+
+    loopback_v4(&any, 0);
+    start(&f, &any);
+    f.cfg.admin_token = (char *)"s3cret-T0ken";
+    f.cfg.admin_metrics_auth = true;
+    ck_assert_int_eq(ask(&f, "GET", "/metrics", "", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "GET", "/metrics", "Authorization: Bearer nope\r\n", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE_INVALID);
+    char *r = get_with(&f.addr, "GET", "/metrics", BEARER_RIGHT);
+    ck_assert_int_eq(status_of(r), 200);
+    ck_assert_ptr_nonnull(strstr(body_of(r), "# TYPE sluice_requests_total counter\n"));
+    free(r);
+    ck_assert_int_eq(ask(&f, "GET", "/healthz", "", ch), 200);
+    ck_assert_int_eq(ask(&f, "GET", "/readyz", "", ch), 200);
+    stop(&f);
+}
+END_TEST
+
+/* The token is read from the configuration of each request: a reload's token applies to
+ * the next request, and a configuration without one asks for nothing. */
+START_TEST(test_token_follows_the_configuration)
+{
+    struct fixture f;
+    struct sl_sockaddr any;
+    struct sl_config next = {.admin_token = (char *)"n3xt"};
+    char ch[128];
+
+    atomic_init(&next.refs, 1);
+    loopback_v4(&any, 0);
+    start(&f, &any);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "", ch), 200);
+    f.cfg.admin_token = (char *)"s3cret-T0ken";
+    ck_assert_int_eq(ask(&f, "GET", "/config", "", ch), 401);
+    ck_assert_int_eq(ask(&f, "GET", "/config", BEARER_RIGHT, ch), 200);
+
+    f.hooks_state.cfg = &next;
+    ck_assert_int_eq(ask(&f, "GET", "/config", BEARER_RIGHT, ch), 401);
+    ck_assert_int_eq(ask(&f, "GET", "/config", "Authorization: Bearer n3xt\r\n", ch), 200);
+    ck_assert_int_eq(atomic_load(&next.refs), 1);
+    f.hooks_state.cfg = &f.cfg;
+    stop(&f);
+}
+END_TEST
+
 static Suite *admin_suite(void)
 {
     Suite *s = suite_create("admin");
@@ -384,6 +523,9 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_busy_port_is_an_error);
     tcase_add_test(tc, test_missing_hooks);
     tcase_add_test(tc, test_ipv6_loopback);
+    tcase_add_test(tc, test_token_guards_top_and_config);
+    tcase_add_test(tc, test_metrics_auth);
+    tcase_add_test(tc, test_token_follows_the_configuration);
     suite_add_tcase(s, tc);
     return s;
 }
