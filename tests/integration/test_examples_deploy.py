@@ -4,9 +4,15 @@ each sluice container's configuration (the file compose mounts, the ConfigMap) i
 with the container's environment (the Dockerfile's ENV and the example's own), its listen
 ports moved to free ones and the app and Redis replaced by a real upstream and a real
 redis-server on loopback. sluice's /config then says what the container would bind and
-reach, and the containers' ports, probes and Services are compared with it."""
+reach, and the containers' ports, probes and Services are compared with it. The admin
+token is followed from where the deployment keeps it (the host's environment for compose, a
+Secret for Kubernetes) to sluice and to Prometheus's scrape configuration: /top, /config
+and /metrics refuse a request without it, the probes answer without it, and the
+credentials Prometheus would send are accepted."""
+import base64
 import os
 import re
+import shutil
 import signal
 import time
 
@@ -15,7 +21,7 @@ import yaml
 
 from conftest import Client, get, request, wait_until
 from examples_support import (EXAMPLES, ExampleSluice, check_config, config_path_of, image,
-                              listens_on_any_address, only_addr, only_port, prepare)
+                              listens_on_any_address, only_addr, only_port, prepare, promtool)
 from harness_procs import STOP_TIMEOUT
 
 ANY_ADDRESS = ("0.0.0.0", "[::]", "::")
@@ -44,10 +50,63 @@ def example_sluice(request, sluice_binary, tmp_path):
 
 
 def effective(s):
-    """GET /config of a running sluice."""
-    resp = get(s.admin_port, "/config")
+    """GET /config of a running sluice (with s.admin_token, when set)."""
+    resp = get(s.admin_port, "/config", s.admin_headers())
     assert resp.status == 200, resp
     return resp.json()
+
+
+def check_admin_token(s, token, scrape_credentials):
+    """/top, /config and /metrics answer 401 without the token or with another; with it,
+    200 (the token redacted in /config); the probes' paths answer without it; and the
+    credentials Prometheus reads from its file are the token sluice expects (Prometheus
+    strips the file's surrounding whitespace)."""
+    bearer = [("Authorization", f"Bearer {token}")]
+    for path in ("/top", "/config", "/metrics"):
+        assert get(s.admin_port, path).status == 401, path
+        assert get(s.admin_port, path, [("Authorization", f"Bearer {token}x")]).status == 401
+    assert get(s.admin_port, "/top", bearer).status == 200
+    assert effective(s)["admin"]["token"] == "***"
+    assert effective(s)["admin"]["metrics_auth"] is True
+    for path in ("/healthz", "/readyz"):
+        assert get(s.admin_port, path).status == 200, path
+    scrape = [("Authorization", f"Bearer {scrape_credentials.strip()}")]
+    resp = get(s.admin_port, "/metrics", scrape)
+    assert resp.status == 200 and b"sluice_requests_total" in resp.body, resp
+
+
+def prometheus_job(path):
+    """The one scrape job of a Prometheus configuration under examples/prometheus/."""
+    with open(os.path.join(EXAMPLES, "prometheus", path)) as f:
+        config = yaml.safe_load(f)
+    [job] = config["scrape_configs"]
+    auth = job["authorization"]
+    assert auth.get("type", "Bearer") == "Bearer"
+    return config, job
+
+
+def promtool_check_config(tmp_path, path, credentials):
+    """`promtool check config` on a copy of examples/prometheus/`path` beside the rules,
+    its credentials file moved to one holding `credentials` (promtool checks it exists).
+    promtool builds without Kubernetes discovery (Debian's) do not know
+    kubernetes_sd_configs: the job is then checked with static_configs in its place."""
+    if shutil.which("promtool") is None:
+        pytest.skip("promtool is not installed (scripts/install-deps.sh --test)")
+    config, job = prometheus_job(path)
+    secret = tmp_path / "credentials"
+    secret.write_text(credentials)
+    job["authorization"]["credentials_file"] = str(secret)
+    for rules in config.get("rule_files", []):
+        shutil.copy(os.path.join(EXAMPLES, "prometheus", rules), tmp_path / rules)
+    copy = tmp_path / path
+    copy.write_text(yaml.safe_dump(config))
+    rc, out = promtool("check", "config", str(copy))
+    if rc != 0 and "field kubernetes_sd_configs not found" in out:
+        job["static_configs"] = [{"targets": ["10.0.0.1:9901"]}]
+        del job["kubernetes_sd_configs"]
+        copy.write_text(yaml.safe_dump(config))
+        rc, out = promtool("check", "config", str(copy))
+    assert rc == 0, out
 
 
 def host_port(addr):
@@ -97,11 +156,45 @@ def load_compose():
         return yaml.safe_load(f)
 
 
-def compose_env(svc):
+# What the host exports before `docker compose up` (docker-compose.yml's first lines).
+HOST_ENV = {"SLUICE_ADMIN_TOKEN": "c0mpose-admin-T0ken"}
+_COMPOSE_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::?([-?])([^}]*))?\}")
+
+
+def interpolate(value, host_env):
+    """Compose's ${VAR}, ${VAR:-default} and ${VAR:?message} (an unset or empty variable
+    counts as missing), from the host's environment."""
+    def sub(m):
+        name, op, arg = m.groups()
+        found = host_env.get(name, "")
+        if not found and op == "?":
+            raise ValueError(f"compose refuses to start: {name}: {arg}")
+        return found or (arg if op == "-" else "")
+    return _COMPOSE_VAR.sub(sub, value)
+
+
+def compose_env(svc, host_env=HOST_ENV):
     env = svc.get("environment", {})
     if isinstance(env, list):
         env = dict(e.split("=", 1) for e in env)
-    return {k: str(v) for k, v in env.items()}
+    return {k: interpolate(str(v), host_env) for k, v in env.items()}
+
+
+def compose_scrape(compose):
+    """Prometheus's scrape job in compose, and the credentials it reads: the secret file
+    compose mounts (from the host variable the secret names)."""
+    prom = compose["services"]["prometheus"]
+    mounts = dict(v.split(":")[:2] for v in prom["volumes"])
+    assert mounts.get("./prometheus/prometheus.yml") == "/etc/prometheus/prometheus.yml"
+    config, job = prometheus_job("prometheus.yml")
+    # Rule files are found beside the configuration file.
+    for rules in config.get("rule_files", []):
+        assert mounts.get(f"./prometheus/{rules}") == f"/etc/prometheus/{rules}", rules
+    path = job["authorization"]["credentials_file"]
+    secret = path.removeprefix("/run/secrets/")
+    assert path == f"/run/secrets/{secret}" and secret in prom["secrets"], path
+    variable = compose["secrets"][secret]["environment"]
+    return job, variable, HOST_ENV[variable]
 
 
 def published(svc):
@@ -147,6 +240,21 @@ def test_compose_file_shape():
     assert len(host_ports) == len(set(host_ports))
 
 
+def test_compose_admin_token_from_the_host_to_sluice_and_prometheus(tmp_path):
+    compose = load_compose()
+    job, variable, token = compose_scrape(compose)
+    for name, (svc, path, env) in compose_sluices(compose).items():
+        # The replicas get the host variable Prometheus's secret is made of.
+        assert env["SLUICE_ADMIN_TOKEN"] == token, name
+        with open(path) as f:
+            admin = yaml.safe_load(f)["admin"]
+        assert (admin["token"], admin["metrics_auth"]) == ("${SLUICE_ADMIN_TOKEN}", True)
+        # Without it compose refuses to start, rather than start an open admin port.
+        with pytest.raises(ValueError, match=variable):
+            compose_env(svc, {})
+    promtool_check_config(tmp_path, "prometheus.yml", token)
+
+
 def test_compose_sluice_config_is_accepted_as_the_container_reads_it(sluice_binary):
     for name, (svc, path, env) in compose_sluices(load_compose()).items():
         rc, out = check_config(sluice_binary, path, env)
@@ -159,10 +267,12 @@ def test_compose_replicas_listen_reach_the_app_and_share_redis(example_sluice, u
     services = compose["services"]
     app_ports = {int(p) for p in services["app"].get("expose", [])}
     redis_ports = {int(p) for p in services["redis"].get("expose", [])}
+    job, _, scrape_credentials = compose_scrape(compose)
     running = []
     for name, (svc, path, env) in compose_sluices(compose).items():
         text, env, seen = prepare(open(path).read(), env, upstream.port, redis_server.port)
         s = example_sluice(text, env)
+        s.admin_token = env["SLUICE_ADMIN_TOKEN"]
         cfg = effective(s)
         listen_port, admin_port = check_listeners(s, cfg, seen)
         ports = published(svc)
@@ -177,6 +287,9 @@ def test_compose_replicas_listen_reach_the_app_and_share_redis(example_sluice, u
         assert grace > cfg["shutdown"]["drain_delay_ms"] / 1000 + SLUICE_DRAIN_S, name
         check_serves(s, upstream)
         redis_connected(s)
+        check_admin_token(s, env["SLUICE_ADMIN_TOKEN"], scrape_credentials)
+        # Prometheus scrapes this replica by its service name, on its admin port.
+        assert f"{name}:{admin_port}" in job["static_configs"][0]["targets"]
         running.append(s)
 
     # One limit for both: the login route's first limit admits its N in total.
@@ -217,6 +330,47 @@ def named_port(container, port):
     return found[0]
 
 
+def secret_value(docs, name, key):
+    """A key of a Secret of the manifests, as a container or a mounted file sees it."""
+    secret = next(d for d in kinds(docs, "Secret") if d["metadata"]["name"] == name)
+    if key in secret.get("stringData", {}):
+        return str(secret["stringData"][key])
+    return base64.b64decode(secret["data"][key]).decode()
+
+
+def container_env(docs, container):
+    """A container's environment: values, and secretKeyRef resolved from the Secrets."""
+    env = {}
+    for e in container.get("env", []):
+        if "value" in e:
+            env[e["name"]] = e["value"]
+        else:
+            ref = e["valueFrom"]["secretKeyRef"]
+            env[e["name"]] = secret_value(docs, ref["name"], ref["key"])
+    return env
+
+
+def kubernetes_scrape(docs):
+    """Prometheus's scrape job for the pods, and the credentials it reads: the Secret
+    mounted at /etc/prometheus/secrets/NAME/ (as the Prometheus Operator mounts it)."""
+    _, job = prometheus_job("prometheus-kubernetes.yml")
+    path = job["authorization"]["credentials_file"]
+    m = re.fullmatch(r"/etc/prometheus/secrets/([^/]+)/([^/]+)", path)
+    assert m, path
+    return job, m.groups(), secret_value(docs, *m.groups())
+
+
+def relabel_keeps(job, labels):
+    """Whether the job's keep rules keep a target with these discovery labels."""
+    for rule in job["relabel_configs"]:
+        if rule.get("action") == "keep":
+            values = [labels.get(label, "") for label in rule["source_labels"]]
+            value = rule.get("separator", ";").join(values)
+            if not re.fullmatch(str(rule["regex"]), value):
+                return False
+    return True
+
+
 def sluice_pod(docs):
     """(Deployment, pod spec, sluice container, app container, ConfigMap text, env)."""
     deployments = [d for d in kinds(docs, "Deployment")
@@ -235,7 +389,7 @@ def sluice_pod(docs):
     key = path[len(mount["mountPath"].rstrip("/")) + 1:]
     assert key in cm["data"], f"the ConfigMap has no {key} for {path}"
     env = dict(img["env"])
-    env.update({e["name"]: e["value"] for e in sluice.get("env", [])})
+    env.update(container_env(docs, sluice))
     return dep, pod, sluice, others[0], cm["data"][key], env
 
 
@@ -251,12 +405,42 @@ def test_kubernetes_config_is_accepted_as_the_container_reads_it(sluice_binary, 
     assert rc == 0 and "configuration ok" in out, out
 
 
+def test_kubernetes_admin_token_from_the_secret_to_sluice_and_prometheus(tmp_path):
+    docs = load_manifests()
+    dep, _, sluice, app, text, env = sluice_pod(docs)
+    job, (name, key), scrape_credentials = kubernetes_scrape(docs)
+    # sluice's token is the key of the Secret Prometheus reads, never a literal value.
+    [ref] = [e["valueFrom"]["secretKeyRef"] for e in sluice["env"]
+             if e["name"] == "SLUICE_ADMIN_TOKEN"]
+    assert (ref["name"], ref["key"]) == (name, key)
+    assert env["SLUICE_ADMIN_TOKEN"] == scrape_credentials
+    admin = yaml.safe_load(text)["admin"]
+    assert (admin["token"], admin["metrics_auth"]) == ("${SLUICE_ADMIN_TOKEN}", True)
+    # The kubelet's probes send no credentials: they need none.
+    for probe in ("readinessProbe", "livenessProbe"):
+        assert "httpHeaders" not in sluice[probe]["httpGet"], probe
+
+    # The job scrapes the sluice container's admin port of the annotated pods, at the path
+    # the annotations name, and no other port.
+    annotations = dep["spec"]["template"]["metadata"]["annotations"]
+    meta = {"__meta_kubernetes_pod_annotation_" + re.sub(r"[^a-zA-Z0-9_]", "_", k): v
+            for k, v in annotations.items()}
+    ports = [(c, p) for c in (sluice, app) for p in c["ports"]]
+    kept = [(c["name"], p["containerPort"]) for c, p in ports
+            if relabel_keeps(job, dict(meta, __meta_kubernetes_pod_container_port_name=p["name"]))]
+    assert kept == [("sluice", named_port(sluice, "admin"))]
+    [path_rule] = [r for r in job["relabel_configs"] if r.get("target_label") == "__metrics_path__"]
+    assert [meta[l] for l in path_rule["source_labels"]] == ["/metrics"]
+    promtool_check_config(tmp_path, "prometheus-kubernetes.yml", scrape_credentials)
+
+
 def test_kubernetes_sidecar_ports_probes_service_and_drain(example_sluice, upstream,
                                                            redis_server):
     docs = load_manifests()
     dep, pod, sluice, app, text, env = sluice_pod(docs)
     text, env, seen = prepare(text, env, upstream.port, redis_server.port)
     s = example_sluice(text, env)
+    s.admin_token = env["SLUICE_ADMIN_TOKEN"]
     cfg = effective(s)
     listen_port, admin_port = check_listeners(s, cfg, seen)
 
@@ -270,6 +454,7 @@ def test_kubernetes_sidecar_ports_probes_service_and_drain(example_sluice, upstr
     assert int(annotations["prometheus.io/port"]) == admin_port
     check_serves(s, upstream)
     redis_connected(s)
+    check_admin_token(s, env["SLUICE_ADMIN_TOKEN"], kubernetes_scrape(docs)[2])
 
     # The app in the same pod, on loopback; Redis by a Service of the manifests.
     up_host, up_port = only_addr(seen, "upstream")
