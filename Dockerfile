@@ -18,7 +18,8 @@ COPY --from=build /build/sluice /usr/local/bin/sluice
 COPY conf/sluice.yaml /etc/sluice/sluice.yaml
 USER sluice
 # Inside a container loopback is the container's own: kubelet's probes and a Prometheus in
-# another container reach the admin listener only on the pod's address.
+# another container reach the admin listener only on the pod's address. Give the container
+# SLUICE_ADMIN_TOKEN (from a Secret) so that /top and /config there ask for it.
 ENV SLUICE_ADMIN_LISTEN=0.0.0.0:9901
 EXPOSE 8080 9901
 ENTRYPOINT ["/usr/local/bin/sluice"]

@@ -544,6 +544,27 @@ START_TEST(shipped_admin_listen_follows_the_environment)
 }
 END_TEST
 
+/* The image's admin listener is protected as soon as the container gets SLUICE_ADMIN_TOKEN;
+ * without it the shipped file has no token. */
+START_TEST(shipped_admin_token_follows_the_environment)
+{
+    char *errors = NULL;
+    unsetenv("SLUICE_ADMIN_TOKEN");
+    struct sl_config *cfg = sl_cfg_load(SLUICE_SOURCE_DIR "/conf/sluice.yaml", &errors);
+    ck_assert_msg(cfg != NULL, "%s", errors ? errors : "");
+    ck_assert_ptr_null(cfg->admin_token);
+    ck_assert(!cfg->admin_metrics_auth);
+    sl_cfg_unref(cfg);
+
+    setenv("SLUICE_ADMIN_TOKEN", "0123456789abcdef", 1);
+    cfg = sl_cfg_load(SLUICE_SOURCE_DIR "/conf/sluice.yaml", &errors);
+    unsetenv("SLUICE_ADMIN_TOKEN");
+    ck_assert_msg(cfg != NULL, "%s", errors ? errors : "");
+    ck_assert_str_eq(cfg->admin_token, "0123456789abcdef");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("config_load");
@@ -551,6 +572,7 @@ int main(void)
     tcase_add_test(tc, full_config_round_trips);
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, shipped_admin_listen_follows_the_environment);
+    tcase_add_test(tc, shipped_admin_token_follows_the_environment);
     tcase_add_test(tc, upstream_host_names);
     tcase_add_test(tc, shutdown_drain_delay);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
