@@ -58,7 +58,7 @@ static bool is_ows(char c)
 
 /* The next comma-separated, trimmed, non-empty element of a list value from `*pos`;
  * false at the end. */
-static bool next_element(const char *v, size_t len, size_t *pos, struct token *out)
+static inline bool next_element(const char *v, size_t len, size_t *pos, struct token *out)
 {
     size_t i = *pos;
     while (i < len) {
