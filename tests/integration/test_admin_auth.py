@@ -118,7 +118,9 @@ def test_reload_applies_a_new_token(sluice_factory, upstream):
     s.reload(admin_block('  token: "n3w-t0ken"\n  metrics_auth: true\n'))
     wait_until(lambda: ask(s, "/config", new).status == 200, what="the new token")
     s.admin_token = "n3w-t0ken"
-    assert s.metrics().value("sluice_config_reloads_total", result="success") == 1
+    # The new snapshot can answer before the reload is counted: wait for the count too.
+    wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 1,
+               what="the reload counted")
     check_refused(ask(s, "/config", RIGHT), wrong_token=True)
     check_refused(ask(s, "/top", RIGHT), wrong_token=True)
     check_refused(ask(s, "/metrics", RIGHT), wrong_token=True)
@@ -134,7 +136,8 @@ def test_reload_applies_a_new_token(sluice_factory, upstream):
     s.reload(admin_block(""))
     wait_until(lambda: ask(s, "/config").status == 200, what="no token")
     s.admin_token = None
-    assert s.metrics().value("sluice_config_reloads_total", result="success") == 2
+    wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 2,
+               what="the second reload counted")
     assert ask(s, "/top").status == 200
 
 
