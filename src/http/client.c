@@ -293,7 +293,7 @@ static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
         break;
     case SL_C_DELAY:
         /* Whatever clock the timer went by, the request leaves no earlier than decided. */
-        sl_request_hold(c);
+        sl_exchange_hold(&c->x);
         if (!c->dying)
             sl_conn_process(c);
         break;
@@ -339,6 +339,8 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
         setsockopt(bufferevent_getfd(c->bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     }
     format_peer(c);
+    c->x.client = &sl_h1_client_ops;
+    c->x.w = w;
     c->x.peer_text = c->peer_text;
     c->x.peer_text_len = c->peer_text_len;
     c->cfg = sl_cfg_ref(w->cfg);

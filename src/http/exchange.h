@@ -16,7 +16,31 @@
 /* The protocol the request arrived in, as the access log names it. */
 enum sl_proto { SL_PROTO_10, SL_PROTO_11, SL_PROTO_2 };
 
+struct sl_exchange;
+struct sl_worker;
+
+/* What the exchange asks of the client codec that made it. The codec finds its connection
+ * or stream from the exchange (embedded in it); every call is made on the worker thread. */
+struct sl_client_ops {
+    /* The engine answered (x->verdict is set, x->decision_pending cleared). The codec guards
+     * its connection as any callback of its own, then calls sl_exchange_act(x). */
+    void (*verdict)(struct sl_exchange *x);
+    /* sluice answers the request itself: `status` with the verdict's header lines and body
+     * (`headers`, `body`: may be empty). The codec writes it, deals with any request body
+     * still to come, and finishes the exchange. */
+    void (*reply)(struct sl_exchange *x, int status, const struct sl_textbuf *headers,
+                  const struct sl_textbuf *body);
+    /* Admitted, any delay served: the codec sends what it owes the client first (100
+     * Continue) and hands the exchange to the upstream. */
+    void (*forward)(struct sl_exchange *x);
+    /* Held by a leaky bucket: call sl_exchange_hold(x) again in `left_us`. */
+    void (*hold)(struct sl_exchange *x, uint64_t left_us);
+};
+
 struct sl_exchange {
+    const struct sl_client_ops *client;
+    struct sl_worker *w;
+
     /* The request, set by the client codec before the engine sees it. `req` points into
      * the codec's head storage; `cfg` and `peer_text` are the codec's too, kept alive by it
      * for as long as the exchange lives. */
@@ -46,5 +70,21 @@ struct sl_exchange {
     uint64_t upstream_us, duration_us;
     uint64_t head_bytes, bytes_in, bytes_out;
 };
+
+/* Asks the engine about x->req under x->cfg. The answer comes through client->verdict, at
+ * once or later; until then x->decision_pending holds and the exchange must live. */
+void sl_exchange_decide(struct sl_exchange *x);
+
+/* Acts on the verdict: client->reply for an answer of sluice's own (429, 503, 400), a hold
+ * for a leaky bucket's delay, else client->forward. */
+void sl_exchange_act(struct sl_exchange *x);
+
+/* Forwards once x->release_us has come, else asks the codec to wait for the rest: a timer
+ * that fires early never releases the request early. */
+void sl_exchange_hold(struct sl_exchange *x);
+
+/* The exchange is over both ways: releases the verdict, counts it, and writes its access
+ * log line, exactly once. x->req must show what was received (the codec's part). */
+void sl_exchange_finish(struct sl_exchange *x, uint64_t now_us);
 
 #endif

@@ -348,11 +348,8 @@ void sl_request_expose_head(struct sl_conn *c, bool complete);
 bool sl_request_read_head(struct sl_conn *c);
 /* Skips the body of a request sluice answered itself; true when the state moved on. */
 bool sl_request_discard_body(struct sl_conn *c);
-/* Admitted: sends 100 Continue if asked for, and hands the request to the upstream. */
-void sl_request_forward(struct sl_conn *c);
-/* Held by the leaky bucket: forwards once c->release_us has come, else re-arms the timer
- * for the rest, so that a timer firing early never releases the request early. */
-void sl_request_hold(struct sl_conn *c);
+/* The exchange's requests of an HTTP/1 connection (request.c). */
+extern const struct sl_client_ops sl_h1_client_ops;
 
 /* Answers `status` and closes; after the response head went out, just closes. */
 void sl_conn_fail(struct sl_conn *c, int status);

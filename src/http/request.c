@@ -1,5 +1,8 @@
-/* One request on a client connection: reading and checking its head, asking the engine,
- * acting on the verdict, and finishing it (log, metrics, keep-alive or close). */
+/* One request on an HTTP/1 client connection: reading and checking its head, handing it
+ * to the connection's exchange, doing what the exchange asks in HTTP/1 (sluice's own
+ * answer, the hold, the hand-over to the upstream), and going on to the next request or
+ * closing once the exchange is finished. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -30,18 +33,10 @@ void sl_conn_request_done(struct sl_conn *c)
 {
     struct sl_worker *w = c->w;
     uint64_t now = sl_clock_mono_us();
-    const struct sl_route *route = c->x.has_verdict ? c->x.verdict.route : NULL;
 
-    c->x.duration_us = now - c->x.t_start;
-    sl_engine_verdict_done(w->engine, &c->x.verdict);
-    if (c->x.has_verdict)
-        sl_metrics_request(w->metrics, route, c->x.verdict.outcome, c->x.duration_us);
-    sl_metrics_response(w->metrics, route, c->x.status);
-    if (c->cfg->access_log != SL_ACCESS_LOG_OFF) {
-        if (!c->x.has_verdict)
-            sl_request_expose_head(c, false); /* refused before the engine saw it */
-        sl_access_log_request(w, &c->x);
-    }
+    if (!c->x.has_verdict)
+        sl_request_expose_head(c, false); /* refused before the engine saw it */
+    sl_exchange_finish(&c->x, now);
 
     if (c->x.has_body && !c->x.req_done)
         c->close_after = true; /* the rest of the body would be read as the next request */
@@ -77,60 +72,53 @@ void sl_conn_request_done(struct sl_conn *c)
         sl_conn_process(c);
 }
 
-void sl_request_forward(struct sl_conn *c)
+static struct sl_conn *conn_of(struct sl_exchange *x)
 {
-    if (c->x.expect_continue) {
+    return (struct sl_conn *)((char *)x - offsetof(struct sl_conn, x));
+}
+
+static void h1_forward(struct sl_exchange *x)
+{
+    struct sl_conn *c = conn_of(x);
+
+    if (x->expect_continue) {
         /* RFC 9110 10.1.1: the client waits for this before sending the body; it is sent
          * only once the request is admitted, so a refused body is never transmitted. */
         static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
         evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof cont - 1);
-        c->x.bytes_out += sizeof cont - 1;
+        x->bytes_out += sizeof cont - 1;
         sl_conn_flush(c);
     }
     c->state = SL_C_PROXY;
-    c->x.t_upstream = sl_clock_mono_us();
-    if (c->x.has_body && !c->x.req_done)
+    x->t_upstream = sl_clock_mono_us();
+    if (x->has_body && !x->req_done)
         sl_conn_set_read_timeout(c, true);
     sl_upstream_forward(c);
 }
 
-static void apply_verdict(struct sl_conn *c)
+static void h1_reply(struct sl_exchange *x, int status, const struct sl_textbuf *headers,
+                     const struct sl_textbuf *body)
 {
-    struct sl_verdict *v = &c->x.verdict;
+    struct sl_conn *c = conn_of(x);
+    /* With Expect the body was never sent, and without it the body may be large: both
+     * are better ended by closing than by reading and discarding. */
+    bool close = c->close_after || (x->has_body && !x->req_done && x->expect_continue);
 
-    c->x.has_verdict = !v->rejected; /* a 400 before any limit is no decision to count */
-    if (v->status) {
-        /* With Expect the body was never sent, and without it the body may be large: both
-         * are better ended by closing than by reading and discarding. */
-        bool close = c->close_after || (c->x.has_body && !c->x.req_done && c->x.expect_continue);
-        sl_reply(c, v->status, v->headers, v->body, close);
-        if (c->x.has_body && !c->x.req_done && !close) {
-            c->state = SL_C_DISCARD;
-            sl_conn_set_read_timeout(c, true);
-        } else {
-            sl_conn_request_done(c);
-        }
-        return;
+    sl_reply(c, status, headers, body, close);
+    if (x->has_body && !x->req_done && !close) {
+        c->state = SL_C_DISCARD;
+        sl_conn_set_read_timeout(c, true);
+    } else {
+        sl_conn_request_done(c);
     }
-    if (v->delay_us) {
-        c->state = SL_C_DELAY;
-        /* Counted from now, at or after the decision, so never shorter than decided. */
-        c->x.release_us = sl_clock_mono_us() + v->delay_us;
-        sl_request_hold(c);
-        return;
-    }
-    sl_request_forward(c);
 }
 
-void sl_request_hold(struct sl_conn *c)
+static void h1_hold(struct sl_exchange *x, uint64_t left_us)
 {
-    uint64_t now = sl_clock_mono_us();
-    if (now >= c->x.release_us) {
-        sl_request_forward(c);
-        return;
-    }
-    uint64_t left = c->x.release_us - now;
-    struct timeval tv = {(time_t)(left / 1000000), (suseconds_t)(left % 1000000)};
+    struct sl_conn *c = conn_of(x);
+    struct timeval tv = {(time_t)(left_us / 1000000), (suseconds_t)(left_us % 1000000)};
+
+    c->state = SL_C_DELAY;
     /* libevent counts a timeout from the time it cached at the start of this loop turn;
      * the delay counts from now, later by whatever this turn did before it, and a request
      * released early by that much would overrun the rate. */
@@ -139,18 +127,25 @@ void sl_request_hold(struct sl_conn *c)
     c->timer_due_us = 0; /* not a deadline sl_conn_arm_idle may extend */
 }
 
-static void on_verdict(void *arg, struct sl_verdict *v)
+static void h1_verdict(struct sl_exchange *x)
 {
-    struct sl_conn *c = arg;
+    struct sl_conn *c = conn_of(x);
+
     sl_conn_enter(c);
-    c->x.decision_pending = false;
     if (!c->dying) {
-        apply_verdict(c);
+        sl_exchange_act(x);
         if (!c->in_process && !c->dying)
             sl_conn_process(c);
     }
     sl_conn_leave(c);
 }
+
+const struct sl_client_ops sl_h1_client_ops = {
+    .verdict = h1_verdict,
+    .reply = h1_reply,
+    .forward = h1_forward,
+    .hold = h1_hold,
+};
 
 static bool name_is(const struct sl_header *h, const char *lit, size_t len)
 {
@@ -285,13 +280,8 @@ static void start_request(struct sl_conn *c)
     }
 
     sl_request_expose_head(c, true);
-    struct sl_verdict *v = &c->x.verdict;
-    c->x.vheaders.len = c->x.vbody.len = 0;
-    v->headers = &c->x.vheaders;
-    v->body = &c->x.vbody;
     c->state = SL_C_DECIDE;
-    c->x.decision_pending = true;
-    sl_engine_decide(c->w->engine, c->cfg, &c->x.req, v, on_verdict, c);
+    sl_exchange_decide(&c->x);
 }
 
 /* Returns true when the state moved on and the caller should look again. */
