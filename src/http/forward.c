@@ -36,8 +36,9 @@ bool sl_forward_is_hop_by_hop(const char *name, size_t len)
     case 2:
         return name_is(name, len, NAME("TE"));
     case 14:
-        /* RFC 9113 3.2.1: it belongs to the connection that asks for h2c. */
-        return name_is(name, len, NAME("HTTP2-Settings"));
+        /* RFC 9113 3.2.1: it belongs to the connection that asks for h2c. Content-Length
+         * has the same length and is on nearly every message: its first byte settles it. */
+        return (name[0] | 0x20) == 'h' && name_is(name, len, NAME("HTTP2-Settings"));
     case 7:
         return name_is(name, len, NAME("Trailer")) || name_is(name, len, NAME("Upgrade"));
     case 10:
