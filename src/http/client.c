@@ -28,8 +28,8 @@ static void sync_read(struct sl_conn *c)
                 evbuffer_get_length(bufferevent_get_input(c->bev)) < SL_INPUT_MAX;
     sl_reader_set(&c->rev, &c->rev_active, want, c->read_timeout_on ? &c->read_timeout : NULL,
                   &c->rev_timeout_changed);
-    if (c->up)
-        sl_upstream_sync_read(c->up);
+    if (c->x.up)
+        sl_upstream_sync_read(c->x.up);
 }
 
 void sl_conn_leave(struct sl_conn *c)
@@ -46,7 +46,8 @@ void sl_conn_kill(struct sl_conn *c)
 {
     if (!c->dying) {
         c->dying = true;
-        sl_upstream_release(c, false);
+        c->x.gone = true;
+        sl_upstream_release(&c->x, false);
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
         event_del(&c->rev);
         c->rev_active = false;
@@ -98,7 +99,7 @@ void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)
  * say anything, so the connection is cut. */
 void sl_conn_fail(struct sl_conn *c, int status)
 {
-    sl_upstream_release(c, false);
+    sl_upstream_release(&c->x, false);
     if (c->x.resp_head_sent) {
         sl_conn_kill(c);
         return;
@@ -164,8 +165,8 @@ void sl_conn_process(struct sl_conn *c)
             again = sl_request_read_head(c);
             break;
         case SL_C_PROXY:
-            if (!c->x.req_done && c->up)
-                sl_upstream_pump_body(c);
+            if (!c->x.req_done && c->x.up)
+                sl_conn_pump_body(c);
             again = false;
             break;
         case SL_C_DISCARD:
@@ -219,9 +220,9 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
     sl_conn_enter(c);
     if (c->state == SL_C_TUNNEL) {
         sl_tunnel_pump(c);
-    } else if (c->x.resp_blocked && c->up) {
+    } else if (c->x.resp_blocked && c->x.up) {
         c->x.resp_blocked = false;
-        sl_upstream_process(c);
+        sl_upstream_process(&c->x);
     }
     if (!c->dying && evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
@@ -387,7 +388,7 @@ static void conn_free(struct sl_conn *c)
     struct sl_worker *w = c->w;
 
     sl_engine_verdict_done(w->engine, &c->x.verdict);
-    sl_upstream_release(c, false);
+    sl_upstream_release(&c->x, false);
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);

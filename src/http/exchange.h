@@ -16,8 +16,24 @@
 /* The protocol the request arrived in, as the access log names it. */
 enum sl_proto { SL_PROTO_10, SL_PROTO_11, SL_PROTO_2 };
 
+struct evbuffer;
 struct sl_exchange;
+struct sl_upstream;
 struct sl_worker;
+
+/* A response head as the upstream codec received it, for the client codec to write. */
+struct sl_response_head {
+    int status;
+    const char *reason;
+    size_t reason_len;
+    const struct sl_header *headers; /* the upstream's, hop-by-hop ones included */
+    size_t nheaders;
+    bool chunked;       /* the body follows in HTTP/1.1 chunked framing */
+    bool ends_by_close; /* the body ends when the upstream closes */
+    bool no_content;    /* a status without content: 1xx, 204, 304 (RFC 9112 6.3) */
+    bool bodiless;      /* no body follows: no_content, or the answer to HEAD */
+    bool upgrade;       /* an allowed 101: raw bytes follow both ways */
+};
 
 /* What the exchange asks of the client codec that made it. The codec finds its connection
  * or stream from the exchange (embedded in it); every call is made on the worker thread. */
@@ -35,11 +51,30 @@ struct sl_client_ops {
     void (*forward)(struct sl_exchange *x);
     /* Held by a leaky bucket: call sl_exchange_hold(x) again in `left_us`. */
     void (*hold)(struct sl_exchange *x, uint64_t left_us);
+
+    /* What the upstream side asks, once forwarded. enter and leave bracket each of its
+     * callbacks: the client's connection outlives the bracket. */
+    void (*enter)(struct sl_exchange *x);
+    void (*leave)(struct sl_exchange *x);
+    /* sluice's own error (502, 504, 400, 413): answered if no response head went out,
+     * else the client's connection is cut. The upstream is released first. */
+    void (*fail)(struct sl_exchange *x, int status);
+    /* Cuts the client's connection (a response broken mid-way). */
+    void (*kill)(struct sl_exchange *x);
+    /* Writes the response head (the verdict's header lines added) and returns where the
+     * body goes; `*decode` asks for the body without its chunked framing. */
+    struct evbuffer *(*response_head)(struct sl_exchange *x, const struct sl_response_head *r,
+                                      bool *decode);
+    void (*response_flush)(struct sl_exchange *x); /* write what the body buffer holds */
+    void (*done)(struct sl_exchange *x);           /* the response is complete */
+    void (*request_body)(struct sl_exchange *x);   /* the upstream took what it had */
+    void (*tunnel)(struct sl_exchange *x);         /* bytes or an end on the upstream side */
 };
 
 struct sl_exchange {
     const struct sl_client_ops *client;
     struct sl_worker *w;
+    struct sl_upstream *up; /* while forwarded: the upstream connection carrying it */
 
     /* The request, set by the client codec before the engine sees it. `req` points into
      * the codec's head storage; `cfg` and `peer_text` are the codec's too, kept alive by it
@@ -62,6 +97,7 @@ struct sl_exchange {
     bool req_done, resp_head_sent, resp_done;
     bool req_blocked, resp_blocked; /* a side waits for the other to drain */
     bool retried;                   /* sent again on a new upstream connection once */
+    bool gone; /* the client went away (set by its codec): whoever holds the exchange stops */
     int status;                     /* of the final response, 0 until there is one */
 
     /* Times (CLOCK_MONOTONIC, µs) and sizes for the log and metrics. */

@@ -289,7 +289,6 @@ struct sl_conn {
     bool rev_active, rev_timeout_changed, read_timeout_on;
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
-    struct sl_upstream *up;
 
     struct sockaddr_storage peer;
     socklen_t peer_len;
@@ -369,7 +368,8 @@ struct sl_upstream {
     struct sl_worker *w;
     struct sl_upstream *prev, *next; /* pool list while idle */
     struct bufferevent *bev;
-    struct sl_conn *conn; /* NULL while idle in the pool */
+    struct sl_exchange *x; /* the exchange it carries; NULL while idle in the pool */
+    struct evbuffer *out;  /* where the response body goes, the client codec's */
     llhttp_t parser;
     struct sl_head head;
     struct sockaddr_storage addr; /* where it is connected, to match on reuse */
@@ -384,20 +384,26 @@ struct sl_upstream {
     bool tunnel;
 };
 
-/* Starts forwarding the current request of `c` on a pooled or new connection: writes the
- * head and moves on to streaming. */
-void sl_upstream_forward(struct sl_conn *c);
+/* Starts forwarding `x` on a pooled or new connection: writes the head; a body follows as
+ * the client side pumps it (sl_upstream_flush after each part). */
+void sl_upstream_forward(struct sl_exchange *x);
 /* Parses and relays what the upstream sent. */
-void sl_upstream_process(struct sl_conn *c);
-/* Streams request body bytes from the client to the upstream. */
-void sl_upstream_pump_body(struct sl_conn *c);
-/* Detaches the upstream from `c`: back to the pool when `reuse`, else closed. */
-void sl_upstream_release(struct sl_conn *c, bool reuse);
+void sl_upstream_process(struct sl_exchange *x);
+/* The request was all sent (or the connection is up): the response wait starts. */
+void sl_upstream_set_timeouts(struct sl_exchange *x);
+/* Detaches the upstream from `x`: back to the pool when `reuse`, else closed. */
+void sl_upstream_release(struct sl_exchange *x, bool reuse);
 void sl_upstream_flush(struct sl_upstream *up);
 void sl_upstream_free(struct sl_upstream *up);
 /* Reads from the upstream socket only while its input has room and it is wanted. */
 void sl_upstream_sync_read(struct sl_upstream *up);
-/* Tunnel: moves bytes from `from`'s input to `to`'s output under flow control. */
+
+/* ---- client_exchange.c ---- */
+
+/* Streams request body bytes from the client to the upstream, as far as it takes them. */
+void sl_conn_pump_body(struct sl_conn *c);
+/* Tunnel: moves bytes between the client and the upstream under flow control, and ends
+ * the exchange when either side is done. */
 void sl_tunnel_pump(struct sl_conn *c);
 
 /* ---- pool.c ---- */

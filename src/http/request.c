@@ -2,7 +2,6 @@
  * to the connection's exchange, doing what the exchange asks in HTTP/1 (sluice's own
  * answer, the hold, the hand-over to the upstream), and going on to the next request or
  * closing once the exchange is finished. */
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -71,81 +70,6 @@ void sl_conn_request_done(struct sl_conn *c)
     if (!c->in_process)
         sl_conn_process(c);
 }
-
-static struct sl_conn *conn_of(struct sl_exchange *x)
-{
-    return (struct sl_conn *)((char *)x - offsetof(struct sl_conn, x));
-}
-
-static void h1_forward(struct sl_exchange *x)
-{
-    struct sl_conn *c = conn_of(x);
-
-    if (x->expect_continue) {
-        /* RFC 9110 10.1.1: the client waits for this before sending the body; it is sent
-         * only once the request is admitted, so a refused body is never transmitted. */
-        static const char cont[] = "HTTP/1.1 100 Continue\r\n\r\n";
-        evbuffer_add(bufferevent_get_output(c->bev), cont, sizeof cont - 1);
-        x->bytes_out += sizeof cont - 1;
-        sl_conn_flush(c);
-    }
-    c->state = SL_C_PROXY;
-    x->t_upstream = sl_clock_mono_us();
-    if (x->has_body && !x->req_done)
-        sl_conn_set_read_timeout(c, true);
-    sl_upstream_forward(c);
-}
-
-static void h1_reply(struct sl_exchange *x, int status, const struct sl_textbuf *headers,
-                     const struct sl_textbuf *body)
-{
-    struct sl_conn *c = conn_of(x);
-    /* With Expect the body was never sent, and without it the body may be large: both
-     * are better ended by closing than by reading and discarding. */
-    bool close = c->close_after || (x->has_body && !x->req_done && x->expect_continue);
-
-    sl_reply(c, status, headers, body, close);
-    if (x->has_body && !x->req_done && !close) {
-        c->state = SL_C_DISCARD;
-        sl_conn_set_read_timeout(c, true);
-    } else {
-        sl_conn_request_done(c);
-    }
-}
-
-static void h1_hold(struct sl_exchange *x, uint64_t left_us)
-{
-    struct sl_conn *c = conn_of(x);
-    struct timeval tv = {(time_t)(left_us / 1000000), (suseconds_t)(left_us % 1000000)};
-
-    c->state = SL_C_DELAY;
-    /* libevent counts a timeout from the time it cached at the start of this loop turn;
-     * the delay counts from now, later by whatever this turn did before it, and a request
-     * released early by that much would overrun the rate. */
-    event_base_update_cache_time(c->w->base);
-    event_add(&c->timer, &tv);
-    c->timer_due_us = 0; /* not a deadline sl_conn_arm_idle may extend */
-}
-
-static void h1_verdict(struct sl_exchange *x)
-{
-    struct sl_conn *c = conn_of(x);
-
-    sl_conn_enter(c);
-    if (!c->dying) {
-        sl_exchange_act(x);
-        if (!c->in_process && !c->dying)
-            sl_conn_process(c);
-    }
-    sl_conn_leave(c);
-}
-
-const struct sl_client_ops sl_h1_client_ops = {
-    .verdict = h1_verdict,
-    .reply = h1_reply,
-    .forward = h1_forward,
-    .hold = h1_hold,
-};
 
 static bool name_is(const struct sl_header *h, const char *lit, size_t len)
 {
