@@ -83,16 +83,18 @@ def test_slots_moved_under_load(sluice_factory, upstream, cluster):
     new_keys = [f"{{{t}}}new{i}" for t in moving for i in range(3)]
     Traffic([s.port for s in instances], threads=12).run([("fw", k) for k in old_keys])
 
+    # The slots are half-moved before the first request for a new key: one sent earlier
+    # would create that key on the source, which then answers it without ASK.
+    for tag in moving:
+        slot = cluster.slot(tag)
+        dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
+        src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
     stop = threading.Event()
     traffic = Traffic([s.port for s in instances], threads=24, timeout=5.0)
     runner = threading.Thread(target=traffic.run,
                               args=([("fw", k) for k in old_keys + new_keys], stop))
     runner.start()
     try:
-        for tag in moving:
-            slot = cluster.slot(tag)
-            dst.command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id())
-            src.command("CLUSTER", "SETSLOT", slot, "MIGRATING", dst.node_id())
         # Half-moved slots under traffic: wait until new keys have gone by ASK.
         wait_until(lambda: metric_sum(instances, "sluice_redis_redirections_total",
                                       kind="ask") > 0, timeout=10, what="an ASK redirection")
