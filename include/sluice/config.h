@@ -163,6 +163,8 @@ struct sl_client_config {
      * "h2c" is refused at load: its tunnel would carry requests past every limit. */
     char **upgrades;
     size_t nupgrades;
+    bool http2;                      /* HTTP/2 from clients: prior knowledge, ALPN "h2" */
+    uint32_t http2_max_streams;      /* SETTINGS_MAX_CONCURRENT_STREAMS sent to each client */
 };
 
 /* How the application behind sluice folds path spellings (the paths section). Each rule,

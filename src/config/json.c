@@ -252,7 +252,8 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
             sl_cfg_buf_adds(&b, ",");
         sl_cfg_buf_json(&b, c->upgrades[i]);
     }
-    sl_cfg_buf_adds(&b, "]}");
+    sl_cfg_buf_addf(&b, "],\"http2\":%s,\"http2_max_streams\":%u}", c->http2 ? "true" : "false",
+                    (unsigned)c->http2_max_streams);
     sl_cfg_buf_addf(&b,
                     ",\"paths\":{\"case_insensitive\":%s,\"strip_path_parameters\":%s,"
                     "\"decode_slash\":%s,\"ignore_trailing_slash\":%s}",

@@ -149,6 +149,8 @@ static struct sl_config *new_defaults(void)
     cfg->client.upgrades = calloc(1, sizeof *cfg->client.upgrades);
     if (cfg->client.upgrades && (cfg->client.upgrades[0] = strdup("websocket")))
         cfg->client.nupgrades = 1;
+    cfg->client.http2 = true;
+    cfg->client.http2_max_streams = 128;
     cfg->redis.timeout_ms = 50;
     cfg->redis.deny_cache = 100000;
     cfg->failure_mode = SL_FAILURE_OPEN;
@@ -329,6 +331,12 @@ static void load_upgrades(struct sl_loader *ld, const yaml_node_t *client, struc
     }
 }
 
+/* client.http2_max_streams: SETTINGS_MAX_CONCURRENT_STREAMS is a 32-bit value, but each
+ * open stream holds a request's state, so a stray digit must not let one connection hold
+ * millions of them. Servers advertise 100 to 128 (nginx 128, h2o and HAProxy 100); 65535
+ * leaves room for any real client. */
+#define HTTP2_MAX_STREAMS 65535
+
 static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)
 {
     static const char *const keys[] = {"header_timeout",
@@ -338,11 +346,13 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
                                        "max_connections",
                                        "underscores_in_headers",
                                        "upgrades",
+                                       "http2",
+                                       "http2_max_streams",
                                        NULL};
     static const char *const underscores[] = {"drop", "allow", "reject", NULL};
     struct sl_client_config *c = &cfg->client;
     yaml_node_t *node = sl_ld_get(ld, root, "client");
-    uint64_t max_conns = c->max_connections;
+    uint64_t max_conns = c->max_connections, max_streams = c->http2_max_streams;
     int choice;
 
     if (!node || !sl_ld_mapping(ld, node, "client", keys))
@@ -356,6 +366,9 @@ static void load_client(struct sl_loader *ld, const yaml_node_t *root, struct sl
     if (sl_ld_enum(ld, node, "client", "underscores_in_headers", underscores, &choice))
         c->underscores_in_headers = (enum sl_underscores)choice;
     load_upgrades(ld, node, cfg);
+    sl_ld_bool(ld, node, "client", "http2", &c->http2);
+    if (sl_ld_uint(ld, node, "client", "http2_max_streams", 1, HTTP2_MAX_STREAMS, &max_streams))
+        c->http2_max_streams = (uint32_t)max_streams;
 }
 
 static void load_paths(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg)

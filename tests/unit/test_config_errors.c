@@ -87,6 +87,21 @@ START_TEST(error_bad_upgrades)
 }
 END_TEST
 
+START_TEST(error_bad_http2)
+{
+    ASSERT_ERRORS(UPSTREAM "client:\n  http2: maybe\n  http2_max_streams: 0\nroutes: []\n",
+                  "t.yaml:4:10: client.http2: expected true or false, got \"maybe\"\n"
+                  "t.yaml:5:22: client.http2_max_streams: expected an integer from 1 to 65535, "
+                  "got \"0\"\n");
+    ASSERT_ERRORS(UPSTREAM "client:\n  http2_max_streams: 65536\nroutes: []\n",
+                  "t.yaml:4:22: client.http2_max_streams: expected an integer from 1 to 65535, "
+                  "got \"65536\"\n");
+    ASSERT_ERRORS(UPSTREAM "client:\n  http2_max_streams: 2147483648\nroutes: []\n",
+                  "t.yaml:4:22: client.http2_max_streams: expected an integer from 1 to 65535, "
+                  "got \"2147483648\"\n");
+}
+END_TEST
+
 START_TEST(error_bad_rate)
 {
     ASSERT_ERRORS(UPSTREAM "routes:\n"
@@ -454,6 +469,7 @@ int main(void)
     tcase_add_test(tc, error_bad_size);
     tcase_add_test(tc, error_bad_underscores_mode);
     tcase_add_test(tc, error_bad_upgrades);
+    tcase_add_test(tc, error_bad_http2);
     tcase_add_test(tc, error_bad_rate);
     tcase_add_test(tc, error_bad_cidr);
     tcase_add_test(tc, error_bad_regex);

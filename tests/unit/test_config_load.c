@@ -21,6 +21,8 @@ static const char full[] =
     "  max_connections: 20\n"
     "  underscores_in_headers: reject\n"
     "  upgrades: [WebSocket, my-proto]\n"
+    "  http2: false\n"
+    "  http2_max_streams: 1000\n"
     "trusted_proxies: [10.0.0.0/8, \"::1\"]\n"
     "exempt:\n"
     "  - 192.168.0.0/16\n"
@@ -110,6 +112,8 @@ START_TEST(full_config_round_trips)
     ck_assert_uint_eq(cfg->client.nupgrades, 2);
     ck_assert_str_eq(cfg->client.upgrades[0], "websocket");
     ck_assert_str_eq(cfg->client.upgrades[1], "my-proto");
+    ck_assert(!cfg->client.http2);
+    ck_assert_uint_eq(cfg->client.http2_max_streams, 1000);
 
     ck_assert_uint_eq(cfg->trusted_proxies.count, 2);
     ck_assert_uint_eq(cfg->trusted_proxies.items[0].prefix, 8);
@@ -251,6 +255,8 @@ START_TEST(defaults)
     ck_assert_int_eq(cfg->client.underscores_in_headers, SL_UNDERSCORES_DROP);
     ck_assert_uint_eq(cfg->client.nupgrades, 1);
     ck_assert_str_eq(cfg->client.upgrades[0], "websocket");
+    ck_assert(cfg->client.http2);
+    ck_assert_uint_eq(cfg->client.http2_max_streams, 128);
     ck_assert_uint_eq(cfg->trusted_proxies.count, 0);
     ck_assert_uint_eq(cfg->exempt.count, 0);
     ck_assert(!cfg->redis.enabled);
@@ -431,7 +437,8 @@ START_TEST(json_redacts_passwords)
     ck_assert_ptr_nonnull(strstr(json, "\"trusted_proxies\":[\"10.0.0.0/8\",\"::1/128\"]"));
     ck_assert_ptr_nonnull(
         strstr(json, "\"max_connections\":20,\"underscores_in_headers\":\"reject\","
-                     "\"upgrades\":[\"websocket\",\"my-proto\"]}"));
+                     "\"upgrades\":[\"websocket\",\"my-proto\"],\"http2\":false,"
+                     "\"http2_max_streams\":1000}"));
     ck_assert_int_eq(json[0], '{');
     ck_assert_int_eq(json[strlen(json) - 1], '}');
     free(json);
