@@ -28,6 +28,15 @@ enum sl_upstream_error {
     SL_UPSTREAM_ERR_RESET,
     SL_UPSTREAM_ERR_RESOLVE, /* a host-name upstream's name did not resolve */
 };
+/* Why sluice sent a client's HTTP/2 connection a GOAWAY: the `reason` label. */
+enum sl_h2_goaway {
+    SL_H2_GOAWAY_SHUTDOWN, /* "shutdown": sluice is stopping; open streams may finish */
+    SL_H2_GOAWAY_IDLE,     /* "idle": client.idle_timeout passed with nothing to do */
+    SL_H2_GOAWAY_STALLED,  /* "stalled": the client kept its flow-control window shut */
+    SL_H2_GOAWAY_CALM,     /* "enhance_your_calm": a flood (rapid reset, CONTINUATION, ...) */
+    SL_H2_GOAWAY_PROTOCOL, /* "protocol_error": PROTOCOL_ERROR or another connection error */
+    SL_H2_GOAWAY_KINDS
+};
 
 /* A registry with `nslots` worker slots. NULL on ENOMEM. */
 struct sl_metrics *sl_metrics_new(unsigned nslots);
@@ -72,6 +81,10 @@ void sl_metrics_headers_underscore(struct sl_metrics_slot *s, enum sl_underscore
                                    uint64_t n);
 void sl_metrics_connection_opened(struct sl_metrics_slot *s);
 void sl_metrics_connection_closed(struct sl_metrics_slot *s);
+/* A stream a client opened on an HTTP/2 connection (its request is counted as any other). */
+void sl_metrics_http2_stream(struct sl_metrics_slot *s);
+/* A GOAWAY sent to an HTTP/2 client; reasons outside the enum are not recorded. */
+void sl_metrics_http2_goaway(struct sl_metrics_slot *s, enum sl_h2_goaway reason);
 /* A Redis decision answered from the worker's over-limit cache instead of Redis. */
 void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s);
 /* Every worker with a Redis connection reports its state; sluice_redis_connected is 1 when

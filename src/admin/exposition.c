@@ -98,6 +98,8 @@ static void add_hist(struct hist_sum *h, const struct sl_hist *src)
 /* The per-slot counters that are not indexed by a name, summed over the slots. */
 struct totals {
     uint64_t opened, closed;
+    uint64_t http2_streams;
+    uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
     uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
     uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
@@ -116,6 +118,9 @@ static void sum_totals(struct sl_metrics *m, struct totals *t)
          * make the active gauge high for one scrape, never wrap below zero. */
         t->closed += sl_metrics_load(&s->conn_closed);
         t->opened += sl_metrics_load(&s->conn_opened);
+        t->http2_streams += sl_metrics_load(&s->http2_streams);
+        for (size_t k = 0; k < SL_H2_GOAWAY_KINDS; k++)
+            t->http2_goaways[k] += sl_metrics_load(&s->http2_goaways[k]);
         for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
             t->upstream_errors[k] += sl_metrics_load(&s->upstream_errors[k]);
         for (size_t k = 0; k < SL_UNDERSCORES_COUNT; k++)
@@ -349,6 +354,23 @@ static int redis_connected(struct sl_metrics *m)
     return 1;
 }
 
+/* Every reason from the start, at 0: a dashboard's rate() then has a series before the
+ * first GOAWAY of its kind. */
+static void emit_http2(struct emitter *e, const struct totals *t)
+{
+    static const char *const reasons[SL_H2_GOAWAY_KINDS] = {"shutdown", "idle", "stalled",
+                                                            "enhance_your_calm", "protocol_error"};
+
+    emit_family(e, "sluice_http2_streams_total", "counter",
+                "Streams clients opened on HTTP/2 connections.");
+    emit(e, "sluice_http2_streams_total %" PRIu64 "\n", t->http2_streams);
+    emit_family(e, "sluice_http2_goaways_total", "counter",
+                "GOAWAY frames sent to HTTP/2 clients, by reason.");
+    for (size_t k = 0; k < SL_H2_GOAWAY_KINDS; k++)
+        emit_series(e, "sluice_http2_goaways_total", "reason", reasons[k], NULL, NULL,
+                    t->http2_goaways[k]);
+}
+
 static void emit_process(struct emitter *e, struct sl_metrics *m, const struct totals *t)
 {
     static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
@@ -385,6 +407,7 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
          t->opened > t->closed ? t->opened - t->closed : 0);
     emit_family(e, "sluice_connections_accepted_total", "counter", "Client connections accepted.");
     emit(e, "sluice_connections_accepted_total %" PRIu64 "\n", t->opened);
+    emit_http2(e, t);
 
     emit_family(e, "sluice_memory_keys", "gauge", "Keys held by the memory store.");
     emit(e, "sluice_memory_keys %" PRIu64 "\n", memory ? sl_store_memory_keys(memory) : 0);

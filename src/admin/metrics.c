@@ -301,6 +301,18 @@ void sl_metrics_connection_closed(struct sl_metrics_slot *s)
         bump(&s->conn_closed, 1);
 }
 
+void sl_metrics_http2_stream(struct sl_metrics_slot *s)
+{
+    if (s)
+        bump(&s->http2_streams, 1);
+}
+
+void sl_metrics_http2_goaway(struct sl_metrics_slot *s, enum sl_h2_goaway reason)
+{
+    if (s && (unsigned)reason < SL_H2_GOAWAY_KINDS)
+        bump(&s->http2_goaways[reason], 1);
+}
+
 void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s)
 {
     if (s)

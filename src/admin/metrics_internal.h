@@ -57,6 +57,8 @@ enum sl_redis_state { SL_REDIS_UNKNOWN, SL_REDIS_DOWN, SL_REDIS_UP };
 struct sl_metrics_slot {
     alignas(64) _Atomic uint64_t conn_opened;
     _Atomic uint64_t conn_closed;
+    _Atomic uint64_t http2_streams;
+    _Atomic uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
     _Atomic uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
     _Atomic uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];

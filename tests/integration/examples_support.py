@@ -37,11 +37,14 @@ SPEC_METRICS = {
     "sluice_redis_topology_refreshes_total": ("counter", set()),
     "sluice_limit_units_total": ("counter", {"route", "limit", "kind"}),
     "sluice_charge_errors_total": ("counter", {"route", "limit"}),
+    "sluice_http2_streams_total": ("counter", set()),
+    "sluice_http2_goaways_total": ("counter", {"reason"}),
 }
 LABEL_VALUES = {
     "decision": {"allowed", "limited", "shadow_limited", "exempt", "unmatched", "store_error"},
     "result": {"allow", "deny", "error", "shadow_deny", "success", "failure"},
     "store": {"memory", "redis"},
+    "reason": {"shutdown", "idle", "stalled", "enhance_your_calm", "protocol_error"},
 }
 # Labels Prometheus adds at scrape time.
 TARGET_LABELS = {"job", "instance"}

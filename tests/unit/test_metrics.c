@@ -137,6 +137,43 @@ START_TEST(test_unlabelled_and_fixed_series)
 }
 END_TEST
 
+/* Every GOAWAY reason has its series from the start, at 0; both counters sum the slots. */
+START_TEST(test_http2_streams_and_goaways)
+{
+    struct sl_metrics *m = sl_metrics_new(2);
+    struct sl_metrics_slot *a = sl_metrics_slot(m, 0), *b = sl_metrics_slot(m, 1);
+
+    char *text = render(m);
+    ck_assert_line(text, "sluice_http2_streams_total 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"shutdown\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"idle\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"stalled\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"enhance_your_calm\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"protocol_error\"} 0");
+    free(text);
+
+    sl_metrics_http2_stream(a);
+    sl_metrics_http2_stream(a);
+    sl_metrics_http2_stream(b);
+    sl_metrics_http2_stream(NULL);
+    sl_metrics_http2_goaway(a, SL_H2_GOAWAY_CALM);
+    sl_metrics_http2_goaway(b, SL_H2_GOAWAY_CALM);
+    sl_metrics_http2_goaway(b, SL_H2_GOAWAY_SHUTDOWN);
+    sl_metrics_http2_goaway(a, SL_H2_GOAWAY_PROTOCOL);
+    sl_metrics_http2_goaway(a, SL_H2_GOAWAY_KINDS); /* not a reason: ignored */
+    sl_metrics_http2_goaway(NULL, SL_H2_GOAWAY_IDLE);
+    text = render(m);
+    ck_assert_line(text, "sluice_http2_streams_total 3");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"shutdown\"} 1");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"idle\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"stalled\"} 0");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"enhance_your_calm\"} 2");
+    ck_assert_line(text, "sluice_http2_goaways_total{reason=\"protocol_error\"} 1");
+    free(text);
+    sl_metrics_free(m);
+}
+END_TEST
+
 START_TEST(test_label_values_are_escaped)
 {
     static const struct test_route odd[] = {{"a\"b\\c\nd", {"x\"y"}}};
@@ -303,6 +340,8 @@ static const struct {
     {"sluice_headers_underscore_total", "counter"},
     {"sluice_connections_active", "gauge"},
     {"sluice_connections_accepted_total", "counter"},
+    {"sluice_http2_streams_total", "counter"},
+    {"sluice_http2_goaways_total", "counter"},
     {"sluice_memory_keys", "gauge"},
     {"sluice_memory_evictions_total", "counter"},
     {"sluice_config_reloads_total", "counter"},
@@ -420,6 +459,7 @@ static Suite *metrics_suite(void)
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_slots_are_summed);
     tcase_add_test(tc, test_unlabelled_and_fixed_series);
+    tcase_add_test(tc, test_http2_streams_and_goaways);
     tcase_add_test(tc, test_label_values_are_escaped);
     tcase_add_test(tc, test_bind_is_stable_by_name);
     tcase_add_test(tc, test_bind_reports_a_full_registry);

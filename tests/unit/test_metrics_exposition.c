@@ -37,6 +37,8 @@ START_TEST(test_promtool_accepts_the_exposition)
     sl_metrics_upstream_error(a, SL_UPSTREAM_ERR_RESET);
     sl_metrics_headers_underscore(a, SL_UNDERSCORES_DROP, 1);
     sl_metrics_connection_opened(a);
+    sl_metrics_http2_stream(a);
+    sl_metrics_http2_goaway(a, SL_H2_GOAWAY_CALM);
     sl_metrics_redis_connected(a, true);
     sl_metrics_config_reload(m, true);
 
