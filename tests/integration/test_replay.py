@@ -49,13 +49,19 @@ def ts_text(us):
     return t.strftime("%Y-%m-%dT%H:%M:%S") + f".{us // 1000 % 1000:03d}Z"
 
 
+PROTOS = ["2", "1.1", None]
+
+
 def log_line(us, client, path, decision="allowed", key_fields=None):
     e = {"ts": ts_text(us), "client": client, "method": "GET", "path": path, "status": 200,
          "route": "x", "decision": decision}
     if key_fields is not None:
         e["key_fields"] = key_fields
-    e.update({"bytes_in": 0, "bytes_out": 10, "duration_ms": 0.5, "upstream_ms": None,
-              "proto": "2" if us % 2 else "1.1"})
+    e.update({"bytes_in": 0, "bytes_out": 10, "duration_ms": 0.5, "upstream_ms": None})
+    # HTTP/2 and HTTP/1.1 requests, and lines of a log written before "proto" was.
+    proto = PROTOS[us // 1000 % len(PROTOS)]
+    if proto is not None:
+        e["proto"] = proto
     return json.dumps(e, separators=(",", ":"))
 
 
@@ -167,6 +173,8 @@ def test_replay_counts_match_an_independent_model(sluice_binary, tmp_path):
         lines.insert(500 * i + 3, bad)
     for i in range(5):
         lines.insert(700 * i + 11, log_line(requests[0][0], "192.0.2.1", "/fw/x", decision=""))
+    for proto in ('"proto":"2"}', '"proto":"1.1"}', '"upstream_ms":null}'):
+        assert sum(line.endswith(proto) for line in lines) > 1000, proto
     log = tmp_path / "access.log"
     log.write_text("\n".join(lines) + "\n\n")
 

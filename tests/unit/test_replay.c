@@ -148,6 +148,35 @@ START_TEST(reading_stops_at_bytes_in)
 }
 END_TEST
 
+/* "proto" (SPEC.md section 9) ends a line sluice writes; logs written before it have none.
+ * Either way the line is read, whether reading stops at bytes_in or goes on to the end. */
+START_TEST(proto_2_and_no_proto)
+{
+    static const char *const lines[] = {
+        "{\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\",\"method\":\"GET\","
+        "\"path\":\"/h2\",\"status\":200,\"route\":\"api\",\"decision\":\"allowed\","
+        "\"bytes_in\":0,\"bytes_out\":2,\"duration_ms\":0.1,\"upstream_ms\":0.1,\"proto\":\"2\"}",
+        "{\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\",\"method\":\"GET\","
+        "\"path\":\"/h2\",\"status\":200,\"route\":\"api\",\"decision\":\"allowed\","
+        "\"bytes_in\":0,\"bytes_out\":2,\"duration_ms\":0.1,\"upstream_ms\":null}",
+        "{\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\",\"method\":\"GET\","
+        "\"path\":\"/h2\",\"decision\":\"allowed\",\"proto\":\"2\"}",
+        "{\"proto\":\"2\",\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\","
+        "\"method\":\"GET\",\"path\":\"/h2\",\"decision\":\"allowed\"}",
+        "{\"ts\":\"2026-11-30T10:00:00.250Z\",\"client\":\"192.0.2.1\",\"method\":\"GET\","
+        "\"path\":\"/h2\",\"decision\":\"allowed\"}",
+    };
+    for (size_t i = 0; i < sizeof lines / sizeof lines[0]; i++) {
+        ck_assert_msg(parse(lines[i]) == 0, "refused: %s", lines[i]);
+        ck_assert_uint_eq(rec.ts_us, ts("2026-11-30T10:00:00.250Z"));
+        ck_assert(text_is(rec.client, "192.0.2.1"));
+        ck_assert(text_is(rec.method, "GET"));
+        ck_assert(text_is(rec.path, "/h2"));
+        ck_assert(text_is(rec.decision, "allowed"));
+    }
+}
+END_TEST
+
 START_TEST(keys_denied_most)
 {
     struct sl_config cfg = {.nlimits = 1};
@@ -189,6 +218,7 @@ int main(void)
     tcase_add_test(tc, key_fields);
     tcase_add_test(tc, unusable_lines_leave_the_next_one_readable);
     tcase_add_test(tc, reading_stops_at_bytes_in);
+    tcase_add_test(tc, proto_2_and_no_proto);
     tcase_add_test(tc, keys_denied_most);
     suite_add_tcase(s, tc);
     return run_suite(s);
