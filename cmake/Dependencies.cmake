@@ -16,6 +16,7 @@ sluice_require_pkg(LIBEVENT "libevent_core;libevent_extra;libevent_pthreads" lib
 sluice_require_pkg(HIREDIS hiredis libhiredis-dev)
 sluice_require_pkg(YAML yaml-0.1 libyaml-dev)
 sluice_require_pkg(YAJL yajl libyajl-dev)
+sluice_require_pkg(NGHTTP2 libnghttp2 libnghttp2-dev)
 
 # llhttp ships as C sources (Debian node-llhttp); compile them into a static library.
 set(LLHTTP_ROOT /usr/share CACHE PATH "prefix holding llhttp/ and include/llhttp/")

@@ -383,6 +383,22 @@ fail:
         evutil_closesocket(fd);
 }
 
+struct bufferevent *sl_conn_hand_over(struct sl_conn *c)
+{
+    struct bufferevent *bev = c->bev;
+
+    event_del(&c->rev);
+    c->rev_active = false;
+    event_del(&c->timer);
+    c->timer_due_us = 0;
+    bufferevent_setcb(bev, NULL, NULL, NULL, NULL);
+    c->bev = NULL;
+    c->handed_over = true;
+    c->dying = true;
+    c->x.gone = true;
+    return bev;
+}
+
 static void conn_free(struct sl_conn *c)
 {
     struct sl_worker *w = c->w;
@@ -391,7 +407,8 @@ static void conn_free(struct sl_conn *c)
     sl_upstream_release(&c->x, false);
     event_del(&c->timer);
     event_del(&c->rev);
-    bufferevent_free(c->bev);
+    if (c->bev)
+        bufferevent_free(c->bev);
     sl_textbuf_free(&c->x.vheaders);
     sl_textbuf_free(&c->x.vbody);
     sl_head_deinit(&c->head);
@@ -403,7 +420,10 @@ static void conn_free(struct sl_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    bool handed_over = c->handed_over;
     free(c);
+    if (handed_over)
+        return; /* the connection lives on as HTTP/2 */
     sl_metrics_connection_closed(w->metrics);
     sl_worker_conn_removed(w);
     sl_worker_maybe_done(w);

@@ -150,6 +150,7 @@ void sl_upstream_name_deinit(struct sl_worker *w);
 
 struct sl_server;
 struct sl_conn;
+struct sl_h2_conn;
 struct sl_upstream;
 
 struct sl_worker {
@@ -168,7 +169,8 @@ struct sl_worker {
     atomic_bool cfg_waiting; /* next_cfg is set: adopt it before the next request */
     struct event *cfg_ev, *stop_ev, *force_ev, *resume_ev;
 
-    struct sl_conn *conns; /* every client connection, for draining */
+    struct sl_conn *conns;       /* every HTTP/1 client connection, for draining */
+    struct sl_h2_conn *h2conns;  /* every HTTP/2 one */
     unsigned nconns;
     atomic_bool listener_paused; /* read by other workers resuming it */
     bool draining;
@@ -305,11 +307,16 @@ struct sl_conn {
     bool head_started;   /* a byte of the current request head arrived */
     bool header_timer;   /* the timer holds this head's header_timeout */
     bool first_request;
+    bool handed_over; /* the socket went to an HTTP/2 connection (h2_session.c) */
     bool close_after; /* close once the current response is written */
     bool client_eof;
 };
 
 void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+/* Gives the connection's bufferevent (its socket, and the bytes read) to the caller and
+ * lets the connection go without closing it or counting it closed. From inside its own
+ * callback only. */
+struct bufferevent *sl_conn_hand_over(struct sl_conn *c);
 /* Closes the connection; with `graceful`, only if it is idle between requests. */
 void sl_conn_shutdown(struct sl_conn *c, bool graceful);
 
@@ -361,6 +368,8 @@ void sl_conn_fail(struct sl_conn *c, int status);
 void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
               const struct sl_textbuf *body, bool close);
 const char *sl_reason(int status);
+/* The "error" of sluice's default JSON body for `status`: "rate_limited", "bad_gateway". */
+const char *sl_error_name(int status);
 
 /* ---- upstream.c ---- */
 
@@ -405,6 +414,18 @@ void sl_conn_pump_body(struct sl_conn *c);
 /* Tunnel: moves bytes between the client and the upstream under flow control, and ends
  * the exchange when either side is done. */
 void sl_tunnel_pump(struct sl_conn *c);
+
+/* ---- h2_session.c: HTTP/2 client connections ---- */
+
+/* 1 when `in` starts with the HTTP/2 client preface, 0 when with a part of it (more is
+ * needed to tell), -1 when not. */
+int sl_h2_preface(struct evbuffer *in);
+/* Serves `c`, whose input starts with the preface, as HTTP/2 from now on. */
+void sl_h2_take_over(struct sl_conn *c);
+/* GOAWAY and close once the open streams end (`graceful`), or close now. */
+void sl_h2_shutdown(struct sl_h2_conn *c, bool graceful);
+/* Closes now and frees what waits for decisions the engine will never give. */
+void sl_h2_abandon(struct sl_h2_conn *c);
 
 /* ---- pool.c ---- */
 

@@ -38,7 +38,7 @@ const char *sl_reason(int status)
     }
 }
 
-static const char *default_error(int status)
+const char *sl_error_name(int status)
 {
     switch (status) {
     case 400:
@@ -71,7 +71,7 @@ void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
     size_t body_len = body ? body->len : 0;
-    const char *dflt = body_len ? NULL : default_error(status);
+    const char *dflt = body_len ? NULL : sl_error_name(status);
     const char *reason = sl_reason(status);
     char code[] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
                    (char)('0' + status % 10), ' '};

@@ -222,6 +222,17 @@ bool sl_request_read_head(struct sl_conn *c)
     /* A client that pipelines without reading its responses waits until it reads. */
     if (evbuffer_get_length(bufferevent_get_output(c->bev)) >= SL_HIGH_WATER)
         return false;
+    /* HTTP/2 with prior knowledge (RFC 9113 3.3) opens with its preface, which llhttp
+     * would take for a request line; only a connection's first bytes can be it. */
+    if (c->first_request && !c->head_started && c->cfg->client.http2) {
+        int preface = sl_h2_preface(in);
+        if (preface == 0)
+            return false;
+        if (preface > 0) {
+            sl_h2_take_over(c);
+            return false;
+        }
+    }
     if (!c->head_started) {
         c->head_started = true;
         c->x.t_start = sl_clock_mono_us();

@@ -7,7 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "http.h"
+#include "h2.h"
 #include "sluice/log.h"
 #include "sluice/store_redis.h"
 
@@ -64,6 +64,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
         next = c->next;
         sl_conn_shutdown(c, true);
     }
+    for (struct sl_h2_conn *h = w->h2conns, *next; h; h = next) {
+        next = h->next;
+        sl_h2_shutdown(h, true);
+    }
     sl_worker_maybe_done(w);
 }
 
@@ -74,6 +78,10 @@ static void close_all(struct sl_worker *w)
     for (struct sl_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         sl_conn_shutdown(c, false);
+    }
+    for (struct sl_h2_conn *h = w->h2conns, *next; h; h = next) {
+        next = h->next;
+        sl_h2_shutdown(h, false);
     }
 }
 
@@ -220,6 +228,8 @@ void sl_worker_deinit(struct sl_worker *w)
         w->conns->x.decision_pending = false;
         sl_conn_shutdown(w->conns, false);
     }
+    while (w->h2conns)
+        sl_h2_abandon(w->h2conns);
     sl_access_log_deinit(w);
     sl_upstream_name_deinit(w); /* after every connection that could be looking up */
     if (w->cfg_ev)

@@ -1,0 +1,505 @@
+/* An HTTP/2 stream as an exchange: its request handed to the engine, what the exchange
+ * asks of it (sl_h2_client_ops: sluice's own answers, holds, the hand-over to the
+ * upstream, the response head and body), and the bodies both ways under flow control.
+ * The request body is consumed (its window opened again) only as it moves upstream; the
+ * response body is framed from body_out, whose chains move to the socket uncopied. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2.h"
+#include "sluice/clock.h"
+#include "sluice/log.h"
+
+static struct sl_h2_stream *stream_of(struct sl_exchange *x)
+{
+    return (struct sl_h2_stream *)x; /* the exchange is the stream's first member */
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg);
+
+struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
+{
+    struct sl_h2_stream *st = calloc(1, sizeof *st);
+    if (!st)
+        return NULL;
+    st->body_in = evbuffer_new();
+    st->body_out = evbuffer_new();
+    if (!st->body_in || !st->body_out) {
+        if (st->body_in)
+            evbuffer_free(st->body_in);
+        if (st->body_out)
+            evbuffer_free(st->body_out);
+        free(st);
+        return NULL;
+    }
+    st->c = c;
+    st->id = id;
+    st->content_length = -1;
+    st->x.client = &sl_h2_client_ops;
+    st->x.w = c->w;
+    sl_worker_adopt_config(c->w);
+    st->x.cfg = sl_cfg_ref(c->w->cfg);
+    st->x.peer_text = c->peer_text;
+    st->x.peer_text_len = c->peer_text_len;
+    st->x.proto = SL_PROTO_2;
+    st->x.t_start = sl_clock_mono_us();
+    evtimer_assign(&st->timer, c->w->base, timer_cb, st);
+    st->next = c->streams;
+    if (c->streams)
+        c->streams->prev = st;
+    c->streams = st;
+    c->nstreams++;
+    st->opened = true;
+    sl_metrics_http2_stream(c->w->metrics);
+    return st;
+}
+
+static void unlink_stream(struct sl_h2_stream *st)
+{
+    struct sl_h2_conn *c = st->c;
+
+    if (!st->opened)
+        return;
+    st->opened = false;
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    c->nstreams--;
+    if (c->nstreams == 0)
+        c->active_us = sl_clock_mono_us();
+}
+
+static void stream_free(struct sl_h2_stream *st)
+{
+    sl_engine_verdict_done(st->x.w->engine, &st->x.verdict);
+    sl_upstream_release(&st->x, false);
+    if (st->timer_set)
+        event_del(&st->timer);
+    evbuffer_free(st->body_in);
+    evbuffer_free(st->body_out);
+    sl_textbuf_free(&st->x.vheaders);
+    sl_textbuf_free(&st->x.vbody);
+    sl_h2_head_free(st);
+    sl_cfg_unref(st->x.cfg);
+    free(st);
+}
+
+void sl_h2_stream_release(struct sl_h2_stream *st)
+{
+    struct sl_h2_conn *c = st->c;
+
+    st->x.gone = true;
+    sl_upstream_release(&st->x, false);
+    if (st->timer_set) {
+        event_del(&st->timer);
+        st->timer_set = false;
+    }
+    if (!c->dying && st->id && !st->closed)
+        nghttp2_session_set_stream_user_data(c->session, st->id, NULL);
+    unlink_stream(st);
+    if (st->x.decision_pending) {
+        /* The engine's callback frees it. */
+        st->prev = NULL;
+        st->next = c->pending;
+        if (c->pending)
+            c->pending->prev = st;
+        c->pending = st;
+        c->npending++;
+        return;
+    }
+    stream_free(st);
+}
+
+static void unlink_pending(struct sl_h2_stream *st)
+{
+    struct sl_h2_conn *c = st->c;
+
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        c->pending = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    c->npending--;
+}
+
+void sl_h2_stream_abandon(struct sl_h2_stream *st)
+{
+    unlink_pending(st);
+    st->x.decision_pending = false;
+    stream_free(st);
+}
+
+/* Moves request body bytes into the upstream's output while it has room, opening the
+ * client's window by as much; ends the body once END_STREAM has come and all went up. */
+static void pump_body(struct sl_h2_stream *st)
+{
+    struct sl_exchange *x = &st->x;
+    struct sl_upstream *up = x->up;
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+
+    while (evbuffer_get_length(st->body_in)) {
+        size_t olen = evbuffer_get_length(out), n = evbuffer_get_length(st->body_in);
+        if (olen >= SL_HIGH_WATER) {
+            x->req_blocked = true;
+            break;
+        }
+        if (n > SL_HIGH_WATER - olen)
+            n = SL_HIGH_WATER - olen;
+        if (x->chunked) {
+            /* The client gave no length: the HTTP/1.1 upstream gets chunks. */
+            evbuffer_add_printf(out, "%zx\r\n", n);
+            evbuffer_remove_buffer(st->body_in, out, n);
+            evbuffer_add(out, "\r\n", 2);
+        } else {
+            evbuffer_remove_buffer(st->body_in, out, n);
+        }
+        nghttp2_session_consume(st->c->session, st->id, n);
+    }
+    if (st->req_end && !x->req_done && evbuffer_get_length(st->body_in) == 0) {
+        if (x->chunked)
+            evbuffer_add(out, "0\r\n\r\n", 5);
+        x->req_done = true;
+        sl_upstream_set_timeouts(x);
+    }
+    sl_upstream_flush(up);
+}
+
+/* Gives back the window of bytes sluice will never send anywhere. */
+static void drop_body(struct sl_h2_stream *st)
+{
+    size_t n = evbuffer_get_length(st->body_in);
+    if (n) {
+        evbuffer_drain(st->body_in, n);
+        nghttp2_session_consume(st->c->session, st->id, n);
+    }
+}
+
+void sl_h2_stream_data(struct sl_h2_stream *st, const uint8_t *data, size_t n)
+{
+    struct sl_exchange *x = &st->x;
+    uint64_t max = x->cfg->client.max_body_bytes;
+
+    x->bytes_in += n;
+    if (st->local || x->gone) {
+        nghttp2_session_consume(st->c->session, st->id, n);
+        return;
+    }
+    evbuffer_add(st->body_in, data, n);
+    if (max && x->bytes_in > max) {
+        drop_body(st);
+        x->client->fail(x, 413);
+        return;
+    }
+    if (x->up && x->t_upstream)
+        pump_body(st);
+}
+
+void sl_h2_stream_end(struct sl_h2_stream *st)
+{
+    st->req_end = true;
+    if (st->local) {
+        st->x.req_done = true;
+        return;
+    }
+    if (st->x.up && st->x.t_upstream)
+        pump_body(st);
+}
+
+static void finish(struct sl_h2_stream *st)
+{
+    if (st->finished)
+        return;
+    st->finished = true;
+    sl_exchange_finish(&st->x, sl_clock_mono_us());
+}
+
+void sl_h2_stream_sent(struct sl_h2_stream *st)
+{
+    /* RFC 9113 8.1: a response complete before its request may stop the request with
+     * RST_STREAM NO_ERROR; the body would go nowhere. */
+    if (!st->req_end)
+        nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+    finish(st);
+}
+
+void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error)
+{
+    (void)error;
+    st->closed = true;
+    drop_body(st);
+    sl_h2_stream_release(st);
+}
+
+void sl_h2_stream_sync(struct sl_h2_stream *st)
+{
+    struct sl_exchange *x = &st->x;
+
+    if (x->resp_blocked && x->up && evbuffer_get_length(st->body_out) < SL_LOW_WATER) {
+        x->resp_blocked = false;
+        sl_upstream_process(x);
+    }
+    if (x->up)
+        sl_upstream_sync_read(x->up);
+}
+
+/* ---- the response body, read by nghttp2 ---- */
+
+ssize_t sl_h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
+                          uint32_t *flags, nghttp2_data_source *src, void *arg)
+{
+    struct sl_h2_stream *st = src->ptr;
+    size_t avail = evbuffer_get_length(st->body_out);
+
+    (void)s, (void)id, (void)buf, (void)arg;
+    if (avail == 0 && !st->resp_eof) {
+        st->deferred = true;
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (len > avail)
+        len = avail;
+    /* The bytes are written from body_out by sl_h2_stream_send_data. */
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->resp_eof && len == avail)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)len;
+}
+
+int sl_h2_stream_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                           size_t len, nghttp2_data_source *src, void *arg)
+{
+    struct sl_h2_stream *st = src->ptr;
+    struct sl_h2_conn *c = arg;
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+
+    (void)s, (void)frame;
+    if (evbuffer_get_length(out) >= SL_HIGH_WATER)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    evbuffer_add(out, framehd, 9);
+    evbuffer_remove_buffer(st->body_out, out, len);
+    st->x.bytes_out += 9 + len;
+    c->progress_us = sl_clock_mono_us();
+    return 0;
+}
+
+/* ---- what the exchange asks ---- */
+
+static void h2_verdict(struct sl_exchange *x)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    struct sl_h2_conn *c = st->c;
+
+    sl_h2_enter(c);
+    if (!st->opened) {
+        unlink_pending(st);
+        stream_free(st); /* the stream ended while the engine decided */
+    } else {
+        sl_exchange_act(x);
+    }
+    sl_h2_leave(c);
+}
+
+static void h2_reply(struct sl_exchange *x, int status, const struct sl_textbuf *headers,
+                     const struct sl_textbuf *body)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    char ctype[] = "content-type: application/json\r\ncontent-length: ";
+    struct sl_textbuf head = {0};
+    size_t body_len;
+
+    if (st->submitted) {
+        x->client->kill(x);
+        return;
+    }
+    evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
+    if (body && body->len)
+        evbuffer_add(st->body_out, body->data, body->len);
+    else
+        evbuffer_add_printf(st->body_out, "{\"error\":\"%s\"}\n", sl_error_name(status));
+    body_len = evbuffer_get_length(st->body_out);
+    sl_textbuf_add(&head, ctype, sizeof ctype - 1);
+    char num[24];
+    sl_textbuf_add(&head, num, sl_u64_format(num, body_len));
+    sl_textbuf_add(&head, "\r\n", 2);
+    if (headers && headers->len)
+        sl_textbuf_add(&head, headers->data, headers->len);
+    if (x->is_head)
+        evbuffer_drain(st->body_out, body_len);
+    st->local = true;
+    st->resp_eof = true;
+    drop_body(st);
+    if (sl_h2_head_submit(st, status, NULL, 0, &head, x->is_head) < 0) {
+        sl_textbuf_free(&head);
+        x->client->kill(x);
+        return;
+    }
+    sl_textbuf_free(&head);
+    x->status = status;
+    x->resp_head_sent = x->resp_done = true;
+    x->bytes_out += body_len;
+}
+
+static void h2_forward(struct sl_exchange *x)
+{
+    struct sl_h2_stream *st = stream_of(x);
+
+    x->t_upstream = sl_clock_mono_us();
+    sl_upstream_forward(x);
+    if (x->up && x->has_body)
+        pump_body(st);
+}
+
+static void timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_h2_stream *st = arg;
+    struct sl_h2_conn *c = st->c;
+
+    (void)fd, (void)what;
+    st->timer_set = false;
+    sl_h2_enter(c);
+    sl_exchange_hold(&st->x);
+    sl_h2_leave(c);
+}
+
+static void h2_hold(struct sl_exchange *x, uint64_t left_us)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    struct timeval tv = {(time_t)(left_us / 1000000), (suseconds_t)(left_us % 1000000)};
+
+    /* As on HTTP/1 (client_exchange.c): the delay counts from now, not the loop's cache. */
+    event_base_update_cache_time(x->w->base);
+    event_add(&st->timer, &tv);
+    st->timer_set = true;
+}
+
+static void h2_enter(struct sl_exchange *x)
+{
+    sl_h2_enter(stream_of(x)->c);
+}
+
+static void h2_leave(struct sl_exchange *x)
+{
+    sl_h2_leave(stream_of(x)->c);
+}
+
+/* Ends the stream alone: the connection and its other streams go on. */
+static void h2_kill(struct sl_exchange *x)
+{
+    struct sl_h2_stream *st = stream_of(x);
+
+    sl_upstream_release(x, false);
+    x->gone = true;
+    if (!st->closed)
+        nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+}
+
+static void h2_fail(struct sl_exchange *x, int status)
+{
+    sl_upstream_release(x, false);
+    if (x->resp_head_sent)
+        h2_kill(x);
+    else
+        h2_reply(x, status, NULL, NULL);
+}
+
+static struct evbuffer *h2_response_head(struct sl_exchange *x, const struct sl_response_head *r,
+                                         bool *decode)
+{
+    struct sl_h2_stream *st = stream_of(x);
+
+    *decode = true; /* HTTP/2 frames the body itself */
+    x->status = r->status;
+    x->resp_head_sent = true;
+    if (sl_h2_head_submit(st, r->status, r->headers, r->nheaders,
+                          x->has_verdict ? &x->vheaders : NULL, r->bodiless) < 0)
+        h2_kill(x);
+    return st->body_out;
+}
+
+static void resume(struct sl_h2_stream *st)
+{
+    if (st->deferred && !st->closed) {
+        st->deferred = false;
+        nghttp2_session_resume_data(st->c->session, st->id);
+    }
+}
+
+static void h2_response_flush(struct sl_exchange *x)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    if (evbuffer_get_length(st->body_out))
+        resume(st);
+}
+
+static void h2_done(struct sl_exchange *x)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    st->resp_eof = true;
+    resume(st);
+}
+
+static void h2_request_body(struct sl_exchange *x)
+{
+    if (x->up)
+        pump_body(stream_of(x));
+}
+
+static void h2_tunnel(struct sl_exchange *x)
+{
+    h2_kill(x); /* never upgraded: HTTP/2 has no 101 */
+}
+
+const struct sl_client_ops sl_h2_client_ops = {
+    .verdict = h2_verdict,
+    .reply = h2_reply,
+    .forward = h2_forward,
+    .hold = h2_hold,
+    .enter = h2_enter,
+    .leave = h2_leave,
+    .fail = h2_fail,
+    .kill = h2_kill,
+    .response_head = h2_response_head,
+    .response_flush = h2_response_flush,
+    .done = h2_done,
+    .request_body = h2_request_body,
+    .tunnel = h2_tunnel,
+};
+
+static bool method_is(const struct sl_request *r, const char *m)
+{
+    return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+void sl_h2_stream_start(struct sl_h2_stream *st, bool end_stream)
+{
+    struct sl_exchange *x = &st->x;
+    const struct sl_request *r = &x->req;
+
+    st->req_end = end_stream;
+    x->has_body = !end_stream;
+    x->req_done = end_stream;
+    x->chunked = x->has_body && st->content_length < 0;
+    if (sl_h2_head_finish(st) < 0) {
+        h2_kill(x);
+        return;
+    }
+    x->is_head = method_is(r, "HEAD");
+    x->idempotent = x->is_head || method_is(r, "GET") || method_is(r, "OPTIONS") ||
+                    method_is(r, "TRACE") || method_is(r, "PUT") || method_is(r, "DELETE");
+    int status = st->local_status;
+    /* A tunnel to wherever the client names would carry anything past the limits. */
+    if (!status && method_is(r, "CONNECT"))
+        status = 405;
+    if (!status && x->cfg->client.max_body_bytes && st->content_length > 0 &&
+        (uint64_t)st->content_length > x->cfg->client.max_body_bytes)
+        status = 413;
+    if (status) {
+        h2_reply(x, status, NULL, NULL);
+        return;
+    }
+    sl_exchange_decide(x);
+}
