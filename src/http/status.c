@@ -1,0 +1,65 @@
+/* The words for a status in sluice's own answers, whatever the protocol: the reason phrase
+ * of HTTP/1 and the "error" of the JSON body. */
+#include "http.h"
+
+const char *sl_reason(int status)
+{
+    switch (status) {
+    case 400:
+        return "Bad Request";
+    case 403:
+        return "Forbidden";
+    case 404:
+        return "Not Found";
+    case 405:
+        return "Method Not Allowed";
+    case 408:
+        return "Request Timeout";
+    case 413:
+        return "Content Too Large";
+    case 429:
+        return "Too Many Requests";
+    case 431:
+        return "Request Header Fields Too Large";
+    case 500:
+        return "Internal Server Error";
+    case 502:
+        return "Bad Gateway";
+    case 503:
+        return "Service Unavailable";
+    case 504:
+        return "Gateway Timeout";
+    case 505:
+        return "HTTP Version Not Supported";
+    default:
+        return "Unknown";
+    }
+}
+
+const char *sl_error_name(int status)
+{
+    switch (status) {
+    case 400:
+        return "bad_request";
+    case 405:
+        return "method_not_allowed";
+    case 408:
+        return "request_timeout";
+    case 413:
+        return "body_too_large";
+    case 429:
+        return "rate_limited";
+    case 431:
+        return "headers_too_large";
+    case 502:
+        return "bad_gateway";
+    case 503:
+        return "service_unavailable";
+    case 504:
+        return "gateway_timeout";
+    case 505:
+        return "http_version_not_supported";
+    default:
+        return "error";
+    }
+}
