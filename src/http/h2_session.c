@@ -152,10 +152,10 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *arg)
     bool end = (f->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
 
     (void)s;
-    c->progress_us = sl_clock_mono_us();
     switch (f->hd.type) {
     case NGHTTP2_HEADERS:
         c->head_since_us = 0;
+        c->progress_us = sl_clock_mono_us();
         if (!st)
             break;
         if (f->headers.cat == NGHTTP2_HCAT_REQUEST)
@@ -164,6 +164,9 @@ static int frame_recv_cb(nghttp2_session *s, const nghttp2_frame *f, void *arg)
             sl_h2_stream_end(st);
         break;
     case NGHTTP2_DATA:
+        /* Only requests and their bodies count as use: a client that pings or updates
+         * windows while no stream moves is still stalled. */
+        c->progress_us = sl_clock_mono_us();
         if (f->hd.length == 0 && !end)
             sl_h2_calm(c); /* empty DATA frames cost work and carry nothing */
         if (st && end)
