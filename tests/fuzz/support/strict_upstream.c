@@ -120,8 +120,9 @@ static void strict_data(struct fz_upstream *up, const char *bytes, size_t len)
         if (err == HPE_OK)
             return;
         if (err != HPE_PAUSED_UPGRADE)
-            fz_fail("the upstream cannot parse what sluice forwarded: %s (%s)",
-                    llhttp_errno_name(err), llhttp_get_error_reason(&up->parser));
+            fz_fail("the upstream cannot parse what sluice forwarded: %s (%s) in:\n%s",
+                    llhttp_errno_name(err), llhttp_get_error_reason(&up->parser),
+                    fz_printable(bytes, len));
         /* The rest is the upgraded protocol, or, when the upgrade was declined, the next
          * request. */
         const char *pos = llhttp_get_error_pos(&up->parser);
