@@ -55,8 +55,10 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 static const uint8_t empty_settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
 
 static struct sl_config *cfg;
-/* More than the 65535 bytes a client's stream window starts with. */
-#define BIG_BODY (70 * 1024)
+/* More than a client's stream window (65535 bytes unless it opens it) and than sluice
+ * keeps of a response body for a stream (SL_HIGH_WATER): past it the upstream is not read
+ * until the client takes some. */
+#define BIG_BODY (300 * 1024)
 static char big_answer[BIG_BODY + 64];
 
 /* What the upstream answers each request with (bits 0-2 of byte 0). */
