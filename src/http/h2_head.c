@@ -242,7 +242,8 @@ int sl_h2_head_submit(struct sl_h2_stream *st, int status, const struct sl_heade
                                h->value_len, NGHTTP2_NV_FLAG_NONE};
         d += h->name_len;
     }
-    if (extra)
+    /* A route without limits leaves the verdict's lines empty, their data NULL. */
+    if (extra && extra->len)
         d = add_lines(extra, nv, &k, d);
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = sl_h2_stream_read};
     int rv = nghttp2_submit_response(st->c->session, st->id, nv, k, bodiless ? NULL : &prd);

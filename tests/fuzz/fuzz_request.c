@@ -11,10 +11,10 @@
 #include <netinet/in.h>
 #include <stdint.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/un.h>
 
 #include "support/proxy.h"
+#include "support/strict_upstream.h"
 
 static const char config_yaml[] =
     "listen: 127.0.0.1:1\n"
@@ -71,83 +71,16 @@ struct run {
     bool early; /* answer at the end of the head, before the body */
 };
 
-struct upstream_state {
-    bool in_head;
-    bool is_head;
-    bool upgrade;
-    unsigned hosts, xffs, xfps;
-    const char *name;
-    size_t name_len;
-    char name_buf[64];
-};
-
-static struct upstream_state states[FZ_MAX_UPSTREAMS];
-
-static struct upstream_state *state_of(llhttp_t *p)
-{
-    struct fz_upstream *up = p->data;
-    return up->data;
-}
-
-static bool name_is(const struct upstream_state *s, const char *lit)
-{
-    return s->name_len == strlen(lit) && strncasecmp(s->name_buf, lit, s->name_len) == 0;
-}
-
-static int on_message_begin(llhttp_t *p)
-{
-    struct upstream_state *s = state_of(p);
-    memset(s, 0, sizeof *s);
-    s->in_head = true;
-    return 0;
-}
-
-static int on_header_field(llhttp_t *p, const char *at, size_t len)
-{
-    struct upstream_state *s = state_of(p);
-    size_t room = sizeof s->name_buf - s->name_len;
-    memcpy(s->name_buf + s->name_len, at, len < room ? len : room);
-    s->name_len += len < room ? len : room;
-    return 0;
-}
-
-static int on_header_value(llhttp_t *p, const char *at, size_t len)
-{
-    struct upstream_state *s = state_of(p);
-    if (!s->in_head)
-        return 0; /* a trailer, relayed inside the chunked body */
-    if (name_is(s, "Transfer-Encoding") && (len != 7 || strncasecmp(at, "chunked", 7) != 0))
-        fz_fail("sluice forwarded Transfer-Encoding: %.*s", (int)len, at);
-    if (name_is(s, "Connection") && (len != 7 || strncasecmp(at, "upgrade", 7) != 0))
-        fz_fail("sluice forwarded Connection: %.*s", (int)len, at);
-    return 0;
-}
-
-static int on_header_value_complete(llhttp_t *p)
-{
-    struct upstream_state *s = state_of(p);
-    if (s->in_head) {
-        if (fz_hop_by_hop(s->name_buf, s->name_len))
-            fz_fail("sluice forwarded the hop-by-hop field %.*s", (int)s->name_len, s->name_buf);
-        s->hosts += name_is(s, "Host");
-        s->xffs += name_is(s, "X-Forwarded-For");
-        s->xfps += name_is(s, "X-Forwarded-Proto");
-    }
-    s->name_len = 0;
-    return 0;
-}
-
-static void answer(struct fz_upstream *up)
+static void answer(struct fz_upstream *up, bool is_head, bool upgrade)
 {
     const struct run *r = up->proxy->data;
-    struct upstream_state *s = up->data;
     unsigned a = r->answer;
 
-    if (a == 6 && !s->upgrade)
+    if (a == 6 && !upgrade)
         a = 0; /* 101 only to an upgrade request, else sluice rightly refuses it */
     const char *text = answers[a];
     size_t len = strlen(text);
-    if (s->is_head && a != 6) {
+    if (is_head && a != 6) {
         /* The same heads without the body, as HEAD asks. */
         const char *end = strstr(text, "\r\n\r\n");
         if (a == 4)
@@ -161,66 +94,21 @@ static void answer(struct fz_upstream *up)
         up->tunnel = true;
 }
 
-static int on_headers_complete(llhttp_t *p)
+static void on_head(struct fz_upstream *up, bool is_head, bool upgrade)
 {
-    struct fz_upstream *up = p->data;
-    struct upstream_state *s = up->data;
     const struct run *r = up->proxy->data;
-
-    s->in_head = false;
-    s->is_head = llhttp_get_method(p) == HTTP_HEAD;
-    s->upgrade = llhttp_get_upgrade(p);
-    up->requests++;
-    if (s->hosts > 1)
-        fz_fail("sluice forwarded %u Host fields", s->hosts);
-    if (s->xffs > 1 || s->xfps != 1)
-        fz_fail("sluice forwarded %u X-Forwarded-For and %u X-Forwarded-Proto fields", s->xffs,
-                s->xfps);
     if (r->early)
-        answer(up);
-    return 0;
+        answer(up, is_head, upgrade);
 }
 
-static int on_message_complete(llhttp_t *p)
+static void on_end(struct fz_upstream *up, bool is_head, bool upgrade)
 {
-    struct fz_upstream *up = p->data;
     const struct run *r = up->proxy->data;
     if (!r->early)
-        answer(up);
-    return 0;
+        answer(up, is_head, upgrade);
 }
 
-static const llhttp_settings_t upstream_settings = {
-    .on_message_begin = on_message_begin,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_header_value_complete = on_header_value_complete,
-    .on_headers_complete = on_headers_complete,
-    .on_message_complete = on_message_complete,
-};
-
-static void upstream_data(struct fz_upstream *up, const char *bytes, size_t len)
-{
-    if (!up->data)
-        up->data = &states[up - up->proxy->up];
-    while (!up->tunnel && len > 0) {
-        llhttp_errno_t err = llhttp_execute(&up->parser, bytes, len);
-        if (err == HPE_OK)
-            return;
-        if (err != HPE_PAUSED_UPGRADE)
-            fz_fail("the upstream cannot parse what sluice forwarded: %s (%s)",
-                    llhttp_errno_name(err), llhttp_get_error_reason(&up->parser));
-        /* The rest is the upgraded protocol, or, when the upgrade was declined, the next
-         * request. */
-        const char *pos = llhttp_get_error_pos(&up->parser);
-        len -= (size_t)(pos - bytes);
-        bytes = pos;
-        llhttp_init(&up->parser, HTTP_REQUEST, &upstream_settings);
-        up->parser.data = up;
-    }
-}
-
-static const struct fz_hooks hooks = {upstream_data, &upstream_settings};
+static const struct fz_strict_calls calls = {on_head, on_end};
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
@@ -264,8 +152,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     bool half_close = (data[1] & 0x80) && (data[1] & 1);
     struct fz_proxy p;
 
-    memset(states, 0, sizeof states);
-    fz_proxy_start(&p, cfg, &hooks, (struct sockaddr *)&peer, peer_len);
+    fz_strict_begin(&calls);
+    fz_proxy_start(&p, cfg, &fz_strict_hooks, (struct sockaddr *)&peer, peer_len);
     p.data = &r;
     fz_client_send(&p, data + 2, size - 2, piece);
     if (half_close) {

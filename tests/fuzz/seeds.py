@@ -166,6 +166,172 @@ def response_seeds():
         write("response", bytes([(i * 29) & 0xff, (i * 7) & 0x7f]) + resp)
 
 
+# ---- h2: byte 0 = answer/when/preface/half-close/peer, byte 1 = write size, then frames ----
+# The conversations are made with python3-h2 as a client would send them; a few frames it
+# would not send (CONTINUATION, a body shorter than its content-length) are made by hand.
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def h2_client():
+    from h2.config import H2Configuration
+    from h2.connection import H2Connection
+    c = H2Connection(H2Configuration(client_side=True, header_encoding=None,
+                                     validate_outbound_headers=False,
+                                     normalize_outbound_headers=False))
+    c.initiate_connection()
+    # sluice's SETTINGS (fuzz_h2.c's configuration: 8 streams, a window of 256 KiB, 2 KiB
+    # of header list) and its connection window, as if read: the client acks them and
+    # sends as much as they allow.
+    settings = b"".join(k.to_bytes(2, "big") + v.to_bytes(4, "big")
+                        for k, v in [(3, 8), (4, 256 * 1024), (6, 2048)])
+    c.receive_data(h2_frame(4, 0, 0, settings) + h2_frame(8, 0, 0, (960 * 1024).to_bytes(4, "big")))
+    return c
+
+
+def h2_head(method, path, extra=(), authority="api.example.com"):
+    return [(":method", method), (":scheme", "http"), (":authority", authority),
+            (":path", path), *extra]
+
+
+def h2_frame(kind, flags, stream, payload):
+    return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + \
+        stream.to_bytes(4, "big") + payload
+
+
+def h2_conversations():
+    """(name, bytes the client sends after the preface) for each conversation."""
+    import hpack
+    out = []
+
+    def conv(name, steps):
+        c = h2_client()
+        steps(c)
+        out.append((name, c.data_to_send()[len(H2_PREFACE):]))
+
+    conv("get", lambda c: c.send_headers(1, h2_head("GET", "/"), end_stream=True))
+    conv("head", lambda c: c.send_headers(1, h2_head("HEAD", "/a"), end_stream=True))
+
+    def limited(c):
+        for i in range(4):
+            c.send_headers(1 + 2 * i, h2_head("GET", "/limited/x", [("x-user", "bob")]),
+                           end_stream=True)
+    conv("limited", limited)
+
+    def slow(c):
+        for i in range(3):
+            c.send_headers(1 + 2 * i, h2_head("GET", "/slow"), end_stream=True)
+    conv("slow", slow)
+
+    def post_length(c):
+        c.send_headers(1, h2_head("POST", "/up", [("content-length", "5"),
+                                                  ("content-type", "text/plain")]))
+        c.send_data(1, b"hello", end_stream=True)
+    conv("post-content-length", post_length)
+
+    def post_chunked(c):
+        c.send_headers(1, h2_head("POST", "/up"))
+        c.send_data(1, b"hel")
+        c.send_data(1, b"lo")
+        c.send_data(1, b"", end_stream=True)
+    conv("post-no-length", post_chunked)
+
+    def trailers(c):
+        c.send_headers(1, h2_head("PUT", "/up", [("te", "trailers")]))
+        c.send_data(1, b"abc")
+        c.send_headers(1, [("x-checksum", "1")], end_stream=True)
+    conv("trailers", trailers)
+
+    def reset(c):
+        c.send_headers(1, h2_head("POST", "/up"))
+        c.send_data(1, b"abc")
+        c.reset_stream(1)
+        c.send_headers(3, h2_head("GET", "/after-reset"), end_stream=True)
+    conv("rst-stream", reset)
+
+    def control(c):
+        c.ping(b"12345678")
+        c.update_settings({1: 0, 4: 1 << 20, 5: 1 << 15, 3: 4})
+        c.increment_flow_control_window(1 << 20)
+        c.send_headers(1, h2_head("GET", "/big"), end_stream=True)
+        c.increment_flow_control_window(1 << 20, stream_id=1)
+        c.prioritize(1, weight=200)
+        c.ping(b"abcdefgh")
+    conv("ping-settings-window", control)
+
+    def many(c):
+        for i in range(8):
+            c.send_headers(1 + 2 * i, h2_head("GET", "/s/%d" % i, [("cookie", "a=%d" % i),
+                                                                  ("cookie", "b=2")]),
+                           end_stream=i % 3 != 2)
+        for i in range(8):
+            if i % 3 == 2:
+                c.send_data(1 + 2 * i, b"x" * i, end_stream=True)
+    conv("many-streams", many)
+
+    def too_many(c):
+        many(c)
+        # More than the 8 sluice allows at once, which python3-h2 will not send: literals
+        # never indexed, so that the server's HPACK table stays as the client's.
+        for i in range(8, 12):
+            block = hpack.Encoder().encode([(n, v, True) for n, v in h2_head("GET", "/m")])
+            c._data_to_send += h2_frame(1, 0x5, 1 + 2 * i, block)
+    conv("too-many-streams", too_many)
+
+    def body_over_limit(c):  # no content-length: found out as the DATA comes
+        c.send_headers(1, h2_head("POST", "/up"))
+        for _ in range(3):
+            c.send_data(1, b"z" * 2000)
+        c.end_stream(1)
+    conv("body-no-length-over-limit", body_over_limit)
+
+    def big_body(c):
+        c.send_headers(1, h2_head("POST", "/up", [("content-length", "5000")]))
+        c.send_data(1, b"y" * 4096)
+        c.send_data(1, b"y" * 904, end_stream=True)
+    conv("body-over-limit", big_body)
+
+    def goaway(c):
+        c.send_headers(1, h2_head("GET", "/"), end_stream=True)
+        c.close_connection()
+    conv("goaway", goaway)
+
+    conv("connect", lambda c: c.send_headers(
+        1, [(":method", "CONNECT"), (":authority", "example.com:443")], end_stream=True))
+    conv("big-head", lambda c: c.send_headers(
+        1, h2_head("GET", "/", [("x-big", "v" * 3000)]), end_stream=True))
+    conv("underscore", lambda c: c.send_headers(
+        1, h2_head("GET", "/", [("x_user", "1"), ("host", "other")]), end_stream=True))
+
+    # A header block in HEADERS and two CONTINUATION frames.
+    block = hpack.Encoder().encode(h2_head("GET", "/continued", [("x-a", "1" * 40)]))
+    third = len(block) // 3
+    out.append(("continuation",
+                h2_frame(1, 0x1, 1, block[:third]) + h2_frame(9, 0, 1, block[third:2 * third]) +
+                h2_frame(9, 0x4, 1, block[2 * third:])))
+    # A content-length the DATA does not match.
+    block = hpack.Encoder().encode(h2_head("POST", "/up", [("content-length", "10")]))
+    out.append(("short-body", h2_frame(1, 0x4, 1, block) + h2_frame(0, 0x1, 1, b"abc")))
+    return out
+
+
+def h2_seeds():
+    try:
+        convs = h2_conversations()
+    except ImportError:
+        print("h2: python3-h2 not installed, no seeds written")
+        return
+    # Byte 0: bits 0-2 the upstream's answer (fuzz_h2.c `answers`), 3 answer early, 4 the
+    # input carries the preface, 5 half-close, 6-7 the peer; byte 1: bit 7 all at once,
+    # else pieces of byte 1 + 1 bytes.
+    for i, (name, frames) in enumerate(convs):
+        for answer in range(8):
+            write("h2", bytes([answer, 0x80]) + frames)
+        write("h2", bytes([0x10 | (i & 7), 0x80]) + H2_PREFACE + frames)
+        write("h2", bytes([0x08 | (i * 3 & 7) | (i & 3) << 6, (i * 13) & 0x7f]) + frames)
+        write("h2", bytes([0x20 | (i * 5 & 7), 0x80]) + frames)
+
+
 # ---- redis_reply: byte 0 = where the input is cut in two, then RESP bytes ----
 
 REPLIES = [
@@ -244,6 +410,7 @@ if __name__ == "__main__":
     config_seeds()
     request_seeds()
     response_seeds()
+    h2_seeds()
     redis_seeds()
     parser_seeds()
     for d in sorted(CORPUS.iterdir()):
