@@ -295,3 +295,35 @@ def test_the_unmatched_route_and_errors_keep_the_connection(sluice_factory, upst
     assert m.value("sluice_requests_total", route="", decision="unmatched") == 2
     assert m.value("sluice_requests_total", route="api", decision="allowed") == 2
 
+
+
+def test_bodiless_responses(sluice_factory, upstream):
+    s = sluice_factory(h2_config(), upstream=upstream)
+    with H2Conn(s.port) as c:
+        head = c.response(c.request("HEAD", "/stream/1000?cl=1"))
+        assert head.status == 200 and head.body == b"", head
+        assert head.header("content-length") == "1000"
+        for code in (204, 304):
+            st = c.response(c.request("GET", f"/status/{code}"))
+            assert st.status == code and st.body == b"", st
+        assert c.response(c.request("GET", "/after")).status == 200
+
+
+def test_sluice_own_errors_fail_the_stream_not_the_connection(sluice_factory, upstream):
+    s = sluice_factory(h2_config(upstream_timeout="1s"), upstream=upstream)
+    with H2Conn(s.port, timeout=10) as c:
+        slow = c.request("GET", "/sleep/3000")
+        fast = c.response(c.request("GET", "/fast"))
+        assert fast.status == 200 and not slow.done
+        c.response(slow)
+        assert slow.status == 504, slow
+        assert c.response(c.request("GET", "/after-504")).status == 200
+        assert not c.goaways
+
+
+def test_unreachable_upstream_is_502_per_stream(sluice_factory):
+    s = sluice_factory(h2_config(), upstream="http://127.0.0.1:9")
+    with H2Conn(s.port) as c:
+        sts = c.responses([c.request("GET", f"/down/{i}") for i in range(3)])
+        assert [st.status for st in sts] == [502, 502, 502], sts
+        assert not c.goaways
