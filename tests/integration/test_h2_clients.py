@@ -50,7 +50,7 @@ def test_curl_prior_knowledge_get(sluice_factory, upstream):
     entry = upstream.log()[0]
     assert entry["target"] == "/curl?x=1" and entry["version"] == "HTTP/1.1", entry
     lines = [json.loads(l) for l in s.wait_access_log(1)]
-    assert lines[0]["proto"] == "2" and lines[0]["path"] == "/curl", lines
+    assert lines[0]["proto"] == "2" and lines[0]["path"] == "/curl?x=1", lines
 
 
 @pytest.mark.parametrize("chunked", [False, True], ids=["content-length", "no-length"])

@@ -135,11 +135,38 @@ def test_pings_do_not_keep_an_idle_connection_open(sluice_factory, upstream):
         assert c.goaways
 
 
+HELD = """\
+  - name: held
+    match:
+      path_prefix: "/held"
+    limits:
+      - name: spaced
+        algorithm: leaky_bucket
+        rate: 1/2500ms
+        burst: 2
+        key: route
+  - name: all
+    match:
+      path_prefix: "/"
+    limits: []
+"""
+
+
 def test_a_stream_waiting_for_the_upstream_is_not_idle(sluice_factory, upstream):
+    # idle_timeout is for connections with nothing to do; a slow upstream has upstream.timeout.
     s = sluice_factory(h2_config(idle_timeout="1s"), upstream=upstream)
     with H2Conn(s.port, timeout=10) as c:
         st = c.response(c.request("GET", "/sleep/2500"), 8)
         assert st.status == 200 and st.json()["target"] == "/sleep/2500", st
+        assert not c.goaways, c.goaway_names()
+
+
+def test_a_stream_held_by_a_leaky_bucket_is_not_idle(sluice_factory, upstream):
+    s = sluice_factory(h2_config(routes=HELD, idle_timeout="1s"), upstream=upstream)
+    with H2Conn(s.port, timeout=10) as c:
+        assert c.response(c.request("GET", "/held/1")).status == 200
+        st = c.response(c.request("GET", "/held/2"), 8)
+        assert st.status == 200 and st.elapsed > 2, st
         assert not c.goaways, c.goaway_names()
 
 
