@@ -90,7 +90,10 @@ def test_drain_delay_serves_existing_http2_connections_then_goaway(sluice_factor
         s.signal(signal.SIGTERM)
         wait_until(lambda: get(s.admin_port, "/readyz").status == 503, 1, 0.01,
                    "/readyz to fail at once")
-        # During the delay a new stream on the existing connection is served.
+        # The connection is in use during the delay (a PING, as clients send to keep a
+        # connection warm), and the client's next request on it is served.
+        c.ping()
+        c.wait(lambda: c.ping_acks, 2, "the PING's ACK")
         during = c.response(c.request("GET", "/during"))
         assert during.status == 200, during
         assert time.monotonic() - t0 < delay, "the delay was over before the stream was served"
