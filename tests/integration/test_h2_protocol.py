@@ -10,9 +10,10 @@ import time
 import pytest
 
 from conftest import Client, request, wait_until
-from h2_support import (MAX_CONCURRENT_STREAMS, MAX_HEADER_LIST_SIZE, MIB, PREFACE,
-                        PROTOCOL_ERROR, REFUSED_STREAM, SETTINGS, H2Conn, assert_served,
-                        h2_config, h2_get, settings_frame)
+from h2_support import (DATA, END_HEADERS, END_STREAM, HEADERS, MAX_CONCURRENT_STREAMS,
+                        MAX_HEADER_LIST_SIZE, MIB, PREFACE, PROTOCOL_ERROR, REFUSED_STREAM,
+                        SETTINGS, H2Conn, assert_served, frame, h2_config, h2_get,
+                        literal_block, request_headers, settings_frame, window_update_frame)
 
 HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 
@@ -129,6 +130,7 @@ def test_streams_over_the_acknowledged_limit_never_reach_the_upstream(sluice_fac
         upstream.wait_log(2)
         extra = c.request("GET", "/sleep/1500?n=extra")
         c.wait(lambda: extra.done or c.goaways, 5, "the excess stream to be refused")
+        print(f"stream over the acknowledged limit: reset {extra.reset}, GOAWAY {c.goaway_names()}")
         if extra.reset is not None:
             assert extra.reset == REFUSED_STREAM, extra
             c.responses(held, 10)
@@ -327,3 +329,24 @@ def test_unreachable_upstream_is_502_per_stream(sluice_factory):
         sts = c.responses([c.request("GET", f"/down/{i}") for i in range(3)])
         assert [st.status for st in sts] == [502, 502, 502], sts
         assert not c.goaways
+
+
+@pytest.mark.parametrize("bad", ["data_on_stream_0", "headers_on_even_stream", "window_update_0"])
+def test_protocol_errors_end_the_connection_and_are_counted(sluice_factory, upstream, bad):
+    s = sluice_factory(h2_config(), upstream=upstream)
+    frames = {
+        "data_on_stream_0": frame(DATA, 0, 0, b"x"),
+        "headers_on_even_stream": frame(HEADERS, END_HEADERS | END_STREAM, 2,
+                                        literal_block(request_headers("GET", "/even"))),
+        "window_update_0": window_update_frame(0, 0),
+    }
+    with H2Conn(s.port) as c:
+        c.handshake()
+        assert c.response(c.request("GET", "/first")).status == 200
+        c.send(frames[bad])
+        c.wait_end(5)
+        assert c.goaway_names() == ["PROTOCOL_ERROR"], c.goaways
+    wait_until(lambda: s.metrics().value("sluice_http2_goaways_total", reason="protocol_error") == 1,
+               3, 0.05, "the GOAWAY to be counted as reason protocol_error")
+    assert [e["target"] for e in upstream.log()] == ["/first"]
+    assert_served(s.port)
