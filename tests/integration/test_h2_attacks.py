@@ -333,6 +333,32 @@ def test_zero_window(sluice_factory, upstream, asan, window, streams):
     assert_served(s.port, "/after-zero-window")
 
 
+def test_zero_window_with_pings_is_still_stalled(sluice_factory, upstream, asan):
+    # PINGs answered are not progress: only requests and DATA are.
+    s = start(sluice_factory, upstream, idle_timeout="1s", upstream_timeout="30s")
+    c = H2Conn(s.port, settings={INITIAL_WINDOW_SIZE: 0}, auto_window=False, timeout=10)
+    with Cost(s.pid) as cost:
+        c.handshake()
+        t0 = time.monotonic()
+        st = c.request("GET", f"/stream/{256 * MIB}")
+        next_ping = t0
+        while not c.closed and time.monotonic() - t0 < 10:
+            if time.monotonic() >= next_ping:  # five a second, far from a flood
+                c.ping()
+                next_ping += 0.2
+            c.pump(max(0.01, next_ping - time.monotonic()))
+        took = (c.t_closed or time.monotonic()) - t0
+    c.close()
+    record_figures("zero_window_pinging", f"{cost} ended={ending(c)} {took:.2f}s after the "
+                   f"request goaways={counted_goaways(s, c)} pings_answered={c.ping_acks}")
+    assert c.closed, "PINGs kept a stalled stream's connection open for 10 s"
+    assert st.status == 200 and len(st.body) == 0, st
+    assert c.ping_acks > 0
+    assert c.goaways and counted_goaways(s, c) == {"stalled": 1}, ending(c)
+    assert 0.7 < took < 8, took
+    assert cost.rss_kib < (26 if asan else 5) * 1024, cost
+
+
 # ---------------------------------------------------------------- 6. slow or absent heads
 
 SLOW_HEADS = {
