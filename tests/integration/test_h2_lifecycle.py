@@ -83,9 +83,9 @@ def test_drain_delay_serves_existing_http2_connections_then_goaway(sluice_factor
     delay = 2.0
     s = sluice_factory(h2_config(extra=f"shutdown:\n  drain_delay: {int(delay * 1000)}ms\n"),
                        upstream=upstream)
-    # An HTTP/1.1 request in flight through the whole delay keeps the process (and its
-    # admin listener) up until after the HTTP/2 connection is done.
-    long = Background(lambda: http(s.port, request("GET", f"/sleep/{int(delay * 1000) + 2500}"),
+    # An HTTP/1.1 request in flight through the whole delay and beyond keeps the process
+    # (and its admin listener) up until the test has read the metrics.
+    long = Background(lambda: http(s.port, request("GET", f"/sleep/{int(delay * 1000) + 5000}"),
                                    timeout=15))
     upstream.wait_log(1)
     with H2Conn(s.port, timeout=10) as c:
@@ -106,9 +106,9 @@ def test_drain_delay_serves_existing_http2_connections_then_goaway(sluice_factor
         c.wait(lambda: c.goaways, delay + 5, "GOAWAY")
         assert c.goaways[-1][0] == NO_ERROR, c.goaway_names()
         assert c.goaways[-1][1] >= during.id
-        c.wait_end(delay + 8)
-    wait_until(lambda: s.metrics().value("sluice_http2_goaways_total", reason="shutdown") >= 1,
-               2, 0.05, "the GOAWAY to be counted as reason shutdown")
+        wait_until(lambda: s.metrics().value("sluice_http2_goaways_total", reason="shutdown") >= 1,
+                   2, 0.05, "the GOAWAY to be counted as reason shutdown")
+        c.wait_end(5)
     assert long.result().status == 200
     assert s.stop(15) == 0
 
