@@ -228,11 +228,14 @@ class H2Conn:
             self.send_body(st, body, end=True)
         return st
 
-    def send_body(self, st, data, end=True, timeout=None):
-        """Sends DATA as the windows allow, reading frames meanwhile; fails the test when the
-        windows stay shut for `timeout`."""
+    def send_body(self, st, data, end=True, timeout=None, stall_ok=False):
+        """Sends DATA as the windows allow, reading frames meanwhile; returns the bytes sent.
+        When the windows stay shut for `timeout` seconds, fails the test, or with
+        stall_ok returns what was sent so far (the stream is left open)."""
         view = memoryview(data)
-        deadline = time.monotonic() + (timeout or self.timeout)
+        sent = 0
+        wait = self.timeout if timeout is None else timeout
+        deadline = time.monotonic() + wait
         while True:
             room = min(self.send_window, self.stream_windows.get(st.id, 0), self.max_frame)
             if room > 0 and len(view) > 0:
@@ -241,18 +244,21 @@ class H2Conn:
                 self.stream_windows[st.id] -= len(piece)
                 last = end and len(view) == 0
                 if not self.send_frame(DATA, END_STREAM if last else 0, st.id, bytes(piece)):
-                    return False
-                deadline = time.monotonic() + (timeout or self.timeout)
+                    return sent
+                sent += len(piece)
+                deadline = time.monotonic() + wait
                 continue
             if len(view) == 0:
                 if end and not data:
-                    return self.send_frame(DATA, END_STREAM, st.id)
-                return True
+                    self.send_frame(DATA, END_STREAM, st.id)
+                return sent
             if st.done or self.closed:
-                return False
+                return sent
             if time.monotonic() > deadline:
-                pytest.fail(f"stream {st.id}: no window to send in for {timeout or self.timeout}s")
-            self.pump(0.2)
+                if stall_ok:
+                    return sent
+                pytest.fail(f"stream {st.id}: no window to send in for {wait}s")
+            self.pump(min(0.2, max(0.01, deadline - time.monotonic())))
 
     def rst(self, st, code=CANCEL):
         sid = st.id if isinstance(st, Stream) else st

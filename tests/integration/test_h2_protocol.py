@@ -4,17 +4,22 @@ HTTP/1.1, `client.http2: false`, the SETTINGS sluice advertises and enforces
 bodies both ways, and the streams in metrics and the access log."""
 import hashlib
 import json
+import os
 import socket
 import time
 
 import pytest
 
-from conftest import Client, request, wait_until
+from conftest import (Client, is_asan_binary, proc_status_kib, request, reset_peak_rss,
+                      wait_until)
 from h2_support import (DATA, END_HEADERS, END_STREAM, HEADERS, MAX_CONCURRENT_STREAMS,
                         MAX_HEADER_LIST_SIZE, MIB, PREFACE, PROTOCOL_ERROR, REFUSED_STREAM,
                         SETTINGS, H2Conn, assert_served, frame, h2_config, h2_get,
                         literal_block, request_headers, settings_frame, window_update_frame)
 
+# A short quarantine keeps freed buffers from looking like growth under ASan.
+ASAN_SMALL_QUARANTINE = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")
+                         + ":quarantine_size_mb=4:thread_local_quarantine_size_kb=256"}
 HOP_BY_HOP = ("connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade")
 
 
@@ -237,6 +242,71 @@ def test_two_large_responses_interleave(sluice_factory, upstream):
         for st in (a, b):
             assert st.status == 200 and len(st.body) == n, st
             assert hashlib.sha256(st.body).hexdigest() == st.header("x-body-sha256")
+
+
+@pytest.mark.parametrize("with_length", [True, False], ids=["content-length", "no-length"])
+def test_body_over_max_body_bytes_is_413_on_the_stream(sluice_factory, upstream, with_length):
+    s = sluice_factory(h2_config(client="  max_body_bytes: 1k\n"), upstream=upstream)
+    body = b"z" * 4096
+    headers = [("content-length", str(len(body)))] if with_length else []
+    with H2Conn(s.port) as c:
+        st = c.request("POST", "/too-long", headers, end_stream=False)
+        c.send_body(st, body, stall_ok=True, timeout=2)
+        c.response(st)
+        assert st.status == 413 or st.reset is not None, st
+        if st.status == 413:
+            assert st.json()  # sluice's own short JSON body
+        ok = c.response(c.request("POST", "/fits", body=b"y" * 100))
+        assert ok.status == 200 and ok.json()["body_length"] == 100, ok
+        assert not c.goaways
+    assert all(e["target"] != "/too-long" or not e["body_complete"] for e in upstream.log())
+
+
+def test_a_stalled_upload_holds_its_stream_not_the_connection(sluice_factory, upstream):
+    # The upstream stops reading one request's body: that stream's window shuts, and
+    # another upload on the same connection goes through.
+    s = sluice_factory(h2_config(upstream_timeout="30s"), upstream=upstream,
+                       env=ASAN_SMALL_QUARANTINE)
+    assert h2_get(s.port, "/warm-up").status == 200
+    rss0 = proc_status_kib(s.pid, "VmRSS")
+    with H2Conn(s.port, timeout=10) as c:
+        stalled = c.request("POST", "/stall", [("content-length", str(64 * MIB))], end_stream=False)
+        sent = c.send_body(stalled, pattern(64 * MIB), timeout=1.5, stall_ok=True)
+        assert 0 < sent < 64 * MIB, sent
+        body = pattern(MIB)
+        other = c.response(c.request("POST", "/upload", body=body), 20)
+        assert other.status == 200, other
+        assert other.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+        growth = proc_status_kib(s.pid, "VmRSS") - rss0
+        print(f"stalled upload: {sent / MIB:.1f} MiB taken before the window shut, "
+              f"RSS growth {growth / 1024:.1f} MiB")
+        # What sluice holds of the stalled body is its window, not what the client has.
+        assert growth < (32 if is_asan_binary(s.binary) else 8) * 1024, growth
+        assert not stalled.done
+
+
+@pytest.mark.parametrize("direction", ["upload", "download"])
+def test_64_mib_streams_through_in_bounded_memory(sluice_factory, upstream, direction):
+    s = sluice_factory(h2_config(upstream_timeout="30s"), upstream=upstream,
+                       env=ASAN_SMALL_QUARANTINE)
+    n = 64 * MIB
+    with H2Conn(s.port, timeout=30) as c:  # warm up both directions on this connection
+        assert c.response(c.request("POST", "/upload", body=pattern(MIB)), 30).status == 200
+        assert c.response(c.request("GET", f"/stream/{MIB}"), 30).status == 200
+        rss0 = proc_status_kib(s.pid, "VmRSS")
+        peak = reset_peak_rss(s.pid)
+        if direction == "upload":
+            body = pattern(n)
+            st = c.response(c.request("POST", "/upload", body=body), 60)
+            assert st.status == 200 and st.json()["body_length"] == n, st
+            assert st.json()["body_sha256"] == hashlib.sha256(body).hexdigest()
+        else:
+            st = c.response(c.request("GET", f"/stream/{n}"), 60)
+            assert st.status == 200 and len(st.body) == n, st
+            assert hashlib.sha256(st.body).hexdigest() == st.header("x-body-sha256")
+        growth = proc_status_kib(s.pid, "VmHWM" if peak else "VmRSS") - rss0
+    print(f"{direction} 64 MiB over HTTP/2: RSS growth {growth / 1024:.1f} MiB")
+    assert growth < (64 if is_asan_binary(s.binary) else 8) * 1024, growth
 
 
 # ---------------------------------------------------------------- metrics, access log
