@@ -13,11 +13,11 @@ import time
 import pytest
 
 from conftest import is_asan_binary
+from h2_attack_support import Cost, Sender, record_figures
 from h2_support import (CANCEL, CONTINUATION, END_HEADERS, END_STREAM, ENHANCE_YOUR_CALM,
-                        HEADERS, INITIAL_WINDOW_SIZE, MIB, PREFACE, PROTOCOL_ERROR, Cost,
-                        H2Conn, Sender, assert_served, frame, h2_config, h2_get, literal_block,
-                        ping_frame, record_figures, request_headers, rst_frame,
-                        settings_frame)
+                        HEADERS, INITIAL_WINDOW_SIZE, MIB, PREFACE, PROTOCOL_ERROR, H2Conn,
+                        assert_served, frame, h2_config, h2_get, literal_block, ping_frame,
+                        request_headers, rst_frame, settings_frame)
 
 # A short quarantine keeps freed buffers from looking like growth under ASan.
 ASAN_SMALL_QUARANTINE = {"ASAN_OPTIONS": os.environ.get("ASAN_OPTIONS", "detect_leaks=1")
