@@ -327,6 +327,8 @@ def test_streams_are_counted_and_logged_with_proto_2(sluice_factory, upstream):
         return m if m.value("sluice_requests_total", route="all") >= 7 else None
     m = wait_until(counted, 5, 0.05, "the requests to be counted")
     assert m.value("sluice_http2_streams_total") - before.value("sluice_http2_streams_total") == 6
+    reasons = {labels.get("reason") for n, labels, _ in m if n == "sluice_http2_goaways_total"}
+    assert reasons <= {"shutdown", "idle", "stalled", "enhance_your_calm", "protocol_error"}, reasons
     assert m.value("sluice_requests_total", route="all", decision="allowed") == 7
     assert m.value("sluice_responses_total", route="all", code="200") == 7
     lines = [json.loads(l) for l in s.wait_access_log(7)]
