@@ -15,6 +15,8 @@ and sha256), except on these paths:
     /upload            the echo (the body is hashed while it streams in, never held)
     /ws                Upgrade: websocket -> 101, then echoes raw bytes until EOF
     /close             reply, then close the connection
+    /stall             read nothing more and never answer: a request body stays in the
+                       socket buffers, as with an application that stopped reading
     /reset             close the connection with RST without replying;
                        ?partial=1 first sends half a response head
     /raw               reply with the bytes base64-encoded in the X-Raw-Response request
@@ -225,6 +227,9 @@ class Server:
 
         if path == "/raw":
             return await self.raw(reader, writer, entry, params.get("early") == "1", keep)
+        if path == "/stall":
+            await asyncio.sleep(3600)
+            return False
 
         sha = await self.read_body(reader, writer, entry)
         echo = {k: entry[k] for k in ("method", "target", "version", "headers", "body_length",
