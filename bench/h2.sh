@@ -52,7 +52,7 @@ bench_setup "nginx haproxy h2load $PYTHON" "$UP_PORT" "$SL_PORT" "$NG_PORT" "$HA
 nginx -V 2>&1 | grep -q -- --with-http_v2_module ||
     { echo "bench: this nginx has no HTTP/2 module (install the nginx package)" >&2; exit 1; }
 ulimit -n "$(ulimit -Hn)"
-rm -f "$out"/*.txt
+rm -f "$out"/*.txt "$out"/h2-*.err "$out"/h2load-*.log
 
 # Columns of $out/results.txt, as h2load_record writes them.
 COL_RPS=5 COL_MEAN=6 COL_BAD=7 COL_REQUESTS=8 COL_CPU=9 COL_USER=10 COL_SYS=11
@@ -132,7 +132,7 @@ CFG
 start_proxy() { # sluice|nginx|haproxy: starts it, sets pid[name]
     case $1 in
     sluice) "$root/build-release/sluice" -c "$out/h2-sluice.yaml" 2>>"$out/h2-sluice.err" & ;;
-    nginx) nginx -c "$out/h2-proxy.conf" -p "$out" >/dev/null 2>&1 & ;;
+    nginx) nginx -c "$out/h2-proxy.conf" -p "$out" >>"$out/h2-nginx.err" 2>&1 & ;;
     haproxy) haproxy -db -f "$out/h2-haproxy.cfg" >>"$out/h2-haproxy.err" 2>&1 & ;;
     esac
     pid[$1]=$!
@@ -204,6 +204,12 @@ for round in $(seq "$ROUNDS"); do
         for i in 0 1 2; do
             p=${proxies[$(((round + i) % 3))]}
             h2load_record "$p" "$conns" "$round" "${pid[$p]}" "http://127.0.0.1:${port[$p]}/"
+            if ! kill -0 "${pid[$p]}" 2>/dev/null; then
+                wait "${pid[$p]}" && status=0 || status=$?
+                echo "bench: $p exited (status $status) during h2load -c $conns, round $round;" \
+                    "restarting it (stderr: $out/h2-$p.err)" >&2
+                start_proxy "$p"
+            fi
         done
     done
     echo "round $round of $ROUNDS done" >&2
@@ -238,6 +244,7 @@ for conns in $CONNS; do
     rps_x=$(paired_ratio sluice nginx GET "$conns" $COL_RPS)
     usr_x=$(paired_ratio sluice nginx GET "$conns" $COL_USER)
     awk -v c="$conns" -v r="$rps_x" -v u="$usr_x" 'BEGIN {
+        if (r == 0) { printf "  -c %-4s sluice completed no requests\n", c; exit }
         printf "  -c %-4s req/s %.2fx (target >= 1.00x: %s)   user CPU per request %.2fx (target <= 0.75x: %s)\n",
             c, r, (r >= 1.0) ? "met" : "MISSED", u, (u <= 0.75) ? "met" : "MISSED" }'
 done
