@@ -2,7 +2,7 @@
 # Instructions sluice executes per request, counted by callgrind: independent of the
 # machine's load, so two builds compare exactly where wrk's req/s would only be noisy.
 #
-#   bench/callgrind.sh [SLUICE_BINARY...]     (N1=2000 N2=10000 KEYS=1 TOP= DENY=)
+#   bench/callgrind.sh [SLUICE_BINARY...]     (N1=2000 N2=10000 KEYS=1 TOP= DENY= H2=)
 #
 # For each binary (default build-release/sluice, built in release mode), runs sluice under
 # callgrind twice, answering N1 and then N2 requests on /open (a leaky_bucket limit that
@@ -11,7 +11,8 @@
 # on an X-Key header drawn from KEYS values (1 = client_ip, one key); TOP=true|false sets
 # admin.top (unset: the binary's default, so that a build before admin.top runs too).
 # DENY=1 makes the limit 1/1h, so that every request but each key's first is answered 429
-# by sluice itself: the cost of the 429 path.
+# by sluice itself: the cost of the 429 path. H2=1 sends the requests as HTTP/2 streams
+# (h2load, prior knowledge, 50 at a time on one connection; KEYS=1 only).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -21,12 +22,17 @@ N2=${N2:-10000}
 KEYS=${KEYS:-1}
 DENY=${DENY:-}
 TOP=${TOP:-}
+H2=${H2:-}
 UP_PORT=${UP_PORT:-18461}
 SL_PORT=${SL_PORT:-18462}
 AD_PORT=${AD_PORT:-18463}
 
 . bench/lib.sh
-bench_setup "nginx valgrind python3" "$UP_PORT" "$SL_PORT" "$AD_PORT"
+bench_setup "nginx valgrind python3${H2:+ h2load}" "$UP_PORT" "$SL_PORT" "$AD_PORT"
+if [ -n "$H2" ] && [ "$KEYS" -gt 1 ]; then
+    echo "bench: H2=1 sends one X-Key on every request; use KEYS=1" >&2
+    exit 1
+fi
 [ $# -gt 0 ] || set -- "$root/build-release/sluice"
 
 nginx_conf upstream 1 "server {
@@ -94,6 +100,15 @@ while sent < n:
 PY
 }
 
+# The same over HTTP/2: N streams, 50 open at a time on one connection.
+drive_h2() { # n
+    local want="$1 2xx"
+    [ -z "$DENY" ] || want="1 2xx, 0 3xx, $(($1 - 1)) 4xx"
+    h2load -c1 -m50 -n"$1" "http://127.0.0.1:$SL_PORT/open" >"$out/h2load.txt" 2>&1 || true
+    grep -q "status codes: $want," "$out/h2load.txt" ||
+        { echo "bench: h2load did not see $want:" >&2; cat "$out/h2load.txt" >&2; exit 1; }
+}
+
 run() { # binary n -> Ir
     local log=$out/callgrind.log
     rm -f "$out"/callgrind.out.*
@@ -104,7 +119,7 @@ run() { # binary n -> Ir
         (exec 3<>"/dev/tcp/127.0.0.1/$SL_PORT") 2>/dev/null && break
         sleep 0.1
     done
-    drive "$2"
+    if [ -n "$H2" ]; then drive_h2 "$2"; else drive "$2"; fi
     kill -TERM "$pid"
     wait "$pid" || true
     awk '/Collected :/ { print $NF }' "$log"

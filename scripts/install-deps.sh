@@ -19,7 +19,9 @@ for arg in "$@"; do
     --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
                        prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
                        nghttp2-client) ;;
-    --bench) packages+=(nginx-light wrk redis-server redis-tools curl) ;;
+    # haproxy, nghttp2-client (h2load) and python3-h2: bench/h2.sh
+    --bench) packages+=(nginx-light wrk redis-server redis-tools curl haproxy nghttp2-client
+                        python3-h2) ;;
     *) echo "install-deps.sh: unknown option $arg" >&2; exit 2 ;;
     esac
 done
