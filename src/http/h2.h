@@ -45,6 +45,9 @@ struct sl_h2_conn {
     /* Streams over but for a decision the engine still owes; its callback frees them. */
     struct sl_h2_stream *pending;
     unsigned npending;
+    struct sl_h2_stream *spares; /* freed streams kept for reuse, with their buffers */
+    unsigned nspares;
+    struct sl_h2_stream *dirty; /* streams touched in this callback, to sync at its end */
 
     char *scratch; /* name-value pairs of the response head being submitted */
     size_t scratch_cap;
@@ -67,6 +70,8 @@ struct sl_h2_stream {
     struct sl_exchange x;
     struct sl_h2_conn *c;
     struct sl_h2_stream *prev, *next;
+    struct sl_h2_stream *dirty_next; /* on the connection's dirty list while `dirty` */
+    bool dirty;
     int32_t id;
 
     /* The request head: names and values copied as HPACK gave them, then the
@@ -76,6 +81,7 @@ struct sl_h2_stream {
     struct sl_h2_field { uint32_t name_off, name_len, value_off, value_len; } *fields;
     size_t nfields, fields_cap;
     struct sl_header *headers;
+    size_t headers_cap;
     uint32_t method_off, method_len, path_off, path_len, authority_off, authority_len;
     int64_t content_length; /* -1: none given */
     int local_status;       /* an answer sluice owes before the engine sees it (431, 400) */
@@ -120,8 +126,15 @@ void sl_h2_stream_end(struct sl_h2_stream *st);
 void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error);
 /* The response went out with END_STREAM. */
 void sl_h2_stream_sent(struct sl_h2_stream *st);
-/* At the end of each callback: a response that may go on, an upstream to read again. */
+/* Puts the stream on its connection's list for sl_h2_stream_sync at the callback's end. */
+void sl_h2_stream_touch(struct sl_h2_stream *st);
+/* At the end of a callback that touched it: a response that may go on, an upstream to
+ * read again. */
 void sl_h2_stream_sync(struct sl_h2_stream *st);
+/* The client owes the stream something: a window for its response, or request body. */
+bool sl_h2_stream_owes(const struct sl_h2_stream *st);
+/* Frees the streams a connection keeps for reuse. */
+void sl_h2_stream_spares_free(struct sl_h2_conn *c);
 /* Frees the stream, or leaves it to the engine's callback while a decision is owed. */
 void sl_h2_stream_release(struct sl_h2_stream *st);
 /* Frees a stream left to the engine that will never call back (the worker is ending). */

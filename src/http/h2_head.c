@@ -120,9 +120,13 @@ int sl_h2_head_finish(struct sl_h2_stream *st)
     if (reserve(st, sizeof "host" + st->authority_len + sizeof "cookie" + cookie_len) < 0)
         return -1;
     size_t n = st->nfields + 2;
-    st->headers = malloc(n * sizeof *st->headers);
-    if (!st->headers)
-        return -1;
+    if (n > st->headers_cap) {
+        struct sl_header *h = realloc(st->headers, n * sizeof *h);
+        if (!h)
+            return -1;
+        st->headers = h;
+        st->headers_cap = n;
+    }
     size_t k = 0;
     const char *b = st->hbuf;
     for (size_t i = 0; i < st->nfields; i++) {

@@ -390,6 +390,14 @@ static void arm(struct sl_h2_conn *c, uint64_t due_us)
     c->timer_due_us = due_us;
 }
 
+static bool owed(const struct sl_h2_conn *c)
+{
+    for (const struct sl_h2_stream *st = c->streams; st; st = st->next)
+        if (sl_h2_stream_owes(st))
+            return true;
+    return false;
+}
+
 static void timer_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_h2_conn *c = arg;
@@ -408,6 +416,11 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
         sl_h2_goaway(c, NGHTTP2_NO_ERROR, SL_H2_GOAWAY_IDLE);
         c->client_eof = true;
         arm(c, now + SL_LINGER_MS * 1000);
+    } else if (!owed(c)) {
+        /* The streams wait for the upstream or a delay, which have deadlines of their
+         * own (upstream.timeout, the limit's): the client is not stalling. */
+        c->progress_us = now;
+        arm(c, deadline(c));
     } else {
         /* Streams open and nothing moving either way for the idle time: a window that
          * never opens, a body that never comes. */
@@ -427,10 +440,10 @@ void sl_h2_leave(struct sl_h2_conn *c)
     if (--c->busy > 0)
         return;
     if (!c->dying) {
-        if (!c->goaway && atomic_load_explicit(&c->w->server->closing, memory_order_relaxed))
-            sl_h2_goaway(c, NGHTTP2_NO_ERROR, SL_H2_GOAWAY_SHUTDOWN);
-        for (struct sl_h2_stream *st = c->streams, *next; st; st = next) {
-            next = st->next;
+        struct sl_h2_stream *st;
+        while ((st = c->dirty)) {
+            c->dirty = st->dirty_next;
+            st->dirty = false;
             sl_h2_stream_sync(st);
         }
         send_frames(c);
@@ -530,6 +543,7 @@ static void conn_free(struct sl_h2_conn *c)
     struct sl_worker *w = c->w;
 
     nghttp2_session_del(c->session);
+    sl_h2_stream_spares_free(c);
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);

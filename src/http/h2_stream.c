@@ -17,21 +17,72 @@ static struct sl_h2_stream *stream_of(struct sl_exchange *x)
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
-struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
+/* Streams kept by a connection for its next ones, with their buffers: a stream is a
+ * few KiB (the exchange, its verdict), too large for malloc's per-thread cache, and its
+ * buffers are a dozen allocations more. */
+#define SPARE_MAX 16
+
+static void destroy(struct sl_h2_stream *st)
 {
-    struct sl_h2_stream *st = calloc(1, sizeof *st);
+    if (st->body_in)
+        evbuffer_free(st->body_in);
+    if (st->body_out)
+        evbuffer_free(st->body_out);
+    sl_textbuf_free(&st->x.vheaders);
+    sl_textbuf_free(&st->x.vbody);
+    sl_h2_head_free(st);
+    free(st);
+}
+
+/* A spare stream, every field zero but its allocations, or a new one. */
+static struct sl_h2_stream *take(struct sl_h2_conn *c)
+{
+    struct sl_h2_stream *st = c->spares;
+
+    if (st) {
+        struct sl_h2_stream keep = *st;
+        c->spares = st->next;
+        c->nspares--;
+        memset(st, 0, sizeof *st);
+        st->body_in = keep.body_in;
+        st->body_out = keep.body_out;
+        st->x.vheaders = keep.x.vheaders;
+        st->x.vbody = keep.x.vbody;
+        st->hbuf = keep.hbuf;
+        st->hcap = keep.hcap;
+        st->fields = keep.fields;
+        st->fields_cap = keep.fields_cap;
+        st->headers = keep.headers;
+        st->headers_cap = keep.headers_cap;
+        return st;
+    }
+    st = calloc(1, sizeof *st);
     if (!st)
         return NULL;
     st->body_in = evbuffer_new();
     st->body_out = evbuffer_new();
     if (!st->body_in || !st->body_out) {
-        if (st->body_in)
-            evbuffer_free(st->body_in);
-        if (st->body_out)
-            evbuffer_free(st->body_out);
-        free(st);
+        destroy(st);
         return NULL;
     }
+    return st;
+}
+
+void sl_h2_stream_spares_free(struct sl_h2_conn *c)
+{
+    while (c->spares) {
+        struct sl_h2_stream *st = c->spares;
+        c->spares = st->next;
+        destroy(st);
+    }
+    c->nspares = 0;
+}
+
+struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
+{
+    struct sl_h2_stream *st = take(c);
+    if (!st)
+        return NULL;
     st->c = c;
     st->id = id;
     st->content_length = -1;
@@ -54,6 +105,28 @@ struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
     return st;
 }
 
+void sl_h2_stream_touch(struct sl_h2_stream *st)
+{
+    if (st->dirty || !st->opened)
+        return;
+    st->dirty = true;
+    st->dirty_next = st->c->dirty;
+    st->c->dirty = st;
+}
+
+static void untouch(struct sl_h2_stream *st)
+{
+    if (!st->dirty)
+        return;
+    for (struct sl_h2_stream **p = &st->c->dirty; *p; p = &(*p)->dirty_next) {
+        if (*p == st) {
+            *p = st->dirty_next;
+            break;
+        }
+    }
+    st->dirty = false;
+}
+
 static void unlink_stream(struct sl_h2_stream *st)
 {
     struct sl_h2_conn *c = st->c;
@@ -74,17 +147,22 @@ static void unlink_stream(struct sl_h2_stream *st)
 
 static void stream_free(struct sl_h2_stream *st)
 {
+    struct sl_h2_conn *c = st->c;
+
     sl_engine_verdict_done(st->x.w->engine, &st->x.verdict);
     sl_upstream_release(&st->x, false);
     if (st->timer_set)
         event_del(&st->timer);
-    evbuffer_free(st->body_in);
-    evbuffer_free(st->body_out);
-    sl_textbuf_free(&st->x.vheaders);
-    sl_textbuf_free(&st->x.vbody);
-    sl_h2_head_free(st);
     sl_cfg_unref(st->x.cfg);
-    free(st);
+    if (c->dying || c->nspares >= SPARE_MAX) {
+        destroy(st);
+        return;
+    }
+    evbuffer_drain(st->body_in, evbuffer_get_length(st->body_in));
+    evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
+    st->next = c->spares;
+    c->spares = st;
+    c->nspares++;
 }
 
 void sl_h2_stream_release(struct sl_h2_stream *st)
@@ -92,6 +170,7 @@ void sl_h2_stream_release(struct sl_h2_stream *st)
     struct sl_h2_conn *c = st->c;
 
     st->x.gone = true;
+    untouch(st);
     sl_upstream_release(&st->x, false);
     if (st->timer_set) {
         event_del(&st->timer);
@@ -224,6 +303,10 @@ void sl_h2_stream_sent(struct sl_h2_stream *st)
     if (!st->req_end)
         nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
     finish(st);
+    /* Under shutdown.drain_delay a response is followed by GOAWAY, as an HTTP/1.1 one
+     * carries "Connection: close": the streams received so far are still answered. */
+    if (atomic_load_explicit(&st->c->w->server->closing, memory_order_relaxed))
+        sl_h2_goaway(st->c, NGHTTP2_NO_ERROR, SL_H2_GOAWAY_SHUTDOWN);
 }
 
 void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error)
@@ -232,6 +315,12 @@ void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error)
     st->closed = true;
     drop_body(st);
     sl_h2_stream_release(st);
+}
+
+bool sl_h2_stream_owes(const struct sl_h2_stream *st)
+{
+    /* A response waiting for the client's window, or a request body still to come. */
+    return evbuffer_get_length(st->body_out) > 0 || (!st->req_end && !st->local);
 }
 
 void sl_h2_stream_sync(struct sl_h2_stream *st)
@@ -281,6 +370,7 @@ int sl_h2_stream_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8
     evbuffer_add(out, framehd, 9);
     evbuffer_remove_buffer(st->body_out, out, len);
     st->x.bytes_out += 9 + len;
+    sl_h2_stream_touch(st); /* room in body_out: the upstream may be read again */
     c->progress_us = sl_clock_mono_us();
     return 0;
 }
@@ -348,6 +438,7 @@ static void h2_forward(struct sl_exchange *x)
 
     x->t_upstream = sl_clock_mono_us();
     sl_upstream_forward(x);
+    sl_h2_stream_touch(st); /* the upstream is to be read */
     if (x->up && x->has_body)
         pump_body(st);
 }
@@ -377,7 +468,10 @@ static void h2_hold(struct sl_exchange *x, uint64_t left_us)
 
 static void h2_enter(struct sl_exchange *x)
 {
-    sl_h2_enter(stream_of(x)->c);
+    struct sl_h2_stream *st = stream_of(x);
+
+    sl_h2_enter(st->c);
+    sl_h2_stream_touch(st); /* an upstream callback: its reading is decided at the end */
 }
 
 static void h2_leave(struct sl_exchange *x)
