@@ -45,8 +45,6 @@ struct sl_h2_conn {
     /* Streams over but for a decision the engine still owes; its callback frees them. */
     struct sl_h2_stream *pending;
     unsigned npending;
-    struct sl_h2_stream *spares; /* freed streams kept for reuse, with their buffers */
-    unsigned nspares;
     struct sl_h2_stream *dirty; /* streams touched in this callback, to sync at its end */
 
     char *scratch; /* name-value pairs of the response head being submitted */
@@ -133,8 +131,7 @@ void sl_h2_stream_touch(struct sl_h2_stream *st);
 void sl_h2_stream_sync(struct sl_h2_stream *st);
 /* The client owes the stream something: a window for its response, or request body. */
 bool sl_h2_stream_owes(const struct sl_h2_stream *st);
-/* Frees the streams a connection keeps for reuse. */
-void sl_h2_stream_spares_free(struct sl_h2_conn *c);
+
 /* Frees the stream, or leaves it to the engine's callback while a decision is owed. */
 void sl_h2_stream_release(struct sl_h2_stream *st);
 /* Frees a stream left to the engine that will never call back (the worker is ending). */

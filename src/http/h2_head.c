@@ -177,8 +177,10 @@ void sl_h2_head_free(struct sl_h2_stream *st)
  * 8.2.1), and an HTTP/1.1 upstream's are not. */
 static void lower(char *d, const char *s, size_t n)
 {
-    for (size_t i = 0; i < n; i++)
-        d[i] = (char)(s[i] >= 'A' && s[i] <= 'Z' ? s[i] + 32 : s[i]);
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        d[i] = (char)(c | (unsigned char)((unsigned char)(c - 'A') < 26) << 5);
+    }
 }
 
 /* Parses "Name: value\r\n" lines (the verdict's) into `nv` from `*k` on, names lowered
@@ -210,8 +212,11 @@ static char *add_lines(const struct sl_textbuf *t, nghttp2_nv *nv, size_t *k, ch
 static size_t count_lines(const struct sl_textbuf *t)
 {
     size_t n = 0;
-    for (size_t i = 0; t && i < t->len; i++)
-        n += t->data[i] == '\n';
+    if (!t || !t->len)
+        return 0;
+    for (const char *p = t->data, *end = p + t->len; (p = memchr(p, '\n', (size_t)(end - p)));
+         p++)
+        n++;
     return n;
 }
 

@@ -543,7 +543,6 @@ static void conn_free(struct sl_h2_conn *c)
     struct sl_worker *w = c->w;
 
     nghttp2_session_del(c->session);
-    sl_h2_stream_spares_free(c);
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);

@@ -17,10 +17,10 @@ static struct sl_h2_stream *stream_of(struct sl_exchange *x)
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
-/* Streams kept by a connection for its next ones, with their buffers: a stream is a
- * few KiB (the exchange, its verdict), too large for malloc's per-thread cache, and its
- * buffers are a dozen allocations more. */
-#define SPARE_MAX 16
+/* Streams a worker keeps for its next ones, with their buffers: a stream is a few KiB
+ * (the exchange, its verdict), too large for malloc's per-thread cache, and its buffers
+ * are a dozen allocations more. Enough for two connections' worth of streams in flight. */
+#define SPARE_MAX 256
 
 static void destroy(struct sl_h2_stream *st)
 {
@@ -35,14 +35,14 @@ static void destroy(struct sl_h2_stream *st)
 }
 
 /* A spare stream, every field zero but its allocations, or a new one. */
-static struct sl_h2_stream *take(struct sl_h2_conn *c)
+static struct sl_h2_stream *take(struct sl_worker *w)
 {
-    struct sl_h2_stream *st = c->spares;
+    struct sl_h2_stream *st = w->h2_spares;
 
     if (st) {
         struct sl_h2_stream keep = *st;
-        c->spares = st->next;
-        c->nspares--;
+        w->h2_spares = st->next;
+        w->h2_nspares--;
         memset(st, 0, sizeof *st);
         st->body_in = keep.body_in;
         st->body_out = keep.body_out;
@@ -68,19 +68,19 @@ static struct sl_h2_stream *take(struct sl_h2_conn *c)
     return st;
 }
 
-void sl_h2_stream_spares_free(struct sl_h2_conn *c)
+void sl_h2_spares_free(struct sl_worker *w)
 {
-    while (c->spares) {
-        struct sl_h2_stream *st = c->spares;
-        c->spares = st->next;
+    while (w->h2_spares) {
+        struct sl_h2_stream *st = w->h2_spares;
+        w->h2_spares = st->next;
         destroy(st);
     }
-    c->nspares = 0;
+    w->h2_nspares = 0;
 }
 
 struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
 {
-    struct sl_h2_stream *st = take(c);
+    struct sl_h2_stream *st = take(c->w);
     if (!st)
         return NULL;
     st->c = c;
@@ -147,22 +147,22 @@ static void unlink_stream(struct sl_h2_stream *st)
 
 static void stream_free(struct sl_h2_stream *st)
 {
-    struct sl_h2_conn *c = st->c;
+    struct sl_worker *w = st->x.w;
 
-    sl_engine_verdict_done(st->x.w->engine, &st->x.verdict);
+    sl_engine_verdict_done(w->engine, &st->x.verdict);
     sl_upstream_release(&st->x, false);
     if (st->timer_set)
         event_del(&st->timer);
     sl_cfg_unref(st->x.cfg);
-    if (c->dying || c->nspares >= SPARE_MAX) {
+    if (w->draining || w->h2_nspares >= SPARE_MAX) {
         destroy(st);
         return;
     }
     evbuffer_drain(st->body_in, evbuffer_get_length(st->body_in));
     evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
-    st->next = c->spares;
-    c->spares = st;
-    c->nspares++;
+    st->next = w->h2_spares;
+    w->h2_spares = st;
+    w->h2_nspares++;
 }
 
 void sl_h2_stream_release(struct sl_h2_stream *st)

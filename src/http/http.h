@@ -151,6 +151,7 @@ void sl_upstream_name_deinit(struct sl_worker *w);
 struct sl_server;
 struct sl_conn;
 struct sl_h2_conn;
+struct sl_h2_stream;
 struct sl_upstream;
 
 struct sl_worker {
@@ -171,6 +172,8 @@ struct sl_worker {
 
     struct sl_conn *conns;       /* every HTTP/1 client connection, for draining */
     struct sl_h2_conn *h2conns;  /* every HTTP/2 one */
+    struct sl_h2_stream *h2_spares; /* h2_stream.c: freed streams kept for reuse */
+    unsigned h2_nspares;
     unsigned nconns;
     atomic_bool listener_paused; /* read by other workers resuming it */
     bool draining;
@@ -426,6 +429,8 @@ void sl_h2_take_over(struct sl_conn *c);
 void sl_h2_shutdown(struct sl_h2_conn *c, bool graceful);
 /* Closes now and frees what waits for decisions the engine will never give. */
 void sl_h2_abandon(struct sl_h2_conn *c);
+/* h2_stream.c: frees the streams the worker keeps for reuse. */
+void sl_h2_spares_free(struct sl_worker *w);
 
 /* ---- pool.c ---- */
 

@@ -230,6 +230,7 @@ void sl_worker_deinit(struct sl_worker *w)
     }
     while (w->h2conns)
         sl_h2_abandon(w->h2conns);
+    sl_h2_spares_free(w);
     sl_access_log_deinit(w);
     sl_upstream_name_deinit(w); /* after every connection that could be looking up */
     if (w->cfg_ev)
