@@ -47,8 +47,6 @@ struct sl_h2_conn {
     unsigned npending;
     struct sl_h2_stream *dirty; /* streams touched in this callback, to sync at its end */
 
-    char *scratch; /* name-value pairs of the response head being submitted */
-    size_t scratch_cap;
 
     double calm_tokens;
     uint64_t calm_us;        /* when calm_tokens was last refilled */
@@ -108,8 +106,9 @@ void sl_h2_goaway(struct sl_h2_conn *c, uint32_t code, enum sl_h2_goaway reason)
 /* Spends one token of the connection's control-frame allowance; false when there was
  * none left, after queueing GOAWAY ENHANCE_YOUR_CALM. */
 bool sl_h2_calm(struct sl_h2_conn *c);
-/* Scratch room of at least `n` bytes, kept by the connection; NULL on ENOMEM. */
-char *sl_h2_scratch(struct sl_h2_conn *c, size_t n);
+/* Scratch room of at least `n` bytes, kept by the worker for one use at a time (the
+ * name-value pairs of a head being submitted); NULL on ENOMEM. */
+char *sl_h2_scratch(struct sl_worker *w, size_t n);
 
 /* h2_stream.c */
 extern const struct sl_client_ops sl_h2_client_ops;

@@ -227,7 +227,7 @@ int sl_h2_head_submit(struct sl_h2_stream *st, int status, const struct sl_heade
     for (size_t i = 0; i < nheaders; i++)
         names += headers[i].name_len;
     size_t nnv = 1 + nheaders + nlines;
-    char *scratch = sl_h2_scratch(st->c, nnv * sizeof(nghttp2_nv) + names + 4);
+    char *scratch = sl_h2_scratch(st->c->w, nnv * sizeof(nghttp2_nv) + names + 4);
     if (!scratch)
         return -1;
     nghttp2_nv *nv = (nghttp2_nv *)scratch;

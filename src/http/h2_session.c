@@ -33,16 +33,16 @@ void sl_h2_enter(struct sl_h2_conn *c)
     c->busy++;
 }
 
-char *sl_h2_scratch(struct sl_h2_conn *c, size_t n)
+char *sl_h2_scratch(struct sl_worker *w, size_t n)
 {
-    if (n > c->scratch_cap) {
-        char *p = realloc(c->scratch, n);
+    if (n > w->h2_scratch_cap) {
+        char *p = realloc(w->h2_scratch, n);
         if (!p)
             return NULL;
-        c->scratch = p;
-        c->scratch_cap = n;
+        w->h2_scratch = p;
+        w->h2_scratch_cap = n;
     }
-    return c->scratch;
+    return w->h2_scratch;
 }
 
 static void kill_conn(struct sl_h2_conn *c)
@@ -546,7 +546,6 @@ static void conn_free(struct sl_h2_conn *c)
     event_del(&c->timer);
     event_del(&c->rev);
     bufferevent_free(c->bev);
-    free(c->scratch);
     sl_cfg_unref(c->cfg);
     if (c->prev)
         c->prev->next = c->next;

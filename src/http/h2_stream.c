@@ -76,6 +76,9 @@ void sl_h2_spares_free(struct sl_worker *w)
         destroy(st);
     }
     w->h2_nspares = 0;
+    free(w->h2_scratch);
+    w->h2_scratch = NULL;
+    w->h2_scratch_cap = 0;
 }
 
 struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)

@@ -174,6 +174,8 @@ struct sl_worker {
     struct sl_h2_conn *h2conns;  /* every HTTP/2 one */
     struct sl_h2_stream *h2_spares; /* h2_stream.c: freed streams kept for reuse */
     unsigned h2_nspares;
+    char *h2_scratch; /* h2_session.c: room for the response head being submitted */
+    size_t h2_scratch_cap;
     unsigned nconns;
     atomic_bool listener_paused; /* read by other workers resuming it */
     bool draining;
@@ -429,7 +431,7 @@ void sl_h2_take_over(struct sl_conn *c);
 void sl_h2_shutdown(struct sl_h2_conn *c, bool graceful);
 /* Closes now and frees what waits for decisions the engine will never give. */
 void sl_h2_abandon(struct sl_h2_conn *c);
-/* h2_stream.c: frees the streams the worker keeps for reuse. */
+/* h2_stream.c: frees what the worker keeps for HTTP/2 (spare streams, scratch). */
 void sl_h2_spares_free(struct sl_worker *w);
 
 /* ---- pool.c ---- */
