@@ -59,6 +59,7 @@ struct sl_h2_conn {
     bool dying;      /* free at the outermost leave, once no decision is pending */
     bool goaway;     /* a GOAWAY went out or is queued: close once the streams end */
     bool client_eof;
+    bool lingering;  /* shut for writing after the last frame; reads are dropped */
     bool first;      /* no stream yet: the header timeout runs from the accept */
 };
 

@@ -5,6 +5,7 @@
  * callbacks. Streams are h2_stream.c's. */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "h2.h"
 #include "sluice/clock.h"
@@ -336,7 +337,9 @@ static void readcb(evutil_socket_t fd, short what, void *arg)
     (void)what;
     sl_h2_enter(c);
     int n = sl_read_socket(c->bev, fd);
-    if (n > 0)
+    if (n > 0 && c->lingering)
+        evbuffer_drain(bufferevent_get_input(c->bev), (size_t)n);
+    else if (n > 0)
         receive(c);
     else if (n == SL_READ_EOF || n == SL_READ_ERROR)
         kill_conn(c); /* an HTTP/2 client that closes wants no more answers */
@@ -406,7 +409,9 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     c->timer_due_us = 0;
     sl_h2_enter(c);
-    if (due > now + 1000) {
+    if (c->lingering) {
+        kill_conn(c);
+    } else if (due > now + 1000) {
         arm(c, due);
     } else if (c->goaway) {
         kill_conn(c); /* the client did not close after GOAWAY */
@@ -433,13 +438,33 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg)
     sl_h2_leave(c);
 }
 
+/* After the last frame, as after an HTTP/1 connection's last response (client.c): the
+ * write side is shut and what the client still sends (WINDOW_UPDATE for the last DATA, a
+ * PING) is read and dropped for a while, since closing with unread bytes would answer
+ * them with a reset that can destroy the last frames before the client reads them. */
+static void linger(struct sl_h2_conn *c)
+{
+    if (c->client_eof) {
+        kill_conn(c);
+        return;
+    }
+    shutdown(bufferevent_getfd(c->bev), SHUT_WR);
+    c->lingering = true;
+    evbuffer_drain(bufferevent_get_input(c->bev),
+                   evbuffer_get_length(bufferevent_get_input(c->bev)));
+    struct timeval tv = {SL_LINGER_MS / 1000, (SL_LINGER_MS % 1000) * 1000};
+    event_add(&c->timer, &tv);
+    c->timer_due_us = sl_clock_mono_us() + SL_LINGER_MS * 1000;
+    sl_reader_set(&c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
+}
+
 /* ---- the outermost callback ---- */
 
 void sl_h2_leave(struct sl_h2_conn *c)
 {
     if (--c->busy > 0)
         return;
-    if (!c->dying) {
+    if (!c->dying && !c->lingering) {
         struct sl_h2_stream *st;
         while ((st = c->dirty)) {
             c->dirty = st->dirty_next;
@@ -454,8 +479,10 @@ void sl_h2_leave(struct sl_h2_conn *c)
                     !nghttp2_session_want_write(c->session);
         if (c->goaway && c->nstreams == 0 && !nghttp2_session_want_write(c->session))
             done = true;
-        if (done && evbuffer_get_length(out) == 0) {
-            kill_conn(c);
+        if (c->lingering) {
+            sl_reader_set(&c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
+        } else if (done && evbuffer_get_length(out) == 0) {
+            linger(c);
         } else {
             if (done) /* the last frames are written, then the connection closes */
                 bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);

@@ -186,7 +186,7 @@ class H2Conn:
             self.sock.sendall(data)
             return True
         except (BrokenPipeError, ConnectionResetError):
-            self.closed = True
+            self._peer_closed(reset=True)
             return False
 
     def send_frame(self, ftype, flags, stream_id, payload=b""):
