@@ -52,7 +52,7 @@ struct sl_h2_conn {
     uint64_t calm_us;        /* when calm_tokens was last refilled */
     uint64_t head_since_us;  /* a header block is open (CONTINUATION awaited) since; 0: none */
     uint64_t active_us;      /* the last stream ended, or the connection began */
-    uint64_t progress_us;    /* the last HEADERS or DATA received, or DATA sent */
+    uint64_t progress_us;    /* the last HEADERS or DATA received or sent */
     enum sl_h2_goaway goaway_reason; /* what a GOAWAY with NO_ERROR is counted as */
 
     unsigned busy;   /* nesting of callbacks running on this connection */

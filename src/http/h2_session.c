@@ -226,6 +226,8 @@ static int frame_send_cb(nghttp2_session *s, const nghttp2_frame *f, void *arg)
         c->goaway = true;
         return 0;
     }
+    if (f->hd.type == NGHTTP2_HEADERS)
+        c->progress_us = sl_clock_mono_us(); /* a response began: the connection moves */
     if ((f->hd.type == NGHTTP2_HEADERS || f->hd.type == NGHTTP2_DATA) &&
         (f->hd.flags & NGHTTP2_FLAG_END_STREAM)) {
         struct sl_h2_stream *st = stream_get(c, f->hd.stream_id);

@@ -384,9 +384,10 @@ def test_bodiless_responses(sluice_factory, upstream):
 
 
 def test_sluice_own_errors_fail_the_stream_not_the_connection(sluice_factory, upstream):
-    s = sluice_factory(h2_config(upstream_timeout="2s"), upstream=upstream)
-    with H2Conn(s.port, timeout=10) as c:
-        slow = c.request("GET", "/sleep/4000")
+    # A margin of seconds on both sides: a loaded machine may take one to answer /fast.
+    s = sluice_factory(h2_config(upstream_timeout="3s"), upstream=upstream)
+    with H2Conn(s.port, timeout=15) as c:
+        slow = c.request("GET", "/sleep/8000")
         fast = c.response(c.request("GET", "/fast"))
         assert fast.status == 200 and not slow.done
         c.response(slow)
