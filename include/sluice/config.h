@@ -229,6 +229,8 @@ struct sl_config {
     uint64_t memory_max_keys;
     uint64_t memory_max_bytes;        /* at least SL_MEMORY_MIN_BYTES */
     uint64_t shutdown_drain_delay_ms; /* SIGTERM: keep serving, closing, this long first */
+    bool reload_watch;               /* reload when the file changes on disk */
+    uint64_t reload_debounce_ms;     /* changes within this time make one reload */
     int response_status;
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;
