@@ -11,8 +11,10 @@ struct sl_cfg_watch;
 
 /* Watches the files at `paths` (`npaths` of them; copied): after an event in a directory
  * that holds one of them, or the target of one that is a symlink, and `debounce_ms` without
- * another, calls `changed(arg)` when the content of at least one file differs from the last
- * seen (first seen by this call; a missing or unreadable file is a content of its own).
+ * another (at most 10 debounces after the first event), calls `changed(arg)` when the
+ * content of at least one file differs from the last seen (first seen by this call; a
+ * missing or unreadable file is a content of its own). A file written in place is seen
+ * when its writer closes it.
  * `changed` runs on `base`'s thread and may free the watch. Returns NULL with a message in
  * `err` when inotify or a directory cannot be watched. Free with sl_cfg_watch_free(). */
 struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const *paths,

@@ -23,16 +23,23 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "sluice/clock.h"
 #include "sluice/config_watch.h"
 #include "sluice/log.h"
 #include "sluice/sha256.h"
 
 /* What happens to a directory's entries (IN_CREATE, IN_MOVED_*, IN_DELETE: renames and
- * symlink swaps; IN_MODIFY, IN_CLOSE_WRITE, IN_ATTRIB: writes in place) and to the
- * directory itself (removed or renamed: it has to be found again). */
-#define WATCH_MASK                                                                              \
-    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_MODIFY | IN_CLOSE_WRITE |       \
-     IN_ATTRIB | IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+ * symlink swaps; IN_CLOSE_WRITE, IN_ATTRIB: writes in place) and to the directory itself
+ * (removed or renamed: it has to be found again). Not IN_MODIFY: an edit in place ends
+ * with a close, and a log another process keeps open in the same directory would wake the
+ * loop on every write. */
+#define WATCH_MASK                                                                                 \
+    (IN_CREATE | IN_DELETE | IN_MOVED_FROM | IN_MOVED_TO | IN_CLOSE_WRITE | IN_ATTRIB |            \
+     IN_DELETE_SELF | IN_MOVE_SELF | IN_ONLYDIR)
+
+/* Events that never pause (a busy neighbour in the directory) put the check off at most
+ * this many debounces after the first of them. */
+#define MAX_DEBOUNCES 10
 
 /* The loader refuses larger files; hashing stops there so a wrong path (a device) ends. */
 #define MAX_HASH_BYTES ((16u << 20) + 1)
@@ -51,6 +58,7 @@ struct sl_cfg_watch {
     struct event *read_ev;
     struct event *timer;
     uint64_t debounce_ms;
+    uint64_t burst_start_us; /* the first event since the last check */
     struct watched_file *files;
     size_t nfiles;
     int *wds; /* watch descriptors held, nwds of nfiles * DIRS_PER_PATH */
@@ -94,8 +102,8 @@ out:
 }
 
 /* Adds a watch on the directory holding `path` to `wds` (unless held already). */
-static int watch_dir_of(struct sl_cfg_watch *w, const char *path, int *wds, size_t *n,
-                        char *err, size_t errlen)
+static int watch_dir_of(struct sl_cfg_watch *w, const char *path, int *wds, size_t *n, char *err,
+                        size_t errlen)
 {
     char *copy = strdup(path);
     int rc = -1;
@@ -137,8 +145,7 @@ static int arm(struct sl_cfg_watch *w, char *err, size_t errlen)
         if (watch_dir_of(w, w->files[f].path, wds, &n, err, errlen) < 0)
             rc = -1;
         /* A target that does not resolve now is found again after the next event. */
-        if (realpath(w->files[f].path, target) &&
-            watch_dir_of(w, target, wds, &n, err, errlen) < 0)
+        if (realpath(w->files[f].path, target) && watch_dir_of(w, target, wds, &n, err, errlen) < 0)
             rc = -1;
     }
     for (size_t i = 0; i < w->nwds; i++) {
@@ -198,8 +205,14 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
     }
     if (!seen)
         return;
-    struct timeval tv = {(time_t)(w->debounce_ms / 1000),
-                         (suseconds_t)(w->debounce_ms % 1000) * 1000};
+    uint64_t now_us = sl_clock_mono_us();
+    if (!evtimer_pending(w->timer, NULL))
+        w->burst_start_us = now_us;
+    uint64_t delay_us = w->debounce_ms * 1000;
+    uint64_t last_us = w->burst_start_us + MAX_DEBOUNCES * delay_us;
+    if (now_us + delay_us > last_us)
+        delay_us = last_us > now_us ? last_us - now_us : 0;
+    struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
     evtimer_add(w->timer, &tv);
 }
 

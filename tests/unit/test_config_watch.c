@@ -199,6 +199,31 @@ START_TEST(symlink_target_elsewhere_is_watched)
 }
 END_TEST
 
+static void write_neighbour(evutil_socket_t fd, short what, void *arg)
+{
+    write_file(arg, "b: 1\n");
+}
+
+/* A neighbour closed every few milliseconds, forever: the debounce never sees a pause,
+ * and the change is still seen. */
+START_TEST(endless_neighbour_events_delay_at_most_a_bound)
+{
+    struct fixture f;
+    char other[128];
+    setup(&f, "sluice.yaml");
+    join(other, sizeof other, f.dir, "access.log");
+    write_file(f.file, "a: 1\n");
+    start(&f);
+    struct event *tick = event_new(f.base, -1, EV_PERSIST, write_neighbour, other);
+    struct timeval every = {0, 2000};
+    ck_assert_int_eq(event_add(tick, &every), 0);
+    write_file(f.file, "a: 2\n");
+    ck_assert_int_eq(run(&f, COME_MS), 1);
+    event_free(tick);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(removed_then_restored_calls)
 {
     struct fixture f;
@@ -232,8 +257,8 @@ START_TEST(missing_directory_is_an_error)
     struct event_base *base = event_base_new();
     const char *paths[] = {"/nonexistent-sluice-dir/sluice.yaml"};
     char err[256] = "";
-    ck_assert_ptr_null(sl_cfg_watch_new(base, paths, 1, DEBOUNCE_MS, changed, NULL, err,
-                                        sizeof err));
+    ck_assert_ptr_null(
+        sl_cfg_watch_new(base, paths, 1, DEBOUNCE_MS, changed, NULL, err, sizeof err));
     ck_assert_str_eq(err, "cannot watch /nonexistent-sluice-dir: No such file or directory");
     event_base_free(base);
 }
@@ -249,6 +274,7 @@ int main(void)
     tcase_add_test(tc, rename_over_calls_once);
     tcase_add_test(tc, configmap_symlink_swap_calls);
     tcase_add_test(tc, symlink_target_elsewhere_is_watched);
+    tcase_add_test(tc, endless_neighbour_events_delay_at_most_a_bound);
     tcase_add_test(tc, removed_then_restored_calls);
     tcase_add_test(tc, callback_may_free_the_watch);
     tcase_add_test(tc, missing_directory_is_an_error);
