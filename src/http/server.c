@@ -161,8 +161,8 @@ static void watch_apply(struct sl_server *s)
     const struct sl_config *cfg = s->cfg;
     char err[PATH_MAX + 64];
 
-    if (s->watch && (!cfg->reload_watch ||
-                     sl_cfg_watch_debounce_ms(s->watch) != cfg->reload_debounce_ms)) {
+    if (s->watch &&
+        (!cfg->reload_watch || sl_cfg_watch_debounce_ms(s->watch) != cfg->reload_debounce_ms)) {
         sl_cfg_watch_free(s->watch);
         s->watch = NULL;
         if (!cfg->reload_watch)
