@@ -13,6 +13,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/route_index.h"
+#include "sluice/sha256.h"
 
 /* A configuration is a few KiB; a bound keeps a wrong path (a log, a device) from being
  * read whole into memory. */
@@ -548,6 +549,7 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
 {
     struct sl_loader ld = {.file = path};
     struct sl_config *cfg = NULL;
+    struct sl_sha256 digest;
     char *text = NULL;
     size_t len = 0;
     bool parsed = false;
@@ -564,6 +566,9 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
         sl_ld_report(&ld, 0, 0, "out of memory");
         goto done;
     }
+    sl_sha256_init(&digest);
+    sl_sha256_update(&digest, text, len);
+    sl_sha256_final(&digest, cfg->file_digest);
     load_root(&ld, cfg);
     if (ld.nerrors == 0)
         finish(&ld, cfg);

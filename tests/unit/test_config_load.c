@@ -537,9 +537,17 @@ START_TEST(reload_watch)
     ck_assert(!cfg->reload_watch);
     ck_assert_uint_eq(cfg->reload_debounce_ms, 500);
     sl_cfg_unref(cfg);
-    cfg = load_ok(UPSTREAM "reload:\n  watch: true\n  debounce: 200ms\nroutes: []\n");
+    const char *text = UPSTREAM "reload:\n  watch: true\n  debounce: 200ms\nroutes: []\n";
+    cfg = load_ok(text);
     ck_assert(cfg->reload_watch);
     ck_assert_uint_eq(cfg->reload_debounce_ms, 200);
+    /* What the watch compares the file on disk with: the bytes read, before ${VAR}. */
+    uint8_t digest[SL_SHA256_LEN];
+    struct sl_sha256 ctx;
+    sl_sha256_init(&ctx);
+    sl_sha256_update(&ctx, text, strlen(text));
+    sl_sha256_final(&ctx, digest);
+    ck_assert_mem_eq(cfg->file_digest, digest, SL_SHA256_LEN);
     sl_cfg_unref(cfg);
 }
 END_TEST
