@@ -12,15 +12,17 @@ struct sl_cfg_watch;
 /* Watches the files at `paths` (`npaths` of them; copied): after an event in a directory
  * that holds one of them, or the target of one that is a symlink, and `debounce_ms` without
  * another (at most 10 debounces after the first event), calls `changed(arg)` when the
- * content of at least one file differs from the last seen (first seen by this call; a
- * missing or unreadable file is a content of its own). A file written in place is seen
- * when its writer closes it.
- * `changed` runs on `base`'s thread and may free the watch. Returns NULL with a message in
- * `err` when inotify or a directory cannot be watched. Free with sl_cfg_watch_free(). */
+ * content of at least one file differs from the last seen (a missing or unreadable file is
+ * a content of its own). A file written in place is seen when its writer closes it.
+ * `digests` (NULL, or one SHA-256 or NULL per path) are the contents last loaded: a file
+ * that differs from its digest already counts as changed, after one debounce. Other files
+ * are first seen by this call. `changed` runs on `base`'s thread and may free the watch.
+ * Returns NULL with a message in `err` when inotify or a directory cannot be watched. Free
+ * with sl_cfg_watch_free(). */
 struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const *paths,
-                                      size_t npaths, uint64_t debounce_ms,
-                                      void (*changed)(void *arg), void *arg, char *err,
-                                      size_t errlen);
+                                      const uint8_t *const *digests, size_t npaths,
+                                      uint64_t debounce_ms, void (*changed)(void *arg), void *arg,
+                                      char *err, size_t errlen);
 
 /* The debounce the watch was made with. */
 uint64_t sl_cfg_watch_debounce_ms(const struct sl_cfg_watch *w);

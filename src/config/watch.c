@@ -186,6 +186,20 @@ static void debounce_cb(evutil_socket_t fd, short what, void *arg)
         w->changed(w->arg);
 }
 
+/* (Re)starts the debounce: a check `debounce_ms` from now, or at the burst's bound. */
+static void schedule(struct sl_cfg_watch *w)
+{
+    uint64_t now_us = sl_clock_mono_us();
+    if (!evtimer_pending(w->timer, NULL))
+        w->burst_start_us = now_us;
+    uint64_t delay_us = w->debounce_ms * 1000;
+    uint64_t last_us = w->burst_start_us + MAX_DEBOUNCES * delay_us;
+    if (now_us + delay_us > last_us)
+        delay_us = last_us > now_us ? last_us - now_us : 0;
+    struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
+    evtimer_add(w->timer, &tv);
+}
+
 static void inotify_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_cfg_watch *w = arg;
@@ -203,25 +217,17 @@ static void inotify_cb(evutil_socket_t fd, short what, void *arg)
             break;
         seen = true;
     }
-    if (!seen)
-        return;
-    uint64_t now_us = sl_clock_mono_us();
-    if (!evtimer_pending(w->timer, NULL))
-        w->burst_start_us = now_us;
-    uint64_t delay_us = w->debounce_ms * 1000;
-    uint64_t last_us = w->burst_start_us + MAX_DEBOUNCES * delay_us;
-    if (now_us + delay_us > last_us)
-        delay_us = last_us > now_us ? last_us - now_us : 0;
-    struct timeval tv = {(time_t)(delay_us / 1000000), (suseconds_t)(delay_us % 1000000)};
-    evtimer_add(w->timer, &tv);
+    if (seen)
+        schedule(w);
 }
 
 struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const *paths,
-                                      size_t npaths, uint64_t debounce_ms,
-                                      void (*changed)(void *arg), void *arg, char *err,
-                                      size_t errlen)
+                                      const uint8_t *const *digests, size_t npaths,
+                                      uint64_t debounce_ms, void (*changed)(void *arg), void *arg,
+                                      char *err, size_t errlen)
 {
     struct sl_cfg_watch *w = calloc(1, sizeof *w);
+    bool stale = false;
 
     if (!w || !(w->files = calloc(npaths ? npaths : 1, sizeof *w->files))) {
         snprintf(err, errlen, "out of memory");
@@ -238,6 +244,13 @@ struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const
             goto fail;
         }
         fingerprint(file->path, &file->present, file->digest);
+        /* Changed between its load and now: the first check must see it. */
+        if (digests && digests[w->nfiles] &&
+            (!file->present || memcmp(file->digest, digests[w->nfiles], SL_SHA256_LEN) != 0)) {
+            file->present = true;
+            memcpy(file->digest, digests[w->nfiles], SL_SHA256_LEN);
+            stale = true;
+        }
     }
     w->fd = inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
     if (w->fd < 0) {
@@ -252,6 +265,8 @@ struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const
         snprintf(err, errlen, "out of memory");
         goto fail;
     }
+    if (stale)
+        schedule(w);
     return w;
 
 fail:

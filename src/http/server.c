@@ -171,7 +171,8 @@ static void watch_apply(struct sl_server *s)
     if (!cfg->reload_watch || s->watch)
         return;
     const char *paths[] = {cfg->file};
-    s->watch = sl_cfg_watch_new(s->base, paths, sizeof paths / sizeof *paths,
+    const uint8_t *digests[] = {cfg->file_digest};
+    s->watch = sl_cfg_watch_new(s->base, paths, digests, sizeof paths / sizeof *paths,
                                 cfg->reload_debounce_ms, watch_cb, s, err, sizeof err);
     if (s->watch)
         sl_log_info("reload.watch: watching %s", cfg->file);

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "sluice/config_watch.h"
+#include "sluice/sha256.h"
 #include "support/run_suite.h"
 
 #define DEBOUNCE_MS 20
@@ -64,12 +65,28 @@ static void setup(struct fixture *f, const char *file_name)
     ck_assert_ptr_nonnull(f->base);
 }
 
-static void start(struct fixture *f)
+/* Starts the watch; `loaded` (NULL: none) is the content last loaded. */
+static void start_loaded(struct fixture *f, const char *loaded)
 {
     const char *paths[] = {f->file};
+    uint8_t digest[SL_SHA256_LEN];
+    const uint8_t *digests[] = {digest};
     char err[256];
-    f->watch = sl_cfg_watch_new(f->base, paths, 1, DEBOUNCE_MS, changed, f, err, sizeof err);
+
+    if (loaded) {
+        struct sl_sha256 ctx;
+        sl_sha256_init(&ctx);
+        sl_sha256_update(&ctx, loaded, strlen(loaded));
+        sl_sha256_final(&ctx, digest);
+    }
+    f->watch = sl_cfg_watch_new(f->base, paths, loaded ? digests : NULL, 1, DEBOUNCE_MS, changed, f,
+                                err, sizeof err);
     ck_assert_msg(f->watch != NULL, "%s", err);
+}
+
+static void start(struct fixture *f)
+{
+    start_loaded(f, NULL);
 }
 
 /* Runs the loop until a callback or `ms` pass; returns the calls seen so far. */
@@ -252,13 +269,31 @@ START_TEST(callback_may_free_the_watch)
 }
 END_TEST
 
+/* The file changed between its load and the watch's start: that change is not lost. */
+START_TEST(a_change_before_the_start_is_seen)
+{
+    struct fixture f;
+    setup(&f, "sluice.yaml");
+    write_file(f.file, "a: 2\n");
+    start_loaded(&f, "a: 1\n");
+    ck_assert_int_eq(run(&f, COME_MS), 1);
+    teardown(&f);
+
+    setup(&f, "sluice.yaml");
+    write_file(f.file, "a: 1\n");
+    start_loaded(&f, "a: 1\n");
+    ck_assert_int_eq(run(&f, QUIET_MS), 0);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(missing_directory_is_an_error)
 {
     struct event_base *base = event_base_new();
     const char *paths[] = {"/nonexistent-sluice-dir/sluice.yaml"};
     char err[256] = "";
     ck_assert_ptr_null(
-        sl_cfg_watch_new(base, paths, 1, DEBOUNCE_MS, changed, NULL, err, sizeof err));
+        sl_cfg_watch_new(base, paths, NULL, 1, DEBOUNCE_MS, changed, NULL, err, sizeof err));
     ck_assert_str_eq(err, "cannot watch /nonexistent-sluice-dir: No such file or directory");
     event_base_free(base);
 }
@@ -277,6 +312,7 @@ int main(void)
     tcase_add_test(tc, endless_neighbour_events_delay_at_most_a_bound);
     tcase_add_test(tc, removed_then_restored_calls);
     tcase_add_test(tc, callback_may_free_the_watch);
+    tcase_add_test(tc, a_change_before_the_start_is_seen);
     tcase_add_test(tc, missing_directory_is_an_error);
     suite_add_tcase(s, tc);
     return run_suite(s);
