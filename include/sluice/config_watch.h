@@ -24,6 +24,11 @@ struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const
                                       uint64_t debounce_ms, void (*changed)(void *arg), void *arg,
                                       char *err, size_t errlen);
 
+/* Records `digests` (as for sl_cfg_watch_new; NULL entries skipped) as the contents last
+ * loaded, so that a reload by other means (SIGHUP) of a file the watch has yet to check
+ * does not reload it a second time. Call after a successful reload, on `base`'s thread. */
+void sl_cfg_watch_loaded(struct sl_cfg_watch *w, const uint8_t *const *digests);
+
 /* The debounce the watch was made with. */
 uint64_t sl_cfg_watch_debounce_ms(const struct sl_cfg_watch *w);
 

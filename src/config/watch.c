@@ -274,6 +274,16 @@ fail:
     return NULL;
 }
 
+void sl_cfg_watch_loaded(struct sl_cfg_watch *w, const uint8_t *const *digests)
+{
+    for (size_t f = 0; f < w->nfiles; f++) {
+        if (!digests[f])
+            continue;
+        w->files[f].present = true;
+        memcpy(w->files[f].digest, digests[f], SL_SHA256_LEN);
+    }
+}
+
 uint64_t sl_cfg_watch_debounce_ms(const struct sl_cfg_watch *w)
 {
     return w->debounce_ms;

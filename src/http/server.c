@@ -168,10 +168,15 @@ static void watch_apply(struct sl_server *s)
         if (!cfg->reload_watch)
             sl_log_info("reload.watch: no longer watching %s", cfg->file);
     }
-    if (!cfg->reload_watch || s->watch)
-        return;
     const char *paths[] = {cfg->file};
     const uint8_t *digests[] = {cfg->file_digest};
+    if (s->watch) {
+        /* A SIGHUP may have loaded a change the watch has yet to check. */
+        sl_cfg_watch_loaded(s->watch, digests);
+        return;
+    }
+    if (!cfg->reload_watch)
+        return;
     s->watch = sl_cfg_watch_new(s->base, paths, digests, sizeof paths / sizeof *paths,
                                 cfg->reload_debounce_ms, watch_cb, s, err, sizeof err);
     if (s->watch)

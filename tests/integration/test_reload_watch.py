@@ -66,6 +66,15 @@ def test_a_rename_over_the_file_reloads_once(sluice_factory, upstream):
     assert (reloads(s, "success"), reloads(s, "failure")) == (1, 0)
 
 
+def test_a_sighup_before_the_debounce_makes_the_only_reload(sluice_factory, upstream):
+    s = sluice_factory(watch_config("3/1m", debounce="1s"), upstream=upstream)
+    s.reload(watch_config("6/1m", debounce="1s"))
+    wait_reloads(s, 1)
+    assert limit(s) == "6"
+    time.sleep(1 + QUIET)
+    assert (reloads(s, "success"), reloads(s, "failure")) == (1, 0)
+
+
 def test_touch_or_the_same_bytes_reload_nothing(sluice_factory, upstream):
     s = sluice_factory(watch_config("3/1m"), upstream=upstream)
     os.utime(s.config_path)

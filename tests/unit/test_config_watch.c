@@ -287,6 +287,29 @@ START_TEST(a_change_before_the_start_is_seen)
 }
 END_TEST
 
+/* A change loaded by other means before the watch checked it is not a change. */
+START_TEST(a_change_reported_loaded_calls_nothing)
+{
+    struct fixture f;
+    uint8_t digest[SL_SHA256_LEN];
+    const uint8_t *digests[] = {digest};
+    struct sl_sha256 ctx;
+
+    setup(&f, "sluice.yaml");
+    write_file(f.file, "a: 1\n");
+    start(&f);
+    write_file(f.file, "a: 2\n");
+    sl_sha256_init(&ctx);
+    sl_sha256_update(&ctx, "a: 2\n", 5);
+    sl_sha256_final(&ctx, digest);
+    sl_cfg_watch_loaded(f.watch, digests);
+    ck_assert_int_eq(run(&f, QUIET_MS), 0);
+    write_file(f.file, "a: 3\n");
+    ck_assert_int_eq(run(&f, COME_MS), 1);
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(missing_directory_is_an_error)
 {
     struct event_base *base = event_base_new();
@@ -313,6 +336,7 @@ int main(void)
     tcase_add_test(tc, removed_then_restored_calls);
     tcase_add_test(tc, callback_may_free_the_watch);
     tcase_add_test(tc, a_change_before_the_start_is_seen);
+    tcase_add_test(tc, a_change_reported_loaded_calls_nothing);
     tcase_add_test(tc, missing_directory_is_an_error);
     suite_add_tcase(s, tc);
     return run_suite(s);
