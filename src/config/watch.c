@@ -44,7 +44,7 @@
 /* The loader refuses larger files; hashing stops there so a wrong path (a device) ends. */
 #define MAX_HASH_BYTES ((16u << 20) + 1)
 
-/* Two directories a path: its own and its target's. */
+/* Directories watched per path: its own and its target's. */
 #define DIRS_PER_PATH 2
 
 struct watched_file {
