@@ -33,7 +33,8 @@ static const char usage[] =
     "             on a fresh memory store, on the log's own clock, and print what each limit\n"
     "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration; SIGTERM and SIGINT drain and exit.\n"
+    "Signals: SIGHUP reloads the configuration (so does a change of the file on disk,\n"
+    "with reload.watch: true); SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 /* sluice -t: what the route index holds and what its regex matcher takes. */

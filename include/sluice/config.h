@@ -14,6 +14,7 @@
 #include <sys/socket.h>
 
 #include "sluice/cidr.h"
+#include "sluice/sha256.h"
 
 struct sl_algorithm_ops;
 struct sl_route_index;
@@ -209,6 +210,8 @@ struct sl_redis_config {
 struct sl_config {
     atomic_int refs;
     char *file;                      /* path the snapshot was loaded from; owned */
+    uint8_t file_digest[SL_SHA256_LEN]; /* of the file's bytes as read: what reload.watch
+                                         * compares the file on disk with */
     struct sl_sockaddr listen;
     unsigned workers;                /* resolved: "auto" becomes the number of CPUs */
     bool workers_auto;
@@ -229,6 +232,8 @@ struct sl_config {
     uint64_t memory_max_keys;
     uint64_t memory_max_bytes;        /* at least SL_MEMORY_MIN_BYTES */
     uint64_t shutdown_drain_delay_ms; /* SIGTERM: keep serving, closing, this long first */
+    bool reload_watch;               /* reload when the file changes on disk */
+    uint64_t reload_debounce_ms;     /* changes within this time make one reload */
     int response_status;
     enum sl_header_mode response_headers;
     enum sl_access_log access_log;

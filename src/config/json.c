@@ -270,11 +270,14 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_addf(&b,
                     ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
                     "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
-                    "\"shutdown\":{\"drain_delay_ms\":%llu},\"access_log\":",
+                    "\"shutdown\":{\"drain_delay_ms\":%llu},"
+                    "\"reload\":{\"watch\":%s,\"debounce_ms\":%llu},\"access_log\":",
                     failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
                     (unsigned long long)cfg->memory_max_bytes,
                     cfg->response_status, header_modes[cfg->response_headers],
-                    (unsigned long long)cfg->shutdown_drain_delay_ms);
+                    (unsigned long long)cfg->shutdown_drain_delay_ms,
+                    cfg->reload_watch ? "true" : "false",
+                    (unsigned long long)cfg->reload_debounce_ms);
     if (cfg->access_log == SL_ACCESS_LOG_FILE)
         sl_cfg_buf_json(&b, cfg->access_log_path);
     else

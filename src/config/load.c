@@ -13,6 +13,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/route_index.h"
+#include "sluice/sha256.h"
 
 /* A configuration is a few KiB; a bound keeps a wrong path (a log, a device) from being
  * read whole into memory. */
@@ -156,6 +157,7 @@ static struct sl_config *new_defaults(void)
     cfg->failure_mode = SL_FAILURE_OPEN;
     cfg->memory_max_keys = 1000000;
     cfg->memory_max_bytes = 64ull << 20;
+    cfg->reload_debounce_ms = 500;
     cfg->response_status = 429;
     cfg->response_headers = SL_HEADERS_BOTH;
     cfg->access_log = SL_ACCESS_LOG_STDOUT;
@@ -391,6 +393,7 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
 {
     static const char *const memory_keys[] = {"max_keys", "max_bytes", NULL};
     static const char *const shutdown_keys[] = {"drain_delay", NULL};
+    static const char *const reload_keys[] = {"watch", "debounce", NULL};
     static const char *const response_keys[] = {"status", "headers", NULL};
     static const char *const failure_modes[] = {"open", "closed", "local", NULL};
     static const char *const header_modes[] = {"both", "draft", "legacy", "none", NULL};
@@ -408,6 +411,10 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
     if ((node = sl_ld_get(ld, root, "shutdown")) &&
         sl_ld_mapping(ld, node, "shutdown", shutdown_keys))
         sl_ld_duration(ld, node, "shutdown", "drain_delay", 0, &cfg->shutdown_drain_delay_ms);
+    if ((node = sl_ld_get(ld, root, "reload")) && sl_ld_mapping(ld, node, "reload", reload_keys)) {
+        sl_ld_bool(ld, node, "reload", "watch", &cfg->reload_watch);
+        sl_ld_duration(ld, node, "reload", "debounce", 0, &cfg->reload_debounce_ms);
+    }
     if ((node = sl_ld_get(ld, root, "response")) &&
         sl_ld_mapping(ld, node, "response", response_keys)) {
         if (sl_ld_uint(ld, node, "response", "status", 400, 599, &status))
@@ -456,6 +463,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         "log_level",
         "routes",
         "shutdown",
+        "reload",
         "access_log_key_fields",
         NULL,
     };
@@ -541,6 +549,7 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
 {
     struct sl_loader ld = {.file = path};
     struct sl_config *cfg = NULL;
+    struct sl_sha256 digest;
     char *text = NULL;
     size_t len = 0;
     bool parsed = false;
@@ -557,6 +566,9 @@ struct sl_config *sl_cfg_load(const char *path, char **errors)
         sl_ld_report(&ld, 0, 0, "out of memory");
         goto done;
     }
+    sl_sha256_init(&digest);
+    sl_sha256_update(&digest, text, len);
+    sl_sha256_final(&digest, cfg->file_digest);
     load_root(&ld, cfg);
     if (ld.nerrors == 0)
         finish(&ld, cfg);

@@ -230,6 +230,8 @@ struct sl_server {
     atomic_bool closing;
     struct event_base *base; /* the main thread's loop */
     struct event *worker_done_ev;
+    struct sl_cfg_watch *watch; /* reload.watch; NULL when off */
+    bool stopping;              /* SIGTERM/SIGINT seen: no more reloads */
     int access_fd;      /* -1: access log off */
     int unix_listen_fd; /* listen: unix:/path, shared by the workers */
 };

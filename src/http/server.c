@@ -1,6 +1,7 @@
 /* The process: workers, signals, reload and shutdown, on the main thread's event loop. */
 #include <event2/thread.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +12,7 @@
 #include "http.h"
 #include "sluice/admin.h"
 #include "sluice/clock.h"
+#include "sluice/config_watch.h"
 #include "sluice/log.h"
 #include "sluice/route_index.h"
 #include "sluice/server.h"
@@ -98,6 +100,8 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
         sl_log_warn("reload: redis changed; restart sluice to apply it");
 }
 
+static void watch_apply(struct sl_server *s);
+
 static void reload(struct sl_server *s)
 {
     char *errors = NULL;
@@ -137,6 +141,48 @@ static void reload(struct sl_server *s)
     sl_cfg_unref(old);
     sl_metrics_config_reload(s->metrics, true);
     sl_log_info("configuration reloaded from %s", cfg->file);
+    watch_apply(s);
+}
+
+static void watch_cb(void *arg)
+{
+    struct sl_server *s = arg;
+    if (s->stopping)
+        return;
+    sl_log_info("%s changed on disk; reloading", s->cfg->file);
+    reload(s);
+}
+
+/* Starts or stops the watch as reload.watch says, and starts it again when the debounce
+ * changed. The watched paths are the files a reload reads: the configuration file. Only the
+ * main thread replaces s->cfg, so it reads it here without the lock. */
+static void watch_apply(struct sl_server *s)
+{
+    const struct sl_config *cfg = s->cfg;
+    char err[PATH_MAX + 64];
+
+    if (s->watch &&
+        (!cfg->reload_watch || sl_cfg_watch_debounce_ms(s->watch) != cfg->reload_debounce_ms)) {
+        sl_cfg_watch_free(s->watch);
+        s->watch = NULL;
+        if (!cfg->reload_watch)
+            sl_log_info("reload.watch: no longer watching %s", cfg->file);
+    }
+    const char *paths[] = {cfg->file};
+    const uint8_t *digests[] = {cfg->file_digest};
+    if (s->watch) {
+        /* A SIGHUP may have loaded a change the watch has yet to check. */
+        sl_cfg_watch_loaded(s->watch, digests);
+        return;
+    }
+    if (!cfg->reload_watch)
+        return;
+    s->watch = sl_cfg_watch_new(s->base, paths, digests, sizeof paths / sizeof *paths,
+                                cfg->reload_debounce_ms, watch_cb, s, err, sizeof err);
+    if (s->watch)
+        sl_log_info("reload.watch: watching %s", cfg->file);
+    else
+        sl_log_error("reload.watch: %s; changes reload only on SIGHUP", err);
 }
 
 static void force_cb(evutil_socket_t fd, short what, void *arg)
@@ -164,16 +210,17 @@ static void drain_cb(evutil_socket_t fd, short what, void *arg)
 static void signal_cb(evutil_socket_t sig, short what, void *arg)
 {
     struct sl_server *s = arg;
-    static bool stopping;
 
     if (sig == SIGHUP) {
-        if (!stopping)
+        if (!s->stopping)
             reload(s);
         return;
     }
-    if (stopping)
+    if (s->stopping)
         return;
-    stopping = true;
+    s->stopping = true;
+    sl_cfg_watch_free(s->watch);
+    s->watch = NULL;
     atomic_store(&s->ready, false);
     pthread_mutex_lock(&s->lock);
     uint64_t delay_ms = s->cfg->shutdown_drain_delay_ms;
@@ -309,6 +356,7 @@ int sl_server_run(struct sl_config *cfg)
             event_active(s->workers[i].force_ev, EV_READ, 0);
         goto out;
     }
+    watch_apply(s);
     atomic_store(&s->ready, true);
     sl_log_info("listening on %s with %u worker%s, upstream %s", cfg->listen.text, s->nworkers,
                 s->nworkers == 1 ? "" : "s", cfg->upstream.url);
@@ -327,6 +375,7 @@ out:
     for (int i = 0; i < 3; i++)
         if (sig[i])
             event_free(sig[i]);
+    sl_cfg_watch_free(s->watch);
     if (s->worker_done_ev)
         event_free(s->worker_done_ev);
     if (s->base)

@@ -87,17 +87,19 @@ def upstream(upstream_factory):
 
 @pytest.fixture
 def sluice_factory(request, sluice_binary, tmp_path):
-    """start(yaml_text, upstream=None, admin=True, env=None, wait=True) -> Sluice.
+    """start(yaml_text, upstream=None, admin=True, env=None, wait=True, config_file=None) -> Sluice.
 
     yaml_text may use {listen} {admin} {admin_port} {upstream} {access_log} {tmp}; upstream is an
-    Upstream or a URL string. Each sluice gets SIGTERM at teardown and must exit 0
+    Upstream or a URL string; config_file (.path, .write(text)) lays out the configuration
+    file instead of the default plain file. Each sluice gets SIGTERM at teardown and must exit 0
     within 15 s with no sanitizer report."""
     started = []
     request.node._sluices = started
 
-    def start(yaml_text, upstream=None, admin=True, env=None, wait=True):
+    def start(yaml_text, upstream=None, admin=True, env=None, wait=True, config_file=None):
         url = upstream.url if isinstance(upstream, Upstream) else upstream
-        s = Sluice(sluice_binary, str(tmp_path), len(started), yaml_text, url, admin, env)
+        s = Sluice(sluice_binary, str(tmp_path), len(started), yaml_text, url, admin, env,
+                   config_file)
         started.append(s)
         try:
             return s.start(wait)

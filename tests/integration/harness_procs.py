@@ -106,14 +106,19 @@ def is_asan_binary(path):
 class Sluice:
     """One sluice process with its configuration file, logs and ports."""
 
-    def __init__(self, binary, tmp_dir, index, yaml_text, upstream_url, admin, env):
+    def __init__(self, binary, tmp_dir, index, yaml_text, upstream_url, admin, env,
+                 config_file=None):
         self.binary = binary
         self.tmp_dir = tmp_dir
         self.name = f"sluice{index}"
         self.port = pick_port()
         self.admin_port = self._other_port() if admin else None
         self.upstream_url = upstream_url
-        self.config_path = os.path.join(tmp_dir, f"{self.name}.yaml")
+        # config_file: an object with .path and .write(text) that lays the file out itself
+        # (a Kubernetes ConfigMap's symlinks, say); else a plain file replaced by rename.
+        self.config_file = config_file
+        self.config_path = config_file.path if config_file else os.path.join(
+            tmp_dir, f"{self.name}.yaml")
         self.access_log_path = os.path.join(tmp_dir, f"{self.name}-access.log")
         self.stdout_path = os.path.join(tmp_dir, f"{self.name}.out")
         self.stderr_path = os.path.join(tmp_dir, f"{self.name}.err")
@@ -150,6 +155,9 @@ class Sluice:
         if not raw:
             self.yaml_text = yaml_text
         text = yaml_text if raw else self.render(yaml_text)
+        if self.config_file:
+            self.config_file.write(text)
+            return
         tmp = self.config_path + ".new"
         with open(tmp, "w") as f:
             f.write(text)

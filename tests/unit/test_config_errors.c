@@ -14,6 +14,10 @@ START_TEST(error_unknown_key)
                   "t.yaml:4:21: admin.route_histograms: expected true or false, got \"maybe\"\n");
     ASSERT_ERRORS(UPSTREAM "admin:\n  top: off\nroutes: []\n",
                   "t.yaml:4:8: admin.top: expected true or false, got \"off\"\n");
+    ASSERT_ERRORS(UPSTREAM "reload:\n  watch: yes please\nroutes: []\n",
+                  "t.yaml:4:10: reload.watch: expected true or false, got \"yes please\"\n");
+    ASSERT_ERRORS(UPSTREAM "reload:\n  wacth: true\nroutes: []\n",
+                  "t.yaml:4:3: reload.wacth: unknown key; expected one of watch, debounce\n");
 }
 END_TEST
 

@@ -531,6 +531,27 @@ START_TEST(shutdown_drain_delay)
 }
 END_TEST
 
+START_TEST(reload_watch)
+{
+    struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
+    ck_assert(!cfg->reload_watch);
+    ck_assert_uint_eq(cfg->reload_debounce_ms, 500);
+    sl_cfg_unref(cfg);
+    const char *text = UPSTREAM "reload:\n  watch: true\n  debounce: 200ms\nroutes: []\n";
+    cfg = load_ok(text);
+    ck_assert(cfg->reload_watch);
+    ck_assert_uint_eq(cfg->reload_debounce_ms, 200);
+    /* What the watch compares the file on disk with: the bytes read, before ${VAR}. */
+    uint8_t digest[SL_SHA256_LEN];
+    struct sl_sha256 ctx;
+    sl_sha256_init(&ctx);
+    sl_sha256_update(&ctx, text, strlen(text));
+    sl_sha256_final(&ctx, digest);
+    ck_assert_mem_eq(cfg->file_digest, digest, SL_SHA256_LEN);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 /* The image sets SLUICE_ADMIN_LISTEN so that probes reach the admin listener from outside
  * the container; without it the shipped file keeps the admin listener on loopback. */
 START_TEST(shipped_admin_listen_follows_the_environment)
@@ -582,6 +603,7 @@ int main(void)
     tcase_add_test(tc, shipped_admin_token_follows_the_environment);
     tcase_add_test(tc, upstream_host_names);
     tcase_add_test(tc, shutdown_drain_delay);
+    tcase_add_test(tc, reload_watch);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, paths_rules_fold_the_configured_matches);
