@@ -311,9 +311,12 @@ static void replay_line(struct replay *r, struct sl_engine *engine, const struct
  * a read error or ENOMEM (r->oom when the engine's side ran out). */
 static int replay_fd(struct replay *r, struct sl_engine *engine, int fd)
 {
-    struct sl_replay_feed *feed = sl_replay_feed_start(fd);
+    struct sl_replay_progress progress;
     const struct sl_replay_batch *b;
+    int rc = 0;
 
+    sl_replay_progress_init(&progress, fd);
+    struct sl_replay_feed *feed = sl_replay_feed_start(fd);
     if (!feed) {
         r->oom = true;
         return -1;
@@ -321,10 +324,12 @@ static int replay_fd(struct replay *r, struct sl_engine *engine, int fd)
     while (!r->oom && (b = sl_replay_feed_next(feed))) {
         for (size_t i = 0; i < b->n; i++)
             replay_line(r, engine, &b->lines[i]);
+        sl_replay_progress_update(&progress, r->stats.lines, b->offset);
     }
-    if (sl_replay_feed_finish(feed) < 0)
-        return -1;
-    return r->oom ? -1 : 0;
+    if (sl_replay_feed_finish(feed) < 0 || r->oom)
+        rc = -1;
+    sl_replay_progress_clear(&progress);
+    return rc;
 }
 
 /* ---- the command ---- */

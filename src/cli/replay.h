@@ -84,6 +84,29 @@ const struct sl_replay_batch *sl_replay_feed_next(struct sl_replay_feed *f);
  * -1 with errno set when reading failed or memory ran out. */
 int sl_replay_feed_finish(struct sl_replay_feed *f);
 
+/* ---- progress on a terminal ---- */
+
+/* A line on stderr, rewritten in place a few times a second: lines done, lines per second
+ * and the time left (from the bytes read and the log's size). Off unless stderr is a
+ * terminal, so pipes, files and tests see nothing. */
+struct sl_replay_progress {
+    bool on;
+    uint64_t size;     /* bytes of the log still to read at the start; 0 when unknown */
+    uint64_t start_ns; /* CLOCK_MONOTONIC */
+    uint64_t next_ns;  /* the next time the line may be written */
+    size_t shown;      /* characters of the line on the terminal */
+};
+
+/* `log_fd` is the log about to be read from its current offset. */
+void sl_replay_progress_init(struct sl_replay_progress *pg, int log_fd);
+
+/* After `lines` lines, `offset` bytes into the log: rewrites the line when its time has
+ * come. Costs a clock read otherwise; call it every few thousand lines. */
+void sl_replay_progress_update(struct sl_replay_progress *pg, uint64_t lines, uint64_t offset);
+
+/* Erases the line, if one was written, before the report. */
+void sl_replay_progress_clear(struct sl_replay_progress *pg);
+
 /* ---- counting ---- */
 
 /* The keys one limit denied, and how often, to report the ones denied most. */
