@@ -148,6 +148,56 @@ START_TEST(reading_stops_at_bytes_in)
 }
 END_TEST
 
+/* Reading stops at bytes_in only where it is a member of the line's object and every
+ * member replay needs came before it; anywhere else it changes nothing, and the next line
+ * reads normally whichever way the line ended. */
+START_TEST(bytes_in_elsewhere_changes_nothing)
+{
+    static const char good[] =
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/ok\","
+        "\"bytes_in\":0}";
+    static const struct {
+        const char *line;
+        int rc;
+        const char *path;
+    } cases[] = {
+        /* Inside a nested object. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"x\":{\"a\":1,"
+         "\"bytes_in\":0},\"path\":\"/nested\"}",
+         0, "/nested"},
+        /* The members replay needs after bytes_in. */
+        {"{\"method\":\"GET\",\"bytes_in\":0,\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\","
+         "\"path\":\"/after\"}",
+         0, "/after"},
+        /* Two bytes_in: reading stops at the first. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/two\","
+         "\"bytes_in\":0,\"bytes_in\":1}",
+         0, "/two"},
+        /* Inside a string, escaped: not a member. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\","
+         "\"path\":\"/s,\\\"bytes_in\\\":\"}",
+         0, "/s,\"bytes_in\":"},
+        /* A second object before the cut, or a broken one. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\"}{"
+         "\"a\":1,\"bytes_in\":0}",
+         -1, NULL},
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\","
+         "\"bytes_in\":0,\"bytes_out\":}}",
+         0, "/"},
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":[,"
+         "\"bytes_in\":0}",
+         -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_msg(parse(cases[i].line) == cases[i].rc, "line %zu", i);
+        if (cases[i].path)
+            ck_assert_msg(text_is(rec.path, cases[i].path), "line %zu", i);
+        ck_assert_int_eq(parse(good), 0);
+        ck_assert(text_is(rec.path, "/ok"));
+    }
+}
+END_TEST
+
 /* "proto" (SPEC.md section 9) ends a line sluice writes; logs written before it have none.
  * Either way the line is read, whether reading stops at bytes_in or goes on to the end. */
 START_TEST(proto_2_and_no_proto)
@@ -218,6 +268,7 @@ int main(void)
     tcase_add_test(tc, key_fields);
     tcase_add_test(tc, unusable_lines_leave_the_next_one_readable);
     tcase_add_test(tc, reading_stops_at_bytes_in);
+    tcase_add_test(tc, bytes_in_elsewhere_changes_nothing);
     tcase_add_test(tc, proto_2_and_no_proto);
     tcase_add_test(tc, keys_denied_most);
     suite_add_tcase(s, tc);
