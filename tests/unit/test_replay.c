@@ -1,9 +1,13 @@
 /* `sluice replay`'s reading of access log lines and its counting of denied keys: the
  * timestamp, the members it reads, escaped strings, key_fields, unusable lines (and the
- * lines after them), and the order of the keys denied most. */
+ * lines after them), and the order of the keys denied most; and its progress line, on a
+ * pseudo-terminal and on a file. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../src/cli/replay.h"
 #include "support/run_suite.h"
@@ -258,6 +262,86 @@ START_TEST(keys_denied_most)
 }
 END_TEST
 
+/* A log of 1000 bytes, at its start. */
+static int log_of_1000_bytes(void)
+{
+    char path[] = "/tmp/sluice-test-replay-XXXXXX";
+    char text[1000];
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    memset(text, 'x', sizeof text);
+    ck_assert_int_eq(write(fd, text, sizeof text), (int)sizeof text);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    return fd;
+}
+
+/* Runs the progress line with stderr on `err`: 40000 lines and a quarter of the log in
+ * 20 s. What stderr received is read from `from` into `out`. */
+static size_t progress_on(int err, int from, char *out, size_t cap, bool *on)
+{
+    int log = log_of_1000_bytes(), saved = dup(STDERR_FILENO);
+    struct sl_replay_progress pg;
+
+    ck_assert_int_ge(dup2(err, STDERR_FILENO), 0);
+    sl_replay_progress_init(&pg, log);
+    *on = pg.on;
+    pg.start_ns -= 20000000000u;
+    pg.next_ns = 0;
+    sl_replay_progress_update(&pg, 40000, 250);
+    sl_replay_progress_clear(&pg);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(log);
+    ssize_t n = read(from, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+START_TEST(progress_on_a_terminal_only)
+{
+    char out[512];
+    bool on;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(master, 0);
+    ck_assert_int_eq(grantpt(master), 0);
+    ck_assert_int_eq(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(slave, 0);
+
+    size_t n = progress_on(slave, master, out, sizeof out, &on);
+    ck_assert(on);
+    unsigned long lines, rate;
+    char left[16];
+    ck_assert_msg(sscanf(out, "\rreplay: %lu lines, %lu lines/s, %15s left", &lines, &rate, left) ==
+                      3,
+                  "%s", out);
+    ck_assert_uint_eq(lines, 40000);
+    ck_assert_msg(rate > 1900 && rate <= 2000, "%lu lines/s", rate);
+    ck_assert_str_eq(left, "1m00s"); /* three quarters left at a quarter per 20 s */
+    /* Erased: blanks over the whole line, and the cursor back at its start. */
+    const char *erase = strchr(out + 1, '\r');
+    ck_assert_ptr_nonnull(erase);
+    size_t shown = (size_t)(erase - out) - 1;
+    ck_assert_uint_eq(n, 2 * shown + 3);
+    ck_assert_uint_eq(strspn(erase + 1, " "), shown);
+    ck_assert_str_eq(erase + 1 + shown, "\r");
+    close(slave);
+    close(master);
+
+    /* A file: nothing. */
+    char path[] = "/tmp/sluice-test-replay-XXXXXX";
+    int file = mkstemp(path);
+    ck_assert_int_ge(file, 0);
+    unlink(path);
+    ck_assert_uint_eq(progress_on(file, file, out, sizeof out, &on), 0);
+    ck_assert(!on);
+    ck_assert_int_eq(lseek(file, 0, SEEK_END), 0);
+    close(file);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("replay");
@@ -271,6 +355,7 @@ int main(void)
     tcase_add_test(tc, bytes_in_elsewhere_changes_nothing);
     tcase_add_test(tc, proto_2_and_no_proto);
     tcase_add_test(tc, keys_denied_most);
+    tcase_add_test(tc, progress_on_a_terminal_only);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
