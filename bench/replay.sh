@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# How fast `sluice replay` reads an access log: lines per second of CPU time on one core.
+# How fast `sluice replay` reads an access log: lines per second of wall time and of CPU time.
 #
 #   bench/replay.sh        (LINES=5000000 ROUNDS=3 KEY_FIELDS=0)
 #
@@ -7,8 +7,10 @@
 # sluice's own format with bench/gen_access_log.py (KEY_FIELDS=1 adds key_fields to every
 # line), and replays it ROUNDS times under a configuration with three limits (a sliding
 # window log, a token bucket on a composite key, a fixed window). Reports each round's
-# wall and CPU time and lines per CPU second: CPU time is the figure to compare, wall time
-# depends on what else the machine runs. Temporary files live in bench/out/replay/.
+# wall and CPU time, lines per wall second and per CPU second, and the median of each.
+# replay reads and parses on one thread while it decides on another, so CPU time may
+# exceed wall time; both depend on what else the machine runs (the load average is
+# printed before and after). Temporary files live in bench/out/replay/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -41,11 +43,17 @@ routes:
       - {name: global, algorithm: fixed_window, rate: 100/s, key: route}
 YAML
 cat "$log" >/dev/null # into the page cache: measure parsing, not the disk
+echo "load before: $(cut -d' ' -f1-3 /proc/loadavg)"
+: >"$out/rounds"
 for i in $(seq "$ROUNDS"); do
     /usr/bin/time -f "%e %U %S" -o "$out/time" \
         "$root/build-release/sluice" replay -c "$out/sluice.yaml" "$log" >"$out/report.txt"
     read -r wall user sys <"$out/time"
     awk -v l="$LINES" -v w="$wall" -v u="$user" -v s="$sys" -v i="$i" 'BEGIN {
-        printf "round %d: %d lines, %.2f s wall, %.2f s CPU, %.0f lines per CPU second\n",
-               i, l, w, u + s, l / (u + s) }'
+        printf "round %d: %d lines, %.2f s wall, %.2f s CPU, %.0f lines per wall second, %.0f lines per CPU second\n",
+               i, l, w, u + s, l / w, l / (u + s) }' | tee -a "$out/rounds"
 done
+echo "load after: $(cut -d' ' -f1-3 /proc/loadavg)"
+median() { sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+echo "median: $(awk '{ print $(NF - 9) }' "$out/rounds" | median) lines per wall second," \
+     "$(awk '{ print $(NF - 4) }' "$out/rounds" | median) lines per CPU second"

@@ -24,7 +24,6 @@
 #include "sluice/cli.h"
 #include "sluice/store_memory.h"
 
-#define READ_CHUNK (4u << 20)
 #define COOKIE_MAX 8192
 
 static const char usage[] =
@@ -284,77 +283,52 @@ static void replay_record(struct replay *r, struct sl_engine *engine,
     sl_engine_decide(engine, r->cfg, &req, &v, on_verdict, &lv);
 }
 
-static void replay_line(struct replay *r, struct sl_engine *engine, struct sl_replay_parser *p,
-                        const char *line, size_t len)
+static void replay_line(struct replay *r, struct sl_engine *engine, const struct sl_replay_line *l)
 {
-    struct sl_replay_record rec;
+    const struct sl_replay_record *rec = &l->rec;
     struct sl_replay_stats *st = &r->stats;
 
-    while (len && (line[len - 1] == '\r' || line[len - 1] == ' '))
-        len--;
-    if (len == 0)
-        return;
     st->lines++;
     r->line = st->lines;
-    if (sl_replay_parse_line(p, line, len, &rec) < 0) {
+    if (!l->usable) {
         st->unusable++;
         return;
     }
     /* sluice answered these itself before a route was chosen (malformed or timed-out
      * heads): the engine never saw them. */
-    if (rec.decision.s && rec.decision.n == 0) {
+    if (rec->decision.s && rec->decision.n == 0) {
         st->undecided++;
         return;
     }
-    if (st->replayed++ == 0 || rec.ts_us < st->first_ts)
-        st->first_ts = rec.ts_us;
-    if (rec.ts_us > st->last_ts)
-        st->last_ts = rec.ts_us;
-    replay_record(r, engine, &rec);
+    if (st->replayed++ == 0 || rec->ts_us < st->first_ts)
+        st->first_ts = rec->ts_us;
+    if (rec->ts_us > st->last_ts)
+        st->last_ts = rec->ts_us;
+    replay_record(r, engine, rec);
 }
 
-/* Reads `fd` in large chunks and hands over each line; a last line without a newline
- * counts too. Returns 0, or -1 on a read error or ENOMEM. */
-static int replay_fd(struct replay *r, struct sl_engine *engine, struct sl_replay_parser *p, int fd)
+/* Decides every line of `fd`, read and parsed by the feed's thread. Returns 0, or -1 on
+ * a read error or ENOMEM (r->oom when the engine's side ran out). */
+static int replay_fd(struct replay *r, struct sl_engine *engine, int fd)
 {
-    size_t cap = READ_CHUNK, len = 0;
-    char *buf = malloc(cap);
-    int rc = -1;
+    struct sl_replay_progress progress;
+    const struct sl_replay_batch *b;
+    int rc = 0;
 
-    if (!buf)
+    sl_replay_progress_init(&progress, fd);
+    struct sl_replay_feed *feed = sl_replay_feed_start(fd);
+    if (!feed) {
+        r->oom = true;
         return -1;
-    for (;;) {
-        if (cap - len < READ_CHUNK / 2) {
-            char *b = realloc(buf, cap * 2);
-            if (!b)
-                goto done;
-            buf = b;
-            cap *= 2;
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n < 0)
-            goto done;
-        if (n == 0)
-            break;
-        len += (size_t)n;
-        size_t start = 0;
-        for (;;) {
-            char *nl = memchr(buf + start, '\n', len - start);
-            if (!nl)
-                break;
-            replay_line(r, engine, p, buf + start, (size_t)(nl - buf) - start);
-            start = (size_t)(nl - buf) + 1;
-        }
-        memmove(buf, buf + start, len - start);
-        len -= start;
     }
-    if (len)
-        replay_line(r, engine, p, buf, len);
-    rc = r->oom ? -1 : 0;
-done:
-    free(buf);
+    while (!r->oom && (b = sl_replay_feed_next(feed))) {
+        for (size_t i = 0; i < b->n; i++)
+            replay_line(r, engine, &b->lines[i]);
+        sl_replay_progress_update(&progress, r->stats.lines, b->offset);
+    }
+    if (sl_replay_feed_finish(feed) < 0 || r->oom)
+        rc = -1;
+    sl_replay_progress_clear(&progress);
     return rc;
 }
 
@@ -428,7 +402,6 @@ int sl_cli_replay(int argc, char **argv)
     struct sl_store *memory = NULL;
     struct counting_store counting = {{&counting_ops}, NULL, &r};
     struct sl_engine *engine = NULL;
-    struct sl_replay_parser *parser = NULL;
 
     rc = SL_EXIT_CONFIG;
     if (fd < 0) {
@@ -437,15 +410,14 @@ int sl_cli_replay(int argc, char **argv)
     }
     if (sl_replay_stats_init(&r.stats, cfg) < 0 ||
         !(r.asked = calloc(cfg->nlimits ? cfg->nlimits : 1, sizeof *r.asked)) ||
-        !(memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, virtual_clock)) ||
-        !(parser = sl_replay_parser_new()))
+        !(memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, virtual_clock)))
         goto oom;
     counting.memory = memory;
     /* No Redis store: limits on redis are decided by the memory store, as failure_mode
      * local would; the decisions are the same (SPEC.md section 3). */
     if (!(engine = sl_engine_new(NULL, &counting.base, NULL, NULL)))
         goto oom;
-    if (replay_fd(&r, engine, parser, fd) < 0) {
+    if (replay_fd(&r, engine, fd) < 0) {
         if (r.oom)
             goto oom;
         fprintf(stderr, "sluice replay: %s: %s\n", o.log, strerror(errno));
@@ -461,7 +433,6 @@ done:
     if (fd > STDIN_FILENO)
         close(fd);
     sl_engine_free(engine);
-    sl_replay_parser_free(parser);
     sl_store_free(memory);
     free(r.asked);
     sl_replay_stats_deinit(&r.stats, cfg);

@@ -34,7 +34,7 @@ struct sl_replay_record {
     uint64_t ts_us; /* "ts" as microseconds since the Unix epoch */
     struct sl_replay_text client, method, path, decision;
     bool has_key_fields;
-    struct sl_replay_field fields[SL_REPLAY_MAX_FIELDS];
+    struct sl_replay_field *fields; /* nfields of them, at most SL_REPLAY_MAX_FIELDS */
     size_t nfields;
 };
 
@@ -44,8 +44,8 @@ struct sl_replay_parser;
 struct sl_replay_parser *sl_replay_parser_new(void);
 void sl_replay_parser_free(struct sl_replay_parser *p);
 
-/* Parses one line (without its newline) into `rec`, whose strings stay valid until the
- * next call. Returns 0, or -1 when the line is not one JSON object with a valid "ts" and
+/* Parses one line (without its newline) into `rec`, whose strings and fields stay valid
+ * until the next call. Returns 0, or -1 when the line is not one JSON object with a valid "ts" and
  * string "client", "method" and "path" members (or on ENOMEM). */
 int sl_replay_parse_line(struct sl_replay_parser *p, const char *line, size_t len,
                          struct sl_replay_record *rec);
@@ -53,6 +53,59 @@ int sl_replay_parse_line(struct sl_replay_parser *p, const char *line, size_t le
 /* "YYYY-MM-DDTHH:MM:SS.mmmZ" (as the access log writes it; the fraction may have 0 to 9
  * digits) as microseconds since the epoch. Returns 0 or -1. */
 int sl_replay_parse_ts(const char *s, size_t n, uint64_t *us);
+
+/* ---- the log, read and parsed on a thread of its own ---- */
+
+/* One non-empty line of the log; `rec` is meaningful only when `usable`. */
+struct sl_replay_line {
+    bool usable;
+    struct sl_replay_record rec;
+};
+
+/* Consecutive lines, in file order, with the strings and fields they point to. */
+struct sl_replay_batch {
+    struct sl_replay_line *lines;
+    size_t n;
+    uint64_t offset; /* bytes of the log up to the end of the last line */
+};
+
+struct sl_replay_feed;
+
+/* Starts a thread that reads `fd` (borrowed) to its end, parses each line and hands the
+ * lines over in batches, a few batches ahead of the caller. NULL on ENOMEM or when no
+ * thread can be started. */
+struct sl_replay_feed *sl_replay_feed_start(int fd);
+
+/* The next batch, waiting for it, valid until the next call; NULL at the end of the log,
+ * or when reading failed (sl_replay_feed_finish says). Called from one thread only. */
+const struct sl_replay_batch *sl_replay_feed_next(struct sl_replay_feed *f);
+
+/* Stops the thread, at the end of the log or before it, and frees the feed. Returns 0, or
+ * -1 with errno set when reading failed or memory ran out. */
+int sl_replay_feed_finish(struct sl_replay_feed *f);
+
+/* ---- progress on a terminal ---- */
+
+/* A line on stderr, rewritten in place a few times a second: lines done, lines per second
+ * and the time left (from the bytes read and the log's size). Off unless stderr is a
+ * terminal, so pipes, files and tests see nothing. */
+struct sl_replay_progress {
+    bool on;
+    uint64_t size;     /* bytes of the log still to read at the start; 0 when unknown */
+    uint64_t start_ns; /* CLOCK_MONOTONIC */
+    uint64_t next_ns;  /* the next time the line may be written */
+    size_t shown;      /* characters of the line on the terminal */
+};
+
+/* `log_fd` is the log about to be read from its current offset. */
+void sl_replay_progress_init(struct sl_replay_progress *pg, int log_fd);
+
+/* After `lines` lines, `offset` bytes into the log: rewrites the line when its time has
+ * come. Costs a clock read otherwise; call it every few thousand lines. */
+void sl_replay_progress_update(struct sl_replay_progress *pg, uint64_t lines, uint64_t offset);
+
+/* Erases the line, if one was written, before the report. */
+void sl_replay_progress_clear(struct sl_replay_progress *pg);
 
 /* ---- counting ---- */
 

@@ -42,7 +42,8 @@ struct sl_replay_parser {
     const char *line, *line_end; /* the line being read */
     char ts_prefix[20];          /* "YYYY-MM-DDTHH:MM:SS" of the last "ts" read */
     uint64_t ts_prefix_us;
-    struct sl_replay_field pending; /* key_fields: the member named last */
+    struct sl_replay_field pending;                      /* key_fields: the member named last */
+    struct sl_replay_field fields[SL_REPLAY_MAX_FIELDS]; /* the record's */
 };
 
 /* A string without escapes is handed over where it lies in the line, which outlives the
@@ -330,6 +331,7 @@ int sl_replay_parse_line(struct sl_replay_parser *p, const char *line, size_t le
     p->in_fields = p->has_ts = p->done = p->stopped = false;
     rec->client.s = rec->method.s = rec->path.s = rec->decision.s = NULL;
     rec->has_key_fields = false;
+    rec->fields = p->fields;
     rec->nfields = 0;
 
     yajl_status st = yajl_parse(p->h, (const unsigned char *)line, len);

@@ -5,8 +5,13 @@ absent and unrecorded key sources, unusable lines and the keys denied most; and 
 written by sluice itself with access_log_key_fields is replayed."""
 import datetime
 import json
+import os
+import pty
 import random
+import re
 import subprocess
+import threading
+import time
 from collections import Counter
 
 import pytest
@@ -283,3 +288,68 @@ def test_replay_of_a_log_sluice_wrote(sluice_factory, upstream, sluice_binary, k
     assert (per_session["requests"], per_session["admitted"], per_session["denied"],
             per_session["absent"]) == (2, 1, 1, 2)
     assert per_session["denied_most"] == [{"key": "2:s1,3:GET", "denied": 1}]
+
+
+def replay_slowly(binary, conf, lines, stderr):
+    """Replays `lines` from standard input in two halves 0.8 s apart, so that the replay
+    lasts longer than the progress line's period whatever the build. Returns (process,
+    stdout)."""
+    p = subprocess.Popen([binary, "replay", "-c", conf, "-"], stdin=subprocess.PIPE,
+                         stdout=subprocess.PIPE, stderr=stderr)
+    half = len(lines) // 2
+    p.stdin.write(("\n".join(lines[:half]) + "\n").encode())
+    p.stdin.flush()
+    time.sleep(0.8)
+    p.stdin.write(("\n".join(lines[half:]) + "\n").encode())
+    p.stdin.close()
+    out = p.stdout.read()
+    assert p.wait(timeout=120) == 0
+    return out
+
+
+def test_replay_progress_only_on_a_terminal(sluice_binary, tmp_path):
+    conf = tmp_path / "sluice.yaml"
+    conf.write_text(config(yaml_routes()).replace("{listen}", "127.0.0.1:1").replace(
+        "{admin}", "127.0.0.1:2").replace("{upstream}", "http://127.0.0.1:3").replace(
+        "{access_log}", "off"))
+    requests = generate(random.Random(11), 20000)
+    lines = [log_line(*r[:3], key_fields=r[3]) for r in requests]
+    log = tmp_path / "access.log"
+    log.write_text("\n".join(lines) + "\n")
+    want = replay(sluice_binary, str(conf), str(log)).stdout.replace(str(log), "-")
+
+    # Not a terminal: the report alone, and nothing on stderr.
+    with open(tmp_path / "stderr", "wb") as err:
+        out = replay_slowly(sluice_binary, str(conf), lines, err)
+    assert out.decode() == want
+    assert (tmp_path / "stderr").read_bytes() == b""
+
+    # A terminal: progress lines overwritten in place, erased before the same report.
+    master, slave = pty.openpty()
+    seen = []
+    reader = threading.Thread(target=lambda: seen.append(read_all(master)))
+    reader.start()
+    try:
+        out = replay_slowly(sluice_binary, str(conf), lines, slave)
+    finally:
+        os.close(slave)
+        reader.join(timeout=30)
+        os.close(master)
+    assert out.decode() == want
+    tty = seen[0].decode()
+    assert re.search(r"\rreplay: \d+ lines, \d+ lines/s, unknown left", tty), repr(tty)
+    assert "\n" not in tty
+    assert re.fullmatch(r"(\rreplay: [^\r]*)+\r +\r", tty), repr(tty)
+
+
+def read_all(fd):
+    """What a pseudo-terminal's master reads until the last slave is closed."""
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:  # EIO: no slave left
+            return data
+        if not chunk:
+            return data
+        data += chunk

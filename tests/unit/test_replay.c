@@ -1,9 +1,13 @@
 /* `sluice replay`'s reading of access log lines and its counting of denied keys: the
  * timestamp, the members it reads, escaped strings, key_fields, unusable lines (and the
- * lines after them), and the order of the keys denied most. */
+ * lines after them), and the order of the keys denied most; and its progress line, on a
+ * pseudo-terminal and on a file. */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "../../src/cli/replay.h"
 #include "support/run_suite.h"
@@ -148,6 +152,56 @@ START_TEST(reading_stops_at_bytes_in)
 }
 END_TEST
 
+/* Reading stops at bytes_in only where it is a member of the line's object and every
+ * member replay needs came before it; anywhere else it changes nothing, and the next line
+ * reads normally whichever way the line ended. */
+START_TEST(bytes_in_elsewhere_changes_nothing)
+{
+    static const char good[] =
+        "{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/ok\","
+        "\"bytes_in\":0}";
+    static const struct {
+        const char *line;
+        int rc;
+        const char *path;
+    } cases[] = {
+        /* Inside a nested object. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"x\":{\"a\":1,"
+         "\"bytes_in\":0},\"path\":\"/nested\"}",
+         0, "/nested"},
+        /* The members replay needs after bytes_in. */
+        {"{\"method\":\"GET\",\"bytes_in\":0,\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\","
+         "\"path\":\"/after\"}",
+         0, "/after"},
+        /* Two bytes_in: reading stops at the first. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/two\","
+         "\"bytes_in\":0,\"bytes_in\":1}",
+         0, "/two"},
+        /* Inside a string, escaped: not a member. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\","
+         "\"path\":\"/s,\\\"bytes_in\\\":\"}",
+         0, "/s,\"bytes_in\":"},
+        /* A second object before the cut, or a broken one. */
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\"}{"
+         "\"a\":1,\"bytes_in\":0}",
+         -1, NULL},
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":\"/\","
+         "\"bytes_in\":0,\"bytes_out\":}}",
+         0, "/"},
+        {"{\"ts\":\"2026-11-30T10:00:00Z\",\"client\":\"c\",\"method\":\"GET\",\"path\":[,"
+         "\"bytes_in\":0}",
+         -1, NULL},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        ck_assert_msg(parse(cases[i].line) == cases[i].rc, "line %zu", i);
+        if (cases[i].path)
+            ck_assert_msg(text_is(rec.path, cases[i].path), "line %zu", i);
+        ck_assert_int_eq(parse(good), 0);
+        ck_assert(text_is(rec.path, "/ok"));
+    }
+}
+END_TEST
+
 /* "proto" (SPEC.md section 9) ends a line sluice writes; logs written before it have none.
  * Either way the line is read, whether reading stops at bytes_in or goes on to the end. */
 START_TEST(proto_2_and_no_proto)
@@ -208,6 +262,86 @@ START_TEST(keys_denied_most)
 }
 END_TEST
 
+/* A log of 1000 bytes, at its start. */
+static int log_of_1000_bytes(void)
+{
+    char path[] = "/tmp/sluice-test-replay-XXXXXX";
+    char text[1000];
+    int fd = mkstemp(path);
+
+    ck_assert_int_ge(fd, 0);
+    unlink(path);
+    memset(text, 'x', sizeof text);
+    ck_assert_int_eq(write(fd, text, sizeof text), (int)sizeof text);
+    ck_assert_int_eq(lseek(fd, 0, SEEK_SET), 0);
+    return fd;
+}
+
+/* Runs the progress line with stderr on `err`: 40000 lines and a quarter of the log in
+ * 20 s. What stderr received is read from `from` into `out`. */
+static size_t progress_on(int err, int from, char *out, size_t cap, bool *on)
+{
+    int log = log_of_1000_bytes(), saved = dup(STDERR_FILENO);
+    struct sl_replay_progress pg;
+
+    ck_assert_int_ge(dup2(err, STDERR_FILENO), 0);
+    sl_replay_progress_init(&pg, log);
+    *on = pg.on;
+    pg.start_ns -= 20000000000u;
+    pg.next_ns = 0;
+    sl_replay_progress_update(&pg, 40000, 250);
+    sl_replay_progress_clear(&pg);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+    close(log);
+    ssize_t n = read(from, out, cap - 1);
+    out[n > 0 ? n : 0] = '\0';
+    return n > 0 ? (size_t)n : 0;
+}
+
+START_TEST(progress_on_a_terminal_only)
+{
+    char out[512];
+    bool on;
+    int master = posix_openpt(O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(master, 0);
+    ck_assert_int_eq(grantpt(master), 0);
+    ck_assert_int_eq(unlockpt(master), 0);
+    int slave = open(ptsname(master), O_RDWR | O_NOCTTY);
+    ck_assert_int_ge(slave, 0);
+
+    size_t n = progress_on(slave, master, out, sizeof out, &on);
+    ck_assert(on);
+    unsigned long lines, rate;
+    char left[16];
+    ck_assert_msg(sscanf(out, "\rreplay: %lu lines, %lu lines/s, %15s left", &lines, &rate, left) ==
+                      3,
+                  "%s", out);
+    ck_assert_uint_eq(lines, 40000);
+    ck_assert_msg(rate > 1900 && rate <= 2000, "%lu lines/s", rate);
+    ck_assert_str_eq(left, "1m00s"); /* three quarters left at a quarter per 20 s */
+    /* Erased: blanks over the whole line, and the cursor back at its start. */
+    const char *erase = strchr(out + 1, '\r');
+    ck_assert_ptr_nonnull(erase);
+    size_t shown = (size_t)(erase - out) - 1;
+    ck_assert_uint_eq(n, 2 * shown + 3);
+    ck_assert_uint_eq(strspn(erase + 1, " "), shown);
+    ck_assert_str_eq(erase + 1 + shown, "\r");
+    close(slave);
+    close(master);
+
+    /* A file: nothing. */
+    char path[] = "/tmp/sluice-test-replay-XXXXXX";
+    int file = mkstemp(path);
+    ck_assert_int_ge(file, 0);
+    unlink(path);
+    ck_assert_uint_eq(progress_on(file, file, out, sizeof out, &on), 0);
+    ck_assert(!on);
+    ck_assert_int_eq(lseek(file, 0, SEEK_END), 0);
+    close(file);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("replay");
@@ -218,8 +352,10 @@ int main(void)
     tcase_add_test(tc, key_fields);
     tcase_add_test(tc, unusable_lines_leave_the_next_one_readable);
     tcase_add_test(tc, reading_stops_at_bytes_in);
+    tcase_add_test(tc, bytes_in_elsewhere_changes_nothing);
     tcase_add_test(tc, proto_2_and_no_proto);
     tcase_add_test(tc, keys_denied_most);
+    tcase_add_test(tc, progress_on_a_terminal_only);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
