@@ -419,14 +419,12 @@ static void conn_free(struct sl_conn *c)
         w->conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
     bool handed_over = c->handed_over;
     free(c);
     if (handed_over)
-        return; /* the connection lives on as HTTP/2 */
-    sl_metrics_connection_closed(w->metrics);
-    sl_worker_conn_removed(w);
-    sl_worker_maybe_done(w);
+        w->nconns--; /* the connection lives on as HTTP/2, counted there */
+    else
+        sl_worker_conn_gone(w);
 }
 
 void sl_conn_shutdown(struct sl_conn *c, bool graceful)

@@ -582,11 +582,8 @@ static void conn_free(struct sl_h2_conn *c)
         w->h2conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    w->nconns--;
     free(c);
-    sl_metrics_connection_closed(w->metrics);
-    sl_worker_conn_removed(w);
-    sl_worker_maybe_done(w);
+    sl_worker_conn_gone(w);
 }
 
 void sl_h2_shutdown(struct sl_h2_conn *c, bool graceful)

@@ -209,6 +209,9 @@ void sl_worker_publish(struct sl_worker *w, struct sl_config *cfg);
 /* The connection count changed: pause or resume accepting (max_connections). */
 void sl_worker_conn_added(struct sl_worker *w);
 void sl_worker_conn_removed(struct sl_worker *w);
+/* A client connection (either protocol) was freed: counted, accepting resumed, and a
+ * draining worker done once it was the last. */
+void sl_worker_conn_gone(struct sl_worker *w);
 /* Called when the last connection of a draining worker is gone. */
 void sl_worker_maybe_done(struct sl_worker *w);
 

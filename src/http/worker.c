@@ -113,6 +113,14 @@ void sl_worker_conn_added(struct sl_worker *w)
     }
 }
 
+void sl_worker_conn_gone(struct sl_worker *w)
+{
+    w->nconns--;
+    sl_metrics_connection_closed(w->metrics);
+    sl_worker_conn_removed(w);
+    sl_worker_maybe_done(w);
+}
+
 void sl_worker_conn_removed(struct sl_worker *w)
 {
     struct sl_server *s = w->server;
