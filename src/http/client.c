@@ -60,17 +60,8 @@ void sl_conn_kill(struct sl_conn *c)
 
 void sl_conn_flush(struct sl_conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) == 0 || c->dying)
-        return;
-    /* Writing now rather than when the loop next polls saves two epoll_ctl calls and a
-     * loop turn per response; the bufferevent takes over only when the socket is full. */
-    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
-        sl_write_now(c->bev);
-        if (evbuffer_get_length(out) == 0)
-            return;
-    }
-    bufferevent_enable(c->bev, EV_WRITE);
+    if (!c->dying)
+        sl_flush(c->bev);
 }
 
 void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)

@@ -148,6 +148,9 @@ int sl_h2_head_field(struct sl_h2_stream *st, const uint8_t *name, size_t name_l
 /* Makes x.req from the fields: method, target, and the headers with the :authority as
  * Host and cookies joined (RFC 9113 8.2.3). Returns 0, or -1 on ENOMEM. */
 int sl_h2_head_finish(struct sl_h2_stream *st);
+/* Sets the exchange's method flags and returns the status sluice answers the finished
+ * head with itself (431, 400 for a method HTTP/1.1 has not, 405 for CONNECT, 413), or 0. */
+int sl_h2_head_check(struct sl_h2_stream *st);
 void sl_h2_head_free(struct sl_h2_stream *st);
 /* Submits a response head on the stream: `status`, `headers` (an upstream's, hop-by-hop
  * fields left out, names lower-cased), the verdict's lines `extra` (may be NULL), and a

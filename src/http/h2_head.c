@@ -166,6 +166,50 @@ int sl_h2_head_finish(struct sl_h2_stream *st)
     return 0;
 }
 
+static bool method_is(const struct sl_request *r, const char *m)
+{
+    return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
+}
+
+/* The methods llhttp parses, which are all an HTTP/1 client can send (request.c answers
+ * others with 400). An HTTP/1.1 upstream is sent no other: its parser may know no more,
+ * and both client codecs then let the same requests through. PRI is the HTTP/2 preface's,
+ * not a method. */
+static const char *const h1_methods[] = {
+#define SL_METHOD(num, name, string) #string,
+    HTTP_METHOD_MAP(SL_METHOD)
+#undef SL_METHOD
+};
+
+static bool method_known(const struct sl_request *r)
+{
+    for (size_t i = 0; i < sizeof h1_methods / sizeof h1_methods[0]; i++)
+        if (method_is(r, h1_methods[i]))
+            return !method_is(r, "PRI");
+    return false;
+}
+
+int sl_h2_head_check(struct sl_h2_stream *st)
+{
+    struct sl_exchange *x = &st->x;
+    const struct sl_request *r = &x->req;
+
+    x->is_head = method_is(r, "HEAD");
+    x->idempotent = x->is_head || method_is(r, "GET") || method_is(r, "OPTIONS") ||
+                    method_is(r, "TRACE") || method_is(r, "PUT") || method_is(r, "DELETE");
+    if (st->local_status)
+        return st->local_status;
+    /* A tunnel to wherever the client names would carry anything past the limits. */
+    if (method_is(r, "CONNECT"))
+        return 405;
+    if (!method_known(r))
+        return 400;
+    if (x->cfg->client.max_body_bytes && st->content_length > 0 &&
+        (uint64_t)st->content_length > x->cfg->client.max_body_bytes)
+        return 413;
+    return 0;
+}
+
 void sl_h2_head_free(struct sl_h2_stream *st)
 {
     free(st->hbuf);

@@ -273,19 +273,6 @@ static void session_setup(void)
 
 /* ---- the socket ---- */
 
-static void flush(struct sl_h2_conn *c)
-{
-    struct evbuffer *out = bufferevent_get_output(c->bev);
-    if (evbuffer_get_length(out) == 0)
-        return;
-    if (!(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
-        sl_write_now(c->bev);
-        if (evbuffer_get_length(out) == 0)
-            return;
-    }
-    bufferevent_enable(c->bev, EV_WRITE);
-}
-
 /* Feeds what the socket gave to nghttp2. A fatal error (a flood nghttp2 caught itself, a
  * broken preface) ends the connection with GOAWAY when the session can still send one. */
 static void receive(struct sl_h2_conn *c)
@@ -329,7 +316,7 @@ static void send_frames(struct sl_h2_conn *c)
         if (evbuffer_get_length(out) == before)
             break; /* everything left waits for a window or for data */
     }
-    flush(c);
+    sl_flush(c->bev);
 }
 
 static void readcb(evutil_socket_t fd, short what, void *arg)

@@ -566,33 +566,9 @@ const struct sl_client_ops sl_h2_client_ops = {
     .tunnel = h2_tunnel,
 };
 
-static bool method_is(const struct sl_request *r, const char *m)
-{
-    return r->method_len == strlen(m) && memcmp(r->method, m, r->method_len) == 0;
-}
-
-/* The methods llhttp parses, which are all an HTTP/1 client can send (request.c answers
- * others with 400). An HTTP/1.1 upstream is sent no other: its parser may know no more,
- * and both client codecs then let the same requests through. PRI is the HTTP/2 preface's,
- * not a method. */
-static const char *const h1_methods[] = {
-#define SL_METHOD(num, name, string) #string,
-    HTTP_METHOD_MAP(SL_METHOD)
-#undef SL_METHOD
-};
-
-static bool method_known(const struct sl_request *r)
-{
-    for (size_t i = 0; i < sizeof h1_methods / sizeof h1_methods[0]; i++)
-        if (method_is(r, h1_methods[i]))
-            return !method_is(r, "PRI");
-    return false;
-}
-
 void sl_h2_stream_start(struct sl_h2_stream *st, bool end_stream)
 {
     struct sl_exchange *x = &st->x;
-    const struct sl_request *r = &x->req;
 
     st->req_end = end_stream;
     x->has_body = !end_stream;
@@ -602,18 +578,7 @@ void sl_h2_stream_start(struct sl_h2_stream *st, bool end_stream)
         h2_kill(x);
         return;
     }
-    x->is_head = method_is(r, "HEAD");
-    x->idempotent = x->is_head || method_is(r, "GET") || method_is(r, "OPTIONS") ||
-                    method_is(r, "TRACE") || method_is(r, "PUT") || method_is(r, "DELETE");
-    int status = st->local_status;
-    /* A tunnel to wherever the client names would carry anything past the limits. */
-    if (!status && method_is(r, "CONNECT"))
-        status = 405;
-    if (!status && !method_known(r))
-        status = 400;
-    if (!status && x->cfg->client.max_body_bytes && st->content_length > 0 &&
-        (uint64_t)st->content_length > x->cfg->client.max_body_bytes)
-        status = 413;
+    int status = sl_h2_head_check(st);
     if (status) {
         h2_reply(x, status, NULL, NULL);
         return;

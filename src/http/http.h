@@ -245,6 +245,22 @@ struct sl_server {
  * Returns the bytes written, 0 when there was nothing to write, or -1 with errno set. */
 int sl_write_now(struct bufferevent *bev);
 
+/* Writes `bev`'s output now if writing is not already the bufferevent's (saving two
+ * epoll_ctl calls and a loop turn per response), and leaves the rest to it when the
+ * socket is full. */
+static inline void sl_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    if (evbuffer_get_length(out) == 0)
+        return;
+    if (!(bufferevent_get_enabled(bev) & EV_WRITE)) {
+        sl_write_now(bev);
+        if (evbuffer_get_length(out) == 0)
+            return;
+    }
+    bufferevent_enable(bev, EV_WRITE);
+}
+
 #define SL_READ_EOF 0
 #define SL_READ_AGAIN (-1)
 #define SL_READ_ERROR (-2)

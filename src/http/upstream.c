@@ -39,15 +39,8 @@ void sl_upstream_free(struct sl_upstream *up)
 
 void sl_upstream_flush(struct sl_upstream *up)
 {
-    struct evbuffer *out = bufferevent_get_output(up->bev);
-    if (!up->connected || evbuffer_get_length(out) == 0)
-        return;
-    if (!(bufferevent_get_enabled(up->bev) & EV_WRITE)) {
-        sl_write_now(up->bev);
-        if (evbuffer_get_length(out) == 0)
-            return;
-    }
-    bufferevent_enable(up->bev, EV_WRITE);
+    if (up->connected)
+        sl_flush(up->bev);
 }
 
 /* The response wait starts once the whole request is sent: a slow upload is not an
