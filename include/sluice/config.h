@@ -148,6 +148,7 @@ struct sl_upstream_config {
     uint64_t connect_timeout_ms;
     uint64_t timeout_ms;
     unsigned keepalive;              /* idle connections kept per worker */
+    bool h2;                         /* h2c://: requests go as HTTP/2 streams */
 };
 
 /* client.underscores_in_headers: what becomes of a request header whose name has a "_". */

@@ -61,9 +61,11 @@ int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
 
     if (strncmp(url, "unix:", 5) == 0)
         return sl_parse_sockaddr(url, out);
-    if (strncmp(url, "http://", 7) != 0)
+    /* h2c:// is cleartext HTTP/2 with prior knowledge (RFC 9113 3.3): same address rules. */
+    up->h2 = strncmp(url, "h2c://", 6) == 0;
+    if (!up->h2 && strncmp(url, "http://", 7) != 0)
         return -1;
-    const char *auth = url + 7;
+    const char *auth = url + (up->h2 ? 6 : 7);
     size_t n = strcspn(auth, "/?#");
     /* The upstream receives the client's request target as it is: no path to prepend. */
     if (auth[n] != '\0' && strcmp(auth + n, "/") != 0)
@@ -84,7 +86,8 @@ int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
     static const char *const keys[] = {"url", "connect_timeout", "timeout", "keepalive", NULL};
-    static const char expected[] = "\"http://host:port\" (no path) or \"unix:/path\"";
+    static const char expected[] =
+        "\"http://host:port\" or \"h2c://host:port\" (no path), or \"unix:/path\"";
     struct sl_upstream_config *up = &cfg->upstream;
     char vpath[] = "upstream.url", got[96];
     uint64_t keepalive = up->keepalive;

@@ -167,17 +167,18 @@ END_TEST
 START_TEST(error_bad_url)
 {
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
-                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" (no path) or "
-                  "\"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" or "
+                  "\"h2c://host:port\" (no path), or \"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
     static const char *const bad_hosts[] = {
         "http://10.0.0.256:80", "http://app_1:3000", "http://-app:3000", "http://app.:3000",
-        "http://app:0",         "http://app:65536",  "http://app:x"};
+        "http://app:0",         "http://app:65536",  "http://app:x",      "h2c://app:3000/x",
+        "h2://app:3000",        "h2c://"};
     for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
         char yaml[128], want[256];
         snprintf(yaml, sizeof yaml, "upstream:\n  url: %s\nroutes: []\n", bad_hosts[i]);
         snprintf(want, sizeof want,
-                 "t.yaml:2:8: upstream.url: expected \"http://host:port\" (no path) or "
-                 "\"unix:/path\", got \"%s\"\n",
+                 "t.yaml:2:8: upstream.url: expected \"http://host:port\" or "
+                 "\"h2c://host:port\" (no path), or \"unix:/path\", got \"%s\"\n",
                  bad_hosts[i]);
         ASSERT_ERRORS(yaml, want);
     }

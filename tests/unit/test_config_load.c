@@ -517,6 +517,21 @@ START_TEST(upstream_host_names)
     ck_assert_ptr_null(cfg->upstream.host);
     ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
     sl_cfg_unref(cfg);
+
+    /* h2c:// follows the same address rules; only the protocol differs. */
+    cfg = load_ok("upstream:\n  url: h2c://127.0.0.1:50051\nroutes: []\n");
+    ck_assert(cfg->upstream.h2);
+    ck_assert_ptr_null(cfg->upstream.host);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
+    sl_cfg_unref(cfg);
+    cfg = load_ok("upstream:\n  url: h2c://grpc.svc\nroutes: []\n");
+    ck_assert(cfg->upstream.h2);
+    ck_assert_str_eq(cfg->upstream.host, "grpc.svc");
+    ck_assert_uint_eq(cfg->upstream.port, 80);
+    sl_cfg_unref(cfg);
+    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
+    ck_assert(!cfg->upstream.h2);
+    sl_cfg_unref(cfg);
 }
 END_TEST
 
