@@ -32,6 +32,17 @@ struct sl_forward_request {
  * Returns 0, or -1 on ENOMEM. */
 int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out);
 
+typedef void sl_forward_field_fn(void *arg, const char *name, size_t name_len, const char *value,
+                                 size_t value_len);
+
+/* The request's fields for an HTTP/2 upstream, under sl_forward_request_head's rules, each
+ * passed to `field` (names as received): Host left out for the caller's :authority, TE
+ * only as "te: trailers" when the client asked for trailers, X-Forwarded-For (merged,
+ * its value built in `scratch`, valid until scratch changes), -Proto and -Host last.
+ * `upgrade` and `chunked` are ignored. Returns 0, or -1 on ENOMEM. */
+int sl_forward_request_fields(const struct sl_forward_request *f, struct sl_textbuf *scratch,
+                              sl_forward_field_fn *field, void *arg);
+
 enum sl_conn_header { SL_CONN_NONE, SL_CONN_CLOSE, SL_CONN_KEEP_ALIVE, SL_CONN_UPGRADE };
 
 struct sl_forward_response {
@@ -42,6 +53,7 @@ struct sl_forward_response {
     size_t nheaders;
     bool keep_transfer_encoding; /* the body is relayed in the upstream's own framing */
     bool drop_content_length;    /* 1xx and 204 must not carry one (RFC 9110 8.6) */
+    bool add_chunked;            /* sluice frames the body in chunks itself */
     enum sl_conn_header connection;
     const struct sl_textbuf *extra; /* "Name: value\r\n" lines to add; may be NULL */
 };

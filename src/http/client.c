@@ -29,7 +29,7 @@ static void sync_read(struct sl_conn *c)
     sl_reader_set(&c->rev, &c->rev_active, want, c->read_timeout_on ? &c->read_timeout : NULL,
                   &c->rev_timeout_changed);
     if (c->x.up)
-        sl_upstream_sync_read(c->x.up);
+        c->x.upstream->sync(&c->x);
 }
 
 void sl_conn_leave(struct sl_conn *c)
@@ -47,7 +47,7 @@ void sl_conn_kill(struct sl_conn *c)
     if (!c->dying) {
         c->dying = true;
         c->x.gone = true;
-        sl_upstream_release(&c->x, false);
+        sl_exchange_release_upstream(&c->x);
         bufferevent_disable(c->bev, EV_READ | EV_WRITE);
         event_del(&c->rev);
         c->rev_active = false;
@@ -90,7 +90,7 @@ void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)
  * say anything, so the connection is cut. */
 void sl_conn_fail(struct sl_conn *c, int status)
 {
-    sl_upstream_release(&c->x, false);
+    sl_exchange_release_upstream(&c->x);
     if (c->x.resp_head_sent) {
         sl_conn_kill(c);
         return;
@@ -213,7 +213,7 @@ static void conn_writecb(struct bufferevent *bev, void *arg)
         sl_tunnel_pump(c);
     } else if (c->x.resp_blocked && c->x.up) {
         c->x.resp_blocked = false;
-        sl_upstream_process(&c->x);
+        c->x.upstream->resume(&c->x);
     }
     if (!c->dying && evbuffer_get_length(out) == 0) {
         bufferevent_disable(bev, EV_WRITE);
@@ -395,13 +395,15 @@ static void conn_free(struct sl_conn *c)
     struct sl_worker *w = c->w;
 
     sl_engine_verdict_done(w->engine, &c->x.verdict);
-    sl_upstream_release(&c->x, false);
+    sl_exchange_release_upstream(&c->x);
     event_del(&c->timer);
     event_del(&c->rev);
     if (c->bev)
         bufferevent_free(c->bev);
     sl_textbuf_free(&c->x.vheaders);
     sl_textbuf_free(&c->x.vbody);
+    if (c->chunk_stage)
+        evbuffer_free(c->chunk_stage);
     sl_head_deinit(&c->head);
     sl_cfg_unref(c->cfg);
     if (c->prev)

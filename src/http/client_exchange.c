@@ -30,7 +30,7 @@ static void h1_forward(struct sl_exchange *x)
     x->t_upstream = sl_clock_mono_us();
     if (x->has_body && !x->req_done)
         sl_conn_set_read_timeout(c, true);
-    sl_upstream_forward(x);
+    sl_exchange_upstream(x);
 }
 
 static void h1_reply(struct sl_exchange *x, int status, const struct sl_textbuf *headers,
@@ -106,15 +106,19 @@ static struct evbuffer *h1_response_head(struct sl_exchange *x, const struct sl_
     /* HTTP/1.0 has no chunked framing: such a client gets the body decoded, delimited by
      * the close. */
     bool dechunk = r->chunked && c->http_minor == 0 && !r->bodiless;
+    /* A body with no length of its own (from an HTTP/2 upstream) is framed here: in
+     * chunks for HTTP/1.1, by the close for HTTP/1.0. */
+    bool unsized = r->unframed && r->content_length < 0 && !r->bodiless;
     enum sl_conn_header conn = SL_CONN_NONE;
 
+    c->chunk_out = unsized && c->http_minor == 1;
     if (r->upgrade) {
         conn = SL_CONN_UPGRADE;
     } else {
         /* A response that ends by closing, or that comes before the request body is
          * all sent (whose rest would be read as the next request), ends the
          * connection: the client is told so in the head. */
-        if (r->ends_by_close || dechunk || !x->req_done)
+        if (r->ends_by_close || dechunk || (unsized && !c->chunk_out) || !x->req_done)
             c->close_after = true;
         if (c->close_after)
             conn = SL_CONN_CLOSE;
@@ -131,6 +135,7 @@ static struct evbuffer *h1_response_head(struct sl_exchange *x, const struct sl_
         .nheaders = r->nheaders,
         .keep_transfer_encoding = c->http_minor == 1 && !r->no_content,
         .drop_content_length = r->no_content && r->status != 304,
+        .add_chunked = c->chunk_out,
         .connection = conn,
         .extra = x->has_verdict ? &x->vheaders : NULL,
     };
@@ -144,12 +149,52 @@ static struct evbuffer *h1_response_head(struct sl_exchange *x, const struct sl_
         c->state = SL_C_TUNNEL;
         sl_write_timeout_set(c->bev, &c->write_timeout_ms, 0);
     }
+    if (c->chunk_out) {
+        if (!c->chunk_stage && !(c->chunk_stage = evbuffer_new())) {
+            c->chunk_out = false;
+            c->close_after = true; /* cut short; the client sees a broken chunked body */
+        }
+        return c->chunk_out ? c->chunk_stage : out;
+    }
     return out;
 }
 
 static void h1_response_flush(struct sl_exchange *x)
 {
-    sl_conn_flush(conn_of(x));
+    struct sl_conn *c = conn_of(x);
+
+    if (c->chunk_out && !c->dying) {
+        struct evbuffer *out = bufferevent_get_output(c->bev);
+        size_t n = evbuffer_get_length(c->chunk_stage);
+        if (n) {
+            /* The data's chains move behind the chunk's size line, uncopied. */
+            evbuffer_add_printf(out, "%zx\r\n", n);
+            evbuffer_remove_buffer(c->chunk_stage, out, n);
+            evbuffer_add(out, "\r\n", 2);
+        }
+        if (evbuffer_get_length(out) >= SL_HIGH_WATER)
+            x->resp_blocked = true;
+    }
+    sl_conn_flush(c);
+}
+
+static void h1_response_end(struct sl_exchange *x, const struct sl_header *trailers, size_t n)
+{
+    struct sl_conn *c = conn_of(x);
+
+    if (!c->chunk_out || c->dying)
+        return; /* framed by its length or the close: trailers have nowhere to go */
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    evbuffer_add(out, "0\r\n", 3);
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add(out, trailers[i].name, trailers[i].name_len);
+        evbuffer_add(out, ": ", 2);
+        evbuffer_add(out, trailers[i].value, trailers[i].value_len);
+        evbuffer_add(out, "\r\n", 2);
+    }
+    evbuffer_add(out, "\r\n", 2);
+    c->chunk_out = false;
+    sl_conn_flush(c);
 }
 
 static void h1_done(struct sl_exchange *x)
@@ -181,48 +226,55 @@ const struct sl_client_ops sl_h1_client_ops = {
     .done = h1_done,
     .request_body = h1_request_body,
     .tunnel = h1_tunnel,
+    .response_end = h1_response_end,
 };
 
 void sl_conn_pump_body(struct sl_conn *c)
 {
-    struct sl_upstream *up = c->x.up;
+    struct sl_exchange *x = &c->x;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    struct evbuffer *out = bufferevent_get_output(up->bev);
     uint64_t max = c->cfg->client.max_body_bytes;
+    /* Both heads say chunked for an HTTP/1.1 upstream: the body moves as it came, chunks
+     * and all. An HTTP/2 upstream takes bare data. */
+    bool decode = x->chunked && x->upstream->unframed;
 
-    while (!c->x.req_done) {
-        size_t olen = evbuffer_get_length(out);
-        if (olen >= SL_HIGH_WATER) {
-            c->x.req_blocked = true;
+    while (!x->req_done) {
+        size_t room;
+        struct evbuffer *out = x->upstream->body(x, &room);
+        if (room == 0) {
+            x->req_blocked = true;
             break;
         }
         if (evbuffer_get_length(in) == 0)
             break;
         llhttp_errno_t err;
-        long n = sl_parse_run(&c->parser, in, SL_HIGH_WATER - olen, false, &err);
+        c->head.body_sink = decode ? out : NULL;
+        long n = sl_parse_run(&c->parser, in, room, false, &err);
+        c->head.body_sink = NULL;
         if (n < 0) {
             /* Bad chunk framing: the upstream has a partial body; the connection to it
              * goes, and the client is told when the response has not started. */
             sl_conn_fail(c, 400);
             return;
         }
-        /* Both heads say the same framing: the body moves as it came, chunks and all. */
-        evbuffer_remove_buffer(in, out, (size_t)n);
-        c->x.bytes_in += (uint64_t)n;
+        if (decode)
+            evbuffer_drain(in, (size_t)n);
+        else
+            evbuffer_remove_buffer(in, out, (size_t)n);
+        x->bytes_in += (uint64_t)n;
         if (max && c->head.body_bytes > max) {
             sl_conn_fail(c, 413);
             return;
         }
         if (c->head.msg_done) {
-            c->x.req_done = true;
+            x->req_done = true;
             sl_conn_set_read_timeout(c, false);
-            sl_upstream_set_timeouts(&c->x);
         }
         if (n == 0)
             break;
     }
-    sl_upstream_flush(up);
-    if (!c->x.req_done && c->client_eof && evbuffer_get_length(in) == 0)
+    x->upstream->body_sent(x);
+    if (!x->req_done && c->client_eof && evbuffer_get_length(in) == 0)
         sl_conn_kill(c);
 }
 

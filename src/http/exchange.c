@@ -56,6 +56,12 @@ void sl_exchange_hold(struct sl_exchange *x)
         x->client->hold(x, x->release_us - now);
 }
 
+void sl_exchange_upstream(struct sl_exchange *x)
+{
+    x->upstream = x->cfg->upstream.h2 ? &sl_h2_upstream_ops : &sl_h1_upstream_ops;
+    x->upstream->forward(x);
+}
+
 void sl_exchange_finish(struct sl_exchange *x, uint64_t now_us)
 {
     struct sl_worker *w = x->w;

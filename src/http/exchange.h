@@ -33,6 +33,11 @@ struct sl_response_head {
     bool no_content;    /* a status without content: 1xx, 204, 304 (RFC 9112 6.3) */
     bool bodiless;      /* no body follows: no_content, or the answer to HEAD */
     bool upgrade;       /* an allowed 101: raw bytes follow both ways */
+    /* The body follows as bare data (an HTTP/2 upstream): the client codec frames it,
+     * by Content-Length when `content_length` is not -1, and client->response_end follows
+     * the last byte, with any trailers. */
+    bool unframed;
+    int64_t content_length;
 };
 
 /* What the exchange asks of the client codec that made it. The codec finds its connection
@@ -69,12 +74,38 @@ struct sl_client_ops {
     void (*done)(struct sl_exchange *x);           /* the response is complete */
     void (*request_body)(struct sl_exchange *x);   /* the upstream took what it had */
     void (*tunnel)(struct sl_exchange *x);         /* bytes or an end on the upstream side */
+    /* An unframed body is complete: ends its framing, with the `n` trailers (which the
+     * client codec copies if it keeps them), before done. */
+    void (*response_end)(struct sl_exchange *x, const struct sl_header *trailers, size_t n);
+};
+
+/* What the client side asks of the upstream codec carrying an exchange (x->upstream, set
+ * by sl_exchange_upstream). Every call is made on the worker thread. */
+struct sl_upstream_ops {
+    /* Sends the request head on a pooled or new connection; the body follows through
+     * `body`. On failure client->fail has been called and x->up is NULL. */
+    void (*forward)(struct sl_exchange *x);
+    /* Where request body bytes go, and in `*room` how many it takes now. At 0 the client
+     * side sets x->req_blocked and waits for client->request_body. */
+    struct evbuffer *(*body)(struct sl_exchange *x, size_t *room);
+    /* Bytes were added to the body buffer, or x->req_done was set: send them. */
+    void (*body_sent)(struct sl_exchange *x);
+    /* The client side has room again (x->resp_blocked was cleared): relay what the
+     * upstream sent and read on. */
+    void (*resume)(struct sl_exchange *x);
+    /* At the end of a client callback: read from the upstream only while there is room. */
+    void (*sync)(struct sl_exchange *x);
+    /* Detaches the upstream from x and closes or resets what carried it. */
+    void (*release)(struct sl_exchange *x);
+    /* Bodies cross as bare data, without HTTP/1.1 chunked framing, both ways. */
+    bool unframed;
 };
 
 struct sl_exchange {
     const struct sl_client_ops *client;
+    const struct sl_upstream_ops *upstream; /* from the first forward on */
     struct sl_worker *w;
-    struct sl_upstream *up; /* while forwarded: the upstream connection carrying it */
+    void *up; /* while forwarded: what carries it upstream, the upstream codec's */
 
     /* The request, set by the client codec before the engine sees it. `req` points into
      * the codec's head storage; `cfg` and `peer_text` are the codec's too, kept alive by it
@@ -118,6 +149,16 @@ void sl_exchange_act(struct sl_exchange *x);
 /* Forwards once x->release_us has come, else asks the codec to wait for the rest: a timer
  * that fires early never releases the request early. */
 void sl_exchange_hold(struct sl_exchange *x);
+
+/* Hands an admitted exchange to the upstream codec upstream.url names. */
+void sl_exchange_upstream(struct sl_exchange *x);
+
+/* Detaches x from its upstream, if any: closes or resets what carried it. */
+static inline void sl_exchange_release_upstream(struct sl_exchange *x)
+{
+    if (x->up)
+        x->upstream->release(x);
+}
 
 /* The exchange is over both ways: releases the verdict, counts it, and writes its access
  * log line, exactly once. x->req must show what was received (the codec's part). */

@@ -193,6 +193,51 @@ static void add_header(struct sl_text *t, const struct sl_header *h)
     SL_TEXT_LIT(t, "\r\n");
 }
 
+/* Whether the request's field `i` is left out of what goes upstream: hop-by-hop, named by
+ * Connection, one sluice sets itself, or Expect that sluice answered. X-Forwarded-For is
+ * left out here and merged by add_forwarded_for; `*xff` says one was seen. */
+static bool request_field_dropped(const struct sl_forward_request *f, const struct tokens *tk,
+                                  size_t i, bool *xff)
+{
+    const struct sl_header *h = f->req->headers;
+    const char *name = h[i].name;
+    size_t len = h[i].name_len;
+
+    if (sl_forward_is_hop_by_hop(name, len) ||
+        named_by_connection(tk, h, f->req->nheaders, name, len))
+        return true;
+    if (name_is(name, len, NAME("X-Forwarded-Proto")) ||
+        name_is(name, len, NAME("X-Forwarded-Host")))
+        return true;
+    if (f->strip_expect && name_is(name, len, NAME("Expect")))
+        return true;
+    if (name_is(name, len, NAME("X-Forwarded-For"))) {
+        *xff = true;
+        return true;
+    }
+    return false;
+}
+
+/* Several X-Forwarded-For fields are one list (RFC 9110 5.3): they are merged into one
+ * value so that the peer lands at the end of the whole list. */
+static void add_forwarded_for(struct sl_text *t, const struct sl_forward_request *f, bool xff)
+{
+    const struct sl_header *h = f->req->headers;
+    const char *sep = "";
+
+    for (size_t i = 0; xff && i < f->req->nheaders; i++) {
+        if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) || h[i].value_len == 0)
+            continue;
+        sl_text_add(t, sep, strlen(sep));
+        sl_text_add(t, h[i].value, h[i].value_len);
+        sep = ", ";
+    }
+    if (f->peer) {
+        sl_text_add(t, sep, strlen(sep));
+        sl_text_add(t, f->peer, f->peer_len);
+    }
+}
+
 int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out)
 {
     const struct sl_request *r = f->req;
@@ -214,41 +259,15 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
     sl_text_add(&t, version, sizeof version - 1);
 
     for (size_t i = 0; i < r->nheaders; i++) {
-        const char *name = h[i].name;
-        size_t len = h[i].name_len;
-
-        if (sl_forward_is_hop_by_hop(name, len) ||
-            named_by_connection(&tk, h, r->nheaders, name, len))
+        if (request_field_dropped(f, &tk, i, &xff_seen))
             continue;
-        if (name_is(name, len, NAME("Host")) && !host)
+        if (!host && name_is(h[i].name, h[i].name_len, NAME("Host")))
             host = &h[i];
-        if (name_is(name, len, NAME("X-Forwarded-Proto")) ||
-            name_is(name, len, NAME("X-Forwarded-Host")))
-            continue;
-        if (f->strip_expect && name_is(name, len, NAME("Expect")))
-            continue;
-        if (name_is(name, len, NAME("X-Forwarded-For"))) {
-            xff_seen = true;
-            continue;
-        }
         add_header(&t, &h[i]);
     }
-    /* Several X-Forwarded-For fields are one list (RFC 9110 5.3): merge them into one
-     * field so that the peer lands at the end of the whole list. */
     if (xff_seen || f->peer) {
-        const char *sep = "";
         SL_TEXT_LIT(&t, "X-Forwarded-For: ");
-        for (size_t i = 0; xff_seen && i < r->nheaders; i++) {
-            if (!name_is(h[i].name, h[i].name_len, NAME("X-Forwarded-For")) || h[i].value_len == 0)
-                continue;
-            sl_text_add(&t, sep, strlen(sep));
-            sl_text_add(&t, h[i].value, h[i].value_len);
-            sep = ", ";
-        }
-        if (f->peer) {
-            sl_text_add(&t, sep, strlen(sep));
-            sl_text_add(&t, f->peer, f->peer_len);
-        }
+        add_forwarded_for(&t, f, xff_seen);
         SL_TEXT_LIT(&t, "\r\n");
     }
     SL_TEXT_LIT(&t, "X-Forwarded-Proto: http\r\n");
@@ -265,6 +284,45 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
     }
     SL_TEXT_LIT(&t, "\r\n");
     return sl_text_flush(&t);
+}
+
+int sl_forward_request_fields(const struct sl_forward_request *f, struct sl_textbuf *scratch,
+                              sl_forward_field_fn *field, void *arg)
+{
+    const struct sl_request *r = f->req;
+    const struct sl_header *h = r->headers;
+    const struct sl_header *host = NULL;
+    struct tokens tk;
+    bool xff_seen = false, te_trailers = false;
+    struct sl_text t;
+
+    connection_tokens(h, r->nheaders, &tk);
+    for (size_t i = 0; i < r->nheaders; i++) {
+        /* RFC 9113 8.2.2: TE may go on HTTP/2 with "trailers" alone, which gRPC needs. */
+        if (name_is(h[i].name, h[i].name_len, NAME("TE")))
+            te_trailers = te_trailers || name_is(h[i].value, h[i].value_len, NAME("trailers"));
+        if (request_field_dropped(f, &tk, i, &xff_seen))
+            continue;
+        if (name_is(h[i].name, h[i].name_len, NAME("Host"))) {
+            host = host ? host : &h[i]; /* the caller's :authority */
+            continue;
+        }
+        field(arg, h[i].name, h[i].name_len, h[i].value, h[i].value_len);
+    }
+    if (te_trailers)
+        field(arg, NAME("te"), NAME("trailers"));
+    scratch->len = 0;
+    if (xff_seen || f->peer) {
+        sl_text_init_textbuf(&t, scratch);
+        add_forwarded_for(&t, f, xff_seen);
+        if (sl_text_flush(&t) < 0)
+            return -1;
+        field(arg, NAME("x-forwarded-for"), scratch->data, scratch->len);
+    }
+    field(arg, NAME("x-forwarded-proto"), NAME("http"));
+    if (host)
+        field(arg, NAME("x-forwarded-host"), host->value, host->value_len);
+    return 0;
 }
 
 int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffer *out)
@@ -303,6 +361,8 @@ int sl_forward_response_head(const struct sl_forward_response *f, struct evbuffe
             continue;
         add_header(&t, &h[i]);
     }
+    if (f->add_chunked)
+        SL_TEXT_LIT(&t, "Transfer-Encoding: chunked\r\n");
     if (f->extra && f->extra->len)
         sl_text_add(&t, f->extra->data, f->extra->len);
     switch (f->connection) {

@@ -85,6 +85,8 @@ struct sl_h2_stream {
 
     struct evbuffer *body_in;  /* request body the upstream has not taken (copied once) */
     struct evbuffer *body_out; /* response body for DATA frames (moved, never copied) */
+    nghttp2_nv *trailers;      /* to send after body_out; one allocation with their text */
+    size_t ntrailers;
     struct event timer;        /* a leaky bucket's hold */
     bool timer_set;
 

@@ -24,6 +24,7 @@ static void timer_cb(evutil_socket_t fd, short what, void *arg);
 
 static void destroy(struct sl_h2_stream *st)
 {
+    free(st->trailers);
     if (st->body_in)
         evbuffer_free(st->body_in);
     if (st->body_out)
@@ -153,7 +154,7 @@ static void stream_free(struct sl_h2_stream *st)
     struct sl_worker *w = st->x.w;
 
     sl_engine_verdict_done(w->engine, &st->x.verdict);
-    sl_upstream_release(&st->x, false);
+    sl_exchange_release_upstream(&st->x);
     if (st->timer_set)
         event_del(&st->timer);
     sl_cfg_unref(st->x.cfg);
@@ -163,6 +164,8 @@ static void stream_free(struct sl_h2_stream *st)
     }
     evbuffer_drain(st->body_in, evbuffer_get_length(st->body_in));
     evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
+    free(st->trailers);
+    st->trailers = NULL;
     st->next = w->h2_spares;
     w->h2_spares = st;
     w->h2_nspares++;
@@ -174,7 +177,7 @@ void sl_h2_stream_release(struct sl_h2_stream *st)
 
     st->x.gone = true;
     untouch(st);
-    sl_upstream_release(&st->x, false);
+    sl_exchange_release_upstream(&st->x);
     if (st->timer_set) {
         event_del(&st->timer);
         st->timer_set = false;
@@ -215,39 +218,37 @@ void sl_h2_stream_abandon(struct sl_h2_stream *st)
     stream_free(st);
 }
 
-/* Moves request body bytes into the upstream's output while it has room, opening the
- * client's window by as much; ends the body once END_STREAM has come and all went up. */
+/* Moves request body bytes upstream while it has room, opening the client's window by as
+ * much; ends the body once END_STREAM has come and all went up. */
 static void pump_body(struct sl_h2_stream *st)
 {
     struct sl_exchange *x = &st->x;
-    struct sl_upstream *up = x->up;
-    struct evbuffer *out = bufferevent_get_output(up->bev);
+    /* An HTTP/1.1 upstream gets chunks when the client gave no length. */
+    bool chunk = x->chunked && !x->upstream->unframed;
 
     while (evbuffer_get_length(st->body_in)) {
-        size_t olen = evbuffer_get_length(out), n = evbuffer_get_length(st->body_in);
-        if (olen >= SL_HIGH_WATER) {
+        size_t room, n = evbuffer_get_length(st->body_in);
+        struct evbuffer *out = x->upstream->body(x, &room);
+        if (room == 0) {
             x->req_blocked = true;
             break;
         }
-        if (n > SL_HIGH_WATER - olen)
-            n = SL_HIGH_WATER - olen;
-        if (x->chunked) {
-            /* The client gave no length: the HTTP/1.1 upstream gets chunks. */
+        if (n > room)
+            n = room;
+        if (chunk)
             evbuffer_add_printf(out, "%zx\r\n", n);
-            evbuffer_remove_buffer(st->body_in, out, n);
+        evbuffer_remove_buffer(st->body_in, out, n);
+        if (chunk)
             evbuffer_add(out, "\r\n", 2);
-        } else {
-            evbuffer_remove_buffer(st->body_in, out, n);
-        }
         nghttp2_session_consume(st->c->session, st->id, n);
     }
     if (st->req_end && !x->req_done && evbuffer_get_length(st->body_in) == 0) {
-        if (x->chunked)
-            evbuffer_add(out, "0\r\n\r\n", 5);
+        size_t room;
+        if (chunk)
+            evbuffer_add(x->upstream->body(x, &room), "0\r\n\r\n", 5);
         x->req_done = true;
-        sl_upstream_set_timeouts(x);
     }
-    sl_upstream_flush(up);
+    x->upstream->body_sent(x);
 }
 
 /* Gives back the window of bytes sluice will never send anywhere. */
@@ -332,10 +333,10 @@ void sl_h2_stream_sync(struct sl_h2_stream *st)
 
     if (x->resp_blocked && x->up && evbuffer_get_length(st->body_out) < SL_LOW_WATER) {
         x->resp_blocked = false;
-        sl_upstream_process(x);
+        x->upstream->resume(x);
     }
     if (x->up)
-        sl_upstream_sync_read(x->up);
+        x->upstream->sync(x);
 }
 
 /* ---- the response body, read by nghttp2 ---- */
@@ -346,7 +347,7 @@ ssize_t sl_h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
     struct sl_h2_stream *st = src->ptr;
     size_t avail = evbuffer_get_length(st->body_out);
 
-    (void)s, (void)id, (void)buf, (void)arg;
+    (void)buf, (void)arg;
     if (avail == 0 && !st->resp_eof) {
         st->deferred = true;
         return NGHTTP2_ERR_DEFERRED;
@@ -355,8 +356,14 @@ ssize_t sl_h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t l
         len = avail;
     /* The bytes are written from body_out by sl_h2_stream_send_data. */
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->resp_eof && len == avail)
+    if (st->resp_eof && len == avail) {
         *flags |= NGHTTP2_DATA_FLAG_EOF;
+        /* Trailers end the stream in their own HEADERS frame, after this DATA. */
+        if (st->trailers && nghttp2_submit_trailer(s, id, st->trailers, st->ntrailers) == 0)
+            *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+        free(st->trailers);
+        st->trailers = NULL;
+    }
     return (ssize_t)len;
 }
 
@@ -440,7 +447,7 @@ static void h2_forward(struct sl_exchange *x)
     struct sl_h2_stream *st = stream_of(x);
 
     x->t_upstream = sl_clock_mono_us();
-    sl_upstream_forward(x);
+    sl_exchange_upstream(x);
     sl_h2_stream_touch(st); /* the upstream is to be read */
     if (x->up && x->has_body)
         pump_body(st);
@@ -487,7 +494,7 @@ static void h2_kill(struct sl_exchange *x)
 {
     struct sl_h2_stream *st = stream_of(x);
 
-    sl_upstream_release(x, false);
+    sl_exchange_release_upstream(x);
     x->gone = true;
     if (!st->closed)
         nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
@@ -496,7 +503,7 @@ static void h2_kill(struct sl_exchange *x)
 
 static void h2_fail(struct sl_exchange *x, int status)
 {
-    sl_upstream_release(x, false);
+    sl_exchange_release_upstream(x);
     if (x->resp_head_sent)
         h2_kill(x);
     else
@@ -545,6 +552,33 @@ static void h2_request_body(struct sl_exchange *x)
         pump_body(stream_of(x));
 }
 
+/* Keeps the trailers (names lower case, as an HTTP/2 upstream sent them) for the read
+ * callback, which submits them once body_out is all framed. */
+static void h2_response_end(struct sl_exchange *x, const struct sl_header *t, size_t n)
+{
+    struct sl_h2_stream *st = stream_of(x);
+    size_t text = 0;
+
+    if (n == 0 || !st->submitted)
+        return;
+    for (size_t i = 0; i < n; i++)
+        text += t[i].name_len + t[i].value_len;
+    nghttp2_nv *nv = malloc(n * sizeof *nv + text);
+    if (!nv)
+        return; /* the stream ends without them */
+    char *d = (char *)(nv + n);
+    for (size_t i = 0; i < n; i++) {
+        memcpy(d, t[i].name, t[i].name_len);
+        memcpy(d + t[i].name_len, t[i].value, t[i].value_len);
+        nv[i] = (nghttp2_nv){(uint8_t *)d, (uint8_t *)d + t[i].name_len, t[i].name_len,
+                             t[i].value_len, NGHTTP2_NV_FLAG_NONE};
+        d += t[i].name_len + t[i].value_len;
+    }
+    free(st->trailers);
+    st->trailers = nv;
+    st->ntrailers = n;
+}
+
 static void h2_tunnel(struct sl_exchange *x)
 {
     h2_kill(x); /* never upgraded: HTTP/2 has no 101 */
@@ -564,6 +598,7 @@ const struct sl_client_ops sl_h2_client_ops = {
     .done = h2_done,
     .request_body = h2_request_body,
     .tunnel = h2_tunnel,
+    .response_end = h2_response_end,
 };
 
 void sl_h2_stream_start(struct sl_h2_stream *st, bool end_stream)

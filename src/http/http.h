@@ -181,6 +181,7 @@ struct sl_worker {
     bool draining;
 
     struct sl_upstream *idle; /* pool.c: idle keep-alive upstream connections */
+    struct sl_h2u_conn *h2u;  /* h2u_conn.c: HTTP/2 upstream connections */
     unsigned nidle;
     struct sl_upstream_name upname; /* upstream_name.c */
 
@@ -335,6 +336,8 @@ struct sl_conn {
     bool first_request;
     bool handed_over; /* the socket went to an HTTP/2 connection (h2_session.c) */
     bool close_after; /* close once the current response is written */
+    bool chunk_out;   /* the response body is framed in chunks here (chunk_stage) */
+    struct evbuffer *chunk_stage; /* the body before its chunk framing; owned, kept */
     bool client_eof;
 };
 
@@ -454,6 +457,14 @@ void sl_h2_shutdown(struct sl_h2_conn *c, bool graceful);
 void sl_h2_abandon(struct sl_h2_conn *c);
 /* h2_stream.c: frees what the worker keeps for HTTP/2 (spare streams, scratch). */
 void sl_h2_spares_free(struct sl_worker *w);
+
+/* ---- upstream.c, h2u_stream.c: the upstream codecs ---- */
+
+extern const struct sl_upstream_ops sl_h1_upstream_ops;
+extern const struct sl_upstream_ops sl_h2_upstream_ops;
+/* h2u_conn.c: closes the worker's HTTP/2 upstream connections (only the idle ones when
+ * `idle_only`: streams still open finish first). */
+void sl_h2u_close_all(struct sl_worker *w, bool idle_only);
 
 /* ---- pool.c ---- */
 

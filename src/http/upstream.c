@@ -106,7 +106,8 @@ static void write_head(struct sl_exchange *x)
         .chunked = x->chunked,
         .strip_expect = x->expect_continue,
     };
-    sl_forward_request_head(&f, bufferevent_get_output(x->up->bev));
+    struct sl_upstream *up = x->up;
+    sl_forward_request_head(&f, bufferevent_get_output(up->bev));
 }
 
 static void attach(struct sl_exchange *x, bool fresh)
@@ -465,3 +466,40 @@ static void up_eventcb(struct bufferevent *bev, short what, void *arg)
     }
     x->client->leave(x);
 }
+
+static struct evbuffer *h1_body(struct sl_exchange *x, size_t *room)
+{
+    struct sl_upstream *up = x->up;
+    struct evbuffer *out = bufferevent_get_output(up->bev);
+    size_t olen = evbuffer_get_length(out);
+
+    *room = olen < SL_HIGH_WATER ? SL_HIGH_WATER - olen : 0;
+    return out;
+}
+
+static void h1_body_sent(struct sl_exchange *x)
+{
+    if (x->req_done)
+        sl_upstream_set_timeouts(x);
+    sl_upstream_flush(x->up);
+}
+
+static void h1_sync(struct sl_exchange *x)
+{
+    sl_upstream_sync_read(x->up);
+}
+
+static void h1_release(struct sl_exchange *x)
+{
+    sl_upstream_release(x, false);
+}
+
+const struct sl_upstream_ops sl_h1_upstream_ops = {
+    .forward = sl_upstream_forward,
+    .body = h1_body,
+    .body_sent = h1_body_sent,
+    .resume = sl_upstream_process,
+    .sync = h1_sync,
+    .release = h1_release,
+    .unframed = false,
+};

@@ -60,6 +60,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     }
     atomic_store(&w->listener_paused, false);
     sl_pool_clear(w);
+    sl_h2u_close_all(w, true);
     for (struct sl_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         sl_conn_shutdown(c, true);
@@ -238,6 +239,7 @@ void sl_worker_deinit(struct sl_worker *w)
     }
     while (w->h2conns)
         sl_h2_abandon(w->h2conns);
+    sl_h2u_close_all(w, false);
     sl_h2_spares_free(w);
     sl_access_log_deinit(w);
     sl_upstream_name_deinit(w); /* after every connection that could be looking up */
