@@ -56,8 +56,10 @@ static void send_frames(struct sl_h2u_conn *c)
         if (evbuffer_get_length(out) == before)
             break; /* what is left waits for a window or for data */
     }
-    if (c->connected)
-        sl_flush(c->bev);
+    /* Written when the loop next polls: the frames of every stream served in this turn
+     * go in one write. */
+    if (c->connected && evbuffer_get_length(out))
+        bufferevent_enable(c->bev, EV_WRITE);
 }
 
 void sl_h2u_leave(struct sl_h2u_conn *c)
@@ -363,12 +365,13 @@ void sl_h2u_conn_stream_gone(struct sl_h2u_conn *c)
 {
     if (c->nstreams > 0 || c->goaway || c->dying)
         return;
-    /* One idle connection per upstream is kept warm; more were made for a burst. */
-    bool keep = !c->w->draining && c->w->cfg->upstream.keepalive > 0;
-    for (struct sl_h2u_conn *o = c->w->h2u; keep && o; o = o->next)
-        if (o != c && o->nstreams == 0 && !o->goaway && strcmp(o->target, c->target) == 0)
-            keep = false;
-    if (!keep) {
+    /* Connections without a stream are kept up to upstream.keepalive, as HTTP/1.1 ones
+     * are: a burst's connections serve the next burst. */
+    unsigned idle = 0;
+    for (struct sl_h2u_conn *o = c->w->h2u; o; o = o->next)
+        if (o->nstreams == 0 && !o->goaway && !o->dying)
+            idle++;
+    if (c->w->draining || idle > c->w->cfg->upstream.keepalive) {
         c->goaway = true;
         nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
     }
