@@ -94,6 +94,11 @@ struct sl_metrics {
     _Atomic bool route_histograms; /* likewise: admin.route_histograms */
     _Atomic(const struct sl_store *) memory;
     _Atomic uint64_t reloads[2]; /* [0] success, [1] failure */
+    uint64_t started_ms;         /* wall clock at sl_metrics_new(); read-only after */
+    /* The last reload: its wall-clock time in ms shifted left once, plus 1 when it
+     * succeeded; 0 = none yet. One word, so a reader never pairs one reload's time with
+     * another's result. */
+    _Atomic uint64_t last_reload;
 };
 
 static inline uint64_t sl_metrics_load(const _Atomic uint64_t *c)
