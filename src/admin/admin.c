@@ -30,6 +30,7 @@ struct sl_admin {
     struct event *wakeup;
     struct event *sample; /* the dashboard's history, every SL_HISTORY_INTERVAL_MS */
     struct sl_dashboard *dashboard;
+    char csp[512];   /* the page's Content-Security-Policy */
     int wake_fds[2]; /* written by sl_admin_stop(), read on the admin thread */
     pthread_t thread;
     bool thread_started;
@@ -138,6 +139,23 @@ static void serve_top(struct sl_admin *admin, struct evhttp_request *req,
     }
 }
 
+/* The page asks for nothing from elsewhere and shows what clients chose (keys): its policy
+ * says so to the browser, and no other site may frame it. */
+static void serve_page(struct sl_admin *admin, struct evhttp_request *req,
+                       const struct sl_config *cfg)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Security-Policy", admin->csp);
+    evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(headers, "Referrer-Policy", "no-referrer");
+    if (evbuffer_add(evhttp_request_get_output_buffer(req), sl_dashboard_html,
+                     sl_dashboard_html_len) < 0) {
+        reply(req, 500, "Internal Server Error", "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    reply(req, 200, "OK", "text/html; charset=utf-8", NULL);
+}
+
 static void serve_dashboard_json(struct sl_admin *admin, struct evhttp_request *req,
                                  const struct sl_config *cfg)
 {
@@ -209,6 +227,7 @@ static void handle(struct evhttp_request *req, void *arg)
         {"/config", ACCESS_TOKEN, serve_config},
         {"/top", ACCESS_TOKEN, serve_top},
         {"/healthz", ACCESS_OPEN, serve_healthz},
+        {"/", ACCESS_OPEN, serve_page},
         {"/dashboard.json", ACCESS_TOKEN, serve_dashboard_json},
     };
     struct sl_admin *admin = arg;
@@ -349,7 +368,8 @@ static void warn_if_exposed(struct sl_admin *admin, const struct sl_sockaddr *ad
         admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
     if (!cfg || !cfg->admin_token)
         sl_log_warn("admin.listen %s is not a loopback address and admin.token is not set: "
-                    "whoever reaches it can read %s/config (the configuration) and /metrics; "
+                    "whoever reaches it can read %s/config (the configuration), /metrics and "
+                    "the dashboard; "
                     "set admin.token, e.g. to \"${SLUICE_ADMIN_TOKEN}\"",
                     addr->text ? addr->text : "(admin address)",
                     cfg && !cfg->admin_top
@@ -393,6 +413,10 @@ struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metric
                                   SL_HISTORY_INTERVAL_MS % 1000 * 1000};
     if (!admin->dashboard || !admin->sample || event_add(admin->sample, &every) < 0)
         goto fail_errno;
+    if (sl_dashboard_csp(admin->csp, sizeof admin->csp) < 0) {
+        snprintf(err, errlen, "admin: the dashboard page has no <style> or <script> element");
+        goto fail;
+    }
     evhttp_set_allowed_methods(admin->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |

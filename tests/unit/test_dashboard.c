@@ -2,7 +2,7 @@
  * route (and no other) with the counts /metrics shows, its limits, its charts' growth and
  * steps; the top keys escaped, cut at a character, the limits that denied most first and
  * within their budget; the configuration's file and last reload; admin.top off; a hundred
- * routes at a full history within 64 KiB. */
+ * routes at a full history within 64 KiB; the page's policy. */
 #include <check.h>
 #include <event2/buffer.h>
 #include <stdio.h>
@@ -349,6 +349,25 @@ START_TEST(test_hundred_routes_fit_in_64k)
 }
 END_TEST
 
+START_TEST(test_page_policy)
+{
+    char csp[512];
+    ck_assert_uint_le(sl_dashboard_html_len, 65536);
+    ck_assert_uint_eq(strlen(sl_dashboard_html), sl_dashboard_html_len);
+    ck_assert_int_eq(sl_dashboard_csp(csp, sizeof csp), 0);
+    ck_assert_ptr_nonnull(strstr(csp, "default-src 'none'"));
+    ck_assert_ptr_nonnull(strstr(csp, "connect-src 'self'"));
+    /* Two digests of 44 base64 characters, the last one "=". */
+    const char *s = strstr(csp, "style-src 'sha256-"), *j = strstr(csp, "script-src 'sha256-");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_ptr_nonnull(j);
+    ck_assert_int_eq(strcspn(s + 18, "'"), 44);
+    ck_assert_int_eq(s[18 + 43], '=');
+    ck_assert_int_eq(strcspn(j + 19, "'"), 44);
+    ck_assert_int_eq(sl_dashboard_csp(csp, 64), -1);
+}
+END_TEST
+
 static Suite *dashboard_suite(void)
 {
     Suite *s = suite_create("dashboard");
@@ -357,6 +376,7 @@ static Suite *dashboard_suite(void)
     tcase_add_test(tc, test_used_routes_with_the_counts_of_metrics);
     tcase_add_test(tc, test_top_keys_escaped_cut_and_busiest_first);
     tcase_add_test(tc, test_hundred_routes_fit_in_64k);
+    tcase_add_test(tc, test_page_policy);
     suite_add_tcase(s, tc);
     return s;
 }
