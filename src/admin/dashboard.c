@@ -60,19 +60,21 @@ int sl_dashboard_sample(struct sl_dashboard *d, const struct sl_config *cfg, uin
 {
     size_t nroutes = cfg ? cfg->nroutes : 0, n = 0;
 
-    if (nroutes > d->npoints_cap) {
-        struct sl_history_point *p = realloc(d->points, nroutes * sizeof *p);
-        if (!p)
-            return -1;
-        d->points = p;
-        d->npoints_cap = nroutes;
-    }
     for (size_t r = 0; r < nroutes; r++) {
         const struct sl_route *route = &cfg->routes[r];
         unsigned id = route->metrics_id;
         uint64_t counts[SL_OUTCOME_COUNT];
         if (id >= SL_METRICS_MAX_ROUTES || !sl_metrics_route_requests(d->metrics, id, counts))
             continue;
+        /* Room for the used routes only: a large table mostly unused costs nothing here. */
+        if (n == d->npoints_cap) {
+            size_t cap = d->npoints_cap ? 2 * d->npoints_cap : 64;
+            struct sl_history_point *p = realloc(d->points, cap * sizeof *p);
+            if (!p)
+                return -1;
+            d->points = p;
+            d->npoints_cap = cap;
+        }
         uint64_t bit = 1ull << (id % 64);
         d->points[n++] =
             (struct sl_history_point){route->name, counts[SL_OUTCOME_ALLOWED],
