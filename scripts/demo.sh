@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Builds sluice and shows what it does: sluice (in-memory store) in front of a small upstream,
-# a burst of requests whose 200s turn into 429s, and the metrics that counted them.
+# a burst of requests whose 200s turn into 429s, the metrics that counted them, and the
+# address of the dashboard that shows them (kept up until Ctrl-C on a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -45,3 +46,11 @@ done
 echo
 echo "== http://$SLUICE_ADMIN/metrics"
 curl -s "http://$SLUICE_ADMIN/metrics" | grep -E '^sluice_(requests|responses)_total\{route="api"' | grep -v ' 0$'
+echo
+echo "== the dashboard: http://$SLUICE_ADMIN/"
+# On a terminal the demo stays up for a browser to open it; elsewhere (CI) it ends here.
+if [ -t 0 ] && [ -t 1 ]; then
+    echo "   open it in a browser, send more requests to http://$SLUICE_LISTEN/api/hello;" \
+        "Ctrl-C stops the demo"
+    wait "${pids[1]}" || true
+fi

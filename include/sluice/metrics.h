@@ -96,7 +96,8 @@ void sl_metrics_redis_connected(struct sl_metrics_slot *s, bool connected);
 void sl_metrics_redis_redirection(struct sl_metrics_slot *s, bool moved);
 void sl_metrics_redis_topology_refresh(struct sl_metrics_slot *s);
 
-/* Process-wide events. Thread-safe. */
+/* Process-wide events. Thread-safe. The last reload's time and result are kept for the
+ * dashboard. */
 void sl_metrics_config_reload(struct sl_metrics *metrics, bool success);
 
 /* Appends the Prometheus text exposition (format 0.0.4) to `out`. Thread-safe; reads the

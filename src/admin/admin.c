@@ -15,6 +15,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "dashboard.h"
+#include "history.h"
 #include "sluice/admin.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
@@ -26,6 +28,9 @@ struct sl_admin {
     struct event_base *base;
     struct evhttp *http;
     struct event *wakeup;
+    struct event *sample; /* the dashboard's history, every SL_HISTORY_INTERVAL_MS */
+    struct sl_dashboard *dashboard;
+    char csp[512];   /* the page's Content-Security-Policy */
     int wake_fds[2]; /* written by sl_admin_stop(), read on the admin thread */
     pthread_t thread;
     bool thread_started;
@@ -134,6 +139,41 @@ static void serve_top(struct sl_admin *admin, struct evhttp_request *req,
     }
 }
 
+/* The page asks for nothing from elsewhere and shows what clients chose (keys): its policy
+ * says so to the browser, and no other site may frame it. */
+static void serve_page(struct sl_admin *admin, struct evhttp_request *req,
+                       const struct sl_config *cfg)
+{
+    struct evkeyvalq *headers = evhttp_request_get_output_headers(req);
+    evhttp_add_header(headers, "Content-Security-Policy", admin->csp);
+    evhttp_add_header(headers, "X-Content-Type-Options", "nosniff");
+    evhttp_add_header(headers, "Referrer-Policy", "no-referrer");
+    if (evbuffer_add(evhttp_request_get_output_buffer(req), sl_dashboard_html,
+                     sl_dashboard_html_len) < 0) {
+        reply(req, 500, "Internal Server Error", "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    reply(req, 200, "OK", "text/html; charset=utf-8", NULL);
+}
+
+static void serve_dashboard_json(struct sl_admin *admin, struct evhttp_request *req,
+                                 const struct sl_config *cfg)
+{
+    struct evbuffer *out = evhttp_request_get_output_buffer(req);
+
+    if (!cfg) {
+        reply(req, 503, "Service Unavailable", "text/plain; charset=utf-8", "no configuration\n");
+        return;
+    }
+    if (sl_dashboard_render(admin->dashboard, cfg, sl_clock_mono_us(), sl_clock_real_us() / 1000,
+                            out) < 0) {
+        evbuffer_drain(out, evbuffer_get_length(out));
+        reply(req, 500, "Internal Server Error", "text/plain; charset=utf-8", "out of memory\n");
+        return;
+    }
+    reply(req, 200, "OK", "application/json", NULL);
+}
+
 /* Who may ask: anyone (probes must keep working whatever the token), or only a client that
  * presents admin.token; /metrics too under admin.metrics_auth. */
 enum access { ACCESS_OPEN, ACCESS_TOKEN, ACCESS_METRICS };
@@ -182,9 +222,13 @@ static void handle(struct evhttp_request *req, void *arg)
         enum access access;
         void (*serve)(struct sl_admin *, struct evhttp_request *, const struct sl_config *);
     } routes[] = {
-        {"/metrics", ACCESS_METRICS, serve_metrics}, {"/readyz", ACCESS_OPEN, serve_readyz},
-        {"/config", ACCESS_TOKEN, serve_config},     {"/top", ACCESS_TOKEN, serve_top},
+        {"/metrics", ACCESS_METRICS, serve_metrics},
+        {"/readyz", ACCESS_OPEN, serve_readyz},
+        {"/config", ACCESS_TOKEN, serve_config},
+        {"/top", ACCESS_TOKEN, serve_top},
         {"/healthz", ACCESS_OPEN, serve_healthz},
+        {"/", ACCESS_OPEN, serve_page},
+        {"/dashboard.json", ACCESS_TOKEN, serve_dashboard_json},
     };
     struct sl_admin *admin = arg;
     const struct evhttp_uri *uri = evhttp_request_get_evhttp_uri(req);
@@ -220,6 +264,15 @@ static void on_wakeup(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_admin *admin = arg;
     event_base_loopbreak(admin->base);
+}
+
+static void on_sample(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_admin *admin = arg;
+    struct sl_config *cfg =
+        admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
+    sl_dashboard_sample(admin->dashboard, cfg, sl_clock_mono_us() / 1000);
+    sl_cfg_unref(cfg);
 }
 
 static void *run(void *arg)
@@ -315,7 +368,8 @@ static void warn_if_exposed(struct sl_admin *admin, const struct sl_sockaddr *ad
         admin->hooks.config_ref ? admin->hooks.config_ref(admin->hooks.arg) : NULL;
     if (!cfg || !cfg->admin_token)
         sl_log_warn("admin.listen %s is not a loopback address and admin.token is not set: "
-                    "whoever reaches it can read %s/config (the configuration) and /metrics; "
+                    "whoever reaches it can read %s/config (the configuration), /metrics and "
+                    "the dashboard; "
                     "set admin.token, e.g. to \"${SLUICE_ADMIN_TOKEN}\"",
                     addr->text ? addr->text : "(admin address)",
                     cfg && !cfg->admin_top
@@ -353,6 +407,16 @@ struct sl_admin *sl_admin_start(const struct sl_sockaddr *addr, struct sl_metric
     admin->wakeup = event_new(admin->base, admin->wake_fds[0], EV_READ, on_wakeup, admin);
     if (!admin->wakeup || event_add(admin->wakeup, NULL) < 0)
         goto fail_errno;
+    admin->dashboard = sl_dashboard_new(metrics, admin->hooks.top, sl_clock_mono_us() / 1000);
+    admin->sample = event_new(admin->base, -1, EV_PERSIST, on_sample, admin);
+    const struct timeval every = {SL_HISTORY_INTERVAL_MS / 1000,
+                                  SL_HISTORY_INTERVAL_MS % 1000 * 1000};
+    if (!admin->dashboard || !admin->sample || event_add(admin->sample, &every) < 0)
+        goto fail_errno;
+    if (sl_dashboard_csp(admin->csp, sizeof admin->csp) < 0) {
+        snprintf(err, errlen, "admin: the dashboard page has no <style> or <script> element");
+        goto fail;
+    }
     evhttp_set_allowed_methods(admin->http, EVHTTP_REQ_GET | EVHTTP_REQ_POST | EVHTTP_REQ_HEAD |
                                                 EVHTTP_REQ_PUT | EVHTTP_REQ_DELETE |
                                                 EVHTTP_REQ_OPTIONS | EVHTTP_REQ_TRACE |
@@ -402,6 +466,9 @@ void sl_admin_stop(struct sl_admin *admin)
     }
     if (admin->wakeup)
         event_free(admin->wakeup);
+    if (admin->sample)
+        event_free(admin->sample);
+    sl_dashboard_free(admin->dashboard);
     if (admin->http)
         evhttp_free(admin->http);
     if (admin->base)

@@ -70,76 +70,9 @@ static void emit_series(struct emitter *e, const char *name, const char *k1, con
     emit(e, "} %" PRIu64 "\n", value);
 }
 
-static struct sl_route_counters *slot_route(struct sl_metrics *m, unsigned slot, unsigned id)
-{
-    return atomic_load_explicit(&m->slots[slot]->routes[id], memory_order_acquire);
-}
-
-static bool route_touched(struct sl_metrics *m, unsigned id)
-{
-    for (unsigned i = 0; i < m->nslots; i++)
-        if (slot_route(m, i, id))
-            return true;
-    return false;
-}
-
-struct hist_sum {
-    uint64_t buckets[SL_HIST_BUCKETS + 1];
-    uint64_t sum_us;
-};
-
-static void add_hist(struct hist_sum *h, const struct sl_hist *src)
-{
-    for (size_t b = 0; b <= SL_HIST_BUCKETS; b++)
-        h->buckets[b] += sl_metrics_load(&src->buckets[b]);
-    h->sum_us += sl_metrics_load(&src->sum_us);
-}
-
-/* The per-slot counters that are not indexed by a name, summed over the slots. */
-struct totals {
-    uint64_t opened, closed;
-    uint64_t http2_streams;
-    uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
-    uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
-    uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
-    uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
-    struct hist_sum store_duration[SL_STORE_KIND_COUNT];
-    uint64_t redirections[2];
-    uint64_t refreshes;
-    uint64_t deny_cache_hits;
-};
-
-static void sum_totals(struct sl_metrics *m, struct totals *t)
-{
-    memset(t, 0, sizeof *t);
-    for (unsigned i = 0; i < m->nslots; i++) {
-        const struct sl_metrics_slot *s = m->slots[i];
-        /* Closed before opened: a connection closed between the two reads can then only
-         * make the active gauge high for one scrape, never wrap below zero. */
-        t->closed += sl_metrics_load(&s->conn_closed);
-        t->opened += sl_metrics_load(&s->conn_opened);
-        t->http2_streams += sl_metrics_load(&s->http2_streams);
-        for (size_t k = 0; k < SL_H2_GOAWAY_KINDS; k++)
-            t->http2_goaways[k] += sl_metrics_load(&s->http2_goaways[k]);
-        for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
-            t->upstream_errors[k] += sl_metrics_load(&s->upstream_errors[k]);
-        for (size_t k = 0; k < SL_UNDERSCORES_COUNT; k++)
-            t->underscore_headers[k] += sl_metrics_load(&s->underscore_headers[k]);
-        for (size_t st = 0; st < SL_STORE_KIND_COUNT; st++) {
-            for (size_t k = 0; k < SL_STORE_ERR_KIND_COUNT; k++)
-                t->store_errors[st][k] += sl_metrics_load(&s->store_errors[st][k]);
-            add_hist(&t->store_duration[st], &s->store_duration[st]);
-        }
-        for (size_t k = 0; k < 2; k++)
-            t->redirections[k] += sl_metrics_load(&s->redis_redirections[k]);
-        t->refreshes += sl_metrics_load(&s->redis_refreshes);
-        t->deny_cache_hits += sl_metrics_load(&s->deny_cache_hits);
-    }
-}
-
 /* `label` may be NULL: a histogram with no label but `le`. */
 static void emit_hist(struct emitter *e, const char *name, const char *label, const char *value,
-                      const struct hist_sum *h)
+                      const struct sl_metrics_hist *h)
 {
     uint64_t cumulative = 0;
     for (size_t b = 0; b <= SL_HIST_BUCKETS; b++) {
@@ -173,14 +106,9 @@ static void emit_requests(struct emitter *e, struct sl_metrics *m, unsigned nrou
 {
     emit_family(e, "sluice_requests_total", "counter", "Requests by route and limiter decision.");
     for (unsigned r = 0; r < nroutes; r++) {
-        uint64_t counts[SL_OUTCOME_COUNT] = {0};
-        if (!route_touched(m, r))
+        uint64_t counts[SL_OUTCOME_COUNT];
+        if (!sl_metrics_route_requests(m, r, counts))
             continue;
-        for (unsigned i = 0; i < m->nslots; i++) {
-            const struct sl_route_counters *rc = slot_route(m, i, r);
-            for (size_t o = 0; rc && o < SL_OUTCOME_COUNT; o++)
-                counts[o] += sl_metrics_load(&rc->requests[o]);
-        }
         for (size_t o = 0; o < SL_OUTCOME_COUNT; o++)
             emit_series(e, "sluice_requests_total", "route", m->route_names[r], "decision",
                         sl_outcome_name((enum sl_outcome)o), counts[o]);
@@ -196,17 +124,12 @@ static void emit_limit_checks(struct emitter *e, struct sl_metrics *m, unsigned 
                 "Limit evaluations by route, limit and result.");
     for (unsigned l = 0; l < nlimits; l++) {
         const struct sl_metrics_limit_name *name = &m->limit_names[l];
-        uint64_t counts[SL_CHECK_RESULT_COUNT] = {0}, any = 0;
-        for (unsigned i = 0; i < m->nslots; i++) {
-            const struct sl_limit_counters *lc = atomic_load_explicit(
-                &m->slots[i]->limits[l / SL_LIMIT_CHUNK], memory_order_acquire);
-            for (size_t k = 0; lc && k < SL_CHECK_RESULT_COUNT; k++) {
-                counts[k] += sl_metrics_load(&lc->checks[l % SL_LIMIT_CHUNK][k]);
-                any |= counts[k];
-            }
-        }
+        uint64_t counts[SL_CHECK_RESULT_COUNT], any = 0;
+        sl_metrics_limit_checks(m, l, counts);
+        for (size_t k = 0; k < SL_CHECK_RESULT_COUNT; k++)
+            any |= counts[k];
         /* A check is counted before its request is: either makes the limit appear. */
-        if (!any && !route_touched(m, name->route_id))
+        if (!any && !sl_metrics_route_touched(m, name->route_id))
             continue;
         for (size_t k = 0; k < SL_CHECK_RESULT_COUNT; k++) {
             emit(e, "sluice_limit_checks_total{");
@@ -280,7 +203,7 @@ static void emit_responses(struct emitter *e, struct sl_metrics *m, unsigned nro
         uint64_t counts[SL_STATUS_COUNT] = {0};
         bool any = false;
         for (unsigned i = 0; i < m->nslots; i++) {
-            const struct sl_route_counters *rc = slot_route(m, i, r);
+            const struct sl_route_counters *rc = sl_metrics_slot_route(m, i, r);
             for (size_t c = 0; rc && c < SL_STATUS_COUNT; c++)
                 counts[c] += sl_metrics_load(&rc->responses[c]);
             any |= rc != NULL;
@@ -302,14 +225,14 @@ static void emit_request_durations(struct emitter *e, struct sl_metrics *m, unsi
     emit_family(e, "sluice_request_duration_seconds", "histogram",
                 per_route ? "Time from the request head to the end of the response, by route."
                           : "Time from the request head to the end of the response.");
-    struct hist_sum all = {0};
+    struct sl_metrics_hist all = {0};
     for (unsigned r = 0; r < nroutes; r++) {
-        struct hist_sum h = {0};
+        struct sl_metrics_hist h = {0};
         bool touched = false;
         for (unsigned i = 0; i < m->nslots; i++) {
-            const struct sl_route_counters *rc = slot_route(m, i, r);
+            const struct sl_route_counters *rc = sl_metrics_slot_route(m, i, r);
             if (rc) {
-                add_hist(per_route ? &h : &all, &rc->duration);
+                sl_metrics_add_hist(per_route ? &h : &all, &rc->duration);
                 touched = true;
             }
         }
@@ -323,7 +246,7 @@ static void emit_request_durations(struct emitter *e, struct sl_metrics *m, unsi
 
 static const char *const store_names[SL_STORE_KIND_COUNT] = {"memory", "redis"};
 
-static void emit_store(struct emitter *e, const struct totals *t)
+static void emit_store(struct emitter *e, const struct sl_metrics_totals *t)
 {
     static const char *const kinds[SL_STORE_ERR_KIND_COUNT] = {"timeout", "connection", "script"};
 
@@ -342,21 +265,9 @@ static void emit_store(struct emitter *e, const struct totals *t)
     emit(e, "sluice_deny_cache_hits_total %" PRIu64 "\n", t->deny_cache_hits);
 }
 
-/* 1 only when Redis is configured and every worker last reported its connection up: a
- * worker that never reported counts as down. */
-static int redis_connected(struct sl_metrics *m)
-{
-    if (!atomic_load(&m->redis_enabled) || m->nslots == 0)
-        return 0;
-    for (unsigned i = 0; i < m->nslots; i++)
-        if (atomic_load_explicit(&m->slots[i]->redis_state, memory_order_relaxed) != SL_REDIS_UP)
-            return 0;
-    return 1;
-}
-
 /* Every reason from the start, at 0: a dashboard's rate() then has a series before the
  * first GOAWAY of its kind. */
-static void emit_http2(struct emitter *e, const struct totals *t)
+static void emit_http2(struct emitter *e, const struct sl_metrics_totals *t)
 {
     static const char *const reasons[SL_H2_GOAWAY_KINDS] = {"shutdown", "idle", "stalled",
                                                             "enhance_your_calm", "protocol_error"};
@@ -371,7 +282,7 @@ static void emit_http2(struct emitter *e, const struct totals *t)
                     t->http2_goaways[k]);
 }
 
-static void emit_process(struct emitter *e, struct sl_metrics *m, const struct totals *t)
+static void emit_process(struct emitter *e, struct sl_metrics *m, const struct sl_metrics_totals *t)
 {
     static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
                                                                       "resolve"};
@@ -381,7 +292,7 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct t
     emit_family(e, "sluice_redis_connected", "gauge",
                 "1 when Redis is configured and every worker is connected to every master it "
                 "needs, else 0.");
-    emit(e, "sluice_redis_connected %d\n", redis_connected(m));
+    emit(e, "sluice_redis_connected %d\n", sl_metrics_redis_up(m));
     emit_family(e, "sluice_redis_redirections_total", "counter",
                 "Redis Cluster redirections answered (MOVED, ASK), by kind.");
     emit_series(e, "sluice_redis_redirections_total", "kind", "moved", NULL, NULL,
@@ -439,8 +350,8 @@ int sl_metrics_render(struct sl_metrics *m, struct evbuffer *out)
     emit_limit_units(&e, m, nlimits);
     emit_responses(&e, m, nroutes);
     emit_request_durations(&e, m, nroutes);
-    struct totals t;
-    sum_totals(m, &t);
+    struct sl_metrics_totals t;
+    sl_metrics_sum_totals(m, &t);
     emit_store(&e, &t);
     emit_process(&e, m, &t);
     return e.err;

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "metrics_internal.h"
+#include "sluice/clock.h"
 
 #define NO_ID UINT_MAX
 
@@ -90,6 +91,7 @@ struct sl_metrics *sl_metrics_new(unsigned nslots)
     if (!m->slots)
         goto fail;
     m->nslots = nslots;
+    m->started_ms = sl_clock_real_us() / 1000;
     for (unsigned i = 0; i < nslots; i++) {
         m->slots[i] = alloc_lines(sizeof *m->slots[i]);
         if (!m->slots[i])
@@ -166,6 +168,7 @@ void sl_metrics_set_memory_store(struct sl_metrics *m, const struct sl_store *me
 void sl_metrics_config_reload(struct sl_metrics *m, bool success)
 {
     atomic_fetch_add_explicit(&m->reloads[success ? 0 : 1], 1, memory_order_relaxed);
+    atomic_store(&m->last_reload, (sl_clock_real_us() / 1000) << 1 | (success ? 1 : 0));
 }
 
 /* The slot's only writer increments: a relaxed load and store, no locked instruction. */

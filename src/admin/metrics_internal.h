@@ -94,11 +94,58 @@ struct sl_metrics {
     _Atomic bool route_histograms; /* likewise: admin.route_histograms */
     _Atomic(const struct sl_store *) memory;
     _Atomic uint64_t reloads[2]; /* [0] success, [1] failure */
+    uint64_t started_ms;         /* wall clock at sl_metrics_new(); read-only after */
+    /* The last reload: its wall-clock time in ms shifted left once, plus 1 when it
+     * succeeded; 0 = none yet. One word, so a reader never pairs one reload's time with
+     * another's result. */
+    _Atomic uint64_t last_reload;
 };
 
 static inline uint64_t sl_metrics_load(const _Atomic uint64_t *c)
 {
     return atomic_load_explicit(c, memory_order_relaxed);
 }
+
+/* Reading the registry (metrics_read.c), for the exposition and the dashboard: sums over
+ * the worker slots, each counter read once, while the workers write them. */
+
+/* Per-bucket sums of one histogram over the slots. */
+struct sl_metrics_hist {
+    uint64_t buckets[SL_HIST_BUCKETS + 1];
+    uint64_t sum_us;
+};
+void sl_metrics_add_hist(struct sl_metrics_hist *h, const struct sl_hist *src);
+
+/* The per-slot counters that are not indexed by a name, summed over the slots. */
+struct sl_metrics_totals {
+    uint64_t opened, closed;
+    uint64_t http2_streams;
+    uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
+    uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
+    uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
+    uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
+    struct sl_metrics_hist store_duration[SL_STORE_KIND_COUNT];
+    uint64_t redirections[2]; /* [0] moved, [1] ask */
+    uint64_t refreshes;
+    uint64_t deny_cache_hits;
+};
+void sl_metrics_sum_totals(struct sl_metrics *m, struct sl_metrics_totals *t);
+
+/* Slot `slot`'s counters of route id `id`, or NULL while that worker has not used it. */
+struct sl_route_counters *sl_metrics_slot_route(struct sl_metrics *m, unsigned slot, unsigned id);
+
+/* True once some worker has counted a request on route id `id` (its series exist). */
+bool sl_metrics_route_touched(struct sl_metrics *m, unsigned id);
+
+/* Fills counts[SL_OUTCOME_COUNT] with route id `id`'s requests by decision; returns
+ * sl_metrics_route_touched() (all zeros when false). */
+bool sl_metrics_route_requests(struct sl_metrics *m, unsigned id, uint64_t *counts);
+
+/* Fills counts[SL_CHECK_RESULT_COUNT] with limit id `id`'s checks by result. */
+void sl_metrics_limit_checks(struct sl_metrics *m, unsigned id, uint64_t *counts);
+
+/* sluice_redis_connected: 1 only when Redis is configured and every worker last reported
+ * its connection up (a worker that never reported counts as down). */
+int sl_metrics_redis_up(struct sl_metrics *m);
 
 #endif

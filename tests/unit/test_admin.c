@@ -14,6 +14,7 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../../src/admin/dashboard.h"
 #include "sluice/admin.h"
 #include "support/run_suite.h"
 
@@ -459,6 +460,48 @@ START_TEST(test_token_guards_top_and_config)
 }
 END_TEST
 
+/* The dashboard's page loads without the token (it holds no data, and asks for the token
+ * itself); its JSON asks like /top, and HEAD of the page announces its whole length. */
+START_TEST(test_token_guards_the_dashboard_json_not_the_page)
+{
+    struct fixture f;
+    struct sl_sockaddr any;
+    char ch[128];
+
+    loopback_v4(&any, 0);
+    start(&f, &any);
+    f.cfg.admin_token = (char *)"s3cret-T0ken";
+
+    char *r = get(&f.addr, "GET", "/");
+    ck_assert_int_eq(status_of(r), 200);
+    ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: text/html; charset=utf-8\r\n"));
+    ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Security-Policy: default-src 'none'; "));
+    ck_assert_ptr_nonnull(strstr(body_of(r), "<!DOCTYPE html>"));
+    ck_assert_uint_eq(strlen(body_of(r)), sl_dashboard_html_len);
+    free(r);
+    r = get(&f.addr, "HEAD", "/");
+    char length[64];
+    snprintf(length, sizeof length, "\r\nContent-Length: %zu\r\n", sl_dashboard_html_len);
+    ck_assert_ptr_nonnull(strstr(r, length));
+    ck_assert_str_eq(body_of(r), "");
+    free(r);
+
+    ck_assert_int_eq(ask(&f, "GET", "/dashboard.json", "", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE);
+    ck_assert_int_eq(ask(&f, "GET", "/dashboard.json", "Authorization: Bearer nope\r\n", ch), 401);
+    ck_assert_str_eq(ch, CHALLENGE_INVALID);
+    r = get_with(&f.addr, "GET", "/dashboard.json", BEARER_RIGHT);
+    ck_assert_int_eq(status_of(r), 200);
+    ck_assert_ptr_nonnull(strstr(r, "\r\nContent-Type: application/json\r\n"));
+    ck_assert_ptr_nonnull(strstr(body_of(r), "\"routes\":["));
+    ck_assert_ptr_null(strstr(body_of(r), "s3cret"));
+    free(r);
+    ck_assert_int_eq(ask(&f, "POST", "/dashboard.json", BEARER_RIGHT, ch), 405);
+    ck_assert_int_eq(ask(&f, "GET", "/index.html", "", ch), 404);
+    stop(&f);
+}
+END_TEST
+
 START_TEST(test_metrics_auth)
 {
     struct fixture f;
@@ -524,6 +567,7 @@ static Suite *admin_suite(void)
     tcase_add_test(tc, test_missing_hooks);
     tcase_add_test(tc, test_ipv6_loopback);
     tcase_add_test(tc, test_token_guards_top_and_config);
+    tcase_add_test(tc, test_token_guards_the_dashboard_json_not_the_page);
     tcase_add_test(tc, test_metrics_auth);
     tcase_add_test(tc, test_token_follows_the_configuration);
     suite_add_tcase(s, tc);
