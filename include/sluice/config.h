@@ -237,6 +237,7 @@ struct sl_config {
     uint64_t reload_debounce_ms;     /* changes within this time make one reload */
     int response_status;
     enum sl_header_mode response_headers;
+    int response_grpc_status;        /* a gRPC request's denial: 8 or 14 (SPEC section 10) */
     enum sl_access_log access_log;
     char *access_log_path;           /* SL_ACCESS_LOG_FILE only; owned */
     bool access_log_key_fields;      /* log the host, headers and cookies routes and keys read */

@@ -269,12 +269,13 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     redis(&b, &cfg->redis);
     sl_cfg_buf_addf(&b,
                     ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
-                    "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
+                    "\"response\":{\"status\":%d,\"headers\":\"%s\",\"grpc_status\":%d},"
                     "\"shutdown\":{\"drain_delay_ms\":%llu},"
                     "\"reload\":{\"watch\":%s,\"debounce_ms\":%llu},\"access_log\":",
                     failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
                     (unsigned long long)cfg->memory_max_bytes,
                     cfg->response_status, header_modes[cfg->response_headers],
+                    cfg->response_grpc_status,
                     (unsigned long long)cfg->shutdown_drain_delay_ms,
                     cfg->reload_watch ? "true" : "false",
                     (unsigned long long)cfg->reload_debounce_ms);

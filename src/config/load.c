@@ -160,6 +160,7 @@ static struct sl_config *new_defaults(void)
     cfg->reload_debounce_ms = 500;
     cfg->response_status = 429;
     cfg->response_headers = SL_HEADERS_BOTH;
+    cfg->response_grpc_status = 8;
     cfg->access_log = SL_ACCESS_LOG_STDOUT;
     cfg->log_level = SL_LOG_INFO;
     cfg->redis.key_prefix = strdup("sluice:");
@@ -394,9 +395,10 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
     static const char *const memory_keys[] = {"max_keys", "max_bytes", NULL};
     static const char *const shutdown_keys[] = {"drain_delay", NULL};
     static const char *const reload_keys[] = {"watch", "debounce", NULL};
-    static const char *const response_keys[] = {"status", "headers", NULL};
+    static const char *const response_keys[] = {"status", "headers", "grpc_status", NULL};
     static const char *const failure_modes[] = {"open", "closed", "local", NULL};
     static const char *const header_modes[] = {"both", "draft", "legacy", "none", NULL};
+    static const char *const grpc_codes[] = {"8", "14", NULL};
     static const char *const log_levels[] = {"error", "warn", "info", "debug", NULL};
     yaml_node_t *node;
     uint64_t status = (uint64_t)cfg->response_status;
@@ -421,6 +423,10 @@ static void load_small_sections(struct sl_loader *ld, const yaml_node_t *root,
             cfg->response_status = (int)status;
         if (sl_ld_enum(ld, node, "response", "headers", header_modes, &choice))
             cfg->response_headers = (enum sl_header_mode)choice;
+        /* The two codes a gRPC client takes for "come back later": gRPC servers answer
+         * RESOURCE_EXHAUSTED, Envoy UNAVAILABLE. */
+        if (sl_ld_enum(ld, node, "response", "grpc_status", grpc_codes, &choice))
+            cfg->response_grpc_status = atoi(grpc_codes[choice]);
     }
     if (sl_ld_enum(ld, root, "", "log_level", log_levels, &choice))
         cfg->log_level = (enum sl_log_level)choice;

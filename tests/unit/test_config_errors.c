@@ -201,6 +201,11 @@ START_TEST(error_out_of_range)
     ASSERT_ERRORS(UPSTREAM "response:\n  status: 200\nroutes: []\n",
                   "t.yaml:4:11: response.status: expected an integer from 400 to 599, got "
                   "\"200\"\n");
+    ASSERT_ERRORS(UPSTREAM "response:\n  grpc_status: 5\nroutes: []\n",
+                  "t.yaml:4:16: response.grpc_status: expected one of 8, 14, got \"5\"\n");
+    ASSERT_ERRORS(UPSTREAM "response:\n  status: 429\n  grpc_status: UNAVAILABLE\nroutes: []\n",
+                  "t.yaml:5:16: response.grpc_status: expected one of 8, 14, got "
+                  "\"UNAVAILABLE\"\n");
     ASSERT_ERRORS(UPSTREAM "workers: 0\nroutes: []\n",
                   "t.yaml:3:10: workers: expected \"auto\" or an integer from 1 to 1024, got "
                   "\"0\"\n");

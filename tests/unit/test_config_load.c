@@ -38,6 +38,7 @@ static const char full[] =
     "response:\n"
     "  status: 503\n"
     "  headers: draft\n"
+    "  grpc_status: 14\n"
     "access_log: /var/log/sluice.log\n"
     "log_level: debug\n"
     "routes:\n"
@@ -138,6 +139,7 @@ START_TEST(full_config_round_trips)
     ck_assert_uint_eq(cfg->memory_max_bytes, 16u << 20);
     ck_assert_int_eq(cfg->response_status, 503);
     ck_assert_int_eq(cfg->response_headers, SL_HEADERS_DRAFT);
+    ck_assert_int_eq(cfg->response_grpc_status, 14);
     ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_FILE);
     ck_assert_str_eq(cfg->access_log_path, "/var/log/sluice.log");
     ck_assert_int_eq(cfg->log_level, SL_LOG_DEBUG);
@@ -265,6 +267,7 @@ START_TEST(defaults)
     ck_assert_uint_eq(cfg->memory_max_bytes, 64u << 20);
     ck_assert_int_eq(cfg->response_status, 429);
     ck_assert_int_eq(cfg->response_headers, SL_HEADERS_BOTH);
+    ck_assert_int_eq(cfg->response_grpc_status, 8);
     ck_assert_int_eq(cfg->access_log, SL_ACCESS_LOG_STDOUT);
     ck_assert_int_eq(cfg->log_level, SL_LOG_INFO);
     ck_assert_uint_eq(cfg->nroutes, 0);
@@ -439,6 +442,8 @@ START_TEST(json_redacts_passwords)
         strstr(json, "\"max_connections\":20,\"underscores_in_headers\":\"reject\","
                      "\"upgrades\":[\"websocket\",\"my-proto\"],\"http2\":false,"
                      "\"http2_max_streams\":1000}"));
+    ck_assert_ptr_nonnull(
+        strstr(json, "\"response\":{\"status\":503,\"headers\":\"draft\",\"grpc_status\":14}"));
     ck_assert_int_eq(json[0], '{');
     ck_assert_int_eq(json[strlen(json) - 1], '}');
     free(json);
