@@ -91,6 +91,8 @@ const char *sl_error_name(int status)
         return "rate_limited";
     case 431:
         return "headers_too_large";
+    case 501:
+        return "not_implemented";
     case 502:
         return "bad_gateway";
     case 503:
