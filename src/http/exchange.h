@@ -116,6 +116,9 @@ struct sl_exchange {
     size_t peer_text_len;
     enum sl_proto proto;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
+    /* A gRPC call (content-type application/grpc…): sluice's own answers to it are
+     * trailers-only gRPC responses (grpc.h), known once its head is checked. */
+    bool grpc;
 
     /* The decision. `vheaders` and `vbody` are the verdict's buffers, kept allocated from
      * one exchange to the next where the codec reuses the exchange. */

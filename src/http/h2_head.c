@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc.h"
 #include "h2.h"
 #include "sluice/forward.h"
 
@@ -93,6 +94,8 @@ int sl_h2_head_field(struct sl_h2_stream *st, const uint8_t *name, size_t name_l
         for (size_t i = 0; i < value_len && n < INT64_MAX / 10; i++)
             n = n * 10 + (value[i] - '0');
         st->content_length = n;
+    } else if (is(name, name_len, "content-type")) {
+        st->x.grpc = sl_grpc_content_type((const char *)value, value_len);
     }
     return 0;
 }

@@ -6,6 +6,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "grpc.h"
 #include "http.h"
 #include "sluice/clock.h"
 #include "sluice/forward.h"
@@ -100,16 +101,27 @@ static int validate(struct sl_conn *c)
         char last = f->name_len ? f->name[f->name_len - 1] : ' ';
         if (last == ' ' || last == '\t')
             return 400; /* whitespace before the colon: a request smuggling vector */
-        if (name_is(f, "Host", 4))
-            hosts++;
-        else if (name_is(f, "Transfer-Encoding", 17)) {
+        /* The length alone sets most fields aside, without comparing their names. */
+        switch (f->name_len) {
+        case 4:
+            hosts += name_is(f, "Host", 4);
+            break;
+        case 6:
+            if (name_is(f, "Expect", 6) && value_is(f, "100-continue", 12))
+                c->x.expect_continue = c->http_minor == 1;
+            break;
+        case 12:
+            if (name_is(f, "Content-Type", 12))
+                c->x.grpc = sl_grpc_content_type(f->value, f->value_len);
+            break;
+        case 17:
             /* Only "chunked", alone, is a framing sluice can relay unambiguously; "gzip,
              * chunked" and friends are refused rather than guessed at. HTTP/1.0 has no
              * chunked framing at all. */
-            if (!value_is(f, "chunked", 7) || c->http_minor == 0)
+            if (name_is(f, "Transfer-Encoding", 17) &&
+                (!value_is(f, "chunked", 7) || c->http_minor == 0))
                 return 400;
-        } else if (name_is(f, "Expect", 6) && value_is(f, "100-continue", 12)) {
-            c->x.expect_continue = c->http_minor == 1;
+            break;
         }
     }
     if (hosts > 1 || (hosts == 0 && c->http_minor == 1))
@@ -238,7 +250,7 @@ bool sl_request_read_head(struct sl_conn *c)
         c->x.t_start = sl_clock_mono_us();
         c->x.bytes_in = c->x.bytes_out = 0;
         c->x.head_bytes = 0;
-        c->x.is_head = false;
+        c->x.is_head = c->x.grpc = false;
         sl_worker_adopt_config(c->w);
         if (c->cfg != c->w->cfg) {
             sl_cfg_unref(c->cfg);
