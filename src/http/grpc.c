@@ -75,14 +75,14 @@ static int status_for(const struct sl_exchange *x, int status)
     return sl_grpc_status_of(status);
 }
 
-void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status, const char *msg,
-                    size_t n)
+void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status,
+                    const struct sl_textbuf *headers, const struct sl_textbuf *body)
 {
     SL_TEXT_LIT(t, "content-type: application/grpc\r\ngrpc-status: ");
     sl_text_u64(t, (uint64_t)status_for(x, status));
     SL_TEXT_LIT(t, "\r\ngrpc-message: ");
-    if (msg && n) {
-        sl_grpc_percent_encode(t, msg, n);
+    if (body && body->len) {
+        sl_grpc_percent_encode(t, body->data, body->len);
     } else {
         const char *name = sl_error_name(status);
         SL_TEXT_LIT(t, "{\"error\":\"");
@@ -90,4 +90,6 @@ void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status, 
         SL_TEXT_LIT(t, "\"}");
     }
     SL_TEXT_LIT(t, "\r\n");
+    if (headers && headers->len)
+        sl_text_add(t, headers->data, headers->len);
 }

@@ -10,6 +10,7 @@
 
 struct sl_exchange;
 struct sl_text;
+struct sl_textbuf;
 
 /* The gRPC status codes of sluice's answers (grpc/doc/statuscodes.md). */
 enum sl_grpc_status {
@@ -35,12 +36,12 @@ int sl_grpc_status_of(int http_status);
 void sl_grpc_percent_encode(struct sl_text *t, const char *s, size_t n);
 
 /* Appends the fields of sluice's trailers-only answer to the gRPC request of `x`, as
- * "name: value\r\n" lines: content-type, grpc-status and grpc-message. `status` is the
- * HTTP status a request of another kind would get; the grpc-status is
- * response.grpc_status when that status is a limit's denial, else sl_grpc_status_of().
- * `msg` (`n` bytes) is the message, the JSON body other clients would get; NULL or empty:
- * {"error":"<name of status>"}. */
-void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status, const char *msg,
-                    size_t n);
+ * "name: value\r\n" lines: content-type, grpc-status, grpc-message, then `headers` (the
+ * verdict's lines: RateLimit fields, Retry-After; may be NULL). `status` is the HTTP status
+ * a request of another kind would get; the grpc-status is response.grpc_status when that
+ * status is a limit's denial, else sl_grpc_status_of(). The message is `body`, the JSON
+ * body other clients would get; NULL or empty: {"error":"<name of status>"}. */
+void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status,
+                    const struct sl_textbuf *headers, const struct sl_textbuf *body);
 
 #endif

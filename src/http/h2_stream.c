@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc.h"
 #include "h2.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
@@ -408,30 +409,41 @@ static void h2_reply(struct sl_exchange *x, int status, const struct sl_textbuf 
     struct sl_h2_stream *st = stream_of(x);
     char ctype[] = "content-type: application/json\r\ncontent-length: ";
     struct sl_textbuf head = {0};
-    size_t body_len;
+    size_t body_len = 0;
+    bool bodiless = true;
 
     if (st->submitted) {
         x->client->kill(x);
         return;
     }
     evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
-    if (body && body->len)
-        evbuffer_add(st->body_out, body->data, body->len);
-    else
-        evbuffer_add_printf(st->body_out, "{\"error\":\"%s\"}\n", sl_error_name(status));
-    body_len = evbuffer_get_length(st->body_out);
-    sl_textbuf_add(&head, ctype, sizeof ctype - 1);
-    char num[24];
-    sl_textbuf_add(&head, num, sl_u64_format(num, body_len));
-    sl_textbuf_add(&head, "\r\n", 2);
-    if (headers && headers->len)
-        sl_textbuf_add(&head, headers->data, headers->len);
-    if (x->is_head)
-        evbuffer_drain(st->body_out, body_len);
+    if (x->grpc) {
+        /* Trailers-only (grpc.h): one HEADERS frame with END_STREAM. */
+        struct sl_text t;
+        sl_text_init_textbuf(&t, &head);
+        sl_grpc_answer(&t, x, status, headers, body);
+        sl_text_flush(&t);
+        status = 200;
+    } else {
+        if (body && body->len)
+            evbuffer_add(st->body_out, body->data, body->len);
+        else
+            evbuffer_add_printf(st->body_out, "{\"error\":\"%s\"}\n", sl_error_name(status));
+        body_len = evbuffer_get_length(st->body_out);
+        sl_textbuf_add(&head, ctype, sizeof ctype - 1);
+        char num[24];
+        sl_textbuf_add(&head, num, sl_u64_format(num, body_len));
+        sl_textbuf_add(&head, "\r\n", 2);
+        if (headers && headers->len)
+            sl_textbuf_add(&head, headers->data, headers->len);
+        bodiless = x->is_head;
+        if (x->is_head)
+            evbuffer_drain(st->body_out, body_len);
+    }
     st->local = true;
     st->resp_eof = true;
     drop_body(st);
-    if (sl_h2_head_submit(st, status, NULL, 0, &head, x->is_head) < 0) {
+    if (sl_h2_head_submit(st, status, NULL, 0, &head, bodiless) < 0) {
         sl_textbuf_free(&head);
         x->client->kill(x);
         return;

@@ -1,7 +1,8 @@
 /* Responses sluice makes itself on an HTTP/1 connection: errors, and the engine's answers
- * (429, 503). */
+ * (429, 503), as JSON, or in gRPC's form to a gRPC call. */
 #include <string.h>
 
+#include "grpc.h"
 #include "http.h"
 #include "sluice/text.h"
 
@@ -21,14 +22,25 @@ void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
     if (dflt) /* {"error":"<dflt>"}\n */
         body_len = strlen(dflt) + 13;
     sl_text_init(&t, out);
-    SL_TEXT_LIT(&t, "HTTP/1.1 ");
-    sl_text_add(&t, code, sizeof code);
-    sl_text_add(&t, reason, strlen(reason));
-    SL_TEXT_LIT(&t, "\r\nContent-Type: application/json\r\nContent-Length: ");
-    sl_text_u64(&t, body_len);
-    SL_TEXT_LIT(&t, "\r\n");
-    if (headers && headers->len)
-        sl_text_add(&t, headers->data, headers->len);
+    if (c->x.grpc) {
+        /* gRPC over HTTP/1.1 is rare; it gets the trailers-only answer's fields as the
+         * head (grpc.h), with no content. */
+        SL_TEXT_LIT(&t, "HTTP/1.1 200 OK\r\n");
+        sl_grpc_answer(&t, &c->x, status, headers, body);
+        SL_TEXT_LIT(&t, "Content-Length: 0\r\n");
+        status = 200;
+        dflt = NULL;
+        body = NULL;
+    } else {
+        SL_TEXT_LIT(&t, "HTTP/1.1 ");
+        sl_text_add(&t, code, sizeof code);
+        sl_text_add(&t, reason, strlen(reason));
+        SL_TEXT_LIT(&t, "\r\nContent-Type: application/json\r\nContent-Length: ");
+        sl_text_u64(&t, body_len);
+        SL_TEXT_LIT(&t, "\r\n");
+        if (headers && headers->len)
+            sl_text_add(&t, headers->data, headers->len);
+    }
     if (close)
         SL_TEXT_LIT(&t, "Connection: close\r\n\r\n");
     else if (c->http_minor == 0)
@@ -40,7 +52,7 @@ void sl_reply(struct sl_conn *c, int status, const struct sl_textbuf *headers,
         SL_TEXT_LIT(&t, "{\"error\":\"");
         sl_text_add(&t, dflt, strlen(dflt));
         SL_TEXT_LIT(&t, "\"}\n");
-    } else if (!c->x.is_head) {
+    } else if (!c->x.is_head && body) {
         sl_text_add(&t, body->data, body->len);
     }
     c->x.bytes_out += evbuffer_get_length(out) - before + t.len;

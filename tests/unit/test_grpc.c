@@ -105,13 +105,16 @@ START_TEST(percent_encoding)
 }
 END_TEST
 
+static const struct sl_textbuf *headers;
+
 static char *answer(const struct sl_exchange *x, int status, const char *msg)
 {
     struct sl_textbuf tb = {0};
     struct sl_text t;
 
     sl_text_init_textbuf(&t, &tb);
-    sl_grpc_answer(&t, x, status, msg, msg ? strlen(msg) : 0);
+    struct sl_textbuf body = {(char *)msg, msg ? strlen(msg) : 0, 0};
+    sl_grpc_answer(&t, x, status, headers, msg ? &body : NULL);
     sl_text_flush(&t);
     char *out = strndup(tb.data, tb.len);
     sl_textbuf_free(&tb);
@@ -124,15 +127,21 @@ START_TEST(trailers_only_fields)
     struct sl_exchange x = {.cfg = &cfg};
     char *got;
 
-    /* A limit's denial: response.grpc_status, the JSON body as the message. */
+    /* A limit's denial: response.grpc_status, the JSON body as the message, the verdict's
+     * lines after. */
+    static const char lines[] = "RateLimit: \"l\";r=0;t=3\r\nRetry-After: 3\r\n";
+    const struct sl_textbuf verdict_lines = {(char *)lines, sizeof lines - 1, 0};
     x.has_verdict = true;
     x.verdict.outcome = SL_OUTCOME_LIMITED;
     x.verdict.status = 429;
+    headers = &verdict_lines;
     got = answer(&x, 429, "{\"error\":\"rate_limited\",\"route\":\"a b\"}");
     ck_assert_str_eq(got, "content-type: application/grpc\r\n"
                           "grpc-status: 8\r\n"
-                          "grpc-message: {\"error\":\"rate_limited\",\"route\":\"a b\"}\r\n");
+                          "grpc-message: {\"error\":\"rate_limited\",\"route\":\"a b\"}\r\n"
+                          "RateLimit: \"l\";r=0;t=3\r\nRetry-After: 3\r\n");
     free(got);
+    headers = NULL;
     cfg.response_grpc_status = 14;
     got = answer(&x, 429, "{}");
     ck_assert_ptr_nonnull(strstr(got, "grpc-status: 14\r\n"));
