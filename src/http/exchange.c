@@ -37,6 +37,15 @@ void sl_exchange_act(struct sl_exchange *x)
         x->client->reply(x, v->status, v->headers, v->body);
         return;
     }
+    if (x->grpc && !x->cfg->upstream.h2) {
+        /* An HTTP/1.1 upstream cannot carry gRPC: its status travels in trailers. The call
+         * has met its limits and is counted; answered at once, it takes no delay, which
+         * only spaces what reaches the upstream. */
+        static const char msg[] = "gRPC needs an h2c:// or h2:// upstream.url";
+        const struct sl_textbuf why = {(char *)msg, sizeof msg - 1, 0};
+        x->client->reply(x, 501, v->headers, &why);
+        return;
+    }
     if (v->delay_us) {
         /* Counted from now, at or after the decision, so never shorter than decided. */
         x->release_us = sl_clock_mono_us() + v->delay_us;

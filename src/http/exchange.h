@@ -145,8 +145,9 @@ struct sl_exchange {
  * once or later; until then x->decision_pending holds and the exchange must live. */
 void sl_exchange_decide(struct sl_exchange *x);
 
-/* Acts on the verdict: client->reply for an answer of sluice's own (429, 503, 400), a hold
- * for a leaky bucket's delay, else client->forward. */
+/* Acts on the verdict: client->reply for an answer of sluice's own (429, 503, 400, and 501
+ * to a gRPC call that upstream.url cannot carry), a hold for a leaky bucket's delay, else
+ * client->forward. */
 void sl_exchange_act(struct sl_exchange *x);
 
 /* Forwards once x->release_us has come, else asks the codec to wait for the rest: a timer
