@@ -290,3 +290,14 @@ def test_own_errors_before_the_limits(sluice_factory, upstream, proto):
         assert fields["grpc-message"] == '{"error":"body_too_large"}'
         assert fields["connection"] == "close"
     assert upstream.log() == []
+
+
+def test_h2c_upstream_is_not_refused(sluice_factory):
+    # upstream.url h2c:// can carry gRPC: the call goes for the upstream, and an upstream
+    # that cannot be reached is a 502, which a gRPC client sees as UNAVAILABLE.
+    s = sluice_factory(h2_config(), upstream=f"h2c://127.0.0.1:{pick_port()}")
+    code, details, _ = call(s.port)
+    assert code == grpc.StatusCode.UNAVAILABLE, (code, details)
+    assert details == '{"error":"bad_gateway"}'
+    m = counted(s, "all", 1)
+    assert m.value("sluice_upstream_errors_total", kind="connect") == 1
