@@ -1,8 +1,9 @@
 """gRPC calls answered by sluice itself (SPEC section 10): a denial, a store failing closed,
 a call an http:// upstream cannot carry, and sluice's own errors reach a gRPC client as
 trailers-only responses (HTTP 200, grpc-status, grpc-message, and the RateLimit fields and
-retry-after as metadata). The client is python3-grpcio, with no generated stubs: methods
-called by name with raw bytes."""
+retry-after as metadata), in front of an http:// upstream and of a gRPC service on h2c://
+(grpc_upstream.py). The client is python3-grpcio, with no generated stubs: methods called
+by name with raw bytes."""
 import json
 import socket
 import urllib.parse
@@ -300,3 +301,33 @@ def test_h2c_upstream_is_not_refused(sluice_factory):
     assert details == '{"error":"bad_gateway"}'
     m = counted(s, "all", 1)
     assert m.value("sluice_upstream_errors_total", kind="connect") == 1
+
+
+def test_denial_in_front_of_a_grpc_service(sluice_factory, upstream_factory):
+    # On an h2c:// upstream admitted calls reach the service, and the one over the limit is
+    # answered by sluice, its status where the service's would be.
+    app = upstream_factory(script="grpc_upstream.py")
+    routes = ROUTES.replace("/pkg.Svc/", "/test.Echo/").replace("rate: 1/1h", "rate: 2/1h")
+    s = sluice_factory(h2_config(routes=routes), upstream=f"h2c://127.0.0.1:{app.port}")
+    options = [("grpc.enable_http_proxy", 0), ("grpc.enable_retries", 0)]
+    with grpc.insecure_channel(f"127.0.0.1:{s.port}", options=options) as ch:
+        unary = ch.unary_unary("/test.Echo/Unary", request_serializer=None,
+                               response_deserializer=None)
+        for remaining in (1, 0):
+            reply, c = unary.with_call(b"abc", timeout=10)
+            assert reply == b"cba" and c.code() == grpc.StatusCode.OK
+            # Admitted: the RateLimit fields are in the response head, the initial metadata.
+            head = dict(c.initial_metadata())
+            assert head["ratelimit"].startswith(f'"per_call";r={remaining};'), head
+            assert dict(c.trailing_metadata())["x-trailer"] == "done"
+        with pytest.raises(grpc.RpcError) as e:
+            unary.with_call(b"abc", timeout=10)
+    err = e.value
+    assert err.code() == grpc.StatusCode.RESOURCE_EXHAUSTED, err
+    assert not err.initial_metadata()
+    meta = dict(err.trailing_metadata())
+    retry = int(meta["retry-after"])
+    assert json.loads(err.details()) == {"error": "rate_limited", "route": "svc",
+                                         "limit": "per_call", "retry_after": retry}
+    assert meta["ratelimit"] == f'"per_call";r=0;t={retry}'
+    assert meta["ratelimit-policy"] == '"per_call";q=2;w=3600'
