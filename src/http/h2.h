@@ -1,8 +1,8 @@
-/* The HTTP/2 client codec's internals, shared by its three files: h2_session.c (the
+/* The HTTP/2 client codec's internals, shared by its four files: h2_session.c (the
  * connection: libnghttp2's server session, socket I/O, timers, protections, GOAWAY),
- * h2_stream.c (a stream as an exchange: what the exchange asks of it, bodies both ways)
- * and h2_head.c (request heads collected from HPACK fields, response heads built for
- * nghttp2). README.md beside this file gives the design. Worker thread only. */
+ * h2_stream.c (a stream as an exchange: what the exchange asks of it, bodies both ways),
+ * h2_data.c (the response body and trailers as nghttp2 frames them) and h2_head.c
+ * (request heads collected from HPACK fields, response heads built for nghttp2). README.md beside this file gives the design. Worker thread only. */
 #ifndef SLUICE_HTTP_H2_H
 #define SLUICE_HTTP_H2_H
 
@@ -138,10 +138,14 @@ bool sl_h2_stream_owes(const struct sl_h2_stream *st);
 void sl_h2_stream_release(struct sl_h2_stream *st);
 /* Frees a stream left to the engine that will never call back (the worker is ending). */
 void sl_h2_stream_abandon(struct sl_h2_stream *st);
+/* h2_data.c */
 ssize_t sl_h2_stream_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t len,
                           uint32_t *flags, nghttp2_data_source *src, void *arg);
 int sl_h2_stream_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
                            size_t len, nghttp2_data_source *src, void *arg);
+/* client ops response_end: keeps the trailers (names lower case, as an HTTP/2 upstream
+ * sent them) for sl_h2_stream_read, which submits them once body_out is all framed. */
+void sl_h2_stream_trailers(struct sl_exchange *x, const struct sl_header *t, size_t n);
 
 /* h2_head.c */
 /* Adds one field of the request head; returns 0, or -1 when the stream must be reset. */

@@ -1,8 +1,9 @@
-/* The HTTP/2 upstream codec's internals, shared by its two files: h2u_conn.c (a pooled
+/* The HTTP/2 upstream codec's internals, shared by its three files: h2u_conn.c (a pooled
  * connection to the upstream: socket, libnghttp2 client session, choosing a connection
- * with a free stream, GOAWAY) and h2u_stream.c (an exchange carried as one stream: the
- * request head and body up, the response head, body and trailers down, retries and
- * deadlines; sl_h2_upstream_ops). README.md beside this file gives the design. Worker
+ * with a free stream, GOAWAY), h2u_stream.c (an exchange carried as one stream: the
+ * request body up, the response head, body and trailers down, retries and deadlines;
+ * sl_h2_upstream_ops) and h2u_head.c (the request head as HPACK fields, the response's
+ * fields collected, grpc-timeout). README.md beside this file gives the design. Worker
  * thread only. */
 #ifndef SLUICE_HTTP_H2U_H
 #define SLUICE_HTTP_H2U_H
@@ -80,9 +81,17 @@ void sl_h2u_conn_stream_gone(struct sl_h2u_conn *c);
 /* Closes every connection of the worker (draining: only those with no stream). */
 void sl_h2u_close_all(struct sl_worker *w, bool idle_only);
 
-/* h2u_stream.c: what the session's callbacks hand on to a stream */
+/* h2u_head.c */
+/* Submits the request head of s->x on s->c, its body to follow from s->body when it has
+ * one; sets s->id. Returns 0, or -1 (ENOMEM, or nghttp2 refused it). */
+int sl_h2u_head_submit(struct sl_h2u_stream *s);
+/* Collects one field of a response head or of its trailers; nghttp2 has checked it. */
 int sl_h2u_on_header(struct sl_h2u_stream *s, const nghttp2_frame *f, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen);
+/* grpc-timeout as microseconds: at most 8 digits and a unit; 0 when absent or bad. */
+uint64_t sl_h2u_grpc_timeout_us(const struct sl_request *r);
+
+/* h2u_stream.c: what the session's callbacks hand on to a stream */
 /* A HEADERS or DATA frame for the stream is complete (END_STREAM ends the response). */
 int sl_h2u_on_frame(struct sl_h2u_stream *s, const nghttp2_frame *f);
 void sl_h2u_on_data(struct sl_h2u_stream *s, const uint8_t *data, size_t len);
@@ -96,6 +105,8 @@ void sl_h2u_on_conn_failed(struct sl_h2u_stream *s, enum sl_upstream_error kind)
 void sl_h2u_stream_unlink_free(struct sl_h2u_stream *s);
 /* Calls the client side of each stream whose request body drained (`wake`). */
 void sl_h2u_wake(struct sl_h2u_conn *c);
+ssize_t sl_h2u_body_read(nghttp2_session *ss, int32_t id, uint8_t *buf, size_t len,
+                         uint32_t *flags, nghttp2_data_source *src, void *arg);
 int sl_h2u_send_data(nghttp2_session *ss, nghttp2_frame *frame, const uint8_t *framehd,
                      size_t len, nghttp2_data_source *src, void *arg);
 
