@@ -330,6 +330,17 @@ static void conn_free(struct sl_h2u_conn *c)
     free(c);
 }
 
+/* Says GOAWAY and lets the connection end once written. */
+static void close_conn(struct sl_h2u_conn *c)
+{
+    sl_h2u_enter(c);
+    if (!c->goaway) {
+        c->goaway = true;
+        nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
+    }
+    sl_h2u_leave(c);
+}
+
 static unsigned stream_room(const struct sl_h2u_conn *c)
 {
     unsigned max = SL_H2U_MAX_STREAMS;
@@ -344,21 +355,22 @@ static unsigned stream_room(const struct sl_h2u_conn *c)
 
 struct sl_h2u_conn *sl_h2u_conn_pick(struct sl_worker *w, const struct sl_upstream_config *u)
 {
-    for (struct sl_h2u_conn *c = w->h2u; c; c = c->next)
-        if (!c->goaway && !c->dying && stream_room(c) && strcmp(c->target, u->addr.text) == 0)
-            return c;
-    return conn_new(w, u);
-}
+    struct sl_h2u_conn *found = NULL;
 
-/* Says GOAWAY and lets the connection end once written. */
-static void close_conn(struct sl_h2u_conn *c)
-{
-    sl_h2u_enter(c);
-    if (!c->goaway) {
-        c->goaway = true;
-        nghttp2_session_terminate_session(c->session, NGHTTP2_NO_ERROR);
+    for (struct sl_h2u_conn *c = w->h2u, *next; c; c = next) {
+        next = c->next;
+        if (c->goaway || c->dying)
+            continue;
+        if (strcmp(c->target, u->addr.text) != 0) {
+            /* An upstream a reload replaced: its idle connections serve no one now. */
+            if (c->nstreams == 0)
+                close_conn(c);
+            continue;
+        }
+        if (!found && stream_room(c))
+            found = c;
     }
-    sl_h2u_leave(c);
+    return found ? found : conn_new(w, u);
 }
 
 void sl_h2u_conn_stream_gone(struct sl_h2u_conn *c)

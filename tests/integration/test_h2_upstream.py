@@ -265,3 +265,19 @@ def test_unreachable_upstream_is_502(sluice_factory, free_port):
         c.response(st)
         assert st.status == 502
     assert upstream_errors(sl.admin_port, "connect") == 2
+
+
+def test_reload_moves_to_another_upstream(s, upstream_factory):
+    other = upstream_factory(script="h2_upstream.py")
+    with Client(s.port) as c:
+        assert c.exchange(request("GET", "/before")).status == 200
+    text = open(s.config_path).read().replace(f"127.0.0.1:{s.app.port}", f"127.0.0.1:{other.port}")
+    s.reload(text)
+    wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 1,
+               5, 0.05, "the reload to be counted")
+    with Client(s.port) as c:
+        assert c.exchange(request("GET", "/after")).status == 200
+    assert [e["path"] for e in other.log()] == ["/after"]
+    assert [e["path"] for e in s.app.log()] == ["/before"]
+    # The first upstream's idle connection was let go, with a GOAWAY.
+    assert conns(other) == 1
