@@ -88,26 +88,7 @@ nginx_conf grpc-proxy 1 "upstream app { server 127.0.0.1:$UP_PORT; keepalive 64;
         }
     }"
 
-cat >"$out/grpc-haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-    timeout http-keep-alive 120s
-frontend h2
-    bind 127.0.0.1:$HA_PORT proto h2
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend app
-backend app
-    http-reuse always
-    server app 127.0.0.1:$UP_PORT proto h2
-CFG
+haproxy_h2_conf "$out/grpc-haproxy.cfg" "$HA_PORT" "$UP_PORT" "proto h2"
 
 start_proxy() { # sluice|nginx|haproxy: starts it, sets pid[name]
     case $1 in

@@ -108,26 +108,7 @@ nginx_conf h2-proxy 1 "upstream app { server 127.0.0.1:$UP_PORT; keepalive $KEEP
         }
     }"
 
-cat >"$out/h2-haproxy.cfg" <<CFG
-global
-    nbthread 1
-    maxconn 8000
-defaults
-    mode http
-    timeout connect 5s
-    timeout client 120s
-    timeout server 120s
-    timeout http-keep-alive 120s
-frontend h2
-    bind 127.0.0.1:$HA_PORT proto h2
-    option forwardfor
-    http-request set-header X-Forwarded-Proto http
-    http-request set-header X-Forwarded-Host %[req.hdr(host)]
-    default_backend app
-backend app
-    http-reuse always
-    server app 127.0.0.1:$UP_PORT
-CFG
+haproxy_h2_conf "$out/h2-haproxy.cfg" "$HA_PORT" "$UP_PORT"
 
 start_proxy() { # sluice|nginx|haproxy: starts it, sets pid[name]
     case $1 in

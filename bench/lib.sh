@@ -131,3 +131,30 @@ paired_ratio() { # label_a label_b case conns column
 
 median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { print (b > 0) ? a / b : 0 }'; }
+
+# An HTTP/2 (prior knowledge) front end in HAProxy, one thread, with the X-Forwarded-*
+# fields sluice adds, to the upstream at `port`; `server_opts` as "proto h2" for an HTTP/2
+# upstream.
+#   haproxy_h2_conf FILE LISTEN_PORT UPSTREAM_PORT [SERVER_OPTS]
+haproxy_h2_conf() {
+    cat >"$1" <<CFG
+global
+    nbthread 1
+    maxconn 8000
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 120s
+    timeout server 120s
+    timeout http-keep-alive 120s
+frontend h2
+    bind 127.0.0.1:$2 proto h2
+    option forwardfor
+    http-request set-header X-Forwarded-Proto http
+    http-request set-header X-Forwarded-Host %[req.hdr(host)]
+    default_backend app
+backend app
+    http-reuse always
+    server app 127.0.0.1:$3 ${4:-}
+CFG
+}

@@ -8,6 +8,7 @@
 #include <sys/socket.h>
 
 #include "h2.h"
+#include "h2_io.h"
 #include "sluice/clock.h"
 #include "sluice/log.h"
 
@@ -277,44 +278,29 @@ static void session_setup(void)
  * broken preface) ends the connection with GOAWAY when the session can still send one. */
 static void receive(struct sl_h2_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int n = sl_h2_io_recv(c->session, bufferevent_get_input(c->bev), &c->dying);
 
-    while (!c->dying && evbuffer_get_length(in)) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        ssize_t n = nghttp2_session_mem_recv(c->session, v.iov_base, v.iov_len);
-        if (n < 0) {
-            sl_log_debug("http2 client %s: %s", c->peer_text, nghttp2_strerror((int)n));
-            evbuffer_drain(in, evbuffer_get_length(in));
-            if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
-                kill_conn(c);
-                break;
-            }
-            bool flood = n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
-            sl_h2_goaway(c, flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR,
-                         flood ? SL_H2_GOAWAY_CALM : SL_H2_GOAWAY_PROTOCOL);
-            c->client_eof = true; /* read nothing more */
-            break;
-        }
-        evbuffer_drain(in, (size_t)n);
+    if (n == 0)
+        return;
+    sl_log_debug("http2 client %s: %s", c->peer_text, nghttp2_strerror(n));
+    if (n == NGHTTP2_ERR_BAD_CLIENT_MAGIC) {
+        kill_conn(c);
+        return;
     }
+    bool flood = n == NGHTTP2_ERR_FLOODED || n == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS;
+    sl_h2_goaway(c, flood ? NGHTTP2_ENHANCE_YOUR_CALM : NGHTTP2_PROTOCOL_ERROR,
+                 flood ? SL_H2_GOAWAY_CALM : SL_H2_GOAWAY_PROTOCOL);
+    c->client_eof = true; /* read nothing more */
 }
 
 static void send_frames(struct sl_h2_conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    int rv = sl_h2_io_send(c->session, bufferevent_get_output(c->bev));
 
-    while (evbuffer_get_length(out) < SL_HIGH_WATER && nghttp2_session_want_write(c->session)) {
-        size_t before = evbuffer_get_length(out);
-        int rv = nghttp2_session_send(c->session);
-        if (rv != 0) {
-            sl_log_debug("http2 client %s: %s", c->peer_text, nghttp2_strerror(rv));
-            kill_conn(c);
-            return;
-        }
-        if (evbuffer_get_length(out) == before)
-            break; /* everything left waits for a window or for data */
+    if (rv != 0) {
+        sl_log_debug("http2 client %s: %s", c->peer_text, nghttp2_strerror(rv));
+        kill_conn(c);
+        return;
     }
     sl_flush(c->bev);
 }

@@ -10,6 +10,7 @@
 #include <string.h>
 #include <sys/socket.h>
 
+#include "h2_io.h"
 #include "h2u.h"
 #include "sluice/log.h"
 
@@ -44,17 +45,12 @@ static void kill_conn(struct sl_h2u_conn *c, enum sl_upstream_error kind)
 static void send_frames(struct sl_h2u_conn *c)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
+    int rv = sl_h2_io_send(c->session, out);
 
-    while (evbuffer_get_length(out) < SL_HIGH_WATER && nghttp2_session_want_write(c->session)) {
-        size_t before = evbuffer_get_length(out);
-        int rv = nghttp2_session_send(c->session);
-        if (rv != 0) {
-            sl_log_debug("http2 upstream %s: %s", c->target, nghttp2_strerror(rv));
-            kill_conn(c, SL_UPSTREAM_ERR_RESET);
-            return;
-        }
-        if (evbuffer_get_length(out) == before)
-            break; /* what is left waits for a window or for data */
+    if (rv != 0) {
+        sl_log_debug("http2 upstream %s: %s", c->target, nghttp2_strerror(rv));
+        kill_conn(c, SL_UPSTREAM_ERR_RESET);
+        return;
     }
     /* Written when the loop next polls: the frames of every stream served in this turn
      * go in one write. */
@@ -186,20 +182,11 @@ static void session_setup(void)
 
 static void receive(struct sl_h2u_conn *c)
 {
-    struct evbuffer *in = bufferevent_get_input(c->bev);
+    int n = sl_h2_io_recv(c->session, bufferevent_get_input(c->bev), &c->dying);
 
-    while (!c->dying && evbuffer_get_length(in)) {
-        struct evbuffer_iovec v;
-        if (evbuffer_peek(in, -1, NULL, &v, 1) < 1)
-            break;
-        ssize_t n = nghttp2_session_mem_recv(c->session, v.iov_base, v.iov_len);
-        if (n < 0) {
-            sl_log_warn("http2 upstream %s: %s", c->target, nghttp2_strerror((int)n));
-            evbuffer_drain(in, evbuffer_get_length(in));
-            kill_conn(c, SL_UPSTREAM_ERR_RESET);
-            return;
-        }
-        evbuffer_drain(in, (size_t)n);
+    if (n != 0) {
+        sl_log_warn("http2 upstream %s: %s", c->target, nghttp2_strerror(n));
+        kill_conn(c, SL_UPSTREAM_ERR_RESET);
     }
 }
 
