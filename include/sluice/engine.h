@@ -45,6 +45,7 @@ struct sl_verdict_check {
     enum sl_store_status status;
     struct sl_decision decision; /* valid when status is SL_STORE_OK */
     struct sl_units units;       /* what the request asked of the limit */
+    struct sl_quota quota;       /* the rate decided under */
     bool never_fits;             /* denied without asking: the cost exceeds the capacity */
     bool charge_due;             /* admitted under a `charge`: the response will say how much */
     struct sl_usage_scan *scan;  /* response_json: the body's scanner, from head to end */

@@ -97,14 +97,15 @@ static void on_counted(void *arg, const struct sl_decision *d, enum sl_store_sta
 }
 
 /* The memory store answers before returning, so the call's record can live on the stack. */
-static void counting_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                            size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static void counting_decide(struct sl_store *store, const struct sl_limit *lim,
+                            const struct sl_quota *q, const char *key, size_t key_len,
+                            const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct counting_store *cs = (struct counting_store *)store;
     struct counted_call c = {cs->r, lim, key, key_len, cb, arg};
 
     cs->r->asked[lim->index] = cs->r->line;
-    sl_store_decide_units(cs->memory, lim, key, key_len, u, on_counted, &c);
+    sl_store_decide_quota(cs->memory, lim, q, key, key_len, u, on_counted, &c);
 }
 
 static void counting_free(struct sl_store *store)

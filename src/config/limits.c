@@ -173,6 +173,7 @@ static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const ch
     yaml_node_t *v = sl_ld_get(ld, node, "rate");
     char vpath[SL_LD_PATH_MAX], got[96];
     const char *alg = lim->alg->name;
+    struct sl_quota q = sl_limit_quota(lim);
 
     sl_ld_path(vpath, path, "rate");
     sl_ld_quote(lim->rate_text ? lim->rate_text : "", got, sizeof got);
@@ -185,13 +186,13 @@ static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const ch
                     "use sliding_window_counter for more), got %s",
                     (unsigned long long)max_log, got);
     } else if ((lim->store == SL_STORE_MEMORY || cfg->failure_mode == SL_FAILURE_LOCAL) &&
-               lim->alg->state_size(lim) >
+               lim->alg->state_size(&q) >
                    sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes)) {
         size_t room = sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes);
         sl_ld_error(ld, v, vpath,
                     "expected a per-key state the memory store has room for (%s: %zu bytes, "
                     "at most %zu with memory.max_bytes %llu; raise memory.max_bytes), got %s",
-                    alg, lim->alg->state_size(lim), room, (unsigned long long)cfg->memory_max_bytes,
+                    alg, lim->alg->state_size(&q), room, (unsigned long long)cfg->memory_max_bytes,
                     got);
     } else if (lim->store == SL_STORE_REDIS) {
         double p = (double)lim->period_us, n = (double)lim->count, b = (double)lim->burst;

@@ -195,8 +195,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
          * Redis is away. The reference stays with the retry. */
         c->store = SL_STORE_MEMORY;
         c->started_us = now;
-        sl_store_decide_units(e->memory, c->limit, b->data + b->off[i], b->klen[i], &c->units,
-                              on_decision, c);
+        sl_store_decide_quota(e->memory, c->limit, &c->quota, b->data + b->off[i], b->klen[i],
+                              &c->units, on_decision, c);
         return;
     }
     metric_check(e, c->limit, SL_CHECK_ERROR);
@@ -345,12 +345,13 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         c->verdict = v;
         c->limit = lim;
         c->applied = true;
+        c->quota = sl_limit_quota(lim);
         struct sl_store *store = store_for(e, lim, &c->store);
-        if (sl_limit_takes_units(lim) && c->units.need > sl_limit_capacity(lim)) {
+        if (sl_limit_takes_units(lim) && c->units.need > sl_quota_capacity(lim, &c->quota)) {
             /* It can never fit: denied here, and no store is asked to spend anything. */
             c->status = SL_STORE_OK;
             c->never_fits = true;
-            c->decision = (struct sl_decision){.limit = lim->count};
+            c->decision = (struct sl_decision){.limit = c->quota.count};
             metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
             continue;
         }
@@ -376,7 +377,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         e->asking = c;
         e->asking_key = s->key;
         e->asking_len = (size_t)n;
-        sl_store_decide_units(store, lim, s->key, (size_t)n, &c->units, on_decision, c);
+        sl_store_decide_quota(store, lim, &c->quota, s->key, (size_t)n, &c->units, on_decision, c);
         /* Restored: this call may run inside another request's sl_store_decide(). */
         e->asking = outer;
         e->asking_key = outer_key;

@@ -76,9 +76,9 @@ static void add_draft(struct sl_text *t, const struct sl_verdict *v, size_t n)
         first = false;
         text_quoted(t, c->limit->name, false);
         SL_TEXT_LIT(t, ";q=");
-        sl_text_u64(t, c->limit->count);
+        sl_text_u64(t, c->quota.count);
         SL_TEXT_LIT(t, ";w=");
-        sl_text_u64(t, seconds_up(c->limit->period_us));
+        sl_text_u64(t, seconds_up(c->quota.period_us));
     }
     SL_TEXT_LIT(t, "\r\nRateLimit: ");
     first = true;
@@ -166,7 +166,7 @@ static void response_never_fits(const struct sl_config *cfg, struct sl_verdict *
         SL_TEXT_LIT(&t, ",\"cost\":");
         sl_text_u64(&t, c->units.need);
         SL_TEXT_LIT(&t, ",\"capacity\":");
-        sl_text_u64(&t, sl_limit_capacity(c->limit));
+        sl_text_u64(&t, sl_quota_capacity(c->limit, &c->quota));
         SL_TEXT_LIT(&t, "}");
         sl_text_flush(&t);
     }

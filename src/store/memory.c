@@ -193,8 +193,8 @@ static bool take_out(struct stripe *s, struct stripe *o, const uint64_t old_dige
  * none still in use (or no room). s's lock may be let go and taken again: an entry for
  * `digest` that another thread added meanwhile is then returned instead. */
 static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint64_t digest[2],
-                           const struct sl_limit *lim, const char *key, size_t key_len,
-                           uint64_t *now)
+                           const struct sl_limit *lim, const struct sl_quota *q, const char *key,
+                           size_t key_len, uint64_t *now)
 {
     for (size_t i = 0; i < lim->nprev_rates; i++) {
         const struct sl_prev_rate *prev = &lim->prev_rates[i];
@@ -216,12 +216,12 @@ static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint
                 return h;
             continue;
         }
-        size_t state_size = lim->alg->state_size(lim);
+        size_t state_size = lim->alg->state_size(q);
         h = insert(s, digest, state_size, *now);
         if (h != SL_MT_NONE) {
             void *state = sl_mtable_state(&s->table, h);
             if (lim->alg->rescale)
-                lim->alg->rescale(lim, &prev->rate, old.state, state);
+                lim->alg->rescale(q, &prev->rate, old.state, state);
             else
                 memcpy(state, old.state, old.size < state_size ? old.size : state_size);
             sl_mtable_trailer(&s->table, h)->expires_s = old.expires_s;
@@ -232,12 +232,13 @@ static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint
     return SL_MT_NONE;
 }
 
-static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                          size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static void memory_decide(struct sl_store *store, const struct sl_limit *lim,
+                          const struct sl_quota *q, const char *key, size_t key_len,
+                          const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
     uint64_t digest[2];
-    digest_of(ms, lim, (struct sl_rate){lim->count, lim->period_us}, key, key_len, digest);
+    digest_of(ms, lim, (struct sl_rate){q->count, q->period_us}, key, key_len, digest);
     struct stripe *s = stripe_of(ms, digest);
     struct sl_mtable *t = &s->table;
     uint64_t now = ms->clock_us();
@@ -252,20 +253,20 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
 
     uint32_t h = sl_mtable_find(t, digest);
     if (h == SL_MT_NONE && lim->nprev_rates > 0)
-        h = carry_over(ms, s, digest, lim, key, key_len, &now);
+        h = carry_over(ms, s, digest, lim, q, key, key_len, &now);
     if (h != SL_MT_NONE) {
         if (expired(sl_mtable_trailer(t, h), now))
             memset(sl_mtable_state(t, h), 0, sl_mtable_state_size(t, h));
         sl_mtable_touch(t, h);
     } else {
-        h = insert(s, digest, lim->alg->state_size(lim), now);
+        h = insert(s, digest, lim->alg->state_size(q), now);
         if (h == SL_MT_NONE) {
             pthread_mutex_unlock(&s->lock);
             cb(arg, NULL, SL_STORE_ERR_CONNECTION);
             return;
         }
     }
-    lim->alg->decide(lim, sl_mtable_state(t, h), now, u, &d);
+    lim->alg->decide(lim, q, sl_mtable_state(t, h), now, u, &d);
     sl_mtable_trailer(t, h)->expires_s = expiry_s(now, d.reset_us);
     pthread_mutex_unlock(&s->lock);
 
