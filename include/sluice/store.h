@@ -24,8 +24,9 @@ struct sl_store;
 struct sl_store_ops {
     const char *name; /* "memory" or "redis": the `store` label of the metrics */
     /* Decides one request asking `u` (copied) of `lim` under quota `q` (copied) and `key`
-     * (borrowed for the call only; binary-safe). A charge is a decision asking {0, amount}:
-     * always admitted. Calls `cb` exactly once: possibly
+     * (borrowed for the call only; binary-safe). A key's state does not depend on the quota
+     * it was decided under: one of another quota reads it as a change of rate does. A charge
+     * is a decision asking {0, amount}: always admitted. Calls `cb` exactly once: possibly
      * before returning, at most after the store's timeout. */
     void (*decide)(struct sl_store *store, const struct sl_limit *lim, const struct sl_quota *q,
                    const char *key, size_t key_len, const struct sl_units *u, sl_store_cb cb,

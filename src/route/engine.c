@@ -16,6 +16,7 @@
 #include "sluice/engine.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
+#include "sluice/rates.h"
 #include "sluice/route.h"
 #include "sluice/top.h"
 #include "sluice/usage_scan.h"
@@ -56,6 +57,7 @@ static void scratch_deinit(struct scratch *s)
     free(s->path);
     free(s->host);
     free(s->key);
+    free(s->by);
 }
 
 void sl_engine_free(struct sl_engine *engine)
@@ -326,6 +328,34 @@ static int read_costs(struct sl_verdict *v, const struct sl_request *req)
     return 0;
 }
 
+/* Reads the consumer's rate from c's limit's `rates:` into c->quota (the limit's own stays
+ * when none applies). Returns true when no store is to be asked: `unlimited` admits and
+ * "0/P" denies at once, Retry-After the period (SPEC.md section 3, Per-consumer rates). */
+static bool apply_rates(struct sl_engine *e, struct scratch *s, struct sl_verdict_check *c,
+                        const struct sl_key_ctx *ctx, size_t key_len)
+{
+    const struct sl_limit *lim = c->limit;
+    bool absent;
+    c->rate = sl_rates_pick(lim, ctx, s->key, key_len, &s->by, &s->by_cap, &absent);
+    if (!c->rate)
+        return false;
+    c->quota = lim->rates->quotas[c->rate->rate];
+    if (c->quota.count == SL_RATE_UNLIMITED) {
+        c->status = SL_STORE_OK;
+        c->decision = (struct sl_decision){.allowed = true};
+        metric_check(e, lim, SL_CHECK_ALLOW);
+        return true;
+    }
+    if (c->quota.count == 0) {
+        c->status = SL_STORE_OK;
+        c->decision = (struct sl_decision){.reset_us = c->quota.period_us,
+                                           .retry_after_us = c->quota.period_us};
+        metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
+        return true;
+    }
+    return false;
+}
+
 /* Asks the store of every limit whose key sources are all present. */
 static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                   const struct sl_key_ctx *ctx)
@@ -347,14 +377,6 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         c->applied = true;
         c->quota = sl_limit_quota(lim);
         struct sl_store *store = store_for(e, lim, &c->store);
-        if (sl_limit_takes_units(lim) && c->units.need > sl_quota_capacity(lim, &c->quota)) {
-            /* It can never fit: denied here, and no store is asked to spend anything. */
-            c->status = SL_STORE_OK;
-            c->never_fits = true;
-            c->decision = (struct sl_decision){.limit = c->quota.count};
-            metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
-            continue;
-        }
         if ((size_t)n > s->key_cap) {
             if (reserve(&s->key, &s->key_cap, (size_t)n) < 0) {
                 /* The limit cannot be asked: as if its store had failed. */
@@ -364,6 +386,16 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                 continue;
             }
             sl_key_build(lim, ctx, s->key, s->key_cap);
+        }
+        if (lim->rates && apply_rates(e, s, c, ctx, (size_t)n))
+            continue;
+        if (sl_limit_takes_units(lim) && c->units.need > sl_quota_capacity(lim, &c->quota)) {
+            /* It can never fit: denied here, and no store is asked to spend anything. */
+            c->status = SL_STORE_OK;
+            c->never_fits = true;
+            c->decision = (struct sl_decision){.limit = c->quota.count};
+            metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
+            continue;
         }
         /* A Redis answer comes later, when the scratch buffer holds other keys; a charge is
          * made when the response arrives. */

@@ -66,7 +66,7 @@ START_TEST(test_same_decisions_as_memory)
     struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
     struct sl_limit a = limit_of(sc->alg, sc->n, sc->p, sc->burst);
     struct sl_limit b = limit_of(sc->alg, sc->n2, sc->p2, sc->burst2);
-    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX};
+    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX, false};
     b.nprev_rates = 1;
     char what[128];
     snprintf(what, sizeof what, "%s %llu/%llus -> %llu/%llus", sc->alg, (unsigned long long)a.count,
