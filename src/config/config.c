@@ -157,3 +157,26 @@ void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, u
         }
     }
 }
+
+size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
+                    size_t max)
+{
+    size_t n = 0;
+    if (n < max) {
+        paths[n] = cfg->file;
+        digests[n] = cfg->file_digest;
+    }
+    n++;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t j = 0; j < cfg->routes[i].nlimits; j++) {
+            const struct sl_rates *r = cfg->routes[i].limits[j].rates;
+            if (!r || !r->file)
+                continue;
+            if (n < max) {
+                paths[n] = r->file;
+                digests[n] = r->file_digest;
+            }
+            n++;
+        }
+    return n;
+}

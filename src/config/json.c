@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "sluice/config.h"
 #include "sluice/limit.h"
+#include "sluice/rates.h"
 
 static const char redacted[] = "***";
 
@@ -90,6 +91,20 @@ static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
     json_prefixed(b, prefix, k->name);
 }
 
+/* A limit's `rates:`: its shape and counts, never the entries (a file may list millions). */
+static void rates(struct sl_cfg_buf *b, const struct sl_rates *r)
+{
+    sl_cfg_buf_adds(b, ",\"rates\":{\"by\":");
+    sl_cfg_buf_json(b, r->by_text ? r->by_text : "");
+    sl_cfg_buf_addf(b, ",\"values\":%zu", r->ninline);
+    if (r->file) {
+        sl_cfg_buf_adds(b, ",\"file\":");
+        sl_cfg_buf_json(b, r->file);
+        sl_cfg_buf_addf(b, ",\"file_lines\":%zu", r->nfile);
+    }
+    sl_cfg_buf_addf(b, ",\"bytes\":%zu}", sl_rates_bytes(r));
+}
+
 static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
 {
     sl_cfg_buf_adds(b, "{\"name\":");
@@ -122,9 +137,12 @@ static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
             sl_cfg_buf_adds(b, ",");
         key_source(b, &lim->keys[k]);
     }
-    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s}",
+    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s",
                     lim->store == SL_STORE_REDIS ? "redis" : "memory",
                     lim->shadow ? "true" : "false");
+    if (lim->rates)
+        rates(b, lim->rates);
+    sl_cfg_buf_adds(b, "}");
 }
 
 static void route(struct sl_cfg_buf *b, const struct sl_route *r)
@@ -267,17 +285,16 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     cidr_list(&b, &cfg->exempt);
     sl_cfg_buf_adds(&b, ",\"redis\":");
     redis(&b, &cfg->redis);
-    sl_cfg_buf_addf(&b,
-                    ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
-                    "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
-                    "\"shutdown\":{\"drain_delay_ms\":%llu},"
-                    "\"reload\":{\"watch\":%s,\"debounce_ms\":%llu},\"access_log\":",
-                    failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
-                    (unsigned long long)cfg->memory_max_bytes,
-                    cfg->response_status, header_modes[cfg->response_headers],
-                    (unsigned long long)cfg->shutdown_drain_delay_ms,
-                    cfg->reload_watch ? "true" : "false",
-                    (unsigned long long)cfg->reload_debounce_ms);
+    sl_cfg_buf_addf(
+        &b,
+        ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
+        "\"response\":{\"status\":%d,\"headers\":\"%s\"},"
+        "\"shutdown\":{\"drain_delay_ms\":%llu},"
+        "\"reload\":{\"watch\":%s,\"debounce_ms\":%llu},\"access_log\":",
+        failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
+        (unsigned long long)cfg->memory_max_bytes, cfg->response_status,
+        header_modes[cfg->response_headers], (unsigned long long)cfg->shutdown_drain_delay_ms,
+        cfg->reload_watch ? "true" : "false", (unsigned long long)cfg->reload_debounce_ms);
     if (cfg->access_log == SL_ACCESS_LOG_FILE)
         sl_cfg_buf_json(&b, cfg->access_log_path);
     else
