@@ -22,6 +22,7 @@
 
 #include "replay.h"
 #include "sluice/cli.h"
+#include "sluice/rates.h"
 #include "sluice/store_memory.h"
 
 #define COOKIE_MAX 8192
@@ -173,6 +174,19 @@ struct line_verdict {
     const struct sl_replay_record *rec;
 };
 
+/* One decision of a limit with `rates:`, under the rate it applied. */
+static void count_rate(struct sl_replay_limit_stats *ls, const struct sl_verdict_check *c)
+{
+    struct sl_replay_rate_stats *rs = &ls->rates[c->rate ? c->rate->rate + 1 : 0];
+    rs->requests++;
+    if (!c->decision.allowed)
+        rs->denied++;
+    else if (c->decision.delay_us)
+        rs->delayed++;
+    else
+        rs->admitted++;
+}
+
 static void on_verdict(void *arg, struct sl_verdict *v)
 {
     struct line_verdict *lv = arg;
@@ -211,8 +225,21 @@ static void on_verdict(void *arg, struct sl_verdict *v)
     }
     for (size_t i = 0; i < v->route->nlimits; i++) {
         const struct sl_limit *lim = &v->route->limits[i];
+        const struct sl_verdict_check *c = &v->priv.checks[i];
+        if (lim->rates && c->applied && c->status == SL_STORE_OK)
+            count_rate(&r->stats.limits[lim->index], c);
         if (r->asked[lim->index] == r->line)
             continue;
+        if (c->applied && c->rate && (c->quota.count == 0 || c->quota.count == SL_RATE_UNLIMITED)) {
+            /* Decided without a store: counted here, as the store would have counted it. */
+            struct sl_replay_limit_stats *ls = &r->stats.limits[lim->index];
+            ls->requests++;
+            if (c->decision.allowed)
+                ls->admitted++;
+            else
+                ls->denied++;
+            continue;
+        }
         if (recorded(lv->rec, lim))
             r->stats.limits[lim->index].absent++;
         else
