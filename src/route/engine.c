@@ -364,6 +364,9 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
     bool retry = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
     bool top = top_on(e, v);
 
+    /* Only the matched route's checks are ever read (sl_verdict_nchecks): a route of one
+     * limit clears one check, not SL_MAX_LIMITS_PER_ROUTE of them. */
+    memset(v->priv.checks, 0, sl_verdict_nchecks(route) * sizeof *v->priv.checks);
     if (read_costs(v, ctx->req) < 0)
         return;
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
@@ -507,7 +510,6 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     sl_engine_recycle_keys(engine,
                            v); /* a previous request's, should its end have gone unreported */
     v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
-    memset(v->priv.checks, 0, sizeof v->priv.checks);
 
     if (read_head(engine, s, cfg, req, v, &ctx, client, sizeof client) < 0) {
         /* Without the path no route can be chosen: as if the store had failed. */
