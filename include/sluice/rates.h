@@ -70,6 +70,10 @@ long sl_rates_quota_index(struct sl_rates *r, const struct sl_quota *q);
 int sl_rates_add(struct sl_rates *r, const char *value, size_t len, uint32_t rate, uint32_t line,
                  const struct sl_rates_entry **earlier);
 
+/* Makes room for `entries` more values of `bytes` in all, so that adding them moves and
+ * rehashes nothing. Returns 0, or -1 on ENOMEM or past the bounds. */
+int sl_rates_reserve(struct sl_rates *r, size_t entries, size_t bytes);
+
 /* Gives back the room the table grew into while it was built. Call once, after the last add. */
 void sl_rates_trim(struct sl_rates *r);
 

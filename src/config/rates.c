@@ -331,6 +331,15 @@ static void load_file(struct sl_loader *ld, const yaml_node_t *node, const char 
     sl_sha256_update(&digest, data, len);
     sl_sha256_final(&digest, r->file_digest);
 
+    /* One pass to count the lines: the table is then sized once, never rehashed. */
+    size_t lines = 1;
+    for (const char *p = data; (p = memchr(p, '\n', (size_t)(data + len - p))); p++)
+        lines++;
+    if (sl_rates_reserve(r, lines, len) < 0) {
+        sl_ld_error(ld, v, vpath, "out of memory for %zu lines of %s", lines, r->file);
+        free(data);
+        return;
+    }
     struct file_parse fp = {ld, v, r->file, vpath, 0};
     char last_rate[RATE_TEXT_MAX + 1] = "";
     long last_index = -1;

@@ -200,6 +200,25 @@ int sl_rates_add(struct sl_rates *r, const char *value, size_t len, uint32_t rat
     return 0;
 }
 
+int sl_rates_reserve(struct sl_rates *r, size_t entries, size_t bytes)
+{
+    if (entries > MAX_ENTRIES || bytes > MAX_ARENA)
+        return -1;
+    if (entries > r->entries_cap) {
+        struct sl_rates_entry *es = realloc(r->entries, entries * sizeof *es);
+        if (!es)
+            return -1;
+        r->entries = es;
+        r->entries_cap = (uint32_t)entries;
+    }
+    if (reserve_arena(r, bytes) < 0)
+        return -1;
+    while ((size_t)r->mask + 1 < 2 * (r->nentries + entries))
+        if (grow(r) < 0)
+            return -1;
+    return 0;
+}
+
 void sl_rates_trim(struct sl_rates *r)
 {
     /* realloc to a smaller size keeps the block on failure: nothing to undo. */
