@@ -248,6 +248,15 @@ def test_validation_errors_name_the_file_and_line(sluice_binary, tmp_path):
     assert f"{f}:4:1: routes[0].limits[0].rates.file: expected a value before the tab" in r.stderr
 
 
+def test_check_prints_what_each_table_holds(sluice_binary, tmp_path):
+    (tmp_path / "c.tsv").write_text("a\t1/s\nb\t2/s\n")
+    conf = tmp_path / "s.yaml"
+    conf.write_text(standalone(config(routes(by="key", file="c.tsv"))))
+    r = subprocess.run([sluice_binary, "-t", "-c", str(conf)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert f"rates: api.per_key by key: 3 inline values, 2 from {tmp_path}/c.tsv; table " in r.stdout
+
+
 def test_explain_names_the_rate_and_why(sluice_binary, tmp_path):
     (tmp_path / "c.tsv").write_text("# header\nacme\t3/1h\n")
     conf = tmp_path / "s.yaml"
