@@ -152,7 +152,12 @@ static void watch_cb(void *arg)
     struct sl_server *s = arg;
     if (s->stopping)
         return;
-    sl_log_info("%s changed on disk; reloading", s->cfg->file);
+    const char *path;
+    const uint8_t *digest;
+    if (sl_cfg_files(s->cfg, &path, &digest, 1) > 1)
+        sl_log_info("%s or a rates file it names changed on disk; reloading", s->cfg->file);
+    else
+        sl_log_info("%s changed on disk; reloading", s->cfg->file);
     reload(s);
 }
 
