@@ -12,7 +12,10 @@
 # admin.top (unset: the binary's default, so that a build before admin.top runs too).
 # DENY=1 makes the limit 1/1h, so that every request but each key's first is answered 429
 # by sluice itself: the cost of the 429 path. H2=1 sends the requests as HTTP/2 streams
-# (h2load, prior knowledge, 50 at a time on one connection; KEYS=1 only).
+# (h2load, prior knowledge, 50 at a time on one connection; KEYS=1 only). RATES=inline gives
+# the limit `rates:` by the X-Key header with the requests' values listed inline at the
+# limit's own rate, RATES=file the same from a 1 000 000-line file: the cost of a consumer's
+# rate against the same limit without `rates:`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
@@ -23,6 +26,7 @@ KEYS=${KEYS:-1}
 DENY=${DENY:-}
 TOP=${TOP:-}
 H2=${H2:-}
+RATES=${RATES:-}
 UP_PORT=${UP_PORT:-18461}
 SL_PORT=${SL_PORT:-18462}
 AD_PORT=${AD_PORT:-18463}
@@ -66,6 +70,31 @@ routes:
         delay: false
         key: $key
 YAML
+case "$RATES" in
+'') ;;
+inline)
+    values=$(for k in $(seq 0 $((KEYS - 1))); do printf 'k%d: %s, ' "$k" "$rate"; done)
+    printf '        rates: {by: "header:X-Key", values: {%sother: 1/s}}\n' "$values" \
+        >>"$out/sluice.yaml"
+    ;;
+file)
+    python3 - "$out/consumers.tsv" "$KEYS" "$rate" <<'PY'
+import sys
+path, keys, rate = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(path, "w") as f:
+    for i in range(1000000 - keys):
+        f.write("consumer-%07d\t%d/h\n" % (i, 100 + i % 7))
+    for k in range(keys):
+        f.write("k%d\t%s\n" % (k, rate))
+PY
+    printf '        rates: {by: "header:X-Key", file: %s}\n' "$out/consumers.tsv" \
+        >>"$out/sluice.yaml"
+    ;;
+*)
+    echo "bench: RATES is inline or file" >&2
+    exit 1
+    ;;
+esac
 
 # Sends exactly N requests, pipelined 50 at a time on one keep-alive connection, and
 # checks every answer is a 200.

@@ -79,7 +79,8 @@ static void bounded(const struct sl_limit *lim, long mib, int len)
     uint64_t bound = (uint64_t)mib << 20;
     long before = rss_bytes();
     struct sl_store *store = sl_store_memory_new(UINT64_MAX, bound, NULL);
-    long n = (long)(4 * bound / (lim->alg->state_size(lim) + 32));
+    struct sl_quota q = sl_limit_quota(lim);
+    long n = (long)(4 * bound / (lim->alg->state_size(&q) + 32));
     int failed = flood(store, lim, n, len);
     long after = rss_bytes();
     printf("    max_bytes %4ldm: %9llu keys held after %ld, resident growth %.2f MiB "

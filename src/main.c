@@ -7,6 +7,7 @@
 #include "sluice/cli.h"
 #include "sluice/config.h"
 #include "sluice/log.h"
+#include "sluice/rates.h"
 #include "sluice/route_index.h"
 #include "sluice/server.h"
 
@@ -28,13 +29,13 @@ static const char usage[] =
     "\n"
     "  explain    print what sluice would do with one request and why: the normalised path,\n"
     "             each route tried, the client address, and each limit's key as its store\n"
-    "             holds it; no store is touched (sluice explain -h for its options)\n"
+    "             holds it and the rate that applies; no store is touched (sluice explain -h)\n"
     "  replay     run an access log written by sluice through the file's routes and limits\n"
     "             on a fresh memory store, on the log's own clock, and print what each limit\n"
     "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration (so does a change of the file on disk,\n"
-    "with reload.watch: true); SIGTERM and SIGINT drain and exit.\n"
+    "Signals: SIGHUP reloads the configuration and the rates files it names (so does a\n"
+    "change of one on disk, with reload.watch: true); SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 /* sluice -t: what the route index holds and what its regex matcher takes. */
@@ -55,6 +56,23 @@ static void print_index(const struct sl_route_index *ix)
         printf("regex: %zu routes, fallback matcher (%zu with a literal prefix, tried only "
                "when the path starts with it)\n",
                st.regex_prefixed + st.regex_any, st.regex_prefixed);
+}
+
+/* sluice -t: each limit's per-consumer rates, what they hold and where they came from. */
+static void print_rates(const struct sl_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t j = 0; j < cfg->routes[i].nlimits; j++) {
+            const struct sl_limit *lim = &cfg->routes[i].limits[j];
+            const struct sl_rates *r = lim->rates;
+            if (!r)
+                continue;
+            printf("rates: %s.%s by %s: %zu inline values", cfg->routes[i].name, lim->name,
+                   r->by_text, r->ninline);
+            if (r->file)
+                printf(", %zu from %s", r->nfile, r->file);
+            printf("; table %zu bytes\n", sl_rates_bytes(r));
+        }
 }
 
 int main(int argc, char **argv)
@@ -108,6 +126,7 @@ int main(int argc, char **argv)
         return EXIT_CONFIG;
     if (test_only) {
         print_index(cfg->route_index);
+        print_rates(cfg);
         printf("configuration ok\n");
         sl_cfg_unref(cfg);
         return 0;

@@ -18,6 +18,7 @@
 
 struct sl_algorithm_ops;
 struct sl_route_index;
+struct sl_rates;
 
 /* An address to listen on or connect to: "host:port", "[v6]:port" or "unix:/path". */
 struct sl_sockaddr {
@@ -61,6 +62,8 @@ struct sl_rate {
 struct sl_prev_rate {
     struct sl_rate rate;
     uint64_t until_us; /* sl_clock_mono_us: any state written under it has expired by then */
+    bool headed;       /* the limit had `rates:`: its states begin with the rate they were
+                        * decided under (memory store) */
 };
 
 #define SL_LIMIT_PREV_RATES 3
@@ -86,6 +89,7 @@ struct sl_limit {
     uint64_t count;                  /* N of "N/P" */
     uint64_t period_us;              /* P of "N/P" */
     uint64_t burst;                  /* defaulted per algorithm (see limit.h) */
+    bool burst_set;                  /* written in the file: every consumer rate keeps it */
     bool delay;                      /* leaky_bucket: hold early requests (default true) */
     bool shadow;                     /* evaluated and counted, never enforced */
     char *rate_text;                 /* "5/1m", as written; owned */
@@ -100,6 +104,7 @@ struct sl_limit {
     char *charge_name;               /* the response header, or the dot path; owned */
     size_t charge_name_len;
     size_t index;                    /* 0..cfg->nlimits-1 over the whole config */
+    struct sl_rates *rates;          /* per-consumer rates (rates.h), or NULL; owned */
     unsigned metrics_id;             /* assigned by sl_metrics_bind() */
     uint32_t top_tag;                /* its key sources' fingerprint, from sl_top_bind() */
     /* Other rates the limit with this route name, limit name and algorithm had in the
@@ -262,6 +267,12 @@ struct sl_config *sl_cfg_load(const char *path, char **errors);
  * reload, before publishing `cfg`; `prev` (the running snapshot, may be NULL) is only
  * read. */
 void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
+
+/* The files a reload reads, as reload.watch watches them: the configuration file, then each
+ * limit's `rates` file, with the SHA-256 of the content loaded. Fills at most `max` entries
+ * of `paths` and `digests` (borrowed from `cfg`) and returns how many files there are. */
+size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
+                    size_t max);
 
 /* Takes one more reference; returns `cfg`. Thread-safe. */
 struct sl_config *sl_cfg_ref(struct sl_config *cfg);

@@ -4,6 +4,7 @@
 #define SLUICE_CONFIG_WATCH_H
 
 #include <event2/event.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -28,6 +29,9 @@ struct sl_cfg_watch *sl_cfg_watch_new(struct event_base *base, const char *const
  * loaded, so that a reload by other means (SIGHUP) of a file the watch has yet to check
  * does not reload it a second time. Call after a successful reload, on `base`'s thread. */
 void sl_cfg_watch_loaded(struct sl_cfg_watch *w, const uint8_t *const *digests);
+
+/* Whether `w` watches exactly `paths` (`npaths` of them, in this order). */
+bool sl_cfg_watch_watches(const struct sl_cfg_watch *w, const char *const *paths, size_t npaths);
 
 /* The debounce the watch was made with. */
 uint64_t sl_cfg_watch_debounce_ms(const struct sl_cfg_watch *w);

@@ -4,13 +4,14 @@
  * and repeated without asking Redis until then. Counted from when the request was sent to
  * Redis, which is no later than when Redis decided, a held denial never outlives Redis's.
  *
- * A denial is held under the limit's identity: route and limit names, algorithm, N, P,
- * burst and delay, by value, so that a reload changing any of them finds nothing held and
- * asks Redis, and the key value as the Redis key holds it (over 200 bytes, its digest: the
- * caller's part, which also bounds an entry's size). Bounded by an entry count, least recently used
- * first out. Keys are hashed with a random SipHash key (client-chosen keys cannot be made to
- * collide). One cache per worker, used by that worker only: no locks. The clock is the caller's
- * (now_us, sent_us: CLOCK_MONOTONIC microseconds), so tests drive it. */
+ * A denial is held under the limit's identity: route and limit names, algorithm, N, P and
+ * burst of the quota decided under (the limit's rate, or a consumer's), and delay, by value, so
+ * that a reload changing any of them finds nothing held and asks Redis, and the key value as the
+ * Redis key holds it (over 200 bytes, its digest: the caller's part, which also bounds an entry's
+ * size). Bounded by an entry count, least recently used first out. Keys are hashed with a random
+ * SipHash key (client-chosen keys cannot be made to collide). One cache per worker, used by that
+ * worker only: no locks. The clock is the caller's (now_us, sent_us: CLOCK_MONOTONIC microseconds),
+ * so tests drive it. */
 #ifndef SLUICE_DENY_CACHE_H
 #define SLUICE_DENY_CACHE_H
 
@@ -41,29 +42,30 @@ enum sl_deny_state {
     SL_DENY_PROBING, /* run out, and a request registered as asking Redis: wait for it */
 };
 
-/* What is held for `key` (binary-safe, borrowed) under `lim` at `now_us`, for a request
- * asking `need` units: a denial of a larger need says nothing of it (SL_DENY_UNKNOWN, the
+/* What is held for `key` (binary-safe, borrowed) under `lim` and quota `q` at `now_us`, for a
+ * request asking `need` units: a denial of a larger need says nothing of it (SL_DENY_UNKNOWN, the
  * entry kept for larger asks). SL_DENY_HELD fills `out` as Redis would answer now: denied,
  * limit N, remaining 0, reset and retry_after counted down to `now_us`. SL_DENY_PROBING sets
  * `*probe` to the token registered by sl_deny_cache_probe. An entry whose time has come (now_us >=
  * sent + retry_after) stays, as SL_DENY_EXPIRED, until an answer replaces it (sl_deny_cache_add),
  * sl_deny_cache_forget drops it, or it is the least recently used. */
 enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *cache, const struct sl_limit *lim,
-                                      const char *key, size_t key_len, uint64_t need,
-                                      uint64_t now_us, struct sl_decision *out, void **probe);
+                                      const struct sl_quota *q, const char *key, size_t key_len,
+                                      uint64_t need, uint64_t now_us, struct sl_decision *out,
+                                      void **probe);
 
 /* Marks the run-out denial of `key` under `lim` as being asked again by `token` (the
  * caller's; never dereferenced here), or clears the mark when `token` is NULL. Until the
  * mark is cleared, or sl_deny_cache_add or sl_deny_cache_forget is called for the same
  * key, sl_deny_cache_find answers SL_DENY_PROBING with it. The caller does one of these
  * three when the token's answer (or failure) comes, before the token dies. */
-void sl_deny_cache_probe(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                         size_t key_len, void *token);
+void sl_deny_cache_probe(struct sl_deny_cache *cache, const struct sl_limit *lim,
+                         const struct sl_quota *q, const char *key, size_t key_len, void *token);
 
 /* Drops whatever is held for `key` under `lim`: Redis admitted it, or could not be asked,
  * so the next requests ask Redis each. */
-void sl_deny_cache_forget(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                          size_t key_len);
+void sl_deny_cache_forget(struct sl_deny_cache *cache, const struct sl_limit *lim,
+                          const struct sl_quota *q, const char *key, size_t key_len);
 
 /* Holds Redis's denial `d` of `key` under `lim`, for a request of `need` units sent at
  * `sent_us`, until sent_us + d->retry_after_us; it then answers requests of that need or
@@ -72,9 +74,9 @@ void sl_deny_cache_forget(struct sl_deny_cache *cache, const struct sl_limit *li
  * When full, the least recently used entry makes room. Out of memory, nothing is held (the
  * next request asks Redis). A probe registered for the key is cleared: the denial it was
  * asking about has been answered. */
-void sl_deny_cache_add(struct sl_deny_cache *cache, const struct sl_limit *lim, const char *key,
-                       size_t key_len, uint64_t need, uint64_t sent_us,
-                       const struct sl_decision *d);
+void sl_deny_cache_add(struct sl_deny_cache *cache, const struct sl_limit *lim,
+                       const struct sl_quota *q, const char *key, size_t key_len, uint64_t need,
+                       uint64_t sent_us, const struct sl_decision *d);
 
 /* Entries held now, run-out ones included. */
 size_t sl_deny_cache_count(const struct sl_deny_cache *cache);

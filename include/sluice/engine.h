@@ -34,6 +34,7 @@ const char *sl_outcome_name(enum sl_outcome outcome);
 struct sl_verdict;
 struct sl_key_block;
 struct sl_usage_scan;
+struct sl_rates_entry;
 typedef void (*sl_verdict_cb)(void *arg, struct sl_verdict *verdict);
 
 /* Engine-private: one limit's decision in flight. */
@@ -43,11 +44,13 @@ struct sl_verdict_check {
     enum sl_store_kind store; /* the store asked last */
     bool applied;             /* every key source was present */
     enum sl_store_status status;
-    struct sl_decision decision; /* valid when status is SL_STORE_OK */
-    struct sl_units units;       /* what the request asked of the limit */
-    bool never_fits;             /* denied without asking: the cost exceeds the capacity */
-    bool charge_due;             /* admitted under a `charge`: the response will say how much */
-    struct sl_usage_scan *scan;  /* response_json: the body's scanner, from head to end */
+    struct sl_decision decision;       /* valid when status is SL_STORE_OK */
+    struct sl_units units;             /* what the request asked of the limit */
+    struct sl_quota quota;             /* the rate decided under: the limit's, or the consumer's */
+    const struct sl_rates_entry *rate; /* the `rates:` entry that gave it; NULL: the limit's */
+    bool never_fits;                   /* denied without asking: the cost exceeds the capacity */
+    bool charge_due;            /* admitted under a `charge`: the response will say how much */
+    struct sl_usage_scan *scan; /* response_json: the body's scanner, from head to end */
     uint64_t started_us;
 };
 

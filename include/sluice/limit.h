@@ -17,6 +17,20 @@
 
 #include "sluice/config.h"
 
+/* The rate one decision is made under: the limit's own (sl_limit_quota), or the one its
+ * `rates:` gives the request's consumer (SPEC.md section 3, Per-consumer rates). */
+struct sl_quota {
+    uint64_t count;     /* N, at least 1 */
+    uint64_t period_us; /* P, at least 1 */
+    uint64_t burst;     /* the limit's burst; where it sets none, the algorithm's default for N */
+};
+
+/* The limit's own rate as a quota. */
+static inline struct sl_quota sl_limit_quota(const struct sl_limit *lim)
+{
+    return (struct sl_quota){lim->count, lim->period_us, lim->burst};
+}
+
 struct sl_decision {
     bool allowed;
     uint64_t limit;          /* N */
@@ -55,26 +69,27 @@ struct sl_algorithm_ops {
     bool has_delay;               /* accepts `delay` */
     bool has_units;               /* accepts `cost` and `charge` (decide honours units) */
 
-    /* Bytes of per-key state for `lim` (SIZE_MAX when it cannot be held); a zeroed state
-     * is a fresh key. The state needs 8-byte alignment. */
-    size_t (*state_size)(const struct sl_limit *lim);
+    /* Bytes of per-key state under quota `q` (SIZE_MAX when it cannot be held); a zeroed
+     * state is a fresh key. The state needs 8-byte alignment. */
+    size_t (*state_size)(const struct sl_quota *q);
 
-    /* Decides one request asking `u` at `now_us` (monotonic, microseconds), updates `state`
+    /* Decides one request asking `u` of `lim` under quota `q` (N, P and burst come from `q`,
+     * every other option from `lim`) at `now_us` (monotonic, microseconds), updates `state`
      * and fills every field of `out`. remaining, reset and retry_after count units;
      * retry_after is when u->need fits. A need above the limit's capacity never fits: it is
      * denied (the engine refuses it before asking). Algorithms without has_units read `u`
      * as {1, 1}. Not thread-safe on one state: the caller serialises. Once `out->reset_us`
      * has passed the state is equivalent to a zeroed one and may be dropped. */
-    void (*decide)(const struct sl_limit *lim, void *state, uint64_t now_us,
-                   const struct sl_units *u, struct sl_decision *out);
+    void (*decide)(const struct sl_limit *lim, const struct sl_quota *q, void *state,
+                   uint64_t now_us, const struct sl_units *u, struct sl_decision *out);
 
     /* Carries a state written under the rate `from` (same route, limit and algorithm) over to
-     * `lim`'s rate: reads `old` (a state of `from`'s size) and writes `state` (zeroed, of
-     * state_size(lim) bytes; another buffer). NULL when the state reads the same under any
+     * quota `to`: reads `old` (a state of `from`'s size) and writes `state` (zeroed, of
+     * state_size(to) bytes; another buffer). NULL when the state reads the same under any
      * rate: it is then kept as is. The rule (README, "Limits"): state survives a change of
      * rate and is read under the new rate for what it records in time; a scaled value is
      * rounded toward later, so that a change never admits more. */
-    void (*rescale)(const struct sl_limit *lim, const struct sl_rate *from, const void *old,
+    void (*rescale)(const struct sl_quota *to, const struct sl_rate *from, const void *old,
                     void *state);
 
     /* The same decision as one Lua script for EVALSHA, touching only KEYS[1] and reading
@@ -94,6 +109,9 @@ const struct sl_algorithm_ops *sl_algorithm_find(const char *name);
 /* The most units `lim` can ever admit at once: burst for algorithms with one, else N. A need
  * above it never fits. */
 uint64_t sl_limit_capacity(const struct sl_limit *lim);
+
+/* The same under quota `q`. */
+uint64_t sl_quota_capacity(const struct sl_limit *lim, const struct sl_quota *q);
 
 /* True when `lim` has a `cost` or a `charge`: its units are counted in the metrics. */
 static inline bool sl_limit_takes_units(const struct sl_limit *lim)

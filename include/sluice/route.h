@@ -121,4 +121,20 @@ struct sl_key_ctx {
 ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, char *buf,
                      size_t size);
 
+/* The value of one source, as sl_key_build gives a key of that source alone. */
+ssize_t sl_key_source_build(const struct sl_key_source *src, const struct sl_key_ctx *ctx,
+                            char *buf, size_t size);
+
+struct sl_rates_entry;
+
+/* The entry of lim->rates (not NULL) that applies to the request of `ctx`, whose key for `lim`
+ * is `key` (`key_len` bytes), or NULL when the limit's own rate applies: the value found is
+ * not listed, or the `by` source is absent from the request (`*absent` is then true).
+ * `*buf` and `*cap` are the caller's scratch buffer for the source's value (NULL and 0 at
+ * first; grown with realloc; the caller frees it). Out of memory: NULL. Allocates nothing once
+ * the buffer holds the longest value seen. */
+const struct sl_rates_entry *sl_rates_pick(const struct sl_limit *lim, const struct sl_key_ctx *ctx,
+                                           const char *key, size_t key_len, char **buf, size_t *cap,
+                                           bool *absent);
+
 #endif

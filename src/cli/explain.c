@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "sluice/cli.h"
+#include "sluice/rates.h"
 #include "store_key.h"
 
 #define MAX_HEADERS 64
@@ -195,6 +196,25 @@ static int explain_limit(struct sl_explain *x, const struct sl_key_ctx *ctx,
         if (!out->redis_key)
             return -1;
     }
+    if (lim->rates) {
+        /* The engine's choice, with the value it was made on kept for the explanation. */
+        char *buf = NULL;
+        size_t cap = 0;
+        bool absent;
+        out->rate = sl_rates_pick(lim, ctx, out->value, out->value_len, &buf, &cap, &absent);
+        const char *v = lim->rates->by_key ? out->value : buf;
+        size_t len = lim->rates->by_key
+                         ? out->value_len
+                         : (size_t)sl_key_source_build(&lim->rates->by, ctx, NULL, 0);
+        if (!absent && (out->by_value = malloc(len + 1))) {
+            memcpy(out->by_value, v, len);
+            out->by_value[len] = '\0';
+            out->by_value_len = len;
+        }
+        free(buf);
+        if (!absent && !out->by_value)
+            return -1;
+    }
     return 0;
 }
 
@@ -264,6 +284,7 @@ static void explain_deinit(struct sl_explain *x)
     for (size_t i = 0; i < x->nlimits; i++) {
         free(x->limits[i].value);
         free(x->limits[i].redis_key);
+        free(x->limits[i].by_value);
     }
     free(x->tried);
     free(x->path);

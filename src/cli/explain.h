@@ -28,6 +28,11 @@ struct sl_explain_limit {
     char *redis_key; /* redis store: the key as Redis holds it; owned */
     size_t redis_key_len;
     bool digest; /* the Redis key holds the value's SHA-256 */
+    /* With `rates:`: the value `by` found (NULL when its source is absent; owned) and the
+     * entry it selected (NULL: the limit's own rate). */
+    char *by_value;
+    size_t by_value_len;
+    const struct sl_rates_entry *rate;
 };
 
 struct sl_explain {

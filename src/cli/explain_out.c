@@ -8,8 +8,10 @@
 #include <string.h>
 
 #include "explain.h"
+#include "sluice/config_parse.h"
 #include "sluice/json.h"
 #include "sluice/limit.h"
+#include "sluice/rates.h"
 
 static void quoted(struct evbuffer *b, const char *s, size_t n)
 {
@@ -160,6 +162,73 @@ static void rate_text(const struct sl_limit *lim, struct evbuffer *b)
                             lim->charge_name);
 }
 
+/* Which rate a limit with `rates:` applied, and why: the file and line, the inline value, or
+ * the default rate with the reason. */
+static void text_rates(const struct sl_explain_limit *l, struct evbuffer *b)
+{
+    const struct sl_limit *lim = l->limit;
+    const struct sl_rates *r = lim->rates;
+    char rate[64];
+
+    if (l->rate) {
+        const struct sl_quota *q = &r->quotas[l->rate->rate];
+        sl_format_rate(q->count, q->period_us, rate, sizeof rate);
+        evbuffer_add_printf(b, "    rate applied: %s, for %s ", rate, r->by_text);
+        quoted(b, l->by_value, l->by_value_len);
+        if (l->rate->line)
+            evbuffer_add_printf(b, ": %s line %" PRIu32, r->file, l->rate->line);
+        else
+            evbuffer_add_printf(b, ": inline value");
+        if (q->count == SL_RATE_UNLIMITED)
+            evbuffer_add_printf(b, " (unlimited: no store is asked)");
+        else if (q->count == 0)
+            evbuffer_add_printf(b, " (always denied, Retry-After the period; no store is asked)");
+        evbuffer_add_printf(b, "\n");
+        return;
+    }
+    evbuffer_add_printf(b, "    rate applied: %s, default rate: ", lim->rate_text);
+    if (!l->by_value) {
+        evbuffer_add_printf(b, "%s absent\n", r->by_text);
+        return;
+    }
+    evbuffer_add_printf(b, "%s ", r->by_text);
+    quoted(b, l->by_value, l->by_value_len);
+    evbuffer_add_printf(b, " not listed\n");
+}
+
+static void json_rates(const struct sl_explain_limit *l, struct evbuffer *b)
+{
+    const struct sl_limit *lim = l->limit;
+    const struct sl_rates *r = lim->rates;
+    char rate[64];
+
+    evbuffer_add_printf(b, ",\"rates\":{\"by\":");
+    quoted_str(b, r->by_text);
+    evbuffer_add_printf(b, ",\"value\":");
+    if (l->by_value)
+        quoted(b, l->by_value, l->by_value_len);
+    else
+        evbuffer_add_printf(b, "null");
+    if (l->rate) {
+        const struct sl_quota *q = &r->quotas[l->rate->rate];
+        sl_format_rate(q->count, q->period_us, rate, sizeof rate);
+        evbuffer_add_printf(b, ",\"applied\":");
+        quoted_str(b, rate);
+        if (l->rate->line) {
+            evbuffer_add_printf(b, ",\"from\":\"file\",\"file\":");
+            quoted_str(b, r->file);
+            evbuffer_add_printf(b, ",\"line\":%" PRIu32 "}", l->rate->line);
+        } else {
+            evbuffer_add_printf(b, ",\"from\":\"values\"}");
+        }
+        return;
+    }
+    evbuffer_add_printf(b, ",\"applied\":");
+    quoted_str(b, lim->rate_text);
+    evbuffer_add_printf(b, ",\"from\":\"default\",\"reason\":\"%s\"}",
+                        l->by_value ? "not listed" : "source absent");
+}
+
 static void text_limit(const struct sl_explain *x, const struct sl_explain_limit *l,
                        struct evbuffer *b)
 {
@@ -187,6 +256,8 @@ static void text_limit(const struct sl_explain *x, const struct sl_explain_limit
     evbuffer_add_printf(b, "    store %s, ", lim->store == SL_STORE_REDIS ? "redis" : "memory");
     rate_text(lim, b);
     evbuffer_add_printf(b, "\n");
+    if (l->applies && lim->rates)
+        text_rates(l, b);
 }
 
 int sl_explain_write_text(const struct sl_explain *x, struct evbuffer *b)
@@ -262,8 +333,11 @@ static void json_limit(const struct sl_explain *x, const struct sl_explain_limit
     evbuffer_add_printf(b, ",\"rate\":");
     quoted_str(b, lim->rate_text);
     evbuffer_add_printf(
-        b, ",\"count\":%" PRIu64 ",\"period_us\":%" PRIu64 ",\"burst\":%" PRIu64 ",\"shadow\":%s}",
+        b, ",\"count\":%" PRIu64 ",\"period_us\":%" PRIu64 ",\"burst\":%" PRIu64 ",\"shadow\":%s",
         lim->count, lim->period_us, lim->burst, lim->shadow ? "true" : "false");
+    if (l->applies && lim->rates)
+        json_rates(l, b);
+    evbuffer_add_printf(b, "}");
 }
 
 int sl_explain_write_json(const struct sl_explain *x, struct evbuffer *b)

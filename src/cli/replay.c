@@ -22,6 +22,7 @@
 
 #include "replay.h"
 #include "sluice/cli.h"
+#include "sluice/rates.h"
 #include "sluice/store_memory.h"
 
 #define COOKIE_MAX 8192
@@ -97,14 +98,15 @@ static void on_counted(void *arg, const struct sl_decision *d, enum sl_store_sta
 }
 
 /* The memory store answers before returning, so the call's record can live on the stack. */
-static void counting_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                            size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static void counting_decide(struct sl_store *store, const struct sl_limit *lim,
+                            const struct sl_quota *q, const char *key, size_t key_len,
+                            const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct counting_store *cs = (struct counting_store *)store;
     struct counted_call c = {cs->r, lim, key, key_len, cb, arg};
 
     cs->r->asked[lim->index] = cs->r->line;
-    sl_store_decide_units(cs->memory, lim, key, key_len, u, on_counted, &c);
+    sl_store_decide_quota(cs->memory, lim, q, key, key_len, u, on_counted, &c);
 }
 
 static void counting_free(struct sl_store *store)
@@ -172,6 +174,19 @@ struct line_verdict {
     const struct sl_replay_record *rec;
 };
 
+/* One decision of a limit with `rates:`, under the rate it applied. */
+static void count_rate(struct sl_replay_limit_stats *ls, const struct sl_verdict_check *c)
+{
+    struct sl_replay_rate_stats *rs = &ls->rates[c->rate ? c->rate->rate + 1 : 0];
+    rs->requests++;
+    if (!c->decision.allowed)
+        rs->denied++;
+    else if (c->decision.delay_us)
+        rs->delayed++;
+    else
+        rs->admitted++;
+}
+
 static void on_verdict(void *arg, struct sl_verdict *v)
 {
     struct line_verdict *lv = arg;
@@ -210,8 +225,21 @@ static void on_verdict(void *arg, struct sl_verdict *v)
     }
     for (size_t i = 0; i < v->route->nlimits; i++) {
         const struct sl_limit *lim = &v->route->limits[i];
+        const struct sl_verdict_check *c = &v->priv.checks[i];
+        if (lim->rates && c->applied && c->status == SL_STORE_OK)
+            count_rate(&r->stats.limits[lim->index], c);
         if (r->asked[lim->index] == r->line)
             continue;
+        if (c->applied && c->rate && (c->quota.count == 0 || c->quota.count == SL_RATE_UNLIMITED)) {
+            /* Decided without a store: counted here, as the store would have counted it. */
+            struct sl_replay_limit_stats *ls = &r->stats.limits[lim->index];
+            ls->requests++;
+            if (c->decision.allowed)
+                ls->admitted++;
+            else
+                ls->denied++;
+            continue;
+        }
         if (recorded(lv->rec, lim))
             r->stats.limits[lim->index].absent++;
         else

@@ -112,6 +112,11 @@ void sl_replay_progress_clear(struct sl_replay_progress *pg);
 /* The keys one limit denied, and how often, to report the ones denied most. */
 struct sl_replay_keys;
 
+/* A limit's decisions under one of its rates (`rates:`). */
+struct sl_replay_rate_stats {
+    uint64_t requests, admitted, delayed, denied;
+};
+
 struct sl_replay_limit_stats {
     uint64_t requests;     /* the limit was asked */
     uint64_t admitted;     /* admitted at once */
@@ -120,6 +125,8 @@ struct sl_replay_limit_stats {
     uint64_t not_recorded; /* a key source the line does not record */
     uint64_t absent;       /* a key source the request did not have */
     struct sl_replay_keys *keys;
+    /* With `rates:`: [0] the limit's own rate, [1 + i] its rates->quotas[i]; owned. */
+    struct sl_replay_rate_stats *rates;
 };
 
 struct sl_replay_route_stats {

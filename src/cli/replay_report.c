@@ -9,7 +9,9 @@
 #include <unistd.h>
 
 #include "replay.h"
+#include "sluice/config_parse.h"
 #include "sluice/json.h"
+#include "sluice/rates.h"
 
 #define TOP_KEYS 10
 
@@ -59,6 +61,113 @@ static bool evaluable(const struct sl_replay_limit_stats *ls)
     return !(ls->not_recorded && ls->requests == 0 && ls->absent == 0);
 }
 
+/* A limit's rates, each with its decisions: row 0 is the limit's own rate, row 1 + i its
+ * rates->quotas[i]. Rows of one rate (a file may repeat a rate) are added up into the first
+ * one; rows nothing was decided under are left out. */
+struct rate_row {
+    char text[64];
+    bool own;
+    struct sl_replay_rate_stats n;
+};
+
+/* At most this many rate rows are listed, the busiest first; the rest are summed up. */
+#define RATE_ROWS 20
+
+static size_t rate_rows(const struct sl_limit *lim, const struct sl_replay_limit_stats *ls,
+                        struct rate_row *rows, struct sl_replay_rate_stats *rest)
+{
+    size_t n = 0;
+    memset(rest, 0, sizeof *rest);
+    for (uint32_t i = 0; i <= lim->rates->nquotas; i++) {
+        const struct sl_replay_rate_stats *s = &ls->rates[i];
+        if (!s->requests)
+            continue;
+        struct rate_row row = {.own = i == 0, .n = *s};
+        if (i == 0)
+            snprintf(row.text, sizeof row.text, "%s", lim->rate_text);
+        else
+            sl_format_rate(lim->rates->quotas[i - 1].count, lim->rates->quotas[i - 1].period_us,
+                           row.text, sizeof row.text);
+        size_t k = 0;
+        while (k < n && (rows[k].own || row.own || strcmp(rows[k].text, row.text) != 0))
+            k++;
+        if (k < n) {
+            rows[k].n.requests += s->requests;
+            rows[k].n.admitted += s->admitted;
+            rows[k].n.delayed += s->delayed;
+            rows[k].n.denied += s->denied;
+            continue;
+        }
+        /* Keeps the RATE_ROWS busiest: a quieter row goes to the rest. */
+        if (n == RATE_ROWS) {
+            size_t low = 0;
+            for (size_t j = 1; j < n; j++)
+                if (rows[j].n.requests < rows[low].n.requests)
+                    low = j;
+            if (rows[low].n.requests >= row.n.requests) {
+                low = n;
+            } else {
+                struct rate_row t = rows[low];
+                rows[low] = row;
+                row = t;
+            }
+            rest->requests += row.n.requests;
+            rest->admitted += row.n.admitted;
+            rest->delayed += row.n.delayed;
+            rest->denied += row.n.denied;
+            continue;
+        }
+        rows[n++] = row;
+    }
+    return n;
+}
+
+static void text_rates(struct evbuffer *b, const struct sl_limit *lim,
+                       const struct sl_replay_limit_stats *ls)
+{
+    struct rate_row rows[RATE_ROWS];
+    struct sl_replay_rate_stats rest;
+    size_t n = rate_rows(lim, ls, rows, &rest);
+
+    evbuffer_add_printf(b, "    by rate (rates by %s):\n", lim->rates->by_text);
+    for (size_t i = 0; i < n; i++)
+        evbuffer_add_printf(b,
+                            "      %s%s: %" PRIu64 " requests: %" PRIu64 " admitted, %" PRIu64
+                            " delayed, %" PRIu64 " denied\n",
+                            rows[i].own ? "default " : "", rows[i].text, rows[i].n.requests,
+                            rows[i].n.admitted, rows[i].n.delayed, rows[i].n.denied);
+    if (rest.requests)
+        evbuffer_add_printf(b,
+                            "      other rates: %" PRIu64 " requests: %" PRIu64
+                            " admitted, %" PRIu64 " delayed, %" PRIu64 " denied\n",
+                            rest.requests, rest.admitted, rest.delayed, rest.denied);
+}
+
+static void json_rates(struct evbuffer *b, const struct sl_limit *lim,
+                       const struct sl_replay_limit_stats *ls)
+{
+    struct rate_row rows[RATE_ROWS];
+    struct sl_replay_rate_stats rest;
+    size_t n = rate_rows(lim, ls, rows, &rest);
+
+    evbuffer_add_printf(b, ",\"rates\":{\"by\":");
+    quoted_str(b, lim->rates->by_text);
+    evbuffer_add_printf(b, ",\"by_rate\":[");
+    for (size_t i = 0; i < n; i++) {
+        evbuffer_add_printf(b, "%s{\"rate\":", i ? "," : "");
+        quoted_str(b, rows[i].text);
+        evbuffer_add_printf(b,
+                            ",\"default\":%s,\"requests\":%" PRIu64 ",\"admitted\":%" PRIu64
+                            ",\"delayed\":%" PRIu64 ",\"denied\":%" PRIu64 "}",
+                            rows[i].own ? "true" : "false", rows[i].n.requests, rows[i].n.admitted,
+                            rows[i].n.delayed, rows[i].n.denied);
+    }
+    evbuffer_add_printf(b,
+                        "],\"other_rates\":{\"requests\":%" PRIu64 ",\"admitted\":%" PRIu64
+                        ",\"delayed\":%" PRIu64 ",\"denied\":%" PRIu64 "}}",
+                        rest.requests, rest.admitted, rest.delayed, rest.denied);
+}
+
 static void text_limit(struct evbuffer *b, const struct sl_limit *lim,
                        const struct sl_replay_limit_stats *ls)
 {
@@ -87,6 +196,8 @@ static void text_limit(struct evbuffer *b, const struct sl_limit *lim,
     if (ls->not_recorded)
         evbuffer_add_printf(b, ", %" PRIu64 " not recorded in the log", ls->not_recorded);
     evbuffer_add_printf(b, "\n");
+    if (lim->rates)
+        text_rates(b, lim, ls);
     size_t n = sl_replay_top_denied(ls, top, TOP_KEYS);
     if (n)
         evbuffer_add_printf(b, "    denied most:\n");
@@ -158,7 +269,10 @@ static void json_limit(struct evbuffer *b, const struct sl_limit *lim,
             source_name(b, &lim->keys[k], true);
             first = false;
         }
-    evbuffer_add_printf(b, "],\"denied_most\":[");
+    evbuffer_add_printf(b, "]");
+    if (lim->rates)
+        json_rates(b, lim, ls);
+    evbuffer_add_printf(b, ",\"denied_most\":[");
     size_t n = sl_replay_top_denied(ls, top, TOP_KEYS);
     for (size_t i = 0; i < n; i++) {
         evbuffer_add_printf(b, "%s{\"key\":", i ? "," : "");

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "replay.h"
+#include "sluice/rates.h"
 #include "sluice/siphash.h"
 
 struct slot {
@@ -119,12 +120,22 @@ int sl_replay_stats_init(struct sl_replay_stats *st, const struct sl_config *cfg
     memset(st, 0, sizeof *st);
     st->routes = calloc(cfg->nroutes ? cfg->nroutes : 1, sizeof *st->routes);
     st->limits = calloc(cfg->nlimits ? cfg->nlimits : 1, sizeof *st->limits);
-    return st->routes && st->limits ? 0 : -1;
+    if (!st->routes || !st->limits)
+        return -1;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t j = 0; j < cfg->routes[i].nlimits; j++) {
+            const struct sl_limit *lim = &cfg->routes[i].limits[j];
+            if (lim->rates && !(st->limits[lim->index].rates = calloc(
+                                    lim->rates->nquotas + 1, sizeof(struct sl_replay_rate_stats))))
+                return -1;
+        }
+    return 0;
 }
 
 void sl_replay_stats_deinit(struct sl_replay_stats *st, const struct sl_config *cfg)
 {
     for (size_t i = 0; st->limits && i < cfg->nlimits; i++) {
+        free(st->limits[i].rates);
         struct sl_replay_keys *k = st->limits[i].keys;
         if (k) {
             free(k->slots);

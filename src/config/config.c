@@ -4,6 +4,7 @@
 
 #include "loader.h"
 #include "sluice/config_parse.h"
+#include "sluice/rates.h"
 #include "sluice/route_index.h"
 
 struct sl_config *sl_cfg_ref(struct sl_config *cfg)
@@ -43,6 +44,7 @@ static void free_route(struct sl_route *route)
         for (size_t k = 0; k < lim->nkeys; k++)
             free(lim->keys[k].name);
         free(lim->keys);
+        sl_rates_free(lim->rates);
     }
     free(route->limits);
 }
@@ -95,26 +97,46 @@ static const struct sl_limit *find_limit(const struct sl_config *cfg, const stru
     return NULL;
 }
 
+/* Whether states written under `r` are found under `lim`'s identity as they are: the same
+ * rate, and the same layout (with or without `rates:`). */
+static bool same_identity(const struct sl_limit *lim, const struct sl_prev_rate *r)
+{
+    return r->rate.count == lim->count && r->rate.period_us == lim->period_us &&
+           r->headed == (lim->rates != NULL);
+}
+
 static void remember_rate(struct sl_limit *lim, struct sl_prev_rate r, uint64_t now_us)
 {
-    if (lim->nprev_rates == SL_LIMIT_PREV_RATES || r.until_us <= now_us ||
-        (r.rate.count == lim->count && r.rate.period_us == lim->period_us))
+    if (lim->nprev_rates == SL_LIMIT_PREV_RATES || r.until_us <= now_us || same_identity(lim, &r))
         return;
     for (size_t i = 0; i < lim->nprev_rates; i++)
         if (lim->prev_rates[i].rate.count == r.rate.count &&
-            lim->prev_rates[i].rate.period_us == r.rate.period_us)
+            lim->prev_rates[i].rate.period_us == r.rate.period_us &&
+            lim->prev_rates[i].headed == r.headed)
             return;
     lim->prev_rates[lim->nprev_rates++] = r;
 }
 
+static uint64_t lifetime_of(uint64_t burst, uint64_t period_us)
+{
+    __extension__ unsigned __int128 t = (unsigned __int128)(burst + 2) * period_us;
+    return t > UINT64_MAX ? UINT64_MAX : (uint64_t)t;
+}
+
 /* Every algorithm's state is as new once its reset has passed, which is at most
- * (burst + 2)·P: P or 2·P for the windows, burst·P/N and (burst + 1)·P/N for the buckets. */
+ * (burst + 2)·P: P or 2·P for the windows, burst·P/N and (burst + 1)·P/N for the buckets. With
+ * `rates:`, the longest over the limit's rates. */
 static uint64_t state_lifetime_us(const struct sl_limit *lim)
 {
     const uint64_t in_flight_us = 10000000;
-    __extension__ unsigned __int128 t = (unsigned __int128)(lim->burst + 2) * lim->period_us;
-    t += in_flight_us;
-    return t > UINT64_MAX ? UINT64_MAX : (uint64_t)t;
+    uint64_t t = lifetime_of(lim->burst, lim->period_us);
+    for (uint32_t i = 0; lim->rates && i < lim->rates->nquotas; i++) {
+        const struct sl_quota *q = &lim->rates->quotas[i];
+        uint64_t u = lifetime_of(q->burst, q->period_us);
+        if (q->count != 0 && q->count != SL_RATE_UNLIMITED && u > t)
+            t = u;
+    }
+    return t > UINT64_MAX - in_flight_us ? UINT64_MAX : t + in_flight_us;
 }
 
 void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us)
@@ -127,10 +149,34 @@ void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, u
                 continue;
             uint64_t life = state_lifetime_us(old);
             struct sl_prev_rate r = {{old->count, old->period_us},
-                                     now_us > UINT64_MAX - life ? UINT64_MAX : now_us + life};
+                                     now_us > UINT64_MAX - life ? UINT64_MAX : now_us + life,
+                                     old->rates != NULL};
             remember_rate(lim, r, now_us);
             for (size_t k = 0; k < old->nprev_rates; k++)
                 remember_rate(lim, old->prev_rates[k], now_us);
         }
     }
+}
+
+size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
+                    size_t max)
+{
+    size_t n = 0;
+    if (n < max) {
+        paths[n] = cfg->file;
+        digests[n] = cfg->file_digest;
+    }
+    n++;
+    for (size_t i = 0; i < cfg->nroutes; i++)
+        for (size_t j = 0; j < cfg->routes[i].nlimits; j++) {
+            const struct sl_rates *r = cfg->routes[i].limits[j].rates;
+            if (!r || !r->file)
+                continue;
+            if (n < max) {
+                paths[n] = r->file;
+                digests[n] = r->file_digest;
+            }
+            n++;
+        }
+    return n;
 }

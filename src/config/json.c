@@ -8,6 +8,7 @@
 #include "buf.h"
 #include "sluice/config.h"
 #include "sluice/limit.h"
+#include "sluice/rates.h"
 
 static const char redacted[] = "***";
 
@@ -90,6 +91,20 @@ static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
     json_prefixed(b, prefix, k->name);
 }
 
+/* A limit's `rates:`: its shape and counts, never the entries (a file may list millions). */
+static void rates(struct sl_cfg_buf *b, const struct sl_rates *r)
+{
+    sl_cfg_buf_adds(b, ",\"rates\":{\"by\":");
+    sl_cfg_buf_json(b, r->by_text ? r->by_text : "");
+    sl_cfg_buf_addf(b, ",\"values\":%zu", r->ninline);
+    if (r->file) {
+        sl_cfg_buf_adds(b, ",\"file\":");
+        sl_cfg_buf_json(b, r->file);
+        sl_cfg_buf_addf(b, ",\"file_lines\":%zu", r->nfile);
+    }
+    sl_cfg_buf_addf(b, ",\"bytes\":%zu}", sl_rates_bytes(r));
+}
+
 static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
 {
     sl_cfg_buf_adds(b, "{\"name\":");
@@ -122,9 +137,12 @@ static void limit(struct sl_cfg_buf *b, const struct sl_limit *lim)
             sl_cfg_buf_adds(b, ",");
         key_source(b, &lim->keys[k]);
     }
-    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s}",
+    sl_cfg_buf_addf(b, "],\"store\":\"%s\",\"shadow\":%s",
                     lim->store == SL_STORE_REDIS ? "redis" : "memory",
                     lim->shadow ? "true" : "false");
+    if (lim->rates)
+        rates(b, lim->rates);
+    sl_cfg_buf_adds(b, "}");
 }
 
 static void route(struct sl_cfg_buf *b, const struct sl_route *r)

@@ -18,7 +18,7 @@ static bool is_token_char(char c)
            (c && strchr("!#$%&'*+-.^_`|~", c));
 }
 
-static int parse_source(const char *text, struct sl_key_source *out)
+int sl_ld_key_source(const char *text, struct sl_key_source *out)
 {
     static const struct {
         const char *name;
@@ -94,7 +94,7 @@ static void load_keys(struct sl_loader *ld, const yaml_node_t *node, const char 
         const char *text = sl_ld_scalar(ld, item, ipath, key_expected);
         if (!text)
             continue;
-        if (parse_source(text, &keys[count]) < 0) {
+        if (sl_ld_key_source(text, &keys[count]) < 0) {
             sl_ld_error(ld, item, ipath, "expected %s, got %s", key_expected,
                         sl_ld_quote(text, got, sizeof got));
             continue;
@@ -163,46 +163,61 @@ static void load_rate(struct sl_loader *ld, const yaml_node_t *node, const char 
 
 /* Rates the decisions cannot hold exactly are refused here rather than failing at run
  * time: the sliding log keeps 8 bytes per admitted request per key, and the Redis scripts
- * compute in Lua numbers (doubles), exact only below 2^53. */
-static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const char *path,
-                         const struct sl_config *cfg, const struct sl_limit *lim)
+ * compute in Lua numbers (doubles), exact only below 2^53. A state headed by its rate (with
+ * `rates:`) takes 16 bytes more in memory. */
+const char *sl_ld_quota_problem(const struct sl_config *cfg, const struct sl_limit *lim,
+                                const struct sl_quota *q, char *msg, size_t size)
 {
     static const uint64_t max_count = 1000000000, max_period_us = 366ull * 86400 * 1000000;
     static const uint64_t max_log = 100000;
     const double exact = 9007199254740992.0; /* 2^53 */
-    yaml_node_t *v = sl_ld_get(ld, node, "rate");
-    char vpath[SL_LD_PATH_MAX], got[96];
     const char *alg = lim->alg->name;
+    size_t head = lim->rates ? sizeof(struct sl_rate) : 0;
+    size_t state = lim->alg->state_size(q);
+
+    if (q->count > max_count || q->period_us > max_period_us) {
+        snprintf(msg, size, "expected at most %llu requests per at most 366d",
+                 (unsigned long long)max_count);
+    } else if (strcmp(alg, "sliding_window") == 0 && q->count > max_log) {
+        snprintf(msg, size,
+                 "expected at most %llu requests for sliding_window (it logs each one; "
+                 "use sliding_window_counter for more)",
+                 (unsigned long long)max_log);
+    } else if ((lim->store == SL_STORE_MEMORY || cfg->failure_mode == SL_FAILURE_LOCAL) &&
+               state + head >
+                   sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes)) {
+        size_t room = sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes);
+        snprintf(msg, size,
+                 "expected a per-key state the memory store has room for (%s: %zu bytes, "
+                 "at most %zu with memory.max_bytes %llu; raise memory.max_bytes)",
+                 alg, state + head, room, (unsigned long long)cfg->memory_max_bytes);
+    } else if (lim->store == SL_STORE_REDIS) {
+        double p = (double)q->period_us, n = (double)q->count, b = (double)q->burst;
+        bool counter = strcmp(alg, "sliding_window_counter") == 0;
+        bool bucket = strcmp(alg, "token_bucket") == 0 || strcmp(alg, "leaky_bucket") == 0;
+        if (!((counter && n * p >= exact) || (bucket && (b + 1) * p + n >= exact)))
+            return NULL;
+        snprintf(msg, size,
+                 "expected a smaller rate or burst for %s on the redis store (%s must "
+                 "stay below 2^53 microseconds)",
+                 alg, counter ? "N times the period" : "(burst + 1) times the period");
+    } else {
+        return NULL;
+    }
+    return msg;
+}
+
+static void check_bounds(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                         const struct sl_config *cfg, const struct sl_limit *lim)
+{
+    yaml_node_t *v = sl_ld_get(ld, node, "rate");
+    char vpath[SL_LD_PATH_MAX], got[96], msg[300];
+    struct sl_quota q = sl_limit_quota(lim);
 
     sl_ld_path(vpath, path, "rate");
     sl_ld_quote(lim->rate_text ? lim->rate_text : "", got, sizeof got);
-    if (lim->count > max_count || lim->period_us > max_period_us) {
-        sl_ld_error(ld, v, vpath, "expected at most %llu requests per at most 366d, got %s",
-                    (unsigned long long)max_count, got);
-    } else if (strcmp(alg, "sliding_window") == 0 && lim->count > max_log) {
-        sl_ld_error(ld, v, vpath,
-                    "expected at most %llu requests for sliding_window (it logs each one; "
-                    "use sliding_window_counter for more), got %s",
-                    (unsigned long long)max_log, got);
-    } else if ((lim->store == SL_STORE_MEMORY || cfg->failure_mode == SL_FAILURE_LOCAL) &&
-               lim->alg->state_size(lim) >
-                   sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes)) {
-        size_t room = sl_store_memory_max_state(cfg->memory_max_keys, cfg->memory_max_bytes);
-        sl_ld_error(ld, v, vpath,
-                    "expected a per-key state the memory store has room for (%s: %zu bytes, "
-                    "at most %zu with memory.max_bytes %llu; raise memory.max_bytes), got %s",
-                    alg, lim->alg->state_size(lim), room, (unsigned long long)cfg->memory_max_bytes,
-                    got);
-    } else if (lim->store == SL_STORE_REDIS) {
-        double p = (double)lim->period_us, n = (double)lim->count, b = (double)lim->burst;
-        bool counter = strcmp(alg, "sliding_window_counter") == 0;
-        bool bucket = strcmp(alg, "token_bucket") == 0 || strcmp(alg, "leaky_bucket") == 0;
-        if ((counter && n * p >= exact) || (bucket && (b + 1) * p + n >= exact))
-            sl_ld_error(ld, v, vpath,
-                        "expected a smaller rate or burst for %s on the redis store (%s must "
-                        "stay below 2^53 microseconds), got %s",
-                        alg, counter ? "N times the period" : "(burst + 1) times the period", got);
-    }
+    if (sl_ld_quota_problem(cfg, lim, &q, msg, sizeof msg))
+        sl_ld_error(ld, v, vpath, "%s, got %s", msg, got);
 }
 
 /* Reports `option` (burst or delay) given to an algorithm that has no use for it. */
@@ -393,7 +408,7 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
                        const struct sl_config *cfg, struct sl_route *route)
 {
     static const char *const keys[] = {"name",  "algorithm", "rate", "key",    "store", "burst",
-                                       "delay", "shadow",    "cost", "charge", NULL};
+                                       "delay", "shadow",    "cost", "charge", "rates", NULL};
     struct sl_limit *lim = &route->limits[route->nlimits++];
     char got[96];
 
@@ -422,7 +437,7 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
     bool has_burst = sl_ld_get(ld, node, "burst") != NULL;
     if (has_burst && !lim->alg->has_burst)
         reject_option(ld, node, path, "burst", lim->alg, true);
-    else if (!sl_ld_uint(ld, node, path, "burst", 0, 1000000000, &lim->burst))
+    else if (!(lim->burst_set = sl_ld_uint(ld, node, path, "burst", 0, 1000000000, &lim->burst)))
         lim->burst = lim->alg->burst_defaults_to_count ? lim->count : 0;
 
     if (sl_ld_get(ld, node, "delay") && !lim->alg->has_delay)
@@ -431,6 +446,8 @@ static void load_limit(struct sl_loader *ld, const yaml_node_t *node, const char
         sl_ld_bool(ld, node, path, "delay", &lim->delay);
     sl_ld_bool(ld, node, path, "shadow", &lim->shadow);
     if (lim->count) {
+        /* Before the bounds: a state headed by its rate is larger. */
+        sl_ld_rates(ld, node, path, cfg, lim);
         check_bounds(ld, node, path, cfg, lim);
         load_cost(ld, node, path, lim);
         load_charge(ld, node, path, lim);

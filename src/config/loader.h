@@ -13,6 +13,7 @@
 
 #include "buf.h"
 #include "sluice/config.h"
+#include "sluice/limit.h"
 
 /* Key paths such as "routes[12].limits[3].rate" fit easily; longer ones are truncated. */
 #define SL_LD_PATH_MAX 256
@@ -38,6 +39,13 @@ struct sl_loader {
  * characters of the message become "?", so that every problem stays one line. */
 void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)
     __attribute__((format(printf, 4, 5)));
+
+/* Records "file:line:col: message" for another file the configuration names (a rates file),
+ * "file:line: message" when `col` is 0, or "file: message" when `line` is 0; sorted with the
+ * configuration file's problems at the position of `at`. */
+void sl_ld_report_in(struct sl_loader *ld, const char *file, size_t line, size_t col,
+                     const yaml_node_t *at, const char *fmt, ...)
+    __attribute__((format(printf, 6, 7)));
 
 /* Records "file:line:col: path: message" at the position of `node` (1:1 when NULL). */
 void sl_ld_error(struct sl_loader *ld, const yaml_node_t *node, const char *path, const char *fmt,
@@ -116,6 +124,20 @@ char *sl_ld_strdup(struct sl_loader *ld, const yaml_node_t *node, const char *s)
  * or -1. */
 int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up);
 int sl_ld_parse_redis_url(const char *url, struct sl_redis_config *r);
+
+/* A key source as a limit's `key` names one ("client_ip", "header:NAME", ...); name copied.
+ * Returns 0, or -1 when `text` is none. */
+int sl_ld_key_source(const char *text, struct sl_key_source *out);
+
+/* What keeps quota `q` from serving `lim` under `cfg`, as "expected ..." in `msg`, or NULL
+ * when it fits every bound (limits.c). */
+const char *sl_ld_quota_problem(const struct sl_config *cfg, const struct sl_limit *lim,
+                                const struct sl_quota *q, char *msg, size_t size);
+
+/* A limit's `rates:` block, read once the limit's algorithm, rate, burst, key and store are
+ * (rates.c). */
+void sl_ld_rates(struct sl_loader *ld, const yaml_node_t *limit_node, const char *path,
+                 const struct sl_config *cfg, struct sl_limit *lim);
 
 /* Section loaders (url.c, routes.c, limits.c). */
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);

@@ -9,7 +9,10 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 
-static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *fmt, va_list ap)
+/* Records a problem in `file` (NULL: the configuration file) at `line`:`col`, sorted at
+ * `sort_line`:`sort_col` of the configuration file. */
+static void vreport_in(struct sl_loader *ld, const char *file, size_t line, size_t col,
+                       size_t sort_line, size_t sort_col, const char *fmt, va_list ap)
 {
     char msg[1024];
 
@@ -32,13 +35,33 @@ static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *f
         ld->cap = cap;
     }
     size_t off = ld->errors.len;
-    if (line)
-        sl_cfg_buf_addf(&ld->errors, "%s:%zu:%zu: %s\n", ld->file, line, col, msg);
+    if (!file)
+        file = ld->file;
+    if (line && col)
+        sl_cfg_buf_addf(&ld->errors, "%s:%zu:%zu: %s\n", file, line, col, msg);
+    else if (line)
+        sl_cfg_buf_addf(&ld->errors, "%s:%zu: %s\n", file, line, msg);
     else
-        sl_cfg_buf_addf(&ld->errors, "%s: %s\n", ld->file, msg);
+        sl_cfg_buf_addf(&ld->errors, "%s: %s\n", file, msg);
     ld->problems[ld->nerrors] =
-        (struct sl_ld_problem){line, col, ld->nerrors, off, ld->errors.len - off};
+        (struct sl_ld_problem){sort_line, sort_col, ld->nerrors, off, ld->errors.len - off};
     ld->nerrors++;
+}
+
+static void vreport(struct sl_loader *ld, size_t line, size_t col, const char *fmt, va_list ap)
+{
+    vreport_in(ld, NULL, line, col, line, col, fmt, ap);
+}
+
+void sl_ld_report_in(struct sl_loader *ld, const char *file, size_t line, size_t col,
+                     const yaml_node_t *at, const char *fmt, ...)
+{
+    va_list ap;
+
+    va_start(ap, fmt);
+    vreport_in(ld, file, line, col, at ? at->start_mark.line + 1 : 0,
+               at ? at->start_mark.column + 1 : 0, fmt, ap);
+    va_end(ap);
 }
 
 void sl_ld_report(struct sl_loader *ld, size_t line, size_t col, const char *fmt, ...)

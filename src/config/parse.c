@@ -3,6 +3,7 @@
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/un.h>
@@ -142,6 +143,28 @@ int sl_parse_rate(const char *text, uint64_t *out_count, uint64_t *out_period_us
     *out_count = count;
     *out_period_us = period;
     return 0;
+}
+
+int sl_format_rate(uint64_t count, uint64_t period_us, char *buf, size_t size)
+{
+    static const struct {
+        const char *unit;
+        uint64_t us;
+    } units[] = {{"d", 86400000000ULL}, {"h", 3600000000ULL}, {"m", 60000000ULL},
+                 {"s", 1000000ULL},     {"ms", 1000ULL},      {"us", 1ULL}};
+    if (count == UINT64_MAX)
+        return snprintf(buf, size, "unlimited");
+    for (size_t i = 0; i < sizeof units / sizeof units[0]; i++) {
+        if (period_us == 0 || period_us % units[i].us != 0)
+            continue;
+        uint64_t mult = period_us / units[i].us;
+        if (mult == 1)
+            return snprintf(buf, size, "%llu/%s", (unsigned long long)count, units[i].unit);
+        return snprintf(buf, size, "%llu/%llu%s", (unsigned long long)count,
+                        (unsigned long long)mult, units[i].unit);
+    }
+    return snprintf(buf, size, "%llu/%lluus", (unsigned long long)count,
+                    (unsigned long long)period_us);
 }
 
 static int parse_port(const char *text, in_port_t *out)

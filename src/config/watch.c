@@ -41,8 +41,9 @@
  * this many debounces after the first of them. */
 #define MAX_DEBOUNCES 10
 
-/* The loader refuses larger files; hashing stops there so a wrong path (a device) ends. */
-#define MAX_HASH_BYTES ((16u << 20) + 1)
+/* The loader refuses larger files (16 MiB of configuration, 1 GiB of rates); hashing stops
+ * there so a wrong path (a device) ends. */
+#define MAX_HASH_BYTES ((1u << 30) + 1)
 
 /* Directories watched per path: its own and its target's. */
 #define DIRS_PER_PATH 2
@@ -304,4 +305,14 @@ void sl_cfg_watch_free(struct sl_cfg_watch *w)
     free(w->files);
     free(w->wds);
     free(w);
+}
+
+bool sl_cfg_watch_watches(const struct sl_cfg_watch *w, const char *const *paths, size_t npaths)
+{
+    if (npaths != w->nfiles)
+        return false;
+    for (size_t i = 0; i < npaths; i++)
+        if (strcmp(paths[i], w->files[i].path) != 0)
+            return false;
+    return true;
 }

@@ -102,6 +102,9 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
 
 static void watch_apply(struct sl_server *s);
 
+/* Files reload.watch follows at most: the configuration file and up to 255 `rates` files. */
+#define WATCH_MAX_FILES 256
+
 static void reload(struct sl_server *s)
 {
     char *errors = NULL;
@@ -149,27 +152,37 @@ static void watch_cb(void *arg)
     struct sl_server *s = arg;
     if (s->stopping)
         return;
-    sl_log_info("%s changed on disk; reloading", s->cfg->file);
+    const char *path;
+    const uint8_t *digest;
+    if (sl_cfg_files(s->cfg, &path, &digest, 1) > 1)
+        sl_log_info("%s or a rates file it names changed on disk; reloading", s->cfg->file);
+    else
+        sl_log_info("%s changed on disk; reloading", s->cfg->file);
     reload(s);
 }
 
-/* Starts or stops the watch as reload.watch says, and starts it again when the debounce
- * changed. The watched paths are the files a reload reads: the configuration file. Only the
- * main thread replaces s->cfg, so it reads it here without the lock. */
+/* Starts or stops the watch as reload.watch says, and starts it again when the debounce or
+ * the files changed. The watched paths are the files a reload reads: the configuration file
+ * and the `rates` files it names. Only the main thread replaces s->cfg, so it reads it here
+ * without the lock. */
 static void watch_apply(struct sl_server *s)
 {
     const struct sl_config *cfg = s->cfg;
     char err[PATH_MAX + 64];
+    const char *paths[WATCH_MAX_FILES];
+    const uint8_t *digests[WATCH_MAX_FILES];
+    size_t npaths = sl_cfg_files(cfg, paths, digests, WATCH_MAX_FILES);
 
+    if (npaths > WATCH_MAX_FILES)
+        npaths = WATCH_MAX_FILES;
     if (s->watch &&
-        (!cfg->reload_watch || sl_cfg_watch_debounce_ms(s->watch) != cfg->reload_debounce_ms)) {
+        (!cfg->reload_watch || sl_cfg_watch_debounce_ms(s->watch) != cfg->reload_debounce_ms ||
+         !sl_cfg_watch_watches(s->watch, paths, npaths))) {
         sl_cfg_watch_free(s->watch);
         s->watch = NULL;
         if (!cfg->reload_watch)
             sl_log_info("reload.watch: no longer watching %s", cfg->file);
     }
-    const char *paths[] = {cfg->file};
-    const uint8_t *digests[] = {cfg->file_digest};
     if (s->watch) {
         /* A SIGHUP may have loaded a change the watch has yet to check. */
         sl_cfg_watch_loaded(s->watch, digests);
@@ -177,8 +190,8 @@ static void watch_apply(struct sl_server *s)
     }
     if (!cfg->reload_watch)
         return;
-    s->watch = sl_cfg_watch_new(s->base, paths, digests, sizeof paths / sizeof *paths,
-                                cfg->reload_debounce_ms, watch_cb, s, err, sizeof err);
+    s->watch = sl_cfg_watch_new(s->base, paths, digests, npaths, cfg->reload_debounce_ms, watch_cb,
+                                s, err, sizeof err);
     if (s->watch)
         sl_log_info("reload.watch: watching %s", cfg->file);
     else

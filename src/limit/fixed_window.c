@@ -24,7 +24,7 @@ struct fixed_window_state {
     uint64_t admitted;
 };
 
-static size_t fixed_window_state_size(const struct sl_limit *lim)
+static size_t fixed_window_state_size(const struct sl_quota *q)
 {
     return sizeof(struct fixed_window_state);
 }
@@ -36,11 +36,11 @@ static uint64_t windows_from_end(uint64_t until_end, uint64_t windows, uint64_t 
     return t > SL_TIME_MAX ? SL_TIME_MAX : (uint64_t)t;
 }
 
-static void fixed_window_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                const struct sl_units *u, struct sl_decision *out)
+static void fixed_window_decide(const struct sl_limit *lim, const struct sl_quota *q, void *state,
+                                uint64_t now_us, const struct sl_units *u, struct sl_decision *out)
 {
     struct fixed_window_state *s = state;
-    uint64_t n = lim->count, p = lim->period_us;
+    uint64_t n = q->count, p = q->period_us;
     uint64_t k = now_us / p, stored = s->start / p;
 
     /* A stored window after the current one means the clock stepped back: keep counting in

@@ -30,17 +30,17 @@ struct leaky_bucket_state {
     uint64_t tat[2]; /* sl_u128, µs × N */
 };
 
-static size_t leaky_bucket_state_size(const struct sl_limit *lim)
+static size_t leaky_bucket_state_size(const struct sl_quota *q)
 {
     return sizeof(struct leaky_bucket_state);
 }
 
-static void leaky_bucket_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                const struct sl_units *u, struct sl_decision *out)
+static void leaky_bucket_decide(const struct sl_limit *lim, const struct sl_quota *q, void *state,
+                                uint64_t now_us, const struct sl_units *u, struct sl_decision *out)
 {
-    uint64_t n = lim->count, p = lim->period_us;
+    uint64_t n = q->count, p = q->period_us;
     sl_u128 now = sl_mul128(now_us, n);
-    sl_u128 queue = sl_mul128(lim->burst, p);
+    sl_u128 queue = sl_mul128(q->burst, p);
     sl_u128 tat = sl_load128(state);
     sl_u128 departure = sl_max128(tat, now);
     sl_u128 wait = departure - now;
@@ -61,10 +61,10 @@ static void leaky_bucket_decide(const struct sl_limit *lim, void *state, uint64_
     out->retry_after_us = sl_sat64(sl_ceil_div128(tat - queue, n) - now_us);
 }
 
-static void leaky_bucket_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+static void leaky_bucket_rescale(const struct sl_quota *to, const struct sl_rate *from,
                                  const void *old, void *state)
 {
-    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, lim->count));
+    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, to->count));
 }
 
 const struct sl_algorithm_ops sl_alg_leaky_bucket = {

@@ -11,12 +11,8 @@ extern const struct sl_algorithm_ops sl_alg_token_bucket;
 extern const struct sl_algorithm_ops sl_alg_leaky_bucket;
 
 static const struct sl_algorithm_ops *const algorithms[] = {
-    &sl_alg_fixed_window,
-    &sl_alg_sliding_window,
-    &sl_alg_sliding_window_counter,
-    &sl_alg_token_bucket,
-    &sl_alg_leaky_bucket,
-    NULL,
+    &sl_alg_fixed_window, &sl_alg_sliding_window, &sl_alg_sliding_window_counter,
+    &sl_alg_token_bucket, &sl_alg_leaky_bucket,   NULL,
 };
 
 const struct sl_algorithm_ops *sl_algorithm_find(const char *name)
@@ -35,4 +31,9 @@ const struct sl_algorithm_ops *const *sl_algorithm_all(void)
 uint64_t sl_limit_capacity(const struct sl_limit *lim)
 {
     return lim->alg->has_burst ? lim->burst : lim->count;
+}
+
+uint64_t sl_quota_capacity(const struct sl_limit *lim, const struct sl_quota *q)
+{
+    return lim->alg->has_burst ? q->burst : q->count;
 }

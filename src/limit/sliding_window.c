@@ -22,12 +22,12 @@ struct sliding_window_state {
     uint64_t ts[]; /* N slots */
 };
 
-static size_t sliding_window_state_size(const struct sl_limit *lim)
+static size_t sliding_window_state_size(const struct sl_quota *q)
 {
     size_t fixed = sizeof(struct sliding_window_state);
-    if (lim->count > (SIZE_MAX - fixed) / sizeof(uint64_t))
+    if (q->count > (SIZE_MAX - fixed) / sizeof(uint64_t))
         return SIZE_MAX; /* no allocation can satisfy it; the store reports the failure */
-    return fixed + (size_t)lim->count * sizeof(uint64_t);
+    return fixed + (size_t)q->count * sizeof(uint64_t);
 }
 
 /* A timestamp from the future (a clock step back) stays in the window. */
@@ -36,11 +36,12 @@ static bool has_left_window(uint64_t ts, uint64_t now_us, uint64_t p)
     return ts <= now_us && now_us - ts >= p;
 }
 
-static void sliding_window_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                  const struct sl_units *u, struct sl_decision *out)
+static void sliding_window_decide(const struct sl_limit *lim, const struct sl_quota *q, void *state,
+                                  uint64_t now_us, const struct sl_units *u,
+                                  struct sl_decision *out)
 {
     struct sliding_window_state *s = state;
-    uint64_t n = lim->count, p = lim->period_us;
+    uint64_t n = q->count, p = q->period_us;
 
     while (s->len > 0 && has_left_window(s->ts[s->head], now_us, p)) {
         s->head = s->head + 1 == n ? 0 : s->head + 1;
@@ -63,12 +64,12 @@ static void sliding_window_decide(const struct sl_limit *lim, void *state, uint6
     out->retry_after_us = sl_sat64((sl_u128)s->ts[s->head] + p - now_us);
 }
 
-static void sliding_window_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+static void sliding_window_rescale(const struct sl_quota *to, const struct sl_rate *from,
                                    const void *old, void *state)
 {
     const struct sliding_window_state *o = old;
     struct sliding_window_state *s = state;
-    uint64_t keep = o->len < lim->count ? o->len : lim->count;
+    uint64_t keep = o->len < to->count ? o->len : to->count;
     for (uint64_t i = 0; i < keep; i++) {
         uint64_t at = o->head + (o->len - keep) + i; /* below 2·N_old */
         s->ts[i] = o->ts[at >= from->count ? at - from->count : at];

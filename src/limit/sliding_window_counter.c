@@ -39,7 +39,7 @@ struct sliding_window_counter_state {
     uint64_t curr;
 };
 
-static size_t sliding_window_counter_state_size(const struct sl_limit *lim)
+static size_t sliding_window_counter_state_size(const struct sl_quota *q)
 {
     return sizeof(struct sliding_window_counter_state);
 }
@@ -79,11 +79,12 @@ static uint64_t retry_after(uint64_t n, uint64_t p, uint64_t prev, uint64_t curr
                     first_offset(n, p, prev_w, curr_w, m));
 }
 
-static void sliding_window_counter_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                          const struct sl_units *u, struct sl_decision *out)
+static void sliding_window_counter_decide(const struct sl_limit *lim, const struct sl_quota *q,
+                                          void *state, uint64_t now_us, const struct sl_units *u,
+                                          struct sl_decision *out)
 {
     struct sliding_window_counter_state *s = state;
-    uint64_t n = lim->count, p = lim->period_us;
+    uint64_t n = q->count, p = q->period_us;
     uint64_t k = now_us / p, elapsed = now_us % p, stored = s->start / p;
 
     /* k below the stored window means the clock stepped back: keep the newer counters. */

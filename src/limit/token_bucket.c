@@ -33,7 +33,7 @@ struct token_bucket_state {
     uint64_t tat[2]; /* sl_u128, µs × N */
 };
 
-static size_t token_bucket_state_size(const struct sl_limit *lim)
+static size_t token_bucket_state_size(const struct sl_quota *q)
 {
     return sizeof(struct token_bucket_state);
 }
@@ -45,18 +45,18 @@ static uint64_t cap_time(sl_u128 t)
     return t > SL_TIME_MAX ? SL_TIME_MAX : (uint64_t)t;
 }
 
-static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_t now_us,
-                                const struct sl_units *u, struct sl_decision *out)
+static void token_bucket_decide(const struct sl_limit *lim, const struct sl_quota *q, void *state,
+                                uint64_t now_us, const struct sl_units *u, struct sl_decision *out)
 {
-    uint64_t n = lim->count, p = lim->period_us;
+    uint64_t n = q->count, p = q->period_us;
     sl_u128 now = sl_mul128(now_us, n);
-    sl_u128 capacity = sl_mul128(lim->burst, p);
+    sl_u128 capacity = sl_mul128(q->burst, p);
     sl_u128 lack = sl_max128(sl_load128(state), now) - now; /* missing tokens, times P */
 
     *out = (struct sl_decision){.limit = n};
     /* Taking a token moves tat one token's worth (P) later; the bucket may lack at most
      * `burst` tokens, except by a charge. */
-    if (u->need == 0 || (u->need <= lim->burst && lack + sl_mul128(u->need, p) <= capacity)) {
+    if (u->need == 0 || (u->need <= q->burst && lack + sl_mul128(u->need, p) <= capacity)) {
         sl_u128 most = sl_max128(LACK_MAX, capacity);
         lack += sl_mul128(u->take, p);
         if (lack > most)
@@ -68,11 +68,11 @@ static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_
         return;
     }
     out->reset_us = cap_time(sl_ceil_div128(lack, n));
-    if (lim->burst == 0) {
+    if (q->burst == 0) {
         out->retry_after_us = p;
         return;
     }
-    if (u->need > lim->burst) {
+    if (u->need > q->burst) {
         out->retry_after_us = SL_TIME_MAX; /* never fits */
         return;
     }
@@ -81,10 +81,10 @@ static void token_bucket_decide(const struct sl_limit *lim, void *state, uint64_
     out->retry_after_us = cap_time(sl_ceil_div128(lack - (capacity - sl_mul128(u->need, p)), n));
 }
 
-static void token_bucket_rescale(const struct sl_limit *lim, const struct sl_rate *from,
+static void token_bucket_rescale(const struct sl_quota *to, const struct sl_rate *from,
                                  const void *old, void *state)
 {
-    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, lim->count));
+    sl_store128(state, sl_rescale_time(sl_load128(old), from->count, to->count));
 }
 
 const struct sl_algorithm_ops sl_alg_token_bucket = {

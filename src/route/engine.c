@@ -16,6 +16,7 @@
 #include "sluice/engine.h"
 #include "sluice/log.h"
 #include "sluice/metrics.h"
+#include "sluice/rates.h"
 #include "sluice/route.h"
 #include "sluice/top.h"
 #include "sluice/usage_scan.h"
@@ -56,6 +57,7 @@ static void scratch_deinit(struct scratch *s)
     free(s->path);
     free(s->host);
     free(s->key);
+    free(s->by);
 }
 
 void sl_engine_free(struct sl_engine *engine)
@@ -195,8 +197,8 @@ static void on_decision(void *arg, const struct sl_decision *d, enum sl_store_st
          * Redis is away. The reference stays with the retry. */
         c->store = SL_STORE_MEMORY;
         c->started_us = now;
-        sl_store_decide_units(e->memory, c->limit, b->data + b->off[i], b->klen[i], &c->units,
-                              on_decision, c);
+        sl_store_decide_quota(e->memory, c->limit, &c->quota, b->data + b->off[i], b->klen[i],
+                              &c->units, on_decision, c);
         return;
     }
     metric_check(e, c->limit, SL_CHECK_ERROR);
@@ -326,6 +328,34 @@ static int read_costs(struct sl_verdict *v, const struct sl_request *req)
     return 0;
 }
 
+/* Reads the consumer's rate from c's limit's `rates:` into c->quota (the limit's own stays
+ * when none applies). Returns true when no store is to be asked: `unlimited` admits and
+ * "0/P" denies at once, Retry-After the period (SPEC.md section 3, Per-consumer rates). */
+static bool apply_rates(struct sl_engine *e, struct scratch *s, struct sl_verdict_check *c,
+                        const struct sl_key_ctx *ctx, size_t key_len)
+{
+    const struct sl_limit *lim = c->limit;
+    bool absent;
+    c->rate = sl_rates_pick(lim, ctx, s->key, key_len, &s->by, &s->by_cap, &absent);
+    if (!c->rate)
+        return false;
+    c->quota = lim->rates->quotas[c->rate->rate];
+    if (c->quota.count == SL_RATE_UNLIMITED) {
+        c->status = SL_STORE_OK;
+        c->decision = (struct sl_decision){.allowed = true};
+        metric_check(e, lim, SL_CHECK_ALLOW);
+        return true;
+    }
+    if (c->quota.count == 0) {
+        c->status = SL_STORE_OK;
+        c->decision = (struct sl_decision){.reset_us = c->quota.period_us,
+                                           .retry_after_us = c->quota.period_us};
+        metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
+        return true;
+    }
+    return false;
+}
+
 /* Asks the store of every limit whose key sources are all present. */
 static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                   const struct sl_key_ctx *ctx)
@@ -334,6 +364,9 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
     bool retry = v->priv.cfg->failure_mode == SL_FAILURE_LOCAL && e->redis;
     bool top = top_on(e, v);
 
+    /* Only the matched route's checks are ever read (sl_verdict_nchecks): a route of one
+     * limit clears one check, not SL_MAX_LIMITS_PER_ROUTE of them. */
+    memset(v->priv.checks, 0, sl_verdict_nchecks(route) * sizeof *v->priv.checks);
     if (read_costs(v, ctx->req) < 0)
         return;
     for (size_t i = 0; i < sl_verdict_nchecks(route); i++) {
@@ -345,15 +378,8 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         c->verdict = v;
         c->limit = lim;
         c->applied = true;
+        c->quota = sl_limit_quota(lim);
         struct sl_store *store = store_for(e, lim, &c->store);
-        if (sl_limit_takes_units(lim) && c->units.need > sl_limit_capacity(lim)) {
-            /* It can never fit: denied here, and no store is asked to spend anything. */
-            c->status = SL_STORE_OK;
-            c->never_fits = true;
-            c->decision = (struct sl_decision){.limit = lim->count};
-            metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
-            continue;
-        }
         if ((size_t)n > s->key_cap) {
             if (reserve(&s->key, &s->key_cap, (size_t)n) < 0) {
                 /* The limit cannot be asked: as if its store had failed. */
@@ -363,6 +389,16 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
                 continue;
             }
             sl_key_build(lim, ctx, s->key, s->key_cap);
+        }
+        if (lim->rates && apply_rates(e, s, c, ctx, (size_t)n))
+            continue;
+        if (sl_limit_takes_units(lim) && c->units.need > sl_quota_capacity(lim, &c->quota)) {
+            /* It can never fit: denied here, and no store is asked to spend anything. */
+            c->status = SL_STORE_OK;
+            c->never_fits = true;
+            c->decision = (struct sl_decision){.limit = c->quota.count};
+            metric_check(e, lim, lim->shadow ? SL_CHECK_SHADOW_DENY : SL_CHECK_DENY);
+            continue;
         }
         /* A Redis answer comes later, when the scratch buffer holds other keys; a charge is
          * made when the response arrives. */
@@ -376,7 +412,7 @@ static void issue(struct sl_engine *e, struct scratch *s, struct sl_verdict *v,
         e->asking = c;
         e->asking_key = s->key;
         e->asking_len = (size_t)n;
-        sl_store_decide_units(store, lim, s->key, (size_t)n, &c->units, on_decision, c);
+        sl_store_decide_quota(store, lim, &c->quota, s->key, (size_t)n, &c->units, on_decision, c);
         /* Restored: this call may run inside another request's sl_store_decide(). */
         e->asking = outer;
         e->asking_key = outer_key;
@@ -474,7 +510,6 @@ void sl_engine_decide(struct sl_engine *engine, const struct sl_config *cfg,
     sl_engine_recycle_keys(engine,
                            v); /* a previous request's, should its end have gone unreported */
     v->priv.started_us = engine->metrics ? sl_clock_mono_us() : 0;
-    memset(v->priv.checks, 0, sizeof v->priv.checks);
 
     if (read_head(engine, s, cfg, req, v, &ctx, client, sizeof client) < 0) {
         /* Without the path no route can be chosen: as if the store had failed. */

@@ -27,8 +27,8 @@ static void charge(struct sl_engine *e, struct sl_verdict *v, size_t i, uint64_t
     if (e->metrics)
         sl_metrics_limit_units(e->metrics, c->limit, true, units);
     if (units > 0)
-        sl_store_decide_units(store, c->limit, b->data + b->off[i], b->klen[i], &u, on_charged,
-                              NULL);
+        sl_store_decide_quota(store, c->limit, &c->quota, b->data + b->off[i], b->klen[i], &u,
+                              on_charged, NULL);
 }
 
 bool sl_engine_charge_pending(const struct sl_verdict *v)

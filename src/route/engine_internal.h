@@ -16,6 +16,8 @@ struct scratch {
     size_t host_cap;
     char *key;
     size_t key_cap;
+    char *by; /* the value a `rates:` by source names */
+    size_t by_cap;
 };
 
 /* The keys of one request, kept past sl_store_decide() for a failure_mode local retry.

@@ -194,16 +194,16 @@ static bool source_value(const struct sl_key_source *src, const struct sl_key_ct
     return false;
 }
 
-ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, char *buf,
-                     size_t size)
+static ssize_t build(const struct sl_key_source *keys, size_t nkeys, const struct sl_key_ctx *ctx,
+                     char *buf, size_t size)
 {
     struct writer w = {buf, size, 0};
 
-    for (size_t i = 0; i < lim->nkeys; i++) {
+    for (size_t i = 0; i < nkeys; i++) {
         struct value v;
-        if (!source_value(&lim->keys[i], ctx, &v))
+        if (!source_value(&keys[i], ctx, &v))
             return -1;
-        if (lim->nkeys > 1) {
+        if (nkeys > 1) {
             /* The length prefix makes the parts self-delimiting: ("a,b", "c") and
              * ("a", "b,c") cannot meet, whatever bytes the values hold. */
             char num[SL_U64_DIGITS + 2];
@@ -220,4 +220,16 @@ ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, c
             put(&w, v.s, v.n);
     }
     return (ssize_t)w.len;
+}
+
+ssize_t sl_key_build(const struct sl_limit *lim, const struct sl_key_ctx *ctx, char *buf,
+                     size_t size)
+{
+    return build(lim->keys, lim->nkeys, ctx, buf, size);
+}
+
+ssize_t sl_key_source_build(const struct sl_key_source *src, const struct sl_key_ctx *ctx,
+                            char *buf, size_t size)
+{
+    return build(src, 1, ctx, buf, size);
 }

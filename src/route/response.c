@@ -8,6 +8,7 @@
 
 #include "response.h"
 #include "sluice/limit.h"
+#include "sluice/rates.h"
 #include "sluice/text.h"
 
 /* Appends `s` between double quotes, each byte of `special` preceded by a backslash and
@@ -54,10 +55,12 @@ static uint64_t seconds_up(uint64_t us)
     return us / 1000000u + (us % 1000000u != 0);
 }
 
-/* Shadow limits are candidates under trial: clients never see them. */
+/* Shadow limits are candidates under trial: clients never see them. A consumer's
+ * `unlimited` rate has no quota to describe: the limit is left out, as if it did not apply. */
 static bool answered(const struct sl_verdict_check *c)
 {
-    return c->applied && c->status == SL_STORE_OK && !c->limit->shadow;
+    return c->applied && c->status == SL_STORE_OK && !c->limit->shadow &&
+           c->quota.count != SL_RATE_UNLIMITED;
 }
 
 /* draft-ietf-httpapi-ratelimit-headers-10: one list member per limit, in configuration
@@ -76,9 +79,9 @@ static void add_draft(struct sl_text *t, const struct sl_verdict *v, size_t n)
         first = false;
         text_quoted(t, c->limit->name, false);
         SL_TEXT_LIT(t, ";q=");
-        sl_text_u64(t, c->limit->count);
+        sl_text_u64(t, c->quota.count); /* the rate that applied: a consumer's, if any */
         SL_TEXT_LIT(t, ";w=");
-        sl_text_u64(t, seconds_up(c->limit->period_us));
+        sl_text_u64(t, seconds_up(c->quota.period_us));
     }
     SL_TEXT_LIT(t, "\r\nRateLimit: ");
     first = true;
@@ -166,7 +169,7 @@ static void response_never_fits(const struct sl_config *cfg, struct sl_verdict *
         SL_TEXT_LIT(&t, ",\"cost\":");
         sl_text_u64(&t, c->units.need);
         SL_TEXT_LIT(&t, ",\"capacity\":");
-        sl_text_u64(&t, sl_limit_capacity(c->limit));
+        sl_text_u64(&t, sl_quota_capacity(c->limit, &c->quota));
         SL_TEXT_LIT(&t, "}");
         sl_text_flush(&t);
     }

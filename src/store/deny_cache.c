@@ -44,10 +44,10 @@ struct sl_deny_cache {
 /* A denial's identity: route and limit names, then its algorithm, N, P, burst and delay
  * (ident.h). The algorithm is its ops: one static object per name for the life of the
  * process. */
-static void ident_init(struct sl_ident *id, const struct sl_limit *lim, const char *key,
-                       size_t key_len)
+static void ident_init(struct sl_ident *id, const struct sl_limit *lim, const struct sl_quota *q,
+                       const char *key, size_t key_len)
 {
-    uint64_t words[5] = {(uint64_t)(uintptr_t)lim->alg, lim->count, lim->period_us, lim->burst,
+    uint64_t words[5] = {(uint64_t)(uintptr_t)lim->alg, q->count, q->period_us, q->burst,
                          lim->delay};
     sl_ident_init(id, lim, words, 5, key, key_len);
 }
@@ -143,20 +143,21 @@ static struct entry *lookup(struct sl_deny_cache *c, const struct sl_ident *id, 
 
 /* The entry held for `key` under `lim`, or NULL. */
 static struct entry *find_entry(struct sl_deny_cache *c, const struct sl_limit *lim,
-                                const char *key, size_t key_len)
+                                const struct sl_quota *q, const char *key, size_t key_len)
 {
     if (c->count == 0)
         return NULL;
     struct sl_ident id;
-    ident_init(&id, lim, key, key_len);
+    ident_init(&id, lim, q, key, key_len);
     return lookup(c, &id, sl_ident_hash(&id, c->k0, c->k1));
 }
 
 enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_limit *lim,
-                                      const char *key, size_t key_len, uint64_t need,
-                                      uint64_t now_us, struct sl_decision *out, void **probe)
+                                      const struct sl_quota *q, const char *key, size_t key_len,
+                                      uint64_t need, uint64_t now_us, struct sl_decision *out,
+                                      void **probe)
 {
-    struct entry *e = find_entry(c, lim, key, key_len);
+    struct entry *e = find_entry(c, lim, q, key, key_len);
     if (!e)
         return SL_DENY_UNKNOWN;
     if (need < e->need)
@@ -175,18 +176,18 @@ enum sl_deny_state sl_deny_cache_find(struct sl_deny_cache *c, const struct sl_l
     return SL_DENY_HELD;
 }
 
-void sl_deny_cache_probe(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
-                         size_t key_len, void *token)
+void sl_deny_cache_probe(struct sl_deny_cache *c, const struct sl_limit *lim,
+                         const struct sl_quota *q, const char *key, size_t key_len, void *token)
 {
-    struct entry *e = find_entry(c, lim, key, key_len);
+    struct entry *e = find_entry(c, lim, q, key, key_len);
     if (e)
         e->probe = token;
 }
 
-void sl_deny_cache_forget(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
-                          size_t key_len)
+void sl_deny_cache_forget(struct sl_deny_cache *c, const struct sl_limit *lim,
+                          const struct sl_quota *q, const char *key, size_t key_len)
 {
-    struct entry *e = find_entry(c, lim, key, key_len);
+    struct entry *e = find_entry(c, lim, q, key, key_len);
     if (e) {
         detach(c, e);
         free(e);
@@ -241,13 +242,14 @@ static struct entry *make_room(struct sl_deny_cache *c, size_t len, uint64_t now
     return spare;
 }
 
-void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
-                       size_t key_len, uint64_t need, uint64_t sent_us, const struct sl_decision *d)
+void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim,
+                       const struct sl_quota *q, const char *key, size_t key_len, uint64_t need,
+                       uint64_t sent_us, const struct sl_decision *d)
 {
     if (d->allowed || d->retry_after_us == 0)
         return;
     struct sl_ident id;
-    ident_init(&id, lim, key, key_len);
+    ident_init(&id, lim, q, key, key_len);
     uint64_t hash = sl_ident_hash(&id, c->k0, c->k1);
     uint64_t expires = sent_us + d->retry_after_us;
     uint64_t reset_at =
@@ -277,7 +279,7 @@ void sl_deny_cache_add(struct sl_deny_cache *c, const struct sl_limit *lim, cons
     e->hash = hash;
     e->expires_us = expires;
     e->reset_at_us = reset_at;
-    e->limit = lim->count;
+    e->limit = q->count;
     e->probe = NULL;
     e->need = need;
     e->ident_len = id.len;

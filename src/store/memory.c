@@ -29,6 +29,13 @@
  * extra lookups on the first decision of each new key while a limit remembers earlier
  * rates, which lasts until state written under them must have expired (until_us).
  *
+ * Per-consumer rates (a limit with `rates:`, SPEC.md section 3) key each consumer's state as
+ * if its rate were the limit's: the identity holds the limit's own N and P (and one more word,
+ * so that the two layouts never meet), and the entry's state begins with the rate it was last
+ * decided under (struct sl_rate, 16 bytes). A decision under another rate (the consumer moved
+ * to another plan) carries the state over to it first, with the algorithm's rescale(), as a
+ * change of the limit's rate does; a zeroed head is a fresh state, good for any rate.
+ *
  * Expiry is lazy: an entry whose quota is fully restored (its expiry, from the decision's
  * reset_us, rounded up to a whole second) is as good as a zeroed state. It is zeroed when
  * found, and reclaimed when it reaches the cold end of its LRU list. */
@@ -80,15 +87,39 @@ struct memory_store {
 };
 
 /* The digest of `key` under `lim` at `rate` (ident.h: route and limit names, then the
- * algorithm, N and P). The algorithm is its ops: one static object per name for the life of
- * the process, so across reloads too. */
+ * algorithm, N and P, and a fourth word for states headed by their rate). The algorithm is its
+ * ops: one static object per name for the life of the process, so across reloads too. */
 static void digest_of(const struct memory_store *ms, const struct sl_limit *lim,
-                      struct sl_rate rate, const char *key, size_t key_len, uint64_t out[2])
+                      struct sl_rate rate, bool headed, const char *key, size_t key_len,
+                      uint64_t out[2])
 {
-    uint64_t words[3] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us};
+    uint64_t words[4] = {(uint64_t)(uintptr_t)lim->alg, rate.count, rate.period_us, 1};
     struct sl_ident id;
-    sl_ident_init(&id, lim, words, 3, key, key_len);
+    sl_ident_init(&id, lim, words, headed ? 4 : 3, key, key_len);
     sl_ident_digest(&id, ms->k0, ms->k1, out);
+}
+
+/* Bytes before the algorithm's state in a headed entry: the rate it was decided under. */
+#define HEAD_BYTES sizeof(struct sl_rate)
+
+/* The entry's state size for a decision of `lim` under `q`. */
+static size_t entry_state_size(const struct sl_limit *lim, const struct sl_quota *q)
+{
+    size_t n = lim->alg->state_size(q);
+    if (!lim->rates)
+        return n;
+    return n > SIZE_MAX - HEAD_BYTES ? SIZE_MAX : n + HEAD_BYTES;
+}
+
+/* Writes into `state` (zeroed, sized for `q`) the state `old` written under `from`, carried
+ * over to `q`. */
+static void carry(const struct sl_limit *lim, const struct sl_quota *q, const struct sl_rate *from,
+                  const void *old, size_t old_size, void *state, size_t state_size)
+{
+    if (lim->alg->rescale)
+        lim->alg->rescale(q, from, old, state);
+    else
+        memcpy(state, old, old_size < state_size ? old_size : state_size);
 }
 
 static struct stripe *stripe_of(const struct memory_store *ms, const uint64_t digest[2])
@@ -189,19 +220,19 @@ static bool take_out(struct stripe *s, struct stripe *o, const uint64_t old_dige
 }
 
 /* On a miss for `digest`: the key's state under one of the limit's earlier rates, carried
- * over into a new entry in `s` (see the opening comment). Returns SL_MT_NONE when there is
- * none still in use (or no room). s's lock may be let go and taken again: an entry for
+ * over to `q` into a new entry in `s` (see the opening comment). Returns SL_MT_NONE when there
+ * is none still in use (or no room). s's lock may be let go and taken again: an entry for
  * `digest` that another thread added meanwhile is then returned instead. */
 static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint64_t digest[2],
-                           const struct sl_limit *lim, const char *key, size_t key_len,
-                           uint64_t *now)
+                           const struct sl_limit *lim, const struct sl_quota *q, const char *key,
+                           size_t key_len, uint64_t *now)
 {
     for (size_t i = 0; i < lim->nprev_rates; i++) {
         const struct sl_prev_rate *prev = &lim->prev_rates[i];
         if (*now >= prev->until_us)
             continue;
         uint64_t old_digest[2];
-        digest_of(ms, lim, prev->rate, key, key_len, old_digest);
+        digest_of(ms, lim, prev->rate, prev->headed, key, key_len, old_digest);
         bool raced = false;
         struct taken old = {0};
         bool found = take_out(s, stripe_of(ms, old_digest), old_digest, now, &raced, &old);
@@ -216,14 +247,25 @@ static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint
                 return h;
             continue;
         }
-        size_t state_size = lim->alg->state_size(lim);
-        h = insert(s, digest, state_size, *now);
+        /* A headed state says which rate wrote it; a plain one was written under prev's. */
+        struct sl_rate from = prev->rate;
+        const unsigned char *body = old.state;
+        size_t body_size = old.size;
+        if (prev->headed && old.size >= HEAD_BYTES) {
+            memcpy(&from, old.state, HEAD_BYTES);
+            body += HEAD_BYTES;
+            body_size -= HEAD_BYTES;
+        }
+        size_t state_size = entry_state_size(lim, q);
+        h = from.count == 0 ? SL_MT_NONE : insert(s, digest, state_size, *now);
         if (h != SL_MT_NONE) {
-            void *state = sl_mtable_state(&s->table, h);
-            if (lim->alg->rescale)
-                lim->alg->rescale(lim, &prev->rate, old.state, state);
-            else
-                memcpy(state, old.state, old.size < state_size ? old.size : state_size);
+            unsigned char *state = sl_mtable_state(&s->table, h);
+            if (lim->rates) {
+                memcpy(state, &(struct sl_rate){q->count, q->period_us}, HEAD_BYTES);
+                state += HEAD_BYTES;
+                state_size -= HEAD_BYTES;
+            }
+            carry(lim, q, &from, body, body_size, state, state_size);
             sl_mtable_trailer(&s->table, h)->expires_s = old.expires_s;
         }
         free(old.state);
@@ -232,12 +274,52 @@ static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint
     return SL_MT_NONE;
 }
 
-static void memory_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                          size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+/* A headed entry `h` (the limit has `rates:`) made ready for a decision under `q`: a state
+ * last decided under another rate is carried over to q's, in place when its size class stays,
+ * else into a new entry for the same digest. Returns the entry's handle, or SL_MT_NONE when
+ * memory runs out (the key's state is then lost). */
+static uint32_t replan(struct stripe *s, uint32_t h, const uint64_t digest[2],
+                       const struct sl_limit *lim, const struct sl_quota *q, uint64_t now)
+{
+    struct sl_mtable *t = &s->table;
+    struct sl_rate from;
+    memcpy(&from, sl_mtable_state(t, h), HEAD_BYTES);
+    if (from.count == q->count && from.period_us == q->period_us)
+        return h;
+    size_t old_size = sl_mtable_state_size(t, h), size = entry_state_size(lim, q);
+    bool fresh = from.count == 0;
+    void *old = NULL;
+    if (!fresh && !(old = malloc(old_size - HEAD_BYTES)))
+        return SL_MT_NONE;
+    if (old)
+        memcpy(old, (unsigned char *)sl_mtable_state(t, h) + HEAD_BYTES, old_size - HEAD_BYTES);
+    uint32_t expires_s = sl_mtable_trailer(t, h)->expires_s;
+    if (sl_mtable_entry_size(size) == sl_mtable_entry_size(old_size)) {
+        memset(sl_mtable_state(t, h), 0, old_size);
+        size = old_size;
+    } else {
+        sl_mtable_remove(t, h);
+        h = insert(s, digest, size, now);
+    }
+    if (h != SL_MT_NONE) {
+        unsigned char *state = sl_mtable_state(t, h);
+        memcpy(state, &(struct sl_rate){q->count, q->period_us}, HEAD_BYTES);
+        if (old)
+            carry(lim, q, &from, old, old_size - HEAD_BYTES, state + HEAD_BYTES, size - HEAD_BYTES);
+        sl_mtable_trailer(t, h)->expires_s = expires_s;
+    }
+    free(old);
+    return h;
+}
+
+static void memory_decide(struct sl_store *store, const struct sl_limit *lim,
+                          const struct sl_quota *q, const char *key, size_t key_len,
+                          const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct memory_store *ms = (struct memory_store *)store;
     uint64_t digest[2];
-    digest_of(ms, lim, (struct sl_rate){lim->count, lim->period_us}, key, key_len, digest);
+    digest_of(ms, lim, (struct sl_rate){lim->count, lim->period_us}, lim->rates != NULL, key,
+              key_len, digest);
     struct stripe *s = stripe_of(ms, digest);
     struct sl_mtable *t = &s->table;
     uint64_t now = ms->clock_us();
@@ -252,20 +334,23 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim, co
 
     uint32_t h = sl_mtable_find(t, digest);
     if (h == SL_MT_NONE && lim->nprev_rates > 0)
-        h = carry_over(ms, s, digest, lim, key, key_len, &now);
+        h = carry_over(ms, s, digest, lim, q, key, key_len, &now);
     if (h != SL_MT_NONE) {
         if (expired(sl_mtable_trailer(t, h), now))
             memset(sl_mtable_state(t, h), 0, sl_mtable_state_size(t, h));
         sl_mtable_touch(t, h);
     } else {
-        h = insert(s, digest, lim->alg->state_size(lim), now);
-        if (h == SL_MT_NONE) {
-            pthread_mutex_unlock(&s->lock);
-            cb(arg, NULL, SL_STORE_ERR_CONNECTION);
-            return;
-        }
+        h = insert(s, digest, entry_state_size(lim, q), now);
     }
-    lim->alg->decide(lim, sl_mtable_state(t, h), now, u, &d);
+    if (h != SL_MT_NONE && lim->rates)
+        h = replan(s, h, digest, lim, q, now);
+    if (h == SL_MT_NONE) {
+        pthread_mutex_unlock(&s->lock);
+        cb(arg, NULL, SL_STORE_ERR_CONNECTION);
+        return;
+    }
+    unsigned char *state = sl_mtable_state(t, h);
+    lim->alg->decide(lim, q, lim->rates ? state + HEAD_BYTES : state, now, u, &d);
     sl_mtable_trailer(t, h)->expires_s = expiry_s(now, d.reset_us);
     pthread_mutex_unlock(&s->lock);
 

@@ -117,10 +117,11 @@ void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
          * entry: the next requests ask Redis each. */
         size_t len;
         const char *value = sl_redis_pending_value(p, &len);
+        struct sl_quota q = sl_redis_pending_quota(p);
         if (d && d->allowed && d->remaining == 0)
-            sl_deny_cache_probe(s->deny, p->lim, value, len, NULL);
+            sl_deny_cache_probe(s->deny, p->lim, &q, value, len, NULL);
         else if (!sl_redis_held_by_cache(d))
-            sl_deny_cache_forget(s->deny, p->lim, value, len);
+            sl_deny_cache_forget(s->deny, p->lim, &q, value, len);
         p->probing = false;
     }
     p->cb = NULL;
@@ -173,8 +174,9 @@ static const struct sl_redis_script *find_script(const struct sl_redis_store *s,
 
 static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
                                             const struct sl_redis_script *script,
-                                            const struct sl_limit *lim, const char *key,
-                                            size_t key_len, const struct sl_units *u)
+                                            const struct sl_limit *lim, const struct sl_quota *q,
+                                            const char *key, size_t key_len,
+                                            const struct sl_units *u)
 {
     const char *route = lim->route ? lim->route->name : "";
     const char *tag = lim->alg->tag;
@@ -192,9 +194,9 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     *p = (struct sl_redis_pending){.store = s,
                                    .script = script,
                                    .limit_id = lim->metrics_id,
-                                   .count = lim->count,
-                                   .period_us = lim->period_us,
-                                   .burst = lim->burst,
+                                   .count = q->count,
+                                   .period_us = q->period_us,
+                                   .burst = q->burst,
                                    .units = *u,
                                    .delay = lim->delay,
                                    .batch_n = 1,
@@ -254,7 +256,8 @@ static void dispatch(struct sl_redis_store *s, struct sl_redis_pending *p, enum 
     }
     size_t len;
     const char *value = sl_redis_pending_value(p, &len);
-    sl_deny_cache_probe(s->deny, p->lim, value, len, p);
+    struct sl_quota q = sl_redis_pending_quota(p);
+    sl_deny_cache_probe(s->deny, p->lim, &q, value, len, p);
     p->probing = true;
 }
 
@@ -269,7 +272,8 @@ static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
     const char *value = sl_redis_pending_value(p, &len);
     struct sl_decision held;
     void *probe = NULL;
-    enum sl_deny_state state = sl_deny_cache_find(s->deny, p->lim, value, len, p->units.need,
+    struct sl_quota q = sl_redis_pending_quota(p);
+    enum sl_deny_state state = sl_deny_cache_find(s->deny, p->lim, &q, value, len, p->units.need,
                                                   sl_clock_mono_us(), &held, &probe);
     if (state == SL_DENY_HELD) {
         sl_metrics_deny_cache_hit(s->metrics);
@@ -280,8 +284,9 @@ static void redecide(struct sl_redis_store *s, struct sl_redis_pending *p)
     dispatch(s, p, state, probe);
 }
 
-static void redis_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                         size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static void redis_decide(struct sl_store *store, const struct sl_limit *lim,
+                         const struct sl_quota *q, const char *key, size_t key_len,
+                         const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     const struct sl_redis_script *script = find_script(s, lim->alg);
@@ -309,14 +314,14 @@ static void redis_decide(struct sl_store *store, const struct sl_limit *lim, con
             value_len = 2 * SL_SHA256_LEN;
         }
         struct sl_decision held;
-        state = sl_deny_cache_find(s->deny, lim, value, value_len, u->need, now, &held, &probe);
+        state = sl_deny_cache_find(s->deny, lim, q, value, value_len, u->need, now, &held, &probe);
         if (state == SL_DENY_HELD) {
             sl_metrics_deny_cache_hit(s->metrics);
             cb(arg, &held, SL_STORE_OK);
             return;
         }
     }
-    struct sl_redis_pending *p = pending_new(s, script, lim, key, key_len, u);
+    struct sl_redis_pending *p = pending_new(s, script, lim, q, key, key_len, u);
     if (!p) {
         fail_now(s, cb, arg, SL_STORE_ERR_CONNECTION);
         return;

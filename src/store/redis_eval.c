@@ -246,7 +246,9 @@ static int answer_all(struct sl_redis_store *s, struct sl_redis_pending *p, cons
         if (s->deny && q->units.need > 0 && sl_redis_held_by_cache(&d[i])) {
             size_t len;
             const char *value = sl_redis_pending_value(q, &len);
-            sl_deny_cache_add(s->deny, q->lim, value, len, q->units.need, p->sent_us, &d[i]);
+            struct sl_quota quota = sl_redis_pending_quota(q);
+            sl_deny_cache_add(s->deny, q->lim, &quota, value, len, q->units.need, p->sent_us,
+                              &d[i]);
         }
         sl_redis_complete(q, &d[i], SL_STORE_OK);
     }
@@ -352,8 +354,8 @@ static unsigned sent_nargv(const struct sl_redis_pending *p, unsigned nargv)
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
 {
     const struct sl_redis_script *script = script_of(p);
-    char nkeys[SL_U64_DIGITS], count[SL_U64_DIGITS], period[SL_U64_DIGITS],
-        need[SL_U64_DIGITS], take[SL_U64_DIGITS], burst[SL_U64_DIGITS], now[SL_U64_DIGITS];
+    char nkeys[SL_U64_DIGITS], count[SL_U64_DIGITS], period[SL_U64_DIGITS], need[SL_U64_DIGITS],
+        take[SL_U64_DIGITS], burst[SL_U64_DIGITS], now[SL_U64_DIGITS];
     /* EVALSHA sha numkeys, the keys (the batch's, in order), then the arguments. */
     const char *argv[3 + BATCH_MAX + SL_REDIS_NARGV + 1];
     size_t argvlen[3 + BATCH_MAX + SL_REDIS_NARGV + 1];
@@ -368,8 +370,7 @@ int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
         argv[argc] = q->key;
         argvlen[argc++] = q->key_len;
     }
-    const char *args[] = {count, period, need, take, burst, p->delay ? "1" : "0", p->member,
-                          now};
+    const char *args[] = {count, period, need, take, burst, p->delay ? "1" : "0", p->member, now};
     size_t arglen[] = {sl_u64_format(count, p->count),
                        sl_u64_format(period, p->period_us),
                        sl_u64_format(need, p->units.need),

@@ -85,7 +85,8 @@ struct sl_redis_pending {
     uint64_t deadline_us;
     const struct sl_redis_script *script;
     unsigned limit_id; /* the limit's metrics id, for rate-limited logging */
-    /* Copied from the limit, which may be gone by the time a NOSCRIPT retry is sent. */
+    /* The quota decided under, copied: the limit may be gone by the time a NOSCRIPT retry is
+     * sent. */
     uint64_t count, period_us, burst;
     struct sl_units units;
     bool delay;
@@ -258,6 +259,12 @@ void sl_redis_topo_check_stalls(struct sl_redis_store *s, uint64_t now_us, uint6
  * on failure) and `status`, then lets those waiting for it decide again. Frees nothing. */
 void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
                        enum sl_store_status status);
+
+/* The quota `p` is decided under. */
+static inline struct sl_quota sl_redis_pending_quota(const struct sl_redis_pending *p)
+{
+    return (struct sl_quota){p->count, p->period_us, p->burst};
+}
 
 /* The key's value as the Redis key and the over-limit cache hold it (digested if long). */
 static inline const char *sl_redis_pending_value(const struct sl_redis_pending *p, size_t *len)

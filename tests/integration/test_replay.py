@@ -353,3 +353,43 @@ def read_all(fd):
         if not chunk:
             return data
         data += chunk
+
+
+def test_replay_applies_per_consumer_rates_and_reports_per_rate(sluice_binary, tmp_path):
+    conf = tmp_path / "rates.yaml"
+    conf.write_text(config("""\
+  - name: api
+    match: {path_prefix: /api}
+    limits:
+      - name: per_client
+        algorithm: fixed_window
+        rate: 1/60s
+        key: client_ip
+        rates:
+          by: "query:plan"
+          values: {pro: 3/60s, vip: unlimited, off: 0/1h}
+""").replace("{listen}", "127.0.0.1:1").replace("{admin}", "127.0.0.1:2")
+        .replace("{upstream}", "http://127.0.0.1:3").replace("{access_log}", "off"))
+    us = START * 1_000_000
+    lines = []
+    for client, query, n in [("192.0.2.1", "?plan=pro", 5), ("192.0.2.2", "?plan=vip", 4),
+                             ("192.0.2.3", "?plan=off", 2), ("192.0.2.4", "", 3)]:
+        for _ in range(n):
+            us += 1000
+            lines.append(log_line(us, client, "/api/x" + query))
+    log = tmp_path / "rates.log"
+    log.write_text("\n".join(lines) + "\n")
+    text = replay(sluice_binary, str(conf), str(log)).stdout
+    assert "14 requests: 8 admitted, 0 delayed, 6 denied" in text, text
+    assert "    by rate (rates by query:plan):\n" in text
+    assert "      default 1/60s: 3 requests: 1 admitted, 0 delayed, 2 denied\n" in text
+    assert "      3/m: 5 requests: 3 admitted, 0 delayed, 2 denied\n" in text
+    assert "      unlimited: 4 requests: 4 admitted, 0 delayed, 0 denied\n" in text
+    assert "      0/h: 2 requests: 0 admitted, 0 delayed, 2 denied\n" in text
+    out = json.loads(replay(sluice_binary, str(conf), str(log), "--json").stdout)
+    lim = out["routes"][0]["limits"][0]
+    assert (lim["requests"], lim["admitted"], lim["denied"]) == (14, 8, 6)
+    by_rate = {r["rate"]: (r["default"], r["requests"], r["admitted"], r["denied"])
+               for r in lim["rates"]["by_rate"]}
+    assert by_rate == {"1/60s": (True, 3, 1, 2), "3/m": (False, 5, 3, 2),
+                       "unlimited": (False, 4, 4, 0), "0/h": (False, 2, 0, 2)}

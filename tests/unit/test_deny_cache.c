@@ -8,6 +8,9 @@
 #include "sluice/deny_cache.h"
 #include "support/run_suite.h"
 
+/* The limit's own rate, as the Redis store passes it. */
+#define QUOTA(lim) (&(struct sl_quota){(lim)->count, (lim)->period_us, (lim)->burst})
+
 #define MS 1000ull
 #define S 1000000ull
 
@@ -40,7 +43,7 @@ static bool held_need(struct sl_deny_cache *c, const struct sl_limit *lim, const
                       size_t len, uint64_t need, uint64_t now, struct sl_decision *out)
 {
     void *probe = NULL;
-    return sl_deny_cache_find(c, lim, key, len, need, now, out, &probe) == SL_DENY_HELD;
+    return sl_deny_cache_find(c, lim, QUOTA(lim), key, len, need, now, out, &probe) == SL_DENY_HELD;
 }
 
 static bool held_out(struct sl_deny_cache *c, const struct sl_limit *lim, const char *key,
@@ -60,7 +63,7 @@ static enum sl_deny_state state_of(struct sl_deny_cache *c, const struct sl_limi
 {
     struct sl_decision d;
     *probe = NULL;
-    return sl_deny_cache_find(c, lim, key, strlen(key), 1, now, &d, probe);
+    return sl_deny_cache_find(c, lim, QUOTA(lim), key, strlen(key), 1, now, &d, probe);
 }
 
 START_TEST(test_held_until_retry_after_exactly)
@@ -68,7 +71,7 @@ START_TEST(test_held_until_retry_after_exactly)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(500 * MS, 800 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 10 * S, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 10 * S, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 1);
 
     struct sl_decision out;
@@ -89,7 +92,7 @@ START_TEST(test_held_until_retry_after_exactly)
     void *probe;
     ck_assert_int_eq(state_of(c, &lim, "a", 10 * S + 500 * MS, &probe), SL_DENY_EXPIRED);
     ck_assert_uint_eq(sl_deny_cache_count(c), 1);
-    sl_deny_cache_forget(c, &lim, "a", 1);
+    sl_deny_cache_forget(c, &lim, QUOTA(&lim), "a", 1);
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
     ck_assert_int_eq(state_of(c, &lim, "a", 10 * S + 500 * MS, &probe), SL_DENY_UNKNOWN);
     sl_deny_cache_free(c);
@@ -101,9 +104,9 @@ START_TEST(test_only_denials_with_a_retry_after)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 5, S);
     struct sl_decision allowed = {.allowed = true, .limit = 5, .remaining = 2, .reset_us = S};
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &allowed);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &allowed);
     struct sl_decision none = denial(0, S);
-    sl_deny_cache_add(c, &lim, "b", 1, 1, 0, &none);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "b", 1, 1, 0, &none);
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
     ck_assert(!held(c, &lim, "a", 0));
     ck_assert(!held(c, &lim, "b", 0));
@@ -116,7 +119,7 @@ START_TEST(test_identity_is_the_whole_limit)
     struct sl_deny_cache *c = sl_deny_cache_new(64);
     struct sl_limit lim = limit("sliding_window", 5, 60 * S);
     struct sl_decision d = denial(30 * S, 60 * S);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &d);
 
     /* The same limit reloaded into a new configuration: equal by value, still held. */
     struct sl_route route2 = {.name = (char *)"r1"};
@@ -167,7 +170,7 @@ START_TEST(test_binary_keys)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(S, S);
-    sl_deny_cache_add(c, &lim, "a\0b", 3, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a\0b", 3, 1, 0, &d);
     struct sl_decision out;
     ck_assert(held_out(c, &lim, "a\0b", 3, 1, &out));
     ck_assert(!held_out(c, &lim, "a\0c", 3, 1, &out));
@@ -181,12 +184,12 @@ START_TEST(test_later_end_stands)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 5, S);
     struct sl_decision d = denial(500 * MS, 500 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &d);
     d = denial(100 * MS, 100 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 10 * MS, &d); /* ends at 110 ms: earlier */
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 10 * MS, &d); /* ends at 110 ms: earlier */
     ck_assert(held(c, &lim, "a", 499 * MS));
     d = denial(600 * MS, 600 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 100 * MS, &d); /* ends at 700 ms: later */
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 100 * MS, &d); /* ends at 700 ms: later */
     ck_assert(held(c, &lim, "a", 699 * MS));
     ck_assert(!held(c, &lim, "a", 700 * MS));
     ck_assert_uint_eq(sl_deny_cache_count(c), 1); /* run out, kept for one request to ask */
@@ -199,7 +202,7 @@ START_TEST(test_one_probe_per_run_out_denial)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 10, S);
     struct sl_decision d = denial(100 * MS, 100 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &d);
     int token1, token2;
     void *probe;
 
@@ -207,7 +210,7 @@ START_TEST(test_one_probe_per_run_out_denial)
     ck_assert_int_eq(state_of(c, &lim, "a", 99 * MS, &probe), SL_DENY_HELD);
     /* Run out: the first finder asks and registers; the next ones see it asking. */
     ck_assert_int_eq(state_of(c, &lim, "a", 100 * MS, &probe), SL_DENY_EXPIRED);
-    sl_deny_cache_probe(c, &lim, "a", 1, &token1);
+    sl_deny_cache_probe(c, &lim, QUOTA(&lim), "a", 1, &token1);
     ck_assert_int_eq(state_of(c, &lim, "a", 101 * MS, &probe), SL_DENY_PROBING);
     ck_assert_ptr_eq(probe, &token1);
     /* Another key, and the same key under another limit, are not waiting on it. */
@@ -217,20 +220,20 @@ START_TEST(test_one_probe_per_run_out_denial)
 
     /* Denied again: the new denial is held and the mark is gone. */
     struct sl_decision again = denial(100 * MS, 100 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 100 * MS, &again);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 100 * MS, &again);
     ck_assert_int_eq(state_of(c, &lim, "a", 150 * MS, &probe), SL_DENY_HELD);
     ck_assert_int_eq(state_of(c, &lim, "a", 200 * MS, &probe), SL_DENY_EXPIRED);
     ck_assert_ptr_null(probe);
 
     /* Admitted (or failed): the entry goes, every request asks Redis again. */
-    sl_deny_cache_probe(c, &lim, "a", 1, &token2);
+    sl_deny_cache_probe(c, &lim, QUOTA(&lim), "a", 1, &token2);
     ck_assert_int_eq(state_of(c, &lim, "a", 201 * MS, &probe), SL_DENY_PROBING);
     ck_assert_ptr_eq(probe, &token2);
-    sl_deny_cache_forget(c, &lim, "a", 1);
+    sl_deny_cache_forget(c, &lim, QUOTA(&lim), "a", 1);
     ck_assert_int_eq(state_of(c, &lim, "a", 202 * MS, &probe), SL_DENY_UNKNOWN);
     ck_assert_uint_eq(sl_deny_cache_count(c), 0);
     /* Registering for a key with nothing held does nothing. */
-    sl_deny_cache_probe(c, &lim, "a", 1, &token1);
+    sl_deny_cache_probe(c, &lim, QUOTA(&lim), "a", 1, &token1);
     ck_assert_int_eq(state_of(c, &lim, "a", 203 * MS, &probe), SL_DENY_UNKNOWN);
     sl_deny_cache_free(c);
 }
@@ -243,11 +246,11 @@ START_TEST(test_reused_entry_carries_no_probe)
     struct sl_decision d = denial(10 * MS, S);
     int token;
     void *probe;
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &d);
     ck_assert_int_eq(state_of(c, &lim, "a", 10 * MS, &probe), SL_DENY_EXPIRED);
-    sl_deny_cache_probe(c, &lim, "a", 1, &token);
+    sl_deny_cache_probe(c, &lim, QUOTA(&lim), "a", 1, &token);
     /* A full cache makes room with that entry: the new key must not inherit the mark. */
-    sl_deny_cache_add(c, &lim, "b", 1, 1, 10 * MS, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "b", 1, 1, 10 * MS, &d);
     ck_assert_int_eq(state_of(c, &lim, "a", 11 * MS, &probe), SL_DENY_UNKNOWN);
     ck_assert_int_eq(state_of(c, &lim, "b", 20 * MS, &probe), SL_DENY_EXPIRED);
     ck_assert_ptr_null(probe);
@@ -260,7 +263,7 @@ START_TEST(test_need_of_the_denial)
     struct sl_deny_cache *c = sl_deny_cache_new(16);
     struct sl_limit lim = limit("token_bucket", 5, S);
     struct sl_decision d = denial(500 * MS, 500 * MS), out;
-    sl_deny_cache_add(c, &lim, "a", 1, 5, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 5, 0, &d);
     ck_assert(!held_need(c, &lim, "a", 1, 4, 10 * MS, &out));
     ck_assert(!held_need(c, &lim, "a", 1, 0, 10 * MS, &out));
     ck_assert_uint_eq(sl_deny_cache_count(c), 1); /* kept for larger asks */
@@ -270,12 +273,12 @@ START_TEST(test_need_of_the_denial)
     /* A smaller need denied until earlier replaces it: both facts hold, the new one is
      * about more requests. */
     d = denial(100 * MS, 100 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 2, 20 * MS, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 2, 20 * MS, &d);
     ck_assert(held_need(c, &lim, "a", 1, 2, 30 * MS, &out));
     ck_assert_uint_eq(out.retry_after_us, 90 * MS);
     /* A larger need ending no later says less: the held one stands. */
     d = denial(50 * MS, 50 * MS);
-    sl_deny_cache_add(c, &lim, "a", 1, 7, 30 * MS, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 7, 30 * MS, &d);
     ck_assert(held_need(c, &lim, "a", 1, 2, 40 * MS, &out));
     sl_deny_cache_free(c);
 }
@@ -286,11 +289,11 @@ START_TEST(test_lru_bound)
     struct sl_deny_cache *c = sl_deny_cache_new(3);
     struct sl_limit lim = limit("fixed_window", 5, 60 * S);
     struct sl_decision d = denial(60 * S, 60 * S);
-    sl_deny_cache_add(c, &lim, "a", 1, 1, 0, &d);
-    sl_deny_cache_add(c, &lim, "b", 1, 1, 0, &d);
-    sl_deny_cache_add(c, &lim, "c", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "a", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "b", 1, 1, 0, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "c", 1, 1, 0, &d);
     ck_assert(held(c, &lim, "a", 1)); /* a is now the most recently used; b the least */
-    sl_deny_cache_add(c, &lim, "d", 1, 1, 2, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), "d", 1, 1, 2, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 3);
     ck_assert(!held(c, &lim, "b", 3));
     ck_assert(held(c, &lim, "a", 3));
@@ -299,7 +302,7 @@ START_TEST(test_lru_bound)
     /* A key longer than the entry it replaces. */
     char longkey[200];
     memset(longkey, 'k', sizeof longkey);
-    sl_deny_cache_add(c, &lim, longkey, sizeof longkey, 1, 4, &d);
+    sl_deny_cache_add(c, &lim, QUOTA(&lim), longkey, sizeof longkey, 1, 4, &d);
     ck_assert_uint_eq(sl_deny_cache_count(c), 3);
     ck_assert(!held(c, &lim, "a", 5));
     struct sl_decision out;
@@ -317,7 +320,7 @@ START_TEST(test_many_keys_within_the_bound)
     char key[32];
     for (int i = 0; i < 3 * MAX; i++) {
         int n = snprintf(key, sizeof key, "client-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, (uint64_t)i, &d);
+        sl_deny_cache_add(c, &lim, QUOTA(&lim), key, (size_t)n, 1, (uint64_t)i, &d);
         ck_assert_uint_le(sl_deny_cache_count(c), MAX);
     }
     ck_assert_uint_eq(sl_deny_cache_count(c), MAX);
@@ -337,12 +340,12 @@ START_TEST(test_expired_entries_make_room)
     char key[32];
     for (int i = 0; i < 10; i++) {
         int n = snprintf(key, sizeof key, "old-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, 0, &brief);
+        sl_deny_cache_add(c, &lim, QUOTA(&lim), key, (size_t)n, 1, 0, &brief);
     }
     /* Past their end, each new denial takes expired ones off the cold end. */
     for (int i = 0; i < 5; i++) {
         int n = snprintf(key, sizeof key, "new-%d", i);
-        sl_deny_cache_add(c, &lim, key, (size_t)n, 1, 2 * S, &brief);
+        sl_deny_cache_add(c, &lim, QUOTA(&lim), key, (size_t)n, 1, 2 * S, &brief);
     }
     ck_assert_uint_eq(sl_deny_cache_count(c), 5);
     ck_assert(held(c, &lim, "new-0", 2 * S));

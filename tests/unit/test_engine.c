@@ -1,5 +1,6 @@
 /* The limiter engine's verdicts: response headers in every mode, the 429 body, shadow,
  * exempt and unmatched requests, absent key sources, and the store each limit uses. */
+#include "sluice/rates.h"
 #include "support/engine_fixture.h"
 
 START_TEST(outcome_names)
@@ -283,6 +284,57 @@ START_TEST(absent_source_skips_the_limit)
 }
 END_TEST
 
+/* A limit with `rates:` by a query parameter: the consumer's rate reaches the store, the
+ * headers show it, and unlimited and 0/P are decided without any store. */
+START_TEST(consumer_rates_pick_the_quota_and_skip_the_store)
+{
+    static struct sl_key_source plan = {SL_KEY_QUERY, "plan", 4};
+    struct sl_route *rt = add_route("api", SL_MATCH_PREFIX, "/api");
+    struct sl_limit *l = add_limit(rt, "per_ip", 10, 1, SL_STORE_MEMORY);
+    struct sl_rates *rates = sl_rates_new();
+    ck_assert_ptr_nonnull(rates);
+    rates->by = plan;
+    const struct sl_quota pro = {100, 60000000, 100}, vip = {SL_RATE_UNLIMITED, 0, 0},
+                          off = {0, 3600000000ull, 0};
+    const struct sl_rates_entry *earlier;
+    ck_assert_int_eq(
+        sl_rates_add(rates, "pro", 3, (uint32_t)sl_rates_quota_index(rates, &pro), 0, &earlier), 0);
+    ck_assert_int_eq(
+        sl_rates_add(rates, "vip", 3, (uint32_t)sl_rates_quota_index(rates, &vip), 0, &earlier), 0);
+    ck_assert_int_eq(
+        sl_rates_add(rates, "off", 3, (uint32_t)sl_rates_quota_index(rates, &off), 5, &earlier), 0);
+    l->rates = rates;
+
+    struct result *r = decide("GET", "/api/x?plan=pro");
+    ck_assert_uint_eq(memory.ncalls, 1);
+    ck_assert_uint_eq(memory.quotas[0].count, 100);
+    ck_assert_uint_eq(memory.quotas[0].period_us, 60000000);
+    ck_assert_ptr_nonnull(strstr(r->headers, "RateLimit-Policy: \"per_ip\";q=100;w=60\r\n"));
+
+    /* Not listed, and absent: the limit's own rate. */
+    decide("GET", "/api/x?plan=gold");
+    decide("GET", "/api/x");
+    ck_assert_uint_eq(memory.ncalls, 3);
+    ck_assert_uint_eq(memory.quotas[1].count, 10);
+    ck_assert_uint_eq(memory.quotas[2].count, 10);
+
+    r = decide("GET", "/api/x?plan=vip");
+    ck_assert_uint_eq(memory.ncalls, 3);
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_ALLOWED);
+    ck_assert_str_eq(r->headers, "");
+
+    r = decide("GET", "/api/x?plan=off");
+    ck_assert_uint_eq(memory.ncalls, 3);
+    ck_assert_int_eq(r->v.outcome, SL_OUTCOME_LIMITED);
+    ck_assert_int_eq(r->v.status, 429);
+    ck_assert_ptr_nonnull(strstr(r->headers, "Retry-After: 3600\r\n"));
+    ck_assert_ptr_nonnull(strstr(r->headers, "RateLimit-Policy: \"per_ip\";q=0;w=3600\r\n"));
+    rates->by = (struct sl_key_source){0};
+    sl_rates_free(rates);
+    l->rates = NULL;
+}
+END_TEST
+
 START_TEST(stores_chosen_per_limit)
 {
     struct sl_route *rt = add_route("all", SL_MATCH_ANY, NULL);
@@ -308,6 +360,7 @@ int main(void)
     TCase *tc = tcase_create("core");
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, outcome_names);
+    tcase_add_test(tc, consumer_rates_pick_the_quota_and_skip_the_store);
     tcase_add_test(tc, unmatched_forwarded_without_headers);
     tcase_add_test(tc, exempt_client_never_asks_a_store);
     tcase_add_test(tc, allowed_headers_in_every_mode);

@@ -26,8 +26,9 @@ static uint64_t fake_clock(void)
 /* A Redis store whose connection is down: every decision fails at once. */
 static unsigned dead_calls;
 
-static void dead_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                        size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static void dead_decide(struct sl_store *store, const struct sl_limit *lim,
+                        const struct sl_quota *q, const char *key, size_t key_len,
+                        const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     dead_calls++;
     cb(arg, NULL, SL_STORE_ERR_CONNECTION);

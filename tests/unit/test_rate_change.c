@@ -40,7 +40,7 @@ static struct sl_limit make_limit(const char *alg, uint64_t n, uint64_t p, uint6
 /* `lim` as a reload from `from` makes it: remembering from's rate. */
 static struct sl_limit changed(struct sl_limit lim, const struct sl_limit *from)
 {
-    lim.prev_rates[0] = (struct sl_prev_rate){{from->count, from->period_us}, UINT64_MAX};
+    lim.prev_rates[0] = (struct sl_prev_rate){{from->count, from->period_us}, UINT64_MAX, false};
     lim.nprev_rates = 1;
     return lim;
 }

@@ -1,6 +1,7 @@
 /* A change of rate on Redis, against a real redis-server: the same sequences as
  * test_rate_change give the same decisions as on the memory store (whose clock is set to
  * Redis's for the comparison), for every algorithm, with N up, N down, P up and P down. */
+#include "sluice/rates.h"
 #include "support/rate_scenarios.h"
 #include "support/redis_fixture.h"
 #include "support/run_suite.h"
@@ -31,16 +32,24 @@ static struct sl_limit limit_of(const char *alg, uint64_t n, uint64_t p, uint64_
     return limit(alg, n, p, burst, false);
 }
 
-/* One decision on both stores, compared; returns whether it was admitted. */
-static bool decide_both(struct sl_store *redis, struct sl_store *memory, const struct sl_limit *lim,
-                        const char *key, const char *what)
+/* One decision under quota `q` on both stores, compared; returns whether it was admitted. */
+static bool decide_both_quota(struct sl_store *redis, struct sl_store *memory,
+                              const struct sl_limit *lim, const struct sl_quota *q, const char *key,
+                              const char *what)
 {
+    static const struct sl_units one = {1, 1};
     uint64_t t0 = sl_clock_mono_us();
     memory_now = redis_time();
     struct result m = {0};
-    sl_store_decide(memory, lim, key, strlen(key), on_result, &m);
+    sl_store_decide_quota(memory, lim, q, key, strlen(key), &one, on_result, &m);
     ck_assert_int_eq(m.status, SL_STORE_OK);
-    struct sl_decision r = decide_ok(redis, lim, key);
+    struct result rr = {0};
+    sl_store_decide_quota(redis, lim, q, key, strlen(key), &one, on_result, &rr);
+    ck_assert_msg(run_until_called(&rr.calls, 5 * S), "no callback within 5 s");
+    ck_assert_int_eq(rr.status, SL_STORE_OK);
+    struct sl_decision r = rr.d;
+    ck_assert_uint_eq(r.limit, q->count);
+    ck_assert_uint_eq(m.d.limit, q->count);
     uint64_t apart = sl_clock_mono_us() - t0;
     ck_assert_msg(r.allowed == m.d.allowed, "%s: redis %d, memory %d", what, r.allowed,
                   m.d.allowed);
@@ -59,6 +68,13 @@ static bool decide_both(struct sl_store *redis, struct sl_store *memory, const s
     return r.allowed;
 }
 
+static bool decide_both(struct sl_store *redis, struct sl_store *memory, const struct sl_limit *lim,
+                        const char *key, const char *what)
+{
+    struct sl_quota q = sl_limit_quota(lim);
+    return decide_both_quota(redis, memory, lim, &q, key, what);
+}
+
 START_TEST(test_same_decisions_as_memory)
 {
     const struct scenario *sc = &scenarios[_i];
@@ -66,7 +82,7 @@ START_TEST(test_same_decisions_as_memory)
     struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
     struct sl_limit a = limit_of(sc->alg, sc->n, sc->p, sc->burst);
     struct sl_limit b = limit_of(sc->alg, sc->n2, sc->p2, sc->burst2);
-    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX};
+    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX, false};
     b.nprev_rates = 1;
     char what[128];
     snprintf(what, sizeof what, "%s %llu/%llus -> %llu/%llus", sc->alg, (unsigned long long)a.count,
@@ -85,6 +101,39 @@ START_TEST(test_same_decisions_as_memory)
         strcmp(sc->alg, "fixed_window") == 0 || strcmp(sc->alg, "sliding_window_counter") == 0;
     if (!aligned || sc->p2 >= sc->p || start % sc->p < sc->p2)
         ck_assert_msg(after == sc->after, "%s: %u admitted after the change", what, after);
+    sl_store_free(memory);
+    sl_store_free(redis);
+}
+END_TEST
+
+/* A consumer moved from one rate to another (`rates:`, the limit's own rate unchanged): the
+ * same sequences give the same decisions on both stores, the memory store keying the state by
+ * the limit's rate and carrying it over as a reload's change of rate does. */
+START_TEST(test_consumer_plan_change_same_decisions)
+{
+    const struct scenario *sc = &scenarios[_i];
+    struct sl_store *redis = store_new(1000, NULL);
+    struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
+    struct sl_limit lim = limit_of(sc->alg, 7, 30 * S, 7);
+    lim.rates = sl_rates_new();
+    ck_assert_ptr_nonnull(lim.rates);
+    struct sl_quota a = {sc->n, sc->p, sc->burst}, b = {sc->n2, sc->p2, sc->burst2};
+    char what[128];
+    snprintf(what, sizeof what, "plan %s %llu/%llus -> %llu/%llus", sc->alg,
+             (unsigned long long)a.count, (unsigned long long)(a.period_us / S),
+             (unsigned long long)b.count, (unsigned long long)(b.period_us / S));
+    uint64_t start = redis_time();
+    unsigned before = 0, after = 0;
+    for (unsigned i = 0; i < sc->before; i++)
+        before += decide_both_quota(redis, memory, &lim, &a, "c", what);
+    for (unsigned i = 0; i < 10; i++)
+        after += decide_both_quota(redis, memory, &lim, &b, "c", what);
+    ck_assert_uint_eq(before, sc->before);
+    bool aligned =
+        strcmp(sc->alg, "fixed_window") == 0 || strcmp(sc->alg, "sliding_window_counter") == 0;
+    if (!aligned || sc->p2 >= sc->p || start % sc->p < sc->p2)
+        ck_assert_msg(after == sc->after, "%s: %u admitted after the change", what, after);
+    sl_rates_free(lim.rates);
     sl_store_free(memory);
     sl_store_free(redis);
 }
@@ -212,6 +261,8 @@ int main(void)
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_set_timeout(tc, 60);
     tcase_add_loop_test(tc, test_same_decisions_as_memory, 0,
+                        (int)(sizeof scenarios / sizeof scenarios[0]));
+    tcase_add_loop_test(tc, test_consumer_plan_change_same_decisions, 0,
                         (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, test_sliding_window_n_down_retry_after);
     tcase_add_test(tc, test_bucket_rescale_rounds_later);

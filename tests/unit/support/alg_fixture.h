@@ -31,7 +31,8 @@ static inline void fx_init(struct alg_fixture *f, const char *alg, uint64_t coun
     f->lim.period_us = period_us;
     f->lim.burst = burst;
     f->lim.delay = delay;
-    f->state_size = f->lim.alg->state_size(&f->lim);
+    struct sl_quota q = sl_limit_quota(&f->lim);
+    f->state_size = f->lim.alg->state_size(&q);
     f->units = (struct sl_units){1, 1};
     f->state = calloc(1, f->state_size);
     ck_assert_ptr_nonnull(f->state);
@@ -46,7 +47,8 @@ static inline struct sl_decision fx_decide(struct alg_fixture *f, uint64_t now)
 {
     struct sl_decision d;
     memset(&d, 0xa5, sizeof d); /* every field must be written */
-    f->lim.alg->decide(&f->lim, f->state, now, &f->units, &d);
+    struct sl_quota q = sl_limit_quota(&f->lim);
+    f->lim.alg->decide(&f->lim, &q, f->state, now, &f->units, &d);
     /* Plain checks: ck_assert marks a point through a pipe on every call, too slow for
      * the million-request loops. */
     bool consistent = d.limit == f->lim.count &&
@@ -77,7 +79,8 @@ static inline struct sl_decision fx_probe(struct alg_fixture *f, const void *sta
     ck_assert_ptr_nonnull(copy);
     memcpy(copy, state, f->state_size);
     struct sl_decision d;
-    f->lim.alg->decide(&f->lim, copy, now, &f->units, &d);
+    struct sl_quota q = sl_limit_quota(&f->lim);
+    f->lim.alg->decide(&f->lim, &q, copy, now, &f->units, &d);
     free(copy);
     return d;
 }

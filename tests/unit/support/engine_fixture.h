@@ -41,6 +41,7 @@ struct fake_store {
     bool flush_on_decide; /* answer earlier deferred calls inside decide() first */
     char keys[MAX_CALLS][128];
     const struct sl_limit *limits[MAX_CALLS];
+    struct sl_quota quotas[MAX_CALLS]; /* the quota each call was decided under */
     size_t ncalls;
     struct deferred deferred[MAX_CALLS];
     size_t ndeferred;
@@ -55,22 +56,22 @@ static inline void fake_flush(struct fake_store *f)
     }
 }
 
-static inline void fake_decide(struct sl_store *store, const struct sl_limit *lim, const char *key,
-                               size_t key_len, const struct sl_units *u, sl_store_cb cb, void *arg)
+static inline void fake_decide(struct sl_store *store, const struct sl_limit *lim,
+                               const struct sl_quota *q, const char *key, size_t key_len,
+                               const struct sl_units *u, sl_store_cb cb, void *arg)
 {
     struct fake_store *f = (struct fake_store *)store;
-    struct deferred d = {cb,
-                         arg,
-                         SL_STORE_OK,
-                         {.allowed = true,
-                          .limit = lim->count,
-                          .remaining = lim->count - 1,
-                          .reset_us = lim->period_us}};
+    struct deferred d = {
+        cb,
+        arg,
+        SL_STORE_OK,
+        {.allowed = true, .limit = q->count, .remaining = q->count - 1, .reset_us = q->period_us}};
 
     ck_assert_uint_lt(f->ncalls, MAX_CALLS);
     ck_assert_uint_lt(key_len, sizeof f->keys[0]);
     memcpy(f->keys[f->ncalls], key, key_len);
     f->keys[f->ncalls][key_len] = '\0';
+    f->quotas[f->ncalls] = *q;
     f->limits[f->ncalls++] = lim;
     for (size_t i = 0; i < 8 && f->script[i].limit; i++)
         if (strcmp(f->script[i].limit, lim->name) == 0) {
