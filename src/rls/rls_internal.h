@@ -15,9 +15,9 @@
 #include "sluice/rls_config.h"
 
 struct sl_rls_node {
-    char *key;                  /* owned */
-    char *value;                /* owned; "" when none */
-    char *composite;            /* key or key_value; owned */
+    char *key;       /* owned */
+    char *value;     /* owned; "" when none */
+    char *composite; /* key or key_value; owned */
     size_t composite_len;
     bool share_threshold;
     bool value_to_metric;
@@ -25,26 +25,26 @@ struct sl_rls_node {
     const char *file;           /* where the entry is written */
     size_t line;
 
-    struct sl_rls_node **kids;  /* owned, in file order */
+    struct sl_rls_node **kids; /* owned, in file order */
     size_t nkids, kids_cap;
-    uint32_t *table;            /* owned; kid index + 1, 0 = empty; table_mask + 1 slots */
+    uint32_t *table; /* owned; kid index + 1, 0 = empty; table_mask + 1 slots */
     size_t table_mask;
-    struct sl_rls_node **wild;  /* owned array of borrowed kids with a '*', in file order */
+    struct sl_rls_node **wild; /* owned array of borrowed kids with a '*', in file order */
     size_t nwild;
-    size_t *cuts;               /* composite offsets of each '*' (wildcard nodes only) */
+    size_t *cuts; /* composite offsets of each '*' (wildcard nodes only) */
     size_t ncuts;
 };
 
 struct sl_rls_domain {
-    struct sl_rls_node root;    /* key = the domain's name */
-    char **names;               /* rate_limit names and replaces, numbered; owned */
+    struct sl_rls_node root; /* key = the domain's name */
+    char **names;            /* rate_limit names and replaces, numbered; owned */
     size_t nnames, names_cap;
 };
 
 struct sl_rls_config {
     struct sl_rls_domain **domains; /* owned; sorted by name once loaded */
     size_t ndomains, cap;
-    char **files;                   /* names of the files read; owned */
+    char **files; /* names of the files read; owned */
     size_t nfiles;
 };
 

@@ -51,8 +51,8 @@ static void oom(struct sl_rls_reader *r, const yaml_node_t *node)
 }
 
 /* rate_limit.replaces: a list of {name: ...}, numbered in the domain. */
-static void load_replaces(struct sl_rls_reader *r, struct sl_rls_domain *dom,
-                          const yaml_node_t *rl, const char *path, struct sl_rls_limit *lim)
+static void load_replaces(struct sl_rls_reader *r, struct sl_rls_domain *dom, const yaml_node_t *rl,
+                          const char *path, struct sl_rls_limit *lim)
 {
     char lpath[SL_RLS_PATH_MAX], ipath[SL_RLS_PATH_MAX], npath[SL_RLS_PATH_MAX];
     yaml_node_t *v = sl_rls_y_get(r, rl, "replaces");
@@ -208,13 +208,13 @@ fail:
 }
 
 static void load_descriptors(struct sl_rls_reader *r, struct sl_rls_domain *dom,
-                             struct sl_rls_node *parent, const yaml_node_t *list,
-                             const char *path, const char *parent_key);
+                             struct sl_rls_node *parent, const yaml_node_t *list, const char *path,
+                             const char *parent_key);
 
 /* One descriptor of `list`, added under `parent`. */
 static void load_descriptor(struct sl_rls_reader *r, struct sl_rls_domain *dom,
-                            struct sl_rls_node *parent, const yaml_node_t *desc,
-                            const char *path, const char *parent_key)
+                            struct sl_rls_node *parent, const yaml_node_t *desc, const char *path,
+                            const char *parent_key)
 {
     char kpath[SL_RLS_PATH_MAX], got[96], *full = NULL;
     yaml_node_t *key_at, *meta;
@@ -262,6 +262,12 @@ static void load_descriptor(struct sl_rls_reader *r, struct sl_rls_domain *dom,
                         sl_rls_y_describe(meta, got, sizeof got));
     }
     node->limit = load_limit(r, dom, desc, path, full);
+    if (!node->limit) {
+        /* Read for their checks alone: ratelimit decodes them whether or not they matter. */
+        sl_rls_y_bool(r, desc, path, "shadow_mode");
+        sl_rls_y_bool(r, desc, path, "quota_mode");
+        sl_rls_y_bool(r, desc, path, "detailed_metric");
+    }
     if (sl_rls_node_add(parent, node) < 0) {
         oom(r, desc);
         goto fail;
@@ -286,8 +292,8 @@ fail:
 }
 
 static void load_descriptors(struct sl_rls_reader *r, struct sl_rls_domain *dom,
-                             struct sl_rls_node *parent, const yaml_node_t *list,
-                             const char *path, const char *parent_key)
+                             struct sl_rls_node *parent, const yaml_node_t *list, const char *path,
+                             const char *parent_key)
 {
     char ipath[SL_RLS_PATH_MAX];
     long n = sl_rls_y_list(r, list, path);
@@ -361,8 +367,9 @@ static void load_root(struct sl_rls_reader *r)
     }
     struct sl_rls_domain *dom = find_domain(r->cfg, name);
     if (dom && !r->merge_domains) {
-        sl_rls_y_report(r, at, "domain", "duplicate domain \"%s\" in config file; %s has it already",
-                        name, dom->root.file);
+        sl_rls_y_report(r, at, "domain",
+                        "duplicate domain \"%s\" in config file; %s has it already", name,
+                        dom->root.file);
         return;
     }
     if (!dom && !(dom = new_domain(r, name, at)))
@@ -427,8 +434,8 @@ fail:
 void sl_rls_load_file(struct sl_rls_config *cfg, const char *file, bool merge_domains,
                       struct sl_rls_errors *errors)
 {
-    struct sl_rls_reader r = {.cfg = cfg, .file = file, .merge_domains = merge_domains,
-                              .errors = errors};
+    struct sl_rls_reader r = {
+        .cfg = cfg, .file = file, .merge_domains = merge_domains, .errors = errors};
     yaml_parser_t parser;
     char *text = NULL;
     size_t len = 0;

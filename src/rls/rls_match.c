@@ -110,8 +110,8 @@ const struct sl_rls_limit *sl_rls_match(const struct sl_rls_domain *dom,
     node = &dom->root;
     for (size_t i = 0; i < n; i++) {
         const struct sl_rls_entry *e = &entries[i];
-        struct composite full = {e->key, e->value, e->key_len, e->value_len,
-                                 e->key_len + 1 + e->value_len, true};
+        struct composite full = {
+            e->key, e->value, e->key_len, e->value_len, e->key_len + 1 + e->value_len, true};
         const struct sl_rls_node *kid = lookup(node, &full);
 
         for (size_t w = 0; !kid && w < node->nwild; w++)

@@ -69,8 +69,8 @@ static int index_one(struct sl_rls_node *node)
     node->table_mask = slots - 1;
     for (size_t i = 0; i < node->nkids; i++) {
         struct sl_rls_node *kid = node->kids[i];
-        size_t s = sl_rls_hash(SL_RLS_HASH_INIT, kid->composite, kid->composite_len) &
-                   node->table_mask;
+        size_t s =
+            sl_rls_hash(SL_RLS_HASH_INIT, kid->composite, kid->composite_len) & node->table_mask;
         while (node->table[s])
             s = (s + 1) & node->table_mask;
         node->table[s] = (uint32_t)i + 1;

@@ -19,17 +19,36 @@
 /* ratelimit's keys (validKeys in its config_impl.go), accepted at any depth as it accepts
  * them; the ones a position has no use for are ignored there, as ratelimit ignores them. */
 static const char *const valid_keys[] = {
-    "domain",      "key",       "value",           "descriptors",     "rate_limit",
-    "unit",        "requests_per_unit", "unlimited", "shadow_mode",   "quota_mode",
-    "name",        "replaces",  "detailed_metric", "value_to_metric", "share_threshold",
-    "metadata",    NULL,
+    "domain",
+    "key",
+    "value",
+    "descriptors",
+    "rate_limit",
+    "unit",
+    "requests_per_unit",
+    "unlimited",
+    "shadow_mode",
+    "quota_mode",
+    "name",
+    "replaces",
+    "detailed_metric",
+    "value_to_metric",
+    "share_threshold",
+    "metadata",
+    NULL,
 };
+
+/* The same, for messages. */
+static const char known_keys[] =
+    "domain, key, value, descriptors, rate_limit, unit, requests_per_unit, unlimited, "
+    "shadow_mode, quota_mode, name, replaces, detailed_metric, value_to_metric, "
+    "share_threshold, metadata";
 
 /* sluice's own, in a rate_limit block only. */
 static const char *const rate_limit_keys[] = {"algorithm", "burst", NULL};
 
-void sl_rls_y_report(struct sl_rls_reader *r, const yaml_node_t *node, const char *path, const char *fmt,
-                   ...)
+void sl_rls_y_report(struct sl_rls_reader *r, const yaml_node_t *node, const char *path,
+                     const char *fmt, ...)
 {
     char msg[768];
     va_list ap;
@@ -76,9 +95,9 @@ static bool one_of(const char *s, const char *const *words)
     return false;
 }
 
-static const char *const true_words[] = {"y",  "Y",  "yes",  "Yes",  "YES", "true",
-                                         "True", "TRUE", "on", "On", "ON",  NULL};
-static const char *const false_words[] = {"n",   "N",     "no",    "No",  "NO",  "false",
+static const char *const true_words[] = {"y",    "Y",    "yes", "Yes", "YES", "true",
+                                         "True", "TRUE", "on",  "On",  "ON",  NULL};
+static const char *const false_words[] = {"n",     "N",     "no",  "No",  "NO",  "false",
                                           "False", "FALSE", "off", "Off", "OFF", NULL};
 static const char *const null_words[] = {"", "~", "null", "Null", "NULL", NULL};
 
@@ -91,9 +110,9 @@ bool sl_rls_y_is_null(const yaml_node_t *n)
  * between digits) or a float (also .inf and .nan). */
 static bool is_number(const char *s)
 {
-    static const char *const special[] = {".inf", ".Inf", ".INF", "+.inf", "+.Inf", "+.INF",
-                                          "-.inf", "-.Inf", "-.INF", ".nan", ".NaN", ".NAN",
-                                          NULL};
+    static const char *const special[] = {".inf",  ".Inf",  ".INF",  "+.inf", "+.Inf",
+                                          "+.INF", "-.inf", "-.Inf", "-.INF", ".nan",
+                                          ".NaN",  ".NAN",  NULL};
     char clean[128], *end;
     size_t n = 0;
 
@@ -147,7 +166,7 @@ const char *sl_rls_y_describe(const yaml_node_t *n, char *out, size_t size)
 
 /* Checks the keys of mapping `map` (ratelimit's validateYamlKeys, plus repeated keys). */
 void sl_rls_y_check_keys(struct sl_rls_reader *r, const yaml_node_t *map, const char *path,
-                       bool in_rate_limit)
+                         bool in_rate_limit)
 {
     char kpath[SL_RLS_PATH_MAX], got[96];
 
@@ -155,20 +174,22 @@ void sl_rls_y_check_keys(struct sl_rls_reader *r, const yaml_node_t *map, const 
          p++) {
         yaml_node_t *key = node_at(r, p->key);
         if (!is_string(key)) {
-            sl_rls_y_report(r, key, path, "key is not of type string: %s", sl_rls_y_describe(key, got, sizeof got));
+            sl_rls_y_report(r, key, path, "key is not of type string: %s",
+                            sl_rls_y_describe(key, got, sizeof got));
             continue;
         }
         sl_rls_y_join(kpath, path, text(key));
         if (!one_of(text(key), valid_keys) &&
             !(in_rate_limit && one_of(text(key), rate_limit_keys))) {
-            sl_rls_y_report(r, key, kpath, "unknown key \"%s\"", text(key));
+            sl_rls_y_report(r, key, kpath, "unknown key \"%s\"; expected one of %s%s", text(key),
+                            in_rate_limit ? "algorithm, burst, " : "", known_keys);
             continue;
         }
         for (yaml_node_pair_t *q = map->data.mapping.pairs.start; q < p; q++) {
             yaml_node_t *prev = node_at(r, q->key);
             if (prev->type == YAML_SCALAR_NODE && strcmp(text(prev), text(key)) == 0) {
                 sl_rls_y_report(r, key, kpath, "duplicate key; first given at line %zu",
-                       prev->start_mark.line + 1);
+                                prev->start_mark.line + 1);
                 break;
             }
         }
@@ -191,7 +212,7 @@ yaml_node_t *sl_rls_y_get(struct sl_rls_reader *r, const yaml_node_t *map, const
 /* map[key] as a string: a scalar's text, "" when absent or empty; NULL, reported, when the
  * value is a mapping or a list. */
 const char *sl_rls_y_string(struct sl_rls_reader *r, const yaml_node_t *map, const char *path,
-                              const char *key, yaml_node_t **where)
+                            const char *key, yaml_node_t **where)
 {
     char vpath[SL_RLS_PATH_MAX], got[96];
     yaml_node_t *v = sl_rls_y_get(r, map, key);
@@ -202,13 +223,15 @@ const char *sl_rls_y_string(struct sl_rls_reader *r, const yaml_node_t *map, con
         return "";
     if (v->type != YAML_SCALAR_NODE) {
         sl_rls_y_join(vpath, path, key);
-        sl_rls_y_report(r, v, vpath, "expected a string, got %s", sl_rls_y_describe(v, got, sizeof got));
+        sl_rls_y_report(r, v, vpath, "expected a string, got %s",
+                        sl_rls_y_describe(v, got, sizeof got));
         return NULL;
     }
     return text(v);
 }
 
-bool sl_rls_y_bool(struct sl_rls_reader *r, const yaml_node_t *map, const char *path, const char *key)
+bool sl_rls_y_bool(struct sl_rls_reader *r, const yaml_node_t *map, const char *path,
+                   const char *key)
 {
     char vpath[SL_RLS_PATH_MAX], got[96];
     yaml_node_t *v = sl_rls_y_get(r, map, key);
@@ -219,14 +242,15 @@ bool sl_rls_y_bool(struct sl_rls_reader *r, const yaml_node_t *map, const char *
         return true;
     if (!(plain(v) && one_of(text(v), false_words))) {
         sl_rls_y_join(vpath, path, key);
-        sl_rls_y_report(r, v, vpath, "expected true or false, got %s", sl_rls_y_describe(v, got, sizeof got));
+        sl_rls_y_report(r, v, vpath, "expected true or false, got %s",
+                        sl_rls_y_describe(v, got, sizeof got));
     }
     return false;
 }
 
 /* map[key] as an unsigned integer up to `max`; `*out` keeps its value when absent or bad. */
-bool sl_rls_y_uint(struct sl_rls_reader *r, const yaml_node_t *map, const char *path, const char *key,
-                     uint64_t max, uint64_t *out)
+bool sl_rls_y_uint(struct sl_rls_reader *r, const yaml_node_t *map, const char *path,
+                   const char *key, uint64_t max, uint64_t *out)
 {
     char vpath[SL_RLS_PATH_MAX], got[96];
     yaml_node_t *v = sl_rls_y_get(r, map, key);
@@ -248,7 +272,7 @@ bool sl_rls_y_uint(struct sl_rls_reader *r, const yaml_node_t *map, const char *
     if (!ok) {
         sl_rls_y_join(vpath, path, key);
         sl_rls_y_report(r, v, vpath, "expected an integer from 0 to %llu, got %s",
-               (unsigned long long)max, sl_rls_y_describe(v, got, sizeof got));
+                        (unsigned long long)max, sl_rls_y_describe(v, got, sizeof got));
         return false;
     }
     *out = n;
@@ -265,21 +289,22 @@ long sl_rls_y_list(struct sl_rls_reader *r, const yaml_node_t *v, const char *pa
     if (!v || sl_rls_y_is_null(v))
         return 0;
     if (v->type != YAML_SEQUENCE_NODE) {
-        sl_rls_y_report(r, v, path, "expected a list, got %s", sl_rls_y_describe(v, got, sizeof got));
+        sl_rls_y_report(r, v, path, "expected a list, got %s",
+                        sl_rls_y_describe(v, got, sizeof got));
         return -1;
     }
     return (long)(v->data.sequence.items.top - v->data.sequence.items.start);
 }
 
-yaml_node_t *sl_rls_y_item(struct sl_rls_reader *r, const yaml_node_t *seq, size_t i, const char *path)
+yaml_node_t *sl_rls_y_item(struct sl_rls_reader *r, const yaml_node_t *seq, size_t i,
+                           const char *path)
 {
     char got[96];
     yaml_node_t *item = node_at(r, seq->data.sequence.items.start[i]);
 
     if (item->type == YAML_MAPPING_NODE)
         return item;
-    sl_rls_y_report(r, item, path, "a list here holds mappings only, got %s",
-           sl_rls_y_describe(item, got, sizeof got));
+    sl_rls_y_report(r, item, path, "expected a mapping (lists hold mappings only), got %s",
+                    sl_rls_y_describe(item, got, sizeof got));
     return NULL;
 }
-

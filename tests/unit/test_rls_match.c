@@ -39,8 +39,7 @@ START_TEST(basic_config)
     const struct sl_rls_limit *l;
     l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=something", NULL), 5, SL_RLS_UNIT_SECOND);
     ck_assert_str_eq(l->full_key, "test-domain.key1_value1.subkey1");
-    l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=subvalue1", NULL), 10,
-                   SL_RLS_UNIT_SECOND);
+    l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=subvalue1", NULL), 10, SL_RLS_UNIT_SECOND);
     ck_assert_str_eq(l->full_key, "test-domain.key1_value1.subkey1_subvalue1");
     l = rls_expect(rls_get(cfg, D, "key2=something", NULL), 20, SL_RLS_UNIT_MINUTE);
     ck_assert_str_eq(l->full_key, "test-domain.key2");
@@ -104,8 +103,7 @@ START_TEST(shadow_mode)
 
     l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=something", NULL), 5, SL_RLS_UNIT_SECOND);
     ck_assert(!l->shadow_mode);
-    l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=subvalue1", NULL), 10,
-                   SL_RLS_UNIT_SECOND);
+    l = rls_expect(rls_get(cfg, D, "key1=value1,subkey1=subvalue1", NULL), 10, SL_RLS_UNIT_SECOND);
     ck_assert(l->shadow_mode);
     ck_assert(l->lim.shadow);
     l = rls_expect(rls_get(cfg, D, "key2=something", NULL), 20, SL_RLS_UNIT_MINUTE);
@@ -170,8 +168,7 @@ START_TEST(share_threshold)
     rls_expect(rls_get(cfg, D, "route=api/v1,method=GET", path), 60, SL_RLS_UNIT_MINUTE);
     ck_assert_str_eq(shared(path, 0), "api/*");
     ck_assert_str_eq(shared(path, 1), "");
-    l = rls_expect(rls_get(cfg, D, "service=svc/user,endpoint=get", path), 80,
-                   SL_RLS_UNIT_MINUTE);
+    l = rls_expect(rls_get(cfg, D, "service=svc/user,endpoint=get", path), 80, SL_RLS_UNIT_MINUTE);
     ck_assert(l->detailed_metric);
     ck_assert_str_eq(shared(path, 0), "svc/*");
     rls_expect(rls_get(cfg, D, "nested=parent,files=nested/file1.txt", path), 200,
@@ -198,8 +195,7 @@ START_TEST(share_threshold)
         rls_expect(rls_get(cfg, D, tests[i], path), 100, SL_RLS_UNIT_MINUTE);
         ck_assert_str_eq(shared(path, 0), "test*");
     }
-    static const char *const mids[] = {"midpath=/api/v1", "midpath=/api-beta-v1",
-                                       "midpath=/apiv1"};
+    static const char *const mids[] = {"midpath=/api/v1", "midpath=/api-beta-v1", "midpath=/apiv1"};
     for (size_t i = 0; i < 3; i++) {
         rls_expect(rls_get(cfg, D, mids[i], path), 100, SL_RLS_UNIT_MINUTE);
         ck_assert_str_eq(shared(path, 0), "/api*v1");
