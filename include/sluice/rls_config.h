@@ -28,21 +28,21 @@ enum sl_rls_unit {
 /* One `rate_limit` block. */
 struct sl_rls_limit {
     uint32_t requests_per_unit;
-    enum sl_rls_unit unit;    /* SL_RLS_UNIT_UNKNOWN only when unlimited */
-    bool unlimited;           /* always OK, never counted */
-    bool shadow_mode;         /* the descriptor's: counted, always answered OK */
-    bool quota_mode;          /* the descriptor's quota_mode, kept for the answers */
-    bool detailed_metric;     /* the descriptor's */
-    const char *name;         /* rate_limit.name; "" when none */
-    int name_id;              /* the name's number in its domain; -1 when unnamed */
-    const int *replaces;      /* name numbers of rate_limit.replaces, in file order */
+    enum sl_rls_unit unit; /* SL_RLS_UNIT_UNKNOWN only when unlimited */
+    bool unlimited;        /* always OK, never counted */
+    bool shadow_mode;      /* the descriptor's: counted, always answered OK */
+    bool quota_mode;       /* the descriptor's quota_mode, kept for the answers */
+    bool detailed_metric;  /* the descriptor's */
+    const char *name;      /* rate_limit.name; "" when none */
+    int name_id;           /* the name's number in its domain; -1 when unnamed */
+    const int *replaces;   /* name numbers of rate_limit.replaces, in file order */
     size_t nreplaces;
-    const char *full_key;     /* "domain.key_value.key": the entry's path, as ratelimit names it */
+    const char *full_key; /* "domain.key_value.key": the entry's path, as ratelimit names it */
     /* The algorithm's view, for sl_algorithm_ops: alg (fixed_window unless `algorithm` says
      * otherwise), count = requests_per_unit, period_us = the unit, burst, shadow, name =
      * full_key. Unset (alg NULL) when unlimited. count may be 0: every request is over. */
     struct sl_limit lim;
-    const char *file;         /* where the block is written */
+    const char *file; /* where the block is written */
     size_t line, column;
 };
 

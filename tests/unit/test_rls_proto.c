@@ -76,17 +76,17 @@ END_TEST
 /* Written from the wire format alone: a tag is (field << 3) | wire type, 2 for
  * length-delimited and 0 for a varint. */
 static const uint8_t reference[] = {
-    0x0a, 0x04, 'e', 'd', 'g', 'e',       /* RateLimitRequest.domain (1) = "edge" */
-    0x12, 0x15,                           /* .descriptors (2), 21 bytes */
-    0x0a, 0x08,                           /*   RateLimitDescriptor.entries (1), 8 bytes */
-    0x0a, 0x01, 'k',                      /*     Entry.key (1) = "k" */
-    0x12, 0x03, 'v', 'a', 'l',            /*     Entry.value (2) = "val" */
-    0x12, 0x04,                           /*   .limit (2), 4 bytes */
-    0x08, 0x2a,                           /*     RateLimitOverride.requests_per_unit (1) = 42 */
-    0x10, 0x03,                           /*     .unit (2) = HOUR (3) */
-    0x1a, 0x03,                           /*   .hits_addend (3), a UInt64Value of 3 bytes */
-    0x08, 0xac, 0x02,                     /*     UInt64Value.value (1) = 300 */
-    0x18, 0x05,                           /* .hits_addend (3) = 5 */
+    0x0a, 0x04, 'e',  'd', 'g', 'e', /* RateLimitRequest.domain (1) = "edge" */
+    0x12, 0x15,                      /* .descriptors (2), 21 bytes */
+    0x0a, 0x08,                      /*   RateLimitDescriptor.entries (1), 8 bytes */
+    0x0a, 0x01, 'k',                 /*     Entry.key (1) = "k" */
+    0x12, 0x03, 'v',  'a', 'l',      /*     Entry.value (2) = "val" */
+    0x12, 0x04,                      /*   .limit (2), 4 bytes */
+    0x08, 0x2a,                      /*     RateLimitOverride.requests_per_unit (1) = 42 */
+    0x10, 0x03,                      /*     .unit (2) = HOUR (3) */
+    0x1a, 0x03,                      /*   .hits_addend (3), a UInt64Value of 3 bytes */
+    0x08, 0xac, 0x02,                /*     UInt64Value.value (1) = 300 */
+    0x18, 0x05,                      /* .hits_addend (3) = 5 */
 };
 
 START_TEST(request_field_numbers)
@@ -117,14 +117,14 @@ START_TEST(request_unknown_fields_skipped)
     static const uint8_t bytes[] = {
         0x48, 0x96, 0x01,                         /* field 9, varint 150 */
         0x0a, 0x01, 'd',                          /* domain = "d" */
-        0x52, 0x02, 'x', 'y',                     /* field 10, "xy" */
+        0x52, 0x02, 'x',  'y',                    /* field 10, "xy" */
         0x12, 0x0f,                               /* descriptors, 15 bytes */
         0x22, 0x01, 'z',                          /*   field 4, "z" */
         0x0a, 0x0a,                               /*   entries, 10 bytes */
         0x0a, 0x01, 'a',                          /*     key = "a" */
         0x1d, 0x01, 0x02, 0x03, 0x04,             /*     field 3, fixed32 */
         0x12, 0x00,                               /*     value = "" */
-        0x59, 1, 2, 3, 4, 5, 6, 7, 8,             /* field 11, fixed64 */
+        0x59, 1,    2,    3,    4,    5, 6, 7, 8, /* field 11, fixed64 */
     };
     Request *got = unpack(bytes, sizeof bytes);
 
@@ -176,15 +176,15 @@ START_TEST(response_field_numbers)
     ck_assert_uint_eq(envoy__service__ratelimit__v3__rate_limit_response__pack(&resp, buf), len);
     /* protobuf-c writes fields in field-number order, whatever the .proto's order. */
     static const uint8_t ordered[] = {
-        0x08, 0x02,           /* overall_code (1) = OVER_LIMIT (2) */
-        0x12, 0x0f,           /* statuses (2), 15 bytes */
-        0x08, 0x02,           /*   code (1) = OVER_LIMIT */
-        0x12, 0x07,           /*   current_limit (2), 7 bytes */
-        0x08, 0x0a,           /*     requests_per_unit (1) = 10 */
-        0x10, 0x07,           /*     unit (2) = WEEK (7) */
-        0x1a, 0x01, 'n',      /*     name (3) = "n" */
-        0x22, 0x02,           /*   duration_until_reset (4), 2 bytes */
-        0x08, 0x09,           /*     seconds (1) = 9 */
+        0x08, 0x02,      /* overall_code (1) = OVER_LIMIT (2) */
+        0x12, 0x0f,      /* statuses (2), 15 bytes */
+        0x08, 0x02,      /*   code (1) = OVER_LIMIT */
+        0x12, 0x07,      /*   current_limit (2), 7 bytes */
+        0x08, 0x0a,      /*     requests_per_unit (1) = 10 */
+        0x10, 0x07,      /*     unit (2) = WEEK (7) */
+        0x1a, 0x01, 'n', /*     name (3) = "n" */
+        0x22, 0x02,      /*   duration_until_reset (4), 2 bytes */
+        0x08, 0x09,      /*     seconds (1) = 9 */
     };
     ck_assert_uint_eq(len, sizeof ordered);
     ck_assert_mem_eq(buf, ordered, len);
@@ -195,7 +195,8 @@ START_TEST(unit_numbers)
 {
     ck_assert_int_eq(ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__RATE_LIMIT__UNIT__YEAR, 6);
     ck_assert_int_eq(ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__RATE_LIMIT__UNIT__WEEK, 7);
-    ck_assert_int_eq(ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__RATE_LIMIT__UNIT__MONTH, 5);
+    ck_assert_int_eq(ENVOY__SERVICE__RATELIMIT__V3__RATE_LIMIT_RESPONSE__RATE_LIMIT__UNIT__MONTH,
+                     5);
 }
 END_TEST
 

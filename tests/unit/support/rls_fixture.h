@@ -46,11 +46,11 @@ static inline char *rls_errors(const char *path, bool merge)
 
 /* Asserts that fixture `name` fails to load with exactly `expected`, where every line is
  * "<name>:..." and <name> stands for the fixture's path. */
-#define ASSERT_RLS_ERRORS(name, expected)                                                         \
-    do {                                                                                          \
-        char *got_ = rls_errors(RLS_DIR "/" name, false);                                         \
-        ck_assert_str_eq(got_, expected);                                                         \
-        free(got_);                                                                               \
+#define ASSERT_RLS_ERRORS(name, expected)                                                          \
+    do {                                                                                           \
+        char *got_ = rls_errors(RLS_DIR "/" name, false);                                          \
+        ck_assert_str_eq(got_, expected);                                                          \
+        free(got_);                                                                                \
     } while (0)
 
 /* A directory under /tmp holding links named links[i] to the fixtures files[i]; the caller
