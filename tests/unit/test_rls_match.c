@@ -298,6 +298,38 @@ START_TEST(example7_replaces)
 }
 END_TEST
 
+/* Beyond ratelimit's own tests: what its lookup does in the corners (tests/unit/rls/corners). */
+START_TEST(composite_keys)
+{
+    struct sl_rls_config *cfg = rls_load(RLS_DIR "/corners", false);
+    const struct sl_rls_limit *l = rls_get(cfg, "corners", "a=b_c", NULL);
+
+    rls_expect(l, 1, SL_RLS_UNIT_SECOND);
+    ck_assert_ptr_eq(rls_get(cfg, "corners", "a_b=c", NULL), l);
+    ck_assert_ptr_null(rls_get(cfg, "corners", "a=b", NULL));
+    rls_expect(rls_get(cfg, "corners", "starry=x", NULL), 2, SL_RLS_UNIT_SECOND);
+    rls_expect(rls_get(cfg, "corners", "star=", NULL), 2, SL_RLS_UNIT_SECOND);
+    rls_expect(rls_get(cfg, "corners", "k=", NULL), 3, SL_RLS_UNIT_SECOND);
+    rls_expect(rls_get(cfg, "corners", "k", NULL), 3, SL_RLS_UNIT_SECOND);
+    sl_rls_config_free(cfg);
+}
+END_TEST
+
+START_TEST(wildcard_order)
+{
+    struct sl_rls_config *cfg = rls_load(RLS_DIR "/corners", false);
+
+    rls_expect(rls_get(cfg, "corners", "w=abcd", NULL), 4, SL_RLS_UNIT_SECOND);
+    rls_expect(rls_get(cfg, "corners", "w=ab", NULL), 4, SL_RLS_UNIT_SECOND);
+    rls_expect(rls_get(cfg, "corners", "w=a", NULL), 6, SL_RLS_UNIT_SECOND);
+    ck_assert_ptr_null(rls_get(cfg, "corners", "parent=x", NULL));
+    rls_expect(rls_get(cfg, "corners", "parent=x,child=y", NULL), 7, SL_RLS_UNIT_SECOND);
+    ck_assert_ptr_null(rls_get(cfg, "corners", "parent=x,child=y,more=z", NULL));
+    ck_assert_ptr_null(sl_rls_match(NULL, NULL, 0, NULL));
+    sl_rls_config_free(cfg);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rls_match");
@@ -314,6 +346,10 @@ int main(void)
     tcase_add_test(tc, example4_depth);
     tcase_add_test(tc, example5_unlimited);
     tcase_add_test(tc, example7_replaces);
+    suite_add_tcase(s, tc);
+    tc = tcase_create("corners");
+    tcase_add_test(tc, composite_keys);
+    tcase_add_test(tc, wildcard_order);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }
