@@ -235,6 +235,12 @@ START_TEST(wrong_types)
         "4294967295, got \"4294967296\"\n");
     expect_text_errors("domain: d\ndomain: e\n",
                        "%1$s:2:1: domain: duplicate key; first given at line 1\n");
+    expect_text_errors(
+        "domain: d\ndescriptors:\n  - key: k\n    rate_limit: {requests_per_unit: 1}\n",
+        "%1$s:4:17: descriptors[0].rate_limit.unit: invalid rate limit unit \"\"; "
+        "expected second, minute, hour, day, week, month or year\n");
+    expect_text_errors("domain: d\ndescriptors:\n  - key: k\n    metadata: [1]\n",
+                       "%1$s:4:15: descriptors[0].metadata: expected a mapping, got a list\n");
     expect_text_errors("- domain: d\n",
                        "%1$s:1:1: expected a mapping with domain and descriptors, got a list\n");
 }
@@ -267,6 +273,8 @@ START_TEST(accepted_as_ratelimit_accepts)
     rmdir(dir);
 }
 END_TEST
+
+#define ALGS "fixed_window, sliding_window, sliding_window_counter, token_bucket, leaky_bucket"
 
 /* sluice's extension: algorithm (default fixed_window) and burst, as a route's limits. */
 START_TEST(algorithm_and_burst)
@@ -307,6 +315,15 @@ START_TEST(algorithm_and_burst)
                        "algorithm: token_bucket}\n",
                        "%1$s:4:46: descriptors[0].rate_limit.algorithm: an unlimited rate_limit "
                        "is never counted: it takes no algorithm\n");
+    expect_text_errors("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, "
+                       "requests_per_unit: 100001, algorithm: sliding_window}\n",
+                       "%1$s:4:49: descriptors[0].rate_limit.requests_per_unit: expected at most "
+                       "100000 requests for sliding_window (it logs each one; use "
+                       "sliding_window_counter for more), got 100001\n");
+    expect_text_errors("domain: d\ndescriptors:\n  - key: k\n    rate_limit: {unit: hour, "
+                       "requests_per_unit: 1, algorithm: gcra}\n",
+                       "%1$s:4:63: descriptors[0].rate_limit.algorithm: expected one of " ALGS
+                       ", got \"gcra\"\n");
     expect_text_errors(
         "domain: d\ndescriptors:\n  - key: k\n    burst: 5\n",
         "%1$s:4:5: descriptors[0].burst: unknown key \"burst\"; expected one of " KNOWN);
