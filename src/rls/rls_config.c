@@ -82,8 +82,10 @@ static int list_directory(struct sl_rls_config *cfg, const char *dir, struct sl_
     for (int i = 0; i < n; i++) {
         char *path = NULL;
         struct stat st;
-        if (rc == 0 && asprintf(&path, "%s/%s", dir, names[i]->d_name) < 0)
+        if (rc == 0 && asprintf(&path, "%s/%s", dir, names[i]->d_name) < 0) {
+            path = NULL; /* asprintf() leaves it undefined */
             rc = -1;
+        }
         /* stat() follows the links a ConfigMap's files are. */
         if (rc == 0 && stat(path, &st) == 0 && S_ISREG(st.st_mode) && add_file(cfg, path) < 0)
             rc = -1;

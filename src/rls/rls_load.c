@@ -229,11 +229,13 @@ static void load_descriptor(struct sl_rls_reader *r, struct sl_rls_domain *dom,
     if (!key || !*key || !value)
         return;
     node = calloc(1, sizeof *node);
-    if (!node || !(node->key = strdup(key)) || !(node->value = strdup(value)) ||
-        asprintf(&node->composite, "%s%s%s", key, *value ? "_" : "", value) < 0 ||
-        asprintf(&full, "%s%s", parent_key, node->composite) < 0) {
-        if (node)
-            node->composite = NULL;
+    /* asprintf() leaves its pointer undefined when it fails. */
+    if (node && asprintf(&node->composite, "%s%s%s", key, *value ? "_" : "", value) < 0)
+        node->composite = NULL;
+    if (node && node->composite && asprintf(&full, "%s%s", parent_key, node->composite) < 0)
+        full = NULL;
+    if (!node || !node->composite || !full || !(node->key = strdup(key)) ||
+        !(node->value = strdup(value))) {
         oom(r, desc);
         goto fail;
     }
