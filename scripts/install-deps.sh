@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
-          libyajl-dev libnghttp2-dev node-llhttp curl python3)
+          libyajl-dev libnghttp2-dev node-llhttp libprotobuf-c-dev protobuf-c-compiler curl
+          python3)
 # Hyperscan matches all path_regex routes in one scan; Debian builds it for amd64 only, and
 # elsewhere sluice falls back to regexec behind a literal-prefix filter.
 if [ "$(dpkg --print-architecture)" = amd64 ]; then
