@@ -74,7 +74,7 @@ static const char *write_bad_config(void)
 }
 
 /* True when `out` is the route index line of -t with these counts, the regex matcher's line
- * for `regex_routes` routes, then "configuration ok". Sizes in bytes depend on the
+ * for `regex_routes` routes, any rates tables' lines, then "configuration ok". Sizes in bytes depend on the
  * platform and the matcher on the build, so they are only checked for their form. */
 static bool checked_ok(const char *out, const char *counts, unsigned regex_routes)
 {
@@ -94,7 +94,10 @@ static bool checked_ok(const char *out, const char *counts, unsigned regex_route
     bool hs = strncmp(line, "hyperscan matcher: ", 19) == 0 &&
               strstr(line, " bytes per worker (") && strstr(line, " workers)") < eol;
     bool fallback = strncmp(line, "fallback matcher (", 18) == 0;
-    return (hs || fallback) && strcmp(eol, "\nconfiguration ok\n") == 0;
+    /* Then a line for each limit with per-consumer rates. */
+    while (eol && strncmp(eol + 1, "rates: ", 7) == 0)
+        eol = strchr(eol + 1, '\n');
+    return (hs || fallback) && eol && strcmp(eol, "\nconfiguration ok\n") == 0;
 }
 
 START_TEST(check_shipped_config)
