@@ -45,6 +45,8 @@ struct sl_rates {
     size_t ninline, nfile;   /* entries from `values` and from the file */
     struct sl_quota *quotas; /* distinct rates, burst resolved for the limit; owned */
     uint32_t nquotas, quotas_cap;
+    uint32_t *qslots; /* quota index + 1 by the quota's hash, 0 for empty; owned */
+    uint32_t qmask;   /* qslots - 1 (0: none yet) */
     struct sl_rates_entry *entries; /* owned */
     uint32_t nentries, entries_cap;
     uint32_t *slots; /* entry index + 1, 0 for an empty slot; owned */
@@ -60,8 +62,8 @@ struct sl_rates *sl_rates_new(void);
 /* Releases the table and everything it owns. Accepts NULL. */
 void sl_rates_free(struct sl_rates *r);
 
-/* The index of quota `q` among the table's rates, added if not among the last ones added; -1
- * on ENOMEM. */
+/* The index of quota `q` among the table's rates, added if new: each distinct rate is held
+ * once. -1 on ENOMEM. */
 long sl_rates_quota_index(struct sl_rates *r, const struct sl_quota *q);
 
 /* Lists `value` (`len` bytes, copied) with the rate at `rate` (from sl_rates_quota_index), from

@@ -47,23 +47,53 @@ void sl_rates_free(struct sl_rates *r)
     free(r->by_text);
     free(r->file);
     free(r->quotas);
+    free(r->qslots);
     free(r->entries);
     free(r->slots);
     free(r->arena);
     free(r);
 }
 
+static bool same_quota(const struct sl_quota *a, const struct sl_quota *b)
+{
+    return a->count == b->count && a->period_us == b->period_us && a->burst == b->burst;
+}
+
+static uint32_t quota_hash(const struct sl_quota *q)
+{
+    uint64_t h = q->count * 0x9e3779b97f4a7c15ull ^ q->period_us * 0xc2b2ae3d27d4eb4full ^
+                 q->burst * 0x165667b19e3779f9ull;
+    return (uint32_t)(h ^ h >> 32);
+}
+
+/* Rehashes the quota index into twice the slots, kept at most half full. */
+static int quota_slots_grow(struct sl_rates *r)
+{
+    uint32_t n = r->qmask ? 2 * (r->qmask + 1) : 16;
+    uint32_t *slots = calloc(n, sizeof *slots);
+    if (!slots)
+        return -1;
+    for (uint32_t i = 0; i < r->nquotas; i++) {
+        uint32_t j = quota_hash(&r->quotas[i]) & (n - 1);
+        while (slots[j])
+            j = (j + 1) & (n - 1);
+        slots[j] = i + 1;
+    }
+    free(r->qslots);
+    r->qslots = slots;
+    r->qmask = n - 1;
+    return 0;
+}
+
 long sl_rates_quota_index(struct sl_rates *r, const struct sl_quota *q)
 {
-    /* Files list few distinct rates (plans), and usually in runs: the last ones first. A rate
-     * seen longer ago is added again, which costs a quota's bytes and changes nothing else. */
-    for (uint32_t i = r->nquotas; i-- > 0;) {
-        const struct sl_quota *have = &r->quotas[i];
-        if (have->count == q->count && have->period_us == q->period_us && have->burst == q->burst)
-            return i;
-        if (r->nquotas - i >= 64)
-            break;
-    }
+    /* A file may hold a rate per customer, few distinct or many: an index finds each. */
+    if (2 * (r->nquotas + 1) > (r->qmask ? r->qmask + 1 : 0) && quota_slots_grow(r) < 0)
+        return -1;
+    uint32_t j = quota_hash(q) & r->qmask;
+    for (; r->qslots[j]; j = (j + 1) & r->qmask)
+        if (same_quota(&r->quotas[r->qslots[j] - 1], q))
+            return r->qslots[j] - 1;
     if (r->nquotas == r->quotas_cap) {
         uint32_t cap = r->quotas_cap ? r->quotas_cap * 2 : 8;
         struct sl_quota *qs = realloc(r->quotas, cap * sizeof *qs);
@@ -73,6 +103,7 @@ long sl_rates_quota_index(struct sl_rates *r, const struct sl_quota *q)
         r->quotas_cap = cap;
     }
     r->quotas[r->nquotas] = *q;
+    r->qslots[j] = r->nquotas + 1;
     return r->nquotas++;
 }
 

@@ -53,6 +53,19 @@ START_TEST(status_mapping)
 }
 END_TEST
 
+/* What `tb` holds as a NUL-terminated string the caller frees (tb.data has no NUL of its
+ * own for a string copy to stop at); frees `tb`. */
+static char *take_string(struct sl_textbuf *tb)
+{
+    char *out = malloc(tb->len + 1);
+    ck_assert_ptr_nonnull(out);
+    if (tb->len)
+        memcpy(out, tb->data, tb->len);
+    out[tb->len] = '\0';
+    sl_textbuf_free(tb);
+    return out;
+}
+
 /* `s` encoded, as a NUL-terminated string the caller frees. */
 static char *encoded(const char *s, size_t n)
 {
@@ -62,9 +75,7 @@ static char *encoded(const char *s, size_t n)
     sl_text_init_textbuf(&t, &tb);
     sl_grpc_percent_encode(&t, s, n);
     sl_text_flush(&t);
-    char *out = strndup(tb.data ? tb.data : "", tb.len);
-    sl_textbuf_free(&tb);
-    return out;
+    return take_string(&tb);
 }
 
 START_TEST(percent_encoding)
@@ -116,9 +127,7 @@ static char *answer(const struct sl_exchange *x, int status, const char *msg)
     struct sl_textbuf body = {(char *)msg, msg ? strlen(msg) : 0, 0};
     sl_grpc_answer(&t, x, status, headers, msg ? &body : NULL);
     sl_text_flush(&t);
-    char *out = strndup(tb.data, tb.len);
-    sl_textbuf_free(&tb);
-    return out;
+    return take_string(&tb);
 }
 
 START_TEST(trailers_only_fields)
