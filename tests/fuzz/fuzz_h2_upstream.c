@@ -171,7 +171,8 @@ static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
     }
 
 /* The client's streams 1, 3, 5 and 7 after its preface and SETTINGS; the first 1 to 4 go
- * (bits 0-1 of byte 0), stream 1 asking for trailers when bit 2 says so. */
+ * (bits 0-1 of byte 0). Bit 2: stream 1 asks for trailers, and the client's windows are
+ * 1 MiB from the start; else they are 65535 bytes until the upstream's bytes have gone. */
 static uint8_t h2_requests[2][4][256];
 static size_t h2_request_len[2][4];
 
@@ -300,15 +301,32 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     fz_proxy_start(&p, cfg, &fz_h2_server_hooks, (struct sockaddr *)&peer, sizeof peer);
     if (h2) {
         static const uint8_t empty_settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+        /* A window of 1 MiB for each stream and for the connection. */
+        static const uint8_t wide_settings[] = {0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 4, 0,    0x10, 0,
+                                                0, 0, 0, 4, 8, 0, 0, 0, 0, 0, 0, 0x0f, 0,    0};
         unsigned te = (which >> 2) & 1;
         fz_client_send(&p, preface, PREFACE_LEN, 0);
-        fz_client_send(&p, empty_settings, sizeof empty_settings, 0);
+        if (te)
+            fz_client_send(&p, wide_settings, sizeof wide_settings, 0);
+        else
+            fz_client_send(&p, empty_settings, sizeof empty_settings, 0);
         for (unsigned i = 0; i <= (which & 3); i++)
             fz_client_send(&p, h2_requests[te][i], h2_request_len[te][i], 0);
     } else {
         fz_client_send(&p, requests[which], strlen(requests[which]), 0);
     }
     fz_h2_server_play(&p, script, len, piece, close);
+    if (h2 && !((which >> 2) & 1)) {
+        /* The client that kept its windows at 65535 bytes opens them now: what sluice held
+         * back for it goes, and the upstream's windows open again. */
+        uint8_t update[5 * 13];
+        for (unsigned i = 0; i <= (which & 3) + 1; i++) {
+            uint32_t id = i ? 2 * i - 1 : 0;
+            frame_header(update + 13 * i, 4, 8, 0, id);
+            memcpy(update + 13 * i + 9, "\x00\x10\x00\x00", 4);
+        }
+        fz_client_send(&p, update, 13 * ((which & 3) + 2), 0);
+    }
     if (half_close) {
         fz_client_shutdown(&p);
         fz_proxy_run(&p);

@@ -385,8 +385,13 @@ def h2u_scripts():
     yield "goaway-after", 0, ok + goaway(1, 0)
     yield "goaway-error", 0, goaway(0, 1)
     yield "ping", 0, h2_frame(6, 0, 0, b"12345678") + ok
+    # 65535 bytes fill an HTTP/2 client's window, 256 KiB more sluice's buffer for it, and
+    # with the stream's window of 256 KiB then shut, the rest goes past it.
     yield "flood", 0, h2_frame(1, 0x4, 1, STATUS_200) + b"".join(
-        h2_frame(0, 0, 1, b"x" * 16384) for _ in range(17)) + h2_frame(0, 0x1, 1, b"")
+        h2_frame(0, 0, 1, b"x" * 16384) for _ in range(36))
+    # Only sluice's buffer full: the upstream waits until the client opens its window.
+    yield "flood-held", 0, h2_frame(1, 0x4, 1, STATUS_200) + b"".join(
+        h2_frame(0, 0, 1, b"x" * 16384) for _ in range(21))
     yield "max-streams-1", 0x10, settings((3, 1)) + ack + ok + h2u_response(3)
     yield "window-0", 0x10, settings((4, 0)) + ack + update(0, 1 << 20) + update(1, 2) + \
         update(3, 100) + ok + h2u_response(3)
@@ -402,7 +407,7 @@ def h2_upstream_seeds():
     # byte 2, 6 close after, 7 half-close; byte 1: bit 7 all at once, else pieces of
     # byte 1 + 1 bytes.
     for i, (name, flags, frames) in enumerate(h2u_scripts()):
-        # The flood, past a stream's window of 256 KiB, once: it is large.
+        # The floods once, to an HTTP/2 client with a shut window: they are large.
         for which in (0, 1, 2, 3, 5, 8, 9, 11) if len(frames) < 4096 else (8,):
             write("h2_upstream", bytes([which | flags, 0x80, 0]) + frames)
         if len(frames) < 4096:
