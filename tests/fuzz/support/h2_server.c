@@ -228,6 +228,14 @@ static void scripted_frame(struct conn *c, const uint8_t *f, uint32_t len)
     case T_DATA:
         count_data(c, id, len);
         break;
+    case T_RST_STREAM:
+        if (len != 4)
+            fz_fail("sluice sent a RST_STREAM of %u bytes", len);
+        /* A stream the script opened, as a PUSH_PROMISE does: refused, the session
+         * never heard of it. */
+        if ((id & 1) == 0 || id > c->last_id)
+            return;
+        break;
     default:
         break;
     }

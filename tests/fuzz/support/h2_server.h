@@ -7,8 +7,9 @@
  * finding (fz_fail).
  *
  * The first connection is scripted: the target plays raw bytes to sluice on it, and the
- * session only reads (sluice's SETTINGS, PING and GOAWAY answers to the script and its
- * WINDOW_UPDATEs are checked here, not by the session, which never saw the script). Every
+ * session only reads (sluice's SETTINGS, PING and GOAWAY answers to the script, its
+ * WINDOW_UPDATEs and its resets of streams the script opened are checked here, not by the
+ * session, which never saw the script). Every
  * later connection (a request sent again, a pool that grew) is answered honestly by the
  * session: 200 with "ok", or a bare 200 to HEAD. */
 #ifndef SLUICE_FUZZ_H2_SERVER_H
