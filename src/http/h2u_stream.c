@@ -14,6 +14,7 @@
 
 static void timer_cb(evutil_socket_t fd, short what, void *arg);
 static void forward(struct sl_exchange *x);
+static void forward_body(struct sl_exchange *x, struct evbuffer *held);
 
 static void stream_free(struct sl_h2u_stream *s)
 {
@@ -188,12 +189,9 @@ static bool retry(struct sl_h2u_stream *s)
         return false;
     }
     let_go(s, NGHTTP2_CANCEL, false);
-    forward(x);
-    if (x->up) {
-        struct sl_h2u_stream *n = x->up;
-        evbuffer_add_buffer(n->body, body);
+    forward_body(x, body);
+    if (x->up)
         x->upstream->body_sent(x);
-    }
     evbuffer_free(body);
     return true;
 }
@@ -392,13 +390,18 @@ void sl_h2u_wake(struct sl_h2u_conn *c)
 
 /* ---- what the client side asks ---- */
 
-static void forward(struct sl_exchange *x)
+/* Starts x on a new stream whose body begins with the bytes of `held` (moved out; NULL:
+ * none). They are in place before the request is submitted: a body already whole and not
+ * there then would make the request go with END_STREAM, and its bytes never. */
+static void forward_body(struct sl_exchange *x, struct evbuffer *held)
 {
     struct sl_h2u_stream *s = calloc(1, sizeof *s);
     uint64_t grpc_us = sl_h2u_grpc_timeout_us(&x->req);
 
     if (s)
         s->body = evbuffer_new();
+    if (s && s->body && held)
+        evbuffer_add_buffer(s->body, held);
     if (!s || !s->body) {
         if (s)
             stream_free(s);
@@ -421,6 +424,11 @@ static void forward(struct sl_exchange *x)
         return;
     }
     arm(s);
+}
+
+static void forward(struct sl_exchange *x)
+{
+    forward_body(x, NULL);
 }
 
 static struct evbuffer *body(struct sl_exchange *x, size_t *room)

@@ -332,6 +332,91 @@ def h2_seeds():
         write("h2", bytes([0x20 | (i * 5 & 7), 0x80]) + frames)
 
 
+# ---- h2_upstream: byte 0 = client requests/protocol, own SETTINGS, made head, close,
+# half-close; byte 1 = write size; byte 2 = the made head; then the upstream's frames ----
+# Header blocks use the static table and literals that add nothing to the dynamic one, so
+# each block decodes alone whatever came before.
+
+def hp_literal(name, value):
+    """A literal field without indexing, its name a literal too (RFC 7541 6.2.2)."""
+    return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+
+
+STATUS_200, STATUS_204, STATUS_404 = b"\x88", b"\x89", b"\x8d"
+
+
+def hp_status(code):
+    """:status by the static table's name (index 8) and a literal value."""
+    return b"\x08\x03" + code
+
+
+def h2u_response(stream, body=b"hello", extra=b"", status=STATUS_200):
+    head = status + hp_literal(b"content-type", b"text/plain") + extra
+    if not body:
+        return h2_frame(1, 0x5, stream, head)
+    return h2_frame(1, 0x4, stream, head) + h2_frame(0, 0x1, stream, body)
+
+
+def h2u_scripts():
+    settings = lambda *kv: h2_frame(4, 0, 0, b"".join(
+        k.to_bytes(2, "big") + v.to_bytes(4, "big") for k, v in kv))
+    ack = h2_frame(4, 1, 0, b"")
+    rst = lambda stream, code: h2_frame(3, 0, stream, code.to_bytes(4, "big"))
+    goaway = lambda last, code: h2_frame(7, 0, 0, last.to_bytes(4, "big") +
+                                         code.to_bytes(4, "big"))
+    update = lambda stream, n: h2_frame(8, 0, stream, n.to_bytes(4, "big"))
+    ok = h2u_response(1)
+    trailers = (h2_frame(1, 0x4, 1, STATUS_200) + h2_frame(0, 0, 1, b"ab") +
+                h2_frame(1, 0x5, 1, hp_literal(b"x-checksum", b"1")))
+    yield "ok", 0, ok
+    yield "ok-length", 0, h2u_response(1, extra=hp_literal(b"content-length", b"5"))
+    yield "no-content", 0, h2u_response(1, b"", status=STATUS_204)
+    yield "not-found", 0, h2u_response(1, b"missing", status=STATUS_404)
+    yield "trailers", 0, trailers
+    yield "trailers-only", 0, h2_frame(1, 0x5, 1, STATUS_200 + hp_literal(
+        b"content-type", b"application/grpc") + hp_literal(b"grpc-status", b"0"))
+    yield "interim", 0, h2_frame(1, 0x4, 1, hp_status(b"103") + hp_literal(b"link", b"</a>")) + ok
+    yield "continuation", 0, (h2_frame(1, 0, 1, STATUS_200) +
+                              h2_frame(9, 0x4, 1, hp_literal(b"x-a", b"1")) +
+                              h2_frame(0, 0x1, 1, b"hi"))
+    yield "refused", 0, rst(1, 7) + h2u_response(3)
+    yield "reset", 0, h2_frame(1, 0x4, 1, STATUS_200) + h2_frame(0, 0, 1, b"ab") + rst(1, 2)
+    yield "goaway", 0, goaway(0, 0)
+    yield "goaway-after", 0, ok + goaway(1, 0)
+    yield "goaway-error", 0, goaway(0, 1)
+    yield "ping", 0, h2_frame(6, 0, 0, b"12345678") + ok
+    # 65535 bytes fill an HTTP/2 client's window, 256 KiB more sluice's buffer for it, and
+    # with the stream's window of 256 KiB then shut, the rest goes past it.
+    yield "flood", 0, h2_frame(1, 0x4, 1, STATUS_200) + b"".join(
+        h2_frame(0, 0, 1, b"x" * 16384) for _ in range(36))
+    # Only sluice's buffer full: the upstream waits until the client opens its window.
+    yield "flood-held", 0, h2_frame(1, 0x4, 1, STATUS_200) + b"".join(
+        h2_frame(0, 0, 1, b"x" * 16384) for _ in range(21))
+    yield "max-streams-1", 0x10, settings((3, 1)) + ack + ok + h2u_response(3)
+    yield "window-0", 0x10, settings((4, 0)) + ack + update(0, 1 << 20) + update(1, 2) + \
+        update(3, 100) + ok + h2u_response(3)
+    yield "big-frames", 0x10, settings((5, 1 << 20), (4, 1 << 20)) + ack + ok
+    yield "early-close", 0x40, h2_frame(1, 0x4, 1, STATUS_200) + h2_frame(0, 0, 1, b"par")
+    yield "garbage", 0, b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+    yield "wrong-stream", 0, h2u_response(2) + h2u_response(9)
+
+
+def h2_upstream_seeds():
+    # Byte 0: bits 0-2 the requests (HTTP/1.1: fuzz_h2_upstream.c `requests`; HTTP/2: 1 to
+    # 4 streams, trailers asked), 3 HTTP/2, 4 own SETTINGS, 5 a head made for stream 1 from
+    # byte 2, 6 close after, 7 half-close; byte 1: bit 7 all at once, else pieces of
+    # byte 1 + 1 bytes.
+    for i, (name, flags, frames) in enumerate(h2u_scripts()):
+        # The floods once, to an HTTP/2 client with a shut window: they are large.
+        for which in (0, 1, 2, 3, 5, 8, 9, 11) if len(frames) < 4096 else (8,):
+            write("h2_upstream", bytes([which | flags, 0x80, 0]) + frames)
+        if len(frames) < 4096:
+            write("h2_upstream", bytes([(i * 3 & 7) | flags, (i * 13) & 0x7f, 0]) + frames)
+    for how in range(32):
+        write("h2_upstream", bytes([0x20 | (how & 0xb), 0x80, how]) + h2_frame(0, 0x1, 1,
+                                                                         b"hello"))
+
+
 # ---- redis_reply: byte 0 = where the input is cut in two, then RESP bytes ----
 
 REPLIES = [
@@ -411,6 +496,7 @@ if __name__ == "__main__":
     request_seeds()
     response_seeds()
     h2_seeds()
+    h2_upstream_seeds()
     redis_seeds()
     parser_seeds()
     for d in sorted(CORPUS.iterdir()):
