@@ -33,6 +33,8 @@ struct sl_h2_conn {
     struct event rev;      /* readable socket (io.c) */
     bool rev_active, rev_timeout_changed;
     struct event timer; /* head, idle and stall deadlines */
+    struct event flush; /* writes the output once this loop turn's callbacks are done */
+    bool flush_pending;
     uint64_t timer_due_us;
 
     struct sockaddr_storage peer;

@@ -302,7 +302,25 @@ static void send_frames(struct sl_h2_conn *c)
         kill_conn(c);
         return;
     }
-    sl_flush(c->bev);
+    /* Written once the callbacks already due in this loop turn have run: the responses
+     * that one upstream read completes for this connection go in one write. */
+    if (evbuffer_get_length(bufferevent_get_output(c->bev)) && !c->flush_pending &&
+        !(bufferevent_get_enabled(c->bev) & EV_WRITE)) { /* else the socket's turn writes it */
+        c->flush_pending = true;
+        event_active(&c->flush, EV_TIMEOUT, 0);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_h2_conn *c = arg;
+
+    (void)fd, (void)what;
+    c->flush_pending = false;
+    sl_h2_enter(c);
+    if (!c->dying && !c->lingering)
+        sl_flush(c->bev);
+    sl_h2_leave(c); /* the output may now be empty: the connection may end */
 }
 
 static void readcb(evutil_socket_t fd, short what, void *arg)
@@ -522,6 +540,7 @@ void sl_h2_take_over(struct sl_conn *h1)
     }
     c->bev = sl_conn_hand_over(h1);
     evtimer_assign(&c->timer, w->base, timer_cb, c);
+    event_assign(&c->flush, w->base, -1, 0, flush_cb, c);
     event_assign(&c->rev, w->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, readcb, c);
     bufferevent_setcb(c->bev, NULL, writecb, eventcb, c);
     {
@@ -546,6 +565,7 @@ static void conn_free(struct sl_h2_conn *c)
 
     nghttp2_session_del(c->session);
     event_del(&c->timer);
+    event_del(&c->flush);
     event_del(&c->rev);
     bufferevent_free(c->bev);
     sl_cfg_unref(c->cfg);

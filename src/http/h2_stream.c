@@ -3,6 +3,7 @@
  * upstream, the response head and body), and the bodies both ways under flow control.
  * The request body is consumed (its window opened again) only as it moves upstream; the
  * response body is framed from body_out, whose chains move to the socket uncopied. */
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -36,26 +37,43 @@ static void destroy(struct sl_h2_stream *st)
     free(st);
 }
 
+/* Zeroes a spare stream but for its allocations and the engine's per-limit checks, which
+ * the engine sets for each decision (as it does for a reused HTTP/1 exchange): those are
+ * most of the stream's bytes. */
+static void reset(struct sl_h2_stream *st)
+{
+    size_t a = offsetof(struct sl_h2_stream, x.verdict.priv.checks);
+    size_t b = a + sizeof st->x.verdict.priv.checks;
+    struct evbuffer *body_in = st->body_in, *body_out = st->body_out;
+    struct sl_textbuf vheaders = st->x.vheaders, vbody = st->x.vbody;
+    char *hbuf = st->hbuf;
+    size_t hcap = st->hcap, fields_cap = st->fields_cap, headers_cap = st->headers_cap;
+    struct sl_h2_field *fields = st->fields;
+    struct sl_header *headers = st->headers;
+
+    memset(st, 0, a);
+    memset((char *)st + b, 0, sizeof *st - b);
+    st->body_in = body_in;
+    st->body_out = body_out;
+    st->x.vheaders = vheaders;
+    st->x.vbody = vbody;
+    st->hbuf = hbuf;
+    st->hcap = hcap;
+    st->fields = fields;
+    st->fields_cap = fields_cap;
+    st->headers = headers;
+    st->headers_cap = headers_cap;
+}
+
 /* A spare stream, every field zero but its allocations, or a new one. */
 static struct sl_h2_stream *take(struct sl_worker *w)
 {
     struct sl_h2_stream *st = w->h2_spares;
 
     if (st) {
-        struct sl_h2_stream keep = *st;
         w->h2_spares = st->next;
         w->h2_nspares--;
-        memset(st, 0, sizeof *st);
-        st->body_in = keep.body_in;
-        st->body_out = keep.body_out;
-        st->x.vheaders = keep.x.vheaders;
-        st->x.vbody = keep.x.vbody;
-        st->hbuf = keep.hbuf;
-        st->hcap = keep.hcap;
-        st->fields = keep.fields;
-        st->fields_cap = keep.fields_cap;
-        st->headers = keep.headers;
-        st->headers_cap = keep.headers_cap;
+        reset(st);
         return st;
     }
     st = calloc(1, sizeof *st);

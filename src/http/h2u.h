@@ -30,6 +30,8 @@ struct sl_h2u_conn {
     char *target;                 /* upstream.url's host and port: exchanges match it */
     struct sl_h2u_stream *streams; /* open on it */
 
+    struct event flush;  /* writes the output once this loop turn's callbacks are done */
+    bool flush_pending;
     unsigned nstreams; /* streams open on it */
     unsigned busy;     /* nesting of callbacks running on this connection */
     bool connected;

@@ -52,10 +52,23 @@ static void send_frames(struct sl_h2u_conn *c)
         kill_conn(c, SL_UPSTREAM_ERR_RESET);
         return;
     }
-    /* Written when the loop next polls: the frames of every stream served in this turn
-     * go in one write. */
-    if (c->connected && evbuffer_get_length(out))
-        bufferevent_enable(c->bev, EV_WRITE);
+    /* Written once the callbacks already due in this loop turn have run: the frames of
+     * every stream they serve go in one write, with no poll in between. */
+    if (c->connected && evbuffer_get_length(out) && !c->flush_pending &&
+        !(bufferevent_get_enabled(c->bev) & EV_WRITE)) { /* else the socket's turn writes it */
+        c->flush_pending = true;
+        event_active(&c->flush, EV_TIMEOUT, 0);
+    }
+}
+
+static void flush_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_h2u_conn *c = arg;
+
+    (void)fd, (void)what;
+    c->flush_pending = false;
+    if (!c->dying)
+        sl_flush(c->bev);
 }
 
 void sl_h2u_leave(struct sl_h2u_conn *c)
@@ -270,6 +283,7 @@ static struct sl_h2u_conn *conn_new(struct sl_worker *w, const struct sl_upstrea
         nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0,
                                               SL_H2U_CONN_WINDOW))
         goto fail;
+    event_assign(&c->flush, w->base, -1, 0, flush_cb, c);
     bufferevent_setcb(c->bev, readcb, writecb, eventcb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_LOW_WATER, 0);
     struct timeval tv = {(time_t)(u->connect_timeout_ms / 1000),
@@ -311,6 +325,7 @@ static void conn_free(struct sl_h2u_conn *c)
         c->next->prev = c->prev;
     while (c->streams) /* reset ones nghttp2 had not closed yet */
         sl_h2u_stream_unlink_free(c->streams);
+    event_del(&c->flush);
     nghttp2_session_del(c->session);
     bufferevent_free(c->bev);
     free(c->target);
