@@ -91,6 +91,10 @@ void sl_reader_set(struct event *rev, bool *active, bool want, const struct time
                    bool *timeout_changed)
 {
     if (want && (!*active || *timeout_changed)) {
+        /* event_add() with no timeout leaves a timeout set before in place: an idle
+         * pooled connection would time out the next request it carries. */
+        if (*active && !timeout)
+            event_del(rev);
         event_add(rev, timeout);
         *active = true;
         *timeout_changed = false;
