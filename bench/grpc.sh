@@ -90,22 +90,7 @@ nginx_conf grpc-proxy 1 "upstream app { server 127.0.0.1:$UP_PORT; keepalive 64;
 
 haproxy_h2_conf "$out/grpc-haproxy.cfg" "$HA_PORT" "$UP_PORT" "proto h2"
 
-start_proxy() { # sluice|nginx|haproxy: starts it, sets pid[name]
-    case $1 in
-    sluice) "$root/build-release/sluice" -c "$out/grpc-sluice.yaml" 2>>"$out/grpc-sluice.err" & ;;
-    nginx) nginx -c "$out/grpc-proxy.conf" -p "$out" >>"$out/grpc-nginx.err" 2>&1 & ;;
-    haproxy) haproxy -db -f "$out/grpc-haproxy.cfg" >>"$out/grpc-haproxy.err" 2>&1 & ;;
-    esac
-    pid[$1]=$!
-    pids+=($!)
-    wait_port "${port[$1]}"
-}
-
-stop_proxy() { # name
-    kill "${pid[$1]}" 2>/dev/null || true
-    wait "${pid[$1]}" 2>/dev/null || true
-}
-
+PROXY_PREFIX=grpc
 declare -A pid port=([sluice]=$SL_PORT [nginx]=$NG_PORT [haproxy]=$HA_PORT)
 proxies=(sluice nginx haproxy)
 

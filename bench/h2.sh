@@ -110,22 +110,7 @@ nginx_conf h2-proxy 1 "upstream app { server 127.0.0.1:$UP_PORT; keepalive $KEEP
 
 haproxy_h2_conf "$out/h2-haproxy.cfg" "$HA_PORT" "$UP_PORT"
 
-start_proxy() { # sluice|nginx|haproxy: starts it, sets pid[name]
-    case $1 in
-    sluice) "$root/build-release/sluice" -c "$out/h2-sluice.yaml" 2>>"$out/h2-sluice.err" & ;;
-    nginx) nginx -c "$out/h2-proxy.conf" -p "$out" >>"$out/h2-nginx.err" 2>&1 & ;;
-    haproxy) haproxy -db -f "$out/h2-haproxy.cfg" >>"$out/h2-haproxy.err" 2>&1 & ;;
-    esac
-    pid[$1]=$!
-    pids+=($!)
-    wait_port "${port[$1]}"
-}
-
-stop_proxy() { # name
-    kill "${pid[$1]}" 2>/dev/null || true
-    wait "${pid[$1]}" 2>/dev/null || true
-}
-
+PROXY_PREFIX=h2
 declare -A pid port=([sluice]=$SL_PORT [nginx]=$NG_PORT [haproxy]=$HA_PORT)
 proxies=(sluice nginx haproxy)
 

@@ -158,3 +158,25 @@ backend app
     server app 127.0.0.1:$3 ${4:-}
 CFG
 }
+
+# Starting and stopping the three proxies the HTTP/2 benchmarks compare, from the files
+# $out/$PROXY_PREFIX-sluice.yaml, -proxy.conf (nginx) and -haproxy.cfg. The caller declares
+# the arrays `pid` and `port` (by proxy name).
+#   start_proxy sluice|nginx|haproxy     starts it and waits for its port; sets pid[name]
+#   stop_proxy NAME
+start_proxy() {
+    case $1 in
+    sluice) "$root/build-release/sluice" -c "$out/$PROXY_PREFIX-sluice.yaml" \
+        2>>"$out/$PROXY_PREFIX-sluice.err" & ;;
+    nginx) nginx -c "$out/$PROXY_PREFIX-proxy.conf" -p "$out" >>"$out/$PROXY_PREFIX-nginx.err" 2>&1 & ;;
+    haproxy) haproxy -db -f "$out/$PROXY_PREFIX-haproxy.cfg" >>"$out/$PROXY_PREFIX-haproxy.err" 2>&1 & ;;
+    esac
+    pid[$1]=$!
+    pids+=($!)
+    wait_port "${port[$1]}"
+}
+
+stop_proxy() {
+    kill "${pid[$1]}" 2>/dev/null || true
+    wait "${pid[$1]}" 2>/dev/null || true
+}

@@ -1,6 +1,6 @@
 /* sl_cfg_load() on good input: a full configuration read field by field, the defaults,
- * normalised matches, Redis URL forms, redacted JSON (passwords, the admin token), reference
- * counts, ${VAR} expansion. */
+ * normalised matches, redacted JSON (passwords, the admin token), reference counts, ${VAR}
+ * expansion. The addresses written as URLs are test_config_urls.c's. */
 #include "support/config_fixture.h"
 
 static const char full[] =
@@ -359,73 +359,6 @@ START_TEST(paths_rules_fold_the_configured_matches)
 }
 END_TEST
 
-START_TEST(redis_url_forms)
-{
-    struct sl_config *cfg =
-        load_ok(UPSTREAM "redis: {url: \"unix:/run/redis.sock?db=3\"}\nroutes: []\n");
-    ck_assert_str_eq(cfg->redis.unix_path, "/run/redis.sock");
-    ck_assert_ptr_null(cfg->redis.host);
-    ck_assert_int_eq(cfg->redis.db, 3);
-    ck_assert_uint_eq(cfg->redis.timeout_ms, 50);
-    ck_assert_str_eq(cfg->redis.key_prefix, "sluice:");
-    ck_assert_uint_eq(cfg->redis.deny_cache, 100000);
-    sl_cfg_unref(cfg);
-
-    cfg = load_ok(UPSTREAM "redis:\nroutes: []\n");
-    ck_assert(cfg->redis.enabled);
-    ck_assert_str_eq(cfg->redis.host, "127.0.0.1");
-    ck_assert_int_eq(cfg->redis.port, 6379);
-    ck_assert_int_eq(cfg->redis.db, 0);
-    sl_cfg_unref(cfg);
-
-    cfg = load_ok(UPSTREAM "redis: {url: \"redis://:pw@[::1]\"}\nroutes: []\n");
-    ck_assert_str_eq(cfg->redis.host, "::1");
-    ck_assert_int_eq(cfg->redis.port, 6379);
-    ck_assert_ptr_null(cfg->redis.user);
-    ck_assert_str_eq(cfg->redis.password, "pw");
-    sl_cfg_unref(cfg);
-}
-END_TEST
-
-START_TEST(redis_cluster_and_sentinel)
-{
-    struct sl_config *cfg =
-        load_ok(UPSTREAM "redis:\n"
-                         "  cluster: [\"10.0.0.1:7000\", \"redis://:pw@h2:7001\","
-                         " \"[::1]:7002\"]\n"
-                         "routes: []\n");
-    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_CLUSTER);
-    ck_assert_uint_eq(cfg->redis.naddrs, 3);
-    ck_assert_str_eq(cfg->redis.addrs[0].host, "10.0.0.1");
-    ck_assert_int_eq(cfg->redis.addrs[0].port, 7000);
-    ck_assert_str_eq(cfg->redis.addrs[1].host, "h2");
-    ck_assert_str_eq(cfg->redis.addrs[2].host, "::1");
-    ck_assert_int_eq(cfg->redis.addrs[2].port, 7002);
-    /* Credentials on one seed are the cluster's. */
-    ck_assert_str_eq(cfg->redis.password, "pw");
-    ck_assert_ptr_null(cfg->redis.url);
-    char *json = NULL;
-    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
-    ck_assert_ptr_nonnull(strstr(json, "\"mode\":\"cluster\",\"url\":null,\"addresses\":[{"
-                                       "\"host\":\"10.0.0.1\",\"port\":7000}"));
-    ck_assert_ptr_null(strstr(json, "pw"));
-    free(json);
-    sl_cfg_unref(cfg);
-
-    cfg = load_ok(UPSTREAM "redis:\n"
-                           "  sentinel: {master: mymaster, addresses: [\"s1:26379\", "
-                           "\"10.0.0.6:26380\"]}\n"
-                           "routes: []\n");
-    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_SENTINEL);
-    ck_assert_str_eq(cfg->redis.sentinel_master, "mymaster");
-    ck_assert_uint_eq(cfg->redis.naddrs, 2);
-    ck_assert_str_eq(cfg->redis.addrs[0].host, "s1");
-    ck_assert_int_eq(cfg->redis.addrs[1].port, 26380);
-    ck_assert_ptr_null(cfg->redis.password);
-    sl_cfg_unref(cfg);
-}
-END_TEST
-
 START_TEST(json_redacts_passwords)
 {
     struct sl_config *cfg = load_ok(full);
@@ -499,44 +432,6 @@ START_TEST(env_default_and_set)
     ck_assert_str_eq(cfg->listen.text, "127.0.0.1:7000");
     sl_cfg_unref(cfg);
     unsetenv("SL_TEST_LISTEN");
-}
-END_TEST
-
-/* A host name is kept for the workers to look up; numeric hosts and localhost are resolved
- * at load time as before. */
-START_TEST(upstream_host_names)
-{
-    struct sl_config *cfg = load_ok("upstream:\n  url: http://app:3000\nroutes: []\n");
-    ck_assert_str_eq(cfg->upstream.host, "app");
-    ck_assert_uint_eq(cfg->upstream.port, 3000);
-    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_UNSPEC);
-    ck_assert_str_eq(cfg->upstream.addr.text, "app:3000");
-    sl_cfg_unref(cfg);
-
-    cfg = load_ok("upstream:\n  url: http://api.svc.cluster.local/\nroutes: []\n");
-    ck_assert_str_eq(cfg->upstream.host, "api.svc.cluster.local");
-    ck_assert_uint_eq(cfg->upstream.port, 80);
-    sl_cfg_unref(cfg);
-
-    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
-    ck_assert_ptr_null(cfg->upstream.host);
-    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
-    sl_cfg_unref(cfg);
-
-    /* h2c:// follows the same address rules; only the protocol differs. */
-    cfg = load_ok("upstream:\n  url: h2c://127.0.0.1:50051\nroutes: []\n");
-    ck_assert(cfg->upstream.h2);
-    ck_assert_ptr_null(cfg->upstream.host);
-    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
-    sl_cfg_unref(cfg);
-    cfg = load_ok("upstream:\n  url: h2c://grpc.svc\nroutes: []\n");
-    ck_assert(cfg->upstream.h2);
-    ck_assert_str_eq(cfg->upstream.host, "grpc.svc");
-    ck_assert_uint_eq(cfg->upstream.port, 80);
-    sl_cfg_unref(cfg);
-    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
-    ck_assert(!cfg->upstream.h2);
-    sl_cfg_unref(cfg);
 }
 END_TEST
 
@@ -621,14 +516,11 @@ int main(void)
     tcase_add_test(tc, defaults);
     tcase_add_test(tc, shipped_admin_listen_follows_the_environment);
     tcase_add_test(tc, shipped_admin_token_follows_the_environment);
-    tcase_add_test(tc, upstream_host_names);
     tcase_add_test(tc, shutdown_drain_delay);
     tcase_add_test(tc, reload_watch);
     tcase_add_test(tc, admin_off_localhost_and_memory_store);
     tcase_add_test(tc, match_path_and_host_held_normalised);
     tcase_add_test(tc, paths_rules_fold_the_configured_matches);
-    tcase_add_test(tc, redis_url_forms);
-    tcase_add_test(tc, redis_cluster_and_sentinel);
     tcase_add_test(tc, json_redacts_passwords);
     tcase_add_test(tc, admin_token_from_the_environment_redacted_in_json);
     tcase_add_test(tc, refcount);

@@ -1,0 +1,120 @@
+/* sl_cfg_load() on the addresses written as URLs (src/config/url.c): upstream.url's
+ * forms (http://, h2c://, host names looked up by the workers) and redis.url's, with
+ * Cluster and Sentinel. */
+#include "support/config_fixture.h"
+
+START_TEST(redis_url_forms)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis: {url: \"unix:/run/redis.sock?db=3\"}\nroutes: []\n");
+    ck_assert_str_eq(cfg->redis.unix_path, "/run/redis.sock");
+    ck_assert_ptr_null(cfg->redis.host);
+    ck_assert_int_eq(cfg->redis.db, 3);
+    ck_assert_uint_eq(cfg->redis.timeout_ms, 50);
+    ck_assert_str_eq(cfg->redis.key_prefix, "sluice:");
+    ck_assert_uint_eq(cfg->redis.deny_cache, 100000);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis:\nroutes: []\n");
+    ck_assert(cfg->redis.enabled);
+    ck_assert_str_eq(cfg->redis.host, "127.0.0.1");
+    ck_assert_int_eq(cfg->redis.port, 6379);
+    ck_assert_int_eq(cfg->redis.db, 0);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis: {url: \"redis://:pw@[::1]\"}\nroutes: []\n");
+    ck_assert_str_eq(cfg->redis.host, "::1");
+    ck_assert_int_eq(cfg->redis.port, 6379);
+    ck_assert_ptr_null(cfg->redis.user);
+    ck_assert_str_eq(cfg->redis.password, "pw");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+START_TEST(redis_cluster_and_sentinel)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis:\n"
+                         "  cluster: [\"10.0.0.1:7000\", \"redis://:pw@h2:7001\","
+                         " \"[::1]:7002\"]\n"
+                         "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_CLUSTER);
+    ck_assert_uint_eq(cfg->redis.naddrs, 3);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "10.0.0.1");
+    ck_assert_int_eq(cfg->redis.addrs[0].port, 7000);
+    ck_assert_str_eq(cfg->redis.addrs[1].host, "h2");
+    ck_assert_str_eq(cfg->redis.addrs[2].host, "::1");
+    ck_assert_int_eq(cfg->redis.addrs[2].port, 7002);
+    /* Credentials on one seed are the cluster's. */
+    ck_assert_str_eq(cfg->redis.password, "pw");
+    ck_assert_ptr_null(cfg->redis.url);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"mode\":\"cluster\",\"url\":null,\"addresses\":[{"
+                                       "\"host\":\"10.0.0.1\",\"port\":7000}"));
+    ck_assert_ptr_null(strstr(json, "pw"));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis:\n"
+                           "  sentinel: {master: mymaster, addresses: [\"s1:26379\", "
+                           "\"10.0.0.6:26380\"]}\n"
+                           "routes: []\n");
+    ck_assert_int_eq(cfg->redis.mode, SL_REDIS_MODE_SENTINEL);
+    ck_assert_str_eq(cfg->redis.sentinel_master, "mymaster");
+    ck_assert_uint_eq(cfg->redis.naddrs, 2);
+    ck_assert_str_eq(cfg->redis.addrs[0].host, "s1");
+    ck_assert_int_eq(cfg->redis.addrs[1].port, 26380);
+    ck_assert_ptr_null(cfg->redis.password);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+/* A host name is kept for the workers to look up; numeric hosts and localhost are resolved
+ * at load time as before. */
+START_TEST(upstream_host_names)
+{
+    struct sl_config *cfg = load_ok("upstream:\n  url: http://app:3000\nroutes: []\n");
+    ck_assert_str_eq(cfg->upstream.host, "app");
+    ck_assert_uint_eq(cfg->upstream.port, 3000);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_UNSPEC);
+    ck_assert_str_eq(cfg->upstream.addr.text, "app:3000");
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream:\n  url: http://api.svc.cluster.local/\nroutes: []\n");
+    ck_assert_str_eq(cfg->upstream.host, "api.svc.cluster.local");
+    ck_assert_uint_eq(cfg->upstream.port, 80);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
+    ck_assert_ptr_null(cfg->upstream.host);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
+    sl_cfg_unref(cfg);
+
+    /* h2c:// follows the same address rules; only the protocol differs. */
+    cfg = load_ok("upstream:\n  url: h2c://127.0.0.1:50051\nroutes: []\n");
+    ck_assert(cfg->upstream.h2);
+    ck_assert_ptr_null(cfg->upstream.host);
+    ck_assert_int_eq(cfg->upstream.addr.ss.ss_family, AF_INET);
+    sl_cfg_unref(cfg);
+    cfg = load_ok("upstream:\n  url: h2c://grpc.svc\nroutes: []\n");
+    ck_assert(cfg->upstream.h2);
+    ck_assert_str_eq(cfg->upstream.host, "grpc.svc");
+    ck_assert_uint_eq(cfg->upstream.port, 80);
+    sl_cfg_unref(cfg);
+    cfg = load_ok("upstream:\n  url: http://localhost:3000\nroutes: []\n");
+    ck_assert(!cfg->upstream.h2);
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("config_urls");
+    TCase *tc = tcase_create("urls");
+    tcase_add_test(tc, upstream_host_names);
+    tcase_add_test(tc, redis_url_forms);
+    tcase_add_test(tc, redis_cluster_and_sentinel);
+    suite_add_tcase(s, tc);
+    return run_config_suite(s);
+}
