@@ -13,6 +13,8 @@ macro(sluice_require_pkg var modules package)
 endmacro()
 
 sluice_require_pkg(LIBEVENT "libevent_core;libevent_extra;libevent_pthreads" libevent-dev)
+# TLS on every side (SPEC section 11): OpenSSL 3 under libevent's bufferevent_openssl.
+sluice_require_pkg(OPENSSL "openssl>=3.0;libevent_openssl" "libssl-dev libevent-dev")
 sluice_require_pkg(HIREDIS hiredis libhiredis-dev)
 sluice_require_pkg(YAML yaml-0.1 libyaml-dev)
 sluice_require_pkg(YAJL yajl libyajl-dev)

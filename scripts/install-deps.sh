@@ -6,7 +6,8 @@
 set -euo pipefail
 
 packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
-          libyajl-dev libnghttp2-dev node-llhttp libprotobuf-c-dev protobuf-c-compiler curl
+          libyajl-dev libnghttp2-dev node-llhttp libprotobuf-c-dev protobuf-c-compiler libssl-dev
+          openssl curl
           python3)
 # Hyperscan matches all path_regex routes in one scan; Debian builds it for amd64 only, and
 # elsewhere sluice falls back to regexec behind a literal-prefix filter.
@@ -17,10 +18,12 @@ for arg in "$@"; do
     case "$arg" in
     # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON
     # checks; python3-h2: an application that speaks h2c; nghttp2-client: nghttp and h2load;
-    # chromium, its driver and selenium: the dashboard rendered in a real browser
+    # chromium, its driver and selenium: the dashboard rendered in a real browser; python3-grpcio:
+    # gRPC clients and services; testssl.sh: the TLS listener judged
     --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
                        prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
-                       nghttp2-client chromium chromium-driver python3-selenium) ;;
+                       nghttp2-client chromium chromium-driver python3-selenium python3-grpcio
+                       testssl.sh) ;;
     # haproxy, nghttp2-client (h2load) and python3-h2: bench/h2.sh
     --bench) packages+=(nginx-light wrk redis-server redis-tools curl haproxy nghttp2-client
                         python3-h2) ;;

@@ -27,6 +27,30 @@ struct sl_sockaddr {
     char *text; /* as written in the file; owned */
 };
 
+/* One certificate chain and its key, offered by a TLS listener (listen[].tls.certificates). */
+struct sl_tls_certificate {
+    char *cert; /* PEM chain, leaf first; owned */
+    char *key;  /* PEM private key; owned */
+};
+
+struct sl_tls_server; /* src/tls/tls_server.h: the certificates loaded, ready to serve */
+
+/* A listener's TLS (listen[].tls, SPEC section 11). */
+struct sl_tls_server_config {
+    struct sl_tls_certificate *certs; /* chosen by SNI; the first is the default; owned */
+    size_t ncerts;
+    int min_version;                  /* 12 (TLS 1.2) or 13 */
+    char *client_ca;                  /* set: clients must present a certificate it signed;
+                                       * owned */
+    struct sl_tls_server *server;     /* built at load, which checks every file; owned */
+};
+
+/* One address sluice serves requests on. */
+struct sl_listen_config {
+    struct sl_sockaddr addr;
+    struct sl_tls_server_config *tls; /* NULL: cleartext; owned */
+};
+
 enum sl_key_kind {
     SL_KEY_CLIENT_IP,
     SL_KEY_HEADER,
@@ -218,7 +242,10 @@ struct sl_config {
     char *file;                      /* path the snapshot was loaded from; owned */
     uint8_t file_digest[SL_SHA256_LEN]; /* of the file's bytes as read: what reload.watch
                                          * compares the file on disk with */
-    struct sl_sockaddr listen;
+    /* listen: one address, or a list of them, each cleartext or TLS; at least one. The
+     * workers bind them at start-up, in this order. */
+    struct sl_listen_config *listeners; /* owned */
+    size_t nlisteners;
     unsigned workers;                /* resolved: "auto" becomes the number of CPUs */
     bool workers_auto;
     bool admin_enabled;

@@ -30,6 +30,8 @@ int sl_format_rate(uint64_t count, uint64_t period_us, char *buf, size_t size);
  * copying `text` into out->text (owned by `out`, released by sl_sockaddr_deinit). */
 int sl_parse_sockaddr(const char *text, struct sl_sockaddr *out);
 void sl_sockaddr_deinit(struct sl_sockaddr *addr);
+/* Whether two parsed addresses are the same socket address (the text aside). */
+bool sl_sockaddr_same(const struct sl_sockaddr *a, const struct sl_sockaddr *b);
 
 /* Expands ${VAR} and ${VAR:-default} from the environment. On success `*out` is a new
  * malloc'd string. On failure returns -1 and `*out` is a malloc'd message naming the

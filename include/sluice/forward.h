@@ -22,13 +22,14 @@ struct sl_forward_request {
     size_t nupgrades;
     bool chunked;      /* the body follows in chunked framing */
     bool strip_expect; /* sluice answers "Expect: 100-continue" itself */
+    bool https;        /* the client came over TLS: X-Forwarded-Proto says "https" */
 };
 
 /* Appends the request head for the upstream to `out`: the request line as received, the
  * headers minus hop-by-hop ones (Connection and every header it names, Keep-Alive,
  * Proxy-Connection, TE, Trailer, Transfer-Encoding, HTTP2-Settings, Upgrade unless
  * upgrading, and then only the protocols in `upgrades`, never h2c), the peer
- * appended to X-Forwarded-For, X-Forwarded-Proto "http", X-Forwarded-Host from Host.
+ * appended to X-Forwarded-For, X-Forwarded-Proto "http" or "https", X-Forwarded-Host from Host.
  * Returns 0, or -1 on ENOMEM. */
 int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer *out);
 

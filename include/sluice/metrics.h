@@ -27,7 +27,17 @@ enum sl_upstream_error {
     SL_UPSTREAM_ERR_TIMEOUT,
     SL_UPSTREAM_ERR_RESET,
     SL_UPSTREAM_ERR_RESOLVE, /* a host-name upstream's name did not resolve */
+    SL_UPSTREAM_ERR_TLS,     /* the TLS handshake with the upstream failed */
 };
+/* How a client's TLS handshake ended: the `result` label. */
+enum sl_tls_handshake {
+    SL_TLS_HANDSHAKE_OK,      /* "ok": a full handshake */
+    SL_TLS_HANDSHAKE_RESUMED, /* "resumed": a session ticket was accepted */
+    SL_TLS_HANDSHAKE_FAILED,  /* "failed": no common version or cipher, a bad certificate, a
+                               * client gone mid-way */
+    SL_TLS_HANDSHAKE_KINDS
+};
+
 /* Why sluice sent a client's HTTP/2 connection a GOAWAY: the `reason` label. */
 enum sl_h2_goaway {
     SL_H2_GOAWAY_SHUTDOWN, /* "shutdown": sluice is stopping; open streams may finish */
@@ -85,6 +95,8 @@ void sl_metrics_connection_closed(struct sl_metrics_slot *s);
 void sl_metrics_http2_stream(struct sl_metrics_slot *s);
 /* A GOAWAY sent to an HTTP/2 client; reasons outside the enum are not recorded. */
 void sl_metrics_http2_goaway(struct sl_metrics_slot *s, enum sl_h2_goaway reason);
+/* A client's TLS handshake ended. */
+void sl_metrics_tls_handshake(struct sl_metrics_slot *s, enum sl_tls_handshake result);
 /* A Redis decision answered from the worker's over-limit cache instead of Redis. */
 void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s);
 /* Every worker with a Redis connection reports its state; sluice_redis_connected is 1 when

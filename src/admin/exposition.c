@@ -282,10 +282,21 @@ static void emit_http2(struct emitter *e, const struct sl_metrics_totals *t)
                     t->http2_goaways[k]);
 }
 
+static void emit_tls(struct emitter *e, const struct sl_metrics_totals *t)
+{
+    static const char *const results[SL_TLS_HANDSHAKE_KINDS] = {"ok", "resumed", "failed"};
+
+    emit_family(e, "sluice_tls_handshakes_total", "counter",
+                "TLS handshakes with clients, by result.");
+    for (size_t k = 0; k < SL_TLS_HANDSHAKE_KINDS; k++)
+        emit_series(e, "sluice_tls_handshakes_total", "result", results[k], NULL, NULL,
+                    t->tls_handshakes[k]);
+}
+
 static void emit_process(struct emitter *e, struct sl_metrics *m, const struct sl_metrics_totals *t)
 {
     static const char *const upstream_kinds[SL_UPSTREAM_ERR_COUNT] = {"connect", "timeout", "reset",
-                                                                      "resolve"};
+                                                                      "resolve", "tls"};
     static const char *const underscore_actions[SL_UNDERSCORES_COUNT] = {"drop", "allow", "reject"};
     const struct sl_store *memory = atomic_load(&m->memory);
 
@@ -319,6 +330,7 @@ static void emit_process(struct emitter *e, struct sl_metrics *m, const struct s
     emit_family(e, "sluice_connections_accepted_total", "counter", "Client connections accepted.");
     emit(e, "sluice_connections_accepted_total %" PRIu64 "\n", t->opened);
     emit_http2(e, t);
+    emit_tls(e, t);
 
     emit_family(e, "sluice_memory_keys", "gauge", "Keys held by the memory store.");
     emit(e, "sluice_memory_keys %" PRIu64 "\n", memory ? sl_store_memory_keys(memory) : 0);

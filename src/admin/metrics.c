@@ -316,6 +316,12 @@ void sl_metrics_http2_goaway(struct sl_metrics_slot *s, enum sl_h2_goaway reason
         bump(&s->http2_goaways[reason], 1);
 }
 
+void sl_metrics_tls_handshake(struct sl_metrics_slot *s, enum sl_tls_handshake result)
+{
+    if (s && (unsigned)result < SL_TLS_HANDSHAKE_KINDS)
+        bump(&s->tls_handshakes[result], 1);
+}
+
 void sl_metrics_deny_cache_hit(struct sl_metrics_slot *s)
 {
     if (s)

@@ -29,7 +29,7 @@ struct sl_hist {
 #define SL_STATUS_MIN 100
 #define SL_STATUS_COUNT 500 /* 100..599 */
 #define SL_CHECK_RESULT_COUNT 4
-#define SL_UPSTREAM_ERR_COUNT 4
+#define SL_UPSTREAM_ERR_COUNT 5
 #define SL_STORE_KIND_COUNT 2
 #define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */
 #define SL_UNDERSCORES_COUNT 3    /* enum sl_underscores: drop, allow, reject */
@@ -59,6 +59,7 @@ struct sl_metrics_slot {
     _Atomic uint64_t conn_closed;
     _Atomic uint64_t http2_streams;
     _Atomic uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
+    _Atomic uint64_t tls_handshakes[SL_TLS_HANDSHAKE_KINDS];
     _Atomic uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
     _Atomic uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     _Atomic uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];
@@ -121,6 +122,7 @@ struct sl_metrics_totals {
     uint64_t opened, closed;
     uint64_t http2_streams;
     uint64_t http2_goaways[SL_H2_GOAWAY_KINDS];
+    uint64_t tls_handshakes[SL_TLS_HANDSHAKE_KINDS];
     uint64_t upstream_errors[SL_UPSTREAM_ERR_COUNT];
     uint64_t underscore_headers[SL_UNDERSCORES_COUNT];
     uint64_t store_errors[SL_STORE_KIND_COUNT][SL_STORE_ERR_KIND_COUNT];

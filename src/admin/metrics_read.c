@@ -23,6 +23,8 @@ void sl_metrics_sum_totals(struct sl_metrics *m, struct sl_metrics_totals *t)
         t->http2_streams += sl_metrics_load(&s->http2_streams);
         for (size_t k = 0; k < SL_H2_GOAWAY_KINDS; k++)
             t->http2_goaways[k] += sl_metrics_load(&s->http2_goaways[k]);
+        for (size_t k = 0; k < SL_TLS_HANDSHAKE_KINDS; k++)
+            t->tls_handshakes[k] += sl_metrics_load(&s->tls_handshakes[k]);
         for (size_t k = 0; k < SL_UPSTREAM_ERR_COUNT; k++)
             t->upstream_errors[k] += sl_metrics_load(&s->upstream_errors[k]);
         for (size_t k = 0; k < SL_UNDERSCORES_COUNT; k++)

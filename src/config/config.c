@@ -54,7 +54,9 @@ void sl_cfg_free(struct sl_config *cfg)
     if (!cfg)
         return;
     free(cfg->file);
-    sl_sockaddr_deinit(&cfg->listen);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        sl_listen_config_deinit(&cfg->listeners[i]);
+    free(cfg->listeners);
     sl_sockaddr_deinit(&cfg->admin_listen);
     free(cfg->admin_token);
     free(cfg->upstream.url);

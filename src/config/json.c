@@ -229,6 +229,37 @@ static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
     sl_cfg_buf_addf(b, ",\"deny_cache\":%llu}", (unsigned long long)r->deny_cache);
 }
 
+/* One cleartext address as the string it was written as; else the list, TLS included. */
+static void listen_json(struct sl_cfg_buf *b, const struct sl_config *cfg)
+{
+    if (cfg->nlisteners == 1 && !cfg->listeners[0].tls) {
+        sl_cfg_buf_json(b, cfg->listeners[0].addr.text);
+        return;
+    }
+    sl_cfg_buf_adds(b, "[");
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct sl_listen_config *l = &cfg->listeners[i];
+        sl_cfg_buf_adds(b, i ? ",{\"address\":" : "{\"address\":");
+        sl_cfg_buf_json(b, l->addr.text);
+        if (l->tls) {
+            sl_cfg_buf_adds(b, ",\"tls\":{\"certificates\":[");
+            for (size_t k = 0; k < l->tls->ncerts; k++) {
+                sl_cfg_buf_adds(b, k ? ",{\"cert\":" : "{\"cert\":");
+                sl_cfg_buf_json(b, l->tls->certs[k].cert);
+                sl_cfg_buf_adds(b, ",\"key\":");
+                sl_cfg_buf_json(b, l->tls->certs[k].key);
+                sl_cfg_buf_adds(b, "}");
+            }
+            sl_cfg_buf_addf(b, "],\"min_version\":\"1.%d\",\"client_ca\":",
+                            l->tls->min_version - 10);
+            json_str_or_null(b, l->tls->client_ca);
+            sl_cfg_buf_adds(b, "}");
+        }
+        sl_cfg_buf_adds(b, "}");
+    }
+    sl_cfg_buf_adds(b, "]");
+}
+
 int sl_cfg_to_json(const struct sl_config *cfg, char **out)
 {
     static const char *const failure_modes[] = {"open", "closed", "local"};
@@ -242,7 +273,7 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     sl_cfg_buf_adds(&b, "{\"file\":");
     json_str_or_null(&b, cfg->file);
     sl_cfg_buf_adds(&b, ",\"listen\":");
-    sl_cfg_buf_json(&b, cfg->listen.text);
+    listen_json(&b, cfg);
     sl_cfg_buf_addf(&b, ",\"workers\":%u,\"admin\":{\"listen\":", cfg->workers);
     sl_cfg_buf_json(&b, cfg->admin_enabled ? cfg->admin_listen.text : "off");
     sl_cfg_buf_adds(&b, cfg->admin_route_histograms ? ",\"route_histograms\":true"

@@ -165,7 +165,8 @@ static struct sl_config *new_defaults(void)
     cfg->log_level = SL_LOG_INFO;
     cfg->redis.key_prefix = strdup("sluice:");
     if (!cfg->redis.key_prefix || !cfg->client.nupgrades ||
-        sl_parse_sockaddr("0.0.0.0:8080", &cfg->listen) < 0 ||
+        !(cfg->listeners = calloc(1, sizeof *cfg->listeners)) ||
+        (cfg->nlisteners = 1, sl_parse_sockaddr("0.0.0.0:8080", &cfg->listeners[0].addr) < 0) ||
         sl_parse_sockaddr("127.0.0.1:9901", &cfg->admin_listen) < 0) {
         sl_cfg_free(cfg);
         return NULL;
@@ -192,17 +193,6 @@ static void load_workers(struct sl_loader *ld, const yaml_node_t *root, struct s
     }
     cfg->workers_auto = false;
     cfg->workers = (unsigned)n;
-}
-
-/* Two listeners on one address would fail to bind at start-up: say so now. */
-static bool same_address(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
-{
-    const struct sockaddr *sa = (const struct sockaddr *)&a->ss;
-    const struct sockaddr *sb = (const struct sockaddr *)&b->ss;
-
-    if (sa->sa_family != sb->sa_family)
-        return false;
-    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
 }
 
 /* What makes `text` unusable as a bearer token, with its position in `*at`, or NULL. The token
@@ -269,10 +259,12 @@ static void load_admin(struct sl_loader *ld, const yaml_node_t *root, struct sl_
         sl_sockaddr_deinit(&cfg->admin_listen);
         return;
     }
-    if (sl_ld_sockaddr(ld, node, "admin", "listen", &cfg->admin_listen) &&
-        same_address(&cfg->admin_listen, &cfg->listen))
-        sl_ld_error(ld, v, "admin.listen", "expected an address other than listen's, got %s",
-                    sl_ld_quote(cfg->admin_listen.text, got, sizeof got));
+    if (!sl_ld_sockaddr(ld, node, "admin", "listen", &cfg->admin_listen))
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        if (sl_sockaddr_same(&cfg->admin_listen, &cfg->listeners[i].addr))
+            sl_ld_error(ld, v, "admin.listen", "expected an address other than listen's, got %s",
+                        sl_ld_quote(cfg->admin_listen.text, got, sizeof got));
 }
 
 /* RFC 9110 5.6.2: the characters of a token, which an Upgrade protocol name is. */
@@ -487,7 +479,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         return;
     }
     sl_ld_mapping(ld, root, "", keys);
-    sl_ld_sockaddr(ld, root, "", "listen", &cfg->listen);
+    sl_ld_listen(ld, root, cfg);
     load_workers(ld, root, cfg);
     load_admin(ld, root, cfg);
     if ((node = sl_ld_get(ld, root, "upstream")))
@@ -497,6 +489,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
                     "required key is missing; expected a mapping with url such as "
                     "\"http://127.0.0.1:3000\"");
     load_client(ld, root, cfg);
+    sl_ld_listen_tls(ld, root, cfg);
     /* Before routes: their paths are held folded by these rules. */
     load_paths(ld, root, cfg);
     sl_ld_cidrs(ld, root, "", "trusted_proxies", &cfg->trusted_proxies);

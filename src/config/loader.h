@@ -140,6 +140,12 @@ void sl_ld_rates(struct sl_loader *ld, const yaml_node_t *limit_node, const char
                  const struct sl_config *cfg, struct sl_limit *lim);
 
 /* Section loaders (url.c, routes.c, limits.c). */
+/* listen.c: the listeners (before admin, which must differ from them), then, once the
+ * client block is read (ALPN offers "h2" only with client.http2), their certificates. */
+void sl_ld_listen(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg);
+void sl_ld_listen_tls(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg);
+void sl_listen_config_deinit(struct sl_listen_config *l);
+
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
 void sl_ld_routes(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);

@@ -258,3 +258,8 @@ void sl_sockaddr_deinit(struct sl_sockaddr *addr)
     free(addr->text);
     memset(addr, 0, sizeof *addr);
 }
+
+bool sl_sockaddr_same(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
+{
+    return a->len && a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+}

@@ -26,7 +26,7 @@ static void sync_read(struct sl_conn *c)
 {
     bool want = !c->dying && !c->client_eof &&
                 evbuffer_get_length(bufferevent_get_input(c->bev)) < SL_INPUT_MAX;
-    sl_reader_set(&c->rev, &c->rev_active, want, c->read_timeout_on ? &c->read_timeout : NULL,
+    sl_reader_set(c->bev, &c->rev, &c->rev_active, want, c->read_timeout_on ? &c->read_timeout : NULL,
                   &c->rev_timeout_changed);
     if (c->x.up)
         c->x.upstream->sync(&c->x);
@@ -68,7 +68,7 @@ void sl_conn_send_text(struct sl_conn *c, struct sl_text *t)
 {
     struct evbuffer *out = bufferevent_get_output(c->bev);
 
-    if (t->len && !c->dying && evbuffer_get_length(out) == 0 &&
+    if (t->len && !c->dying && !c->x.tls && evbuffer_get_length(out) == 0 &&
         !(bufferevent_get_enabled(c->bev) & EV_WRITE)) {
         ssize_t n = send(bufferevent_getfd(c->bev), t->buf, t->len, MSG_NOSIGNAL);
         if (n == (ssize_t)t->len) {
@@ -203,6 +203,16 @@ static void conn_readcb(evutil_socket_t fd, short what, void *arg)
     sl_conn_leave(c);
 }
 
+/* A TLS connection's bufferevent read and decrypted bytes into its input. */
+static void conn_tls_readcb(struct bufferevent *bev, void *arg)
+{
+    struct sl_conn *c = arg;
+
+    (void)bev;
+    sl_reader_touch(&c->rev, c->read_timeout_on ? &c->read_timeout : NULL);
+    conn_readcb(-1, EV_READ, c);
+}
+
 static void conn_writecb(struct bufferevent *bev, void *arg)
 {
     struct sl_conn *c = arg;
@@ -229,6 +239,8 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct sl_conn *c = arg;
 
+    if (c->x.tls && sl_tls_handshake_event(c->w->metrics, bev, what, &c->tls_done))
+        return;
     sl_conn_enter(c);
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         /* A client may half-close after its request and still read the response. */
@@ -312,13 +324,16 @@ static void format_peer(struct sl_conn *c)
     c->peer_text_len = strlen(c->peer_text);
 }
 
-void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                    const struct sl_tls_server *tls)
 {
     struct sl_conn *c = calloc(1, sizeof *c);
     if (!c)
         goto fail;
     c->w = w;
-    c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    c->x.tls = tls != NULL;
+    c->bev = tls ? sl_tls_accept(w->base, fd, tls)
+                 : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         goto fail;
     fd = -1; /* owned by the bufferevent now */
@@ -342,11 +357,11 @@ void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockad
     llhttp_init(&c->parser, HTTP_REQUEST, &sl_request_settings);
     c->parser.data = &c->head;
     event_assign(&c->timer, w->base, -1, 0, conn_timer_cb, c);
-    event_assign(&c->rev, w->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, conn_readcb, c);
+    sl_reader_assign(&c->rev, w->base, c->bev, conn_readcb, c);
     c->state = SL_C_HEAD;
     c->first_request = true;
 
-    bufferevent_setcb(c->bev, NULL, conn_writecb, conn_eventcb, c);
+    bufferevent_setcb(c->bev, tls ? conn_tls_readcb : NULL, conn_writecb, conn_eventcb, c);
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_LOW_WATER, 0);
     bufferevent_set_max_single_write(c->bev, SL_HIGH_WATER);
     sl_conn_set_read_timeout(c, false);

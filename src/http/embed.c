@@ -23,7 +23,6 @@ struct sl_embed *sl_embed_new(struct sl_config *cfg, struct sl_metrics *metrics,
     struct sl_server *s = &e->server;
     s->cfg = sl_cfg_ref(cfg);
     s->access_fd = access_fd;
-    s->unix_listen_fd = -1;
     pthread_mutex_init(&s->lock, NULL);
     s->nworkers = 1;
     s->workers = &e->worker;
@@ -49,7 +48,7 @@ struct event_base *sl_embed_base(struct sl_embed *e)
 
 void sl_embed_adopt(struct sl_embed *e, int fd, const struct sockaddr *peer, socklen_t peer_len)
 {
-    sl_conn_accept(&e->worker, fd, peer, (int)peer_len);
+    sl_conn_accept(&e->worker, fd, peer, (int)peer_len, NULL);
 }
 
 unsigned sl_embed_connections(const struct sl_embed *e)

@@ -116,6 +116,7 @@ struct sl_exchange {
     size_t peer_text_len;
     enum sl_proto proto;
     bool has_body, chunked, expect_continue, upgrade, is_head, idempotent;
+    bool tls; /* the client connection is TLS: forwarded with X-Forwarded-Proto https */
     /* A gRPC call (content-type application/grpc…): sluice's own answers to it are
      * trailers-only gRPC responses (grpc.h), known once its head is checked. */
     bool grpc;

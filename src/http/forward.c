@@ -270,7 +270,10 @@ int sl_forward_request_head(const struct sl_forward_request *f, struct evbuffer 
         add_forwarded_for(&t, f, xff_seen);
         SL_TEXT_LIT(&t, "\r\n");
     }
-    SL_TEXT_LIT(&t, "X-Forwarded-Proto: http\r\n");
+    if (f->https)
+        SL_TEXT_LIT(&t, "X-Forwarded-Proto: https\r\n");
+    else
+        SL_TEXT_LIT(&t, "X-Forwarded-Proto: http\r\n");
     if (host) {
         SL_TEXT_LIT(&t, "X-Forwarded-Host: ");
         sl_text_add(&t, host->value, host->value_len);
@@ -319,7 +322,10 @@ int sl_forward_request_fields(const struct sl_forward_request *f, struct sl_text
             return -1;
         field(arg, NAME("x-forwarded-for"), scratch->data, scratch->len);
     }
-    field(arg, NAME("x-forwarded-proto"), NAME("http"));
+    if (f->https)
+        field(arg, NAME("x-forwarded-proto"), NAME("https"));
+    else
+        field(arg, NAME("x-forwarded-proto"), NAME("http"));
     if (host)
         field(arg, NAME("x-forwarded-host"), host->value, host->value_len);
     return 0;

@@ -30,8 +30,9 @@ struct sl_h2_conn {
     struct bufferevent *bev;
     nghttp2_session *session;
     struct sl_config *cfg; /* settings of the session (a reference) */
-    struct event rev;      /* readable socket (io.c) */
+    struct event rev;      /* readable socket, or a TLS connection's read timeout (io.c) */
     bool rev_active, rev_timeout_changed;
+    bool tls;
     struct event timer; /* head, idle and stall deadlines */
     struct event flush; /* writes the output once this loop turn's callbacks are done */
     bool flush_pending;

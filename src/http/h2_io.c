@@ -1,6 +1,8 @@
-/* Bytes between an evbuffer and a libnghttp2 session (h2_io.h). */
+/* Bytes between an evbuffer and a libnghttp2 session (h2_io.h), and the client preface
+ * that tells an HTTP/2 connection from an HTTP/1 one (http.h). */
 #include "h2_io.h"
 
+#include <string.h>
 #include <sys/types.h>
 
 #include "http.h"
@@ -32,4 +34,20 @@ int sl_h2_io_send(nghttp2_session *session, struct evbuffer *out)
             break; /* everything left waits for a window or for data */
     }
     return 0;
+}
+
+static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+#define PREFACE_LEN (sizeof preface - 1)
+
+int sl_h2_preface(struct evbuffer *in)
+{
+    char buf[PREFACE_LEN];
+    size_t n = evbuffer_get_length(in);
+
+    if (n > PREFACE_LEN)
+        n = PREFACE_LEN;
+    evbuffer_copyout(in, buf, n);
+    if (memcmp(buf, preface, n) != 0)
+        return -1;
+    return n == PREFACE_LEN ? 1 : 0;
 }

@@ -12,22 +12,6 @@
 #include "sluice/clock.h"
 #include "sluice/log.h"
 
-static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-#define PREFACE_LEN (sizeof preface - 1)
-
-int sl_h2_preface(struct evbuffer *in)
-{
-    char buf[PREFACE_LEN];
-    size_t n = evbuffer_get_length(in);
-
-    if (n > PREFACE_LEN)
-        n = PREFACE_LEN;
-    evbuffer_copyout(in, buf, n);
-    if (memcmp(buf, preface, n) != 0)
-        return -1;
-    return n == PREFACE_LEN ? 1 : 0;
-}
-
 static void conn_free(struct sl_h2_conn *c);
 
 void sl_h2_enter(struct sl_h2_conn *c)
@@ -339,6 +323,12 @@ static void readcb(evutil_socket_t fd, short what, void *arg)
     sl_h2_leave(c);
 }
 
+static void tls_readcb(struct bufferevent *bev, void *arg)
+{
+    (void)bev;
+    readcb(-1, EV_READ, arg);
+}
+
 static void writecb(struct bufferevent *bev, void *arg)
 {
     struct sl_h2_conn *c = arg;
@@ -448,7 +438,7 @@ static void linger(struct sl_h2_conn *c)
     struct timeval tv = {SL_LINGER_MS / 1000, (SL_LINGER_MS % 1000) * 1000};
     event_add(&c->timer, &tv);
     c->timer_due_us = sl_clock_mono_us() + SL_LINGER_MS * 1000;
-    sl_reader_set(&c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
+    sl_reader_set(c->bev, &c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
 }
 
 /* ---- the outermost callback ---- */
@@ -473,7 +463,7 @@ void sl_h2_leave(struct sl_h2_conn *c)
         if (c->goaway && c->nstreams == 0 && !nghttp2_session_want_write(c->session))
             done = true;
         if (c->lingering) {
-            sl_reader_set(&c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
+            sl_reader_set(c->bev, &c->rev, &c->rev_active, true, NULL, &c->rev_timeout_changed);
         } else if (done && evbuffer_get_length(out) == 0) {
             linger(c);
         } else {
@@ -481,7 +471,7 @@ void sl_h2_leave(struct sl_h2_conn *c)
                 bufferevent_setwatermark(c->bev, EV_WRITE, 0, 0);
             bool want = !done && !c->client_eof && evbuffer_get_length(out) < SL_HIGH_WATER &&
                         evbuffer_get_length(bufferevent_get_input(c->bev)) < SL_INPUT_MAX;
-            sl_reader_set(&c->rev, &c->rev_active, want, NULL, &c->rev_timeout_changed);
+            sl_reader_set(c->bev, &c->rev, &c->rev_active, want, NULL, &c->rev_timeout_changed);
             arm(c, deadline(c));
         }
     }
@@ -541,8 +531,9 @@ void sl_h2_take_over(struct sl_conn *h1)
     c->bev = sl_conn_hand_over(h1);
     evtimer_assign(&c->timer, w->base, timer_cb, c);
     event_assign(&c->flush, w->base, -1, 0, flush_cb, c);
-    event_assign(&c->rev, w->base, bufferevent_getfd(c->bev), EV_READ | EV_PERSIST, readcb, c);
-    bufferevent_setcb(c->bev, NULL, writecb, eventcb, c);
+    c->tls = sl_bev_tls(c->bev);
+    sl_reader_assign(&c->rev, w->base, c->bev, readcb, c);
+    bufferevent_setcb(c->bev, c->tls ? tls_readcb : NULL, writecb, eventcb, c);
     {
         uint64_t ms = c->cfg->client.idle_timeout_ms;
         struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};

@@ -116,6 +116,7 @@ struct sl_h2_stream *sl_h2_stream_new(struct sl_h2_conn *c, int32_t id)
     st->x.peer_text = c->peer_text;
     st->x.peer_text_len = c->peer_text_len;
     st->x.proto = SL_PROTO_2;
+    st->x.tls = c->tls;
     st->x.t_start = sl_clock_mono_us();
     evtimer_assign(&st->timer, c->w->base, timer_cb, st);
     st->next = c->streams;

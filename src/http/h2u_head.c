@@ -68,6 +68,7 @@ int sl_h2u_head_submit(struct sl_h2u_stream *s)
         .peer = x->peer_text_len ? x->peer_text : NULL,
         .peer_len = x->peer_text_len,
         .strip_expect = x->expect_continue,
+        .https = x->tls,
     };
     const char *authority = s->c->target;
     size_t authority_len = strlen(authority), names = 0;

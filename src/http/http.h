@@ -5,6 +5,7 @@
 
 #include <event2/buffer.h>
 #include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <event2/event_struct.h>
 #include <event2/listener.h>
@@ -154,12 +155,21 @@ struct sl_h2_conn;
 struct sl_h2_stream;
 struct sl_upstream;
 
+/* One address a worker accepts on: listeners[index] of the snapshot the server bound at
+ * start-up (sl_server.boot_cfg). */
+struct sl_worker_listener {
+    struct sl_worker *w;
+    struct evconnlistener *ev;
+    size_t index;
+};
+
 struct sl_worker {
     struct sl_server *server;
     unsigned index;
     pthread_t thread;
     struct event_base *base;
-    struct evconnlistener *listener;
+    struct sl_worker_listener *listeners; /* boot_cfg->nlisteners of them */
+    size_t nlisteners;
     struct sl_engine *engine;
     struct sl_store *redis; /* this worker's Redis store, or NULL without redis */
     struct sl_metrics_slot *metrics;
@@ -199,7 +209,8 @@ void sl_worker_adopt_config(struct sl_worker *w);
  * `err`. sl_worker_deinit releases what init and listen made, even on failure. */
 int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, char *err,
                    size_t errlen);
-/* Binds the worker's listener (s->unix_listen_fd, or its own SO_REUSEPORT socket). Returns
+/* Binds the worker's listeners (a unix socket shared through s->unix_fds, else its own
+ * SO_REUSEPORT socket each). Returns
  * 0, or -1 with a message in `err`. */
 int sl_worker_listen(struct sl_worker *w, char *err, size_t errlen);
 void sl_worker_deinit(struct sl_worker *w);
@@ -237,10 +248,19 @@ struct sl_server {
     struct sl_cfg_watch *watch; /* reload.watch; NULL when off */
     bool stopping;              /* SIGTERM/SIGINT seen: no more reloads */
     int access_fd;      /* -1: access log off */
-    int unix_listen_fd; /* listen: unix:/path, shared by the workers */
+    /* The snapshot whose listeners the workers bound: a reload cannot move them, and it
+     * holds the certificates of a TLS listener whose entry a reload changed. */
+    struct sl_config *boot_cfg;
+    int *unix_fds; /* per listener: a unix:/path socket the workers share, else -1 */
 };
 
 /* ---- io.c ---- */
+
+/* Whether `bev` is a TLS bufferevent (bufferevent_openssl), which does its own I/O. */
+static inline bool sl_bev_tls(struct bufferevent *bev)
+{
+    return bufferevent_openssl_get_ssl(bev) != NULL;
+}
 
 /* Writes what `bev`'s output holds (its first chains, at least) to its socket now.
  * Returns the bytes written, 0 when there was nothing to write, or -1 with errno set. */
@@ -270,10 +290,35 @@ static inline void sl_flush(struct bufferevent *bev)
  * SL_READ_ERROR (errno set). */
 int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd);
 
-/* Adds (`want`) or removes the read event `rev`, tracking it in `*active`; re-adds it
+/* A connection's reader: for a plain socket, `rev` is its own read event (EV_PERSIST, read
+ * with sl_read_socket); for a TLS bufferevent, which reads and decrypts by itself, `rev` is
+ * a timer for the read timeout alone, and the connection's bufferevent read callback calls
+ * sl_reader_touch and then `cb(-1, EV_READ, arg)`, for which sl_read_socket reports the
+ * bytes already in the input. Either way `cb` gets EV_TIMEOUT when the timeout passes. */
+void sl_reader_assign(struct event *rev, struct event_base *base, struct bufferevent *bev,
+                      event_callback_fn cb, void *arg);
+
+/* Adds (`want`) or removes the reader `rev` of `bev`, tracking it in `*active`; re-adds it
  * when `*timeout_changed` so that a new `timeout` (NULL: none) applies. */
-void sl_reader_set(struct event *rev, bool *active, bool want, const struct timeval *timeout,
-                   bool *timeout_changed);
+void sl_reader_set(struct bufferevent *bev, struct event *rev, bool *active, bool want,
+                   const struct timeval *timeout, bool *timeout_changed);
+
+struct sl_tls_server;
+
+/* A TLS connection accepted on `fd` (owned by the bufferevent from now on, or still the
+ * caller's on NULL), its handshake under way with a certificate of `tls`. */
+struct bufferevent *sl_tls_accept(struct event_base *base, evutil_socket_t fd,
+                                  const struct sl_tls_server *tls);
+
+/* A TLS client connection's event `what`: the handshake's end is counted once, as ok or
+ * resumed (BEV_EVENT_CONNECTED, for which it returns true: the event is handled) or as
+ * failed (any error or close before it). `*done` tracks whether it ended. */
+bool sl_tls_handshake_event(struct sl_metrics_slot *m, struct bufferevent *bev, short what,
+                            bool *done);
+
+/* TLS: bytes arrived, so the read timeout starts again (a plain read event does this by
+ * itself). */
+void sl_reader_touch(struct event *rev, const struct timeval *timeout);
 
 /* Sets `bev`'s write timeout to `ms` (0: none) unless `*cur_ms` says it already is, and
  * records it there: bufferevent_set_timeouts() re-adds pending events on every call. */
@@ -316,6 +361,7 @@ struct sl_conn {
     uint64_t idle_until_us; /* the idle deadline, which may lie past timer_due_us */
     struct event rev;       /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
+    bool tls_done; /* TLS: the handshake's end was counted */
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
 
@@ -341,7 +387,8 @@ struct sl_conn {
     bool client_eof;
 };
 
-void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen);
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                    const struct sl_tls_server *tls);
 /* Gives the connection's bufferevent (its socket, and the bytes read) to the caller and
  * lets the connection go without closing it or counting it closed. From inside its own
  * callback only. */

@@ -7,9 +7,11 @@
  * go through the file layer, which locks the file position and posts file-access events
  * on every call, work a socket never needs. */
 #include <errno.h>
+#include <limits.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
+#include "../tls/tls_server.h"
 #include "http.h"
 
 /* One read per readable event, at most this much (level-triggered: the rest comes on the
@@ -21,6 +23,9 @@
 
 int sl_write_now(struct bufferevent *bev)
 {
+    /* TLS: the bufferevent encrypts and writes as soon as writing is enabled. */
+    if (sl_bev_tls(bev))
+        return 0;
     struct evbuffer *out = bufferevent_get_output(bev);
     struct evbuffer_iovec v[WRITE_IOV];
     int n = evbuffer_peek(out, -1, NULL, v, WRITE_IOV);
@@ -47,6 +52,8 @@ int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd)
     size_t len = evbuffer_get_length(in);
     struct evbuffer_iovec v[2];
 
+    if (fd < 0) /* TLS: the bufferevent has read and decrypted; the bytes are in `in` */
+        return len ? (int)(len < INT_MAX ? len : INT_MAX) : SL_READ_AGAIN;
     if (len >= SL_INPUT_MAX)
         return SL_READ_AGAIN;
     size_t want = SL_INPUT_MAX - len;
@@ -87,9 +94,30 @@ int sl_read_socket(struct bufferevent *bev, evutil_socket_t fd)
     return SL_READ_ERROR;
 }
 
-void sl_reader_set(struct event *rev, bool *active, bool want, const struct timeval *timeout,
-                   bool *timeout_changed)
+/* A TLS bufferevent reads by itself (up to its high watermark, SL_INPUT_MAX); `rev` is then
+ * only the read timeout, restarted by sl_reader_touch on every read. */
+static void tls_reader_set(struct bufferevent *bev, struct event *rev, bool *active, bool want,
+                           const struct timeval *timeout, bool *timeout_changed)
 {
+    if (want && !*active)
+        bufferevent_enable(bev, EV_READ);
+    else if (!want && *active)
+        bufferevent_disable(bev, EV_READ);
+    if (want && timeout && (!*active || *timeout_changed))
+        event_add(rev, timeout);
+    else if ((!want || !timeout) && event_pending(rev, EV_TIMEOUT, NULL))
+        event_del(rev);
+    *active = want;
+    *timeout_changed = false;
+}
+
+void sl_reader_set(struct bufferevent *bev, struct event *rev, bool *active, bool want,
+                   const struct timeval *timeout, bool *timeout_changed)
+{
+    if (event_get_fd(rev) < 0) {
+        tls_reader_set(bev, rev, active, want, timeout, timeout_changed);
+        return;
+    }
     if (want && (!*active || *timeout_changed)) {
         /* event_add() with no timeout leaves a timeout set before in place: an idle
          * pooled connection would time out the next request it carries. */
@@ -111,4 +139,58 @@ void sl_write_timeout_set(struct bufferevent *bev, uint64_t *cur_ms, uint64_t ms
     struct timeval tv = {(time_t)(ms / 1000), (suseconds_t)(ms % 1000) * 1000};
     bufferevent_set_timeouts(bev, NULL, ms ? &tv : NULL);
     *cur_ms = ms;
+}
+
+void sl_reader_assign(struct event *rev, struct event_base *base, struct bufferevent *bev,
+                      event_callback_fn cb, void *arg)
+{
+    if (sl_bev_tls(bev)) {
+        event_assign(rev, base, -1, 0, cb, arg);
+        bufferevent_setwatermark(bev, EV_READ, 0, SL_INPUT_MAX);
+        bufferevent_disable(bev, EV_READ);
+    } else {
+        event_assign(rev, base, bufferevent_getfd(bev), EV_READ | EV_PERSIST, cb, arg);
+    }
+}
+
+void sl_reader_touch(struct event *rev, const struct timeval *timeout)
+{
+    if (timeout && event_pending(rev, EV_TIMEOUT, NULL))
+        event_add(rev, timeout);
+}
+
+struct bufferevent *sl_tls_accept(struct event_base *base, evutil_socket_t fd,
+                                  const struct sl_tls_server *tls)
+{
+    SSL *ssl = sl_tls_server_ssl_new(tls);
+    if (!ssl)
+        return NULL;
+    struct bufferevent *bev =
+        bufferevent_openssl_socket_new(base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                       BEV_OPT_CLOSE_ON_FREE);
+    if (!bev) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    /* Most clients close without close_notify; that is an end of stream, not an attack
+     * (a truncation matters only to a body without its own length, which HTTP frames). */
+    bufferevent_openssl_set_allow_dirty_shutdown(bev, 1);
+    return bev;
+}
+
+bool sl_tls_handshake_event(struct sl_metrics_slot *m, struct bufferevent *bev, short what,
+                            bool *done)
+{
+    if (what & BEV_EVENT_CONNECTED) {
+        *done = true;
+        sl_metrics_tls_handshake(m, SSL_session_reused(bufferevent_openssl_get_ssl(bev))
+                                        ? SL_TLS_HANDSHAKE_RESUMED
+                                        : SL_TLS_HANDSHAKE_OK);
+        return true;
+    }
+    if (!*done) {
+        *done = true; /* counted once */
+        sl_metrics_tls_handshake(m, SL_TLS_HANDSHAKE_FAILED);
+    }
+    return false;
 }

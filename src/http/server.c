@@ -12,6 +12,7 @@
 #include "http.h"
 #include "sluice/admin.h"
 #include "sluice/clock.h"
+#include "sluice/config_parse.h"
 #include "sluice/config_watch.h"
 #include "sluice/log.h"
 #include "sluice/route_index.h"
@@ -62,9 +63,16 @@ static void log_lines(const char *errors)
     }
 }
 
-static bool sockaddr_same(const struct sl_sockaddr *a, const struct sl_sockaddr *b)
+/* The listeners are bound once; a TLS entry's certificates follow reloads (worker.c). */
+static bool listeners_same(const struct sl_config *a, const struct sl_config *b)
 {
-    return a->len == b->len && memcmp(&a->ss, &b->ss, a->len) == 0;
+    if (a->nlisteners != b->nlisteners)
+        return false;
+    for (size_t i = 0; i < a->nlisteners; i++)
+        if (!sl_sockaddr_same(&a->listeners[i].addr, &b->listeners[i].addr) ||
+            !a->listeners[i].tls != !b->listeners[i].tls)
+            return false;
+    return true;
 }
 
 static bool str_same(const char *a, const char *b)
@@ -82,12 +90,12 @@ static bool redis_same(const struct sl_redis_config *a, const struct sl_redis_co
 /* What a reload cannot change without a restart; the rest applies at once. */
 static void warn_restart_needed(const struct sl_config *old, const struct sl_config *new)
 {
-    if (!sockaddr_same(&old->listen, &new->listen))
+    if (!listeners_same(old, new))
         sl_log_warn("reload: listen changed; restart sluice to apply it");
     if (old->workers != new->workers)
         sl_log_warn("reload: workers changed; restart sluice to apply it");
     if (old->admin_enabled != new->admin_enabled ||
-        (new->admin_enabled && !sockaddr_same(&old->admin_listen, &new->admin_listen)))
+        (new->admin_enabled && !sl_sockaddr_same(&old->admin_listen, &new->admin_listen)))
         sl_log_warn("reload: admin.listen changed; restart sluice to apply it");
     if (old->access_log != new->access_log ||
         (new->access_log ==
@@ -257,6 +265,44 @@ static void worker_done_cb(evutil_socket_t fd, short what, void *arg)
         event_base_loopbreak(s->base);
 }
 
+/* A unix socket is made once and shared by the workers; a TCP address is checked to be
+ * free, and each worker then binds its own SO_REUSEPORT socket to it. */
+static int open_listeners(struct sl_server *s, char *err, size_t errlen)
+{
+    const struct sl_config *cfg = s->boot_cfg;
+
+    s->unix_fds = malloc(cfg->nlisteners * sizeof *s->unix_fds);
+    if (!s->unix_fds) {
+        snprintf(err, errlen, "out of memory");
+        return -1;
+    }
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        s->unix_fds[i] = -1;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct sl_sockaddr *addr = &cfg->listeners[i].addr;
+        if (addr->ss.ss_family == AF_UNIX) {
+            s->unix_fds[i] = sl_listen_socket(addr, err, errlen);
+            if (s->unix_fds[i] < 0)
+                return -1;
+        } else if (sl_listen_probe(addr, err, errlen) < 0) {
+            return -1;
+        }
+    }
+    return 0;
+}
+
+static void close_listeners(struct sl_server *s)
+{
+    for (size_t i = 0; s->unix_fds && i < s->boot_cfg->nlisteners; i++) {
+        if (s->unix_fds[i] < 0)
+            continue;
+        close(s->unix_fds[i]);
+        unlink(((const struct sockaddr_un *)&s->boot_cfg->listeners[i].addr.ss)->sun_path);
+    }
+    free(s->unix_fds);
+    s->unix_fds = NULL;
+}
+
 static int open_access_log(struct sl_server *s)
 {
     switch (s->cfg->access_log) {
@@ -280,7 +326,7 @@ static int open_access_log(struct sl_server *s)
 
 int sl_server_run(struct sl_config *cfg)
 {
-    struct sl_server server = {.cfg = cfg, .access_fd = -1, .unix_listen_fd = -1};
+    struct sl_server server = {.cfg = cfg, .boot_cfg = sl_cfg_ref(cfg), .access_fd = -1};
     struct sl_server *s = &server;
     struct sl_admin *admin = NULL;
     struct event *sig[3] = {NULL, NULL, NULL};
@@ -330,13 +376,7 @@ int sl_server_run(struct sl_config *cfg)
             goto out;
         }
     }
-    if (cfg->listen.ss.ss_family == AF_UNIX) {
-        s->unix_listen_fd = sl_listen_socket(&cfg->listen, err, sizeof err);
-        if (s->unix_listen_fd < 0) {
-            sl_log_error("%s", err);
-            goto out;
-        }
-    } else if (sl_listen_probe(&cfg->listen, err, sizeof err) < 0) {
+    if (open_listeners(s, err, sizeof err) < 0) {
         sl_log_error("%s", err);
         goto out;
     }
@@ -371,8 +411,10 @@ int sl_server_run(struct sl_config *cfg)
     }
     watch_apply(s);
     atomic_store(&s->ready, true);
-    sl_log_info("listening on %s with %u worker%s, upstream %s", cfg->listen.text, s->nworkers,
-                s->nworkers == 1 ? "" : "s", cfg->upstream.url);
+    for (size_t i = 0; i < cfg->nlisteners; i++)
+        sl_log_info("listening on %s%s with %u worker%s, upstream %s", cfg->listeners[i].addr.text,
+                    cfg->listeners[i].tls ? " (TLS)" : "", s->nworkers,
+                    s->nworkers == 1 ? "" : "s", cfg->upstream.url);
     event_base_dispatch(s->base);
     rc = 0;
 
@@ -393,10 +435,7 @@ out:
         event_free(s->worker_done_ev);
     if (s->base)
         event_base_free(s->base);
-    if (s->unix_listen_fd >= 0) {
-        close(s->unix_listen_fd);
-        unlink(((const struct sockaddr_un *)&s->cfg->listen.ss)->sun_path);
-    }
+    close_listeners(s);
     if (s->access_fd > STDOUT_FILENO)
         close(s->access_fd);
     free(s->workers);
@@ -404,6 +443,7 @@ out:
     sl_metrics_free(s->metrics);
     sl_top_free(s->top);
     sl_cfg_unref(s->cfg);
+    sl_cfg_unref(s->boot_cfg);
     pthread_mutex_destroy(&s->lock);
     if (rc == 0)
         sl_log_info("stopped");

@@ -105,6 +105,7 @@ static void write_head(struct sl_exchange *x)
         .nupgrades = x->cfg->client.nupgrades,
         .chunked = x->chunked,
         .strip_expect = x->expect_continue,
+        .https = x->tls,
     };
     struct sl_upstream *up = x->up;
     sl_forward_request_head(&f, bufferevent_get_output(up->bev));
@@ -370,7 +371,7 @@ void sl_upstream_process(struct sl_exchange *x)
 void sl_upstream_sync_read(struct sl_upstream *up)
 {
     bool want = !up->eof && evbuffer_get_length(bufferevent_get_input(up->bev)) < SL_INPUT_MAX;
-    sl_reader_set(&up->rev, &up->rev_active, want, up->read_timeout_on ? &up->read_timeout : NULL,
+    sl_reader_set(up->bev, &up->rev, &up->rev_active, want, up->read_timeout_on ? &up->read_timeout : NULL,
                   &up->rev_timeout_changed);
 }
 

@@ -8,13 +8,51 @@
 #include <unistd.h>
 
 #include "h2.h"
+#include "sluice/config_parse.h"
 #include "sluice/log.h"
 #include "sluice/store_redis.h"
+
+/* The certificates for listener `index`: the current snapshot's, so that a reload rotates
+ * them, unless a reload moved that entry (applied only at a restart); then the ones it was
+ * bound with. */
+static const struct sl_tls_server *listener_tls(struct sl_worker *w, size_t index)
+{
+    const struct sl_listen_config *boot = &w->server->boot_cfg->listeners[index];
+    const struct sl_listen_config *now =
+        index < w->cfg->nlisteners ? &w->cfg->listeners[index] : NULL;
+
+    if (!boot->tls)
+        return NULL;
+    if (now && now->tls && now->tls->server && sl_sockaddr_same(&now->addr, &boot->addr))
+        return now->tls->server;
+    return boot->tls->server;
+}
 
 static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa, int salen,
                       void *arg)
 {
-    sl_conn_accept(arg, fd, sa, salen);
+    struct sl_worker_listener *wl = arg;
+    struct sl_worker *w = wl->w;
+
+    sl_worker_adopt_config(w);
+    sl_conn_accept(w, fd, sa, salen, listener_tls(w, wl->index));
+}
+
+static void listeners_free(struct sl_worker *w)
+{
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i].ev)
+            evconnlistener_free(w->listeners[i].ev);
+    free(w->listeners);
+    w->listeners = NULL;
+    w->nlisteners = 0;
+}
+
+static void listeners_enable(struct sl_worker *w, bool on)
+{
+    for (size_t i = 0; i < w->nlisteners; i++)
+        if (w->listeners[i].ev)
+            (on ? evconnlistener_enable : evconnlistener_disable)(w->listeners[i].ev);
 }
 
 static void accept_error_cb(struct evconnlistener *l, void *arg)
@@ -54,10 +92,7 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_worker *w = arg;
     w->draining = true;
-    if (w->listener) {
-        evconnlistener_free(w->listener);
-        w->listener = NULL;
-    }
+    listeners_free(w);
     atomic_store(&w->listener_paused, false);
     sl_pool_clear(w);
     sl_h2u_close_all(w, true);
@@ -97,10 +132,10 @@ static void force_cb(evutil_socket_t fd, short what, void *arg)
 static void resume_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct sl_worker *w = arg;
-    if (w->listener && atomic_load(&w->listener_paused) &&
+    if (w->nlisteners && atomic_load(&w->listener_paused) &&
         atomic_load(&w->server->conns) < w->cfg->client.max_connections) {
         atomic_store(&w->listener_paused, false);
-        evconnlistener_enable(w->listener);
+        listeners_enable(w, true);
     }
 }
 
@@ -108,9 +143,9 @@ void sl_worker_conn_added(struct sl_worker *w)
 {
     unsigned n = atomic_fetch_add(&w->server->conns, 1) + 1;
     /* Past max_connections further clients wait in the kernel's accept queue. */
-    if (n >= w->cfg->client.max_connections && w->listener) {
+    if (n >= w->cfg->client.max_connections && w->nlisteners) {
         atomic_store(&w->listener_paused, true);
-        evconnlistener_disable(w->listener);
+        listeners_enable(w, false);
     }
 }
 
@@ -196,21 +231,27 @@ nomem:
 int sl_worker_listen(struct sl_worker *w, char *err, size_t errlen)
 {
     struct sl_server *s = w->server;
-    int fd;
+    const struct sl_config *boot = s->boot_cfg;
 
-    if (s->unix_listen_fd >= 0)
-        fd = dup(s->unix_listen_fd);
-    else
-        fd = sl_listen_socket(&s->cfg->listen, err, errlen);
-    if (fd < 0)
-        return -1;
-    w->listener = evconnlistener_new(w->base, accept_cb, w,
-                                     LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
-    if (!w->listener) {
-        close(fd);
+    w->listeners = calloc(boot->nlisteners, sizeof *w->listeners);
+    if (!w->listeners)
         goto nomem;
+    w->nlisteners = boot->nlisteners;
+    for (size_t i = 0; i < boot->nlisteners; i++) {
+        struct sl_worker_listener *wl = &w->listeners[i];
+        int fd = s->unix_fds[i] >= 0 ? dup(s->unix_fds[i])
+                                     : sl_listen_socket(&boot->listeners[i].addr, err, errlen);
+        if (fd < 0)
+            return -1;
+        *wl = (struct sl_worker_listener){.w = w, .index = i};
+        wl->ev = evconnlistener_new(w->base, accept_cb, wl,
+                                    LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+        if (!wl->ev) {
+            close(fd);
+            goto nomem;
+        }
+        evconnlistener_set_error_cb(wl->ev, accept_error_cb);
     }
-    evconnlistener_set_error_cb(w->listener, accept_error_cb);
     return 0;
 
 nomem:
@@ -227,8 +268,7 @@ void sl_worker_deinit(struct sl_worker *w)
     sl_store_free(w->redis);
     w->redis = NULL;
     sl_pool_clear(w);
-    if (w->listener)
-        evconnlistener_free(w->listener);
+    listeners_free(w);
     /* Freeing the engine answers the decisions it still owes; what remains after that
      * has nobody left to call it back. */
     sl_engine_free(w->engine);

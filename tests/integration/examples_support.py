@@ -39,10 +39,12 @@ SPEC_METRICS = {
     "sluice_charge_errors_total": ("counter", {"route", "limit"}),
     "sluice_http2_streams_total": ("counter", set()),
     "sluice_http2_goaways_total": ("counter", {"reason"}),
+    "sluice_tls_handshakes_total": ("counter", {"result"}),
 }
 LABEL_VALUES = {
     "decision": {"allowed", "limited", "shadow_limited", "exempt", "unmatched", "store_error"},
-    "result": {"allow", "deny", "error", "shadow_deny", "success", "failure"},
+    "result": {"allow", "deny", "error", "shadow_deny", "success", "failure", "ok", "resumed",
+               "failed"},
     "store": {"memory", "redis"},
     "reason": {"shutdown", "idle", "stalled", "enhance_your_calm", "protocol_error"},
 }

@@ -87,8 +87,8 @@ START_TEST(full_config_round_trips)
 
     ck_assert_str_eq(cfg->file, path);
     ck_assert_int_eq(atomic_load(&cfg->refs), 1);
-    ck_assert_str_eq(cfg->listen.text, "127.0.0.1:8081");
-    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listen.ss;
+    ck_assert_str_eq(cfg->listeners[0].addr.text, "127.0.0.1:8081");
+    const struct sockaddr_in *sin = (const struct sockaddr_in *)&cfg->listeners[0].addr.ss;
     ck_assert_int_eq(sin->sin_family, AF_INET);
     ck_assert_int_eq(ntohs(sin->sin_port), 8081);
     ck_assert_uint_eq(cfg->workers, 3);
@@ -234,7 +234,7 @@ START_TEST(defaults)
 {
     struct sl_config *cfg = load_ok(UPSTREAM "routes: []\n");
 
-    ck_assert_str_eq(cfg->listen.text, "0.0.0.0:8080");
+    ck_assert_str_eq(cfg->listeners[0].addr.text, "0.0.0.0:8080");
     ck_assert(cfg->workers_auto);
     long cpus = sysconf(_SC_NPROCESSORS_ONLN);
     ck_assert_uint_eq(cfg->workers, cpus > 0 ? (unsigned)cpus : 1);
@@ -429,7 +429,7 @@ START_TEST(env_default_and_set)
     setenv("SL_TEST_LISTEN", "127.0.0.1:7000", 1);
     struct sl_config *cfg =
         load_ok("listen: ${SL_TEST_LISTEN:-127.0.0.1:8081}\n" UPSTREAM "routes: []\n");
-    ck_assert_str_eq(cfg->listen.text, "127.0.0.1:7000");
+    ck_assert_str_eq(cfg->listeners[0].addr.text, "127.0.0.1:7000");
     sl_cfg_unref(cfg);
     unsetenv("SL_TEST_LISTEN");
 }

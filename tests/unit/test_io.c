@@ -55,7 +55,7 @@ START_TEST(timeout_fires_while_set)
     struct timeval tv = {0, 20 * 1000};
     reader_init(&r);
     r.changed = true;
-    sl_reader_set(&r.rev, &r.active, true, &tv, &r.changed);
+    sl_reader_set(NULL, &r.rev, &r.active, true, &tv, &r.changed);
     run_for(&r, 100);
     ck_assert_int_ge(r.timeouts, 1);
     reader_deinit(&r);
@@ -68,10 +68,10 @@ START_TEST(timeout_lifted_when_none_is_asked)
     struct timeval tv = {0, 20 * 1000};
     reader_init(&r);
     r.changed = true;
-    sl_reader_set(&r.rev, &r.active, true, &tv, &r.changed);
+    sl_reader_set(NULL, &r.rev, &r.active, true, &tv, &r.changed);
     /* Back in the pool: still reading (the upstream may close), with no deadline. */
     r.changed = true;
-    sl_reader_set(&r.rev, &r.active, true, NULL, &r.changed);
+    sl_reader_set(NULL, &r.rev, &r.active, true, NULL, &r.changed);
     ck_assert(r.active && !r.changed);
     run_for(&r, 100);
     ck_assert_int_eq(r.timeouts, 0);
@@ -83,9 +83,9 @@ START_TEST(not_wanted_is_not_read)
 {
     struct reader r;
     reader_init(&r);
-    sl_reader_set(&r.rev, &r.active, true, NULL, &r.changed);
+    sl_reader_set(NULL, &r.rev, &r.active, true, NULL, &r.changed);
     ck_assert(r.active);
-    sl_reader_set(&r.rev, &r.active, false, NULL, &r.changed);
+    sl_reader_set(NULL, &r.rev, &r.active, false, NULL, &r.changed);
     ck_assert(!r.active && !event_pending(&r.rev, EV_READ, NULL));
     reader_deinit(&r);
 }

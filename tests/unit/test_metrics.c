@@ -342,6 +342,7 @@ static const struct {
     {"sluice_connections_accepted_total", "counter"},
     {"sluice_http2_streams_total", "counter"},
     {"sluice_http2_goaways_total", "counter"},
+    {"sluice_tls_handshakes_total", "counter"},
     {"sluice_memory_keys", "gauge"},
     {"sluice_memory_evictions_total", "counter"},
     {"sluice_config_reloads_total", "counter"},
