@@ -1,9 +1,9 @@
 /* sliding_window: at most N admitted requests in (now − P, now], exactly.
  *
- * State: a ring buffer of the timestamps of the admitted requests still in the window, oldest
- * first, in `cap` slots: N for a key that has only known this rate, so its size is O(N):
- * 16 + 8·N bytes. Denied requests are not recorded, so a client that keeps knocking is not
- * locked out for longer.
+ * State: a ring buffer of the admitted requests' timestamps, oldest first, each dropped once
+ * a decision finds it out of the window, in `cap` slots: N for a key that has only known this
+ * rate, so its size is O(N): 16 + 8·N bytes. Denied requests are not recorded, so a client
+ * that keeps knocking is not locked out for longer.
  * A change of rate keeps the whole log and reads it under the new N and P, as the Redis
  * script reads its sorted set: a log written under a larger N may hold more than N entries,
  * every one counted while it is in the window, so that a key moved to a smaller N and back

@@ -127,8 +127,8 @@ static size_t carried_state_size(const struct sl_limit *lim, const struct sl_quo
     return with_head(lim, lim->alg->rescaled_size(q, from, old));
 }
 
-/* Writes into `state` (zeroed, sized for `q`) the state `old` written under `from`, carried
- * over to `q`. */
+/* Writes into `state` (zeroed, of carried_state_size) the state `old` written under `from`,
+ * carried over to `q`. */
 static void carry(const struct sl_limit *lim, const struct sl_quota *q, const struct sl_rate *from,
                   const void *old, size_t old_size, void *state, size_t state_size)
 {
