@@ -83,9 +83,14 @@ struct sl_algorithm_ops {
     void (*decide)(const struct sl_limit *lim, const struct sl_quota *q, void *state,
                    uint64_t now_us, const struct sl_units *u, struct sl_decision *out);
 
+    /* Bytes of the state rescale() makes of `old` (written under `from`) for quota `to`: at
+     * least state_size(to), more when what `old` records needs more room under `to` (a
+     * sliding_window log longer than the new N). NULL: state_size(to). */
+    size_t (*rescaled_size)(const struct sl_quota *to, const struct sl_rate *from, const void *old);
+
     /* Carries a state written under the rate `from` (same route, limit and algorithm) over to
-     * quota `to`: reads `old` (a state of `from`'s size) and writes `state` (zeroed, of
-     * state_size(to) bytes; another buffer). NULL when the state reads the same under any
+     * quota `to`: reads `old` (a state decided under `from`) and writes `state` (zeroed, of
+     * rescaled_size bytes; another buffer). NULL when the state reads the same under any
      * rate: it is then kept as is. The rule (README, "Limits"): state survives a change of
      * rate and is read under the new rate for what it records in time; a scaled value is
      * rounded toward later, so that a change never admits more. */

@@ -21,13 +21,14 @@
  * (sl_limit.prev_rates, newest first, at most SL_LIMIT_PREV_RATES). When a key misses under
  * the current identity, each earlier identity is looked up once, in that order; an entry
  * found there is taken out, converted by the algorithm's rescale() into a new entry under
- * the current identity (a new entry because the state's size may change: sliding_window
- * holds N timestamps) and removed. So the old state is read exactly once, by the first
- * decision on the key after the change, and a key nobody asks for again costs nothing
- * until it expires or is evicted. The old entry may sit in another stripe: both locks are
- * then held at once, taken in address order when the other is busy. The price is a few
- * extra lookups on the first decision of each new key while a limit remembers earlier
- * rates, which lasts until state written under them must have expired (until_us).
+ * the current identity (a new entry because the state's size may change: sliding_window's
+ * log keeps every timestamp it holds, in at least N slots) and removed. So the old state is
+ * read exactly once, by the first decision on the key after the change, and a key nobody
+ * asks for again costs nothing until it expires or is evicted. The old entry may sit in
+ * another stripe: both locks are then held at once, taken in address order when the other
+ * is busy. The price is a few extra lookups on the first decision of each new key while a
+ * limit remembers earlier rates, which lasts until state written under them must have
+ * expired (until_us).
  *
  * Per-consumer rates (a limit with `rates:`, SPEC.md section 3) key each consumer's state as
  * if its rate were the limit's: the identity holds the limit's own N and P (and one more word,
@@ -38,7 +39,8 @@
  *
  * Expiry is lazy: an entry whose quota is fully restored (its expiry, from the decision's
  * reset_us, rounded up to a whole second) is as good as a zeroed state. It is zeroed when
- * found, and reclaimed when it reaches the cold end of its LRU list. */
+ * found (replaced by a fresh entry when a carried-over state had made it another size), and
+ * reclaimed when it reaches the cold end of its LRU list. */
 #include "sluice/store_memory.h"
 
 #include <pthread.h>
@@ -102,17 +104,31 @@ static void digest_of(const struct memory_store *ms, const struct sl_limit *lim,
 /* Bytes before the algorithm's state in a headed entry: the rate it was decided under. */
 #define HEAD_BYTES sizeof(struct sl_rate)
 
-/* The entry's state size for a decision of `lim` under `q`. */
-static size_t entry_state_size(const struct sl_limit *lim, const struct sl_quota *q)
+/* The entry's state size for an algorithm state of `n` bytes. */
+static size_t with_head(const struct sl_limit *lim, size_t n)
 {
-    size_t n = lim->alg->state_size(q);
     if (!lim->rates)
         return n;
     return n > SIZE_MAX - HEAD_BYTES ? SIZE_MAX : n + HEAD_BYTES;
 }
 
-/* Writes into `state` (zeroed, sized for `q`) the state `old` written under `from`, carried
- * over to `q`. */
+/* The entry's state size for a decision of `lim` under `q`. */
+static size_t entry_state_size(const struct sl_limit *lim, const struct sl_quota *q)
+{
+    return with_head(lim, lim->alg->state_size(q));
+}
+
+/* The same for the state `old`, written under `from`, carried over to `q`. */
+static size_t carried_state_size(const struct sl_limit *lim, const struct sl_quota *q,
+                                 const struct sl_rate *from, const void *old)
+{
+    if (!lim->alg->rescaled_size)
+        return entry_state_size(lim, q);
+    return with_head(lim, lim->alg->rescaled_size(q, from, old));
+}
+
+/* Writes into `state` (zeroed, of carried_state_size) the state `old` written under `from`,
+ * carried over to `q`. */
 static void carry(const struct sl_limit *lim, const struct sl_quota *q, const struct sl_rate *from,
                   const void *old, size_t old_size, void *state, size_t state_size)
 {
@@ -256,7 +272,7 @@ static uint32_t carry_over(struct memory_store *ms, struct stripe *s, const uint
             body += HEAD_BYTES;
             body_size -= HEAD_BYTES;
         }
-        size_t state_size = entry_state_size(lim, q);
+        size_t state_size = carried_state_size(lim, q, &from, body);
         h = from.count == 0 ? SL_MT_NONE : insert(s, digest, state_size, *now);
         if (h != SL_MT_NONE) {
             unsigned char *state = sl_mtable_state(&s->table, h);
@@ -291,8 +307,10 @@ static uint32_t replan(struct stripe *s, uint32_t h, const uint64_t digest[2],
     void *old = NULL;
     if (!fresh && !(old = malloc(old_size - HEAD_BYTES)))
         return SL_MT_NONE;
-    if (old)
+    if (old) {
         memcpy(old, (unsigned char *)sl_mtable_state(t, h) + HEAD_BYTES, old_size - HEAD_BYTES);
+        size = carried_state_size(lim, q, &from, old);
+    }
     uint32_t expires_s = sl_mtable_trailer(t, h)->expires_s;
     if (sl_mtable_entry_size(size) == sl_mtable_entry_size(old_size)) {
         memset(sl_mtable_state(t, h), 0, old_size);
@@ -310,6 +328,22 @@ static uint32_t replan(struct stripe *s, uint32_t h, const uint64_t digest[2],
     }
     free(old);
     return h;
+}
+
+/* An expired entry `h` made as good as new: zeroed, in a new entry of `state_size` bytes when
+ * it has another size (a state carried over from another rate may be larger than a fresh one,
+ * and gives the room back). Returns its handle, or SL_MT_NONE when memory runs out. */
+static uint32_t renew(struct stripe *s, uint32_t h, const uint64_t digest[2], size_t state_size,
+                      uint64_t now)
+{
+    struct sl_mtable *t = &s->table;
+    size_t size = sl_mtable_state_size(t, h);
+    if (sl_mtable_entry_size(size) == sl_mtable_entry_size(state_size)) {
+        memset(sl_mtable_state(t, h), 0, size);
+        return h;
+    }
+    sl_mtable_remove(t, h);
+    return insert(s, digest, state_size, now);
 }
 
 static void memory_decide(struct sl_store *store, const struct sl_limit *lim,
@@ -335,13 +369,12 @@ static void memory_decide(struct sl_store *store, const struct sl_limit *lim,
     uint32_t h = sl_mtable_find(t, digest);
     if (h == SL_MT_NONE && lim->nprev_rates > 0)
         h = carry_over(ms, s, digest, lim, q, key, key_len, &now);
-    if (h != SL_MT_NONE) {
-        if (expired(sl_mtable_trailer(t, h), now))
-            memset(sl_mtable_state(t, h), 0, sl_mtable_state_size(t, h));
+    if (h != SL_MT_NONE && expired(sl_mtable_trailer(t, h), now))
+        h = renew(s, h, digest, entry_state_size(lim, q), now);
+    if (h != SL_MT_NONE)
         sl_mtable_touch(t, h);
-    } else {
+    else
         h = insert(s, digest, entry_state_size(lim, q), now);
-    }
     if (h != SL_MT_NONE && lim->rates)
         h = replan(s, h, digest, lim, q, now);
     if (h == SL_MT_NONE) {

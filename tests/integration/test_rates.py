@@ -129,12 +129,14 @@ def test_unlimited_and_zero_touch_no_redis_key(sluice_factory, upstream, redis_s
     assert redis_server.command("KEYS", "*") == ["sluice:api:per_key:fw:p"]
 
 
+@pytest.mark.parametrize("algorithm", ["fixed_window", "sliding_window"])
 def test_both_stores_decide_alike_and_a_plan_change_keeps_state(sluice_factory, upstream,
-                                                                 redis_server):
+                                                                 redis_server, algorithm):
     two = routes(store="memory").replace("name: api", "name: m").replace(
         "path_prefix: /", "path_prefix: /m")
     two += routes(store="redis").replace("name: api", "name: r").replace(
         "path_prefix: /", "path_prefix: /r")
+    two = two.replace("algorithm: fixed_window", "algorithm: " + algorithm)
     s = sluice_factory(redis_config(redis_server.url, two), upstream=upstream)
     wait_connected(s)
     for prefix in ("/m", "/r"):
@@ -168,6 +170,41 @@ def test_sighup_rereads_the_file_and_moves_a_consumer(sluice_factory, upstream, 
     for path in ("/a", "/mem"):
         got = [send(s.port, path, [("X-Key", "acme")]).status for _ in range(4)]
         assert got == [200, 200, 200, 429], path
+
+
+def test_sliding_window_moved_down_and_back_up_keeps_every_request(sluice_factory, upstream,
+                                                                   redis_server, tmp_path):
+    """A sliding_window consumer moved by reloads to a smaller N and back within the window
+    still has every request it made on record, on either store: exactly N admitted in all."""
+    f = tmp_path / "c.tsv"
+    f.write_text("acme\t5/1h\n")
+    text = ""
+    for store, prefix in (("memory", "/mem"), ("redis", "/red")):
+        text += routes(store=store, by="key", values=None, file=str(f)).replace(
+            "name: api", "name: " + store).replace("path_prefix: /", "path_prefix: " + prefix)
+    text = text.replace("algorithm: fixed_window", "algorithm: sliding_window")
+    s = sluice_factory(redis_config(redis_server.url, text), upstream=upstream)
+    wait_connected(s)
+    paths = ("/mem", "/red")
+    for path in paths:
+        assert [send(s.port, path, [("X-Key", "acme")]).status for _ in range(5)] == [200] * 5
+    f.write_text("acme\t2/1h\n")
+    s.reload()
+    wait_reloads(s, 1)
+    for path in paths:
+        assert send(s.port, path, [("X-Key", "acme")]).status == 429, path
+    f.write_text("acme\t5/1h\n")
+    s.reload()
+    wait_reloads(s, 2)
+    for path in paths:
+        got = [send(s.port, path, [("X-Key", "acme")]) for _ in range(3)]
+        assert codes(got) == [429] * 3, path
+        # A place frees when the first of the five leaves, an hour after it was admitted.
+        assert got[-1].header("X-RateLimit-Limit") == "5", path
+        assert 3500 <= int(got[-1].header("Retry-After")) <= 3600, path
+    # Another consumer is not held by acme's requests.
+    for path in paths:
+        assert send(s.port, path, [("X-Key", "other")]).status == 200, path
 
 
 def test_a_bad_line_keeps_the_old_file_and_counts_a_failed_reload(sluice_factory, upstream,

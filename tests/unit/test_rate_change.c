@@ -144,8 +144,9 @@ START_TEST(test_sliding_window_p_down_drops_what_left_the_window)
 }
 END_TEST
 
-/* N down on the log keeps the newest N: retry_after is when the oldest of those leaves. */
-START_TEST(test_sliding_window_n_down_keeps_the_newest)
+/* N down on the log: every entry still counts, and a place frees when the (len − N + 1)-th
+ * oldest leaves. */
+START_TEST(test_sliding_window_n_down_counts_every_entry)
 {
     struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
     struct sl_limit a = make_limit("sliding_window", 4, HOUR, 0);
@@ -162,6 +163,45 @@ START_TEST(test_sliding_window_n_down_keeps_the_newest)
     ck_assert_uint_eq(d.reset_us, 58 * MIN);
     atomic_store(&fake_now, 1000 * HOUR + 62 * MIN);
     ck_assert_uint_eq(admitted(store, &b, "k", 3), 1);
+    sl_store_free(store);
+}
+END_TEST
+
+/* 10/1m, moved by two reloads to 3/1m and back to 10/1m within the minute: the ten admitted
+ * under the first rate are all still on record under the third. */
+START_TEST(test_sliding_window_n_down_and_back_up)
+{
+    struct sl_store *store = sl_store_memory_new(100, UINT64_MAX, fake_clock);
+    struct sl_limit a = make_limit("sliding_window", 10, MIN, 0);
+    struct sl_limit b = changed(make_limit("sliding_window", 3, MIN, 0), &a);
+    struct sl_limit c = changed(make_limit("sliding_window", 10, MIN, 0), &b);
+    c.prev_rates[1] = b.prev_rates[0];
+    c.nprev_rates = 2;
+    for (int i = 0; i < 10; i++) {
+        atomic_store(&fake_now, 1000 * HOUR + (uint64_t)i * S);
+        ck_assert(decide(store, &a, "k").allowed);
+    }
+    atomic_store(&fake_now, 1000 * HOUR + 10 * S);
+    ck_assert_uint_eq(admitted(store, &b, "k", 3), 0);
+    atomic_store(&fake_now, 1000 * HOUR + 11 * S);
+    struct sl_decision d = decide(store, &c, "k");
+    ck_assert(!d.allowed);
+    ck_assert_uint_eq(d.retry_after_us, 49 * S);
+    ck_assert_uint_eq(admitted(store, &c, "k", 9), 0);
+    ck_assert_uint_eq(sl_store_memory_keys(store), 1);
+    /* The first leaves at +60 s. */
+    atomic_store(&fake_now, 1000 * HOUR + MIN);
+    ck_assert_uint_eq(admitted(store, &c, "k", 3), 1);
+
+    /* The log carried to 3/1m keeps its ten places until the key expires, then starts afresh
+     * in a state sized for 3. */
+    for (int i = 0; i < 10; i++)
+        ck_assert(decide(store, &a, "e").allowed);
+    ck_assert_uint_eq(admitted(store, &b, "e", 3), 0);
+    atomic_store(&fake_now, 1000 * HOUR + 3 * MIN);
+    ck_assert_uint_eq(admitted(store, &b, "e", 5), 3);
+    atomic_store(&fake_now, 1000 * HOUR + 3 * MIN + 30 * S);
+    ck_assert_uint_eq(admitted(store, &b, "e", 5), 0);
     sl_store_free(store);
 }
 END_TEST
@@ -322,7 +362,8 @@ int main(void)
                         (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, test_window_p_down_into_the_next_window);
     tcase_add_test(tc, test_sliding_window_p_down_drops_what_left_the_window);
-    tcase_add_test(tc, test_sliding_window_n_down_keeps_the_newest);
+    tcase_add_test(tc, test_sliding_window_n_down_counts_every_entry);
+    tcase_add_test(tc, test_sliding_window_n_down_and_back_up);
     tcase_add_test(tc, test_bucket_rescale_rounds_later);
     tcase_add_test(tc, test_expired_or_forgotten_earlier_state);
     tcase_add_test(tc, test_two_changes_in_a_row);

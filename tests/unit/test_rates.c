@@ -236,9 +236,8 @@ static void plan_change_keeps_state(const char *alg)
 
 START_TEST(plan_change_keeps_state_each_algorithm)
 {
-    /* Not sliding_window: a smaller N keeps only the newest N timestamps of its log (as a
-     * reload does), so a consumer moved down and back up has fewer requests on record. */
-    static const char *const algs[] = {"fixed_window", "sliding_window_counter", "token_bucket"};
+    static const char *const algs[] = {"fixed_window", "sliding_window_counter", "token_bucket",
+                                       "sliding_window"};
     plan_change_keeps_state(algs[_i]);
 }
 END_TEST
@@ -268,7 +267,7 @@ int main(void)
     tcase_add_test(tc, long_values_by_digest);
     tcase_add_test(tc, bad_lines_name_file_line_and_column);
     tcase_add_test(tc, a_million_lines);
-    tcase_add_loop_test(tc, plan_change_keeps_state_each_algorithm, 0, 3);
+    tcase_add_loop_test(tc, plan_change_keeps_state_each_algorithm, 0, 4);
     suite_add_tcase(s, tc);
     return run_suite(s);
 }

@@ -165,6 +165,47 @@ START_TEST(test_sliding_window_n_down_retry_after)
 }
 END_TEST
 
+/* sliding_window moved to a smaller N and back up within the window, as a consumer's plan and
+ * by reloads: both stores count every request admitted in the window, so that across the
+ * moves exactly N are admitted, and every decision, retry_after and reset agree. */
+START_TEST(test_sliding_window_down_and_back_up)
+{
+    struct sl_store *redis = store_new(1000, NULL);
+    struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
+
+    struct sl_limit lim = limit_of("sliding_window", 7, 30 * S, 0);
+    lim.rates = sl_rates_new();
+    ck_assert_ptr_nonnull(lim.rates);
+    const struct sl_quota ten = {10, MIN, 0}, three = {3, MIN, 0}, one = {1, MIN, 0};
+    const struct sl_quota *plans[] = {&ten, &three, &ten, &one, &ten, &three, &ten};
+    unsigned admitted = 0;
+    for (size_t i = 0; i < sizeof plans / sizeof plans[0]; i++)
+        for (int k = 0; k < 4; k++)
+            admitted += decide_both_quota(redis, memory, &lim, plans[i], "c", "plan moves");
+    ck_assert_uint_eq(admitted, 10);
+    sl_rates_free(lim.rates);
+
+    struct sl_limit a = limit_of("sliding_window", 10, MIN, 0);
+    struct sl_limit b = limit_of("sliding_window", 3, MIN, 0);
+    struct sl_limit c = limit_of("sliding_window", 10, MIN, 0);
+    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX, false};
+    b.nprev_rates = 1;
+    c.prev_rates[0] = (struct sl_prev_rate){{b.count, b.period_us}, UINT64_MAX, false};
+    c.prev_rates[1] = b.prev_rates[0];
+    c.nprev_rates = 2;
+    admitted = 0;
+    for (int k = 0; k < 6; k++)
+        admitted += decide_both(redis, memory, &a, "k", "reload 10/1m");
+    for (int k = 0; k < 3; k++)
+        admitted += decide_both(redis, memory, &b, "k", "reload 3/1m");
+    for (int k = 0; k < 6; k++)
+        admitted += decide_both(redis, memory, &c, "k", "reload back to 10/1m");
+    ck_assert_uint_eq(admitted, 10);
+    sl_store_free(memory);
+    sl_store_free(redis);
+}
+END_TEST
+
 /* A bucket written under another N keeps the N in the key and converts exactly, rounding
  * toward later: 1 µs and 1/3 under N = 3 is 1 µs and 1/2, rounded up, under N = 2. */
 START_TEST(test_bucket_rescale_rounds_later)
@@ -265,6 +306,7 @@ int main(void)
     tcase_add_loop_test(tc, test_consumer_plan_change_same_decisions, 0,
                         (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, test_sliding_window_n_down_retry_after);
+    tcase_add_test(tc, test_sliding_window_down_and_back_up);
     tcase_add_test(tc, test_bucket_rescale_rounds_later);
     tcase_add_test(tc, test_hash_written_before_is_read);
     suite_add_tcase(s, tc);

@@ -13,8 +13,8 @@
 redis.call('ZREMRANGEBYSCORE', key, '-inf', fmt('%d', now - p))
 local count = redis.call('ZCARD', key)
 if count >= n then
-    -- Written under a larger N, the set may hold more than N: a place frees when the
-    -- (count - N + 1)-th oldest leaves, as with the newest N the memory store keeps.
+    -- Written under a larger N, the set may hold more than N, every one counted: a place
+    -- frees when the (count - N + 1)-th oldest leaves, as in the memory store's log.
     local oldest = tonumber(redis.call('ZRANGE', key, count - n, count - n, 'WITHSCORES')[2])
     local newest = tonumber(redis.call('ZRANGE', key, -1, -1, 'WITHSCORES')[2])
     return {0, 0, math.max(newest + p - now, 0), math.max(oldest + p - now, 0)}

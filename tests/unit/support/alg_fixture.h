@@ -63,6 +63,27 @@ static inline struct sl_decision fx_decide(struct alg_fixture *f, uint64_t now)
     return d;
 }
 
+/* The limit moved to `count`/`period_us`, its state carried over by the algorithm's
+ * rescale() into a state of rescaled_size bytes, as the memory store carries it. */
+static inline void fx_change_rate(struct alg_fixture *f, uint64_t count, uint64_t period_us)
+{
+    const struct sl_algorithm_ops *alg = f->lim.alg;
+    struct sl_rate from = {f->lim.count, f->lim.period_us};
+    f->lim.count = count;
+    f->lim.period_us = period_us;
+    if (!alg->rescale)
+        return;
+    struct sl_quota q = sl_limit_quota(&f->lim);
+    size_t size =
+        alg->rescaled_size ? alg->rescaled_size(&q, &from, f->state) : alg->state_size(&q);
+    void *state = calloc(1, size);
+    ck_assert_ptr_nonnull(state);
+    alg->rescale(&q, &from, f->state, state);
+    free(f->state);
+    f->state = state;
+    f->state_size = size;
+}
+
 /* Requests admitted out of `attempts` made at one instant. */
 static inline unsigned fx_admitted(struct alg_fixture *f, uint64_t now, unsigned attempts)
 {
