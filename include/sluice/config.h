@@ -31,6 +31,8 @@ struct sl_sockaddr {
 struct sl_tls_certificate {
     char *cert; /* PEM chain, leaf first; owned */
     char *key;  /* PEM private key; owned */
+    /* Of the files as loaded: what reload.watch compares the files on disk with. */
+    uint8_t cert_digest[SL_SHA256_LEN], key_digest[SL_SHA256_LEN];
 };
 
 struct sl_tls_server; /* src/tls/tls_server.h: the certificates loaded, ready to serve */
@@ -42,6 +44,7 @@ struct sl_tls_server_config {
     int min_version;                  /* 12 (TLS 1.2) or 13 */
     char *client_ca;                  /* set: clients must present a certificate it signed;
                                        * owned */
+    uint8_t client_ca_digest[SL_SHA256_LEN];
     struct sl_tls_server *server;     /* built at load, which checks every file; owned */
 };
 
@@ -60,6 +63,7 @@ enum sl_key_kind {
     SL_KEY_PATH,
     SL_KEY_HOST,
     SL_KEY_ROUTE,
+    SL_KEY_TLS_CLIENT_SUBJECT, /* the verified client certificate's subject (mTLS) */
 };
 
 /* One source of a limit's key. `name` is set for header/query/cookie only (owned). */
@@ -295,8 +299,9 @@ struct sl_config *sl_cfg_load(const char *path, char **errors);
  * read. */
 void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
 
-/* The files a reload reads, as reload.watch watches them: the configuration file, then each
- * limit's `rates` file, with the SHA-256 of the content loaded. Fills at most `max` entries
+/* The files a reload reads, as reload.watch watches them: the configuration file, each
+ * limit's `rates` file, then each TLS listener's certificates, keys and client_ca, with the
+ * SHA-256 of the content loaded. Fills at most `max` entries
  * of `paths` and `digests` (borrowed from `cfg`) and returns how many files there are. */
 size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
                     size_t max);

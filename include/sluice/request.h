@@ -21,6 +21,10 @@ struct sl_request {
     const struct sl_header *headers; /* in arrival order, duplicates kept */
     size_t nheaders;
     const struct sockaddr *peer; /* NULL or AF_UNIX for unix-socket clients */
+    /* The verified client certificate's subject, RFC 2253 (listen[].tls.client_ca); NULL
+     * when the connection has none. */
+    const char *tls_subject;
+    size_t tls_subject_len;
 };
 
 /* The first header named `name` (case-insensitive), or NULL. */

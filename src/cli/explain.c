@@ -159,6 +159,7 @@ const char *sl_explain_source_name(const struct sl_key_source *src, char *buf, s
         [SL_KEY_CLIENT_IP] = "client_ip", [SL_KEY_HEADER] = "header:", [SL_KEY_QUERY] = "query:",
         [SL_KEY_COOKIE] = "cookie:",      [SL_KEY_METHOD] = "method",  [SL_KEY_PATH] = "path",
         [SL_KEY_HOST] = "host",           [SL_KEY_ROUTE] = "route",
+        [SL_KEY_TLS_CLIENT_SUBJECT] = "tls_client_subject",
     };
     snprintf(buf, size, "%s%s", names[src->kind], src->name ? src->name : "");
     return buf;
@@ -304,13 +305,13 @@ int sl_cli_explain(int argc, char **argv)
     struct sl_config *cfg = sl_cli_load_config(o.config);
     if (!cfg)
         return SL_EXIT_CONFIG;
-    struct sl_request req = {o.method,
-                             strlen(o.method),
-                             o.target,
-                             strlen(o.target),
-                             o.headers,
-                             o.nheaders,
-                             (const struct sockaddr *)&peer};
+    struct sl_request req = {.method = o.method,
+                             .method_len = strlen(o.method),
+                             .target = o.target,
+                             .target_len = strlen(o.target),
+                             .headers = o.headers,
+                             .nheaders = o.nheaders,
+                             .peer = (const struct sockaddr *)&peer};
     struct sl_explain x = {.cfg = cfg, .req = &req, .peer = o.peer};
     struct evbuffer *out = evbuffer_new();
 

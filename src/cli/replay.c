@@ -130,11 +130,14 @@ static bool field_matches(const struct sl_replay_field *f, const struct sl_key_s
 }
 
 /* Whether the line records every source of `lim`: the request itself carries the client,
- * method, path and query; host, headers and cookies only key_fields. */
+ * method, path and query; host, headers and cookies only key_fields; a client
+ * certificate's subject never. */
 static bool recorded(const struct sl_replay_record *rec, const struct sl_limit *lim)
 {
     for (size_t k = 0; k < lim->nkeys; k++) {
         const struct sl_key_source *src = &lim->keys[k];
+        if (src->kind == SL_KEY_TLS_CLIENT_SUBJECT)
+            return false;
         if (src->kind != SL_KEY_HOST && src->kind != SL_KEY_HEADER && src->kind != SL_KEY_COOKIE)
             continue;
         bool found = false;
@@ -295,13 +298,13 @@ static void replay_record(struct replay *r, struct sl_engine *engine,
 
     struct sockaddr_storage peer;
     client_peer(&rec->client, &peer);
-    struct sl_request req = {rec->method.s,
-                             rec->method.n,
-                             rec->path.s,
-                             rec->path.n,
-                             headers,
-                             nh,
-                             (const struct sockaddr *)&peer};
+    struct sl_request req = {.method = rec->method.s,
+                             .method_len = rec->method.n,
+                             .target = rec->path.s,
+                             .target_len = rec->path.n,
+                             .headers = headers,
+                             .nheaders = nh,
+                             .peer = (const struct sockaddr *)&peer};
     /* The engine sets every field it reads; no headers or body are wanted. */
     struct sl_verdict v;
     v.headers = NULL;

@@ -38,16 +38,18 @@ static void add_ts(struct evbuffer *b, uint64_t us)
 
 static bool recordable(const struct sl_key_source *src)
 {
-    return src->kind == SL_KEY_HOST || src->kind == SL_KEY_HEADER || src->kind == SL_KEY_COOKIE;
+    return src->kind == SL_KEY_HOST || src->kind == SL_KEY_HEADER || src->kind == SL_KEY_COOKIE ||
+           src->kind == SL_KEY_TLS_CLIENT_SUBJECT;
 }
 
 static void source_name(struct evbuffer *b, const struct sl_key_source *src, bool json)
 {
     char text[300];
     snprintf(text, sizeof text, "%s%s",
-             src->kind == SL_KEY_HOST     ? "host"
-             : src->kind == SL_KEY_HEADER ? "header:"
-                                          : "cookie:",
+             src->kind == SL_KEY_HOST                   ? "host"
+             : src->kind == SL_KEY_HEADER               ? "header:"
+             : src->kind == SL_KEY_TLS_CLIENT_SUBJECT ? "tls_client_subject"
+                                                        : "cookie:",
              src->name ? src->name : "");
     if (json)
         quoted_str(b, text);

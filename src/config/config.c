@@ -160,6 +160,16 @@ void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, u
     }
 }
 
+static size_t add_file(const char **paths, const uint8_t **digests, size_t max, size_t n,
+                       const char *path, const uint8_t *digest)
+{
+    if (n < max) {
+        paths[n] = path;
+        digests[n] = digest;
+    }
+    return n + 1;
+}
+
 size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
                     size_t max)
 {
@@ -180,5 +190,14 @@ size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8
             }
             n++;
         }
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        const struct sl_tls_server_config *t = cfg->listeners[i].tls;
+        for (size_t k = 0; t && k < t->ncerts; k++) {
+            n = add_file(paths, digests, max, n, t->certs[k].cert, t->certs[k].cert_digest);
+            n = add_file(paths, digests, max, n, t->certs[k].key, t->certs[k].key_digest);
+        }
+        if (t && t->client_ca)
+            n = add_file(paths, digests, max, n, t->client_ca, t->client_ca_digest);
+    }
     return n;
 }

@@ -81,6 +81,7 @@ static void key_source(struct sl_cfg_buf *b, const struct sl_key_source *k)
         [SL_KEY_CLIENT_IP] = "client_ip", [SL_KEY_HEADER] = "header", [SL_KEY_QUERY] = "query",
         [SL_KEY_COOKIE] = "cookie",       [SL_KEY_METHOD] = "method", [SL_KEY_PATH] = "path",
         [SL_KEY_HOST] = "host",           [SL_KEY_ROUTE] = "route",
+        [SL_KEY_TLS_CLIENT_SUBJECT] = "tls_client_subject",
     };
     if (!k->name) {
         sl_cfg_buf_json(b, kinds[k->kind]);

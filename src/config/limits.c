@@ -26,6 +26,7 @@ int sl_ld_key_source(const char *text, struct sl_key_source *out)
     } plain[] = {
         {"client_ip", SL_KEY_CLIENT_IP}, {"method", SL_KEY_METHOD}, {"path", SL_KEY_PATH},
         {"host", SL_KEY_HOST},           {"route", SL_KEY_ROUTE},
+        {"tls_client_subject", SL_KEY_TLS_CLIENT_SUBJECT},
     };
     static const struct {
         const char *prefix;

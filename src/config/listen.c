@@ -1,6 +1,7 @@
 /* The `listen` key: one address, or a list of addresses each cleartext or with `tls:`
  * (SPEC section 11), and the TLS block's certificates loaded and checked here, so that a
  * bad file is a configuration error before anything serves with it. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -110,6 +111,26 @@ static void load_entry(struct sl_loader *ld, const yaml_node_t *item, const char
         out->tls = load_tls(ld, tls, tpath);
 }
 
+/* The SHA-256 of the file's bytes, for reload.watch; all zero when it cannot be read (the
+ * certificate check then reports the file). */
+static void digest_file(const char *path, uint8_t out[SL_SHA256_LEN])
+{
+    FILE *f = fopen(path, "rb");
+    struct sl_sha256 ctx;
+    char buf[4096];
+    size_t n;
+
+    memset(out, 0, SL_SHA256_LEN);
+    if (!f)
+        return;
+    sl_sha256_init(&ctx);
+    while ((n = fread(buf, 1, sizeof buf, f)) > 0)
+        sl_sha256_update(&ctx, buf, n);
+    if (!ferror(f))
+        sl_sha256_final(&ctx, out);
+    fclose(f);
+}
+
 /* Every certificate is read now: an expired one, or a key that is not its certificate's,
  * is refused by `sluice -t` and by a reload, naming the file. */
 static void build_tls(struct sl_loader *ld, const yaml_node_t *node, const char *path,
@@ -119,6 +140,12 @@ static void build_tls(struct sl_loader *ld, const yaml_node_t *node, const char 
 
     if (t->ncerts == 0)
         return;
+    for (size_t i = 0; i < t->ncerts; i++) {
+        digest_file(t->certs[i].cert, t->certs[i].cert_digest);
+        digest_file(t->certs[i].key, t->certs[i].key_digest);
+    }
+    if (t->client_ca)
+        digest_file(t->client_ca, t->client_ca_digest);
     t->server = sl_tls_server_new(t, h2, err, sizeof err);
     if (!t->server)
         sl_ld_error(ld, node, path, "%s", err);

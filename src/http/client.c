@@ -239,8 +239,10 @@ static void conn_eventcb(struct bufferevent *bev, short what, void *arg)
 {
     struct sl_conn *c = arg;
 
-    if (c->x.tls && sl_tls_handshake_event(c->w->metrics, bev, what, &c->tls_done))
+    if (c->x.tls && sl_tls_handshake_event(c->w->metrics, bev, what, &c->tls_done)) {
+        c->tls_subject = sl_tls_peer_subject(bev, &c->tls_subject_len);
         return;
+    }
     sl_conn_enter(c);
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR)) {
         /* A client may half-close after its request and still read the response. */
@@ -419,6 +421,7 @@ static void conn_free(struct sl_conn *c)
     sl_textbuf_free(&c->x.vbody);
     if (c->chunk_stage)
         evbuffer_free(c->chunk_stage);
+    free(c->tls_subject);
     sl_head_deinit(&c->head);
     sl_cfg_unref(c->cfg);
     if (c->prev)

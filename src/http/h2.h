@@ -33,6 +33,8 @@ struct sl_h2_conn {
     struct event rev;      /* readable socket, or a TLS connection's read timeout (io.c) */
     bool rev_active, rev_timeout_changed;
     bool tls;
+    char *tls_subject; /* the verified client certificate's subject, or NULL; owned */
+    size_t tls_subject_len;
     struct event timer; /* head, idle and stall deadlines */
     struct event flush; /* writes the output once this loop turn's callbacks are done */
     bool flush_pending;

@@ -166,6 +166,8 @@ int sl_h2_head_finish(struct sl_h2_stream *st)
     r->headers = st->headers;
     r->nheaders = k;
     r->peer = (const struct sockaddr *)&st->c->peer;
+    r->tls_subject = st->c->tls_subject;
+    r->tls_subject_len = st->c->tls_subject_len;
     return 0;
 }
 

@@ -517,6 +517,9 @@ void sl_h2_take_over(struct sl_conn *h1)
     c->peer_len = h1->peer_len;
     memcpy(c->peer_text, h1->peer_text, sizeof c->peer_text);
     c->peer_text_len = h1->peer_text_len;
+    c->tls_subject = h1->tls_subject; /* taken over */
+    c->tls_subject_len = h1->tls_subject_len;
+    h1->tls_subject = NULL;
     c->active_us = c->progress_us = c->calm_us = sl_clock_mono_us();
     c->calm_tokens = SL_H2_CALM_BURST;
     c->first = true;
@@ -559,6 +562,7 @@ static void conn_free(struct sl_h2_conn *c)
     event_del(&c->flush);
     event_del(&c->rev);
     bufferevent_free(c->bev);
+    free(c->tls_subject);
     sl_cfg_unref(c->cfg);
     if (c->prev)
         c->prev->next = c->next;

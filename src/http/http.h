@@ -316,6 +316,10 @@ struct bufferevent *sl_tls_accept(struct event_base *base, evutil_socket_t fd,
 bool sl_tls_handshake_event(struct sl_metrics_slot *m, struct bufferevent *bev, short what,
                             bool *done);
 
+/* The verified client certificate's subject on TLS connection `bev` (RFC 2253, malloc'd,
+ * its length in `*len`), or NULL when the client presented none. */
+char *sl_tls_peer_subject(struct bufferevent *bev, size_t *len);
+
 /* TLS: bytes arrived, so the read timeout starts again (a plain read event does this by
  * itself). */
 void sl_reader_touch(struct event *rev, const struct timeval *timeout);
@@ -362,6 +366,8 @@ struct sl_conn {
     struct event rev;       /* readable client socket (io.c) */
     bool rev_active, rev_timeout_changed, read_timeout_on;
     bool tls_done; /* TLS: the handshake's end was counted */
+    char *tls_subject; /* the verified client certificate's subject, or NULL; owned */
+    size_t tls_subject_len;
     struct timeval read_timeout;
     uint64_t write_timeout_ms; /* bev's, 0: none */
 

@@ -8,6 +8,8 @@
  * on every call, work a socket never needs. */
 #include <errno.h>
 #include <limits.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -193,4 +195,16 @@ bool sl_tls_handshake_event(struct sl_metrics_slot *m, struct bufferevent *bev, 
         sl_metrics_tls_handshake(m, SL_TLS_HANDSHAKE_FAILED);
     }
     return false;
+}
+
+char *sl_tls_peer_subject(struct bufferevent *bev, size_t *len)
+{
+    char text[1024];
+    size_t n = sl_tls_client_subject(bufferevent_openssl_get_ssl(bev), text, sizeof text);
+    char *copy = n ? malloc(n + 1) : NULL;
+
+    if (copy)
+        memcpy(copy, text, n + 1);
+    *len = copy ? n : 0;
+    return copy;
 }

@@ -26,6 +26,8 @@ void sl_request_expose_head(struct sl_conn *c, bool complete)
     c->x.req.headers = h->headers;
     c->x.req.nheaders = complete ? h->nfields : 0;
     c->x.req.peer = (const struct sockaddr *)&c->peer;
+    c->x.req.tls_subject = c->tls_subject;
+    c->x.req.tls_subject_len = c->tls_subject_len;
     c->x.proto = c->http_minor ? SL_PROTO_11 : SL_PROTO_10;
 }
 

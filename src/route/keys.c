@@ -190,6 +190,8 @@ static bool source_value(const struct sl_key_source *src, const struct sl_key_ct
         return plain(ctx->host, ctx->host_len, v);
     case SL_KEY_ROUTE:
         return plain(ctx->route->name, strlen(ctx->route->name), v);
+    case SL_KEY_TLS_CLIENT_SUBJECT:
+        return req->tls_subject && plain(req->tls_subject, req->tls_subject_len, v);
     }
     return false;
 }

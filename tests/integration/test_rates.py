@@ -5,12 +5,12 @@ keeping its state, SIGHUP and reload.watch re-reading the file, a bad file kept 
 headers, /config and `sluice explain`."""
 import json
 import os
-import shutil
 import subprocess
 
 import pytest
 
 from conftest import http, request, wait_until
+from kube_volume import AtomicVolume
 from limits_support import config, send
 from redis_support import redis_config, wait_connected
 
@@ -235,38 +235,21 @@ def test_reload_watch_rereads_the_file(sluice_factory, upstream, tmp_path):
     assert codes(ask(s, "acme", n=3)) == [200, 200, 429]
 
 
-def kubelet_write(root, name, text, version):
-    """What the kubelet does to a ConfigMap volume: a new timestamped directory, a symlink
-    `..data_tmp` to it renamed over `..data`, the old directory removed."""
-    new = "..2026_12_07_22_00_00.%06d" % version
-    os.mkdir(os.path.join(root, new))
-    with open(os.path.join(root, new, name), "w") as f:
-        f.write(text)
-    data = os.path.join(root, "..data")
-    old = os.readlink(data) if os.path.islink(data) else None
-    os.symlink(new, os.path.join(root, "..data_tmp"))
-    os.rename(os.path.join(root, "..data_tmp"), data)
-    if not os.path.islink(os.path.join(root, name)):
-        os.symlink(os.path.join("..data", name), os.path.join(root, name))
-    if old:
-        shutil.rmtree(os.path.join(root, old))
-
-
 def test_reload_watch_follows_a_configmap_symlink_swap_of_the_file(sluice_factory, upstream,
                                                                     tmp_path):
-    root = str(tmp_path / "consumers")
-    os.makedirs(root)
-    kubelet_write(root, "consumers.tsv", "acme\t1/1h\n", 1)
+    vol = AtomicVolume(str(tmp_path / "consumers"), "consumers.tsv")
+    root = vol.root
+    vol.write("acme\t1/1h\n")
     s = sluice_factory(config(routes(by="key", values=None,
                                      file=os.path.join(root, "consumers.tsv")),
                               extra="reload:\n  watch: true\n  debounce: 100ms\n"),
                        upstream=upstream)
     assert codes(ask(s, "acme", n=2)) == [200, 429]
-    kubelet_write(root, "consumers.tsv", "acme\t3/1h\n", 2)
+    vol.write("acme\t3/1h\n")
     wait_reloads(s, 1)
     assert codes(ask(s, "acme", n=3)) == [200, 200, 429]
     # A broken file keeps the running rates, and counts a failed reload.
-    kubelet_write(root, "consumers.tsv", "acme\tsoon\n", 3)
+    vol.write("acme\tsoon\n")
     wait_reloads(s, 1, 1)
     assert codes(ask(s, "acme")) == [429]
 

@@ -3,11 +3,11 @@ as SIGHUP does, debounced; in place, by rename, and by a Kubernetes ConfigMap's 
 
 The only sleeps are the debounce's bound, where a test shows that nothing happens."""
 import os
-import shutil
 import signal
 import time
 
 from conftest import wait_until
+from kube_volume import AtomicVolume
 from limits_support import config, send
 
 # Long enough past the debounce for a reload that would happen to have happened.
@@ -83,34 +83,8 @@ def test_touch_or_the_same_bytes_reload_nothing(sluice_factory, upstream):
     assert (reloads(s, "success"), reloads(s, "failure")) == (0, 0)
 
 
-class ConfigMap:
-    """A ConfigMap volume as the kubelet writes it: `sluice.yaml -> ..data/sluice.yaml`,
-    `..data -> ..<timestamp>`; an update writes a new timestamped directory, points
-    `..data_tmp` at it, renames that over `..data` and removes the old directory."""
-
-    def __init__(self, root):
-        self.root = root
-        os.makedirs(root)
-        self.path = os.path.join(root, "sluice.yaml")
-        self.version = 0
-
-    def write(self, text):
-        self.version += 1
-        new = "..2026_12_07_22_00_00.%06d" % self.version
-        os.mkdir(os.path.join(self.root, new))
-        write_in_place(os.path.join(self.root, new, "sluice.yaml"), text)
-        data = os.path.join(self.root, "..data")
-        old = os.readlink(data) if os.path.islink(data) else None
-        os.symlink(new, os.path.join(self.root, "..data_tmp"))
-        os.rename(os.path.join(self.root, "..data_tmp"), data)
-        if not os.path.islink(self.path):
-            os.symlink(os.path.join("..data", "sluice.yaml"), self.path)
-        if old:
-            shutil.rmtree(os.path.join(self.root, old))
-
-
 def test_a_configmap_symlink_swap_reloads(sluice_factory, upstream, tmp_path):
-    cm = ConfigMap(str(tmp_path / "configmap"))
+    cm = AtomicVolume(str(tmp_path / "configmap"))
     s = sluice_factory(watch_config("3/1m"), upstream=upstream, config_file=cm)
     assert limit(s) == "3"
     s.write_config(watch_config("9/1m"))

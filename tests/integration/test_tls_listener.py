@@ -3,6 +3,7 @@ certificates chosen by SNI, ALPN into HTTP/2, resumption, mTLS, X-Forwarded-Prot
 version floor, bad certificate files refused naming the file, and certificates rotated by
 a reload while open connections keep their sessions. Clients: curl, nghttp, openssl
 s_client and Python's ssl module, against a CA made at test time (tls_certs.py)."""
+import os
 import shutil
 import socket
 import ssl
@@ -12,6 +13,7 @@ import pytest
 
 from conftest import get as plain_get
 from conftest import pick_port, wait_until
+from kube_volume import AtomicVolume
 from tls_certs import certs  # noqa: F401 (a fixture)
 
 CONFIG = """\
@@ -171,19 +173,22 @@ def test_min_version_13_refuses_12(tls_proxy, certs):
         handshake(s.tls_port, client_context(certs, version=ssl.TLSVersion.TLSv1_2))
 
 
-def test_sessions_resume_with_tickets(tls_proxy, certs, tmp_path):
+def test_sessions_resume_with_tickets(tls_proxy, certs):
     s = tls_proxy()
-    sess = str(tmp_path / "sess.pem")
-    first = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{s.tls_port}",
-                            "-CAfile", certs.ca, "-servername", "localhost", "-sess_out", sess],
-                           input="", capture_output=True, text=True, timeout=20)
-    assert "New, TLSv1.3" in first.stdout
-    again = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{s.tls_port}",
-                            "-CAfile", certs.ca, "-servername", "localhost", "-sess_in", sess],
-                           input="", capture_output=True, text=True, timeout=20)
-    assert "Reused, TLSv1.3" in again.stdout
-    wait_until(lambda: s.metrics().value("sluice_tls_handshakes_total", result="resumed") == 1,
-               10, 0.05, "the resumed handshake counted")
+    ctx = client_context(certs)
+    for version in (ssl.TLSVersion.TLSv1_3, ssl.TLSVersion.TLSv1_2):
+        ctx.maximum_version = version
+        session = None
+        for attempt in range(2):
+            with socket.create_connection(("127.0.0.1", s.tls_port), 5) as raw:
+                with ctx.wrap_socket(raw, server_hostname="localhost", session=session) as t:
+                    # A TLS 1.3 ticket arrives after the handshake: read a response first.
+                    t.sendall(b"GET /r HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                    assert t.recv(100).startswith(b"HTTP/1.1 200")
+                    assert t.session_reused == (attempt == 1), (version, attempt)
+                    session = t.session
+    wait_until(lambda: s.metrics().value("sluice_tls_handshakes_total", result="resumed") == 2,
+               10, 0.05, "the resumed handshakes counted")
 
 
 def test_mtls_asks_for_a_client_certificate(tls_proxy, certs):
@@ -195,6 +200,20 @@ def test_mtls_asks_for_a_client_certificate(tls_proxy, certs):
     with pytest.raises((ssl.SSLError, ConnectionError, OSError)):
         get(s.tls_port, client_context(certs, client="rogue"))
     assert s.metrics().value("sluice_tls_handshakes_total", result="failed") >= 1
+
+
+def test_the_client_certificate_subject_is_a_key(tls_proxy, certs):
+    s = tls_proxy(client_ca=True, key="tls_client_subject")
+    one, two = client_context(certs, client="client"), client_context(certs, client="client2")
+    assert [get(s.tls_port, one) for _ in range(6)] == [200] * 5 + [429]
+    assert get(s.tls_port, two) == 200
+    base = f"https://localhost:{s.tls_port}/h2"
+    r = curl(certs, base, "--http2", "--cert", certs.path("client2", "pem"), "--key",
+             certs.path("client2", "key"))
+    assert r[0] == "200 2", r
+    top = s.metrics()
+    assert top.value("sluice_limit_checks_total", route="all", limit="per_client",
+                     result="deny") == 1
 
 
 def test_cleartext_bytes_on_the_tls_port_fail_the_handshake_only(tls_proxy, certs):
@@ -279,3 +298,26 @@ def test_reload_rotates_certificates_and_open_sessions_go_on(tls_proxy, certs, t
                10, 0.05, "the failed reload")
     assert handshake(s.tls_port, ctx, "localhost")[0] == "other.test"
     assert str(live_key) in s.stderr_text()
+
+
+def test_reload_watch_follows_a_secret_rotated_by_symlink_swap(sluice_factory, upstream, certs,
+                                                                tmp_path):
+    """cert-manager renews a certificate into a Secret; the kubelet swaps the volume's
+    `..data` link. With reload.watch no SIGHUP is needed."""
+    vol = AtomicVolume(str(tmp_path / "tls"), "tls.crt")
+
+    def secret(name):
+        with open(certs.path(name, "pem")) as c, open(certs.path(name, "key")) as k:
+            return {"tls.crt": c.read(), "tls.key": k.read()}
+    vol.write_files(secret("server"))
+    port = pick_port()
+    text = tls_config(certs, port, pairs=[(vol.path, os.path.join(vol.root, "tls.key"))])
+    s = sluice_factory(text + "reload:\n  watch: true\n  debounce: 100ms\n", upstream=upstream)
+    wait_until(lambda: _can_connect(port), 10, 0.02, "the TLS listener")
+    ctx = client_context(certs)
+    ctx.check_hostname = False
+    assert handshake(port, ctx)[0] == "localhost"
+    vol.write_files(secret("other"))
+    wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 1,
+               10, 0.05, "the reload the swap caused")
+    assert handshake(port, ctx)[0] == "other.test"

@@ -84,12 +84,13 @@ commonName = supplied
 @pytest.fixture(scope="session")
 def certs(tmp_path_factory):
     """The CA and: server (localhost, 127.0.0.1), other (other.test), wild (*.wild.test),
-    client (a client certificate), expired, stranger, and rogue (self-signed)."""
+    client and client2 (client certificates), expired, stranger, and rogue (self-signed)."""
     ca = CertAuthority(str(tmp_path_factory.mktemp("tls")))
     ca.issue("server", "localhost", ("localhost", "127.0.0.1"))
     ca.issue("other", "other.test", ("other.test",))
     ca.issue("wild", "wild.test", ("*.wild.test",))
     ca.issue("client", "client one", client=True)
+    ca.issue("client2", "client two", client=True)
     ca.issue("expired", "localhost", ("localhost",), start="20200101000000Z",
              end="20200102000000Z")
     ca.issue("stranger", "stranger", ("stranger.test",))

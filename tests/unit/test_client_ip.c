@@ -51,7 +51,7 @@ static struct sl_header xff(const char *value)
 static const char *client(const struct sockaddr *sa, const struct sl_header *hs, size_t nh)
 {
     static char buf[64];
-    struct sl_request req = {"GET", 3, "/", 1, hs, nh, sa};
+    struct sl_request req = {"GET", 3, "/", 1, hs, nh, sa, NULL, 0};
     struct sl_ip ip;
     if (sl_client_ip(&trusted, &req, &ip) < 0) {
         ck_assert_int_eq(ip.family, 0);
@@ -182,7 +182,7 @@ END_TEST
 static struct sl_client_trace trace_of(const struct sockaddr *sa, const struct sl_header *hs,
                                        size_t nh)
 {
-    struct sl_request req = {"GET", 3, "/", 1, hs, nh, sa};
+    struct sl_request req = {"GET", 3, "/", 1, hs, nh, sa, NULL, 0};
     struct sl_client_trace t = {0};
     struct sl_ip ip, plain;
     int rc = sl_client_ip_trace(&trusted, &req, &ip, &t);

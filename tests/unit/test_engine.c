@@ -87,7 +87,7 @@ START_TEST(client_ip_key_text)
 
     struct sockaddr_in6 peer6 = {.sin6_family = AF_INET6};
     inet_pton(AF_INET6, "2001:db8::7", &peer6.sin6_addr);
-    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, (const struct sockaddr *)&peer6};
+    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, (const struct sockaddr *)&peer6, NULL, 0};
     struct result r6;
     memset(&r6, 0, sizeof r6);
     r6.v.headers = &r6.vheaders;

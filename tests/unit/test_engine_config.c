@@ -161,7 +161,7 @@ static struct result decide(const char *method, const char *target, const char *
     struct sl_header hs[] = {{"Host", 4, "example.com", 11},
                              {"X-Forwarded-For", 15, xff, xff ? strlen(xff) : 0}};
     struct sl_request req = {method,      strlen(method),         target, strlen(target), hs,
-                             xff ? 2 : 1, (struct sockaddr *)&sin};
+                             xff ? 2 : 1, (struct sockaddr *)&sin, NULL, 0};
     struct sl_textbuf headers = {0}, body = {0};
     struct sl_verdict v = {.headers = &headers, .body = &body};
     struct result r = {0};

@@ -134,7 +134,7 @@ static struct result decide(const char *target, const char *name, const char *va
     struct sl_header hs[] = {{"Host", 4, "example.com", 11},
                              {name, name ? strlen(name) : 0, value, value ? strlen(value) : 0}};
     struct sl_request req = {
-        "GET", 3, target, strlen(target), hs, name ? 2 : 1, (struct sockaddr *)&sin};
+        "GET", 3, target, strlen(target), hs, name ? 2 : 1, (struct sockaddr *)&sin, NULL, 0};
     struct sl_textbuf headers = {0}, body = {0};
     struct sl_verdict v = {.headers = &headers, .body = &body};
     struct result r = {0};
@@ -153,7 +153,7 @@ static struct result charged(const char *used)
     struct sockaddr_in sin = {.sin_family = AF_INET};
     ck_assert_int_eq(inet_pton(AF_INET, "198.51.100.1", &sin.sin_addr), 1);
     struct sl_header hs[] = {{"Host", 4, "example.com", 11}};
-    struct sl_request req = {"POST", 4, "/llm", 4, hs, 1, (struct sockaddr *)&sin};
+    struct sl_request req = {"POST", 4, "/llm", 4, hs, 1, (struct sockaddr *)&sin, NULL, 0};
     struct sl_textbuf headers = {0}, body = {0};
     struct sl_verdict v = {.headers = &headers, .body = &body};
     struct result r = {0};

@@ -200,7 +200,7 @@ START_TEST(reentrant_decisions)
 
     /* Request A waits on Redis. */
     struct result a;
-    struct sl_request req = {"GET", 3, "/a/first", 8, NULL, 0, (struct sockaddr *)&peer_addr};
+    struct sl_request req = {"GET", 3, "/a/first", 8, NULL, 0, (struct sockaddr *)&peer_addr, NULL, 0};
     memset(&a, 0, sizeof a);
     a.v.headers = &a.vheaders;
     a.v.body = &a.vbody;

@@ -26,7 +26,7 @@ static char *const websocket[] = {"websocket"};
 
 static char *request_head(const struct sl_header *h, size_t n, struct sl_forward_request f)
 {
-    struct sl_request req = {"GET", 3, "/a/../b?q=%20", 13, h, n, NULL};
+    struct sl_request req = {"GET", 3, "/a/../b?q=%20", 13, h, n, NULL, NULL, 0};
     struct evbuffer *b = evbuffer_new();
     f.req = &req;
     ck_assert_int_eq(sl_forward_request_head(&f, b), 0);

@@ -21,7 +21,7 @@ static struct sl_header hdr(const char *name, const char *value)
 static struct sl_request request(const char *method, const char *target, const struct sl_header *hs,
                                  size_t nh)
 {
-    return (struct sl_request){method, strlen(method), target, strlen(target), hs, nh, NULL};
+    return (struct sl_request){method, strlen(method), target, strlen(target), hs, nh, NULL, NULL, 0};
 }
 
 static struct sl_key_ctx context(const struct sl_request *req)
@@ -64,6 +64,17 @@ START_TEST(simple_sources)
     ck_assert_str_eq(key1(&ctx, SL_KEY_PATH, NULL), "/api/login");
     ck_assert_str_eq(key1(&ctx, SL_KEY_HOST, NULL), "api.example.com");
     ck_assert_str_eq(key1(&ctx, SL_KEY_ROUTE, NULL), "login");
+}
+END_TEST
+
+START_TEST(tls_client_subject)
+{
+    struct sl_request req = request("GET", "/", NULL, 0);
+    struct sl_key_ctx ctx = context(&req);
+    ck_assert_str_eq(key1(&ctx, SL_KEY_TLS_CLIENT_SUBJECT, NULL), "<absent>");
+    req.tls_subject = "CN=client one,O=Example";
+    req.tls_subject_len = strlen(req.tls_subject);
+    ck_assert_str_eq(key1(&ctx, SL_KEY_TLS_CLIENT_SUBJECT, NULL), "CN=client one,O=Example");
 }
 END_TEST
 
@@ -197,6 +208,7 @@ int main(void)
     Suite *s = suite_create("keys");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, simple_sources);
+    tcase_add_test(tc, tls_client_subject);
     tcase_add_test(tc, header_first_case_insensitive);
     tcase_add_test(tc, query_parameters);
     tcase_add_test(tc, query_values_decoded_as_the_application_sees_them);

@@ -138,7 +138,7 @@ END_TEST
 START_TEST(authority_source)
 {
     struct sl_header hs[] = {{"Host", 4, "b.example", 9}};
-    struct sl_request req = {"GET", 3, "/x", 2, hs, 1, NULL};
+    struct sl_request req = {"GET", 3, "/x", 2, hs, 1, NULL, NULL, 0};
     const char *a;
     size_t n;
 

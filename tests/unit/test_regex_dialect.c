@@ -201,7 +201,7 @@ static void expect_same(enum sl_regex_matcher m, bool icase)
     static struct sl_route route;
     static char name[] = "r";
     struct sl_config cfg = {0};
-    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, NULL};
+    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, NULL, NULL, 0};
 
     cfg.routes = &route;
     cfg.nroutes = 1;
@@ -248,7 +248,7 @@ START_TEST(newline_in_the_path)
     static struct sl_route routes[2];
     static char n0[] = "r0", n1[] = "r1", p0[] = "^/a$", p1[] = "^/a.b$";
     struct sl_config cfg = {.routes = routes, .nroutes = 2};
-    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, NULL};
+    struct sl_request req = {"GET", 3, "/", 1, NULL, 0, NULL, NULL, 0};
 
     if (!sl_regex_matcher_available(m))
         return;

@@ -88,7 +88,7 @@ static int both(const char *method, const char *path, const char *host, const st
                 size_t nh)
 {
     struct sl_request req = {
-        method, strlen(method), path ? path : "*", path ? strlen(path) : 1, hs, nh, NULL};
+        method, strlen(method), path ? path : "*", path ? strlen(path) : 1, hs, nh, NULL, NULL, 0};
     size_t plen = path ? strlen(path) : 0, hlen = host ? strlen(host) : 0;
 
     cfg.route_index = NULL;
@@ -395,7 +395,7 @@ START_TEST(random_tables_agree_with_the_walk)
                                      p ? strlen(p) : 1,
                                      hsel ? hs[hsel - 1] : NULL,
                                      hsel ? 1 : 0,
-                                     NULL};
+                                     NULL, NULL, 0};
             size_t plen = p ? strlen(p) : 0, hlen = host ? strlen(host) : 0;
             cfg.route_index = NULL;
             const struct sl_route *walked = sl_route_match(&cfg, 0, &req, p, plen, host, hlen);

@@ -48,7 +48,7 @@ static void teardown(void)
 static const char *match_h(const char *method, const char *target, const struct sl_header *hs,
                            size_t nh)
 {
-    struct sl_request req = {method, strlen(method), target, strlen(target), hs, nh, NULL};
+    struct sl_request req = {method, strlen(method), target, strlen(target), hs, nh, NULL, NULL, 0};
     char path[256], host[256];
     ssize_t plen = sl_path_normalize(&cfg.paths, target, strlen(target), path, sizeof path);
     const char *a;
@@ -243,8 +243,8 @@ START_TEST(route_test_names_the_first_condition_not_met)
     r->headers = want;
     r->nheaders = 2;
     struct sl_header hs[] = {hdr("X-Tenant", "a"), hdr("X-Api-Version", "3")};
-    struct sl_request post = {"POST", 4, "/api/login", 10, hs, 2, NULL};
-    struct sl_request get = {"GET", 3, "/api/login", 10, hs, 2, NULL};
+    struct sl_request post = {"POST", 4, "/api/login", 10, hs, 2, NULL, NULL, 0};
+    struct sl_request get = {"GET", 3, "/api/login", 10, hs, 2, NULL, NULL, 0};
     const char *host = "api.example.com";
     size_t missing = 99;
 

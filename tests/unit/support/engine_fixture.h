@@ -210,7 +210,9 @@ static inline void start(struct result *r, const char *method, const char *targe
                              strlen(target),
                              hs,
                              nh,
-                             (const struct sockaddr *)&peer_addr};
+                             (const struct sockaddr *)&peer_addr,
+                             NULL,
+                             0};
     memset(r, 0, sizeof *r);
     r->v.headers = &r->vheaders;
     r->v.body = &r->vbody;
