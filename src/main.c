@@ -34,8 +34,9 @@ static const char usage[] =
     "             on a fresh memory store, on the log's own clock, and print what each limit\n"
     "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration and the rates files it names (so does a\n"
-    "change of one on disk, with reload.watch: true); SIGTERM and SIGINT drain and exit.\n"
+    "Signals: SIGHUP reloads the configuration and the rates files and TLS certificates it\n"
+    "names (so does a change of one on disk, with reload.watch: true); SIGTERM and SIGINT\n"
+    "drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 /* sluice -t: what the route index holds and what its regex matcher takes. */
