@@ -12,7 +12,9 @@ macro(sluice_require_pkg var modules package)
     endif()
 endmacro()
 
-sluice_require_pkg(LIBEVENT "libevent_core;libevent_extra;libevent_pthreads" libevent-dev)
+sluice_require_pkg(LIBEVENT "libevent_core;libevent_extra;libevent_pthreads;libevent_openssl"
+                   libevent-dev)
+find_package(OpenSSL 3.0 REQUIRED)
 sluice_require_pkg(HIREDIS hiredis libhiredis-dev)
 sluice_require_pkg(YAML yaml-0.1 libyaml-dev)
 sluice_require_pkg(YAJL yajl libyajl-dev)

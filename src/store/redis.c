@@ -134,7 +134,7 @@ void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
     }
 }
 
-/* Completes `p` with a failure and frees it unless hiredis (sent) or this turn's batch
+/* Completes `p` with a failure and frees it unless its link (sent) or this turn's batch
  * (queued, see sl_redis_flush) still holds it. */
 static void complete_failed(struct sl_redis_pending *p, enum sl_store_status status)
 {
@@ -338,7 +338,7 @@ static void redis_free(struct sl_store *store)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     s->freeing = true;
-    /* Answer every caller first; the entries sent stay with hiredis, which frees them below. */
+    /* Answer every caller first; the entries sent stay with their links, which free them below. */
     sl_redis_unqueue_all(s);
     while (s->head)
         complete_failed(s->head, SL_STORE_ERR_CONNECTION);
