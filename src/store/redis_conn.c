@@ -16,6 +16,7 @@
 #include <string.h>
 #include <sys/un.h>
 
+#include "../tls/tls.h"
 #include "redis_internal.h"
 #include "sluice/log.h"
 
@@ -226,8 +227,18 @@ static void connect_to(struct sl_redis_node *n, const char *ip)
         attempt_failed(n);
         return;
     }
+    SSL *ssl = NULL;
+    if (s->tls.enabled) {
+        char err[256];
+        if (!s->tls_ctx ||
+            !(ssl = sl_tls_client_ssl_new(s->tls_ctx, &s->tls, n->host, err, sizeof err))) {
+            log_failure(n, "cannot connect", s->tls_ctx ? err : s->tls_error);
+            attempt_failed(n);
+            return;
+        }
+    }
     struct sl_redis_link *l =
-        sl_redis_link_new(s->evbase, (struct sockaddr *)&ss, len, NULL, on_close, n);
+        sl_redis_link_new(s->evbase, (struct sockaddr *)&ss, len, ssl, on_close, n);
     if (!l) {
         log_failure(n, "cannot connect", strerror(errno));
         attempt_failed(n);

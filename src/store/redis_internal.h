@@ -159,6 +159,12 @@ struct sl_redis_store {
     size_t prefix_len;
 
     struct sl_redis_topology topo;
+    /* redis.tls: every connection (servers, masters, sentinels) speaks TLS on tls_ctx, made
+     * from the configuration's files when the store is; NULL with tls.enabled means they
+     * could not be read (tls_error says why) and every attempt fails. */
+    struct sl_tls_client_config tls; /* owned copy */
+    SSL_CTX *tls_ctx;
+    char tls_error[256];
     struct evdns_base *dns; /* made at the first name to look up */
     atomic_bool connected;
     bool attempted;      /* the topology's first attempt has finished (sl_redis_attempt_done) */
