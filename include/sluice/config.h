@@ -212,6 +212,23 @@ struct sl_path_rules {
     bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
 };
 
+/* A TLS client's settings: upstream.tls and redis.tls (SPEC section 11). */
+struct sl_tls_client_config {
+    bool enabled;      /* rediss://, https://, h2://, or a tls block given */
+    char *ca;          /* PEM bundle; NULL: the system's trust store; owned */
+    bool verify;       /* chain and host name; default true */
+    char *server_name; /* SNI and the name verified; NULL: the host connected to; owned */
+    char *cert, *key;  /* client certificate and its key, or NULL; owned */
+};
+
+/* Frees what `c` owns and clears it (verify back to its default, true). */
+void sl_tls_client_config_deinit(struct sl_tls_client_config *c);
+
+/* Copies `src` into `dst` (whose own strings are not freed); 0, or -1 on ENOMEM (`dst` then
+ * holds nothing to free). */
+int sl_tls_client_config_copy(struct sl_tls_client_config *dst,
+                              const struct sl_tls_client_config *src);
+
 /* How the Redis servers are found: one address (url), a Cluster's seed nodes, or Sentinels. */
 enum sl_redis_mode { SL_REDIS_MODE_URL, SL_REDIS_MODE_CLUSTER, SL_REDIS_MODE_SENTINEL };
 
@@ -236,6 +253,7 @@ struct sl_redis_config {
     uint64_t timeout_ms;
     char *key_prefix;                /* owned */
     uint64_t deny_cache;             /* over-limit keys held locally, all workers; 0 = off */
+    struct sl_tls_client_config tls; /* rediss:// or redis.tls; on every node of the mode */
 };
 
 /* The smallest memory.max_bytes accepted (64 KiB). */

@@ -77,6 +77,7 @@ void sl_cfg_free(struct sl_config *cfg)
         free(cfg->redis.addrs[i].host);
     free(cfg->redis.addrs);
     free(cfg->redis.sentinel_master);
+    sl_tls_client_config_deinit(&cfg->redis.tls);
     free(cfg->access_log_path);
     sl_route_index_free(cfg->route_index);
     for (size_t i = 0; i < cfg->nroutes; i++)

@@ -196,6 +196,24 @@ static void route(struct sl_cfg_buf *b, const struct sl_route *r)
     sl_cfg_buf_adds(b, "]}");
 }
 
+/* A TLS client's settings; the key file's path is shown, never its contents. */
+static void tls_client(struct sl_cfg_buf *b, const struct sl_tls_client_config *c)
+{
+    if (!c->enabled) {
+        sl_cfg_buf_adds(b, "null");
+        return;
+    }
+    sl_cfg_buf_adds(b, "{\"ca\":");
+    json_str_or_null(b, c->ca);
+    sl_cfg_buf_addf(b, ",\"verify\":%s,\"server_name\":", c->verify ? "true" : "false");
+    json_str_or_null(b, c->server_name);
+    sl_cfg_buf_adds(b, ",\"cert\":");
+    json_str_or_null(b, c->cert);
+    sl_cfg_buf_adds(b, ",\"key\":");
+    json_str_or_null(b, c->key);
+    sl_cfg_buf_adds(b, "}");
+}
+
 static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
 {
     if (!r->enabled) {
@@ -227,7 +245,9 @@ static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
     sl_cfg_buf_addf(b, ",\"db\":%d,\"timeout_ms\":%llu,\"key_prefix\":", r->db,
                     (unsigned long long)r->timeout_ms);
     sl_cfg_buf_json(b, r->key_prefix);
-    sl_cfg_buf_addf(b, ",\"deny_cache\":%llu}", (unsigned long long)r->deny_cache);
+    sl_cfg_buf_addf(b, ",\"deny_cache\":%llu,\"tls\":", (unsigned long long)r->deny_cache);
+    tls_client(b, &r->tls);
+    sl_cfg_buf_adds(b, "}");
 }
 
 /* One cleartext address as the string it was written as; else the list, TLS included. */

@@ -148,6 +148,9 @@ void sl_listen_config_deinit(struct sl_listen_config *l);
 
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
+/* A TLS client's mapping at `path` (tls.c): turns `c` on, and checks the files it names. */
+void sl_ld_tls_client(struct sl_loader *ld, const yaml_node_t *node, const char *path,
+                      struct sl_tls_client_config *c);
 void sl_ld_routes(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
 void sl_ld_limits(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,
                   struct sl_config *cfg, struct sl_route *route);

@@ -273,6 +273,8 @@ int sl_ld_parse_redis_url(const char *url, struct sl_redis_config *r)
         rc = parse_redis_unix(url + 5, r);
     else if (strncmp(url, "redis://", 8) == 0)
         rc = parse_redis_tcp(url + 8, r);
+    else if (strncmp(url, "rediss://", 9) == 0 && (rc = parse_redis_tcp(url + 9, r)) == 0)
+        r->tls.enabled = true;
     if (rc < 0)
         clear_redis_address(r);
     return rc;
@@ -392,10 +394,10 @@ static bool load_topology(struct sl_loader *ld, const yaml_node_t *node, struct 
 
 void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"url",     "cluster",    "sentinel",
-                                       "timeout", "key_prefix", "deny_cache", NULL};
-    static const char expected[] =
-        "\"redis://[user:password@]host:port/db\" or \"unix:/path\" (optionally \"?db=N\")";
+    static const char *const keys[] = {"url",        "cluster",    "sentinel", "timeout",
+                                       "key_prefix", "deny_cache", "tls",      NULL};
+    static const char expected[] = "\"redis://[user:password@]host:port/db\", \"rediss://...\" "
+                                   "(TLS) or \"unix:/path\" (optionally \"?db=N\")";
     struct sl_redis_config *r = &cfg->redis;
     char vpath[] = "redis.url", got[96];
 
@@ -405,6 +407,9 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
     sl_ld_duration(ld, node, "redis", "timeout", 1, &r->timeout_ms);
     sl_ld_string(ld, node, "redis", "key_prefix", &r->key_prefix);
     sl_ld_uint(ld, node, "redis", "deny_cache", 0, UINT32_MAX, &r->deny_cache);
+    yaml_node_t *tls = sl_ld_get(ld, node, "tls");
+    if (tls)
+        sl_ld_tls_client(ld, tls, "redis.tls", &r->tls);
     if (load_topology(ld, node, r))
         return;
 
@@ -417,6 +422,11 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
         sl_ld_error(ld, v, vpath, "expected %s, got %s", expected,
                     strchr(url, '@') ? "a URL that does not parse (not shown: it holds credentials)"
                                      : sl_ld_quote(url, got, sizeof got));
+        return;
+    }
+    if (r->tls.enabled && r->unix_path) {
+        sl_ld_error(ld, tls ? tls : v, tls ? "redis.tls" : vpath,
+                    "expected a TCP address with TLS, got a unix socket");
         return;
     }
     r->url = strdup(url);

@@ -81,10 +81,19 @@ static bool str_same(const char *a, const char *b)
 }
 
 /* The Redis stores copy their settings when the workers start. */
+static bool tls_client_same(const struct sl_tls_client_config *a,
+                            const struct sl_tls_client_config *b)
+{
+    return a->enabled == b->enabled && a->verify == b->verify && str_same(a->ca, b->ca) &&
+           str_same(a->server_name, b->server_name) && str_same(a->cert, b->cert) &&
+           str_same(a->key, b->key);
+}
+
 static bool redis_same(const struct sl_redis_config *a, const struct sl_redis_config *b)
 {
     return a->enabled == b->enabled && str_same(a->url, b->url) && a->timeout_ms == b->timeout_ms &&
-           str_same(a->key_prefix, b->key_prefix) && a->deny_cache == b->deny_cache;
+           str_same(a->key_prefix, b->key_prefix) && a->deny_cache == b->deny_cache &&
+           tls_client_same(&a->tls, &b->tls);
 }
 
 /* What a reload cannot change without a restart; the rest applies at once. */

@@ -14,6 +14,7 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "../tls/tls.h"
 #include "redis_internal.h"
 #include "sluice/clock.h"
 #include "sluice/deny_cache.h"
@@ -134,7 +135,7 @@ void sl_redis_complete(struct sl_redis_pending *p, const struct sl_decision *d,
     }
 }
 
-/* Completes `p` with a failure and frees it unless hiredis (sent) or this turn's batch
+/* Completes `p` with a failure and frees it unless its link (sent) or this turn's batch
  * (queued, see sl_redis_flush) still holds it. */
 static void complete_failed(struct sl_redis_pending *p, enum sl_store_status status)
 {
@@ -338,7 +339,7 @@ static void redis_free(struct sl_store *store)
 {
     struct sl_redis_store *s = (struct sl_redis_store *)store;
     s->freeing = true;
-    /* Answer every caller first; the entries sent stay with hiredis, which frees them below. */
+    /* Answer every caller first; the entries sent stay with their links, which free them below. */
     sl_redis_unqueue_all(s);
     while (s->head)
         complete_failed(s->head, SL_STORE_ERR_CONNECTION);
@@ -356,6 +357,8 @@ static void redis_free(struct sl_store *store)
     if (s->dns)
         evdns_base_free(s->dns, 0);
     sl_deny_cache_free(s->deny);
+    SSL_CTX_free(s->tls_ctx);
+    sl_tls_client_config_deinit(&s->tls);
     for (size_t i = 0; i < s->nscripts; i++)
         free(s->scripts[i].owned_body);
     free(s->user);
@@ -399,6 +402,18 @@ void sl_redis_attempt_done(struct sl_redis_store *s)
         }
         p = next;
     }
+}
+
+/* The store's TLS context. Files that could not be read (they were at load time) leave the
+ * store up, failing every connection attempt with the reason, as a dead server would. */
+static int start_tls(struct sl_redis_store *s, const struct sl_tls_client_config *c)
+{
+    if (sl_tls_client_config_copy(&s->tls, c) != 0)
+        return -1;
+    s->tls_ctx = sl_tls_client_ctx_new(c, s->tls_error, sizeof s->tls_error);
+    if (!s->tls_ctx)
+        sl_log_error("redis (worker %u): TLS: %s", s->worker_id, s->tls_error);
+    return 0;
 }
 
 static int copy_str(char **dst, const char *src)
@@ -477,6 +492,8 @@ struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_red
         copy_str(&s->prefix, cfg->key_prefix ? cfg->key_prefix : ""))
         goto fail;
     s->prefix_len = strlen(s->prefix);
+    if (cfg->tls.enabled && start_tls(s, &cfg->tls) != 0)
+        goto fail;
     load_scripts(s);
     init_member_prefix(s);
     if (cfg->deny_cache && !(s->deny = sl_deny_cache_new(cfg->deny_cache)))

@@ -1,26 +1,29 @@
 /* One Redis connection's life cycle: resolve, connect, AUTH, SELECT, SCRIPT LOAD, then
  * READY; after any failure, drop the connection and try again after 100 ms, doubling to 5 s.
- * A host name is looked up with evdns on the worker's loop before every attempt: hiredis
- * would call getaddrinfo(), which blocks the worker for as long as DNS takes, and looking
- * up again on each attempt follows a Redis that moved to another address.
+ * A host name is looked up with evdns on the worker's loop before every attempt: a blocking
+ * getaddrinfo() would stall the worker for as long as DNS takes, and looking up again on
+ * each attempt follows a Redis that moved to another address. The connection itself is a
+ * struct sl_redis_link (redis_link.c).
  * The topology hears of every node that comes up or goes down (sl_redis_topo_node_up/down);
  * sluice_store_errors_total counts failed decisions (the engine does), not connection
  * attempts, so that an idle instance retrying every 5 s does not count errors. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <event2/dns.h>
 #include <event2/event.h>
 #include <event2/util.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
-#include "redis_events.h"
+#include "../tls/tls.h"
 #include "redis_internal.h"
 #include "sluice/log.h"
 
 #define BACKOFF_FIRST_MS 100
 #define BACKOFF_MAX_MS 5000
-/* Connecting and loading the scripts may take this long beyond redis.timeout: hiredis has no
- * connect timeout of its own, and a black-holed address would otherwise hang forever. */
+/* Connecting and loading the scripts may take this long beyond redis.timeout: a connect has
+ * no timeout of its own, and a black-holed address would otherwise hang forever. */
 #define CONNECT_GRACE_MS 1000
 
 static const char *kind_name(const struct sl_redis_node *n)
@@ -48,7 +51,7 @@ static void arm_timer(struct sl_redis_node *n, uint64_t ms)
     evtimer_add(n->conn_timer, &tv);
 }
 
-/* Called with the state already IDLE and n->ac already detached. */
+/* Called with the state already IDLE and n->link already detached. */
 static void schedule_retry(struct sl_redis_node *n)
 {
     if (n->store->freeing)
@@ -71,7 +74,7 @@ static void attempt_failed(struct sl_redis_node *n)
 static void become_idle(struct sl_redis_node *n)
 {
     bool was_ready = n->state == SL_REDIS_READY;
-    n->ac = NULL;
+    n->link = NULL;
     n->state = SL_REDIS_IDLE;
     n->inflight = 0;
     if (!n->store->freeing)
@@ -80,17 +83,17 @@ static void become_idle(struct sl_redis_node *n)
 
 void sl_redis_node_drop(struct sl_redis_node *n, const char *why)
 {
-    redisAsyncContext *ac = n->ac;
-    if (!ac)
+    struct sl_redis_link *link = n->link;
+    if (!link)
         return;
     bool was_ready = n->state == SL_REDIS_READY;
     log_failure(n, "connection dropped", why);
-    /* Idle first: the NULL-reply callbacks redisAsyncFree runs may start new decisions, which
-     * must not reach the dying context. */
-    n->ac = NULL;
+    /* Idle first: the NULL-reply callbacks the free runs may start new decisions, which must
+     * not reach the dying link. */
+    n->link = NULL;
     n->state = SL_REDIS_IDLE;
     schedule_retry(n);
-    redisAsyncFree(ac);
+    sl_redis_link_free(link);
     n->inflight = 0;
     if (!n->store->freeing)
         sl_redis_topo_node_down(n, was_ready);
@@ -113,12 +116,12 @@ static void handshake_done(struct sl_redis_node *n)
 /* privdata of a handshake command other than SCRIPT LOAD (whose privdata is the script). */
 static const char step_auth, step_other;
 
-static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
+static void on_handshake_reply(struct sl_redis_link *l, void *r, void *privdata)
 {
-    struct sl_redis_node *n = ac->data;
+    struct sl_redis_node *n = sl_redis_link_data(l);
     const redisReply *reply = r;
-    if (ac != n->ac || n->state != SL_REDIS_CONNECTING || !reply)
-        return; /* an abandoned connection, or a lost one (on_disconnect handles it) */
+    if (l != n->link || n->state != SL_REDIS_CONNECTING || !reply)
+        return; /* an abandoned connection, or a lost one (on_close handles it) */
     /* A sentinel without a password of its own refuses AUTH: it still answers, so go on. */
     bool tolerated = privdata == &step_auth && n->kind == SL_REDIS_NODE_SENTINEL &&
                      reply->type == REDIS_REPLY_ERROR && strstr(reply->str, "without any password");
@@ -139,85 +142,111 @@ static void on_handshake_reply(redisAsyncContext *ac, void *r, void *privdata)
         handshake_done(n);
 }
 
-static void on_connect(const redisAsyncContext *ac, int status)
+/* The link failed; it frees itself once this returns. */
+static void on_close(struct sl_redis_link *l, const char *why, void *data)
 {
-    struct sl_redis_node *n = ac->data;
-    if (ac != n->ac || status == REDIS_OK)
+    struct sl_redis_node *n = data;
+    if (l != n->link)
         return;
-    /* hiredis frees the context after this callback. */
-    log_failure(n, "cannot connect", ac->errstr);
+    log_failure(n, sl_redis_link_connected(l) ? "connection lost" : "cannot connect", why);
     schedule_retry(n);
     become_idle(n);
 }
 
-static void on_disconnect(const redisAsyncContext *ac, int status)
-{
-    struct sl_redis_node *n = ac->data;
-    (void)status;
-    if (ac != n->ac)
-        return; /* freed by us: already handled */
-    log_failure(n, "connection lost", ac->err ? ac->errstr : "closed by the server");
-    schedule_retry(n);
-    become_idle(n);
-}
-
-static int queue_handshake(struct sl_redis_node *n, redisAsyncContext *ac)
+static int queue_handshake(struct sl_redis_node *n, struct sl_redis_link *l)
 {
     struct sl_redis_store *s = n->store;
-    int rc = REDIS_OK;
+    int rc = 0;
     n->handshake_left = 0;
     if (s->password) {
         void *step = (void *)&step_auth;
         if (s->user)
-            rc |=
-                redisAsyncCommand(ac, on_handshake_reply, step, "AUTH %s %s", s->user, s->password);
+            rc |= sl_redis_link_command(l, on_handshake_reply, step, "AUTH %s %s", s->user,
+                                        s->password);
         else
-            rc |= redisAsyncCommand(ac, on_handshake_reply, step, "AUTH %s", s->password);
+            rc |= sl_redis_link_command(l, on_handshake_reply, step, "AUTH %s", s->password);
         n->handshake_left++;
     }
     if (n->kind == SL_REDIS_NODE_DATA) {
         /* A cluster has database 0 only (the configuration refuses another). */
         if (s->db != 0) {
-            rc |=
-                redisAsyncCommand(ac, on_handshake_reply, (void *)&step_other, "SELECT %d", s->db);
+            rc |= sl_redis_link_command(l, on_handshake_reply, (void *)&step_other, "SELECT %d",
+                                        s->db);
             n->handshake_left++;
         }
         for (size_t i = 0; i < s->nscripts; i++) {
-            rc |= redisAsyncCommand(ac, on_handshake_reply, &s->scripts[i], "SCRIPT LOAD %s",
-                                    s->scripts[i].body);
+            rc |= sl_redis_link_command(l, on_handshake_reply, &s->scripts[i], "SCRIPT LOAD %s",
+                                        s->scripts[i].body);
             n->handshake_left++;
         }
     }
     /* A PING ends the handshake, so that a node with no script still waits for the server. */
-    rc |= redisAsyncCommand(ac, on_handshake_reply, (void *)&step_other, "PING");
+    rc |= sl_redis_link_command(l, on_handshake_reply, (void *)&step_other, "PING");
     n->handshake_left++;
-    return rc == REDIS_OK ? 0 : -1;
+    return rc == 0 ? 0 : -1;
+}
+
+/* The socket address of `ip` (numeric) and `port`, or of the unix socket `path`; its length,
+ * or 0 when it cannot be one. */
+static socklen_t make_address(struct sockaddr_storage *ss, const char *ip, int port,
+                              const char *path)
+{
+    memset(ss, 0, sizeof *ss);
+    if (path) {
+        struct sockaddr_un *sun = (struct sockaddr_un *)ss;
+        size_t len = strlen(path);
+        if (len >= sizeof sun->sun_path)
+            return 0;
+        sun->sun_family = AF_UNIX;
+        memcpy(sun->sun_path, path, len + 1);
+        return (socklen_t)sizeof *sun;
+    }
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    if (inet_pton(AF_INET, ip, &sin->sin_addr) == 1) {
+        sin->sin_family = AF_INET;
+        sin->sin_port = htons((uint16_t)port);
+        return (socklen_t)sizeof *sin;
+    }
+    if (inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1) {
+        sin6->sin6_family = AF_INET6;
+        sin6->sin6_port = htons((uint16_t)port);
+        return (socklen_t)sizeof *sin6;
+    }
+    return 0;
 }
 
 /* Starts connecting to `ip` (a numeric address), or to the unix socket when `ip` is NULL. */
 static void connect_to(struct sl_redis_node *n, const char *ip)
 {
     struct sl_redis_store *s = n->store;
-    redisAsyncContext *ac =
-        ip ? redisAsyncConnect(ip, n->port) : redisAsyncConnectUnix(n->unix_path);
-    if (!ac || ac->err) {
-        log_failure(n, "cannot connect", ac ? ac->errstr : "out of memory");
-        if (ac)
-            redisAsyncFree(ac);
+    struct sockaddr_storage ss;
+    socklen_t len = make_address(&ss, ip, n->port, ip ? NULL : n->unix_path);
+    if (len == 0) {
+        log_failure(n, "cannot connect", ip ? "not an address" : "socket path too long");
         attempt_failed(n);
         return;
     }
-    ac->data = n;
-    if (sl_redis_events_attach(ac, s->evbase) != REDIS_OK) {
-        redisAsyncFree(ac);
+    SSL *ssl = NULL;
+    if (s->tls.enabled) {
+        char err[256];
+        if (!s->tls_ctx ||
+            !(ssl = sl_tls_client_ssl_new(s->tls_ctx, &s->tls, n->host, err, sizeof err))) {
+            log_failure(n, "cannot connect", s->tls_ctx ? err : s->tls_error);
+            attempt_failed(n);
+            return;
+        }
+    }
+    struct sl_redis_link *l =
+        sl_redis_link_new(s->evbase, (struct sockaddr *)&ss, len, ssl, on_close, n);
+    if (!l) {
+        log_failure(n, "cannot connect", strerror(errno));
         attempt_failed(n);
         return;
     }
-    redisAsyncSetConnectCallback(ac, on_connect);
-    redisAsyncSetDisconnectCallback(ac, on_disconnect);
-    n->ac = ac;
+    n->link = l;
     n->state = SL_REDIS_CONNECTING;
-    if (queue_handshake(n, ac) != 0) {
+    if (queue_handshake(n, l) != 0) {
         sl_redis_node_drop(n, "cannot queue the handshake");
         return;
     }
@@ -351,14 +380,13 @@ static void close_quietly(struct sl_redis_node *n)
 {
     if (n->state == SL_REDIS_RESOLVING)
         cancel_resolving(n);
-    redisAsyncContext *ac = n->ac;
-    n->ac = NULL;
+    struct sl_redis_link *link = n->link;
+    n->link = NULL;
     n->state = SL_REDIS_IDLE;
     n->inflight = 0;
     if (n->conn_timer)
         evtimer_del(n->conn_timer);
-    if (ac)
-        redisAsyncFree(ac);
+    sl_redis_link_free(link);
 }
 
 void sl_redis_node_free(struct sl_redis_node *n)

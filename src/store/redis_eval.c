@@ -3,7 +3,7 @@
  *
  * Under load a worker makes many decisions on each limit in the same loop turn: on one key
  * (a route-wide or per-tenant limit) or on many (a per-client one). They are queued until
- * the turn's callbacks have run (hiredis writes the turn's commands in one go anyway, on the
+ * the turn's callbacks have run (the link writes the turn's commands in one go anyway, on the
  * next write event, so nothing waits longer) and go as one call of the algorithm's batch
  * script, which runs the algorithm once per decision, in order, in one script invocation:
  * exactly the decisions the separate calls would have had, at the instant of the call, for
@@ -133,9 +133,9 @@ static int resend(struct sl_redis_pending *p, struct sl_redis_node *to, bool loa
 {
     if (!to || to->state != SL_REDIS_READY)
         return -1;
-    if (load && redisAsyncCommand(to->ac, NULL, NULL, "SCRIPT LOAD %s", script_of(p)->body) != 0)
+    if (load && sl_redis_link_command(to->link, NULL, NULL, "SCRIPT LOAD %s", script_of(p)->body))
         return -1;
-    if (asking && redisAsyncCommand(to->ac, NULL, NULL, "ASKING") != REDIS_OK)
+    if (asking && sl_redis_link_command(to->link, NULL, NULL, "ASKING") != 0)
         return -1;
     p->asking = asking;
     return sl_redis_send(to, p);
@@ -274,11 +274,11 @@ static bool awaited(const struct sl_redis_pending *p)
     return false;
 }
 
-static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
+static void on_reply(struct sl_redis_link *l, void *r, void *privdata)
 {
     struct sl_redis_pending *p = privdata;
     struct sl_redis_store *s = p->store;
-    struct sl_redis_node *n = ac->data;
+    struct sl_redis_node *n = sl_redis_link_data(l);
     const redisReply *reply = r;
     if (n->inflight > 0)
         n->inflight--;
@@ -292,7 +292,7 @@ static void on_reply(redisAsyncContext *ac, void *r, void *privdata)
     }
     if (reply->type == REDIS_REPLY_ERROR) {
         bool handled;
-        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && !p->retried && ac == n->ac) {
+        if (strncmp(reply->str, "NOSCRIPT", 8) == 0 && !p->retried && l == n->link) {
             /* The server lost its script cache (restart, SCRIPT FLUSH): load it again and
              * retry once. */
             p->retried = true;
@@ -389,9 +389,9 @@ int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p)
         argv[argc] = args[i];
         argvlen[argc++] = arglen[i];
     }
-    if (redisAsyncCommandArgv(n->ac, on_reply, p, argc, argv, argvlen) != REDIS_OK)
+    if (sl_redis_link_command_argv(n->link, on_reply, p, argc, argv, argvlen) != 0)
         return -1;
-    /* hiredis holds them all now: a timeout completes one without freeing it. */
+    /* The link holds them all now: a timeout completes one without freeing it. */
     for (struct sl_redis_pending *q = p; q; q = q->batch_next)
         q->node = n;
     /* The first send: a NOSCRIPT retry or a redirection goes later, and counting a denial

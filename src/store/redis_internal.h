@@ -5,11 +5,12 @@
 #define SLUICE_STORE_REDIS_INTERNAL_H
 
 #include <event2/util.h>
-#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "redis_link.h"
 #include "sluice/redis_slots.h"
 #include "sluice/store_redis.h"
 
@@ -57,7 +58,7 @@ struct sl_redis_node {
     int port;
     char *unix_path; /* owned or NULL */
 
-    redisAsyncContext *ac;
+    struct sl_redis_link *link; /* owned; NULL while IDLE or RESOLVING */
     enum sl_redis_state state;
     unsigned handshake_left; /* replies still awaited before READY */
     struct event *conn_timer;
@@ -66,14 +67,14 @@ struct sl_redis_node {
     bool quiet;     /* a failure was already logged: repeat attempts log at debug level */
     bool attempted; /* its first attempt has finished (set by the topology when told) */
 
-    unsigned inflight;    /* commands hiredis holds a pending entry for */
+    unsigned inflight;    /* script calls sent on `link` and not answered */
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
 };
 
 struct sl_deny_cache;
 
 /* One decision. Before it is sent (held at start-up, see sl_redis_attempt_done; waiting for
- * another's answer; queued for this loop turn's batch) the store owns it; hiredis owns it
+ * another's answer; queued for this loop turn's batch) the store owns it; the link owns it
  * from the EVALSHA until its reply callback, which frees it and those it carries. The
  * callback to the caller (cb) runs at most once, on reply, timeout or failure. */
 struct sl_redis_pending {
@@ -158,6 +159,12 @@ struct sl_redis_store {
     size_t prefix_len;
 
     struct sl_redis_topology topo;
+    /* redis.tls: every connection (servers, masters, sentinels) speaks TLS on tls_ctx, made
+     * from the configuration's files when the store is; NULL with tls.enabled means they
+     * could not be read (tls_error says why) and every attempt fails. */
+    struct sl_tls_client_config tls; /* owned copy */
+    SSL_CTX *tls_ctx;
+    char tls_error[256];
     struct evdns_base *dns; /* made at the first name to look up */
     atomic_bool connected;
     bool attempted;      /* the topology's first attempt has finished (sl_redis_attempt_done) */
@@ -201,12 +208,12 @@ int sl_redis_parse_decision(const redisReply *r, uint64_t count, struct sl_decis
 struct sl_redis_node *sl_redis_node_new(struct sl_redis_store *s, enum sl_redis_node_kind kind,
                                         const char *host, int port, const char *unix_path);
 
-/* Frees the connection (hiredis then calls back every command still pending, with a NULL
+/* Frees the connection (the link then calls back every command still pending, with a NULL
  * reply), the timer and the node. No reconnection follows. Accepts NULL. */
 void sl_redis_node_free(struct sl_redis_node *n);
 
 /* Abandons the connection after a failure and schedules the next attempt with backoff.
- * Safe inside hiredis callbacks. */
+ * Safe inside the link's callbacks. */
 void sl_redis_node_drop(struct sl_redis_node *n, const char *why);
 
 /* The address the next connection attempt goes to; the current connection is kept.
@@ -281,7 +288,7 @@ static inline bool sl_redis_held_by_cache(const struct sl_decision *d)
 
 /* redis_eval.c */
 
-/* Sends `p` (and the decisions it carries) to `n` as one EVALSHA; 0, or -1 when hiredis
+/* Sends `p` (and the decisions it carries) to `n` as one EVALSHA; 0, or -1 when the link
  * refused the command (nothing sent, the store still owns them). */
 int sl_redis_send(struct sl_redis_node *n, struct sl_redis_pending *p);
 

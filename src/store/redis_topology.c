@@ -186,7 +186,7 @@ static int apply_map(struct sl_redis_store *s, const struct sl_redis_slot_map *m
     return 0;
 }
 
-static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
+static void on_slots(struct sl_redis_link *l, void *r, void *privdata)
 {
     struct sl_redis_node *n = privdata;
     struct sl_redis_store *s = n->store;
@@ -194,7 +194,7 @@ static void on_slots(redisAsyncContext *ac, void *r, void *privdata)
     const redisReply *reply = r;
     struct sl_redis_slot_map map;
 
-    (void)ac;
+    (void)l;
     t->refresh_inflight = false;
     if (s->freeing)
         return;
@@ -242,7 +242,7 @@ static void refresh_now(struct sl_redis_store *s)
         return;
     }
     t->refresh_wanted = false;
-    if (redisAsyncCommand(pick->ac, on_slots, pick, "CLUSTER SLOTS") != REDIS_OK) {
+    if (sl_redis_link_command(pick->link, on_slots, pick, "CLUSTER SLOTS") != 0) {
         t->first_read_over = true;
         refresh_failed(s);
         return;
@@ -316,7 +316,7 @@ static void set_master(struct sl_redis_store *s, const char *host, int port, con
 }
 
 /* Messages on +switch-master: "<name> <old-ip> <old-port> <new-ip> <new-port>". */
-static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
+static void on_switch(struct sl_redis_link *l, void *r, void *privdata)
 {
     struct sl_redis_node *n = privdata;
     struct sl_redis_store *s = n->store;
@@ -324,7 +324,7 @@ static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
     char name[256], host[256];
     int port;
 
-    if (ac != n->ac || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
+    if (l != n->link || !reply || reply->type != REDIS_REPLY_ARRAY || reply->elements != 3 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
         strcmp(reply->element[0]->str, "message") != 0 ||
         reply->element[2]->type != REDIS_REPLY_STRING)
@@ -335,13 +335,13 @@ static void on_switch(redisAsyncContext *ac, void *r, void *privdata)
     set_master(s, host, port, "switched by the sentinels");
 }
 
-static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
+static void on_master_addr(struct sl_redis_link *l, void *r, void *privdata)
 {
     struct sl_redis_node *n = privdata;
     struct sl_redis_store *s = n->store;
     const redisReply *reply = r;
 
-    if (ac != n->ac || !reply || s->freeing)
+    if (l != n->link || !reply || s->freeing)
         return;
     if (reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
         reply->element[0]->type != REDIS_REPLY_STRING ||
@@ -356,7 +356,7 @@ static void on_master_addr(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     set_master(s, reply->element[0]->str, port, "asked the sentinels");
-    if (redisAsyncCommand(ac, on_switch, n, "SUBSCRIBE +switch-master") != REDIS_OK)
+    if (sl_redis_link_subscribe(l, on_switch, n, "+switch-master") != 0)
         sl_redis_node_drop(n, "cannot subscribe to +switch-master");
 }
 
@@ -364,8 +364,8 @@ static void ask_sentinel(struct sl_redis_store *s, struct sl_redis_node *n)
 {
     s->topo.last_refresh_us = sl_clock_mono_us();
     sl_metrics_redis_topology_refresh(s->metrics);
-    if (redisAsyncCommand(n->ac, on_master_addr, n, "SENTINEL get-master-addr-by-name %s",
-                          s->topo.master_name) != REDIS_OK)
+    if (sl_redis_link_command(n->link, on_master_addr, n, "SENTINEL get-master-addr-by-name %s",
+                              s->topo.master_name) != 0)
         sl_redis_node_drop(n, "cannot ask for the master");
 }
 

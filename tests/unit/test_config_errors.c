@@ -183,15 +183,16 @@ START_TEST(error_bad_url)
         ASSERT_ERRORS(yaml, want);
     }
     ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://127.0.0.1:6379/zero\nroutes: []\n",
-                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
-                  "\"unix:/path\" (optionally \"?db=N\"), got \"redis://127.0.0.1:6379/zero\"\n");
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\", "
+                  "\"rediss://...\" (TLS) or \"unix:/path\" (optionally \"?db=N\"), got "
+                  "\"redis://127.0.0.1:6379/zero\"\n");
     /* A URL with credentials is not echoed back. */
     ASSERT_ERRORS(UPSTREAM "redis:\n  deny_cache: lots\nroutes: []\n",
                   "t.yaml:4:15: redis.deny_cache: expected an integer from 0 to 4294967295, "
                   "got \"lots\"\n");
     ASSERT_ERRORS(UPSTREAM "redis:\n  url: redis://u:topsecret@host:99999\nroutes: []\n",
-                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\" or "
-                  "\"unix:/path\" (optionally \"?db=N\"), got a URL that does not parse (not "
+                  "t.yaml:4:8: redis.url: expected \"redis://[user:password@]host:port/db\", "
+                  "\"rediss://...\" (TLS) or \"unix:/path\" (optionally \"?db=N\"), got a URL that does not parse (not "
                   "shown: it holds credentials)\n");
 }
 END_TEST

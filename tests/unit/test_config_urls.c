@@ -1,6 +1,8 @@
 /* sl_cfg_load() on the addresses written as URLs (src/config/url.c): upstream.url's
  * forms (http://, h2c://, host names looked up by the workers) and redis.url's, with
  * Cluster and Sentinel. */
+#include <limits.h>
+
 #include "support/config_fixture.h"
 
 START_TEST(redis_url_forms)
@@ -70,6 +72,101 @@ START_TEST(redis_cluster_and_sentinel)
 }
 END_TEST
 
+/* A self-signed certificate `name`.crt with its key `name`.key in the temporary directory;
+ * their paths. */
+static void make_cert(const char *name, char crt[PATH_MAX], char key[PATH_MAX])
+{
+    char cmd[3 * PATH_MAX];
+    snprintf(crt, PATH_MAX, "%s/%s.crt", dir, name);
+    snprintf(key, PATH_MAX, "%s/%s.key", dir, name);
+    snprintf(cmd, sizeof cmd,
+             "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+             "-subj /CN=%s -days 1 -keyout %s -out %s 2>/dev/null",
+             name, key, crt);
+    ck_assert_int_eq(system(cmd), 0);
+}
+
+/* rediss:// and redis.tls: TLS on for the URL's server, or for every node of a cluster or of
+ * a sentinel setup; the files are read at load time, and each problem names its file. */
+START_TEST(redis_tls)
+{
+    struct sl_config *cfg =
+        load_ok(UPSTREAM "redis: {url: \"rediss://:pw@cache.example:6380/2\"}\nroutes: []\n");
+    ck_assert(cfg->redis.tls.enabled);
+    ck_assert(cfg->redis.tls.verify);
+    ck_assert_ptr_null(cfg->redis.tls.ca);
+    ck_assert_str_eq(cfg->redis.host, "cache.example");
+    ck_assert_int_eq(cfg->redis.port, 6380);
+    ck_assert_int_eq(cfg->redis.db, 2);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok(UPSTREAM "redis: {url: \"redis://h:6379\"}\nroutes: []\n");
+    ck_assert(!cfg->redis.tls.enabled);
+    ck_assert(cfg->redis.tls.verify);
+    sl_cfg_unref(cfg);
+
+    char ca[PATH_MAX], ca_key[PATH_MAX], other[PATH_MAX], other_key[PATH_MAX], yaml[4 * PATH_MAX];
+    make_cert("ca", ca, ca_key);
+    make_cert("other", other, other_key);
+    snprintf(yaml, sizeof yaml,
+             UPSTREAM
+             "redis:\n  cluster: [\"10.0.0.1:7000\"]\n"
+             "  tls: {ca: \"%s\", verify: false, server_name: redis.internal, cert: \"\"}\n"
+             "routes: []\n",
+             ca);
+    cfg = load_ok(yaml);
+    ck_assert(cfg->redis.tls.enabled);
+    ck_assert(!cfg->redis.tls.verify);
+    ck_assert_str_eq(cfg->redis.tls.ca, ca);
+    ck_assert_str_eq(cfg->redis.tls.server_name, "redis.internal");
+    ck_assert_ptr_null(cfg->redis.tls.cert);
+    char *json = NULL;
+    ck_assert_int_eq(sl_cfg_to_json(cfg, &json), 0);
+    ck_assert_ptr_nonnull(strstr(json, "\"verify\":false,\"server_name\":\"redis.internal\""));
+    free(json);
+    sl_cfg_unref(cfg);
+
+    ASSERT_ERRORS(UPSTREAM "redis:\n  tls: {ca: /nonexistent/ca.pem}\nroutes: []\n",
+                  "t.yaml:4:13: redis.tls.ca: cannot read /nonexistent/ca.pem: No such file or "
+                  "directory\n");
+    ASSERT_ERRORS(
+        UPSTREAM "redis:\n  tls: {ca: /dev/null}\nroutes: []\n",
+        "t.yaml:4:13: redis.tls.ca: expected PEM certificates in /dev/null, found none\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  tls: {cert: /nonexistent/c.pem}\nroutes: []\n",
+                  "t.yaml:4:8: redis.tls.key: expected the client certificate's key with the "
+                  "certificate, got a certificate without a key\n");
+    snprintf(yaml, sizeof yaml, UPSTREAM "redis:\n  tls: {cert: \"%s\", key: \"%s\"}\nroutes: []\n",
+             ca, "/nonexistent/k.pem");
+    char *got = load_errors(yaml);
+    ck_assert_ptr_nonnull(strstr(got, "redis.tls.key: cannot read /nonexistent/k.pem"));
+    free(got);
+    /* A certificate with another's key. */
+    snprintf(yaml, sizeof yaml, UPSTREAM "redis:\n  tls: {cert: \"%s\", key: \"%s\"}\nroutes: []\n",
+             ca, other_key);
+    got = load_errors(yaml);
+    char want[3 * PATH_MAX];
+    snprintf(want, sizeof want, "redis.tls.key: %s is not the key of the certificate in %s",
+             other_key, ca);
+    ck_assert_msg(strstr(got, want), "%s", got);
+    free(got);
+    snprintf(yaml, sizeof yaml,
+             UPSTREAM "redis:\n  url: rediss://127.0.0.1:6380\n  tls: {ca: \"%s\", cert: \"%s\", "
+                      "key: \"%s\"}\nroutes: []\n",
+             ca, ca, other_key);
+    got = load_errors(yaml);
+    ck_assert_ptr_nonnull(strstr(got, "is not the key of the certificate"));
+    free(got);
+    ASSERT_ERRORS(UPSTREAM "redis:\n  url: unix:/run/redis.sock\n  tls: {}\nroutes: []\n",
+                  "t.yaml:5:8: redis.tls: expected a TCP address with TLS, got a unix socket\n");
+    ASSERT_ERRORS(UPSTREAM "redis:\n  tls: {verify: maybe}\nroutes: []\n",
+                  "t.yaml:4:17: redis.tls.verify: expected true or false, got \"maybe\"\n");
+    unlink(ca);
+    unlink(ca_key);
+    unlink(other);
+    unlink(other_key);
+}
+END_TEST
+
 /* A host name is kept for the workers to look up; numeric hosts and localhost are resolved
  * at load time as before. */
 START_TEST(upstream_host_names)
@@ -115,6 +212,7 @@ int main(void)
     tcase_add_test(tc, upstream_host_names);
     tcase_add_test(tc, redis_url_forms);
     tcase_add_test(tc, redis_cluster_and_sentinel);
+    tcase_add_test(tc, redis_tls);
     suite_add_tcase(s, tc);
     return run_config_suite(s);
 }
