@@ -171,6 +171,23 @@ enum sl_header_mode { SL_HEADERS_BOTH, SL_HEADERS_DRAFT, SL_HEADERS_LEGACY, SL_H
 enum sl_access_log { SL_ACCESS_LOG_STDOUT, SL_ACCESS_LOG_OFF, SL_ACCESS_LOG_FILE };
 enum sl_log_level { SL_LOG_ERROR, SL_LOG_WARN, SL_LOG_INFO, SL_LOG_DEBUG };
 
+/* A TLS client's settings: upstream.tls and redis.tls (SPEC section 11). */
+struct sl_tls_client_config {
+    bool enabled;      /* rediss://, https://, h2://, or a tls block given */
+    char *ca;          /* PEM bundle; NULL: the system's trust store; owned */
+    bool verify;       /* chain and host name; default true */
+    char *server_name; /* SNI and the name verified; NULL: the host connected to; owned */
+    char *cert, *key;  /* client certificate and its key, or NULL; owned */
+};
+
+/* Frees what `c` owns and clears it (verify back to its default, true). */
+void sl_tls_client_config_deinit(struct sl_tls_client_config *c);
+
+/* Copies `src` into `dst` (whose own strings are not freed); 0, or -1 on ENOMEM (`dst` then
+ * holds nothing to free). */
+int sl_tls_client_config_copy(struct sl_tls_client_config *dst,
+                              const struct sl_tls_client_config *src);
+
 struct sl_upstream_config {
     char *url;                       /* as written; owned */
     /* A numeric address, localhost or unix: resolved at load time. A host name: `host`
@@ -181,7 +198,11 @@ struct sl_upstream_config {
     uint64_t connect_timeout_ms;
     uint64_t timeout_ms;
     unsigned keepalive;              /* idle connections kept per worker */
-    bool h2;                         /* h2c://: requests go as HTTP/2 streams */
+    bool h2;                         /* h2c:// or h2://: requests go as HTTP/2 streams */
+    /* https:// or h2://: TLS (upstream.tls); `tls_ctx` is built at load, ALPN "h2" for
+     * h2:// and "http/1.1" for https://, and shared by the workers; owned. */
+    struct sl_tls_client_config tls;
+    struct ssl_ctx_st *tls_ctx;
 };
 
 /* client.underscores_in_headers: what becomes of a request header whose name has a "_". */
@@ -211,23 +232,6 @@ struct sl_path_rules {
     bool decode_slash;          /* "%2F" is a "/" */
     bool ignore_trailing_slash; /* "/a/" is "/a" (Express, Flask, Rails) */
 };
-
-/* A TLS client's settings: upstream.tls and redis.tls (SPEC section 11). */
-struct sl_tls_client_config {
-    bool enabled;      /* rediss://, https://, h2://, or a tls block given */
-    char *ca;          /* PEM bundle; NULL: the system's trust store; owned */
-    bool verify;       /* chain and host name; default true */
-    char *server_name; /* SNI and the name verified; NULL: the host connected to; owned */
-    char *cert, *key;  /* client certificate and its key, or NULL; owned */
-};
-
-/* Frees what `c` owns and clears it (verify back to its default, true). */
-void sl_tls_client_config_deinit(struct sl_tls_client_config *c);
-
-/* Copies `src` into `dst` (whose own strings are not freed); 0, or -1 on ENOMEM (`dst` then
- * holds nothing to free). */
-int sl_tls_client_config_copy(struct sl_tls_client_config *dst,
-                              const struct sl_tls_client_config *src);
 
 /* How the Redis servers are found: one address (url), a Cluster's seed nodes, or Sentinels. */
 enum sl_redis_mode { SL_REDIS_MODE_URL, SL_REDIS_MODE_CLUSTER, SL_REDIS_MODE_SENTINEL };

@@ -2,6 +2,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <openssl/ssl.h>
+
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/rates.h"
@@ -62,6 +64,8 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->upstream.url);
     free(cfg->upstream.host);
     sl_sockaddr_deinit(&cfg->upstream.addr);
+    sl_tls_client_config_deinit(&cfg->upstream.tls);
+    SSL_CTX_free(cfg->upstream.tls_ctx);
     for (size_t i = 0; i < cfg->client.nupgrades; i++)
         free(cfg->client.upgrades[i]);
     free(cfg->client.upgrades);

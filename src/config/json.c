@@ -306,9 +306,12 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
                     cfg->admin_metrics_auth ? ",\"metrics_auth\":true" : ",\"metrics_auth\":false");
     sl_cfg_buf_adds(&b, "},\"upstream\":{\"url\":");
     sl_cfg_buf_json(&b, up->url);
-    sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u}",
+    sl_cfg_buf_addf(&b, ",\"connect_timeout_ms\":%llu,\"timeout_ms\":%llu,\"keepalive\":%u",
                     (unsigned long long)up->connect_timeout_ms, (unsigned long long)up->timeout_ms,
                     up->keepalive);
+    sl_cfg_buf_adds(&b, ",\"tls\":");
+    tls_client(&b, &up->tls);
+    sl_cfg_buf_adds(&b, "}");
     sl_cfg_buf_addf(&b,
                     ",\"client\":{\"header_timeout_ms\":%llu,\"idle_timeout_ms\":%llu,"
                     "\"max_header_bytes\":%llu,\"max_body_bytes\":%llu,"

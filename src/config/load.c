@@ -155,6 +155,7 @@ static struct sl_config *new_defaults(void)
     cfg->redis.timeout_ms = 50;
     cfg->redis.deny_cache = 100000;
     cfg->redis.tls.verify = true;
+    cfg->upstream.tls.verify = true;
     cfg->failure_mode = SL_FAILURE_OPEN;
     cfg->memory_max_keys = 1000000;
     cfg->memory_max_bytes = 64ull << 20;

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../tls/sessions.h"
+#include "../tls/tls.h"
 #include "loader.h"
 #include "sluice/config_parse.h"
 
@@ -59,13 +61,30 @@ int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
     struct sl_sockaddr *out = &up->addr;
     char hostport[300];
 
+    static const struct {
+        const char *scheme;
+        bool h2, tls;
+        const char *port;
+    } schemes[] = {
+        {"http://", false, false, ":80"},
+        {"https://", false, true, ":443"},
+        /* h2c:// is cleartext HTTP/2 with prior knowledge (RFC 9113 3.3); h2:// is HTTP/2
+         * over TLS, agreed by ALPN. */
+        {"h2c://", true, false, ":80"},
+        {"h2://", true, true, ":443"},
+    };
+    size_t k = 0;
+
     if (strncmp(url, "unix:", 5) == 0)
         return sl_parse_sockaddr(url, out);
-    /* h2c:// is cleartext HTTP/2 with prior knowledge (RFC 9113 3.3): same address rules. */
-    up->h2 = strncmp(url, "h2c://", 6) == 0;
-    if (!up->h2 && strncmp(url, "http://", 7) != 0)
+    while (k < sizeof schemes / sizeof schemes[0] &&
+           strncmp(url, schemes[k].scheme, strlen(schemes[k].scheme)) != 0)
+        k++;
+    if (k == sizeof schemes / sizeof schemes[0])
         return -1;
-    const char *auth = url + (up->h2 ? 6 : 7);
+    up->h2 = schemes[k].h2;
+    up->tls.enabled = schemes[k].tls;
+    const char *auth = url + strlen(schemes[k].scheme);
     size_t n = strcspn(auth, "/?#");
     /* The upstream receives the client's request target as it is: no path to prepend. */
     if (auth[n] != '\0' && strcmp(auth + n, "/") != 0)
@@ -77,17 +96,53 @@ int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
     const char *bracket = strrchr(hostport, ']');
     const char *colon = strrchr(hostport, ':');
     if (!colon || (bracket && colon < bracket))
-        strcat(hostport, ":80");
+        strcat(hostport, schemes[k].port);
     if (sl_parse_sockaddr(hostport, out) == 0)
         return 0;
     return bracket ? -1 : parse_upstream_name(hostport, up);
 }
 
+/* upstream.tls applies to https:// and h2://; its files are read now, and the context the
+ * workers share is made, so that `sluice -t` reports a bad one. */
+static void load_upstream_tls(struct sl_loader *ld, const yaml_node_t *node,
+                              struct sl_upstream_config *up)
+{
+    static const unsigned char h2[] = "\x02h2", http1[] = "\x08http/1.1";
+    yaml_node_t *tls = sl_ld_get(ld, node, "tls");
+    bool scheme_tls = up->tls.enabled;
+    char err[512];
+
+    if (tls) {
+        sl_ld_tls_client(ld, tls, "upstream.tls", &up->tls);
+        if (!scheme_tls) {
+            sl_ld_error(ld, tls, "upstream.tls",
+                        "applies to https:// and h2:// upstreams only; upstream.url is %s",
+                        up->url);
+            return;
+        }
+    }
+    if (!scheme_tls || ld->nerrors)
+        return;
+    up->tls.enabled = true;
+    up->tls_ctx = sl_tls_client_ctx_new(&up->tls, err, sizeof err);
+    if (!up->tls_ctx) {
+        sl_ld_error(ld, tls ? tls : node, tls ? "upstream.tls" : "upstream.url", "%s", err);
+        return;
+    }
+    if (up->h2)
+        SSL_CTX_set_alpn_protos(up->tls_ctx, h2, sizeof h2 - 1);
+    else
+        SSL_CTX_set_alpn_protos(up->tls_ctx, http1, sizeof http1 - 1);
+    sl_tls_client_keep_sessions(up->tls_ctx);
+}
+
 void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg)
 {
-    static const char *const keys[] = {"url", "connect_timeout", "timeout", "keepalive", NULL};
-    static const char expected[] =
-        "\"http://host:port\" or \"h2c://host:port\" (no path), or \"unix:/path\"";
+    static const char *const keys[] = {"url",       "connect_timeout", "timeout",
+                                       "keepalive", "tls",             NULL};
+    static const char expected[] = "\"http://host:port\", \"https://host:port\", "
+                                   "\"h2c://host:port\" or \"h2://host:port\" (no path), or "
+                                   "\"unix:/path\"";
     struct sl_upstream_config *up = &cfg->upstream;
     char vpath[] = "upstream.url", got[96];
     uint64_t keepalive = up->keepalive;
@@ -115,6 +170,7 @@ void sl_ld_upstream(struct sl_loader *ld, const yaml_node_t *node, struct sl_con
     up->url = strdup(url);
     if (!up->url)
         sl_ld_error(ld, v, vpath, "out of memory");
+    load_upstream_tls(ld, node, up);
 }
 
 static int hex_value(char c)

@@ -28,6 +28,7 @@ struct sl_h2u_conn {
     struct bufferevent *bev;
     nghttp2_session *session;
     char *target;                 /* upstream.url's host and port: exchanges match it */
+    const struct ssl_ctx_st *tls_ctx; /* upstream.tls's context (identity only), or NULL */
     struct sl_h2u_stream *streams; /* open on it */
 
     struct event flush;  /* writes the output once this loop turn's callbacks are done */

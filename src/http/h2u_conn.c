@@ -228,7 +228,10 @@ static void eventcb(struct bufferevent *bev, short what, void *arg)
     struct sl_worker *w = c->w;
 
     sl_h2u_enter(c);
-    if (what & BEV_EVENT_CONNECTED) {
+    if ((what & BEV_EVENT_CONNECTED) && sl_bev_tls(bev) && !sl_upstream_alpn_is(bev, "h2")) {
+        sl_log_warn("http2 upstream %s: the server did not agree to h2 by ALPN", c->target);
+        kill_conn(c, SL_UPSTREAM_ERR_TLS);
+    } else if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
         c->connected = true;
         bufferevent_set_timeouts(bev, NULL, NULL);
@@ -245,10 +248,12 @@ static void eventcb(struct bufferevent *bev, short what, void *arg)
         if (!c->connected) {
             if (c->by_name)
                 sl_upstream_name_forget(w);
-            kind = (what & BEV_EVENT_TIMEOUT) ? SL_UPSTREAM_ERR_TIMEOUT
+            kind = (what & BEV_EVENT_TIMEOUT)              ? SL_UPSTREAM_ERR_TIMEOUT
                    : bufferevent_socket_get_dns_error(bev) ? SL_UPSTREAM_ERR_RESOLVE
+                   : sl_upstream_tls_failed(bev, c->target) ? SL_UPSTREAM_ERR_TLS
                                                             : SL_UPSTREAM_ERR_CONNECT;
-            sl_log_warn("http2 upstream %s: cannot connect", c->target);
+            if (kind != SL_UPSTREAM_ERR_TLS)
+                sl_log_warn("http2 upstream %s: cannot connect", c->target);
         } else {
             receive(c); /* what came before the close: a GOAWAY, last responses */
         }
@@ -272,7 +277,8 @@ static struct sl_h2u_conn *conn_new(struct sl_worker *w, const struct sl_upstrea
         goto fail;
     c->w = w;
     c->target = strdup(u->addr.text);
-    c->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    c->tls_ctx = u->tls_ctx;
+    c->bev = sl_upstream_bev_new(w, u);
     if (!c->target || !c->bev)
         goto fail;
     if (nghttp2_session_client_new2(&c->session, session_callbacks, c, session_options) != 0) {
@@ -288,7 +294,8 @@ static struct sl_h2u_conn *conn_new(struct sl_worker *w, const struct sl_upstrea
     bufferevent_setwatermark(c->bev, EV_WRITE, SL_LOW_WATER, 0);
     struct timeval tv = {(time_t)(u->connect_timeout_ms / 1000),
                          (suseconds_t)(u->connect_timeout_ms % 1000) * 1000};
-    bufferevent_set_timeouts(c->bev, NULL, &tv);
+    /* A TLS handshake reads as well as writes: connect_timeout bounds both. */
+    bufferevent_set_timeouts(c->bev, sl_bev_tls(c->bev) ? &tv : NULL, &tv);
     socklen_t len = u->addr.len;
     const struct sockaddr_storage *addr = u->host ? sl_upstream_name_addr(w, u, &len) : &u->addr.ss;
     c->by_name = !addr;
@@ -327,7 +334,7 @@ static void conn_free(struct sl_h2u_conn *c)
         sl_h2u_stream_unlink_free(c->streams);
     event_del(&c->flush);
     nghttp2_session_del(c->session);
-    bufferevent_free(c->bev);
+    sl_upstream_bev_free(c->bev);
     free(c->target);
     free(c);
 }
@@ -363,7 +370,7 @@ struct sl_h2u_conn *sl_h2u_conn_pick(struct sl_worker *w, const struct sl_upstre
         next = c->next;
         if (c->goaway || c->dying)
             continue;
-        if (strcmp(c->target, u->addr.text) != 0) {
+        if (strcmp(c->target, u->addr.text) != 0 || c->tls_ctx != u->tls_ctx) {
             /* An upstream a reload replaced: its idle connections serve no one now. */
             if (c->nstreams == 0)
                 close_conn(c);

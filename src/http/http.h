@@ -22,6 +22,7 @@
 #include "sluice/request.h"
 #include "sluice/text.h"
 
+#include "../tls/sessions.h"
 #include "exchange.h"
 
 /* Flow control: a side stops being read while the other side's output holds more than
@@ -133,6 +134,25 @@ void sl_upstream_name_learn(struct sl_worker *w, const struct sockaddr_storage *
 void sl_upstream_name_forget(struct sl_worker *w);
 void sl_upstream_name_deinit(struct sl_worker *w);
 
+/* ---- upstream_tls.c: the connection under either upstream codec ---- */
+
+/* A bufferevent for a new connection to `u`, not yet connected: a socket one, or for
+ * https:// and h2:// a TLS one whose handshake follows the connect (BEV_EVENT_CONNECTED
+ * once it is done), with SNI and the name verified as upstream.tls says, resuming the
+ * worker's last session with this upstream. NULL on failure (logged). */
+struct bufferevent *sl_upstream_bev_new(struct sl_worker *w, const struct sl_upstream_config *u);
+
+/* Frees an upstream connection's bufferevent, closing TLS so that its session can be
+ * resumed by the next connection. */
+void sl_upstream_bev_free(struct bufferevent *bev);
+
+/* Whether a connection that failed before BEV_EVENT_CONNECTED failed in its TLS handshake
+ * (chain, name, protocol); logs why, naming `target`. */
+bool sl_upstream_tls_failed(struct bufferevent *bev, const char *target);
+
+/* Whether the TLS connection `bev` agreed on ALPN protocol `proto`. */
+bool sl_upstream_alpn_is(struct bufferevent *bev, const char *proto);
+
 /* ---- worker.c ---- */
 
 /* A worker's loop has two event priorities; libevent runs only the more urgent level
@@ -194,6 +214,7 @@ struct sl_worker {
     struct sl_h2u_conn *h2u;  /* h2u_conn.c: HTTP/2 upstream connections */
     unsigned nidle;
     struct sl_upstream_name upname; /* upstream_name.c */
+    struct sl_tls_session_slot upstream_session; /* upstream_tls.c: the last TLS session */
 
     struct evbuffer *log_buf; /* access_log.c */
     struct event *log_timer;
@@ -473,6 +494,9 @@ struct sl_upstream {
     bool connected, reused, got_bytes, eof;
     bool head_sent; /* the response head went to the client */
     bool tunnel;
+    /* The upstream.tls context it was made with (NULL: cleartext), compared by identity
+     * only: a pooled connection serves the configuration it was made for. */
+    const struct ssl_ctx_st *tls_ctx;
 };
 
 /* Starts forwarding `x` on a pooled or new connection: writes the head; a body follows as
@@ -486,6 +510,8 @@ void sl_upstream_set_timeouts(struct sl_exchange *x);
 void sl_upstream_release(struct sl_exchange *x, bool reuse);
 void sl_upstream_flush(struct sl_upstream *up);
 void sl_upstream_free(struct sl_upstream *up);
+/* A TLS upstream connection's read callback, in use and idle in the pool alike. */
+void sl_upstream_tls_readcb(struct bufferevent *bev, void *arg);
 /* Reads from the upstream socket only while its input has room and it is wanted. */
 void sl_upstream_sync_read(struct sl_upstream *up);
 
@@ -521,9 +547,10 @@ void sl_h2u_close_all(struct sl_worker *w, bool idle_only);
 
 /* ---- pool.c ---- */
 
-/* An idle connection to `addr`, taken out of the pool, or NULL. */
+/* An idle connection to `addr` made with `tls_ctx` (NULL: cleartext), taken out of the
+ * pool, or NULL. */
 struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sockaddr_storage *addr,
-                                 socklen_t len);
+                                 socklen_t len, const struct ssl_ctx_st *tls_ctx);
 /* Keeps `up` idle for reuse, or frees it when the pool holds `keepalive` already. */
 void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive);
 void sl_pool_clear(struct sl_worker *w);

@@ -35,13 +35,13 @@ static bool same_addr(const struct sl_upstream *up, const struct sockaddr_storag
 }
 
 struct sl_upstream *sl_pool_take(struct sl_worker *w, const struct sockaddr_storage *addr,
-                                 socklen_t len)
+                                 socklen_t len, const struct ssl_ctx_st *tls_ctx)
 {
     struct sl_upstream *up = w->idle;
     while (up) {
         struct sl_upstream *next = up->next;
         unlink_idle(w, up);
-        if (same_addr(up, addr, len))
+        if (same_addr(up, addr, len) && up->tls_ctx == tls_ctx)
             return up;
         sl_upstream_free(up); /* to an address a reload replaced, or a name moved from */
         up = next;
@@ -55,7 +55,8 @@ void sl_pool_put(struct sl_worker *w, struct sl_upstream *up, unsigned keepalive
         sl_upstream_free(up);
         return;
     }
-    bufferevent_setcb(up->bev, NULL, NULL, idle_eventcb, up);
+    bufferevent_setcb(up->bev, sl_bev_tls(up->bev) ? sl_upstream_tls_readcb : NULL, NULL,
+                      idle_eventcb, up);
     /* The write timeout may stay as it is: it cannot fire while writing is off. */
     bufferevent_disable(up->bev, EV_WRITE);
     if (up->read_timeout_on) {

@@ -32,7 +32,7 @@ void sl_upstream_free(struct sl_upstream *up)
         return;
     if (up->rev_active)
         event_del(&up->rev);
-    bufferevent_free(up->bev);
+    sl_upstream_bev_free(up->bev);
     sl_head_deinit(&up->head);
     free(up);
 }
@@ -56,8 +56,25 @@ void sl_upstream_set_timeouts(struct sl_exchange *x)
         up->read_timeout = rd;
         up->rev_timeout_changed = true;
     }
+    if (!up->connected && sl_bev_tls(up->bev)) {
+        /* The handshake reads as well as writes: connect_timeout bounds both. The next
+         * call, once connected, sets the timeouts again whatever they are. */
+        struct timeval ct = tv_ms(u->connect_timeout_ms);
+        bufferevent_set_timeouts(up->bev, &ct, &ct);
+        up->write_timeout_ms = UINT64_MAX;
+        return;
+    }
     sl_write_timeout_set(up->bev, &up->write_timeout_ms,
                          up->connected ? u->timeout_ms : u->connect_timeout_ms);
+}
+
+/* A TLS bufferevent reads by itself: its own events take the priority. */
+static void set_read_priority(struct sl_upstream *up, int prio)
+{
+    if (sl_bev_tls(up->bev))
+        bufferevent_priority_set(up->bev, prio);
+    else
+        event_priority_set(&up->rev, prio);
 }
 
 /* Connects to `addr` (`len` bytes), or when `addr` is NULL to upstream `u`'s host name. */
@@ -68,7 +85,8 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_upstr
     if (!up)
         return NULL;
     up->w = w;
-    up->bev = bufferevent_socket_new(w->base, -1, BEV_OPT_CLOSE_ON_FREE);
+    up->bev = sl_upstream_bev_new(w, u);
+    up->tls_ctx = u->tls_ctx;
     if (!up->bev) {
         free(up);
         return NULL;
@@ -88,8 +106,7 @@ static struct sl_upstream *up_connect(struct sl_worker *w, const struct sl_upstr
         sl_upstream_free(up);
         return NULL;
     }
-    event_assign(&up->rev, w->base, bufferevent_getfd(up->bev), EV_READ | EV_PERSIST, up_readcb,
-                 up);
+    sl_reader_assign(&up->rev, w->base, up->bev, up_readcb, up);
     return up;
 }
 
@@ -118,7 +135,7 @@ static void attach(struct sl_exchange *x, bool fresh)
     socklen_t len = u->addr.len;
     const struct sockaddr_storage *addr = u->host ? sl_upstream_name_addr(w, u, &len) : &u->addr.ss;
     /* With no address known for a name, the pool holds nothing worth taking yet. */
-    struct sl_upstream *up = fresh || !addr ? NULL : sl_pool_take(w, addr, len);
+    struct sl_upstream *up = fresh || !addr ? NULL : sl_pool_take(w, addr, len, u->tls_ctx);
 
     if (up) {
         up->reused = true;
@@ -136,8 +153,9 @@ static void attach(struct sl_exchange *x, bool fresh)
     x->up = up;
     /* Until the response head is relayed (see SL_PRIO_URGENT). libevent refuses while the
      * event is active, which leaves the previous level: a matter of order only. */
-    event_priority_set(&up->rev, SL_PRIO_URGENT);
-    bufferevent_setcb(up->bev, NULL, up_writecb, up_eventcb, up);
+    set_read_priority(up, SL_PRIO_URGENT);
+    bufferevent_setcb(up->bev, sl_bev_tls(up->bev) ? sl_upstream_tls_readcb : NULL, up_writecb,
+                      up_eventcb, up);
     sl_head_reset(&up->head);
     up->head.skip_body = x->is_head;
     llhttp_init(&up->parser, HTTP_RESPONSE, &sl_response_settings);
@@ -187,6 +205,7 @@ static void upstream_failed(struct sl_exchange *x, enum sl_upstream_error kind, 
                  kind == SL_UPSTREAM_ERR_TIMEOUT   ? "timeout"
                  : kind == SL_UPSTREAM_ERR_CONNECT ? "connect failed"
                  : kind == SL_UPSTREAM_ERR_RESOLVE ? "name not resolved"
+                 : kind == SL_UPSTREAM_ERR_TLS     ? "TLS handshake failed"
                                                    : "reset");
     x->client->fail(x, status);
 }
@@ -400,8 +419,17 @@ static void up_readcb(evutil_socket_t fd, short what, void *arg)
     }
     /* A body or a tunnel streams at the normal level: it can go on indefinitely. */
     if (!x->gone && x->up == up && up->head_sent)
-        event_priority_set(&up->rev, SL_PRIO_NORMAL);
+        set_read_priority(up, SL_PRIO_NORMAL);
     x->client->leave(x);
+}
+
+void sl_upstream_tls_readcb(struct bufferevent *bev, void *arg)
+{
+    struct sl_upstream *up = arg;
+
+    (void)bev;
+    sl_reader_touch(&up->rev, up->read_timeout_on ? &up->read_timeout : NULL);
+    up_readcb(-1, EV_READ, up);
 }
 
 static void up_writecb(struct bufferevent *bev, void *arg)
@@ -458,6 +486,8 @@ static void up_eventcb(struct bufferevent *bev, short what, void *arg)
         sl_log_warn("upstream %s: cannot resolve: %s", x->cfg->upstream.addr.text,
                     evutil_gai_strerror(bufferevent_socket_get_dns_error(bev)));
         upstream_failed(x, SL_UPSTREAM_ERR_RESOLVE, 502);
+    } else if (!up->connected && sl_upstream_tls_failed(bev, x->cfg->upstream.addr.text)) {
+        upstream_failed(x, SL_UPSTREAM_ERR_TLS, 502);
     } else if (!up->connected) {
         sl_log_warn("upstream %s: %s", x->cfg->upstream.addr.text,
                     evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));

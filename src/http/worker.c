@@ -283,6 +283,7 @@ void sl_worker_deinit(struct sl_worker *w)
     sl_h2_spares_free(w);
     sl_access_log_deinit(w);
     sl_upstream_name_deinit(w); /* after every connection that could be looking up */
+    sl_tls_session_slot_clear(&w->upstream_session);
     if (w->cfg_ev)
         event_free(w->cfg_ev);
     if (w->stop_ev)

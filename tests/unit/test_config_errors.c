@@ -6,7 +6,7 @@ START_TEST(error_unknown_key)
 {
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000\n  timeuot: 5s\nroutes: []\n",
                   "t.yaml:3:3: upstream.timeuot: unknown key; expected one of url, "
-                  "connect_timeout, timeout, keepalive\n");
+                  "connect_timeout, timeout, keepalive, tls\n");
     ASSERT_ERRORS(UPSTREAM "shutdown:\n  drain_delay: soon\nroutes: []\n",
                   "t.yaml:4:16: shutdown.drain_delay: expected a duration such as \"250ms\", "
                   "\"2s\", \"5m\", \"1h\" or \"1d\", got \"soon\"\n");
@@ -164,21 +164,24 @@ START_TEST(error_regex_outside_the_shared_dialect)
 }
 END_TEST
 
+#define URL_FORMS                                                                        \
+    "\"http://host:port\", \"https://host:port\", \"h2c://host:port\" or \"h2://host:port\" "   \
+    "(no path), or \"unix:/path\""
+
 START_TEST(error_bad_url)
 {
     ASSERT_ERRORS("upstream:\n  url: http://127.0.0.1:3000/api\nroutes: []\n",
-                  "t.yaml:2:8: upstream.url: expected \"http://host:port\" or "
-                  "\"h2c://host:port\" (no path), or \"unix:/path\", got \"http://127.0.0.1:3000/api\"\n");
+                  "t.yaml:2:8: upstream.url: expected " URL_FORMS
+                  ", got \"http://127.0.0.1:3000/api\"\n");
     static const char *const bad_hosts[] = {
         "http://10.0.0.256:80", "http://app_1:3000", "http://-app:3000", "http://app.:3000",
         "http://app:0",         "http://app:65536",  "http://app:x",      "h2c://app:3000/x",
-        "h2://app:3000",        "h2c://"};
+        "h3://app:3000",        "h2c://",            "https://app/x",     "h2://"};
     for (size_t i = 0; i < sizeof bad_hosts / sizeof bad_hosts[0]; i++) {
         char yaml[128], want[256];
         snprintf(yaml, sizeof yaml, "upstream:\n  url: %s\nroutes: []\n", bad_hosts[i]);
         snprintf(want, sizeof want,
-                 "t.yaml:2:8: upstream.url: expected \"http://host:port\" or "
-                 "\"h2c://host:port\" (no path), or \"unix:/path\", got \"%s\"\n",
+                 "t.yaml:2:8: upstream.url: expected " URL_FORMS ", got \"%s\"\n",
                  bad_hosts[i]);
         ASSERT_ERRORS(yaml, want);
     }

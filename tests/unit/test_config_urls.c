@@ -169,6 +169,29 @@ END_TEST
 
 /* A host name is kept for the workers to look up; numeric hosts and localhost are resolved
  * at load time as before. */
+START_TEST(upstream_tls_schemes)
+{
+    struct sl_config *cfg = load_ok("upstream: {url: \"https://api.example.com\"}\nroutes: []\n");
+    ck_assert(cfg->upstream.tls.enabled && cfg->upstream.tls.verify && !cfg->upstream.h2);
+    ck_assert_str_eq(cfg->upstream.host, "api.example.com");
+    ck_assert_uint_eq(cfg->upstream.port, 443);
+    ck_assert_ptr_nonnull(cfg->upstream.tls_ctx);
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream: {url: \"h2://127.0.0.1:8443\", tls: {verify: false}}\n"
+                  "routes: []\n");
+    ck_assert(cfg->upstream.tls.enabled && !cfg->upstream.tls.verify && cfg->upstream.h2);
+    ck_assert_str_eq(cfg->upstream.addr.text, "127.0.0.1:8443");
+    sl_cfg_unref(cfg);
+
+    cfg = load_ok("upstream: {url: \"h2c://127.0.0.1\"}\nroutes: []\n");
+    ck_assert(!cfg->upstream.tls.enabled && cfg->upstream.h2);
+    ck_assert_ptr_null(cfg->upstream.tls_ctx);
+    ck_assert_str_eq(cfg->upstream.addr.text, "127.0.0.1:80");
+    sl_cfg_unref(cfg);
+}
+END_TEST
+
 START_TEST(upstream_host_names)
 {
     struct sl_config *cfg = load_ok("upstream:\n  url: http://app:3000\nroutes: []\n");
@@ -210,6 +233,7 @@ int main(void)
     Suite *s = suite_create("config_urls");
     TCase *tc = tcase_create("urls");
     tcase_add_test(tc, upstream_host_names);
+    tcase_add_test(tc, upstream_tls_schemes);
     tcase_add_test(tc, redis_url_forms);
     tcase_add_test(tc, redis_cluster_and_sentinel);
     tcase_add_test(tc, redis_tls);
