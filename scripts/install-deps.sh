@@ -19,11 +19,12 @@ for arg in "$@"; do
     # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON
     # checks; python3-h2: an application that speaks h2c; nghttp2-client: nghttp and h2load;
     # chromium, its driver and selenium: the dashboard rendered in a real browser; python3-grpcio:
-    # gRPC clients and services; testssl.sh: the TLS listener judged
+    # gRPC clients and services; testssl.sh: the TLS listener judged; nginx-light: an upstream
+    # with TLS
     --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
                        prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
                        nghttp2-client chromium chromium-driver python3-selenium python3-grpcio
-                       testssl.sh) ;;
+                       testssl.sh nginx-light) ;;
     # haproxy, nghttp2-client (h2load) and python3-h2: bench/h2.sh
     --bench) packages+=(nginx-light wrk redis-server redis-tools curl haproxy nghttp2-client
                         python3-h2) ;;

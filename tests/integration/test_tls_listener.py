@@ -3,6 +3,7 @@ certificates chosen by SNI, ALPN into HTTP/2, resumption, mTLS, X-Forwarded-Prot
 version floor, bad certificate files refused naming the file, and certificates rotated by
 a reload while open connections keep their sessions. Clients: curl, nghttp, openssl
 s_client and Python's ssl module, against a CA made at test time (tls_certs.py)."""
+import json
 import os
 import shutil
 import socket
@@ -321,3 +322,26 @@ def test_reload_watch_follows_a_secret_rotated_by_symlink_swap(sluice_factory, u
     wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 1,
                10, 0.05, "the reload the swap caused")
     assert handshake(port, ctx)[0] == "other.test"
+
+
+def test_testssl_finds_nothing_medium_or_above_in_the_defaults(tls_proxy, certs, tmp_path):
+    """testssl.sh against the listener with the defaults (only certificates given): the
+    protocols, cipher lists, forward secrecy, server preferences and defaults, and the known
+    vulnerabilities. Findings about the certificate itself (the test CA's: its trust,
+    lifetime, revocation URIs) and the application's HTTP headers are the operator's, not
+    the listener's, and are left out."""
+    if shutil.which("testssl") is None:
+        pytest.skip("testssl.sh is not installed")
+    s = tls_proxy()
+    out = tmp_path / "testssl.json"
+    subprocess.run(["testssl", "--quiet", "--color", "0", "--warnings", "off", "--fast",
+                    "-p", "-s", "-f", "-P", "-S", "-U", "--add-ca", certs.ca,
+                    "--ip", "127.0.0.1", "--jsonfile", str(out),
+                    f"https://localhost:{s.tls_port}"],
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=600)
+    findings = json.loads(out.read_text())
+    assert any(f["id"] == "TLS1_3" and f["finding"] == "offered with final" for f in findings)
+    assert any(f["id"] == "TLS1_1" and f["finding"] == "not offered" for f in findings)
+    bad = [f for f in findings if f["severity"] in ("MEDIUM", "HIGH", "CRITICAL")
+           and not f["id"].startswith("cert")]
+    assert bad == [], bad
