@@ -216,9 +216,16 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     p->name_len = (size_t)(k - p->key);
     memcpy(k, key, key_len);
     if (script->nargv >= SL_REDIS_NARGV) {
+        /* The key's time to live past this entry, in ms, as the script sets it
+         * (src/limit/lua/sliding_window.lua), then the unique part. */
+        char *m = p->member;
+        m += sl_u64_format(m, q->period_us / 1000 + (q->period_us % 1000 != 0));
+        *m++ = '/';
         size_t plen = strlen(s->member_prefix);
-        memcpy(p->member, s->member_prefix, plen);
-        p->member_len = plen + sl_u64_format(p->member + plen, s->seq++);
+        memcpy(m, s->member_prefix, plen);
+        m += plen;
+        m += sl_u64_format(m, s->seq++);
+        p->member_len = (size_t)(m - p->member);
     }
     return p;
 }
