@@ -99,12 +99,13 @@ struct sl_algorithm_ops {
 
     /* The same decision as one Lua script for EVALSHA, touching only KEYS[1] and reading
      * the time with TIME. ARGV: [1] N, [2] P in microseconds, [3] need, [4] take, [5] burst,
-     * [6] delay (0|1), [7] a member unique to this request (sliding_window), and [8], only
-     * from tests (sl_store_redis_pin_clock), the time in microseconds instead of TIME.
-     * Returns the array
-     * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL. A key
-     * written under another N or P is read as rescale() reads it (scaled states keep the N
-     * they were written under in the key). */
+     * [6] delay (0|1), [7] a member unique to this request, beginning with ceil(P / 1000)
+     * and '/' (sliding_window), and [8], only from tests (sl_store_redis_pin_clock), the
+     * time in microseconds instead of TIME. Returns the array
+     * {allowed (0|1), remaining, reset_us, retry_after_us, delay_us}. Sets a TTL, and keeps
+     * the key alive, denials included, as long as decide() would keep its state: until
+     * reset_us has passed. A key written under another N or P is read as rescale() reads it
+     * (scaled states keep the N they were written under in the key). */
     const char *redis_script;
 };
 

@@ -7,7 +7,6 @@
  * connections are in redis_conn.c, which nodes exist in redis_topology.c. */
 #include <event2/dns.h>
 #include <event2/event.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -217,9 +216,16 @@ static struct sl_redis_pending *pending_new(struct sl_redis_store *s,
     p->name_len = (size_t)(k - p->key);
     memcpy(k, key, key_len);
     if (script->nargv >= SL_REDIS_NARGV) {
+        /* The key's time to live past this entry, in ms, as the script sets it
+         * (src/limit/lua/sliding_window.lua), then the unique part. */
+        char *m = p->member;
+        m += sl_u64_format(m, q->period_us / 1000 + (q->period_us % 1000 != 0));
+        *m++ = '/';
         size_t plen = strlen(s->member_prefix);
-        memcpy(p->member, s->member_prefix, plen);
-        p->member_len = plen + sl_u64_format(p->member + plen, s->seq++);
+        memcpy(m, s->member_prefix, plen);
+        m += plen;
+        m += sl_u64_format(m, s->seq++);
+        p->member_len = (size_t)(m - p->member);
     }
     return p;
 }
@@ -467,13 +473,20 @@ static void load_scripts(struct sl_redis_store *s)
 }
 
 /* Members of sliding-window sets must be unique across instances, workers and requests:
- * random bits per store, the worker, then a counter. */
+ * random bits per store, the worker, then a counter. The 64 random bits are spelled in 11
+ * characters of base64url rather than 16 hex digits: Redis keeps a member per admitted
+ * request, so each byte is paid once per request in the window. */
 static void init_member_prefix(struct sl_redis_store *s)
 {
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     uint64_t nonce;
     if (getrandom(&nonce, sizeof nonce, GRND_NONBLOCK) != sizeof nonce)
         nonce = sl_clock_real_us() ^ ((uint64_t)getpid() << 40) ^ (uint64_t)(uintptr_t)s;
-    snprintf(s->member_prefix, sizeof s->member_prefix, "%016" PRIx64 ":%u:", nonce, s->worker_id);
+    char spelled[12];
+    for (int i = 0; i < 11; i++, nonce >>= 6)
+        spelled[i] = digits[nonce & 63];
+    spelled[11] = '\0';
+    snprintf(s->member_prefix, sizeof s->member_prefix, "%s%u:", spelled, s->worker_id);
 }
 
 struct sl_store *sl_store_redis_new(struct event_base *base, const struct sl_redis_config *cfg,

@@ -71,7 +71,7 @@ static const char BATCH_TAIL[] =
     "end\n"
     "for i = 1, #held do\n"
     "    local h = held[held[i]]\n"
-    "    write(held[i], h[4], h[1], h[2], h[3])\n"
+    "    write(held[i], h[5], h[1], h[2], h[3], h[4])\n"
     "end\n"
     "return out\n";
 

@@ -112,7 +112,7 @@ struct sl_redis_pending {
     bool queued;                         /* in this turn's batches, not sent yet */
     uint8_t slot;                        /* leader, while queued: its turn_slot index */
     uint16_t key_slot;                   /* cluster mode: the key's hash slot; else 0 */
-    char member[64];
+    char member[96]; /* sliding_window: ttl in ms, '/', member_prefix, seq: at most 80 */
     size_t member_len;
     size_t name_len; /* key_prefix + route:limit:tag, the key without its value */
     size_t key_len;

@@ -1,11 +1,13 @@
 """Per-consumer rates (SPEC.md section 3, `rates:`): inline values and a VALUE<TAB>RATE file,
 `unlimited` and `0/P` touching no store, an unlisted value and an absent source getting the
 limit's rate, the same decisions on both stores, a consumer moved to another plan by a reload
-keeping its state, SIGHUP and reload.watch re-reading the file, a bad file kept out, the
-headers, /config and `sluice explain`."""
+keeping its state (on Redis too when its period grows and it is only denied after), SIGHUP
+and reload.watch re-reading the file, a bad file kept out, the headers, /config and
+`sluice explain`."""
 import json
 import os
 import subprocess
+import time
 
 import pytest
 
@@ -205,6 +207,47 @@ def test_sliding_window_moved_down_and_back_up_keeps_every_request(sluice_factor
     # Another consumer is not held by acme's requests.
     for path in paths:
         assert send(s.port, path, [("X-Key", "other")]).status == 200, path
+
+
+def test_sliding_window_moved_to_a_longer_period_stays_denied(sluice_factory, upstream,
+                                                              redis_server, tmp_path):
+    """A sliding_window consumer moved by a reload to a longer period, and only denied from
+    then on, still has its requests on record once the period they were admitted under has
+    passed, on either store: Redis keeps the key alive until they leave the new window
+    instead of letting it expire with the old one. No over-limit cache, so that every
+    denial asks Redis, as it does on an instance or a worker that has not seen the key."""
+    f = tmp_path / "c.tsv"
+    f.write_text("acme\t3/2s\n")
+    text = ""
+    for store, prefix in (("memory", "/mem"), ("redis", "/red")):
+        text += routes(store=store, by="key", values=None, file=str(f)).replace(
+            "name: api", "name: " + store).replace("path_prefix: /", "path_prefix: " + prefix)
+    text = text.replace("algorithm: fixed_window", "algorithm: sliding_window")
+    conf = redis_config(redis_server.url, text).replace(
+        '  key_prefix: "sluice:"\n', '  key_prefix: "sluice:"\n  deny_cache: 0\n')
+    s = sluice_factory(conf, upstream=upstream)
+    wait_connected(s)
+    paths = ("/mem", "/red")
+    start = time.monotonic()
+    for path in paths:
+        assert [send(s.port, path, [("X-Key", "acme")]).status for _ in range(3)] == [200] * 3
+    f.write_text("acme\t3/4s\n")
+    s.reload()
+    wait_reloads(s, 1)
+    for path in paths:
+        assert send(s.port, path, [("X-Key", "acme")]).status == 429, path
+    # The move came within the old period: its state was still there to carry.
+    assert time.monotonic() - start < 2, "the reload took longer than the old period"
+    time.sleep(max(0.0, start + 2.5 - time.monotonic()))
+    for path in paths:
+        got = send(s.port, path, [("X-Key", "acme")])
+        assert got.status == 429, path
+        assert 1 <= int(got.header("Retry-After")) <= 2, path
+    assert 0 < redis_server.command("PTTL", "sluice:redis:per_key:sw:acme") <= 4000
+    # Once the three have left the 4 s window, both let acme in again.
+    time.sleep(max(0.0, start + 4.3 - time.monotonic()))
+    for path in paths:
+        assert send(s.port, path, [("X-Key", "acme")]).status == 200, path
 
 
 def test_a_bad_line_keeps_the_old_file_and_counts_a_failed_reload(sluice_factory, upstream,

@@ -74,11 +74,11 @@ START_TEST(test_one_turn_on_one_key_is_one_call)
     redisReply *t = redisCommand(rc, "GET sluice:r1:l1:fw:together");
     ck_assert_int_eq(a->type, REDIS_REPLY_STRING);
     ck_assert_int_eq(t->type, REDIS_REPLY_STRING);
-    double fa[2], ft[2];
-    ck_assert(state_of(a->str, a->len, 2, fa));
-    ck_assert(state_of(t->str, t->len, 2, ft));
-    ck_assert(ft[1] == 5); /* start, count */
-    ck_assert(ft[0] == fa[0] && ft[1] == fa[1]);
+    double fa[3], ft[3];
+    ck_assert(state_of(a->str, a->len, 3, fa));
+    ck_assert(state_of(t->str, t->len, 3, ft));
+    ck_assert(ft[1] == 5); /* start, count, the window's end */
+    ck_assert(ft[0] == fa[0] && ft[1] == fa[1] && ft[2] == fa[2]);
     freeReplyObject(a);
     freeReplyObject(t);
     redisFree(rc);
@@ -154,15 +154,16 @@ START_TEST(test_a_wrong_key_fails_only_its_decision)
 END_TEST
 
 /* The scripts and the batch script (which writes the last decision's state) leave the same
- * layout: the algorithm's fields as whole numbers, and N as sluice sent it. */
+ * layout: the algorithm's fields as whole numbers, N as sluice sent it, and the instant the
+ * key was set to live until (the window algorithms' last field). */
 START_TEST(test_state_is_the_fields_as_doubles)
 {
     static const struct {
         const char *alg;
         int fields;
-        bool has_n; /* the last field is the N it was written under */
-    } cases[] = {{"fixed_window", 2, false},
-                 {"sliding_window_counter", 3, false},
+        bool has_n; /* the last field is the N it was written under, else the expiry */
+    } cases[] = {{"fixed_window", 3, false},
+                 {"sliding_window_counter", 4, false},
                  {"token_bucket", 3, true},
                  {"leaky_bucket", 3, true}};
     struct sl_store *store = store_new(1000, NULL);
@@ -180,12 +181,14 @@ START_TEST(test_state_is_the_fields_as_doubles)
             redisReply *h = redisCommand(rc, "GET sluice:r1:l1:%s:%s", lim.alg->tag,
                                          v ? "batch" : "alone");
             ck_assert_int_eq(h->type, REDIS_REPLY_STRING);
-            double f[3];
+            double f[4];
             ck_assert_msg(state_of(h->str, h->len, cases[c].fields, f), "%s: %zu bytes",
                           cases[c].alg, h->len);
             ck_assert(f[0] > 0); /* an instant or a window's start, in µs */
             if (cases[c].has_n)
                 ck_assert(f[2] == 7);
+            else /* the window's end, or the next one's when the counters stop weighing */
+                ck_assert(f[cases[c].fields - 1] == f[0] + 3 * S * (cases[c].fields - 2));
             freeReplyObject(h);
         }
     }
@@ -289,9 +292,9 @@ START_TEST(test_a_batch_on_a_hash_written_before)
     }
     t = redisCommand(c, "GET sluice:r1:l1:fw:old");
     ck_assert_int_eq(t->type, REDIS_REPLY_STRING);
-    double f[2];
-    ck_assert(state_of(t->str, t->len, 2, f));
-    ck_assert(f[0] == (double)start && f[1] == 5);
+    double f[3];
+    ck_assert(state_of(t->str, t->len, 3, f));
+    ck_assert(f[0] == (double)start && f[1] == 5 && f[2] == (double)(start + 24 * HOUR));
     freeReplyObject(t);
     redisFree(c);
     sl_store_free(store);

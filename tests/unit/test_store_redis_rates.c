@@ -1,6 +1,9 @@
 /* A change of rate on Redis, against a real redis-server: the same sequences as
  * test_rate_change give the same decisions as on the memory store (whose clock is set to
- * Redis's for the comparison), for every algorithm, with N up, N down, P up and P down. */
+ * Redis's for the comparison), for every algorithm, with N up, N down, P up and P down; and a
+ * key moved to a rate under which its state lasts longer (a longer period, a smaller N) and
+ * then only denied outlives the expiry its last admission set, as the memory store's entry
+ * does. */
 #include "sluice/rates.h"
 #include "support/rate_scenarios.h"
 #include "support/redis_fixture.h"
@@ -27,6 +30,10 @@ static uint64_t memory_clock(void)
     return memory_now;
 }
 
+/* Where the next decision's time comes from: Redis's clock, for both stores, unless a test
+ * pins the Redis store to memory_clock and sets its own. */
+static uint64_t (*now_source)(void) = redis_time;
+
 static struct sl_limit limit_of(const char *alg, uint64_t n, uint64_t p, uint64_t burst)
 {
     return limit(alg, n, p, burst, false);
@@ -39,7 +46,7 @@ static bool decide_both_quota(struct sl_store *redis, struct sl_store *memory,
 {
     static const struct sl_units one = {1, 1};
     uint64_t t0 = sl_clock_mono_us();
-    memory_now = redis_time();
+    memory_now = now_source();
     struct result m = {0};
     sl_store_decide_quota(memory, lim, q, key, strlen(key), &one, on_result, &m);
     ck_assert_int_eq(m.status, SL_STORE_OK);
@@ -206,6 +213,196 @@ START_TEST(test_sliding_window_down_and_back_up)
 }
 END_TEST
 
+/* A key's expiry in Redis runs on Redis's own clock, whatever time the scripts are given: the
+ * expiry tests really wait, with short periods, and pin both stores to a clock that runs with
+ * real time from an instant chosen so that every window begins where the test needs it. */
+#define SHORT (300 * MS)
+#define LONG (1200 * MS)
+/* 1000 h is a multiple of both periods: windows of either begin there. */
+#define EXPIRY_T0 (1000 * HOUR + 10 * MS)
+
+static uint64_t frozen_at, frozen_mono; /* frozen_mono 0: the clock stands at frozen_at */
+
+static uint64_t running_clock(void)
+{
+    return frozen_mono ? frozen_at + (sl_clock_mono_us() - frozen_mono) : frozen_at;
+}
+
+/* Waits until running_clock() reaches `t`. */
+static void wait_until_clock(uint64_t t)
+{
+    for (uint64_t now = running_clock(); now < t; now = running_clock())
+        usleep((useconds_t)(t - now < 20 * MS ? t - now : 20 * MS));
+}
+
+static const struct expiry_case {
+    const char *alg;
+    struct sl_quota before, after; /* `before.count` admitted at EXPIRY_T0, then moved */
+    uint64_t decided_until;        /* decisions every 25 ms after the move until then */
+    uint64_t free_at;              /* admitted again (both stores) from then on */
+    bool kept;                     /* every decision until decided_until denied */
+} expiry_cases[] = {
+    /* P up. 3 taken in a 300 ms window that began with the 1.2 s one: 3 of 3 until it ends. */
+    {"fixed_window", {3, SHORT, 0}, {3, LONG, 0}, 5 * SHORT / 2, LONG + 50 * MS, true},
+    {"sliding_window_counter", {3, SHORT, 0}, {3, LONG, 0}, 5 * SHORT / 2, LONG + 50 * MS, true},
+    /* 3 in the log, denied until they leave the 1.2 s window. */
+    {"sliding_window", {3, SHORT, 0}, {3, LONG, 0}, 5 * SHORT / 2, LONG + 50 * MS, true},
+    /* Full again 300 ms after the 3, the same instant under any rate: with burst 1 under
+     * 3/1.2s denied until then, and the key expires then on both stores. */
+    {"token_bucket", {3, SHORT, 3}, {3, LONG, 1}, 5 * SHORT / 2, LONG + 50 * MS, false},
+    {"leaky_bucket", {3, SHORT, 2}, {3, LONG, 0}, 5 * SHORT / 2, LONG + 50 * MS, false},
+    /* N down. 4 taken under N = 2 take two windows to repay: denied in the next one too. */
+    {"fixed_window", {4, SHORT, 0}, {2, SHORT, 0}, 2 * SHORT - 50 * MS, 2 * SHORT + 50 * MS, true},
+    {"sliding_window_counter",
+     {4, SHORT, 0},
+     {2, SHORT, 0},
+     2 * SHORT - 50 * MS,
+     2 * SHORT + 50 * MS,
+     true},
+};
+
+/* A key moved to another rate, by its consumer's plan (even _i) or by a reload (odd), under
+ * which its state lasts longer than the expiry its last admission set (a longer period, or a
+ * smaller N with more taken than it repays in a window), and from then on only denied past
+ * that expiry: every decision is the memory store's, so the key stays denied (Redis kept it
+ * alive) until the new rate lets it in, on every algorithm. */
+START_TEST(test_changed_rate_then_denials_keep_the_key)
+{
+    const struct expiry_case *ec = &expiry_cases[_i / 2];
+    bool reload = _i % 2 == 1;
+    struct sl_store *redis = store_new(1000, NULL);
+    struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
+    sl_store_redis_pin_clock(redis, memory_clock);
+    now_source = running_clock;
+    frozen_at = EXPIRY_T0;
+    frozen_mono = 0;
+
+    struct sl_limit plan = limit_of(ec->alg, 7, 30 * S, 7);
+    plan.rates = sl_rates_new();
+    ck_assert_ptr_nonnull(plan.rates);
+    struct sl_limit a = limit_of(ec->alg, ec->before.count, ec->before.period_us, ec->before.burst);
+    struct sl_limit b = limit_of(ec->alg, ec->after.count, ec->after.period_us, ec->after.burst);
+    b.prev_rates[0] = (struct sl_prev_rate){{a.count, a.period_us}, UINT64_MAX, false};
+    b.nprev_rates = 1;
+    char what[96];
+    snprintf(what, sizeof what, "%s, %s %llu/%llums -> %llu/%llums", ec->alg,
+             reload ? "reload" : "plan", (unsigned long long)a.count,
+             (unsigned long long)(a.period_us / MS), (unsigned long long)b.count,
+             (unsigned long long)(b.period_us / MS));
+    const char *key = reload ? "k" : "c";
+    char redis_key[64];
+    snprintf(redis_key, sizeof redis_key, "sluice:r1:l1:%s:%s", a.alg->tag, key);
+
+    /* Those before at one instant, however long the machine takes; then the clock runs as if
+     * from before the first, so that it never lags the real time in which Redis expires what
+     * they wrote. */
+    uint64_t started = sl_clock_mono_us();
+    for (uint64_t i = 0; i < ec->before.count; i++)
+        ck_assert(reload ? decide_both(redis, memory, &a, key, what)
+                         : decide_both_quota(redis, memory, &plan, &ec->before, key, what));
+    frozen_mono = started;
+
+    /* Judged by the instant both stores decided at (memory_now), which a busy machine may
+     * put later than the loop's own reading. */
+    unsigned denied = 0, late = 0;
+    for (;;) {
+        bool allowed = reload ? decide_both(redis, memory, &b, key, what)
+                              : decide_both_quota(redis, memory, &plan, &ec->after, key, what);
+        uint64_t at = memory_now - EXPIRY_T0;
+        if (at >= ec->decided_until)
+            break;
+        denied += !allowed;
+        if (ec->kept)
+            ck_assert_msg(!allowed, "%s: admitted %llu ms after the first", what,
+                          (unsigned long long)(at / MS));
+        if (ec->kept && !allowed && at > ec->before.period_us + 50 * MS && late++ == 0) {
+            /* Denied past the expiry the admissions set, the key still there to say so. */
+            long long ttl = command_int("PTTL %s", redis_key);
+            ck_assert_msg(ttl > 0, "%s: PTTL %lld", what, ttl);
+        }
+        usleep(25 * MS);
+    }
+    ck_assert_uint_gt(denied, 0);
+    if (ec->kept)
+        ck_assert_uint_gt(late, 0);
+    wait_until_clock(EXPIRY_T0 + ec->free_at);
+    ck_assert(reload ? decide_both(redis, memory, &b, key, what)
+                     : decide_both_quota(redis, memory, &plan, &ec->after, key, what));
+
+    now_source = redis_time;
+    sl_rates_free(plan.rates);
+    sl_store_free(memory);
+    sl_store_free(redis);
+}
+END_TEST
+
+/* Commands that write a key the server has run since it started (scripts' included). */
+static long long writes(void)
+{
+    static const char *const names[] = {"set", "zadd", "zrem", "pexpire", "del"};
+    redisContext *c = client();
+    ck_assert_ptr_nonnull(c);
+    redisReply *r = redisCommand(c, "INFO commandstats");
+    ck_assert_int_eq(r->type, REDIS_REPLY_STRING);
+    long long n = 0;
+    for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
+        char field[32];
+        snprintf(field, sizeof field, "cmdstat_%s:calls=", names[i]);
+        const char *at = strstr(r->str, field);
+        n += at ? atoll(at + strlen(field)) : 0;
+    }
+    freeReplyObject(r);
+    redisFree(c);
+    return n;
+}
+
+/* Under the rate that last wrote a key, a denial writes nothing (what keeps a key alive
+ * across a change of rate costs the usual denial nothing), later in the window too, and in
+ * the next window while sliding_window_counter's previous count still denies. A
+ * sliding_window member begins with the key's time to live past it, in ms. */
+START_TEST(test_same_rate_denials_write_nothing)
+{
+    static const struct {
+        const char *alg;
+        uint64_t burst;
+        uint64_t later; /* a second denial, this long after the first */
+    } cases[] = {{"fixed_window", 0, 30 * MIN},
+                 {"sliding_window_counter", 0, HOUR - 10 * MS}, /* the next window's start */
+                 {"sliding_window", 0, 30 * MIN},
+                 {"token_bucket", 3, 5 * MIN},
+                 {"leaky_bucket", 2, 5 * MIN}};
+    struct sl_store *redis = store_new(1000, NULL);
+    sl_store_redis_pin_clock(redis, memory_clock);
+    now_source = running_clock;
+    frozen_mono = 0;
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        /* A store of its own: each case starts at the same instant again, and a memory
+         * store never goes back in time. */
+        struct sl_store *memory = sl_store_memory_new(1000, UINT64_MAX, memory_clock);
+        struct sl_limit lim = limit_of(cases[i].alg, 3, HOUR, cases[i].burst);
+        frozen_at = EXPIRY_T0;
+        for (int k = 0; k < 3; k++)
+            ck_assert(decide_both(redis, memory, &lim, "k", cases[i].alg));
+        long long before = writes();
+        ck_assert(!decide_both(redis, memory, &lim, "k", cases[i].alg));
+        frozen_at = EXPIRY_T0 + cases[i].later;
+        ck_assert(!decide_both(redis, memory, &lim, "k", cases[i].alg));
+        ck_assert_msg(writes() == before, "%s: a denial wrote", cases[i].alg);
+        sl_store_free(memory);
+    }
+    redisContext *c = client();
+    redisReply *r = redisCommand(c, "ZRANGE sluice:r1:l1:sw:k 0 -1");
+    ck_assert_int_eq(r->type, REDIS_REPLY_ARRAY);
+    ck_assert_uint_eq(r->elements, 3);
+    for (size_t k = 0; k < r->elements; k++)
+        ck_assert(strncmp(r->element[k]->str, "3600000/", 8) == 0);
+    freeReplyObject(r);
+    redisFree(c);
+    now_source = redis_time;
+    sl_store_free(redis);
+}
+END_TEST
+
 /* A bucket written under another N keeps the N in the key and converts exactly, rounding
  * toward later: 1 µs and 1/3 under N = 3 is 1 µs and 1/2, rounded up, under N = 2. */
 START_TEST(test_bucket_rescale_rounds_later)
@@ -243,8 +440,10 @@ START_TEST(test_bucket_rescale_rounds_later)
 END_TEST
 
 /* A key an earlier sluice wrote as a hash is read from it: a quota used up there is denied
- * (and a denial leaves the hash as it was), one unit left there is admitted, and the key is
- * one string from that write on. Each algorithm, N = 5: the hash says 5 of 5 used, then 4. */
+ * (a denial leaves a bucket's hash as it was, and writes a window's state again as a string,
+ * since the hash does not say until when it was set to live), one unit left there is
+ * admitted, and the key is one string from that write on. Each algorithm, N = 5: the hash
+ * says 5 of 5 used, then 4. */
 START_TEST(test_hash_written_before_is_read)
 {
     static const struct {
@@ -281,7 +480,19 @@ START_TEST(test_hash_written_before_is_read)
             redisReply *t = redisCommand(c, "TYPE %s", key);
             if (used == 5) {
                 ck_assert_msg(!d.allowed, "%s: admitted past a used-up hash", cases[i].alg);
-                ck_assert_str_eq(t->str, "hash");
+                ck_assert_str_eq(t->str, cases[i].bucket ? "hash" : "string");
+                if (!cases[i].bucket) {
+                    /* The same start and count, and until when the key now lives: the
+                     * window's end (fixed_window), or the next one's, when the count has
+                     * stopped weighing (sliding_window_counter). */
+                    redisReply *v = redisCommand(c, "GET %s", key);
+                    double f[4];
+                    int fields = strcmp(cases[i].tag, "fw") == 0 ? 3 : 4;
+                    ck_assert(state_of(v->str, v->len, fields, f));
+                    ck_assert(f[0] == (double)(now - now % cases[i].period) && f[1] == 5);
+                    ck_assert(f[fields - 1] == f[0] + (fields - 2) * (double)cases[i].period);
+                    freeReplyObject(v);
+                }
             } else {
                 ck_assert_msg(d.allowed, "%s: denied with a unit left", cases[i].alg);
                 ck_assert_uint_eq(d.remaining, 0);
@@ -307,6 +518,9 @@ int main(void)
                         (int)(sizeof scenarios / sizeof scenarios[0]));
     tcase_add_test(tc, test_sliding_window_n_down_retry_after);
     tcase_add_test(tc, test_sliding_window_down_and_back_up);
+    tcase_add_test(tc, test_same_rate_denials_write_nothing);
+    tcase_add_loop_test(tc, test_changed_rate_then_denials_keep_the_key, 0,
+                        (int)(2 * sizeof expiry_cases / sizeof expiry_cases[0]));
     tcase_add_test(tc, test_bucket_rescale_rounds_later);
     tcase_add_test(tc, test_hash_written_before_is_read);
     suite_add_tcase(s, tc);

@@ -2,9 +2,10 @@
 -- with prev and curr the units admitted in the previous and current aligned windows; the same
 -- decision as src/limit/sliding_window_counter.c (remaining, reset, retry_after and the roll
 -- of debt as defined there), on Redis's clock.
--- key (KEYS[1]): {s, c, p} (load and save, in the prelude; a hash {s, c, p} before): s, the current
--- window's start (us), c = curr and p = prev. The start rather than the index, so that a
--- change of P reads it as src/limit/sliding_window_counter.c does.
+-- key (KEYS[1]): {s, c, p, x} (load and save, in the prelude; {s, c, p}, or a hash, before): s,
+-- the current window's start (us), c = curr, p = prev, and x, the instant the key was written
+-- to live until (now + reset). The start rather than the index, so that a change of P reads
+-- it as src/limit/sliding_window_counter.c does.
 -- ARGV: [1] N, [2] P (us), [3] need, [4] take; sluice sends a script only the arguments up to
 -- the last it reads.
 -- Returns {allowed, remaining, reset_us, retry_after_us, delay_us}, the last two left out
@@ -21,7 +22,8 @@ if limit >= 9007199254740992 then
 end
 local elapsed = math.fmod(now, p)
 local k = (now - elapsed) / p
-local ss, curr, prev = load('s', 'c', 'p')
+local ss, curr, prev, x = load('s', 'c', 'p', 'x')
+local stored = ss ~= nil
 curr, prev = curr or 0, prev or 0
 -- After w windows: curr_w = max(0, curr - w*N), prev_w = min(max(0, curr - (w - 1)*N), N).
 local function roll(c, w)
@@ -68,7 +70,13 @@ if curr > 0 then
 elseif prev > 0 then
     reset = p - elapsed
 end
-if allowed == 1 then
-    save(reset, ss, curr, prev)
+-- A denial writes nothing while the key lives exactly as long as this rate reads its state:
+-- under the rate that wrote it, the end of the window in which both counters weigh nothing,
+-- an instant whichever decision computes it. Under a longer P, or a smaller N that rolls the
+-- counters off more slowly, the key would expire while they still weigh; under a shorter one
+-- it would outlive them. So it is written again, as this rate has it, and lives as long as
+-- the memory store keeps its entry.
+if allowed == 1 or (stored and x ~= now + reset) then
+    save(reset, ss, curr, prev, now + reset)
 end
 return {allowed, remaining, reset, retry}

@@ -53,7 +53,7 @@ end
 -- integers in [0, 2^53) written.
 local fmt = string.format
 -- A key's state (every algorithm's but sliding_window's) is one string: the algorithm's two
--- or three integers as little-endian IEEE doubles (exact below 2^53, as every one is), in the
+-- to four integers as little-endian IEEE doubles (exact below 2^53, as every one is), in the
 -- order of the fields it names, written with its time to live by one SET ... PX. GET and SET
 -- are two commands where a hash took three (HMGET, HSET, PEXPIRE), a command costs Redis
 -- more than all of a script's arithmetic, and struct packs and unpacks numbers for a fraction
@@ -61,6 +61,11 @@ local fmt = string.format
 -- numbers (nil for a missing key); a key that still holds a hash, as an earlier sluice wrote
 -- it, is read from it under the field names given, and becomes a string when next written.
 -- A string that is not such a state, or any other type, is a WRONGTYPE error.
+-- A field named x comes last: the instant (us, this clock) the key was written to live
+-- until, which the window algorithms keep so that a denial can tell, without asking Redis,
+-- whether the key lives as long as the current rate reads its state (their own files say
+-- when it would not); a state an earlier sluice wrote has no x, one number fewer, and load
+-- returns x nil.
 -- A batch script sets held to a table: it keeps each key's state there, by key, from its
 -- first save on, and writes each (listed in held[1], held[2], ...) once at its end, so that
 -- a key decided many times in one call costs one GET and one SET.
@@ -68,52 +73,60 @@ local held
 local function load(...)
     local h = held and held[key]
     if h then
-        return h[1], h[2], h[3]
+        return h[1], h[2], h[3], h[4]
     end
     local v = redis.pcall('GET', key)
     if type(v) == 'string' then
-        local k = select('#', ...)
-        local a, b, c
-        if #v == 16 and k == 2 then
-            a, b = struct.unpack('<dd', v)
-            c = 0
-        elseif #v == 24 and k == 3 then
-            a, b, c = struct.unpack('<ddd', v)
+        local k, j = select('#', ...), #v / 8
+        local a, b, c, d
+        if j == k or (j == k - 1 and select(k, ...) == 'x') then
+            if j == 2 then
+                a, b = struct.unpack('<dd', v)
+            elseif j == 3 then
+                a, b, c = struct.unpack('<ddd', v)
+            elseif j == 4 then
+                a, b, c, d = struct.unpack('<dddd', v)
+            end
         end
         -- Each an integer in [0, 2^53) (x % 1 is NaN for NaN and the infinities).
-        if not (a and a % 1 == 0 and b % 1 == 0 and c % 1 == 0 and a >= 0 and b >= 0 and
-                c >= 0 and a < 9007199254740992 and b < 9007199254740992 and
-                c < 9007199254740992) then
+        local c0, d0 = c or 0, d or 0
+        if not (a and a % 1 == 0 and b % 1 == 0 and c0 % 1 == 0 and d0 % 1 == 0 and a >= 0 and
+                b >= 0 and c0 >= 0 and d0 >= 0 and a < 9007199254740992 and
+                b < 9007199254740992 and c0 < 9007199254740992 and d0 < 9007199254740992) then
             error({err = 'WRONGTYPE sluice: the key holds a string sluice did not write'})
         end
-        if k == 2 then
-            return a, b
-        end
-        return a, b, c
+        return a, b, c, d
     end
     if not v then
         return nil
     end
     local st = redis.call('HMGET', key, ...)
-    return tonumber(st[1]), tonumber(st[2]), tonumber(st[3])
+    return tonumber(st[1]), tonumber(st[2]), tonumber(st[3]), tonumber(st[4])
 end
--- write sets key k to the state a, b[, c] (load's numbers) to live `ttl` us, rounded up to
--- whole ms and at least one: a state that expires is a full quota again, and every algorithm
--- reads a state older than its reset so. save(ttl, a, b[, c]) is the current key's: written,
--- or in a batch held until its end.
-local function write(k, ttl, a, b, c)
-    redis.call('SET', k, c and struct.pack('<ddd', a, b, c) or struct.pack('<dd', a, b), 'PX',
-               fmt('%d', math.max(math.ceil(ttl / 1000), 1)))
+-- write sets key k to the state a, b[, c[, d]] (load's numbers) to live `ttl` us, rounded up
+-- to whole ms and at least one: a state that expires is a full quota again, and every
+-- algorithm reads a state older than its reset so. save(ttl, a, b[, c[, d]]) is the current
+-- key's: written, or in a batch held until its end.
+local function write(k, ttl, a, b, c, d)
+    local v
+    if d then
+        v = struct.pack('<dddd', a, b, c, d)
+    elseif c then
+        v = struct.pack('<ddd', a, b, c)
+    else
+        v = struct.pack('<dd', a, b)
+    end
+    redis.call('SET', k, v, 'PX', fmt('%d', math.max(math.ceil(ttl / 1000), 1)))
 end
-local function save(ttl, a, b, c)
+local function save(ttl, a, b, c, d)
     if not held then
-        return write(key, ttl, a, b, c)
+        return write(key, ttl, a, b, c, d)
     end
     local h = held[key]
     if h then
-        h[1], h[2], h[3], h[4] = a, b, c, ttl
+        h[1], h[2], h[3], h[4], h[5] = a, b, c, d, ttl
     else
-        held[key] = {a, b, c, ttl}
+        held[key] = {a, b, c, d, ttl}
         held[#held + 1] = key
     end
 end
