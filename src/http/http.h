@@ -290,11 +290,18 @@ int sl_write_now(struct bufferevent *bev);
 /* Writes `bev`'s output now if writing is not already the bufferevent's (saving two
  * epoll_ctl calls and a loop turn per response), and leaves the rest to it when the
  * socket is full. */
+/* sl_flush for a TLS bufferevent: it writes by itself once writing is enabled. */
+void sl_tls_flush(struct bufferevent *bev);
+
 static inline void sl_flush(struct bufferevent *bev)
 {
     struct evbuffer *out = bufferevent_get_output(bev);
     if (evbuffer_get_length(out) == 0)
         return;
+    if (sl_bev_tls(bev)) {
+        sl_tls_flush(bev);
+        return;
+    }
     if (!(bufferevent_get_enabled(bev) & EV_WRITE)) {
         sl_write_now(bev);
         if (evbuffer_get_length(out) == 0)

@@ -25,9 +25,6 @@
 
 int sl_write_now(struct bufferevent *bev)
 {
-    /* TLS: the bufferevent encrypts and writes as soon as writing is enabled. */
-    if (sl_bev_tls(bev))
-        return 0;
     struct evbuffer *out = bufferevent_get_output(bev);
     struct evbuffer_iovec v[WRITE_IOV];
     int n = evbuffer_peek(out, -1, NULL, v, WRITE_IOV);
@@ -207,4 +204,20 @@ char *sl_tls_peer_subject(struct bufferevent *bev, size_t *len)
         memcpy(copy, text, n + 1);
     *len = copy ? n : 0;
     return copy;
+}
+
+/* The TLS bufferevent seals each chain of its output as a record of its own and writes
+ * each record with a syscall of its own: a response head and its body would take two of
+ * each. A small output is made one chain first, so that it goes as one record in one
+ * write; encryption copies the bytes anyway. */
+#define TLS_RECORD_MAX 16384
+
+void sl_tls_flush(struct bufferevent *bev)
+{
+    struct evbuffer *out = bufferevent_get_output(bev);
+    size_t len = evbuffer_get_length(out);
+
+    if (len <= TLS_RECORD_MAX && evbuffer_get_contiguous_space(out) < len)
+        evbuffer_pullup(out, -1);
+    bufferevent_enable(bev, EV_WRITE);
 }
