@@ -113,7 +113,7 @@ static void tls_reader_set(struct bufferevent *bev, struct event *rev, bool *act
 void sl_reader_set(struct bufferevent *bev, struct event *rev, bool *active, bool want,
                    const struct timeval *timeout, bool *timeout_changed)
 {
-    if (event_get_fd(rev) < 0) {
+    if (rev->ev_fd < 0) { /* event_get_fd(), without the call */
         tls_reader_set(bev, rev, active, want, timeout, timeout_changed);
         return;
     }
