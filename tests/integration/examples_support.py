@@ -10,6 +10,7 @@ import subprocess
 
 import yaml
 
+from harness_http import pick_port
 from harness_procs import ROOT, Sluice
 
 EXAMPLES = os.path.join(ROOT, "examples")
@@ -212,6 +213,17 @@ def remap_value(raw, env, fn):
     return sub(raw)
 
 
+def make_tls_files(directory):
+    """tls.crt and tls.key as a kubernetes.io/tls Secret holds them: a self-signed
+    certificate for localhost and 127.0.0.1 (ca.crt is the same certificate)."""
+    os.makedirs(directory, exist_ok=True)
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:P-256", "-nodes", "-keyout", "tls.key", "-out", "tls.crt",
+                    "-days", "2", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1"],
+                   cwd=directory, check=True, capture_output=True)
+
+
 class ExampleSluice(Sluice):
     """A sluice on an example's configuration, with the container's environment.
     {listen_port} and {admin_port} in the configuration and in the environment are this
@@ -219,11 +231,16 @@ class ExampleSluice(Sluice):
 
     def __init__(self, binary, tmp_dir, index, yaml_text, env):
         self.raw_env = dict(env)
+        self.tls_port = pick_port()
+        self.tls_dir = os.path.join(tmp_dir, f"tls-{index}")
+        if "{tls_dir}" in yaml_text:
+            make_tls_files(self.tls_dir)
         super().__init__(binary, tmp_dir, index, yaml_text, None, True, {})
 
     def render(self, text):
         return (super().render(text).replace("{listen_port}", str(self.port))
-                .replace("{admin_port}", str(self.admin_port)))
+                .replace("{admin_port}", str(self.admin_port))
+                .replace("{tls_port}", str(self.tls_port)).replace("{tls_dir}", self.tls_dir))
 
     def _spawn(self):
         self.env = {k: self.render(v) for k, v in self.raw_env.items()}
@@ -235,18 +252,31 @@ def prepare(config_text, env, upstream_port, redis_port):
     become {listen_port} and {admin_port} (hosts kept, so 0.0.0.0 stays 0.0.0.0), and the
     upstream's and Redis's addresses become 127.0.0.1 with the given ports.
 
-    Returns (yaml text, env, seen) where seen maps "listen", "admin", "upstream" and
+    A `listen` list's TLS entry gets {tls_port} (its address recorded under "tls"), and its
+    certificate files under /etc/sluice/tls/ (a Secret's mount) are looked for in
+    {tls_dir} instead.
+
+    Returns (yaml text, env, seen) where seen maps "listen", "tls", "admin", "upstream" and
     "redis" to the addresses written for them, as {(host, port)}."""
     cfg = yaml.safe_load(config_text)
     env = dict(env)
-    seen = {k: set() for k in ("listen", "admin", "upstream", "redis")}
+    seen = {k: set() for k in ("listen", "tls", "admin", "upstream", "redis")}
 
     def to(key, host, port):
         def fn(h, p):
             seen[key].add((h, p))
             return f"{host or h}:{port}"
         return fn
-    cfg["listen"] = remap_value(cfg["listen"], env, to("listen", None, "{listen_port}"))
+    if isinstance(cfg["listen"], list):
+        for entry in cfg["listen"]:
+            tls = entry.get("tls")
+            key, port = ("tls", "{tls_port}") if tls else ("listen", "{listen_port}")
+            entry["address"] = remap_value(entry["address"], env, to(key, None, port))
+            for c in (tls or {}).get("certificates", []):
+                for k in ("cert", "key"):
+                    c[k] = c[k].replace("/etc/sluice/tls/", "{tls_dir}/")
+    else:
+        cfg["listen"] = remap_value(cfg["listen"], env, to("listen", None, "{listen_port}"))
     cfg["admin"]["listen"] = remap_value(cfg["admin"]["listen"], env,
                                          to("admin", None, "{admin_port}"))
     cfg["upstream"]["url"] = remap_value(cfg["upstream"]["url"], env,

@@ -14,6 +14,8 @@ import os
 import re
 import shutil
 import signal
+import socket
+import ssl
 import time
 
 import pytest
@@ -21,6 +23,7 @@ import yaml
 
 from conftest import Client, get, request, wait_until
 from examples_support import (EXAMPLES, ExampleSluice, check_config, config_path_of, image,
+                              make_tls_files,
                               listens_on_any_address, only_addr, only_port, prepare, promtool)
 from harness_procs import STOP_TIMEOUT
 
@@ -115,11 +118,14 @@ def host_port(addr):
 
 
 def check_listeners(s, cfg, seen):
-    """listen and admin.listen bind every address of the container, on the port the
-    example wrote; returns the container's (listen port, admin port)."""
+    """listen (each entry of a list) and admin.listen bind every address of the container,
+    on the port the example wrote; returns the container's (listen port, admin port), and
+    with a TLS entry also its port."""
     ports = []
-    for key, value, port in (("listen", cfg["listen"], s.port),
-                             ("admin", cfg["admin"]["listen"], s.admin_port)):
+    listen = cfg["listen"] if isinstance(cfg["listen"], list) else [{"address": cfg["listen"]}]
+    checks = [("tls", e["address"], s.tls_port) if e.get("tls") else
+              ("listen", e["address"], s.port) for e in listen]
+    for key, value, port in checks + [("admin", cfg["admin"]["listen"], s.admin_port)]:
         host, bound = host_port(value)
         assert host in ANY_ADDRESS, f"{key} binds {host}: unreachable from outside the container"
         assert bound == port
@@ -136,6 +142,26 @@ def check_serves(s, upstream):
     resp = get(s.port, "/api/hello")
     assert resp.status == 200, resp
     assert [e["target"] for e in upstream.log()] == ["/api/hello"]
+
+
+def check_serves_tls(s, upstream, pod, sluice):
+    """The TLS listener's files are those of the Secret the pod mounts at their folder, and
+    a request over TLS goes through to the app."""
+    tls_dirs = {m["mountPath"]: m["name"] for m in sluice["volumeMounts"]}
+    volume = next(v for v in pod["volumes"] if v["name"] == tls_dirs["/etc/sluice/tls"])
+    assert volume["secret"]["secretName"] == "sluice-tls"
+    secrets = [d for d in load_manifests() if d["kind"] == "Secret"
+               and d["metadata"]["name"] == "sluice-tls"]
+    assert [d["type"] for d in secrets] == ["kubernetes.io/tls"]
+    ctx = ssl.create_default_context(cafile=os.path.join(s.tls_dir, "tls.crt"))
+    upstream.clear_log()
+    with socket.create_connection(("127.0.0.1", s.tls_port), 5) as raw:
+        with ctx.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"GET /api/tls HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            assert tls.recv(100).startswith(b"HTTP/1.1 200")
+    [seen] = upstream.log()
+    assert seen["target"] == "/api/tls"
+    assert ("X-Forwarded-Proto", "https") in [tuple(h) for h in seen["headers"]]
 
 
 def redis_connected(s):
@@ -399,8 +425,10 @@ def selects(selector, labels):
 
 def test_kubernetes_config_is_accepted_as_the_container_reads_it(sluice_binary, tmp_path):
     _, _, _, _, text, env = sluice_pod(load_manifests())
+    # The Secret sluice-tls mounted where the container reads it.
+    make_tls_files(str(tmp_path / "tls"))
     path = tmp_path / "sluice.yaml"
-    path.write_text(text)
+    path.write_text(text.replace("/etc/sluice/tls/", f"{tmp_path}/tls/"))
     rc, out = check_config(sluice_binary, str(path), env)
     assert rc == 0 and "configuration ok" in out, out
 
@@ -442,10 +470,11 @@ def test_kubernetes_sidecar_ports_probes_service_and_drain(example_sluice, upstr
     s = example_sluice(text, env)
     s.admin_token = env["SLUICE_ADMIN_TOKEN"]
     cfg = effective(s)
-    listen_port, admin_port = check_listeners(s, cfg, seen)
+    listen_port, tls_port, admin_port = check_listeners(s, cfg, seen)
 
     # Container ports and probes are the configured ports; the probes' paths answer.
     assert named_port(sluice, "http") == listen_port
+    assert named_port(sluice, "https") == tls_port
     assert named_port(sluice, "admin") == admin_port
     ready, live = sluice["readinessProbe"]["httpGet"], sluice["livenessProbe"]["httpGet"]
     assert (ready["path"], named_port(sluice, ready["port"])) == ("/readyz", admin_port)
@@ -453,6 +482,7 @@ def test_kubernetes_sidecar_ports_probes_service_and_drain(example_sluice, upstr
     annotations = dep["spec"]["template"]["metadata"].get("annotations", {})
     assert int(annotations["prometheus.io/port"]) == admin_port
     check_serves(s, upstream)
+    check_serves_tls(s, upstream, pod, sluice)
     redis_connected(s)
     check_admin_token(s, env["SLUICE_ADMIN_TOKEN"], kubernetes_scrape(docs)[2])
 
@@ -472,12 +502,12 @@ def test_kubernetes_sidecar_ports_probes_service_and_drain(example_sluice, upstr
     services = [d for d in kinds(docs, "Service") if selects(d["spec"]["selector"], labels)]
     assert len(services) == 1
     targets = {named_port(sluice, p["targetPort"]) for p in services[0]["spec"]["ports"]}
-    assert targets == {listen_port}
+    assert targets == {listen_port, tls_port}
     for policy in kinds(docs, "NetworkPolicy"):
         if selects(policy["spec"]["podSelector"]["matchLabels"], labels):
             allowed = {named_port(sluice, p["port"]) for r in policy["spec"]["ingress"]
                        for p in r["ports"]}
-            assert allowed == {listen_port, admin_port}
+            assert allowed == {listen_port, tls_port, admin_port}
 
     # Termination: SIGTERM reaches both containers at once. sluice fails /readyz at once
     # and keeps serving for drain_delay while the app's preStop keeps it up as long; the
