@@ -5,7 +5,7 @@
 #   scripts/install-deps.sh --bench   also what the benchmarks need
 set -euo pipefail
 
-packages=(cmake make gcc pkg-config libc6-dev libevent-dev libhiredis-dev libyaml-dev
+packages=(cmake make gcc pkg-config libc6-dev libevent-dev libssl-dev libhiredis-dev libyaml-dev
           libyajl-dev libnghttp2-dev node-llhttp libprotobuf-c-dev protobuf-c-compiler curl
           python3)
 # Hyperscan matches all path_regex routes in one scan; Debian builds it for amd64 only, and
@@ -18,8 +18,9 @@ for arg in "$@"; do
     # prometheus: promtool; clang and its runtime: the libFuzzer targets; yajl: their JSON
     # checks; python3-h2: an application that speaks h2c; nghttp2-client: nghttp and h2load;
     # chromium, its driver and selenium: the dashboard rendered in a real browser
-    --test) packages+=(check redis-server redis-tools redis-sentinel python3-pytest python3-yaml
-                       prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
+    # openssl: the test certificate authority of the TLS tests
+    --test) packages+=(check redis-server redis-tools redis-sentinel openssl python3-pytest
+                       python3-yaml prometheus clang-14 libclang-rt-14-dev libyajl-dev python3-h2
                        nghttp2-client chromium chromium-driver python3-selenium) ;;
     # haproxy, nghttp2-client (h2load) and python3-h2: bench/h2.sh
     --bench) packages+=(nginx-light wrk redis-server redis-tools curl haproxy nghttp2-client
