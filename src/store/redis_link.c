@@ -55,7 +55,8 @@ struct sl_redis_link {
     void *sub_privdata;
     bool subscribed; /* SUBSCRIBE queued: no other command may follow */
     bool is_tls;
-    bool connected; /* the connection (and the TLS handshake) completed */
+    bool connected;  /* the connection (and the TLS handshake) completed */
+    bool tls_failed; /* a TLS error ended it: no close_notify, the session is not resumed */
     bool dead;
     unsigned depth; /* callbacks of this link running */
     sl_redis_link_close_cb on_close;
@@ -74,6 +75,13 @@ static void teardown(struct sl_redis_link *l)
         l->rev = NULL;
     }
     if (l->bev) {
+        /* OpenSSL never resumes the session of a connection freed without a close_notify
+         * sent: say goodbye (one non-blocking attempt) unless TLS itself failed. */
+        SSL *ssl = l->is_tls ? bufferevent_openssl_get_ssl(l->bev) : NULL;
+        if (ssl && l->connected && !l->tls_failed) {
+            SSL_shutdown(ssl);
+            ERR_clear_error();
+        }
         bufferevent_free(l->bev);
         l->bev = NULL;
     }
@@ -241,9 +249,10 @@ static void on_event(struct bufferevent *bev, short what, void *arg)
     }
     if (!(what & (BEV_EVENT_EOF | BEV_EVENT_ERROR)))
         return;
-    if (l->is_tls && (what & BEV_EVENT_ERROR))
+    if (l->is_tls && (what & BEV_EVENT_ERROR)) {
+        l->tls_failed = true;
         tls_error(l, bev, why, sizeof why);
-    else if (what & BEV_EVENT_EOF)
+    } else if (what & BEV_EVENT_EOF)
         snprintf(why, sizeof why, "closed by the server");
     else
         snprintf(why, sizeof why, "%s", errno ? strerror(errno) : "connection failed");

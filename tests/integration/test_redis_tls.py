@@ -5,7 +5,9 @@ reply announcing two billion elements. Each failure is a connection failure: log
 its reason, failure_mode answers, nothing hangs, and sluice exits 0 with no sanitizer
 report. (The other Redis tests run over TLS too, with SLUICE_REDIS_TLS=1.)"""
 import re
+import select
 import socket
+import ssl
 import subprocess
 import threading
 import time
@@ -125,6 +127,100 @@ def test_bad_ca_path_is_a_configuration_error(sluice_binary, tmp_path):
     assert out.returncode != 0
     assert re.search(r"sluice\.yaml:5:\d+: redis\.tls\.ca: cannot read /nonexistent/redis-ca\.pem: "
                      r"No such file or directory", out.stderr), out.stderr
+
+
+class TlsFront:
+    """Terminates TLS (the test CA's server certificate) in front of a plain redis-server,
+    and records whether each connection resumed a session. close_all() ends every
+    connection, as a restarting proxy would."""
+
+    def __init__(self, backend_port):
+        t = tls_files()
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(t.server_cert, t.server_key)
+        self.backend_port = backend_port
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        self.resumed = []
+        self.backends = []
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._relay, args=(raw,), daemon=True).start()
+
+    def _relay(self, raw):
+        try:
+            conn = self.ctx.wrap_socket(raw, server_side=True)
+        except (OSError, ssl.SSLError):
+            raw.close()
+            return
+        self.resumed.append(conn.session_reused)
+        backend = socket.create_connection(("127.0.0.1", self.backend_port))
+        self.backends.append(backend)
+        try:
+            while True:
+                ready = [conn] if conn.pending() else select.select([conn, backend], [], [])[0]
+                if conn in ready:
+                    data = conn.recv(65536)
+                    if not data:
+                        break
+                    backend.sendall(data)
+                if backend in ready:
+                    data = backend.recv(65536)
+                    if not data:
+                        break
+                    conn.sendall(data)
+        except (OSError, ssl.SSLError, ValueError):
+            pass
+        finally:
+            backend.close()
+            try:
+                conn.settimeout(1)
+                conn.unwrap()  # close_notify: a clean close, which keeps the session good
+            except (OSError, ssl.SSLError, ValueError):
+                pass
+            conn.close()
+
+    def close_all(self):
+        """Ends every connection cleanly (TLS close_notify): OpenSSL does not resume the
+        session of a connection that ended in an error."""
+        for b in self.backends:
+            try:
+                b.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+        self.backends = []
+
+    def close(self):
+        self.close_all()
+        self.sock.close()
+
+
+def test_reconnect_resumes_the_session(sluice_factory, upstream, redis_server):
+    """A connection lost and made again offers the session the server gave before: the
+    handshake is abbreviated, and decisions go on."""
+    front = TlsFront(redis_server.port)
+    try:
+        s = sluice_factory(config(f"rediss://127.0.0.1:{front.port}/0",
+                                  tls=f'ca: "{tls_files().ca}"'), upstream=upstream)
+        wait_connected(s)
+        assert get(s.port, "/").status == 200
+        first = len(front.resumed)
+        assert first >= 2 and not any(front.resumed), front.resumed  # one a worker, full
+        front.close_all()
+        wait_until(lambda: len(front.resumed) >= 2 * first, 10, 0.05, "sluice to reconnect")
+        wait_connected(s)
+        assert get(s.port, "/").status == 200
+        assert all(front.resumed[first:]), front.resumed
+    finally:
+        front.close()
 
 
 class LyingServer:
