@@ -162,7 +162,11 @@ class TlsFront:
             raw.close()
             return
         self.resumed.append(conn.session_reused)
-        backend = socket.create_connection(("127.0.0.1", self.backend_port))
+        try:
+            backend = socket.create_connection(("127.0.0.1", self.backend_port))
+        except OSError:  # the test is over: redis-server is gone
+            conn.close()
+            return
         self.backends.append(backend)
         try:
             while True:
