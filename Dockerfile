@@ -11,7 +11,7 @@ FROM debian:12-slim
 RUN apt-get update \
  && hs=$([ "$(dpkg --print-architecture)" = amd64 ] && echo libhyperscan5 || true) \
  && apt-get install -y --no-install-recommends libevent-core-2.1-7 libevent-extra-2.1-7 \
-      libevent-pthreads-2.1-7 libhiredis0.14 libyaml-0-2 libyajl2 libnghttp2-14 libprotobuf-c1 $hs \
+      libevent-pthreads-2.1-7 libevent-openssl-2.1-7 libssl3 ca-certificates libhiredis0.14 libyaml-0-2 libyajl2 libnghttp2-14 libprotobuf-c1 $hs \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --no-create-home --shell /usr/sbin/nologin sluice
 COPY --from=build /build/sluice /usr/local/bin/sluice

@@ -30,11 +30,9 @@ read -r unit_pass unit_fail < <(awk '
 crashed=$(grep -c '^[0-9]*/[0-9]* Test:.*Failed\|\*\*\*Exception\|\*\*\*Timeout' "$build/Testing/Temporary/LastTest.log" 2>/dev/null || true)
 if [ "$unit_rc" -ne 0 ] && [ "$unit_fail" -eq 0 ]; then unit_fail=$((crashed > 0 ? crashed : 1)); fi
 
-echo "== integration tests (pytest)"
-/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
-    --junitxml="$build/integration.xml" -o junit_family=xunit1
-int_rc=$?
-read -r int_pass int_fail < <(/usr/bin/python3 - "$build/integration.xml" <<'PY'
+# Passed (skipped left out) and failed tests of a pytest junit file.
+junit_counts() {
+    /usr/bin/python3 - "$1" <<'PY'
 import sys, xml.etree.ElementTree as ET
 try:
     root = ET.parse(sys.argv[1]).getroot()
@@ -46,8 +44,23 @@ f = sum(int(s.get("failures", 0)) + int(s.get("errors", 0)) for s in suites)
 sk = sum(int(s.get("skipped", 0)) for s in suites)
 print(t - f - sk, f)
 PY
-)
+}
+
+echo "== integration tests (pytest)"
+/usr/bin/python3 -m pytest tests/integration -q -p no:cacheprovider \
+    --junitxml="$build/integration.xml" -o junit_family=xunit1
+int_rc=$?
+read -r int_pass int_fail < <(junit_counts "$build/integration.xml")
 if [ "$int_rc" -ne 0 ] && [ "$int_rc" -ne 5 ] && [ "$int_fail" -eq 0 ]; then int_fail=1; fi
+
+echo "== Redis integration tests again, over TLS (SLUICE_REDIS_TLS=1)"
+# The same tests with every redis-server, cluster node and sentinel serving TLS only and
+# sluice on rediss:// (tests/integration/tls_support.py makes the certificates).
+SLUICE_REDIS_TLS=1 /usr/bin/python3 -m pytest tests/integration/test_redis_*.py -q \
+    -p no:cacheprovider --junitxml="$build/integration-tls.xml" -o junit_family=xunit1
+tls_rc=$?
+read -r tls_pass tls_fail < <(junit_counts "$build/integration-tls.xml")
+if [ "$tls_rc" -ne 0 ] && [ "$tls_rc" -ne 5 ] && [ "$tls_fail" -eq 0 ]; then tls_fail=1; fi
 
 echo "== fuzz targets (libFuzzer, ${SLUICE_FUZZ_SECONDS:-20} s each)"
 # One entry per target: its regression inputs replayed, then a short run from its seeds.
@@ -57,11 +70,11 @@ read -r fuzz_pass fuzz_fail < <(awk '/^fuzz: [0-9]+ passed, [0-9]+ failed$/ {pri
 if [ -z "${fuzz_pass:-}" ]; then fuzz_pass=0; fuzz_fail=1; fi # the fuzz build failed
 if [ "$fuzz_rc" -ne 0 ] && [ "$fuzz_fail" -eq 0 ]; then fuzz_fail=1; fi
 
-passed=$((unit_pass + int_pass + fuzz_pass))
-failed=$((unit_fail + int_fail + fuzz_fail))
+passed=$((unit_pass + int_pass + tls_pass + fuzz_pass))
+failed=$((unit_fail + int_fail + tls_fail + fuzz_fail))
 echo
 echo "unit: $unit_pass passed, $unit_fail failed; integration: $int_pass passed, $int_fail failed;" \
-    "fuzz: $fuzz_pass passed, $fuzz_fail failed"
+    "Redis over TLS: $tls_pass passed, $tls_fail failed; fuzz: $fuzz_pass passed, $fuzz_fail failed"
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ] && [ "$unit_rc" -eq 0 ] && { [ "$int_rc" -eq 0 ] || [ "$int_rc" -eq 5 ]; } &&
-    [ "$fuzz_rc" -eq 0 ]
+    { [ "$tls_rc" -eq 0 ] || [ "$tls_rc" -eq 5 ]; } && [ "$fuzz_rc" -eq 0 ]

@@ -1,5 +1,6 @@
 /* The Redis store: one per worker thread, on the worker's own event loop, with one
- * asynchronous hiredis connection per server it needs: the server of redis.url, each master
+ * connection per server it needs (a bufferevent, TLS with rediss:// or redis.tls, speaking
+ * the protocol through hiredis's formatter and reader): the server of redis.url, each master
  * of a Redis Cluster (redis.cluster), or the master the sentinels name (redis.sentinel).
  * Each decision is one EVALSHA of the limit's algorithm script on one key, key_prefix +
  * route + ":" + limit + ":" + tag + ":" + key value, where tag is the algorithm's

@@ -4,12 +4,15 @@
  * its key's, naming the file. The connections read them again into their SSL_CTX
  * (src/tls/client.c). An empty string is the same as the key left out. */
 #include <errno.h>
+#include <fcntl.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
 #include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "loader.h"
 
@@ -50,13 +53,34 @@ static void load_path(struct sl_loader *ld, const yaml_node_t *map, const char *
     }
 }
 
-/* Opens `file` for `vpath`, or reports why it cannot be read. */
+/* PEM files past this are not certificates or keys (a system CA bundle is about 200 KiB). */
+#define PEM_MAX (16u << 20)
+
+/* Opens `file` for `vpath`, or reports why it cannot be read. Only a regular file of a
+ * sane size: OpenSSL's PEM reader would read /dev/zero or a FIFO for ever. */
 static FILE *open_pem(struct sl_loader *ld, const yaml_node_t *v, const char *vpath,
                       const char *file)
 {
-    FILE *f = fopen(file, "r");
-    if (!f)
+    struct stat st;
+    /* O_NONBLOCK: opening a FIFO would wait for a writer. */
+    int fd = open(file, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
+    if (fd < 0 || fstat(fd, &st) != 0) {
         sl_ld_error(ld, v, vpath, "cannot read %s: %s", file, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return NULL;
+    }
+    if (!S_ISREG(st.st_mode) || (uint64_t)st.st_size > PEM_MAX) {
+        sl_ld_error(ld, v, vpath, "expected %s to be a PEM file of at most 16 MiB, got %s", file,
+                    S_ISREG(st.st_mode) ? "a larger file" : "something else than a file");
+        close(fd);
+        return NULL;
+    }
+    FILE *f = fdopen(fd, "r");
+    if (!f) {
+        sl_ld_error(ld, v, vpath, "cannot read %s: %s", file, strerror(errno));
+        close(fd);
+    }
     return f;
 }
 

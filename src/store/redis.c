@@ -417,8 +417,15 @@ static int start_tls(struct sl_redis_store *s, const struct sl_tls_client_config
     if (sl_tls_client_config_copy(&s->tls, c) != 0)
         return -1;
     s->tls_ctx = sl_tls_client_ctx_new(c, s->tls_error, sizeof s->tls_error);
-    if (!s->tls_ctx)
+    if (!s->tls_ctx) {
         sl_log_error("redis (worker %u): TLS: %s", s->worker_id, s->tls_error);
+        return 0;
+    }
+    /* A client looks no session up by itself: each node keeps its connection's last one
+     * and offers it on its next attempt (sl_redis_node_keep_session). */
+    SSL_CTX_set_session_cache_mode(s->tls_ctx,
+                                   SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+    SSL_CTX_sess_set_new_cb(s->tls_ctx, sl_redis_node_keep_session);
     return 0;
 }
 

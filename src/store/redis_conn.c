@@ -237,6 +237,11 @@ static void connect_to(struct sl_redis_node *n, const char *ip)
             return;
         }
     }
+    if (ssl) {
+        SSL_set_app_data(ssl, n);
+        if (n->tls_session)
+            SSL_set_session(ssl, n->tls_session);
+    }
     struct sl_redis_link *l =
         sl_redis_link_new(s->evbase, (struct sockaddr *)&ss, len, ssl, on_close, n);
     if (!l) {
@@ -396,9 +401,18 @@ void sl_redis_node_free(struct sl_redis_node *n)
     close_quietly(n);
     if (n->conn_timer)
         event_free(n->conn_timer);
+    SSL_SESSION_free(n->tls_session);
     free(n->host);
     free(n->unix_path);
     free(n);
+}
+
+int sl_redis_node_keep_session(SSL *ssl, SSL_SESSION *session)
+{
+    struct sl_redis_node *n = SSL_get_app_data(ssl);
+    SSL_SESSION_free(n->tls_session);
+    n->tls_session = session;
+    return 1;
 }
 
 int sl_redis_node_set_address(struct sl_redis_node *n, const char *host, int port)
@@ -409,6 +423,9 @@ int sl_redis_node_set_address(struct sl_redis_node *n, const char *host, int por
     free(n->host);
     n->host = copy;
     n->port = port;
+    /* Another server: its sessions are its own. */
+    SSL_SESSION_free(n->tls_session);
+    n->tls_session = NULL;
     return 0;
 }
 

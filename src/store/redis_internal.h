@@ -69,6 +69,9 @@ struct sl_redis_node {
 
     unsigned inflight;    /* script calls sent on `link` and not answered */
     uint64_t progress_us; /* last reply, or when inflight left 0: for stall detection */
+    /* TLS: the session the server last gave, offered on the next attempt to the same
+     * address so that a reconnect resumes it (an abbreviated handshake); owned or NULL. */
+    SSL_SESSION *tls_session;
 };
 
 struct sl_deny_cache;
@@ -224,6 +227,10 @@ int sl_redis_node_set_address(struct sl_redis_node *n, const char *host, int por
  * it asked) and the next attempt, to the new address, starts at once. `host` is copied.
  * Returns 0 or -1 (ENOMEM). */
 int sl_redis_node_retarget(struct sl_redis_node *n, const char *host, int port);
+
+/* The store's TLS contexts call this with each new session of a connection of a node (its
+ * SSL's app data); the node keeps it for its next attempt. Returns 1 (the session is kept). */
+int sl_redis_node_keep_session(SSL *ssl, SSL_SESSION *session);
 
 /* True when `n` serves host:port. */
 bool sl_redis_node_is(const struct sl_redis_node *n, const char *host, int port);

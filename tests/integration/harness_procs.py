@@ -282,19 +282,41 @@ class Sluice:
         return self.exit_code
 
 
+# SLUICE_REDIS_TLS=1: every redis-server (and sentinel) of the tests serves TLS only, with
+# the certificates of tls_support.py, and redis_support.redis_config() points sluice at it
+# with rediss:// and redis.tls.ca, so that the same tests run over TLS (scripts/test.sh runs
+# the Redis tests a second time so).
+REDIS_TLS = os.environ.get("SLUICE_REDIS_TLS") == "1"
+
+
+def redis_connect(port, timeout):
+    """A socket to the redis-server (or sentinel) on `port`, over TLS under SLUICE_REDIS_TLS."""
+    s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    if REDIS_TLS:
+        from tls_support import client_context, tls_files
+        s = client_context(tls_files()).wrap_socket(s, server_hostname="127.0.0.1")
+    return s
+
+
 class Redis:
     """redis-server on 127.0.0.1:port; stop() and start() keep the port. `args` are extra
-    command-line options, e.g. ("--requirepass", "secret")."""
+    command-line options, e.g. ("--requirepass", "secret"). `tls_args` (a list of options,
+    see tls_support.redis_tls_args) serves TLS only; None: as SLUICE_REDIS_TLS says."""
 
-    def __init__(self, tmp_dir, args=(), port=None):
+    def __init__(self, tmp_dir, args=(), port=None, tls_args=None):
         self.tmp_dir = tmp_dir
         self.port = port or pick_port()
         self.args = list(args)
         self.proc = None
+        if tls_args is None and REDIS_TLS:
+            from tls_support import redis_tls_args, tls_files
+            tls_args = redis_tls_args(tls_files(), self.port)
+        self.tls_args = tls_args
 
     def start(self):
+        listen = self.tls_args if self.tls_args else ["--port", str(self.port)]
         self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+            ["redis-server", *listen, "--bind", "127.0.0.1", "--save", "",
              "--appendonly", "no", "--dir", self.tmp_dir] + self.args,
             stdout=open(os.path.join(self.tmp_dir, f"redis-{self.port}.log"), "ab"),
             stderr=subprocess.STDOUT)
@@ -326,13 +348,19 @@ class Redis:
 
     def command(self, *args, timeout=2):
         """Runs one command; returns str, int, None, list, or raises RuntimeError."""
-        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+        if self.tls_args and not REDIS_TLS:
+            from tls_support import client_context, tls_files
+            raw = socket.create_connection(("127.0.0.1", self.port), timeout=timeout)
+            s = client_context(tls_files()).wrap_socket(raw, server_hostname="127.0.0.1")
+        else:
+            s = redis_connect(self.port, timeout)
+        with s:
             s.sendall(resp_command(*args))
             return _resp_read(s.makefile("rb"))
 
     @property
     def url(self):
-        return f"redis://127.0.0.1:{self.port}/0"
+        return f"{'rediss' if self.tls_args else 'redis'}://127.0.0.1:{self.port}/0"
 
 
 def resp_command(*args):

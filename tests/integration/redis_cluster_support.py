@@ -15,7 +15,27 @@ from conftest import Client, request
 from redis_support import redis_config
 
 from harness_http import READY_TIMEOUT, pick_port, wait_until
-from harness_procs import Redis, resp_command, _resp_read
+from harness_procs import REDIS_TLS, Redis, redis_connect, resp_command, _resp_read
+
+
+def redis_cli_tls():
+    """redis-cli's options to reach the tests' servers under SLUICE_REDIS_TLS."""
+    if not REDIS_TLS:
+        return []
+    from tls_support import tls_files
+    t = tls_files()
+    return ["--tls", "--cacert", t.ca, "--cert", t.client_cert, "--key", t.client_key]
+
+
+def sentinel_listen(port):
+    """The lines of a sentinel's configuration that make it listen on `port`."""
+    if not REDIS_TLS:
+        return f"port {port}\n"
+    from tls_support import tls_files
+    t = tls_files()
+    return (f"port 0\ntls-port {port}\ntls-cert-file {t.server_cert}\n"
+            f"tls-key-file {t.server_key}\ntls-ca-cert-file {t.ca}\n"
+            "tls-auth-clients no\ntls-replication yes\n")
 
 
 class ClusterNode(Redis):
@@ -47,8 +67,9 @@ class Cluster:
     def __init__(self, tmp_dir, n=3):
         self.nodes = [ClusterNode(tmp_dir).start() for _ in range(n)]
         addrs = [f"127.0.0.1:{r.port}" for r in self.nodes]
-        out = subprocess.run(["redis-cli", "--cluster", "create", *addrs, "--cluster-replicas",
-                              "0", "--cluster-yes"], capture_output=True, text=True, timeout=60)
+        out = subprocess.run(["redis-cli", *redis_cli_tls(), "--cluster", "create", *addrs,
+                              "--cluster-replicas", "0", "--cluster-yes"],
+                             capture_output=True, text=True, timeout=60)
         if out.returncode != 0:
             pytest.fail(f"redis-cli --cluster create failed: {out.stdout}{out.stderr}")
         wait_until(self._ok, READY_TIMEOUT * 2, 0.05, "the cluster to be ok on every node")
@@ -94,7 +115,7 @@ class Sentinels:
             port = pick_port()
             conf = os.path.join(tmp_dir, f"sentinel-{port}.conf")
             with open(conf, "w") as f:
-                f.write(f"port {port}\nbind 127.0.0.1\ndir {tmp_dir}\n"
+                f.write(sentinel_listen(port) + f"bind 127.0.0.1\ndir {tmp_dir}\n"
                         f"sentinel monitor {name} 127.0.0.1 {self.master.port} 2\n"
                         f"sentinel down-after-milliseconds {name} {down_after_ms}\n"
                         f"sentinel failover-timeout {name} 10000\n")
@@ -108,7 +129,7 @@ class Sentinels:
         self.addresses = [f"127.0.0.1:{p}" for p in self.ports]
 
     def sentinel(self, i, *args, timeout=2):
-        with socket.create_connection(("127.0.0.1", self.ports[i]), timeout=timeout) as s:
+        with redis_connect(self.ports[i], timeout) as s:
             s.sendall(resp_command(*args))
             return _resp_read(s.makefile("rb"))
 
@@ -141,15 +162,15 @@ class Sentinels:
 def cluster_config(seeds, routes, **kw):
     """redis_config() with redis.cluster: [seeds] in place of redis.url."""
     text = redis_config("redis://unused", routes, **kw)
-    return text.replace('  url: "redis://unused"', "  cluster: [%s]" % ", ".join(
-        f'"{a}"' for a in seeds))
+    return re.sub(r'  url: "rediss?://unused"', "  cluster: [%s]" % ", ".join(
+        f'"{a}"' for a in seeds), text)
 
 
 def sentinel_config(master, addresses, routes, **kw):
     """redis_config() with redis.sentinel in place of redis.url."""
     text = redis_config("redis://unused", routes, **kw)
-    return text.replace('  url: "redis://unused"', "  sentinel: {master: %s, addresses: [%s]}" % (
-        master, ", ".join(f'"{a}"' for a in addresses)))
+    return re.sub(r'  url: "rediss?://unused"', "  sentinel: {master: %s, addresses: [%s]}" % (
+        master, ", ".join(f'"{a}"' for a in addresses)), text)
 
 
 def tags_per_node(cluster, per_node, prefix="t"):

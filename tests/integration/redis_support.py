@@ -4,6 +4,7 @@ import threading
 import time
 
 from conftest import Client, request, wait_until
+from harness_procs import REDIS_TLS
 
 REDIS_CONFIG = """\
 listen: "{listen}"
@@ -27,9 +28,15 @@ routes:
 
 def redis_config(redis_url, routes, failure_mode="closed", timeout="2s", key_prefix="sluice:",
                  workers=2):
-    """A configuration with a redis block; `routes` is the YAML of the routes list."""
-    return REDIS_CONFIG % dict(redis_url=redis_url, routes=routes, failure_mode=failure_mode,
+    """A configuration with a redis block; `routes` is the YAML of the routes list. Under
+    SLUICE_REDIS_TLS, redis:// becomes rediss:// and redis.tls names the tests' CA."""
+    text = REDIS_CONFIG % dict(redis_url=redis_url, routes=routes, failure_mode=failure_mode,
                                timeout=timeout, key_prefix=key_prefix, workers=workers)
+    if REDIS_TLS:
+        from tls_support import tls_files
+        text = text.replace("\nredis:\n", '\nredis:\n  tls: {ca: "%s"}\n' % tls_files().ca, 1)
+        text = text.replace('  url: "redis://', '  url: "rediss://', 1)
+    return text
 
 
 def route(name, limits, prefix=None):
