@@ -137,9 +137,9 @@ def wait_past_hour_edge(redis, margin=20):
 
 
 def limit_state(redis, key):
-    """The integers a limit's key holds (fixed_window: start, count; the buckets: u, f, N;
-    sliding_window_counter: start, curr, prev), stored as little-endian doubles; None when
-    the key is missing."""
+    """The integers a limit's key holds (fixed_window: start, count, the instant it was set
+    to live until; the buckets: u, f, N; sliding_window_counter: start, curr, prev, that
+    instant), stored as little-endian doubles; None when the key is missing."""
     value = redis.command("GET", key)
     if value is None:
         return None

@@ -82,7 +82,7 @@ def test_failover_under_load(sluice_factory, upstream, sentinels):
 def admitted_on(redis):
     """Requests the fixed_window keys of `redis` admitted (the sum of their counters)."""
     states = (limit_state(redis, k) or (0, 0) for k in redis.command("KEYS", "*"))
-    return sum(count for _, count in states)
+    return sum(state[1] for state in states)
 
 
 def test_master_crash_loses_at_most_the_unreplicated_tail(sluice_factory, upstream, sentinels):

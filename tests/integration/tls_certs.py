@@ -26,13 +26,14 @@ class CertAuthority:
     def path(self, name, ext):
         return os.path.join(self.root, f"{name}.{ext}")
 
-    def issue(self, name, cn, sans=(), client=False, start=None, end=None):
+    def issue(self, name, cn, sans=(), client=False, start=None, end=None, usage=None):
         """Issues NAME.pem and NAME.key for subject CN=cn with DNS/IP `sans`; `start` and
-        `end` (YYYYMMDDHHMMSSZ) set the validity, else from now for two days."""
+        `end` (YYYYMMDDHHMMSSZ) set the validity, else from now for two days; `usage` the
+        extendedKeyUsage, else clientAuth for a `client` and serverAuth for the others."""
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
                  "-keyout", f"{name}.key", "-out", f"{name}.csr", "-subj", f"/CN={cn}",
                  cwd=self.root)
-        ext = [f"extendedKeyUsage={'clientAuth' if client else 'serverAuth'}"]
+        ext = [f"extendedKeyUsage={usage or ('clientAuth' if client else 'serverAuth')}"]
         if sans:
             ext.append("subjectAltName=" + ",".join(
                 (f"IP:{s}" if s[0].isdigit() else f"DNS:{s}") for s in sans))
