@@ -3,7 +3,8 @@
 # memory store, on a limit that never rejects and on one that rejects almost everything.
 #
 #   bench/redis.sh     (DURATION=3 ROUNDS=7 WORKERS=2 CONNS=256 WRK_THREADS=2
-#                       SCENARIOS="allow deny allowkeys denykeys" STORES="memory redis charged")
+#                       SCENARIOS="allow deny allowkeys denykeys" STORES="memory redis charged"
+#                       TLS=)
 #   bench/redis.sh cluster     a three-master Redis Cluster next to one Redis (redis_cluster.sh)
 #
 # Builds sluice in release mode (build-release/), starts an nginx upstream answering
@@ -18,7 +19,9 @@
 # For every Redis run it reads INFO commandstats (EVALSHA calls), INFO stats (reads from
 # clients) and INFO cpu (used_cpu_sys + used_cpu_user) before and after. Prints the median
 # req/s of the rounds, the ratio redis/memory, EVALSHA calls per request, Redis CPU per
-# request and EVALSHA calls per read, and the store errors sluice counted. Temporary files live in bench/out/.
+# request and EVALSHA calls per read, and the store errors sluice counted. With TLS=1 Redis
+# serves TLS only (a throwaway CA and an ECDSA P-256 certificate made with openssl) and sluice
+# reaches it as rediss:// with redis.tls.ca. Temporary files live in bench/out/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = cluster ]; then
@@ -39,7 +42,25 @@ REDIS_PORT=${REDIS_PORT:-18194}
 bench_setup "nginx wrk redis-server redis-cli curl" "$UP_PORT" "$SL_PORT" "$ADMIN_PORT" "$REDIS_PORT"
 rm -f "$out"/redis-*.txt
 
-rcli() { redis-cli -p "$REDIS_PORT" "$@"; }
+redis_tls=()
+cli_tls=()
+redis_url="redis://127.0.0.1:$REDIS_PORT/0"
+if [ -n "${TLS:-}" ]; then
+    (cd "$out" &&
+        openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes \
+            -keyout redis-ca.key -out redis-ca.pem -days 2 -subj /CN=bench-ca 2>/dev/null &&
+        openssl req -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout redis-tls.key \
+            -out redis-tls.csr -subj /CN=localhost 2>/dev/null &&
+        printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >redis-tls.ext &&
+        openssl x509 -req -in redis-tls.csr -CA redis-ca.pem -CAkey redis-ca.key \
+            -CAcreateserial -days 2 -extfile redis-tls.ext -out redis-tls.pem 2>/dev/null)
+    redis_tls=(--port 0 --tls-port "$REDIS_PORT" --tls-cert-file "$out/redis-tls.pem"
+               --tls-key-file "$out/redis-tls.key" --tls-ca-cert-file "$out/redis-ca.pem"
+               --tls-auth-clients no)
+    cli_tls=(--tls --cacert "$out/redis-ca.pem")
+    redis_url="rediss://127.0.0.1:$REDIS_PORT/0"
+fi
+rcli() { redis-cli -p "$REDIS_PORT" "${cli_tls[@]}" "$@"; }
 
 cat >"$out/redis-upstream.conf" <<CONF
 worker_processes 1;
@@ -65,7 +86,7 @@ nginx -c "$out/redis-upstream.conf" -p "$out" >/dev/null 2>&1 &
 pids+=($!)
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save "" --appendonly no \
-    --dir "$out" >"$out/redis-server.log" 2>&1 &
+    --dir "$out" "${redis_tls[@]}" >"$out/redis-server.log" 2>&1 &
 pids+=($!)
 
 KEYS=${KEYS:-10000}
@@ -98,7 +119,8 @@ upstream:
 client:
   max_connections: 10000
 redis:
-  url: "redis://127.0.0.1:$REDIS_PORT/0"
+  url: "$redis_url"
+${TLS:+  tls: {ca: "$out/redis-ca.pem"\}}
   timeout: 50ms
 failure_mode: open
 access_log: off
