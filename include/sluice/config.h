@@ -210,6 +210,19 @@ struct sl_redis_config {
     uint64_t deny_cache;             /* over-limit keys held locally, all workers; 0 = off */
 };
 
+struct sl_rls_config;
+
+/* The rls block (SPEC.md section 12): Envoy's rate limit service API. */
+struct sl_rls_settings {
+    bool enabled;                    /* the rls block is present */
+    struct sl_sockaddr listen;       /* gRPC over cleartext HTTP/2 */
+    char *config;                    /* the files' path as written (resolved against the
+                                      * configuration file's directory); owned */
+    bool response_headers;           /* x-ratelimit-* in response_headers_to_add */
+    bool shadow_mode;                /* every OVER_LIMIT overall answered OK, still counted */
+    struct sl_rls_config *files;     /* the files as loaded; owned */
+};
+
 /* The smallest memory.max_bytes accepted (64 KiB). */
 #define SL_MEMORY_MIN_BYTES 65536u
 
@@ -234,6 +247,7 @@ struct sl_config {
     struct sl_cidr_list trusted_proxies;
     struct sl_cidr_list exempt;
     struct sl_redis_config redis;
+    struct sl_rls_settings rls;
     enum sl_failure_mode failure_mode;
     uint64_t memory_max_keys;
     uint64_t memory_max_bytes;        /* at least SL_MEMORY_MIN_BYTES */

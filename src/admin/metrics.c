@@ -96,6 +96,7 @@ struct sl_metrics *sl_metrics_new(unsigned nslots)
         m->slots[i] = alloc_lines(sizeof *m->slots[i]);
         if (!m->slots[i])
             goto fail;
+        m->slots[i]->owner = m;
     }
     if (intern_route(m, "") != 0)
         goto fail;
@@ -127,6 +128,7 @@ void sl_metrics_free(struct sl_metrics *m)
         free(m->route_names[i]);
     for (unsigned i = 0; i < atomic_load(&m->nlimits); i++)
         free(m->limit_names[i].name);
+    sl_metrics_rls_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -156,6 +158,7 @@ int sl_metrics_bind(struct sl_metrics *m, struct sl_config *cfg)
                 rc = -1;
         }
     }
+    sl_metrics_rls_bind(m, cfg);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

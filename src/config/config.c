@@ -5,6 +5,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/rates.h"
+#include "sluice/rls_config.h"
 #include "sluice/route_index.h"
 
 struct sl_config *sl_cfg_ref(struct sl_config *cfg)
@@ -56,6 +57,9 @@ void sl_cfg_free(struct sl_config *cfg)
     free(cfg->file);
     sl_sockaddr_deinit(&cfg->listen);
     sl_sockaddr_deinit(&cfg->admin_listen);
+    sl_sockaddr_deinit(&cfg->rls.listen);
+    free(cfg->rls.config);
+    sl_rls_config_free(cfg->rls.files);
     free(cfg->admin_token);
     free(cfg->upstream.url);
     free(cfg->upstream.host);

@@ -312,12 +312,14 @@ static void format_peer(struct sl_conn *c)
     c->peer_text_len = strlen(c->peer_text);
 }
 
-void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+static void accept_conn(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen, bool rls)
 {
     struct sl_conn *c = calloc(1, sizeof *c);
     if (!c)
         goto fail;
     c->w = w;
+    c->rls = rls;
     c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
         goto fail;
@@ -372,6 +374,17 @@ fail:
     }
     if (fd >= 0)
         evutil_closesocket(fd);
+}
+
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen)
+{
+    accept_conn(w, fd, sa, salen, false);
+}
+
+void sl_conn_accept_rls(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen)
+{
+    accept_conn(w, fd, sa, salen, true);
 }
 
 struct bufferevent *sl_conn_hand_over(struct sl_conn *c)

@@ -148,6 +148,7 @@ void sl_rls_domain_free(struct sl_rls_domain *dom)
     if (!dom)
         return;
     sl_rls_node_deinit(&dom->root);
+    free(dom->route.name);
     for (size_t i = 0; i < dom->nnames; i++)
         free(dom->names[i]);
     free(dom->names);

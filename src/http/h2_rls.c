@@ -1,0 +1,129 @@
+/* The rate limit service's side of the HTTP/2 codec: on a connection its listener accepted,
+ * every stream is a gRPC call, answered here and never handed to the exchange (no route, no
+ * limit of a route, no upstream, no access log line).
+ *
+ * A POST of SL_RLS_PATH with a gRPC content-type collects its request body in body_in, at
+ * most one message of SL_RLS_MAX_MESSAGE bytes and its prefix: the bytes are consumed (the
+ * window opened again) as they come, since the bound, not the window, holds the memory. At
+ * END_STREAM src/rls/ decides it, possibly later (Redis), while the stream waits as one
+ * waits for the engine (decision_pending). The answer is a 200 with content-type
+ * application/grpc, the response message and the trailer grpc-status: 0; any error is
+ * trailers-only, as gRPC servers send it. */
+#include <stdio.h>
+#include <string.h>
+
+#include "h2.h"
+
+static const char METHOD[] = "POST";
+
+/* Trailers-only: one HEADERS frame with END_STREAM (grpc/doc/PROTOCOL-HTTP2.md). The
+ * messages are sluice's own, printable ASCII without '%': nothing to percent-encode. */
+static void answer_error(struct sl_h2_stream *st, int status, const char *message)
+{
+    struct sl_textbuf head = {0};
+    char code[8];
+    int n = snprintf(code, sizeof code, "%d", status);
+    int err = 0;
+
+    if (st->submitted)
+        return;
+    st->local = true;
+    st->resp_eof = true;
+    st->rls_call = false;
+    evbuffer_drain(st->body_in, evbuffer_get_length(st->body_in));
+    static const char start[] = "content-type: application/grpc\r\ngrpc-status: ";
+    err |= sl_textbuf_add(&head, start, sizeof start - 1);
+    err |= sl_textbuf_add(&head, code, (size_t)n);
+    err |= sl_textbuf_add(&head, "\r\n", 2);
+    if (message) {
+        err |= sl_textbuf_add(&head, "grpc-message: ", 14);
+        err |= sl_textbuf_add(&head, message, strlen(message));
+        err |= sl_textbuf_add(&head, "\r\n", 2);
+    }
+    if (err || sl_h2_head_submit(st, 200, NULL, 0, &head, true) < 0)
+        nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    sl_textbuf_free(&head);
+    st->x.status = 200;
+}
+
+static void answer(struct sl_h2_stream *st, struct evbuffer *body)
+{
+    static const struct sl_header ok = {"grpc-status", 11, "0", 1};
+    static char line[] = "content-type: application/grpc\r\n";
+    static const struct sl_textbuf ctype = {.data = line, .len = sizeof line - 1};
+
+    st->local = true;
+    st->rls_call = false;
+    evbuffer_add_buffer(st->body_out, body);
+    st->x.bytes_out += evbuffer_get_length(st->body_out);
+    st->resp_eof = true;
+    /* The trailers are kept once the head is submitted; nghttp2 reads the body later. */
+    if (sl_h2_head_submit(st, 200, NULL, 0, &ctype, false) < 0)
+        nghttp2_submit_rst_stream(st->c->session, NGHTTP2_FLAG_NONE, st->id,
+                                  NGHTTP2_INTERNAL_ERROR);
+    else
+        sl_h2_stream_trailers(&st->x, &ok, 1);
+    st->x.status = 200;
+}
+
+static void replied(void *arg, const struct sl_rls_reply *reply)
+{
+    struct sl_h2_stream *st = arg;
+    struct sl_h2_conn *c = st->c;
+
+    sl_h2_enter(c);
+    if (sl_h2_stream_settle(st) && !st->closed) {
+        if (reply->grpc_status == SL_RLS_GRPC_OK)
+            answer(st, reply->body);
+        else
+            answer_error(st, reply->grpc_status, reply->grpc_message);
+    }
+    sl_h2_leave(c);
+}
+
+void sl_h2_rls_start(struct sl_h2_stream *st)
+{
+    struct sl_request *r = &st->x.req;
+    size_t plen = sizeof SL_RLS_PATH - 1;
+
+    /* The exchange is never started: nothing of it is counted or logged. */
+    st->finished = true;
+    if (r->method_len != sizeof METHOD - 1 || memcmp(r->method, METHOD, r->method_len) != 0 ||
+        r->target_len != plen || memcmp(r->target, SL_RLS_PATH, plen) != 0 || !st->x.grpc) {
+        answer_error(st, SL_RLS_GRPC_UNIMPLEMENTED,
+                     "only envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit is served");
+        return;
+    }
+    st->rls_call = true;
+    if (st->req_end)
+        sl_h2_rls_end(st);
+}
+
+void sl_h2_rls_data(struct sl_h2_stream *st, const uint8_t *data, size_t n)
+{
+    nghttp2_session_consume(st->c->session, st->id, n);
+    if (!st->rls_call || st->x.gone || st->x.decision_pending)
+        return;
+    evbuffer_add(st->body_in, data, n);
+    size_t have = evbuffer_get_length(st->body_in);
+    int64_t len = sl_rls_announced(st->body_in);
+    /* Refused as soon as the prefix says so, before the message has to be held. */
+    if (len > SL_RLS_MAX_MESSAGE)
+        answer_error(st, SL_RLS_GRPC_RESOURCE_EXHAUSTED,
+                     "the request message is larger than the 1 MiB the service takes");
+    else if (len >= 0 && have > (uint64_t)len + 5)
+        answer_error(st, SL_RLS_GRPC_INVALID_ARGUMENT,
+                     "the request body is not exactly one gRPC message");
+}
+
+void sl_h2_rls_end(struct sl_h2_stream *st)
+{
+    struct sl_worker *w = st->x.w;
+
+    if (!st->rls_call || st->x.decision_pending)
+        return;
+    st->x.req_done = true;
+    st->x.decision_pending = true;
+    sl_rls_serve(&w->rls_env, st->x.cfg, st->body_in, replied, st);
+}
