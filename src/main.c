@@ -17,6 +17,7 @@
 static const char usage[] =
     "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
     "       sluice explain [-c FILE] [--peer ADDR] [-H 'Name: value']... [--json] METHOD TARGET\n"
+    "       sluice explain [-c FILE] --rls DOMAIN key=value[,key=value]...\n"
     "       sluice replay [-c FILE] [--virtual] [--json] ACCESS_LOG\n"
     "\n"
     "A rate-limiting reverse proxy.\n"
@@ -29,13 +30,15 @@ static const char usage[] =
     "\n"
     "  explain    print what sluice would do with one request and why: the normalised path,\n"
     "             each route tried, the client address, and each limit's key as its store\n"
-    "             holds it and the rate that applies; no store is touched (sluice explain -h)\n"
+    "             holds it and the rate that applies; no store is touched (sluice explain -h);\n"
+    "             with --rls, which limit of the rls files one descriptor matches and why\n"
     "  replay     run an access log written by sluice through the file's routes and limits\n"
     "             on a fresh memory store, on the log's own clock, and print what each limit\n"
     "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration and the rates files it names (so does a\n"
-    "change of one on disk, with reload.watch: true); SIGTERM and SIGINT drain and exit.\n"
+    "Signals: SIGHUP reloads the configuration and the rates and rls files it names (so does\n"
+    "a change of the configuration or a rates file on disk, with reload.watch: true);\n"
+    "SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 /* sluice -t: what the route index holds and what its regex matcher takes. */

@@ -114,6 +114,11 @@ struct sl_metrics {
     _Atomic uint32_t rls_index[2 * SL_METRICS_MAX_RLS_DOMAINS]; /* id + 1, 0 = empty */
 };
 
+/* The id of a route name, and of a limit name under a route id, appended when new; UINT_MAX
+ * when the registry is full. With m->lock held (metrics.c). */
+unsigned sl_metrics_intern_route(struct sl_metrics *m, const char *name);
+unsigned sl_metrics_intern_limit(struct sl_metrics *m, unsigned route_id, const char *name);
+
 /* metrics_rls.c: names the domains of cfg's rls files (with m->lock held), frees the names,
  * and writes sluice_rls_requests_total. */
 void sl_metrics_rls_bind(struct sl_metrics *m, const struct sl_config *cfg);

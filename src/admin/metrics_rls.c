@@ -4,6 +4,7 @@
  * what the operator wrote. */
 #include <event2/buffer.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -33,8 +34,21 @@ static unsigned find(struct sl_metrics *m, const char *name)
     }
 }
 
+/* Each limit of the files gets the ids of route "rls:DOMAIN" and its full key, as a route's
+ * limits do: /top's sketches are kept by limit id. No series appear for them: the rate limit
+ * service counts no route requests or limit checks. A registry too full to name them leaves
+ * them without a sketch, never fails the configuration. */
+static void bind_limit(struct sl_rls_limit *l, void *arg)
+{
+    struct sl_metrics *m = arg;
+    unsigned route = sl_metrics_intern_route(m, l->lim.route->name);
+    l->lim.metrics_id =
+        route == UINT_MAX ? UINT_MAX : sl_metrics_intern_limit(m, route, l->full_key);
+}
+
 void sl_metrics_rls_bind(struct sl_metrics *m, const struct sl_config *cfg)
 {
+    sl_rls_config_each_limit(cfg->rls.files, bind_limit, m);
     const struct sl_rls_config *files = cfg->rls.files;
     size_t n = files ? sl_rls_config_ndomains(files) : 0;
 

@@ -16,6 +16,7 @@
  * The call is reference counted as the engine's verdict is: one reference for the loop that
  * issues the decisions and one per decision in flight, so that it finishes exactly once,
  * after every decision was issued and answered, whichever store answers first. */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -209,40 +210,22 @@ static void decided(void *arg, const struct sl_decision *d, enum sl_store_status
     s->code = d->allowed || it->limit->shadow_mode ? SL_RLS_OK : SL_RLS_OVER_LIMIT;
     s->limit_remaining = d->remaining > UINT32_MAX ? UINT32_MAX : (uint32_t)d->remaining;
     s->reset_us = d->reset_us;
-    if (env->top && c->cfg->admin_top)
+    if (env->top && c->cfg->admin_top && it->limit != &it->override)
         sl_top_record(env->top, &it->limit->lim, it->key, it->key_len, !d->allowed,
                       sl_clock_mono_us());
     unref(c);
 }
 
-/* The entries as the store keys them, "key_value" joined by "_" as ratelimit's cache key
- * joins them (without its domain, which the route names, and its window, which the state
- * holds); a share_threshold entry by its configured value, so that every value its
- * wildcard matches shares one counter. */
-static int make_key(struct item *it, const Descriptor *d, const struct sl_rls_node *const *path)
+/* The store's key value of the entries (sl_rls_key_value), kept by the item. */
+static int make_key(struct item *it, const struct sl_rls_entry *entries, size_t n,
+                    const struct sl_rls_node *const *path)
 {
-    size_t n = 0;
-    for (size_t i = 0; i < d->n_entries; i++)
-        n += strlen(d->entries[i]->key) + 1 + strlen(d->entries[i]->value) + 1;
-    char *k = malloc(n + 1), *p = k;
-    if (!k)
+    size_t len = sl_rls_key_value(entries, n, path, NULL, 0);
+    if (!(it->key = malloc(len + 1)))
         return -1;
-    for (size_t i = 0; i < d->n_entries; i++) {
-        const char *value = d->entries[i]->value;
-        if (path && path[i] && sl_rls_node_shares(path[i]))
-            value = sl_rls_node_value(path[i]);
-        size_t kl = strlen(d->entries[i]->key), vl = strlen(value);
-        if (i)
-            *p++ = '_';
-        memcpy(p, d->entries[i]->key, kl);
-        p += kl;
-        *p++ = '_';
-        memcpy(p, value, vl);
-        p += vl;
-    }
-    *p = '\0';
-    it->key = k;
-    it->key_len = (size_t)(p - k);
+    sl_rls_key_value(entries, n, path, it->key, len);
+    it->key[len] = '\0';
+    it->key_len = len;
     return 0;
 }
 
@@ -269,6 +252,7 @@ static int make_override(struct item *it, const char *domain, const Descriptor *
     o->lim.count = o->requests_per_unit;
     o->lim.period_us = sl_rls_unit_seconds(o->unit) * 1000000;
     o->lim.name = it->override_name;
+    o->lim.metrics_id = UINT_MAX; /* no sketch: the request, not the files, made it */
     it->limit = o;
     return 0;
 }
@@ -303,7 +287,7 @@ static int find_limits(struct sl_rls_call *c, const struct sl_rls_domain *dom, c
         it->limit = d->limit ? NULL : sl_rls_match(dom, entries, d->n_entries, path);
         if (!it->limit && !d->limit)
             continue;
-        if (make_key(it, d, it->limit ? path : NULL) < 0)
+        if (make_key(it, entries, d->n_entries, it->limit ? path : NULL) < 0)
             goto nomem;
         if (it->key_len > MAX_KEY) {
             *message = "a descriptor's entries are too long";
