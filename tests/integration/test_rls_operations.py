@@ -45,6 +45,10 @@ def test_metrics_by_domain_and_code(sluice_factory, tmp_path):
     assert m.value("sluice_store_duration_seconds_count", store="memory") >= 3
     # The service counts no proxied request.
     assert m.value("sluice_requests_total") == 0
+    # /config shows the block and the domains its files hold.
+    rls = json.loads(get(s.admin_port, "/config").body)["rls"]
+    assert rls["listen"] == f"127.0.0.1:{s.rls_port}" and rls["domains"] == ["edge"], rls
+    assert rls["config"] == s.config_dir and rls["response_headers"] is False
     c.close()
 
 
