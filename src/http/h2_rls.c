@@ -8,10 +8,13 @@
  * END_STREAM src/rls/ decides it, possibly later (Redis), while the stream waits as one
  * waits for the engine (decision_pending). The answer is a 200 with content-type
  * application/grpc, the response message and the trailer grpc-status: 0; any error is
- * trailers-only, as gRPC servers send it. */
+ * trailers-only, as gRPC servers send it. A call with a grpc-timeout not decided within it
+ * (a slow store) is answered DEADLINE_EXCEEDED then; the decision that comes later goes
+ * nowhere. */
 #include <stdio.h>
 #include <string.h>
 
+#include "grpc.h"
 #include "h2.h"
 
 static const char METHOD[] = "POST";
@@ -53,6 +56,8 @@ static void answer(struct sl_h2_stream *st, struct evbuffer *body)
     static char line[] = "content-type: application/grpc\r\n";
     static const struct sl_textbuf ctype = {.data = line, .len = sizeof line - 1};
 
+    if (st->submitted)
+        return; /* the deadline was answered */
     st->local = true;
     st->rls_call = false;
     evbuffer_add_buffer(st->body_out, body);
@@ -74,11 +79,27 @@ static void replied(void *arg, const struct sl_rls_reply *reply)
 
     sl_h2_enter(c);
     if (sl_h2_stream_settle(st) && !st->closed) {
+        if (st->timer_set) {
+            event_del(&st->timer);
+            st->timer_set = false;
+        }
         if (reply->grpc_status == SL_RLS_GRPC_OK)
             answer(st, reply->body);
         else
             answer_error(st, reply->grpc_status, reply->grpc_message);
     }
+    sl_h2_leave(c);
+}
+
+static void deadline_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct sl_h2_stream *st = arg;
+    struct sl_h2_conn *c = st->c;
+
+    (void)fd, (void)what;
+    st->timer_set = false;
+    sl_h2_enter(c);
+    answer_error(st, SL_GRPC_DEADLINE_EXCEEDED, "the call's grpc-timeout passed");
     sl_h2_leave(c);
 }
 
@@ -96,6 +117,14 @@ void sl_h2_rls_start(struct sl_h2_stream *st)
         return;
     }
     st->rls_call = true;
+    uint64_t us = sl_grpc_timeout_us(r);
+    if (us) {
+        /* The stream's timer, which holds a proxied request on a leaky bucket, is free. */
+        struct timeval tv = {(time_t)(us / 1000000), (suseconds_t)(us % 1000000)};
+        evtimer_assign(&st->timer, st->c->w->base, deadline_cb, st);
+        if (evtimer_add(&st->timer, &tv) == 0)
+            st->timer_set = true;
+    }
     if (st->req_end)
         sl_h2_rls_end(st);
 }

@@ -178,7 +178,7 @@ def write_files(directory, files):
 
 
 def rls_config(config_dir, port, extra="", redis=None, failure_mode="open",
-               response_headers=False, shadow_mode=False, workers=1):
+               response_headers=False, shadow_mode=False, workers=1, redis_timeout="200ms"):
     """A sluice configuration with the rls block on `port` reading `config_dir`."""
     text = f"""\
 listen: "{{listen}}"
@@ -203,7 +203,7 @@ routes:
     if redis:
         text += f"""redis:
   url: "redis://127.0.0.1:{redis.port}/0"
-  timeout: 200ms
+  timeout: {redis_timeout}
   key_prefix: "sluice:"
 """
     return text + extra

@@ -2,6 +2,7 @@
 algorithm extension on the memory store and on Redis, two instances on one redis-server
 admitting exactly the limit between them, the Redis key layout, the deny cache on an
 over-limit flood, and Redis killed under load with each failure_mode honoured."""
+import signal
 import threading
 import time
 
@@ -165,5 +166,40 @@ def test_redis_killed_under_load(sluice_factory, redis_server, tmp_path, mode):
     assert redis_server.command("EXISTS", "sluice:rls:edge:edge.five:rfw:five_back") == 1
     stop.set()
     t.join()
+    assert s.alive()
+    c.close()
+
+
+def test_grpc_timeout_answers_deadline_exceeded(sluice_factory, redis_server, tmp_path):
+    """A call whose decision outlives its grpc-timeout (Redis stopped, redis.timeout 3s) is
+    answered DEADLINE_EXCEEDED when the timeout passes; the late decision goes nowhere and
+    the connection serves on."""
+    from h2_support import H2Conn
+    from rls_support import framed, rate_limit_request
+    s, c = start_rls(sluice_factory, tmp_path, {"edge.yaml": EXACT}, redis=redis_server,
+                     redis_timeout="3s")
+    assert c.call("edge", [[("five", "t")]]).overall == OK
+    body = framed(rate_limit_request("edge", [[("five", "t")]]))
+    headers = [("content-type", "application/grpc"), ("te", "trailers"),
+               ("grpc-timeout", "300m")]
+    redis_server.proc.send_signal(signal.SIGSTOP)
+    try:
+        with H2Conn(s.rls_port) as h:
+            t0 = time.monotonic()
+            st = h.request("POST", "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+                           headers, body)
+            h.response(st, timeout=10)
+            elapsed = time.monotonic() - t0
+            assert st.header("grpc-status") == "4", st
+            assert 0.25 <= elapsed < 2.5, elapsed
+    finally:
+        redis_server.proc.send_signal(signal.SIGCONT)
+    time.sleep(3.5)  # the stopped decision completes and finds its stream gone
+    with H2Conn(s.rls_port) as h:
+        st = h.request("POST", "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit",
+                       headers, body)
+        h.response(st, timeout=10)
+        fields = dict(st.trailers or [])
+        assert fields.get("grpc-status") == "0", st
     assert s.alive()
     c.close()
