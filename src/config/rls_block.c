@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "loader.h"
 #include "sluice/config_parse.h"
@@ -90,8 +91,13 @@ void sl_ld_rls(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *
         if (!given && sl_parse_sockaddr(DEFAULT_LISTEN, &rls->listen) < 0)
             sl_ld_error(ld, node, "rls.listen", "out of memory");
     }
-    if (rls->listen.text && (same(&rls->listen, &cfg->listen) ||
-                             (cfg->admin_enabled && same(&rls->listen, &cfg->admin_listen))))
+    /* Each worker binds its own SO_REUSEPORT socket, which a unix socket cannot share. */
+    if (rls->listen.text && rls->listen.ss.ss_family == AF_UNIX)
+        sl_ld_error(ld, sl_ld_get(ld, node, "listen"), "rls.listen",
+                    "expected host:port or [v6]:port, got %s: a unix socket is not served",
+                    rls->listen.text);
+    else if (rls->listen.text && (same(&rls->listen, &cfg->listen) ||
+                                  (cfg->admin_enabled && same(&rls->listen, &cfg->admin_listen))))
         sl_ld_error(ld, sl_ld_get(ld, node, "listen"), "rls.listen",
                     "expected an address of its own, got %s, which listen or admin.listen has",
                     rls->listen.text);

@@ -82,6 +82,9 @@ START_TEST(block_mistakes)
                       "rls:\n  listen: \"127.0.0.1:9100\"\n  config: rl\nroutes: []\n");
     ck_assert_msg(strstr(got, "rls.listen: expected an address of its own") != NULL, "%s", got);
     free(got);
+    got = load_errors(UPSTREAM "rls:\n  listen: unix:/tmp/rls.sock\n  config: rl\nroutes: []\n");
+    ck_assert_msg(strstr(got, "rls.listen: expected host:port or [v6]:port") != NULL, "%s", got);
+    free(got);
 }
 END_TEST
 
