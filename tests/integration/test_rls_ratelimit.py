@@ -366,3 +366,53 @@ def test_message_framing(sluice_factory, tmp_path):
         assert sock.recv(100) == b""
     assert c.call("some-domain", [[("hello", "world")]]).overall == OK
     c.close()
+
+
+QUOTA = """\
+    domain: quota-domain
+    descriptors:
+      - key: regular
+        rate_limit: {unit: minute, requests_per_unit: 5}
+      - key: quota
+        quota_mode: true
+        rate_limit: {unit: minute, requests_per_unit: 3}
+      - key: quota2
+        quota_mode: true
+        rate_limit: {unit: minute, requests_per_unit: 3}
+"""
+
+
+def test_quota_modes(sluice_factory, tmp_path):
+    """TestServicePerDescriptorQuotaMode, TestServiceMixedPerDescriptorModes,
+    TestServiceMixedPerDescriptorModesUnderLimit, TestServiceQuotaModeOnlyAllOverTheLimit and
+    TestServiceQuotaModeOnlySomeOverTheLimit, test/service/ratelimit_test.go: a quota-mode
+    descriptor over its limit makes the call OVER_LIMIT only when every quota-mode descriptor
+    is; a regular one over its limit always does."""
+    s, c = start_rls(sluice_factory, tmp_path, {"quota.yaml": QUOTA})
+
+    def call(*descriptors):
+        return c.call("quota-domain", [[d] for d in descriptors])
+
+    # Both under their limits.
+    r = call(("regular", "a"), ("quota", "a"))
+    assert r.overall == OK and [st.code for st in r.statuses] == [OK, OK]
+    # The regular one over, the quota one under: OVER_LIMIT.
+    for _ in range(5):
+        call(("regular", "b"))
+    r = call(("regular", "b"), ("quota", "b"))
+    assert r.overall == OVER_LIMIT and [st.code for st in r.statuses] == [OVER_LIMIT, OK]
+    # The quota one over (the only quota-mode one), the regular one under: OVER_LIMIT.
+    for _ in range(3):
+        call(("quota", "c"))
+    r = call(("regular", "c"), ("quota", "c"))
+    assert r.overall == OVER_LIMIT and [st.code for st in r.statuses] == [OK, OVER_LIMIT]
+    # Two quota-mode descriptors, one over: OK; both over: OVER_LIMIT.
+    for _ in range(3):
+        call(("quota", "d"))
+    r = call(("quota", "d"), ("quota2", "d"))
+    assert r.overall == OK and [st.code for st in r.statuses] == [OVER_LIMIT, OK]
+    for _ in range(3):
+        call(("quota2", "d"))
+    r = call(("quota", "d"), ("quota2", "d"))
+    assert r.overall == OVER_LIMIT and [st.code for st in r.statuses] == [OVER_LIMIT, OVER_LIMIT]
+    c.close()
