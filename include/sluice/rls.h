@@ -75,38 +75,37 @@ struct sl_rls_result {
     const char *domain; /* the metrics' label: a domain of the files, or "" */
 };
 
-/* Called once with the decisions; `r` is valid during the call only. */
-typedef void (*sl_rls_decided_cb)(void *arg, const struct sl_rls_result *r);
+/* The answer of one call: grpc_status 0 with the decisions in `result` (valid during the
+ * callback only; sl_rls_answer() writes them as the response message), or an error status
+ * and its message (a static string) with `result` NULL. */
+struct sl_rls_reply {
+    int grpc_status;
+    const char *grpc_message;
+    const struct sl_rls_result *result;
+};
+
+typedef void (*sl_rls_reply_cb)(void *arg, const struct sl_rls_reply *reply);
 
 /* Decides `req` (a RateLimitRequest as protobuf-c unpacked it; ownership taken: freed once
  * decided) under `cfg` (its rls files, failure_mode, admin.top; borrowed until the callback:
- * the caller holds a reference). Returns 0 and calls `cb` exactly once, possibly before returning;
- * or -1 with `*grpc`/`*message` the error the call is answered with (the request freed, `cb` never
- * called): an empty domain or no descriptors (UNKNOWN, as ratelimit), an override with a unit the
- * API does not define (INVALID_ARGUMENT), ENOMEM (INTERNAL). */
+ * the caller holds a reference). Returns 0 and calls `cb` exactly once with status 0 and the
+ * result, possibly before returning; or -1 with `*grpc`/`*message` the error the call is
+ * answered with (the request freed, `cb` never called): an empty domain or no descriptors
+ * (UNKNOWN, as ratelimit), an override with a unit the API does not define
+ * (INVALID_ARGUMENT), ENOMEM (INTERNAL). One allocation per call, besides protobuf-c's and
+ * each decided descriptor's key. */
 int sl_rls_decide(const struct sl_rls_env *env, const struct sl_config *cfg, void *req,
-                  sl_rls_decided_cb cb, void *arg, int *grpc, const char **message);
+                  sl_rls_reply_cb cb, void *arg, int *grpc, const char **message);
 
 /* Appends the 5-byte gRPC prefix and the RateLimitResponse of `r` to `out`. Returns 0, or -1
  * on ENOMEM. */
 int sl_rls_answer(const struct sl_rls_result *r, struct evbuffer *out);
 
-/* The answer of one call: grpc_status 0 with the message in `body` (prefix included), or an
- * error status and its message (a static string) with nothing in `body`. */
-struct sl_rls_reply {
-    int grpc_status;
-    const char *grpc_message;
-    struct evbuffer *body;
-};
-
-typedef void (*sl_rls_reply_cb)(void *arg, const struct sl_rls_reply *reply);
-
 /* Serves one ShouldRateLimit call: `body` holds its whole request body as the client sent
  * it (drained here). A body that is not one gRPC message of at most SL_RLS_MAX_MESSAGE
  * bytes, uncompressed, holding a RateLimitRequest is answered INVALID_ARGUMENT (or
  * RESOURCE_EXHAUSTED past the bound), never decided. Calls `cb` exactly once, possibly
- * before returning, with an answer whose body the callback may move from. `cfg` as for
- * sl_rls_decide. */
+ * before returning. `cfg` as for sl_rls_decide. */
 void sl_rls_serve(const struct sl_rls_env *env, const struct sl_config *cfg, struct evbuffer *body,
                   sl_rls_reply_cb cb, void *arg);
 

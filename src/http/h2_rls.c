@@ -50,7 +50,7 @@ static void answer_error(struct sl_h2_stream *st, int status, const char *messag
     st->x.status = 200;
 }
 
-static void answer(struct sl_h2_stream *st, struct evbuffer *body)
+static void answer(struct sl_h2_stream *st, const struct sl_rls_result *result)
 {
     static const struct sl_header ok = {"grpc-status", 11, "0", 1};
     static char line[] = "content-type: application/grpc\r\n";
@@ -58,9 +58,14 @@ static void answer(struct sl_h2_stream *st, struct evbuffer *body)
 
     if (st->submitted)
         return; /* the deadline was answered */
+    /* The message is packed straight into the buffer nghttp2's DATA frames are cut from. */
+    if (sl_rls_answer(result, st->body_out) < 0) {
+        evbuffer_drain(st->body_out, evbuffer_get_length(st->body_out));
+        answer_error(st, SL_RLS_GRPC_INTERNAL, "out of memory");
+        return;
+    }
     st->local = true;
     st->rls_call = false;
-    evbuffer_add_buffer(st->body_out, body);
     st->x.bytes_out += evbuffer_get_length(st->body_out);
     st->resp_eof = true;
     /* The trailers are kept once the head is submitted; nghttp2 reads the body later. */
@@ -84,7 +89,7 @@ static void replied(void *arg, const struct sl_rls_reply *reply)
             st->timer_set = false;
         }
         if (reply->grpc_status == SL_RLS_GRPC_OK)
-            answer(st, reply->body);
+            answer(st, reply->result);
         else
             answer_error(st, reply->grpc_status, reply->grpc_message);
     }

@@ -56,7 +56,7 @@ struct sl_rls_call {
     unsigned refs;
     struct item *items;
     struct sl_rls_result result;
-    sl_rls_decided_cb cb;
+    sl_rls_reply_cb cb;
     void *arg;
 };
 
@@ -66,8 +66,6 @@ static void call_free(struct sl_rls_call *c)
         free(c->items[i].override_name);
         free(c->items[i].key);
     }
-    free(c->items);
-    free(c->result.statuses);
     envoy__service__ratelimit__v3__rate_limit_request__free_unpacked(c->req, NULL);
     free(c);
 }
@@ -126,7 +124,8 @@ static void unref(struct sl_rls_call *c)
                                c->result.store_error                    ? SL_RLS_CODE_ERROR
                                : c->result.overall == SL_RLS_OVER_LIMIT ? SL_RLS_CODE_OVER_LIMIT
                                                                         : SL_RLS_CODE_OK);
-    c->cb(c->arg, &c->result);
+    struct sl_rls_reply reply = {SL_RLS_GRPC_OK, NULL, &c->result};
+    c->cb(c->arg, &reply);
     call_free(c);
 }
 
@@ -335,7 +334,7 @@ static void start(struct sl_rls_call *c, size_t i, const bool *replaced)
 }
 
 int sl_rls_decide(const struct sl_rls_env *env, const struct sl_config *cfg, void *request,
-                  sl_rls_decided_cb cb, void *arg, int *grpc, const char **message)
+                  sl_rls_reply_cb cb, void *arg, int *grpc, const char **message)
 {
     const struct sl_rls_settings *settings = &cfg->rls;
     Request *req = request;
@@ -358,21 +357,22 @@ int sl_rls_decide(const struct sl_rls_env *env, const struct sl_config *cfg, voi
         goto fail;
     }
     n = req->n_descriptors;
-    c = calloc(1, sizeof *c);
+    /* The call, its items, statuses, matched limits and replaced flags in one block. */
+    size_t size = sizeof *c + n * (sizeof *c->items + sizeof *c->result.statuses + sizeof *limits +
+                                   sizeof *replaced);
+    c = calloc(1, size);
     if (!c)
         goto fail;
+    c->items = (struct item *)(c + 1);
+    c->result.statuses = (struct sl_rls_status *)(c->items + n);
+    limits = (const struct sl_rls_limit **)(c->result.statuses + n);
+    replaced = (bool *)(limits + n);
     c->env = env;
     c->cfg = cfg;
     c->settings = settings;
     c->req = req;
     c->cb = cb;
     c->arg = arg;
-    c->items = calloc(n, sizeof *c->items);
-    c->result.statuses = calloc(n, sizeof *c->result.statuses);
-    replaced = calloc(n, sizeof *replaced);
-    limits = calloc(n, sizeof *limits);
-    if (!c->items || !c->result.statuses || !replaced || !limits)
-        goto fail;
     c->result.nstatuses = n;
 
     const struct sl_rls_domain *dom =
@@ -390,14 +390,10 @@ int sl_rls_decide(const struct sl_rls_env *env, const struct sl_config *cfg, voi
     c->refs = 1;
     for (size_t i = 0; i < n; i++)
         start(c, i, replaced);
-    free(replaced);
-    free(limits);
     unref(c);
     return 0;
 
 fail:
-    free(replaced);
-    free(limits);
     if (c) {
         c->result.nstatuses = n;
         call_free(c);

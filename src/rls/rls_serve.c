@@ -8,15 +8,9 @@
  * message or bytes that are not a RateLimitRequest INVALID_ARGUMENT. protobuf-c checks the
  * wire format and skips unknown fields; a message it refuses is never decided. */
 #include <event2/buffer.h>
-#include <stdlib.h>
 
 #include "envoy/service/ratelimit/v3/rls.pb-c.h"
 #include "sluice/rls.h"
-
-struct serving {
-    sl_rls_reply_cb cb;
-    void *arg;
-};
 
 int64_t sl_rls_announced(struct evbuffer *body)
 {
@@ -30,21 +24,6 @@ static void fail(sl_rls_reply_cb cb, void *arg, int status, const char *message)
 {
     struct sl_rls_reply reply = {status, message, NULL};
     cb(arg, &reply);
-}
-
-static void decided(void *arg, const struct sl_rls_result *r)
-{
-    struct serving *s = arg;
-    struct evbuffer *body = evbuffer_new();
-    struct sl_rls_reply reply = {SL_RLS_GRPC_OK, NULL, body};
-
-    if (!body || sl_rls_answer(r, body) < 0) {
-        reply = (struct sl_rls_reply){SL_RLS_GRPC_INTERNAL, "out of memory", NULL};
-    }
-    s->cb(s->arg, &reply);
-    if (body)
-        evbuffer_free(body);
-    free(s);
 }
 
 void sl_rls_serve(const struct sl_rls_env *env, const struct sl_config *cfg, struct evbuffer *body,
@@ -90,17 +69,8 @@ void sl_rls_serve(const struct sl_rls_env *env, const struct sl_config *cfg, str
              msg ? "the request message is not a RateLimitRequest" : "out of memory");
         return;
     }
-    struct serving *s = malloc(sizeof *s);
-    if (!s) {
-        envoy__service__ratelimit__v3__rate_limit_request__free_unpacked(req, NULL);
-        fail(cb, arg, SL_RLS_GRPC_INTERNAL, "out of memory");
-        return;
-    }
-    *s = (struct serving){cb, arg};
     int status;
     const char *message;
-    if (sl_rls_decide(env, cfg, req, decided, s, &status, &message) < 0) {
-        free(s);
+    if (sl_rls_decide(env, cfg, req, cb, arg, &status, &message) < 0)
         fail(cb, arg, status, message);
-    }
 }

@@ -116,13 +116,15 @@ static void replied(void *arg, const struct sl_rls_reply *reply)
     (void)arg;
     answers++;
     if (reply->grpc_status != SL_RLS_GRPC_OK) {
-        check(reply->body == NULL, "an error with a body");
+        check(reply->result == NULL, "an error with decisions");
         check(reply->grpc_message && *reply->grpc_message, "an error without a message");
         return;
     }
-    check(reply->body != NULL, "an answer without a body");
-    size_t len = evbuffer_get_length(reply->body);
-    uint8_t *p = evbuffer_pullup(reply->body, -1);
+    check(reply->result != NULL, "an answer without decisions");
+    struct evbuffer *body = evbuffer_new();
+    check(body && sl_rls_answer(reply->result, body) == 0, "the answer's message");
+    size_t len = evbuffer_get_length(body);
+    uint8_t *p = evbuffer_pullup(body, -1);
     check(len >= 5 && p[0] == 0, "an answer without its gRPC prefix");
     size_t announced = (size_t)p[1] << 24 | (size_t)p[2] << 16 | (size_t)p[3] << 8 | p[4];
     check(announced == len - 5, "an answer whose prefix disagrees with its length");
@@ -136,6 +138,7 @@ static void replied(void *arg, const struct sl_rls_reply *reply)
     check(resp->n_response_headers_to_add == 0 || resp->n_response_headers_to_add == 3,
           "the x-ratelimit headers");
     envoy__service__ratelimit__v3__rate_limit_response__free_unpacked(resp, NULL);
+    evbuffer_free(body);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);

@@ -213,8 +213,15 @@ def start_rls(sluice_factory, tmp_path, files, **kw):
     """sluice serving the rate limit service from `files` ({name: yaml}); returns (sluice,
     client). The client's rls port is sluice.rls_port."""
     config_dir = write_files(str(tmp_path / "ratelimit"), files)
-    port = pick_port()
-    s = sluice_factory(rls_config(config_dir, port, **kw))
+    for attempt in range(3):
+        # A port picked free may be taken before sluice binds it: then another is picked.
+        port = pick_port()
+        try:
+            s = sluice_factory(rls_config(config_dir, port, **kw))
+            break
+        except BaseException as e:
+            if attempt == 2 or "Address already in use" not in str(e):
+                raise
     s.rls_port = port
     s.config_dir = config_dir
     from harness_http import can_connect, wait_until

@@ -162,10 +162,12 @@ static struct sl_rls_status got[8];
 static struct sl_rls_result result;
 static int called;
 
-static void decided(void *arg, const struct sl_rls_result *r)
+static void decided(void *arg, const struct sl_rls_reply *reply)
 {
+    const struct sl_rls_result *r = reply->result;
     (void)arg;
     called++;
+    ck_assert_int_eq(reply->grpc_status, 0);
     result = *r;
     ck_assert_uint_le(r->nstatuses, 8);
     memcpy(got, r->statuses, r->nstatuses * sizeof *got);
@@ -396,8 +398,8 @@ static void replied(void *arg, const struct sl_rls_reply *r)
     (void)arg;
     called++;
     reply = *r;
-    if (r->body)
-        evbuffer_add_buffer(reply_body, r->body);
+    if (r->result)
+        ck_assert_int_eq(sl_rls_answer(r->result, reply_body), 0);
 }
 
 static void serve(const void *data, size_t len)
