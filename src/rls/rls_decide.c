@@ -229,11 +229,12 @@ static int make_key(struct item *it, const struct sl_rls_entry *entries, size_t 
 }
 
 /* The descriptor's `limit`: ratelimit's NewRateLimit with the request's numbers, decided by
- * the fixed window. RateLimitUnit has no WEEK; its numbers are otherwise the config's. */
+ * the fixed window. Its unit is read as ratelimit reads it, as a RateLimitResponse unit: 7 is
+ * WEEK there, whether or not the sender's RateLimitUnit has it. */
 static int make_override(struct item *it, const char *domain, const Descriptor *d)
 {
     uint32_t unit = (uint32_t)d->limit->unit;
-    if (unit < SL_RLS_UNIT_SECOND || unit > SL_RLS_UNIT_YEAR)
+    if (unit < SL_RLS_UNIT_SECOND || unit > SL_RLS_UNIT_WEEK)
         return -1;
     size_t n = strlen(domain) + 1 + it->key_len + 1;
     if (!(it->override_name = malloc(n)))

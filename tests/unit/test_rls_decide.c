@@ -330,6 +330,11 @@ START_TEST(override)
     expect(&got[0], SL_RLS_OVER_LIMIT, 2, 0, 1);
     decide_req(make("other", 0, &d, 1));
     ck_assert(!got[0].has_limit);
+    /* 7 is WEEK, as ratelimit reads the override's unit. */
+    struct req_desc week = {"weekly=1", -1, 5, SL_RLS_UNIT_WEEK};
+    decide_req(make("edge", 0, &week, 1));
+    expect(&got[0], SL_RLS_OK, 5, 4, 604800 - 1699999990 % 604800);
+    ck_assert_int_eq(got[0].unit, SL_RLS_UNIT_WEEK);
     /* A unit the API does not define. */
     d.override_unit = 9;
     int grpc;
