@@ -70,9 +70,11 @@ static void call_free(struct sl_rls_call *c)
     free(c);
 }
 
+/* A checked limit in quota mode: a replaced or unlimited one is not checked, so not counted
+ * among the quota-mode descriptors, as ratelimit drops it from its limits to check. */
 static bool quota(const struct sl_rls_call *c, size_t i)
 {
-    return c->items[i].limit && c->items[i].limit->quota_mode;
+    return c->result.statuses[i].has_limit && c->result.statuses[i].quota_mode;
 }
 
 /* The overall code and the x-ratelimit-* headers, as ratelimit's shouldRateLimitWorker. */

@@ -47,6 +47,14 @@ static const char FILES[] =
     "    descriptors:\n"
     "      - key: leaf\n"
     "        rate_limit: {unit: day, requests_per_unit: 5}\n"
+    "  - key: q1\n"
+    "    quota_mode: true\n"
+    "    rate_limit: {unit: minute, requests_per_unit: 1, name: q1}\n"
+    "  - key: q2\n"
+    "    quota_mode: true\n"
+    "    rate_limit: {unit: minute, requests_per_unit: 1}\n"
+    "  - key: q3\n"
+    "    rate_limit: {unit: minute, requests_per_unit: 9, replaces: [{name: q1}]}\n"
     "  - key: category\n"
     "    value: account\n"
     "    rate_limit: {unit: minute, requests_per_unit: 5, name: account}\n"
@@ -307,6 +315,21 @@ START_TEST(unlimited_unknown_and_deeper)
 }
 END_TEST
 
+/* Quota mode counts the checked limits only: a replaced quota-mode limit is not among the
+ * quota-mode descriptors, so the one left over its limit makes the call OVER_LIMIT. */
+START_TEST(quota_mode_counts_checked_limits)
+{
+    struct req_desc three[3] = {{"q1=x", -1, 0, 0}, {"q2=x", -1, 0, 0}, {"q3=x", -1, 0, 0}};
+    decide_req(make("edge", 0, three, 3));
+    ck_assert_int_eq(result.overall, SL_RLS_OK);
+    decide_req(make("edge", 0, three, 3));
+    ck_assert(!got[0].has_limit);
+    ck_assert_int_eq(got[1].code, SL_RLS_OVER_LIMIT);
+    ck_assert_int_eq(got[2].code, SL_RLS_OK);
+    ck_assert_int_eq(result.overall, SL_RLS_OVER_LIMIT);
+}
+END_TEST
+
 /* requests_per_unit 0 blocks every hit; a check alone is not over it. */
 START_TEST(zero_blocks)
 {
@@ -482,6 +505,7 @@ static Suite *suite(void)
     tcase_add_test(tc, shadow_modes);
     tcase_add_test(tc, unlimited_unknown_and_deeper);
     tcase_add_test(tc, zero_blocks);
+    tcase_add_test(tc, quota_mode_counts_checked_limits);
     tcase_add_test(tc, override);
     tcase_add_test(tc, empty_domain_or_descriptors);
     tcase_add_test(tc, response_headers);
