@@ -64,6 +64,7 @@ struct sl_h2_conn {
     bool lingering;  /* shut for writing after the last frame; reads are dropped */
     bool first;      /* no stream yet: the header timeout runs from the accept */
     bool rls;        /* the rate limit service's: streams are its calls (h2_rls.c) */
+    size_t rls_held; /* request bytes its calls hold while they arrive (h2_rls.c) */
 };
 
 struct sl_h2_stream {
@@ -160,6 +161,8 @@ void sl_h2_stream_trailers(struct sl_exchange *x, const struct sl_header *t, siz
 void sl_h2_rls_start(struct sl_h2_stream *st);
 void sl_h2_rls_data(struct sl_h2_stream *st, const uint8_t *data, size_t n);
 void sl_h2_rls_end(struct sl_h2_stream *st);
+/* The stream closed: what its call held is let go. */
+void sl_h2_rls_closed(struct sl_h2_stream *st);
 
 /* h2_head.c */
 /* Adds one field of the request head; returns 0, or -1 when the stream must be reset. */

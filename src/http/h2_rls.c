@@ -4,7 +4,8 @@
  *
  * A POST of SL_RLS_PATH with a gRPC content-type collects its request body in body_in, at
  * most one message of SL_RLS_MAX_MESSAGE bytes and its prefix: the bytes are consumed (the
- * window opened again) as they come, since the bound, not the window, holds the memory. At
+ * window opened again) as they come, so that a whole message arrives whatever the stream's
+ * window; CONN_HELD_MAX, not the windows, then bounds what a connection's calls hold. At
  * END_STREAM src/rls/ decides it, possibly later (Redis), while the stream waits as one
  * waits for the engine (decision_pending). The answer is a 200 with content-type
  * application/grpc, the response message and the trailer grpc-status: 0; any error is
@@ -18,6 +19,20 @@
 #include "h2.h"
 
 static const char METHOD[] = "POST";
+
+/* The request bytes all the calls of one connection may hold while they arrive: two whole
+ * messages of the largest size. Real calls are a few hundred bytes; a client holding more
+ * at once, over many streams, has the call that would pass it refused (RESOURCE_EXHAUSTED),
+ * so a connection costs at most this much whatever its streams. */
+#define CONN_HELD_MAX (2 * (SL_RLS_MAX_MESSAGE + 5))
+
+/* Lets go of what the stream's call holds. */
+static void drop(struct sl_h2_stream *st)
+{
+    size_t n = evbuffer_get_length(st->body_in);
+    st->c->rls_held -= n;
+    evbuffer_drain(st->body_in, n);
+}
 
 /* Trailers-only: one HEADERS frame with END_STREAM (grpc/doc/PROTOCOL-HTTP2.md). The
  * messages are sluice's own, printable ASCII without '%': nothing to percent-encode. */
@@ -33,7 +48,7 @@ static void answer_error(struct sl_h2_stream *st, int status, const char *messag
     st->local = true;
     st->resp_eof = true;
     st->rls_call = false;
-    evbuffer_drain(st->body_in, evbuffer_get_length(st->body_in));
+    drop(st);
     static const char start[] = "content-type: application/grpc\r\ngrpc-status: ";
     err |= sl_textbuf_add(&head, start, sizeof start - 1);
     err |= sl_textbuf_add(&head, code, (size_t)n);
@@ -139,7 +154,13 @@ void sl_h2_rls_data(struct sl_h2_stream *st, const uint8_t *data, size_t n)
     nghttp2_session_consume(st->c->session, st->id, n);
     if (!st->rls_call || st->x.gone || st->x.decision_pending)
         return;
+    if (st->c->rls_held + n > CONN_HELD_MAX) {
+        answer_error(st, SL_RLS_GRPC_RESOURCE_EXHAUSTED,
+                     "the connection's calls hold more request bytes than the service takes");
+        return;
+    }
     evbuffer_add(st->body_in, data, n);
+    st->c->rls_held += n;
     size_t have = evbuffer_get_length(st->body_in);
     int64_t len = sl_rls_announced(st->body_in);
     /* Refused as soon as the prefix says so, before the message has to be held. */
@@ -159,5 +180,12 @@ void sl_h2_rls_end(struct sl_h2_stream *st)
         return;
     st->x.req_done = true;
     st->x.decision_pending = true;
+    st->c->rls_held -= evbuffer_get_length(st->body_in); /* taken whole by sl_rls_serve */
     sl_rls_serve(&w->rls_env, st->x.cfg, st->body_in, replied, st);
+}
+
+void sl_h2_rls_closed(struct sl_h2_stream *st)
+{
+    if (st->rls_call)
+        drop(st);
 }

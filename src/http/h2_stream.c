@@ -354,6 +354,7 @@ void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error)
 {
     (void)error;
     st->closed = true;
+    sl_h2_rls_closed(st);
     drop_body(st);
     sl_h2_stream_release(st);
 }

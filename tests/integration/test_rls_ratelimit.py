@@ -416,3 +416,34 @@ def test_quota_modes(sluice_factory, tmp_path):
     r = call(("quota", "d"), ("quota2", "d"))
     assert r.overall == OVER_LIMIT and [st.code for st in r.statuses] == [OVER_LIMIT, OVER_LIMIT]
     c.close()
+
+
+def test_connection_holds_bounded_request_bytes(sluice_factory, tmp_path):
+    """Calls collecting large messages on one connection hold at most two whole messages
+    between them: the stream that would pass that is refused RESOURCE_EXHAUSTED at once;
+    once the others are reset, what they held is let go and a call on the same connection
+    is answered."""
+    from h2_support import H2Conn
+    s, c = start_rls(sluice_factory, tmp_path, {"service.yaml": SERVICE})
+    path = "/envoy.service.ratelimit.v3.RateLimitService/ShouldRateLimit"
+    headers = [("content-type", "application/grpc"), ("te", "trailers")]
+    big = b"\x00" + (1000000).to_bytes(4, "big") + b"\x0a" * 900000  # announced, not all sent
+    with H2Conn(s.rls_port) as h:
+        open_streams = []
+        for i in range(2):
+            st = h.request("POST", path, headers, end_stream=False)
+            assert h.send_body(st, big, end=False) == len(big)
+            open_streams.append(st)
+        st = h.request("POST", path, headers, end_stream=False)
+        h.send_body(st, big, end=False, stall_ok=True, timeout=2)
+        h.response(st)
+        assert dict(st.headers or []).get("grpc-status") == "8", st
+        assert not any(o.done for o in open_streams)
+        for o in open_streams:
+            h.rst(o)
+        good = framed(rate_limit_request("some-domain", [[("foo", "bar")]]))
+        st = h.request("POST", path, headers, good)
+        h.response(st)
+        assert dict(st.trailers or []).get("grpc-status") == "0", (st, st.trailers)
+    assert s.alive()
+    c.close()
