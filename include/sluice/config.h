@@ -283,7 +283,8 @@ struct sl_config *sl_cfg_load(const char *path, char **errors);
 void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
 
 /* The files a reload reads, as reload.watch watches them: the configuration file, then each
- * limit's `rates` file, with the SHA-256 of the content loaded. Fills at most `max` entries
+ * limit's `rates` file, with the SHA-256 of the content loaded, then the rls files (digest
+ * NULL). Fills at most `max` entries
  * of `paths` and `digests` (borrowed from `cfg`) and returns how many files there are. */
 size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
                     size_t max);

@@ -81,6 +81,10 @@ void sl_rls_config_free(struct sl_rls_config *cfg);
 void sl_rls_config_each_limit(struct sl_rls_config *cfg,
                               void (*fn)(struct sl_rls_limit *lim, void *arg), void *arg);
 
+/* The files read, in the order read (for reload.watch). */
+size_t sl_rls_config_nfiles(const struct sl_rls_config *cfg);
+const char *sl_rls_config_file(const struct sl_rls_config *cfg, size_t i);
+
 /* The number of domains, and domain `i`'s name (for listing them). */
 size_t sl_rls_config_ndomains(const struct sl_rls_config *cfg);
 const char *sl_rls_domain_name(const struct sl_rls_domain *dom);

@@ -182,5 +182,14 @@ size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8
             }
             n++;
         }
+    /* The rate limit service's files, with no digest of what was loaded: the watch takes
+     * them as they are when it starts. A file added to their directory is not among them. */
+    size_t nrls = cfg->rls.files ? sl_rls_config_nfiles(cfg->rls.files) : 0;
+    for (size_t i = 0; i < nrls; i++, n++) {
+        if (n < max) {
+            paths[n] = sl_rls_config_file(cfg->rls.files, i);
+            digests[n] = NULL;
+        }
+    }
     return n;
 }

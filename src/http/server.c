@@ -158,7 +158,8 @@ static void watch_cb(void *arg)
     const char *path;
     const uint8_t *digest;
     if (sl_cfg_files(s->cfg, &path, &digest, 1) > 1)
-        sl_log_info("%s or a rates file it names changed on disk; reloading", s->cfg->file);
+        sl_log_info("%s or a rates or rls file it names changed on disk; reloading",
+                    s->cfg->file);
     else
         sl_log_info("%s changed on disk; reloading", s->cfg->file);
     reload(s);

@@ -6,7 +6,7 @@ import json
 import os
 import subprocess
 
-from conftest import get
+from conftest import get, wait_until
 from rls_support import OK, OVER_LIMIT, rls_config, start_rls, write_files
 
 FILES = {
@@ -132,3 +132,22 @@ def test_check_names_the_bad_file(sluice_binary, tmp_path):
     r = subprocess.run([sluice_binary, "-t", "-c", str(conf)], capture_output=True, text=True,
                        timeout=60)
     assert r.returncode == 1 and "absent" in r.stderr, r.stderr
+
+
+def test_reload_watch_sees_a_changed_file(sluice_factory, tmp_path):
+    """With reload.watch, rewriting a ratelimit file reloads it, as SIGHUP does."""
+    s, c = start_rls(sluice_factory, tmp_path, FILES,
+                     extra="reload:\n  watch: true\n  debounce: 100ms\n")
+    r = c.call("edge", [[("remote_address", "10.9.9.9")]])
+    assert r.statuses[0].limit[0] == 2
+    path = os.path.join(s.config_dir, "edge.yaml")
+    with open(path) as f:
+        text = f.read()
+    with open(path + ".new", "w") as f:
+        f.write(text.replace("requests_per_unit: 2}", "requests_per_unit: 7}"))
+    os.replace(path + ".new", path)
+    wait_until(lambda: s.metrics().value("sluice_config_reloads_total", result="success") == 1,
+               10, 0.05, "the reload")
+    r = c.call("edge", [[("remote_address", "10.9.9.9")]])
+    assert r.statuses[0].limit[0] == 7
+    c.close()
