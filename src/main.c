@@ -8,6 +8,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/rates.h"
+#include "sluice/rls_config.h"
 #include "sluice/route_index.h"
 #include "sluice/server.h"
 
@@ -23,8 +24,8 @@ static const char usage[] =
     "A rate-limiting reverse proxy.\n"
     "\n"
     "  -c FILE    configuration file (default: $SLUICE_CONFIG, else /etc/sluice/sluice.yaml)\n"
-    "  -t         check the configuration, print the route index and \"configuration ok\", or\n"
-    "             every error, and exit\n"
+    "  -t         check the configuration and the rls files it names, print the route index\n"
+    "             and \"configuration ok\", or every error, and exit\n"
     "  -h         print this help and exit\n"
     "  --version  print the version and exit\n"
     "\n"
@@ -76,6 +77,26 @@ static void print_rates(const struct sl_config *cfg)
                 printf(", %zu from %s", r->nfile, r->file);
             printf("; table %zu bytes\n", sl_rates_bytes(r));
         }
+}
+
+static void count_limit(struct sl_rls_limit *lim, void *arg)
+{
+    (void)lim;
+    ++*(size_t *)arg;
+}
+
+/* The rate limit service's line: where it listens and what its files hold. */
+static void print_rls(const struct sl_config *cfg)
+{
+    size_t nlimits = 0;
+    if (!cfg->rls.enabled)
+        return;
+    sl_rls_config_each_limit(cfg->rls.files, count_limit, &nlimits);
+    size_t nfiles = sl_rls_config_nfiles(cfg->rls.files);
+    size_t ndomains = sl_rls_config_ndomains(cfg->rls.files);
+    printf("rls: %s, %zu domain%s and %zu limit%s in %zu file%s from %s\n", cfg->rls.listen.text,
+           ndomains, ndomains == 1 ? "" : "s", nlimits, nlimits == 1 ? "" : "s", nfiles,
+           nfiles == 1 ? "" : "s", cfg->rls.config);
 }
 
 int main(int argc, char **argv)
@@ -130,6 +151,7 @@ int main(int argc, char **argv)
     if (test_only) {
         print_index(cfg->route_index);
         print_rates(cfg);
+        print_rls(cfg);
         printf("configuration ok\n");
         sl_cfg_unref(cfg);
         return 0;
