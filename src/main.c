@@ -8,6 +8,7 @@
 #include "sluice/config.h"
 #include "sluice/log.h"
 #include "sluice/rates.h"
+#include "sluice/rls_config.h"
 #include "sluice/route_index.h"
 #include "sluice/server.h"
 
@@ -17,26 +18,28 @@
 static const char usage[] =
     "usage: sluice [-c FILE] [-t] [-h] [--version]\n"
     "       sluice explain [-c FILE] [--peer ADDR] [-H 'Name: value']... [--json] METHOD TARGET\n"
+    "       sluice explain [-c FILE] --rls DOMAIN key=value[,key=value]...\n"
     "       sluice replay [-c FILE] [--virtual] [--json] ACCESS_LOG\n"
     "\n"
     "A rate-limiting reverse proxy.\n"
     "\n"
     "  -c FILE    configuration file (default: $SLUICE_CONFIG, else /etc/sluice/sluice.yaml)\n"
-    "  -t         check the configuration, print the route index and \"configuration ok\", or\n"
-    "             every error, and exit\n"
+    "  -t         check the configuration and the rls files it names, print the route index\n"
+    "             and \"configuration ok\", or every error, and exit\n"
     "  -h         print this help and exit\n"
     "  --version  print the version and exit\n"
     "\n"
     "  explain    print what sluice would do with one request and why: the normalised path,\n"
     "             each route tried, the client address, and each limit's key as its store\n"
-    "             holds it and the rate that applies; no store is touched (sluice explain -h)\n"
+    "             holds it and the rate that applies; no store is touched (sluice explain -h);\n"
+    "             with --rls, which limit of the rls files one descriptor matches and why\n"
     "  replay     run an access log written by sluice through the file's routes and limits\n"
     "             on a fresh memory store, on the log's own clock, and print what each limit\n"
     "             would have admitted, delayed and denied (sluice replay -h)\n"
     "\n"
-    "Signals: SIGHUP reloads the configuration and the rates files and TLS certificates it\n"
-    "names (so does a change of one on disk, with reload.watch: true); SIGTERM and SIGINT\n"
-    "drain and exit.\n"
+    "Signals: SIGHUP reloads the configuration and the rates files, TLS certificates and\n"
+    "rls files it names (so does a change of one on disk, with reload.watch: true);\n"
+    "SIGTERM and SIGINT drain and exit.\n"
     "Exit status: 0 ok, 1 configuration or start-up error, 2 usage error.\n";
 
 /* sluice -t: what the route index holds and what its regex matcher takes. */
@@ -74,6 +77,26 @@ static void print_rates(const struct sl_config *cfg)
                 printf(", %zu from %s", r->nfile, r->file);
             printf("; table %zu bytes\n", sl_rates_bytes(r));
         }
+}
+
+static void count_limit(struct sl_rls_limit *lim, void *arg)
+{
+    (void)lim;
+    ++*(size_t *)arg;
+}
+
+/* The rate limit service's line: where it listens and what its files hold. */
+static void print_rls(const struct sl_config *cfg)
+{
+    size_t nlimits = 0;
+    if (!cfg->rls.enabled)
+        return;
+    sl_rls_config_each_limit(cfg->rls.files, count_limit, &nlimits);
+    size_t nfiles = sl_rls_config_nfiles(cfg->rls.files);
+    size_t ndomains = sl_rls_config_ndomains(cfg->rls.files);
+    printf("rls: %s, %zu domain%s and %zu limit%s in %zu file%s from %s\n", cfg->rls.listen.text,
+           ndomains, ndomains == 1 ? "" : "s", nlimits, nlimits == 1 ? "" : "s", nfiles,
+           nfiles == 1 ? "" : "s", cfg->rls.config);
 }
 
 int main(int argc, char **argv)
@@ -128,6 +151,7 @@ int main(int argc, char **argv)
     if (test_only) {
         print_index(cfg->route_index);
         print_rates(cfg);
+        print_rls(cfg);
         printf("configuration ok\n");
         sl_cfg_unref(cfg);
         return 0;

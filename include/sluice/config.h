@@ -260,6 +260,19 @@ struct sl_redis_config {
     struct sl_tls_client_config tls; /* rediss:// or redis.tls; on every node of the mode */
 };
 
+struct sl_rls_config;
+
+/* The rls block (SPEC.md section 12): Envoy's rate limit service API. */
+struct sl_rls_settings {
+    bool enabled;                    /* the rls block is present */
+    struct sl_sockaddr listen;       /* gRPC over cleartext HTTP/2 */
+    char *config;                    /* the files' path as written (resolved against the
+                                      * configuration file's directory); owned */
+    bool response_headers;           /* x-ratelimit-* in response_headers_to_add */
+    bool shadow_mode;                /* every OVER_LIMIT overall answered OK, still counted */
+    struct sl_rls_config *files;     /* the files as loaded; owned */
+};
+
 /* The smallest memory.max_bytes accepted (64 KiB). */
 #define SL_MEMORY_MIN_BYTES 65536u
 
@@ -287,6 +300,7 @@ struct sl_config {
     struct sl_cidr_list trusted_proxies;
     struct sl_cidr_list exempt;
     struct sl_redis_config redis;
+    struct sl_rls_settings rls;
     enum sl_failure_mode failure_mode;
     uint64_t memory_max_keys;
     uint64_t memory_max_bytes;        /* at least SL_MEMORY_MIN_BYTES */
@@ -322,8 +336,8 @@ struct sl_config *sl_cfg_load(const char *path, char **errors);
 void sl_cfg_inherit_rates(struct sl_config *cfg, const struct sl_config *prev, uint64_t now_us);
 
 /* The files a reload reads, as reload.watch watches them: the configuration file, each
- * limit's `rates` file, then each TLS listener's certificates, keys and client_ca, with the
- * SHA-256 of the content loaded. Fills at most `max` entries
+ * limit's `rates` file, each TLS listener's certificates, keys and client_ca, with the
+ * SHA-256 of the content loaded, then the rls files (digest NULL). Fills at most `max` entries
  * of `paths` and `digests` (borrowed from `cfg`) and returns how many files there are. */
 size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8_t **digests,
                     size_t max);

@@ -128,4 +128,12 @@ static inline bool sl_limit_takes_units(const struct sl_limit *lim)
 /* Every registered algorithm, NULL-terminated (for error messages listing the choices). */
 const struct sl_algorithm_ops *const *sl_algorithm_all(void);
 
+/* envoyproxy/ratelimit's fixed window, which the rate limit service's `fixed_window` decides
+ * with (rls_fixed_window.c): not in the registry, since no route can name it. */
+extern const struct sl_algorithm_ops sl_alg_rls_fixed_window;
+
+/* Every algorithm a store may be asked to decide with: the registry's and the rate limit
+ * service's, NULL-terminated (the Redis store loads their scripts). */
+const struct sl_algorithm_ops *const *sl_algorithm_stored(void);
+
 #endif

@@ -12,6 +12,7 @@ extern const char sl_lua_sliding_window[];
 extern const char sl_lua_sliding_window_counter[];
 extern const char sl_lua_token_bucket[];
 extern const char sl_lua_leaky_bucket[];
+extern const char sl_lua_rls_fixed_window[];
 
 /* The length of the prelude every script above begins with; the algorithm's own part
  * follows it. */

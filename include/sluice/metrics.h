@@ -48,6 +48,9 @@ enum sl_h2_goaway {
     SL_H2_GOAWAY_KINDS
 };
 
+/* The `code` of sluice_rls_requests_total: a call's overall answer, or a store failure. */
+enum sl_rls_code_kind { SL_RLS_CODE_OK, SL_RLS_CODE_OVER_LIMIT, SL_RLS_CODE_ERROR };
+
 /* A registry with `nslots` worker slots. NULL on ENOMEM. */
 struct sl_metrics *sl_metrics_new(unsigned nslots);
 void sl_metrics_free(struct sl_metrics *metrics);
@@ -61,6 +64,11 @@ struct sl_metrics_slot *sl_metrics_slot(struct sl_metrics *metrics, unsigned i);
  * Returns 0, or -1 when the registry has no room for more names; the routes and limits
  * that did not fit get an id past the capacity, which the recording functions ignore. */
 int sl_metrics_bind(struct sl_metrics *metrics, struct sl_config *cfg);
+
+/* Hot path: one ShouldRateLimit call answered, on `domain` (a domain of the rls files bound
+ * by sl_metrics_bind; any other is counted as ""). `s` may be NULL. */
+void sl_metrics_rls_request(struct sl_metrics_slot *s, const char *domain,
+                            enum sl_rls_code_kind code);
 
 /* The memory store whose key and eviction counts the gauges report (borrowed). */
 void sl_metrics_set_memory_store(struct sl_metrics *metrics, const struct sl_store *memory);

@@ -75,6 +75,16 @@ struct sl_rls_config *sl_rls_config_load(const char *path, bool merge_domains, c
 /* Releases the configuration; accepts NULL. */
 void sl_rls_config_free(struct sl_rls_config *cfg);
 
+/* Calls `fn` on every limit of `cfg` (NULL: none), domain by domain in name order, each tree
+ * in file order. For binding metrics and sketch ids before the configuration is published,
+ * and for listing the limits; the only writes allowed are to lim->lim's ids. */
+void sl_rls_config_each_limit(struct sl_rls_config *cfg,
+                              void (*fn)(struct sl_rls_limit *lim, void *arg), void *arg);
+
+/* The files read, in the order read (for reload.watch). */
+size_t sl_rls_config_nfiles(const struct sl_rls_config *cfg);
+const char *sl_rls_config_file(const struct sl_rls_config *cfg, size_t i);
+
 /* The number of domains, and domain `i`'s name (for listing them). */
 size_t sl_rls_config_ndomains(const struct sl_rls_config *cfg);
 const char *sl_rls_domain_name(const struct sl_rls_domain *dom);
@@ -90,6 +100,23 @@ const struct sl_rls_domain *sl_rls_domain_find(const struct sl_rls_config *cfg, 
 const struct sl_rls_limit *sl_rls_match(const struct sl_rls_domain *dom,
                                         const struct sl_rls_entry *entries, size_t n,
                                         const struct sl_rls_node **path);
+
+/* The walk sl_rls_match makes, for explaining it: fills path[i] with the node entry i matched
+ * and returns how many entries matched, in order, before one matched nothing (n: all). */
+size_t sl_rls_walk(const struct sl_rls_domain *dom, const struct sl_rls_entry *entries, size_t n,
+                   const struct sl_rls_node **path);
+
+/* The key value a store holds the counter of `entries` under: "key_value" joined by "_" as
+ * ratelimit's cache key joins them (less its domain, which the limit's route names, and its
+ * window, which the state holds), an entry whose node (`path[i]`, when `path` is given)
+ * shares its threshold by the node's configured value, so that every value its wildcard
+ * matches shares one counter. Writes at most `size` bytes to `buf` (no NUL) and returns the
+ * length of the whole value. */
+size_t sl_rls_key_value(const struct sl_rls_entry *entries, size_t n,
+                        const struct sl_rls_node *const *path, char *buf, size_t size);
+
+/* The rate_limit written on `node`, or NULL. */
+const struct sl_rls_limit *sl_rls_node_limit(const struct sl_rls_node *node);
 
 /* One request's matched limits (NULL where a descriptor matched none): sets replaced[i]
  * for each limit another matched limit's `replaces` names, which is then neither checked

@@ -366,5 +366,6 @@ int sl_metrics_render(struct sl_metrics *m, struct evbuffer *out)
     sl_metrics_sum_totals(m, &t);
     emit_store(&e, &t);
     emit_process(&e, m, &t);
+    sl_metrics_rls_emit(m, out, &e.err);
     return e.err;
 }

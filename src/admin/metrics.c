@@ -37,7 +37,7 @@ static uint32_t hash_name(uint32_t h, const char *name)
 
 /* Returns the id of `name`, appending it when new, or NO_ID when the table is full.
  * Called with m->lock held. */
-static unsigned intern_route(struct sl_metrics *m, const char *name)
+unsigned sl_metrics_intern_route(struct sl_metrics *m, const char *name)
 {
     const uint32_t mask = 2 * SL_METRICS_MAX_ROUTES - 1;
     uint32_t i = hash_name(2166136261u, name) & mask;
@@ -56,7 +56,7 @@ static unsigned intern_route(struct sl_metrics *m, const char *name)
     return n;
 }
 
-static unsigned intern_limit(struct sl_metrics *m, unsigned route_id, const char *name)
+unsigned sl_metrics_intern_limit(struct sl_metrics *m, unsigned route_id, const char *name)
 {
     const uint32_t mask = 2 * SL_METRICS_MAX_LIMITS - 1;
     uint32_t i = hash_name(2166136261u ^ route_id, name) & mask;
@@ -96,8 +96,9 @@ struct sl_metrics *sl_metrics_new(unsigned nslots)
         m->slots[i] = alloc_lines(sizeof *m->slots[i]);
         if (!m->slots[i])
             goto fail;
+        m->slots[i]->owner = m;
     }
-    if (intern_route(m, "") != 0)
+    if (sl_metrics_intern_route(m, "") != 0)
         goto fail;
     return m;
 fail:
@@ -127,6 +128,7 @@ void sl_metrics_free(struct sl_metrics *m)
         free(m->route_names[i]);
     for (unsigned i = 0; i < atomic_load(&m->nlimits); i++)
         free(m->limit_names[i].name);
+    sl_metrics_rls_free(m);
     pthread_mutex_destroy(&m->lock);
     free(m);
 }
@@ -145,17 +147,18 @@ int sl_metrics_bind(struct sl_metrics *m, struct sl_config *cfg)
     atomic_store(&m->route_histograms, cfg->admin_route_histograms);
     for (size_t r = 0; r < cfg->nroutes; r++) {
         struct sl_route *route = &cfg->routes[r];
-        route->metrics_id = intern_route(m, route->name);
+        route->metrics_id = sl_metrics_intern_route(m, route->name);
         if (route->metrics_id == NO_ID)
             rc = -1;
         for (size_t l = 0; l < route->nlimits; l++) {
             struct sl_limit *lim = &route->limits[l];
             lim->metrics_id =
-                route->metrics_id == NO_ID ? NO_ID : intern_limit(m, route->metrics_id, lim->name);
+                route->metrics_id == NO_ID ? NO_ID : sl_metrics_intern_limit(m, route->metrics_id, lim->name);
             if (lim->metrics_id == NO_ID)
                 rc = -1;
         }
     }
+    sl_metrics_rls_bind(m, cfg);
     pthread_mutex_unlock(&m->lock);
     return rc;
 }

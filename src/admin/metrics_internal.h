@@ -33,6 +33,11 @@ struct sl_hist {
 #define SL_STORE_KIND_COUNT 2
 #define SL_STORE_ERR_KIND_COUNT 3 /* timeout, connection, script */
 #define SL_UNDERSCORES_COUNT 3    /* enum sl_underscores: drop, allow, reject */
+/* Rate limit service domains named over the life of the process; one more id, the last,
+ * counts calls on a domain the files do not have (domain=""), so that a client cannot add
+ * series by naming domains. */
+#define SL_METRICS_MAX_RLS_DOMAINS 256
+#define SL_RLS_CODE_COUNT 3 /* enum sl_rls_code_kind: ok, over_limit, error */
 
 /* One route's counters in one slot, allocated by the slot's worker on first use, so a slot
  * costs memory only for the routes its worker has seen. */
@@ -70,6 +75,8 @@ struct sl_metrics_slot {
     _Atomic uint64_t redis_refreshes;
     _Atomic(struct sl_route_counters *) routes[SL_METRICS_MAX_ROUTES];
     _Atomic(struct sl_limit_counters *) limits[SL_METRICS_MAX_LIMITS / SL_LIMIT_CHUNK];
+    _Atomic uint64_t rls_requests[SL_METRICS_MAX_RLS_DOMAINS + 1][SL_RLS_CODE_COUNT];
+    struct sl_metrics *owner; /* for the domain names (metrics_rls.c) */
 };
 
 struct sl_metrics_limit_name {
@@ -100,7 +107,25 @@ struct sl_metrics {
      * succeeded; 0 = none yet. One word, so a reader never pairs one reload's time with
      * another's result. */
     _Atomic uint64_t last_reload;
+
+    /* Rate limit service domains (metrics_rls.c): appended under `lock`, each index entry
+     * stored (release) after the name it points to. */
+    _Atomic unsigned nrls_domains;
+    char *rls_domains[SL_METRICS_MAX_RLS_DOMAINS];
+    _Atomic uint32_t rls_index[2 * SL_METRICS_MAX_RLS_DOMAINS]; /* id + 1, 0 = empty */
 };
+
+/* The id of a route name, and of a limit name under a route id, appended when new; UINT_MAX
+ * when the registry is full. With m->lock held (metrics.c). */
+unsigned sl_metrics_intern_route(struct sl_metrics *m, const char *name);
+unsigned sl_metrics_intern_limit(struct sl_metrics *m, unsigned route_id, const char *name);
+
+/* metrics_rls.c: names the domains of cfg's rls files (with m->lock held), frees the names,
+ * and writes sluice_rls_requests_total. */
+void sl_metrics_rls_bind(struct sl_metrics *m, const struct sl_config *cfg);
+void sl_metrics_rls_free(struct sl_metrics *m);
+struct evbuffer;
+void sl_metrics_rls_emit(struct sl_metrics *m, struct evbuffer *out, int *err);
 
 static inline uint64_t sl_metrics_load(const _Atomic uint64_t *c)
 {

@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "sluice/rls_config.h"
 #include "sluice/sha256.h"
 #include "top_internal.h"
 
@@ -85,8 +86,16 @@ static uint32_t fnv1a(uint32_t h, const void *data, size_t len)
     return h;
 }
 
+/* The rate limit service's keys are its descriptors' entries, whatever the limit: one tag. */
+static void bind_rls(struct sl_rls_limit *l, void *arg)
+{
+    (void)arg;
+    l->lim.top_tag = fnv1a(2166136261u, "rls", 4) | 1;
+}
+
 void sl_top_bind(struct sl_config *cfg)
 {
+    sl_rls_config_each_limit(cfg->rls.files, bind_rls, NULL);
     for (size_t r = 0; r < cfg->nroutes; r++) {
         for (size_t l = 0; l < cfg->routes[r].nlimits; l++) {
             struct sl_limit *lim = &cfg->routes[r].limits[l];

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "sluice/json.h"
+#include "sluice/rls_config.h"
 #include "sluice/top.h"
 
 static int add_list(struct evbuffer *out, const struct sl_top_list *l)
@@ -73,11 +74,50 @@ static bool parse_n(const char *text, size_t *n)
     return true;
 }
 
+/* The rate limit service's limits, by "rls:DOMAIN/FULL_KEY", and each in turn when listing. */
+struct rls_walk {
+    const char *spec;
+    size_t route_len;
+    const struct sl_limit *found;
+    struct evbuffer *out;
+    struct sl_top *top;
+    uint64_t now_us;
+    size_t n;
+    bool *first;
+    int rc;
+};
+
+static void find_rls(struct sl_rls_limit *l, void *arg)
+{
+    struct rls_walk *w = arg;
+    const char *route = l->lim.route->name;
+    if (l->lim.alg && strlen(route) == w->route_len && memcmp(route, w->spec, w->route_len) == 0 &&
+        strcmp(l->full_key, w->spec + w->route_len + 1) == 0)
+        w->found = &l->lim;
+}
+
+static int add_limit(struct evbuffer *out, struct sl_top *top, const struct sl_limit *lim,
+                     uint64_t now_us, size_t n, bool first);
+
+static void list_rls(struct sl_rls_limit *l, void *arg)
+{
+    struct rls_walk *w = arg;
+    if (!l->lim.alg || w->rc < 0 || (w->found && w->found != &l->lim))
+        return;
+    w->rc = add_limit(w->out, w->top, &l->lim, w->now_us, w->n, *w->first);
+    *w->first = false;
+}
+
 static const struct sl_limit *find_limit(const struct sl_config *cfg, const char *spec)
 {
     const char *slash = strchr(spec, '/');
     if (!slash)
         return NULL;
+    if (strncmp(spec, "rls:", 4) == 0) {
+        struct rls_walk w = {.spec = spec, .route_len = (size_t)(slash - spec)};
+        sl_rls_config_each_limit(cfg->rls.files, find_rls, &w);
+        return w.found;
+    }
     size_t rlen = (size_t)(slash - spec);
     for (size_t r = 0; r < cfg->nroutes; r++) {
         const struct sl_route *route = &cfg->routes[r];
@@ -135,6 +175,13 @@ int sl_top_render(struct sl_top *top, const struct sl_config *cfg, const char *q
             firstlim = false;
         }
     }
+    /* The rate limit service's limits with a sketch of their own, after the routes'. */
+    struct rls_walk w = {
+        .found = only, .out = out, .top = top, .now_us = now_us, .n = n, .first = &firstlim};
+    if (!only || (only->route && strncmp(only->route->name, "rls:", 4) == 0))
+        sl_rls_config_each_limit(cfg->rls.files, list_rls, &w);
+    if (w.rc < 0)
+        goto fail;
     if (evbuffer_add(out, "]}\n", 3) < 0)
         goto fail;
     goto out;

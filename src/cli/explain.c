@@ -22,6 +22,7 @@
 
 static const char usage[] =
     "usage: sluice explain [-c FILE] [--peer ADDR] [-H 'Name: value']... [--json] METHOD TARGET\n"
+    "       sluice explain [-c FILE] --rls DOMAIN key=value[,key=value]...\n"
     "\n"
     "Prints what sluice would do with one request under the configuration, and why: the\n"
     "normalised path, each route tried and why it did or did not match, the client address\n"
@@ -35,6 +36,8 @@ static const char usage[] =
     "  -H 'Name: value'  a request header; repeat for more (Host, X-Forwarded-For, Cookie...)\n"
     "  --json            one JSON object instead of text\n"
     "  METHOD TARGET     the request line: GET /api/login?x=1 (or an absolute-form target)\n"
+    "  --rls DOMAIN      instead, one descriptor of Envoy's rate limit service: which limit of\n"
+    "                    the rls files it matches and why, and the key its counter is held under\n"
     "\n"
     "Exit status: 0 explained, 1 configuration error, 2 usage error.\n";
 
@@ -45,6 +48,7 @@ struct options {
     struct sl_header headers[MAX_HEADERS];
     size_t nheaders;
     const char *method, *target;
+    const char *rls; /* --rls DOMAIN */
 };
 
 static int usage_error(const char *what, const char *arg)
@@ -89,6 +93,7 @@ static int parse_args(int argc, char **argv, struct options *o)
     static const struct option long_options[] = {
         {"peer", required_argument, NULL, 'p'},
         {"json", no_argument, NULL, 'j'},
+        {"rls", required_argument, NULL, 'r'},
         {"help", no_argument, NULL, 'h'},
         {NULL, 0, NULL, 0},
     };
@@ -108,6 +113,9 @@ static int parse_args(int argc, char **argv, struct options *o)
         case 'j':
             o->json = true;
             break;
+        case 'r':
+            o->rls = optarg;
+            break;
         case 'H':
             if (add_header(o, optarg) < 0)
                 return usage_error("expected -H 'Name: value' (at most 64), got ", optarg);
@@ -120,6 +128,12 @@ static int parse_args(int argc, char **argv, struct options *o)
         default:
             return usage_error("unknown option ", argv[optind - 1]);
         }
+    }
+    if (o->rls) {
+        if (argc - optind != 1)
+            return usage_error("expected one descriptor key=value,... after --rls DOMAIN", NULL);
+        o->target = argv[optind];
+        return -1;
     }
     if (argc - optind != 2)
         return usage_error("expected METHOD and TARGET", NULL);
@@ -298,6 +312,8 @@ int sl_cli_explain(int argc, char **argv)
     int rc = parse_args(argc, argv, &o);
     if (rc >= 0)
         return rc;
+    if (o.rls)
+        return sl_cli_explain_rls(o.config, o.rls, o.target);
     struct sockaddr_storage peer;
     if (parse_peer(o.peer, &peer) < 0)
         return usage_error("expected --peer an IPv4 or IPv6 address or \"unix\", got ", o.peer);

@@ -55,6 +55,10 @@ struct sl_explain {
     size_t nlimits;
 };
 
+/* `explain --rls DOMAIN DESCRIPTOR` (explain_rls.c): prints which limit of the rls files the
+ * descriptor ("key=value,...") matches and why. Returns the exit status. */
+int sl_cli_explain_rls(const char *config, const char *domain, const char *descriptor);
+
 /* Text of a key source as configured ("header:X-Api-Key"), into `buf`. */
 const char *sl_explain_source_name(const struct sl_key_source *src, char *buf, size_t size);
 

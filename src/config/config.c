@@ -7,6 +7,7 @@
 #include "loader.h"
 #include "sluice/config_parse.h"
 #include "sluice/rates.h"
+#include "sluice/rls_config.h"
 #include "sluice/route_index.h"
 
 struct sl_config *sl_cfg_ref(struct sl_config *cfg)
@@ -60,6 +61,9 @@ void sl_cfg_free(struct sl_config *cfg)
         sl_listen_config_deinit(&cfg->listeners[i]);
     free(cfg->listeners);
     sl_sockaddr_deinit(&cfg->admin_listen);
+    sl_sockaddr_deinit(&cfg->rls.listen);
+    free(cfg->rls.config);
+    sl_rls_config_free(cfg->rls.files);
     free(cfg->admin_token);
     free(cfg->upstream.url);
     free(cfg->upstream.host);
@@ -203,6 +207,15 @@ size_t sl_cfg_files(const struct sl_config *cfg, const char **paths, const uint8
         }
         if (t && t->client_ca)
             n = add_file(paths, digests, max, n, t->client_ca, t->client_ca_digest);
+    }
+    /* The rate limit service's files, with no digest of what was loaded: the watch takes
+     * them as they are when it starts. A file added to their directory is not among them. */
+    size_t nrls = cfg->rls.files ? sl_rls_config_nfiles(cfg->rls.files) : 0;
+    for (size_t i = 0; i < nrls; i++, n++) {
+        if (n < max) {
+            paths[n] = sl_rls_config_file(cfg->rls.files, i);
+            digests[n] = NULL;
+        }
     }
     return n;
 }

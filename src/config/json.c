@@ -9,6 +9,7 @@
 #include "sluice/config.h"
 #include "sluice/limit.h"
 #include "sluice/rates.h"
+#include "sluice/rls_config.h"
 
 static const char redacted[] = "***";
 
@@ -214,6 +215,28 @@ static void tls_client(struct sl_cfg_buf *b, const struct sl_tls_client_config *
     sl_cfg_buf_adds(b, "}");
 }
 
+/* The rls block, with the domains its files hold; null when absent. */
+static void rls(struct sl_cfg_buf *b, const struct sl_rls_settings *r)
+{
+    if (!r->enabled) {
+        sl_cfg_buf_adds(b, "null");
+        return;
+    }
+    sl_cfg_buf_adds(b, "{\"listen\":");
+    sl_cfg_buf_json(b, r->listen.text);
+    sl_cfg_buf_adds(b, ",\"config\":");
+    sl_cfg_buf_json(b, r->config);
+    sl_cfg_buf_addf(b, ",\"response_headers\":%s,\"shadow_mode\":%s,\"domains\":[",
+                    r->response_headers ? "true" : "false", r->shadow_mode ? "true" : "false");
+    size_t n = r->files ? sl_rls_config_ndomains(r->files) : 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i)
+            sl_cfg_buf_adds(b, ",");
+        sl_cfg_buf_json(b, sl_rls_domain_name(sl_rls_config_domain(r->files, i)));
+    }
+    sl_cfg_buf_adds(b, "]}");
+}
+
 static void redis(struct sl_cfg_buf *b, const struct sl_redis_config *r)
 {
     if (!r->enabled) {
@@ -340,15 +363,16 @@ int sl_cfg_to_json(const struct sl_config *cfg, char **out)
     cidr_list(&b, &cfg->exempt);
     sl_cfg_buf_adds(&b, ",\"redis\":");
     redis(&b, &cfg->redis);
+    sl_cfg_buf_adds(&b, ",\"rls\":");
+    rls(&b, &cfg->rls);
     sl_cfg_buf_addf(&b,
                     ",\"failure_mode\":\"%s\",\"memory\":{\"max_keys\":%llu,\"max_bytes\":%llu},"
                     "\"response\":{\"status\":%d,\"headers\":\"%s\",\"grpc_status\":%d},"
                     "\"shutdown\":{\"drain_delay_ms\":%llu},"
                     "\"reload\":{\"watch\":%s,\"debounce_ms\":%llu},\"access_log\":",
                     failure_modes[cfg->failure_mode], (unsigned long long)cfg->memory_max_keys,
-                    (unsigned long long)cfg->memory_max_bytes,
-                    cfg->response_status, header_modes[cfg->response_headers],
-                    cfg->response_grpc_status,
+                    (unsigned long long)cfg->memory_max_bytes, cfg->response_status,
+                    header_modes[cfg->response_headers], cfg->response_grpc_status,
                     (unsigned long long)cfg->shutdown_drain_delay_ms,
                     cfg->reload_watch ? "true" : "false",
                     (unsigned long long)cfg->reload_debounce_ms);

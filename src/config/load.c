@@ -465,6 +465,7 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
         "shutdown",
         "reload",
         "access_log_key_fields",
+        "rls",
         NULL,
     };
     yaml_node_t *root = yaml_document_get_root_node(&ld->doc);
@@ -500,6 +501,8 @@ static void load_root(struct sl_loader *ld, struct sl_config *cfg)
     if ((node = sl_ld_get(ld, root, "redis")))
         sl_ld_redis(ld, node, cfg);
     load_small_sections(ld, root, cfg);
+    if ((node = sl_ld_get(ld, root, "rls")))
+        sl_ld_rls(ld, node, cfg);
     if ((node = sl_ld_get(ld, root, "routes")))
         sl_ld_routes(ld, node, cfg);
     else

@@ -139,7 +139,7 @@ const char *sl_ld_quota_problem(const struct sl_config *cfg, const struct sl_lim
 void sl_ld_rates(struct sl_loader *ld, const yaml_node_t *limit_node, const char *path,
                  const struct sl_config *cfg, struct sl_limit *lim);
 
-/* Section loaders (url.c, routes.c, limits.c). */
+/* Section loaders (url.c, routes.c, limits.c, rls_block.c). */
 /* listen.c: the listeners (before admin, which must differ from them), then, once the
  * client block is read (ALPN offers "h2" only with client.http2), their certificates. */
 void sl_ld_listen(struct sl_loader *ld, const yaml_node_t *root, struct sl_config *cfg);
@@ -152,6 +152,8 @@ void sl_ld_redis(struct sl_loader *ld, const yaml_node_t *node, struct sl_config
 void sl_ld_tls_client(struct sl_loader *ld, const yaml_node_t *node, const char *path,
                       struct sl_tls_client_config *c);
 void sl_ld_routes(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
+/* The rls block, its listener and the ratelimit files it names (rls_block.c). */
+void sl_ld_rls(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *cfg);
 void sl_ld_limits(struct sl_loader *ld, const yaml_node_t *route_node, const char *path,
                   struct sl_config *cfg, struct sl_route *route);
 

@@ -326,14 +326,15 @@ static void format_peer(struct sl_conn *c)
     c->peer_text_len = strlen(c->peer_text);
 }
 
-void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
-                    const struct sl_tls_server *tls)
+static void accept_conn(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen, const struct sl_tls_server *tls, bool rls)
 {
     struct sl_conn *c = calloc(1, sizeof *c);
     if (!c)
         goto fail;
     c->w = w;
     c->x.tls = tls != NULL;
+    c->rls = rls;
     c->bev = tls ? sl_tls_accept(w->base, fd, tls)
                  : bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     if (!c->bev)
@@ -389,6 +390,18 @@ fail:
     }
     if (fd >= 0)
         evutil_closesocket(fd);
+}
+
+void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
+                    const struct sl_tls_server *tls)
+{
+    accept_conn(w, fd, sa, salen, tls, false);
+}
+
+void sl_conn_accept_rls(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen)
+{
+    accept_conn(w, fd, sa, salen, NULL, true);
 }
 
 struct bufferevent *sl_conn_hand_over(struct sl_conn *c)

@@ -1,5 +1,6 @@
 /* gRPC in sluice's own answers: recognising a gRPC request by its content-type, mapping
- * sluice's statuses to gRPC's, and the fields of a trailers-only response. */
+ * sluice's statuses to gRPC's, the fields of a trailers-only response, and a call's
+ * grpc-timeout. */
 #include "grpc.h"
 
 #include <string.h>
@@ -92,4 +93,42 @@ void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status,
     SL_TEXT_LIT(t, "\r\n");
     if (headers && headers->len)
         sl_text_add(t, headers->data, headers->len);
+}
+
+/* grpc-timeout (gRPC over HTTP/2): at most 8 digits and a unit; 0 when absent or bad. */
+uint64_t sl_grpc_timeout_us(const struct sl_request *r)
+{
+    const char *v = NULL;
+    size_t n = 0;
+    for (size_t i = 0; i < r->nheaders; i++) {
+        if (r->headers[i].name_len == 12 &&
+            strncasecmp(r->headers[i].name, "grpc-timeout", 12) == 0) {
+            v = r->headers[i].value;
+            n = r->headers[i].value_len;
+        }
+    }
+    if (!v || n < 2 || n > 9)
+        return 0;
+    uint64_t num = 0;
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return 0;
+        num = num * 10 + (uint64_t)(v[i] - '0');
+    }
+    switch (v[n - 1]) {
+    case 'H':
+        return num * 3600000000ULL;
+    case 'M':
+        return num * 60000000ULL;
+    case 'S':
+        return num * 1000000ULL;
+    case 'm':
+        return num * 1000ULL;
+    case 'u':
+        return num;
+    case 'n':
+        return (num + 999) / 1000;
+    default:
+        return 0;
+    }
 }

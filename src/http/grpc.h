@@ -7,8 +7,10 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 struct sl_exchange;
+struct sl_request;
 struct sl_text;
 struct sl_textbuf;
 
@@ -43,5 +45,9 @@ void sl_grpc_percent_encode(struct sl_text *t, const char *s, size_t n);
  * body other clients would get; NULL or empty: {"error":"<name of status>"}. */
 void sl_grpc_answer(struct sl_text *t, const struct sl_exchange *x, int status,
                     const struct sl_textbuf *headers, const struct sl_textbuf *body);
+
+/* The call's grpc-timeout (at most 8 digits and a unit, H M S m u n) in microseconds; 0 when
+ * absent or malformed. The last field of the name counts, as for any repeated field. */
+uint64_t sl_grpc_timeout_us(const struct sl_request *r);
 
 #endif

@@ -66,6 +66,8 @@ struct sl_h2_conn {
     bool client_eof;
     bool lingering;  /* shut for writing after the last frame; reads are dropped */
     bool first;      /* no stream yet: the header timeout runs from the accept */
+    bool rls;        /* the rate limit service's: streams are its calls (h2_rls.c) */
+    size_t rls_held; /* request bytes its calls hold while they arrive (h2_rls.c) */
 };
 
 struct sl_h2_stream {
@@ -103,6 +105,7 @@ struct sl_h2_stream {
     bool resp_eof;    /* the response body is all in body_out */
     bool deferred;    /* the data source waits for body_out */
     bool finished;    /* sl_exchange_finish ran */
+    bool rls_call;    /* a ShouldRateLimit call collecting its message (h2_rls.c) */
 };
 
 /* h2_session.c */
@@ -141,6 +144,9 @@ bool sl_h2_stream_owes(const struct sl_h2_stream *st);
 
 /* Frees the stream, or leaves it to the engine's callback while a decision is owed. */
 void sl_h2_stream_release(struct sl_h2_stream *st);
+/* A decision owed to the stream has come: true when the stream is still open; false after
+ * freeing it, when it was released meanwhile. */
+bool sl_h2_stream_settle(struct sl_h2_stream *st);
 /* Frees a stream left to the engine that will never call back (the worker is ending). */
 void sl_h2_stream_abandon(struct sl_h2_stream *st);
 /* h2_data.c */
@@ -151,6 +157,15 @@ int sl_h2_stream_send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8
 /* client ops response_end: keeps the trailers (names lower case, as an HTTP/2 upstream
  * sent them) for sl_h2_stream_read, which submits them once body_out is all framed. */
 void sl_h2_stream_trailers(struct sl_exchange *x, const struct sl_header *t, size_t n);
+
+/* h2_rls.c: a stream of the rate limit service's connection, as one ShouldRateLimit call
+ * (anything else is answered UNIMPLEMENTED): its head checked, its message collected
+ * (bounded), decided by src/rls/ and answered with a gRPC message and trailers. */
+void sl_h2_rls_start(struct sl_h2_stream *st);
+void sl_h2_rls_data(struct sl_h2_stream *st, const uint8_t *data, size_t n);
+void sl_h2_rls_end(struct sl_h2_stream *st);
+/* The stream closed: what its call held is let go. */
+void sl_h2_rls_closed(struct sl_h2_stream *st);
 
 /* h2_head.c */
 /* Adds one field of the request head; returns 0, or -1 when the stream must be reset. */

@@ -523,6 +523,7 @@ void sl_h2_take_over(struct sl_conn *h1)
     c->active_us = c->progress_us = c->calm_us = sl_clock_mono_us();
     c->calm_tokens = SL_H2_CALM_BURST;
     c->first = true;
+    c->rls = h1->rls;
     if (session_new(c) < 0) {
         if (c->session)
             nghttp2_session_del(c->session);

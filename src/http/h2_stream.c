@@ -231,6 +231,16 @@ static void unlink_pending(struct sl_h2_stream *st)
     c->npending--;
 }
 
+bool sl_h2_stream_settle(struct sl_h2_stream *st)
+{
+    st->x.decision_pending = false;
+    if (st->opened)
+        return true;
+    unlink_pending(st);
+    stream_free(st); /* the stream ended while the call was decided */
+    return false;
+}
+
 void sl_h2_stream_abandon(struct sl_h2_stream *st)
 {
     unlink_pending(st);
@@ -287,6 +297,10 @@ void sl_h2_stream_data(struct sl_h2_stream *st, const uint8_t *data, size_t n)
     uint64_t max = x->cfg->client.max_body_bytes;
 
     x->bytes_in += n;
+    if (st->rls_call) {
+        sl_h2_rls_data(st, data, n);
+        return;
+    }
     if (st->local || x->gone) {
         nghttp2_session_consume(st->c->session, st->id, n);
         return;
@@ -304,6 +318,10 @@ void sl_h2_stream_data(struct sl_h2_stream *st, const uint8_t *data, size_t n)
 void sl_h2_stream_end(struct sl_h2_stream *st)
 {
     st->req_end = true;
+    if (st->rls_call) {
+        sl_h2_rls_end(st);
+        return;
+    }
     if (st->local) {
         st->x.req_done = true;
         return;
@@ -337,6 +355,7 @@ void sl_h2_stream_closed(struct sl_h2_stream *st, uint32_t error)
 {
     (void)error;
     st->closed = true;
+    sl_h2_rls_closed(st);
     drop_body(st);
     sl_h2_stream_release(st);
 }
@@ -569,6 +588,10 @@ void sl_h2_stream_start(struct sl_h2_stream *st, bool end_stream)
     x->chunked = x->has_body && st->content_length < 0;
     if (sl_h2_head_finish(st) < 0) {
         h2_kill(x);
+        return;
+    }
+    if (st->c->rls) {
+        sl_h2_rls_start(st);
         return;
     }
     int status = sl_h2_head_check(st);

@@ -91,8 +91,6 @@ int sl_h2u_head_submit(struct sl_h2u_stream *s);
 /* Collects one field of a response head or of its trailers; nghttp2 has checked it. */
 int sl_h2u_on_header(struct sl_h2u_stream *s, const nghttp2_frame *f, const uint8_t *name,
                      size_t namelen, const uint8_t *value, size_t valuelen);
-/* grpc-timeout as microseconds: at most 8 digits and a unit; 0 when absent or bad. */
-uint64_t sl_h2u_grpc_timeout_us(const struct sl_request *r);
 
 /* h2u_stream.c: what the session's callbacks hand on to a stream */
 /* A HEADERS or DATA frame for the stream is complete (END_STREAM ends the response). */

@@ -1,42 +1,12 @@
 /* HTTP/2 upstream heads: the request as HPACK fields (sl_forward_request_fields' rules,
  * names lower-cased, Host as :authority), the response head and trailers collected as
- * nghttp2 decodes them, and gRPC's grpc-timeout read as a deadline. */
+ * nghttp2 decodes them. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "h2u.h"
 #include "sluice/forward.h"
-
-/* grpc-timeout (gRPC over HTTP/2): at most 8 digits and a unit; 0 when absent or bad. */
-uint64_t sl_h2u_grpc_timeout_us(const struct sl_request *r)
-{
-    const char *v = NULL;
-    size_t n = 0;
-    for (size_t i = 0; i < r->nheaders; i++) {
-        if (r->headers[i].name_len == 12 && strncasecmp(r->headers[i].name, "grpc-timeout", 12) == 0) {
-            v = r->headers[i].value;
-            n = r->headers[i].value_len;
-        }
-    }
-    if (!v || n < 2 || n > 9)
-        return 0;
-    uint64_t num = 0;
-    for (size_t i = 0; i + 1 < n; i++) {
-        if (v[i] < '0' || v[i] > '9')
-            return 0;
-        num = num * 10 + (uint64_t)(v[i] - '0');
-    }
-    switch (v[n - 1]) {
-    case 'H': return num * 3600000000ULL;
-    case 'M': return num * 60000000ULL;
-    case 'S': return num * 1000000ULL;
-    case 'm': return num * 1000ULL;
-    case 'u': return num;
-    case 'n': return (num + 999) / 1000;
-    default: return 0;
-    }
-}
 
 struct nv_list {
     nghttp2_nv *nv;

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "grpc.h"
 #include "h2u.h"
 #include "sluice/clock.h"
 #include "sluice/forward.h"
@@ -396,7 +397,7 @@ void sl_h2u_wake(struct sl_h2u_conn *c)
 static void forward_body(struct sl_exchange *x, struct evbuffer *held)
 {
     struct sl_h2u_stream *s = calloc(1, sizeof *s);
-    uint64_t grpc_us = sl_h2u_grpc_timeout_us(&x->req);
+    uint64_t grpc_us = sl_grpc_timeout_us(&x->req);
 
     if (s)
         s->body = evbuffer_new();

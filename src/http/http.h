@@ -20,6 +20,7 @@
 #include "sluice/metrics.h"
 #include "sluice/top.h"
 #include "sluice/request.h"
+#include "sluice/rls.h"
 #include "sluice/text.h"
 
 #include "../tls/sessions.h"
@@ -216,6 +217,11 @@ struct sl_worker {
     struct sl_upstream_name upname; /* upstream_name.c */
     struct sl_tls_session_slot upstream_session; /* upstream_tls.c: the last TLS session */
 
+    /* The rate limit service (SPEC.md section 12): its own listener, whose connections are
+     * HTTP/2 only and never reach routes or the upstream, and where its calls decide. */
+    struct evconnlistener *rls_listener;
+    struct sl_rls_env rls_env;
+
     struct evbuffer *log_buf; /* access_log.c */
     struct event *log_timer;
     int64_t log_sec; /* second of log_ts */
@@ -234,6 +240,9 @@ int sl_worker_init(struct sl_worker *w, struct sl_server *s, unsigned index, cha
  * SO_REUSEPORT socket each). Returns
  * 0, or -1 with a message in `err`. */
 int sl_worker_listen(struct sl_worker *w, char *err, size_t errlen);
+/* Binds the worker's rate limit service listener (its own SO_REUSEPORT socket on
+ * rls.listen) and readies its stores. Returns 0, or -1 with a message in `err`. */
+int sl_worker_listen_rls(struct sl_worker *w, char *err, size_t errlen);
 void sl_worker_deinit(struct sl_worker *w);
 int sl_worker_start(struct sl_worker *w);
 /* From the main thread: hands `cfg` (a new reference is taken) to the worker. */
@@ -256,6 +265,7 @@ struct sl_server {
     struct sl_metrics *metrics;
     struct sl_top *top; /* heavy-hitter sketches; NULL without the admin listener */
     struct sl_store *memory;
+    struct sl_store *rls_memory; /* the rate limit service's state, on the epoch clock */
     struct sl_worker *workers;
     unsigned nworkers;
     atomic_uint conns; /* client connections of all workers */
@@ -419,10 +429,15 @@ struct sl_conn {
     bool chunk_out;   /* the response body is framed in chunks here (chunk_stage) */
     struct evbuffer *chunk_stage; /* the body before its chunk framing; owned, kept */
     bool client_eof;
+    bool rls; /* accepted by the rate limit service's listener: HTTP/2 only */
 };
 
 void sl_conn_accept(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa, int salen,
                     const struct sl_tls_server *tls);
+/* The same for the rate limit service's listener: the connection must open with the HTTP/2
+ * preface, and its streams are gRPC calls of the service (h2_rls.c), never requests. */
+void sl_conn_accept_rls(struct sl_worker *w, evutil_socket_t fd, const struct sockaddr *sa,
+                        int salen);
 /* Gives the connection's bufferevent (its socket, and the bytes read) to the caller and
  * lets the connection go without closing it or counting it closed. From inside its own
  * callback only. */

@@ -238,12 +238,17 @@ bool sl_request_read_head(struct sl_conn *c)
         return false;
     /* HTTP/2 with prior knowledge (RFC 9113 3.3) opens with its preface, which llhttp
      * would take for a request line; only a connection's first bytes can be it. */
-    if (c->first_request && !c->head_started && c->cfg->client.http2) {
+    if (c->first_request && !c->head_started && (c->cfg->client.http2 || c->rls)) {
         int preface = sl_h2_preface(in);
         if (preface == 0)
             return false;
         if (preface > 0) {
             sl_h2_take_over(c);
+            return false;
+        }
+        /* The rate limit service speaks gRPC, which is HTTP/2 only. */
+        if (c->rls) {
+            sl_conn_kill(c);
             return false;
         }
     }

@@ -106,6 +106,9 @@ static void warn_restart_needed(const struct sl_config *old, const struct sl_con
     if (old->admin_enabled != new->admin_enabled ||
         (new->admin_enabled && !sl_sockaddr_same(&old->admin_listen, &new->admin_listen)))
         sl_log_warn("reload: admin.listen changed; restart sluice to apply it");
+    if (old->rls.enabled != new->rls.enabled ||
+        (new->rls.enabled && !sl_sockaddr_same(&old->rls.listen, &new->rls.listen)))
+        sl_log_warn("reload: rls.listen changed; restart sluice to apply it");
     if (old->access_log != new->access_log ||
         (new->access_log ==
          SL_ACCESS_LOG_FILE &&strcmp(old->access_log_path, new->access_log_path) != 0))
@@ -172,7 +175,8 @@ static void watch_cb(void *arg)
     const char *path;
     const uint8_t *digest;
     if (sl_cfg_files(s->cfg, &path, &digest, 1) > 1)
-        sl_log_info("%s or a rates file it names changed on disk; reloading", s->cfg->file);
+        sl_log_info("%s or a rates or rls file it names changed on disk; reloading",
+                    s->cfg->file);
     else
         sl_log_info("%s changed on disk; reloading", s->cfg->file);
     reload(s);
@@ -359,6 +363,11 @@ int sl_server_run(struct sl_config *cfg)
         goto out;
     }
     s->memory = sl_store_memory_new(cfg->memory_max_keys, cfg->memory_max_bytes, NULL);
+    if (cfg->rls.enabled && !(s->rls_memory = sl_store_memory_new(
+                                  cfg->memory_max_keys, cfg->memory_max_bytes, sl_clock_real_us))) {
+        sl_log_error("out of memory starting sluice");
+        goto out;
+    }
     s->workers = calloc(s->nworkers, sizeof *s->workers);
     s->base = event_base_new();
     if (!s->metrics || !s->memory || !s->workers || !s->base) {
@@ -391,7 +400,8 @@ int sl_server_run(struct sl_config *cfg)
     }
     for (; inited < s->nworkers; inited++) {
         if (sl_worker_init(&s->workers[inited], s, inited, err, sizeof err) < 0 ||
-            sl_worker_listen(&s->workers[inited], err, sizeof err) < 0) {
+            sl_worker_listen(&s->workers[inited], err, sizeof err) < 0 ||
+            (cfg->rls.enabled && sl_worker_listen_rls(&s->workers[inited], err, sizeof err) < 0)) {
             inited++;
             sl_log_error("%s", err);
             goto out;
@@ -424,6 +434,10 @@ int sl_server_run(struct sl_config *cfg)
         sl_log_info("listening on %s%s with %u worker%s, upstream %s", cfg->listeners[i].addr.text,
                     cfg->listeners[i].tls ? " (TLS)" : "", s->nworkers,
                     s->nworkers == 1 ? "" : "s", cfg->upstream.url);
+    if (cfg->rls.enabled)
+        sl_log_info("rate limit service (gRPC) on %s, %zu domain%s", cfg->rls.listen.text,
+                    cfg->rls.files ? sl_rls_config_ndomains(cfg->rls.files) : (size_t)0,
+                    cfg->rls.files && sl_rls_config_ndomains(cfg->rls.files) == 1 ? "" : "s");
     event_base_dispatch(s->base);
     rc = 0;
 
@@ -449,6 +463,7 @@ out:
         close(s->access_fd);
     free(s->workers);
     sl_store_free(s->memory);
+    sl_store_free(s->rls_memory);
     sl_metrics_free(s->metrics);
     sl_top_free(s->top);
     sl_cfg_unref(s->cfg);

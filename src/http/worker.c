@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "h2.h"
+#include "sluice/clock.h"
 #include "sluice/config_parse.h"
 #include "sluice/log.h"
 #include "sluice/store_redis.h"
@@ -55,6 +56,12 @@ static void listeners_enable(struct sl_worker *w, bool on)
             (on ? evconnlistener_enable : evconnlistener_disable)(w->listeners[i].ev);
 }
 
+static void accept_rls_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
+                          int salen, void *arg)
+{
+    sl_conn_accept_rls(arg, fd, sa, salen);
+}
+
 static void accept_error_cb(struct evconnlistener *l, void *arg)
 {
     /* EMFILE and friends: keep serving the open connections; accepting resumes when
@@ -93,6 +100,10 @@ static void stop_cb(evutil_socket_t fd, short what, void *arg)
     struct sl_worker *w = arg;
     w->draining = true;
     listeners_free(w);
+    if (w->rls_listener) {
+        evconnlistener_free(w->rls_listener);
+        w->rls_listener = NULL;
+    }
     atomic_store(&w->listener_paused, false);
     sl_pool_clear(w);
     sl_h2u_close_all(w, true);
@@ -259,6 +270,33 @@ nomem:
     return -1;
 }
 
+int sl_worker_listen_rls(struct sl_worker *w, char *err, size_t errlen)
+{
+    struct sl_server *s = w->server;
+
+    /* Redis when configured (keys under its key_prefix, "rls:" and the domain), else the
+     * service's own memory store, whose clock is the epoch's as ratelimit's windows are. */
+    w->rls_env = (struct sl_rls_env){.store = w->redis ? w->redis : s->rls_memory,
+                                     .local = s->rls_memory,
+                                     .store_kind = w->redis ? SL_STORE_REDIS : SL_STORE_MEMORY,
+                                     .clock_us = sl_clock_real_us,
+                                     .metrics = w->metrics,
+                                     .top = s->top ? sl_top_slot(s->top, w->index) : NULL,
+                                     .thread = w->index};
+    int fd = sl_listen_socket(&s->cfg->rls.listen, err, errlen);
+    if (fd < 0)
+        return -1;
+    w->rls_listener = evconnlistener_new(w->base, accept_rls_cb, w,
+                                         LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC, 0, fd);
+    if (!w->rls_listener) {
+        close(fd);
+        snprintf(err, errlen, "out of memory starting worker %u", w->index);
+        return -1;
+    }
+    evconnlistener_set_error_cb(w->rls_listener, accept_error_cb);
+    return 0;
+}
+
 void sl_worker_deinit(struct sl_worker *w)
 {
     w->draining = true;
@@ -269,6 +307,8 @@ void sl_worker_deinit(struct sl_worker *w)
     w->redis = NULL;
     sl_pool_clear(w);
     listeners_free(w);
+    if (w->rls_listener)
+        evconnlistener_free(w->rls_listener);
     /* Freeing the engine answers the decisions it still owes; what remains after that
      * has nobody left to call it back. */
     sl_engine_free(w->engine);

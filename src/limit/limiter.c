@@ -28,6 +28,16 @@ const struct sl_algorithm_ops *const *sl_algorithm_all(void)
     return algorithms;
 }
 
+const struct sl_algorithm_ops *const *sl_algorithm_stored(void)
+{
+    static const struct sl_algorithm_ops *const stored[] = {
+        &sl_alg_fixed_window, &sl_alg_sliding_window, &sl_alg_sliding_window_counter,
+        &sl_alg_token_bucket, &sl_alg_leaky_bucket,   &sl_alg_rls_fixed_window,
+        NULL,
+    };
+    return stored;
+}
+
 uint64_t sl_limit_capacity(const struct sl_limit *lim)
 {
     return lim->alg->has_burst ? lim->burst : lim->count;

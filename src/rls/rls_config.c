@@ -160,6 +160,16 @@ void sl_rls_config_free(struct sl_rls_config *cfg)
     free(cfg);
 }
 
+size_t sl_rls_config_nfiles(const struct sl_rls_config *cfg)
+{
+    return cfg->nfiles;
+}
+
+const char *sl_rls_config_file(const struct sl_rls_config *cfg, size_t i)
+{
+    return cfg->files[i];
+}
+
 size_t sl_rls_config_ndomains(const struct sl_rls_config *cfg)
 {
     return cfg->ndomains;

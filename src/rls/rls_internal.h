@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "sluice/config.h"
 #include "sluice/rls_config.h"
 
 struct sl_rls_node {
@@ -37,6 +38,9 @@ struct sl_rls_node {
 
 struct sl_rls_domain {
     struct sl_rls_node root; /* key = the domain's name */
+    /* What the stores see as the route of the domain's limits: only its name, "rls:DOMAIN",
+     * which puts the domain in every key (Redis: key_prefix + "rls:DOMAIN:" + ...). */
+    struct sl_route route;
     char **names;            /* rate_limit names and replaces, numbered; owned */
     size_t nnames, names_cap;
 };

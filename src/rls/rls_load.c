@@ -193,6 +193,10 @@ static struct sl_rls_limit *load_limit(struct sl_rls_reader *r, struct sl_rls_do
         oom(r, rl);
     load_replaces(r, dom, rl, path, lim);
     load_algorithm(r, rl, path, lim);
+    /* ratelimit's fixed window, not sluice's: every hit counted, no debt. */
+    if (lim->lim.alg == sl_algorithm_find("fixed_window"))
+        lim->lim.alg = &sl_alg_rls_fixed_window;
+    lim->lim.route = &dom->route;
     lim->file = r->file;
     lim->line = rl->start_mark.line + 1;
     lim->column = rl->start_mark.column + 1;
@@ -316,6 +320,18 @@ static struct sl_rls_domain *find_domain(struct sl_rls_config *cfg, const char *
     return NULL;
 }
 
+/* "rls:DOMAIN", the stores' route name for the domain's limits; NULL on ENOMEM. */
+static char *route_name(const char *domain)
+{
+    size_t n = strlen(domain);
+    char *s = malloc(4 + n + 1);
+    if (s) {
+        memcpy(s, "rls:", 4);
+        memcpy(s + 4, domain, n + 1);
+    }
+    return s;
+}
+
 static struct sl_rls_domain *new_domain(struct sl_rls_reader *r, const char *name,
                                         const yaml_node_t *at)
 {
@@ -323,7 +339,7 @@ static struct sl_rls_domain *new_domain(struct sl_rls_reader *r, const char *nam
     struct sl_rls_domain *dom = calloc(1, sizeof *dom);
 
     if (!dom || !(dom->root.key = strdup(name)) || !(dom->root.value = strdup("")) ||
-        !(dom->root.composite = strdup(name)))
+        !(dom->root.composite = strdup(name)) || !(dom->route.name = route_name(name)))
         goto fail;
     dom->root.composite_len = strlen(name);
     dom->root.file = r->file;

@@ -99,6 +99,68 @@ static bool wild_match(const struct sl_rls_node *w, const struct composite *c)
     return true;
 }
 
+/* The child of `node` that entry `e` matches, in ratelimit's order, or NULL. */
+static const struct sl_rls_node *step(const struct sl_rls_node *node, const struct sl_rls_entry *e)
+{
+    struct composite full = {
+        e->key, e->value, e->key_len, e->value_len, e->key_len + 1 + e->value_len, true};
+    const struct sl_rls_node *kid = lookup(node, &full);
+
+    for (size_t w = 0; !kid && w < node->nwild; w++)
+        if (wild_match(node->wild[w], &full))
+            kid = node->wild[w];
+    if (!kid) {
+        struct composite key_only = {e->key, NULL, e->key_len, 0, e->key_len, false};
+        kid = lookup(node, &key_only);
+    }
+    return kid;
+}
+
+size_t sl_rls_walk(const struct sl_rls_domain *dom, const struct sl_rls_entry *entries, size_t n,
+                   const struct sl_rls_node **path)
+{
+    const struct sl_rls_node *node = &dom->root;
+
+    for (size_t i = 0; i < n; i++) {
+        if (!(node = step(node, &entries[i])))
+            return i;
+        path[i] = node;
+    }
+    return n;
+}
+
+static size_t put(char *buf, size_t size, size_t at, const char *s, size_t n)
+{
+    if (at < size)
+        memcpy(buf + at, s, n < size - at ? n : size - at);
+    return at + n;
+}
+
+size_t sl_rls_key_value(const struct sl_rls_entry *entries, size_t n,
+                        const struct sl_rls_node *const *path, char *buf, size_t size)
+{
+    size_t at = 0;
+    for (size_t i = 0; i < n; i++) {
+        const char *v = entries[i].value;
+        size_t vlen = entries[i].value_len;
+        if (path && path[i] && path[i]->share_threshold) {
+            v = path[i]->value;
+            vlen = strlen(v);
+        }
+        if (i)
+            at = put(buf, size, at, "_", 1);
+        at = put(buf, size, at, entries[i].key, entries[i].key_len);
+        at = put(buf, size, at, "_", 1);
+        at = put(buf, size, at, v, vlen);
+    }
+    return at;
+}
+
+const struct sl_rls_limit *sl_rls_node_limit(const struct sl_rls_node *node)
+{
+    return node->limit;
+}
+
 const struct sl_rls_limit *sl_rls_match(const struct sl_rls_domain *dom,
                                         const struct sl_rls_entry *entries, size_t n,
                                         const struct sl_rls_node **path)
@@ -109,23 +171,10 @@ const struct sl_rls_limit *sl_rls_match(const struct sl_rls_domain *dom,
         return NULL;
     node = &dom->root;
     for (size_t i = 0; i < n; i++) {
-        const struct sl_rls_entry *e = &entries[i];
-        struct composite full = {
-            e->key, e->value, e->key_len, e->value_len, e->key_len + 1 + e->value_len, true};
-        const struct sl_rls_node *kid = lookup(node, &full);
-
-        for (size_t w = 0; !kid && w < node->nwild; w++)
-            if (wild_match(node->wild[w], &full))
-                kid = node->wild[w];
-        if (!kid) {
-            struct composite key_only = {e->key, NULL, e->key_len, 0, e->key_len, false};
-            kid = lookup(node, &key_only);
-        }
-        if (!kid)
+        if (!(node = step(node, &entries[i])))
             return NULL;
         if (path)
-            path[i] = kid;
-        node = kid;
+            path[i] = node;
     }
     return node->limit;
 }

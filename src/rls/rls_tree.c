@@ -148,10 +148,26 @@ void sl_rls_domain_free(struct sl_rls_domain *dom)
     if (!dom)
         return;
     sl_rls_node_deinit(&dom->root);
+    free(dom->route.name);
     for (size_t i = 0; i < dom->nnames; i++)
         free(dom->names[i]);
     free(dom->names);
     free(dom);
+}
+
+static void each(struct sl_rls_node *node, void (*fn)(struct sl_rls_limit *, void *), void *arg)
+{
+    if (node->limit)
+        fn(node->limit, arg);
+    for (size_t i = 0; i < node->nkids; i++)
+        each(node->kids[i], fn, arg);
+}
+
+void sl_rls_config_each_limit(struct sl_rls_config *cfg,
+                              void (*fn)(struct sl_rls_limit *lim, void *arg), void *arg)
+{
+    for (size_t i = 0; cfg && i < cfg->ndomains; i++)
+        each(&cfg->domains[i]->root, fn, arg);
 }
 
 const char *sl_rls_node_value(const struct sl_rls_node *node)

@@ -454,7 +454,7 @@ static unsigned script_nargv(const char *body)
 
 static void load_scripts(struct sl_redis_store *s)
 {
-    const struct sl_algorithm_ops *const *all = sl_algorithm_all();
+    const struct sl_algorithm_ops *const *all = sl_algorithm_stored();
     for (size_t i = 0; all[i] && s->nscripts < SL_REDIS_MAX_SCRIPTS; i++) {
         const char *body = all[i]->redis_script;
         if (!body || !*body)

@@ -491,6 +491,32 @@ def parser_seeds():
             write("parsers", bytes([p]) + v)
 
 
+# ---- rls ----
+
+def rls_seeds():
+    """ShouldRateLimit bodies for fuzz_rls: the requests of the rls integration tests, built
+    by their own encoder, after fuzz_rls's option byte."""
+    import sys
+    sys.path.insert(0, str(ROOT / "tests" / "integration"))
+    from rls_support import descriptor, framed, rate_limit_request
+    requests = [
+        rate_limit_request("d", [[("a", "x")]]),
+        rate_limit_request("d", [[("a", "v")], [("a", "x")]], hits_addend=2),
+        rate_limit_request("d", [[("w", "x1y")], [("p", "prefix")], [("n", "1"), ("m", "2")]]),
+        rate_limit_request("d", [[("n", "1"), ("q", "2")], [("u", "1")], [("z", "1")]]),
+        rate_limit_request("d", [descriptor([("l", "1")], hits_addend=0),
+                                 descriptor([("c", "1")], hits_addend=5),
+                                 descriptor([("o", "1")], limit=(2, "minute"))]),
+        rate_limit_request("other", [[("a", "x")]]),
+        rate_limit_request("", [[("a", "x")]]),
+        rate_limit_request("d", []),
+    ]
+    for i, r in enumerate(requests):
+        write("rls", bytes([i]) + framed(r))
+    write("rls", b"\x00" + framed(requests[0])[:-1])
+    write("rls", b"\x03\x00\x00\x20\x00\x00")
+
+
 if __name__ == "__main__":
     config_seeds()
     request_seeds()
@@ -499,5 +525,6 @@ if __name__ == "__main__":
     h2_upstream_seeds()
     redis_seeds()
     parser_seeds()
+    rls_seeds()
     for d in sorted(CORPUS.iterdir()):
         print(f"{d.name}: {len(list(d.iterdir()))} seeds")

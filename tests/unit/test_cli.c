@@ -74,8 +74,8 @@ static const char *write_bad_config(void)
 }
 
 /* True when `out` is the route index line of -t with these counts, the regex matcher's line
- * for `regex_routes` routes, any rates tables' lines, then "configuration ok". Sizes in bytes depend on the
- * platform and the matcher on the build, so they are only checked for their form. */
+ * for `regex_routes` routes, any rates tables' lines, then "configuration ok". Sizes in bytes
+ * depend on the platform and the matcher on the build, so they are only checked for their form. */
 static bool checked_ok(const char *out, const char *counts, unsigned regex_routes)
 {
     size_t n = strlen(counts);
@@ -96,6 +96,9 @@ static bool checked_ok(const char *out, const char *counts, unsigned regex_route
     bool fallback = strncmp(line, "fallback matcher (", 18) == 0;
     /* Then a line for each limit with per-consumer rates. */
     while (eol && strncmp(eol + 1, "rates: ", 7) == 0)
+        eol = strchr(eol + 1, '\n');
+    /* Then the rate limit service's, with an rls block. */
+    if (eol && strncmp(eol + 1, "rls: ", 5) == 0)
         eol = strchr(eol + 1, '\n');
     return (hs || fallback) && eol && strcmp(eol, "\nconfiguration ok\n") == 0;
 }
@@ -205,6 +208,39 @@ START_TEST(config_from_environment)
 }
 END_TEST
 
+/* -t reads the rls files too, and says what they hold. */
+START_TEST(check_rls_files)
+{
+    char conf[96], rl[96];
+    snprintf(rl, sizeof rl, "%s/edge.yaml", dir);
+    FILE *f = fopen(rl, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("domain: edge\ndescriptors:\n  - key: a\n    rate_limit: {unit: second, "
+          "requests_per_unit: 1}\n  - key: b\n    rate_limit: {unlimited: true}\n",
+          f);
+    fclose(f);
+    snprintf(conf, sizeof conf, "%s/rls.yaml", dir);
+    f = fopen(conf, "w");
+    ck_assert_ptr_nonnull(f);
+    fputs("upstream:\n  url: http://127.0.0.1:3000\nrls:\n  config: edge.yaml\nroutes:\n"
+          "  - name: r\n    match: {path: /}\n",
+          f);
+    fclose(f);
+    struct result r;
+    run((const char *[]){"-t", "-c", conf, NULL}, NULL, &r);
+    ck_assert_msg(r.status == 0, "exit %d: %s", r.status, r.err);
+    ck_assert_msg(
+        checked_ok(r.out, "routes: 1 path, 0 path_prefix, 0 path_regex, 0 without a path", 0), "%s",
+        r.out);
+    char line[256];
+    snprintf(line, sizeof line, "\nrls: 127.0.0.1:8081, 1 domain and 2 limits in 1 file from %s\n",
+             rl);
+    ck_assert_msg(strstr(r.out, line), "%s", r.out);
+    unlink(rl);
+    unlink(conf);
+}
+END_TEST
+
 static Suite *suite(void)
 {
     Suite *s = suite_create("cli");
@@ -218,6 +254,7 @@ static Suite *suite(void)
     tcase_add_test(tc, unknown_option);
     tcase_add_test(tc, c_without_argument);
     tcase_add_test(tc, config_from_environment);
+    tcase_add_test(tc, check_rls_files);
     suite_add_tcase(s, tc);
     return s;
 }

@@ -347,6 +347,7 @@ static const struct {
     {"sluice_memory_evictions_total", "counter"},
     {"sluice_config_reloads_total", "counter"},
     {"sluice_build_info", "gauge"},
+    {"sluice_rls_requests_total", "counter"},
 };
 
 START_TEST(test_every_family_has_help_and_type)
