@@ -36,7 +36,7 @@ SL_ADMIN=${SL_ADMIN:-18574}
 . bench/lib.sh
 bench_setup "nginx wrk openssl curl $PYTHON" "$UP_PORT" "$SL_PORT" "$NG_PORT" "$SL_ADMIN"
 ulimit -n "$(ulimit -Hn)"
-rm -f "$out"/*.txt "$out"/tls-*
+rm -rf "$out"/*.txt "$out"/tls-*
 
 # The certificate both proxies serve.
 (cd "$out" &&
