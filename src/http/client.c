@@ -453,6 +453,19 @@ static void conn_free(struct sl_conn *c)
 
 void sl_conn_shutdown(struct sl_conn *c, bool graceful)
 {
+    if (graceful && c->state == SL_C_HEAD && !c->head_started && !c->dying) {
+        /* A request the client sent before the shutdown, still unread in the socket, is
+         * served: closing with it unread would reset the connection under the client. */
+        sl_conn_enter(c);
+        conn_readcb(c->x.tls ? -1 : bufferevent_getfd(c->bev), EV_READ, c);
+        bool idle = !c->dying && c->state == SL_C_HEAD && !c->head_started;
+        if (!c->dying && !idle)
+            c->close_after = true; /* finish the request in flight, then close */
+        if (idle)
+            sl_conn_kill(c);
+        sl_conn_leave(c);
+        return;
+    }
     if (graceful && !(c->state == SL_C_HEAD && !c->head_started)) {
         c->close_after = true; /* finish the request in flight, then close */
         return;
