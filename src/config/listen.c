@@ -25,6 +25,18 @@ void sl_listen_config_deinit(struct sl_listen_config *l)
     l->tls = NULL;
 }
 
+/* A file the configuration names, resolved as the others are (sl_ld_resolve). */
+static void resolve_in_place(struct sl_loader *ld, const yaml_node_t *at, char **path)
+{
+    char *resolved = sl_ld_resolve(ld, *path);
+    if (!resolved) {
+        sl_ld_error(ld, at, "", "out of memory");
+        return;
+    }
+    free(*path);
+    *path = resolved;
+}
+
 static void load_certificates(struct sl_loader *ld, const yaml_node_t *tls, const char *path,
                               struct sl_tls_server_config *t)
 {
@@ -56,6 +68,8 @@ static void load_certificates(struct sl_loader *ld, const yaml_node_t *tls, cons
             *c = (struct sl_tls_certificate){0};
             continue;
         }
+        resolve_in_place(ld, item, &c->cert);
+        resolve_in_place(ld, item, &c->key);
         t->ncerts++;
     }
 }
@@ -82,6 +96,8 @@ static struct sl_tls_server_config *load_tls(struct sl_loader *ld, const yaml_no
         free(t->client_ca);
         t->client_ca = NULL;
     }
+    if (t->client_ca)
+        resolve_in_place(ld, node, &t->client_ca);
     return t;
 }
 

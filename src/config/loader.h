@@ -116,6 +116,10 @@ bool sl_ld_name(struct sl_loader *ld, const yaml_node_t *map, const char *path, 
 
 /* strdup() that records "out of memory" at `node` when it fails. */
 char *sl_ld_strdup(struct sl_loader *ld, const yaml_node_t *node, const char *s);
+/* A path the file names (a rates file, the ratelimit files, certificates and keys), resolved
+ * against the configuration file's directory when relative, so that `sluice -c
+ * conf/sluice.yaml` finds it wherever sluice runs; malloc'd, NULL when out of memory. */
+char *sl_ld_resolve(const struct sl_loader *ld, const char *file);
 
 /* The address forms of url.c. "http://host[:port][/]" or "unix:/path" -> up->addr, or
  * up->host and up->port for a host name (the caller frees addr.text and host, also on

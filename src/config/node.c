@@ -1,6 +1,7 @@
 /* Typed readers of the YAML document: every value is checked, converted, and any problem
  * recorded with its position and key path. */
 #include <ctype.h>
+#include <libgen.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -560,4 +561,20 @@ bool sl_ld_name(struct sl_loader *ld, const yaml_node_t *map, const char *path, 
     }
     *out = sl_ld_strdup(ld, v, text);
     return *out != NULL;
+}
+
+char *sl_ld_resolve(const struct sl_loader *ld, const char *file)
+{
+    if (file[0] == '/')
+        return strdup(file);
+    char *copy = strdup(ld->file);
+    if (!copy)
+        return NULL;
+    const char *dir = dirname(copy);
+    size_t n = strlen(dir) + 1 + strlen(file) + 1;
+    char *out = malloc(n);
+    if (out)
+        snprintf(out, n, "%s/%s", dir, file);
+    free(copy);
+    return out;
 }

@@ -8,7 +8,6 @@
  * rates was meant cannot be guessed, as envoyproxy/ratelimit refuses a duplicate descriptor. */
 #include <errno.h>
 #include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,24 +142,6 @@ static void load_values(struct sl_loader *ld, const yaml_node_t *node, const cha
         else
             lim->rates->ninline++;
     }
-}
-
-/* `file` as written, resolved against the configuration file's directory when relative, so
- * that `sluice -c conf/sluice.yaml` finds what the file names wherever it is run. */
-static char *resolve(const char *config_file, const char *file)
-{
-    if (file[0] == '/')
-        return strdup(file);
-    char *copy = strdup(config_file);
-    if (!copy)
-        return NULL;
-    const char *dir = dirname(copy);
-    size_t n = strlen(dir) + 1 + strlen(file) + 1;
-    char *out = malloc(n);
-    if (out)
-        snprintf(out, n, "%s/%s", dir, file);
-    free(copy);
-    return out;
 }
 
 static int read_all(const char *path, char **out, size_t *out_len, const char **problem)
@@ -318,7 +299,7 @@ static void load_file(struct sl_loader *ld, const yaml_node_t *node, const char 
         return;
     }
     struct sl_rates *r = lim->rates;
-    if (!(r->file = resolve(ld->file, text))) {
+    if (!(r->file = sl_ld_resolve(ld, text))) {
         sl_ld_error(ld, v, vpath, "out of memory");
         return;
     }

@@ -1,7 +1,6 @@
 /* The rls block (SPEC.md section 12): where Envoy's rate limit service API listens, and
  * envoyproxy/ratelimit's configuration files, read here so that a file ratelimit would
  * refuse fails `sluice -t` and a reload like any other error of the configuration. */
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -12,24 +11,6 @@
 #include "sluice/rls_config.h"
 
 #define DEFAULT_LISTEN "127.0.0.1:8081"
-
-/* `file` resolved against the configuration file's directory when relative, as a rates
- * file is, so that `sluice -c conf/sluice.yaml` finds it wherever sluice runs. */
-static char *resolve(const char *config_file, const char *file)
-{
-    if (file[0] == '/')
-        return strdup(file);
-    char *copy = strdup(config_file);
-    if (!copy)
-        return NULL;
-    const char *dir = dirname(copy);
-    size_t n = strlen(dir) + 1 + strlen(file) + 1;
-    char *out = malloc(n);
-    if (out)
-        snprintf(out, n, "%s/%s", dir, file);
-    free(copy);
-    return out;
-}
 
 static bool taken_by_listen(const struct sl_config *cfg, const struct sl_sockaddr *addr)
 {
@@ -115,7 +96,7 @@ void sl_ld_rls(struct sl_loader *ld, const yaml_node_t *node, struct sl_config *
                         "files: a directory or one file, such as /etc/ratelimit/config");
         return;
     }
-    rls->config = resolve(ld->file, written);
+    rls->config = sl_ld_resolve(ld, written);
     free(written);
     if (!rls->config) {
         sl_ld_error(ld, at, "rls.config", "out of memory");

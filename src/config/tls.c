@@ -43,14 +43,23 @@ int sl_tls_client_config_copy(struct sl_tls_client_config *dst,
     return 0;
 }
 
-/* `path`.`key` as a string, NULL when left out or empty. */
+/* `path`.`key` as a string, NULL when left out or empty; with `file`, resolved against the
+ * configuration file's directory (sl_ld_resolve). */
 static void load_path(struct sl_loader *ld, const yaml_node_t *map, const char *path,
-                      const char *key, char **out)
+                      const char *key, char **out, bool file)
 {
-    if (sl_ld_string(ld, map, path, key, out) && !**out) {
-        free(*out);
-        *out = NULL;
+    if (!sl_ld_string(ld, map, path, key, out))
+        return;
+    char *kept = NULL;
+    if (**out && file) {
+        kept = sl_ld_resolve(ld, *out);
+        if (!kept)
+            sl_ld_error(ld, map, path, "out of memory");
+    } else if (**out) {
+        return;
     }
+    free(*out);
+    *out = kept;
 }
 
 /* PEM files past this are not certificates or keys (a system CA bundle is about 200 KiB). */
@@ -152,11 +161,11 @@ void sl_ld_tls_client(struct sl_loader *ld, const yaml_node_t *node, const char 
         return; /* `tls:` alone: on, with the defaults */
     if (!sl_ld_mapping(ld, node, path, keys))
         return;
-    load_path(ld, node, path, "ca", &c->ca);
+    load_path(ld, node, path, "ca", &c->ca, true);
     sl_ld_bool(ld, node, path, "verify", &c->verify);
-    load_path(ld, node, path, "server_name", &c->server_name);
-    load_path(ld, node, path, "cert", &c->cert);
-    load_path(ld, node, path, "key", &c->key);
+    load_path(ld, node, path, "server_name", &c->server_name, false);
+    load_path(ld, node, path, "cert", &c->cert, true);
+    load_path(ld, node, path, "key", &c->key, true);
     if (c->ca) {
         sl_ld_path(vpath, path, "ca");
         check_ca(ld, sl_ld_get(ld, node, "ca"), vpath, c->ca);

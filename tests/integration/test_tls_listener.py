@@ -267,6 +267,13 @@ def test_bad_certificate_files_are_refused_naming_the_file(sluice_binary, tmp_pa
     r = check_config(sluice_binary, tmp_path,
                      minimal(entry(certs.path("server", "pem"), certs.path("server", "key"))))
     assert r.returncode == 0, r.stderr
+    # A relative path is the configuration file's directory's, wherever sluice runs (check_config
+    # runs it from the test's working directory, not tmp_path).
+    (tmp_path / "tls").mkdir()
+    shutil.copy(certs.path("server", "pem"), tmp_path / "tls" / "s.pem")
+    shutil.copy(certs.path("server", "key"), tmp_path / "tls" / "s.key")
+    r = check_config(sluice_binary, tmp_path, minimal(entry("tls/s.pem", "tls/s.key")))
+    assert r.returncode == 0, r.stderr
 
 
 def test_reload_rotates_certificates_and_open_sessions_go_on(tls_proxy, certs, tmp_path):
