@@ -89,7 +89,7 @@ int sl_ld_parse_upstream_url(const char *url, struct sl_upstream_config *up)
     /* The upstream receives the client's request target as it is: no path to prepend. */
     if (auth[n] != '\0' && strcmp(auth + n, "/") != 0)
         return -1;
-    if (n == 0 || n + sizeof ":80" > sizeof hostport)
+    if (n == 0 || n + sizeof ":443" > sizeof hostport)
         return -1;
     memcpy(hostport, auth, n);
     hostport[n] = '\0';

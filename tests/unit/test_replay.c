@@ -4,6 +4,7 @@
  * pseudo-terminal and on a file. */
 #include <check.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -294,9 +295,17 @@ static size_t progress_on(int err, int from, char *out, size_t cap, bool *on)
     dup2(saved, STDERR_FILENO);
     close(saved);
     close(log);
-    ssize_t n = read(from, out, cap - 1);
-    out[n > 0 ? n : 0] = '\0';
-    return n > 0 ? (size_t)n : 0;
+    /* The line and its erasure are two writes: a terminal may hand them over apart. */
+    size_t n = 0;
+    struct pollfd pfd = {.fd = from, .events = POLLIN};
+    while (n < cap - 1 && poll(&pfd, 1, 200) == 1) {
+        ssize_t got = read(from, out + n, cap - 1 - n);
+        if (got <= 0)
+            break;
+        n += (size_t)got;
+    }
+    out[n] = '\0';
+    return n;
 }
 
 START_TEST(progress_on_a_terminal_only)
